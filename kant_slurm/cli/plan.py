@@ -1,0 +1,2 @@
+"""placeholder until its issue lands."""
+commands: list = []

@@ -1,0 +1,77 @@
+"""A Plan: what a policy decided for one snapshot. Plain data: printable, diffable, JSON.
+
+The simulator carries out ``starts``; the actuator turns the whole plan into ``scontrol`` changes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """One pending job's place in the queue and the factors that put it there (like sprio)."""
+
+    job_id: str
+    rank: int  # 0 = first
+    factors: Mapping[str, Any]  # e.g. {"class_tier": 0, "quota_tier": 1, "age_s": 340.0}
+
+
+@dataclass(frozen=True, slots=True)
+class Placement:
+    """A job the plan starts now, on these nodes."""
+
+    job_id: str
+    nodes: tuple[str, ...]
+    node_gpus: tuple[int, ...]
+    backfilled: bool = False  # started ahead of a blocked, higher-ranked job
+    group: str | None = None  # the topology group chosen (leaf or higher), if any
+    runtime_estimate: float | None = None  # seconds the engine assumed it would run
+    estimate_source: str = "time_limit"  # "time_limit", "history", "user", "default"
+    why: str = ""  # one line: how the group and nodes were chosen
+    alternatives: tuple[Mapping[str, Any], ...] = ()  # other groups considered, with scores
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """A blocked job's earliest start: nodes held for it from ``start_time``."""
+
+    job_id: str
+    start_time: float
+    nodes: tuple[str, ...]
+    node_gpus: tuple[int, ...]
+    runtime_estimate: float | None = None
+    estimate_source: str = "time_limit"
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The outcome of one planning cycle."""
+
+    policy: str
+    now: float
+    order: tuple[QueueEntry, ...] = ()
+    starts: tuple[Placement, ...] = ()
+    reservations: tuple[Reservation, ...] = ()
+    node_tiers: Mapping[str, int] = field(default_factory=dict)  # node -> preference tier, 0 best
+    blocked: Mapping[str, str] = field(default_factory=dict)  # job id -> why it does not start now
+    explain: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # job id -> reasoning
+    stats: Mapping[str, Any] = field(default_factory=dict)  # counts and timings of the cycle
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form with stable keys."""
+        return {
+            "policy": self.policy,
+            "now": self.now,
+            "order": [asdict(e) | {"factors": dict(e.factors)} for e in self.order],
+            "starts": [
+                asdict(p) | {"alternatives": [dict(a) for a in p.alternatives]} for p in self.starts
+            ],
+            "reservations": [asdict(r) for r in self.reservations],
+            "node_tiers": dict(self.node_tiers),
+            "blocked": dict(self.blocked),
+            "explain": {k: list(v) for k, v in self.explain.items()},
+            "stats": dict(self.stats),
+        }

@@ -1,0 +1,534 @@
+"""The frozen cluster snapshot that every policy sees (shared/DESIGN.md, "Cluster model").
+
+Two layers, so that the simulator can make a snapshot per scheduling cycle cheaply:
+
+- :class:`Inventory` is what does not change from cycle to cycle: node names, partitions, GPU
+  types, capacities, features and the switch tree. It is built once and shared by snapshots.
+- :class:`ClusterSnapshot` adds what changes: per-node allocation, state and weight (read-only
+  numpy arrays, indexed like ``inventory.names``) and the running and pending jobs.
+
+Nothing here talks to Slurm, reads files or looks at the clock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from types import MappingProxyType
+
+import numpy as np
+
+from .errors import InputError
+
+JOB_CLASSES = ("inference", "training", "batch")
+"""Known job classes; ``batch`` is what a job is when nothing says otherwise."""
+
+PENDING = "PENDING"
+RUNNING = "RUNNING"
+
+
+# --------------------------------------------------------------------------------------------
+# Topology
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Switch:
+    """One switch of the topology tree: a leaf group (level 0) or a higher group."""
+
+    name: str
+    level: int
+    parent: str | None
+    children: tuple[str, ...]  # child switch names (empty for a leaf)
+    nodes: tuple[str, ...]  # every node below this switch, in inventory order
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A switch tree as Slurm's topology/tree plugin sees it.
+
+    Levels follow Slurm: a switch holding only nodes is level 0 (a leaf group); a switch above
+    others is one more than the highest of its children. Nodes under no switch have no group.
+    """
+
+    switches: Mapping[str, Switch]
+
+    @staticmethod
+    def empty() -> "Topology":
+        return Topology(MappingProxyType({}))
+
+    @staticmethod
+    def from_links(
+        leaf_nodes: Mapping[str, Sequence[str]],
+        switch_children: Mapping[str, Sequence[str]] | None = None,
+        node_order: Sequence[str] | None = None,
+    ) -> "Topology":
+        """Build from ``leaf -> nodes`` and ``switch -> child switches`` (as in topology.conf).
+
+        Raises :class:`InputError` on a cycle, a child with two parents or an unknown child.
+        """
+        switch_children = dict(switch_children or {})
+        names = list(dict.fromkeys(list(leaf_nodes) + list(switch_children)))
+        parent: dict[str, str] = {}
+        for sw, kids in switch_children.items():
+            for kid in kids:
+                if kid not in leaf_nodes and kid not in switch_children:
+                    raise InputError(f"topology: switch {sw!r} names unknown child switch {kid!r}")
+                if kid in parent and parent[kid] != sw:
+                    raise InputError(
+                        f"topology: switch {kid!r} has two parents ({parent[kid]!r} and {sw!r})"
+                    )
+                parent[kid] = sw
+        level: dict[str, int] = {}
+
+        def level_of(sw: str, path: tuple[str, ...]) -> int:
+            if sw in path:
+                raise InputError(f"topology: switch cycle {' -> '.join(path + (sw,))}")
+            if sw in level:
+                return level[sw]
+            kids = switch_children.get(sw, ())
+            lv = 0 if not kids else 1 + max(level_of(k, path + (sw,)) for k in kids)
+            level[sw] = lv
+            return lv
+
+        below: dict[str, list[str]] = {}
+
+        def nodes_below(sw: str) -> list[str]:
+            if sw not in below:
+                acc = list(leaf_nodes.get(sw, ()))
+                for kid in switch_children.get(sw, ()):
+                    acc.extend(nodes_below(kid))
+                below[sw] = list(dict.fromkeys(acc))
+            return below[sw]
+
+        rank = {n: i for i, n in enumerate(node_order)} if node_order is not None else None
+        switches = {}
+        for sw in names:
+            nodes = nodes_below(sw)
+            if rank is not None:
+                nodes = sorted((n for n in nodes if n in rank), key=rank.__getitem__)
+            switches[sw] = Switch(
+                name=sw,
+                level=level_of(sw, ()),
+                parent=parent.get(sw),
+                children=tuple(switch_children.get(sw, ())),
+                nodes=tuple(nodes),
+            )
+        return Topology(MappingProxyType(switches))
+
+    @cached_property
+    def leaf_of(self) -> Mapping[str, str]:
+        """node name -> the leaf group (lowest switch) holding it."""
+        out: dict[str, str] = {}
+        for sw in sorted(self.switches.values(), key=lambda s: s.level):
+            for node in sw.nodes:
+                out.setdefault(node, sw.name)
+        return MappingProxyType(out)
+
+    def chain(self, node: str) -> tuple[str, ...]:
+        """The switches above ``node``, from its leaf group up to the root."""
+        leaf = self.leaf_of.get(node)
+        out: list[str] = []
+        while leaf is not None:
+            out.append(leaf)
+            leaf = self.switches[leaf].parent
+        return tuple(out)
+
+    @cached_property
+    def leaf_groups(self) -> tuple[Switch, ...]:
+        """Switches that directly hold nodes, in name order."""
+        return tuple(
+            sorted((s for s in self.switches.values() if s.name in set(self.leaf_of.values())),
+                   key=lambda s: s.name)
+        )
+
+    @cached_property
+    def max_level(self) -> int:
+        return max((s.level for s in self.switches.values()), default=-1)
+
+
+# --------------------------------------------------------------------------------------------
+# Inventory (static) and nodes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Partition:
+    name: str
+    nodes: tuple[str, ...]
+    default: bool = False
+    max_time: float | None = None  # seconds; None = unlimited
+    priority_tier: int = 1
+    up: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class NodeView:
+    """One node, assembled from a snapshot for printing and tests (the engine uses arrays)."""
+
+    name: str
+    index: int
+    state: str
+    schedulable: bool
+    gpu_type: str | None
+    gpus_total: int
+    gpus_alloc: int
+    cpus_total: int
+    cpus_alloc: int
+    memory_mb: int
+    memory_alloc_mb: int
+    features: tuple[str, ...]
+    partitions: tuple[str, ...]
+    weight: int
+    leaf_group: str | None
+    groups: tuple[str, ...]  # leaf group first, then higher switches
+
+    @property
+    def free_gpus(self) -> int:
+        return self.gpus_total - self.gpus_alloc if self.schedulable else 0
+
+
+@dataclass(frozen=True, eq=False)
+class Inventory:
+    """The static part of a cluster: what each node is and how the switches connect them."""
+
+    names: tuple[str, ...]
+    gpus_total: np.ndarray  # int32 per node
+    cpus_total: np.ndarray  # int32 per node
+    memory_mb: np.ndarray  # int64 per node
+    gpu_type: tuple[str | None, ...]
+    features: tuple[tuple[str, ...], ...]
+    partitions: tuple[Partition, ...]
+    topology: Topology = field(default_factory=Topology.empty)
+    config_weight: np.ndarray | None = None  # slurm.conf Weight per node (what `reset` restores)
+
+    def __post_init__(self) -> None:
+        n = len(self.names)
+        if len(set(self.names)) != n:
+            raise InputError("inventory: duplicate node names")
+        for label in ("gpus_total", "cpus_total", "memory_mb"):
+            arr = getattr(self, label)
+            if len(arr) != n:
+                raise InputError(f"inventory: {label} has {len(arr)} entries for {n} nodes")
+            arr.setflags(write=False)
+        if self.config_weight is None:
+            object.__setattr__(self, "config_weight", np.ones(n, dtype=np.int64))
+        self.config_weight.setflags(write=False)
+        known = set(self.names)
+        for p in self.partitions:
+            missing = [x for x in p.nodes if x not in known]
+            if missing:
+                raise InputError(f"inventory: partition {p.name!r} names unknown nodes {missing[:3]}")
+
+    @staticmethod
+    def build(
+        names: Sequence[str],
+        gpus_total: Sequence[int],
+        cpus_total: Sequence[int] | None = None,
+        memory_mb: Sequence[int] | None = None,
+        gpu_type: Sequence[str | None] | None = None,
+        features: Sequence[Sequence[str]] | None = None,
+        partitions: Sequence[Partition] = (),
+        topology: Topology | None = None,
+        config_weight: Sequence[int] | None = None,
+    ) -> "Inventory":
+        """Convenience constructor from plain sequences (tests, simulator, readers)."""
+        n = len(names)
+        return Inventory(
+            names=tuple(names),
+            gpus_total=np.asarray(gpus_total, dtype=np.int32),
+            cpus_total=np.asarray(cpus_total if cpus_total is not None else [0] * n, dtype=np.int32),
+            memory_mb=np.asarray(memory_mb if memory_mb is not None else [0] * n, dtype=np.int64),
+            gpu_type=tuple(gpu_type) if gpu_type is not None else (None,) * n,
+            features=tuple(tuple(f) for f in features) if features is not None else ((),) * n,
+            partitions=tuple(partitions),
+            topology=topology or Topology.empty(),
+            config_weight=None if config_weight is None else np.asarray(config_weight, np.int64),
+        )
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    @cached_property
+    def index(self) -> Mapping[str, int]:
+        """node name -> position in every per-node array."""
+        return MappingProxyType({n: i for i, n in enumerate(self.names)})
+
+    @cached_property
+    def partition(self) -> Mapping[str, Partition]:
+        return MappingProxyType({p.name: p for p in self.partitions})
+
+    @cached_property
+    def default_partition(self) -> str | None:
+        for p in self.partitions:
+            if p.default:
+                return p.name
+        return self.partitions[0].name if self.partitions else None
+
+    @cached_property
+    def node_partitions(self) -> tuple[tuple[str, ...], ...]:
+        """Per node, the partitions it belongs to."""
+        acc: list[list[str]] = [[] for _ in self.names]
+        for p in self.partitions:
+            for node in p.nodes:
+                acc[self.index[node]].append(p.name)
+        return tuple(tuple(a) for a in acc)
+
+    @cached_property
+    def partition_mask(self) -> Mapping[str, np.ndarray]:
+        """partition name -> boolean node mask."""
+        out = {}
+        for p in self.partitions:
+            mask = np.zeros(len(self.names), dtype=bool)
+            mask[[self.index[x] for x in p.nodes]] = True
+            mask.setflags(write=False)
+            out[p.name] = mask
+        return MappingProxyType(out)
+
+    @cached_property
+    def group_levels(self) -> tuple[tuple[tuple[str, ...], np.ndarray], ...]:
+        """Per topology level (0 = leaf), the group names and each node's group index (-1 = none).
+
+        A node whose chain is shorter than the tree is high (a leaf straight under the root)
+        keeps its highest group for the levels above it, so every level covers every grouped node.
+        """
+        levels = []
+        chains = [self.topology.chain(n) for n in self.names]
+        depth = max((len(c) for c in chains), default=0)
+        for lv in range(depth):
+            names: dict[str, int] = {}
+            idx = np.full(len(self.names), -1, dtype=np.int32)
+            for i, chain in enumerate(chains):
+                if not chain:
+                    continue
+                sw = chain[min(lv, len(chain) - 1)]
+                idx[i] = names.setdefault(sw, len(names))
+            idx.setflags(write=False)
+            levels.append((tuple(names), idx))
+        return tuple(levels)
+
+    @cached_property
+    def leaf_index(self) -> np.ndarray:
+        """Each node's leaf-group index into ``group_levels[0][0]`` (-1 = under no switch)."""
+        if not self.group_levels:
+            arr = np.full(len(self.names), -1, dtype=np.int32)
+            arr.setflags(write=False)
+            return arr
+        return self.group_levels[0][1]
+
+    @cached_property
+    def leaf_names(self) -> tuple[str, ...]:
+        return self.group_levels[0][0] if self.group_levels else ()
+
+    def nodes_in(self, names: Iterable[str]) -> np.ndarray:
+        """Indices of the named nodes (raises InputError naming an unknown one)."""
+        out = []
+        for n in names:
+            try:
+                out.append(self.index[n])
+            except KeyError:
+                raise InputError(f"unknown node {n!r}") from None
+        return np.asarray(out, dtype=np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A running or pending job, as much of it as scheduling needs.
+
+    Times are seconds (epoch for a live cluster, trace seconds in the simulator); ``None`` means
+    unknown or unlimited. A pending job asks for ``num_nodes`` x ``gpus_per_node`` GPUs; a running
+    one holds ``node_gpus[i]`` GPUs on ``nodes[i]``.
+    """
+
+    job_id: str
+    state: str  # PENDING or RUNNING
+    num_nodes: int
+    gpus_per_node: int
+    submit_time: float
+    name: str = ""
+    user: str = ""
+    account: str = ""
+    partitions: tuple[str, ...] = ()  # empty = the default partition
+    qos: str = ""
+    job_class: str = "batch"
+    gpu_type: str | None = None  # a GRES type constraint, e.g. "h100"
+    cpus_per_node: int = 0
+    mem_per_node_mb: int = 0
+    time_limit: float | None = None
+    est_runtime: float | None = None  # the user's estimate from the kant tag
+    start_time: float | None = None
+    eligible_time: float | None = None
+    nodes: tuple[str, ...] = ()
+    node_gpus: tuple[int, ...] = ()
+    node_cpus: tuple[int, ...] = ()
+    priority: int = 0
+    site_factor: int = 0
+    nice: int = 0
+    required_nodes: tuple[str, ...] = ()
+    excluded_nodes: tuple[str, ...] = ()
+    comment: str = ""
+    admin_comment: str = ""
+    service: str | None = None  # inference service (replicas of one service spread out)
+    max_per_node: int | None = None  # cap on this service's replicas per node
+    exclusive: bool = False
+    preemptible: bool = False
+    features: str | None = None  # the job's --constraint expression, kept verbatim
+
+    @property
+    def gpus(self) -> int:
+        """GPUs the job holds (running) or asks for (pending)."""
+        if self.node_gpus:
+            return int(sum(self.node_gpus))
+        return self.num_nodes * self.gpus_per_node
+
+    @property
+    def is_pending(self) -> bool:
+        return self.state == PENDING
+
+    @property
+    def is_running(self) -> bool:
+        return self.state == RUNNING
+
+
+def size_bucket(gpus: int) -> str:
+    """The GPU size bucket of shared/DESIGN.md: ``1``, ``2-8``, ``9-64``, ``65+`` (``0`` for CPU)."""
+    if gpus <= 0:
+        return "0"
+    if gpus == 1:
+        return "1"
+    if gpus <= 8:
+        return "2-8"
+    if gpus <= 64:
+        return "9-64"
+    return "65+"
+
+
+SIZE_BUCKETS = ("1", "2-8", "9-64", "65+")
+
+
+# --------------------------------------------------------------------------------------------
+# Snapshot
+# --------------------------------------------------------------------------------------------
+
+
+def _frozen(arr: np.ndarray, dtype) -> np.ndarray:
+    out = np.array(arr, dtype=dtype, copy=True)
+    out.setflags(write=False)
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class ClusterSnapshot:
+    """Everything a policy may look at, at one instant. Immutable.
+
+    Per-node arrays are read-only and indexed like ``inventory.names``. ``taken_at`` is when it
+    was read (the engine still takes ``now`` as its own input).
+    """
+
+    inventory: Inventory
+    gpus_alloc: np.ndarray
+    cpus_alloc: np.ndarray
+    memory_alloc_mb: np.ndarray
+    schedulable: np.ndarray  # bool: the node may take new work (not down, drained, ...)
+    weight: np.ndarray  # current node Weight (what Slurm orders by)
+    node_state: tuple[str, ...]
+    jobs: tuple[Job, ...]
+    taken_at: float = 0.0
+    source: str = ""  # "slurm-cli", "simulator", "fixture", ...
+
+    def __post_init__(self) -> None:
+        n = len(self.inventory)
+        for label in ("gpus_alloc", "cpus_alloc", "memory_alloc_mb", "schedulable", "weight"):
+            arr = getattr(self, label)
+            if len(arr) != n:
+                raise InputError(f"snapshot: {label} has {len(arr)} entries for {n} nodes")
+            if arr.flags.writeable:
+                object.__setattr__(self, label, _frozen(arr, arr.dtype))
+        if len(self.node_state) != n:
+            raise InputError(f"snapshot: node_state has {len(self.node_state)} entries for {n} nodes")
+        over = np.nonzero(self.gpus_alloc > self.inventory.gpus_total)[0]
+        if len(over):
+            i = int(over[0])
+            raise InputError(
+                f"snapshot: node {self.inventory.names[i]} has {int(self.gpus_alloc[i])} GPUs "
+                f"allocated of {int(self.inventory.gpus_total[i])}"
+            )
+
+    @staticmethod
+    def idle(inventory: Inventory, jobs: Sequence[Job] = (), taken_at: float = 0.0,
+             source: str = "") -> "ClusterSnapshot":
+        """A snapshot whose node usage is exactly what ``jobs``' running entries hold."""
+        n = len(inventory)
+        gpus = np.zeros(n, dtype=np.int32)
+        cpus = np.zeros(n, dtype=np.int32)
+        for job in jobs:
+            if not job.is_running:
+                continue
+            idx = inventory.nodes_in(job.nodes)
+            np.add.at(gpus, idx, np.asarray(job.node_gpus or (job.gpus_per_node,) * len(idx)))
+            if job.node_cpus:
+                np.add.at(cpus, idx, np.asarray(job.node_cpus))
+        return ClusterSnapshot(
+            inventory=inventory,
+            gpus_alloc=gpus,
+            cpus_alloc=cpus,
+            memory_alloc_mb=np.zeros(n, dtype=np.int64),
+            schedulable=np.ones(n, dtype=bool),
+            weight=np.array(inventory.config_weight, dtype=np.int64),
+            node_state=tuple("MIXED" if g else "IDLE" for g in gpus),
+            jobs=tuple(jobs),
+            taken_at=taken_at,
+            source=source,
+        )
+
+    @cached_property
+    def free_gpus(self) -> np.ndarray:
+        """Free GPUs per node; 0 on nodes that are not schedulable."""
+        free = np.where(self.schedulable, self.inventory.gpus_total - self.gpus_alloc, 0)
+        free.setflags(write=False)
+        return free
+
+    @cached_property
+    def pending(self) -> tuple[Job, ...]:
+        return tuple(j for j in self.jobs if j.is_pending)
+
+    @cached_property
+    def running(self) -> tuple[Job, ...]:
+        return tuple(j for j in self.jobs if j.is_running)
+
+    @cached_property
+    def job(self) -> Mapping[str, Job]:
+        return MappingProxyType({j.job_id: j for j in self.jobs})
+
+    def node(self, name_or_index: str | int) -> NodeView:
+        inv = self.inventory
+        i = inv.index[name_or_index] if isinstance(name_or_index, str) else int(name_or_index)
+        name = inv.names[i]
+        chain = inv.topology.chain(name)
+        return NodeView(
+            name=name,
+            index=i,
+            state=self.node_state[i],
+            schedulable=bool(self.schedulable[i]),
+            gpu_type=inv.gpu_type[i],
+            gpus_total=int(inv.gpus_total[i]),
+            gpus_alloc=int(self.gpus_alloc[i]),
+            cpus_total=int(inv.cpus_total[i]),
+            cpus_alloc=int(self.cpus_alloc[i]),
+            memory_mb=int(inv.memory_mb[i]),
+            memory_alloc_mb=int(self.memory_alloc_mb[i]),
+            features=inv.features[i],
+            partitions=inv.node_partitions[i],
+            weight=int(self.weight[i]),
+            leaf_group=chain[0] if chain else None,
+            groups=chain,
+        )
+
+    def nodes(self) -> list[NodeView]:
+        return [self.node(i) for i in range(len(self.inventory))]
