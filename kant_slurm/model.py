@@ -357,6 +357,7 @@ class Job:
     partitions: tuple[str, ...] = ()  # empty = the default partition
     qos: str = ""
     job_class: str = "batch"
+    class_source: str = "default"  # where job_class came from: tag, qos, partition, trace, rule, default
     gpu_type: str | None = None  # a GRES type constraint, e.g. "h100"
     cpus_per_node: int = 0
     mem_per_node_mb: int = 0
