@@ -102,6 +102,8 @@ class Topology:
                 below[sw] = list(dict.fromkeys(acc))
             return below[sw]
 
+        for sw in names:  # levels first: this is where a cycle is found
+            level_of(sw, ())
         rank = {n: i for i, n in enumerate(node_order)} if node_order is not None else None
         switches = {}
         for sw in names:
@@ -290,20 +292,25 @@ class Inventory:
     def group_levels(self) -> tuple[tuple[tuple[str, ...], np.ndarray], ...]:
         """Per topology level (0 = leaf), the group names and each node's group index (-1 = none).
 
-        A node whose chain is shorter than the tree is high (a leaf straight under the root)
-        keeps its highest group for the levels above it, so every level covers every grouped node.
+        Levels are Slurm's switch levels. At level L a node's group is the highest switch above it
+        whose level is at most L, so a leaf hanging straight under a level-2 root stays its own
+        group at level 1 and every level covers every grouped node.
         """
         levels = []
+        switches = self.topology.switches
         chains = [self.topology.chain(n) for n in self.names]
-        depth = max((len(c) for c in chains), default=0)
-        for lv in range(depth):
+        for lv in range(self.topology.max_level + 1):
             names: dict[str, int] = {}
             idx = np.full(len(self.names), -1, dtype=np.int32)
             for i, chain in enumerate(chains):
-                if not chain:
-                    continue
-                sw = chain[min(lv, len(chain) - 1)]
-                idx[i] = names.setdefault(sw, len(names))
+                # The highest switch of the chain whose level is at most lv (chains go upwards).
+                sw = None
+                for candidate in chain:
+                    if switches[candidate].level > lv:
+                        break
+                    sw = candidate
+                if sw is not None:
+                    idx[i] = names.setdefault(sw, len(names))
             idx.setflags(write=False)
             levels.append((tuple(names), idx))
         return tuple(levels)
