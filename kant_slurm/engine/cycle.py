@@ -1,0 +1,295 @@
+"""One planning cycle: walk an ordered queue over a scratch copy of node usage.
+
+This is the machinery the policies share (as Slurm's "run now" and "will it run at T" share one
+placement routine): a job either starts now, gets a reservation (one of the first K blocked
+jobs), or waits. A job started while a higher-ranked job is blocked (backfill) must not delay any
+reservation; the check is exact for the engine's own runtime estimates:
+
+- Each reservation ``r`` (start ``t_r``, nodes and GPUs ``need_r``) keeps ``spare_r``: per node,
+  the GPUs free at ``t_r`` beyond what ``r`` and the reservations overlapping it need.
+- A job that would still run at ``t_r`` may take at most ``spare_r`` on each node (and what is
+  free now); taking it lowers ``spare_r``. A job that ends before ``t_r`` is not limited by it.
+- With ``whole_node_reservations`` (Slurm's backfill keeps node bitmaps, not GPU counts) a
+  reserved node's spare is 0.
+
+The earliest start of a blocked job is found by replaying expected ends (running jobs and jobs
+started this cycle) in time order and calling the same node selector on the availability at each
+end time, minus the holds of reservations whose window overlaps.
+
+Within one cycle availability only shrinks, so a job shape that failed to start once fails again
+for any job of that shape running at least as long: a memo turns most of a long queue into
+dictionary lookups.
+"""
+
+from __future__ import annotations
+
+import bisect
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..model import ClusterSnapshot, Job
+from .estimate import expected_end
+from .plan import Placement, Reservation
+from .pools import pool_key, pool_mask
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class Choice:
+    """What a node selector picked for a job."""
+
+    idx: np.ndarray  # node indices
+    gpus: np.ndarray  # GPUs on each
+    group: str | None = None
+    why: str = ""
+    alternatives: tuple = ()
+
+
+Selector = Callable[["Cycle", Job, np.ndarray], "Choice | None"]
+"""(cycle, job, avail) -> Choice or None. ``avail`` is free GPUs per node, -1 where the job may
+not go (outside its pool, not schedulable, too few CPUs)."""
+
+
+@dataclass(slots=True)
+class _Res:
+    job_id: str
+    start: float
+    end: float
+    idx: np.ndarray
+    gpus: np.ndarray
+    spare: np.ndarray  # per node: GPUs a job running through `start` may still take
+
+
+@dataclass
+class Cycle:
+    """Scratch state of one planning cycle."""
+
+    snapshot: ClusterSnapshot
+    now: float
+    whole_node_reservations: bool = False
+    reservation_window: float | None = None  # Slurm's bf_window: no reservation beyond now+window
+    pool_of: Callable[[Job], np.ndarray] | None = None  # job -> node mask (default: its pool)
+    alternatives: int = 3  # alternative groups a selector reports
+    spread_per_node: int = 1  # E-Spread's soft replicas-per-node target
+
+    free: np.ndarray = field(init=False)
+    cpus_free: np.ndarray = field(init=False)
+    starts: list[Placement] = field(init=False, default_factory=list)
+    reservations: list[_Res] = field(init=False, default_factory=list)
+    events: list[tuple[float, int]] = field(init=False, default_factory=list)
+    event_nodes: list[tuple[np.ndarray, np.ndarray]] = field(init=False, default_factory=list)
+    fail_memo: dict = field(init=False, default_factory=dict)
+    service_counts: dict = field(init=False, default_factory=dict)
+
+    def __post_init__(self) -> None:
+        snap = self.snapshot
+        inv = snap.inventory
+        self.inv = inv
+        self.total = np.asarray(inv.gpus_total, dtype=np.int64)
+        self.free = np.array(snap.free_gpus, dtype=np.int64)
+        self.schedulable = np.asarray(snap.schedulable, dtype=bool)
+        self.cpus_free = np.where(self.schedulable, inv.cpus_total - snap.cpus_alloc, 0).astype(
+            np.int64)
+        self.has_cpus = np.asarray(inv.cpus_total) > 0
+        self.weight = np.asarray(snap.weight, dtype=np.int64)
+        self._usable_cache: dict = {}
+        self.starts = []
+        self.reservations = []
+        self.events = []
+        self.event_nodes = []
+        self.fail_memo = {}
+        self.service_counts = {}
+
+    # ----------------------------------------------------------------------------- timeline
+    def add_release(self, end: float, idx: np.ndarray, gpus: np.ndarray) -> None:
+        """Record that ``gpus`` on nodes ``idx`` come back at ``end``."""
+        k = len(self.event_nodes)
+        self.event_nodes.append((idx, gpus))
+        bisect.insort(self.events, (end, k))
+
+    def load_running(self, running: Sequence[Job], estimate: Callable[[Job], tuple[float, str]]
+                     ) -> None:
+        """Expected ends of running jobs into the timeline."""
+        index = self.inv.index
+        for job in running:
+            if not job.nodes:
+                continue
+            try:
+                idx = np.fromiter((index[n] for n in job.nodes), dtype=np.int64, count=len(job.nodes))
+            except KeyError:
+                log.warning("running job %s on unknown nodes %s: ignored", job.job_id, job.nodes)
+                continue
+            gpus = np.asarray(job.node_gpus or (job.gpus_per_node,) * len(idx), dtype=np.int64)
+            est, _ = estimate(job)
+            end = expected_end(job, self.now, est, job.time_limit)
+            self.event_nodes.append((idx, gpus))
+            self.events.append((end, len(self.event_nodes) - 1))
+        self.events.sort()
+
+    # ----------------------------------------------------------------------------- masks
+    def usable(self, job: Job) -> np.ndarray:
+        """Nodes the job may use at all: its pool, schedulable, enough CPUs in total."""
+        pool = self.pool_of(job) if self.pool_of else pool_mask(self.inv, job)
+        key = (id(pool), job.cpus_per_node, job.gpus_per_node)
+        m = self._usable_cache.get(key)
+        if m is None:
+            m = pool & self.schedulable & (self.total >= job.gpus_per_node)
+            if job.cpus_per_node > 0:
+                m &= ~self.has_cpus | (np.asarray(self.inv.cpus_total) >= job.cpus_per_node)
+            self._usable_cache[key] = m
+        return m
+
+    def shape_key(self, job: Job) -> tuple:
+        return (pool_key(job), job.job_class, job.num_nodes, job.gpus_per_node,
+                job.cpus_per_node, job.service, job.max_per_node, job.exclusive)
+
+    # ----------------------------------------------------------------------------- now
+    def try_start(self, job: Job, end: float, select: Selector) -> Choice | None:
+        """Can ``job`` start now without delaying a reservation? (No state change.)"""
+        key = self.shape_key(job)
+        failed_end = self.fail_memo.get(key)
+        if failed_end is not None and end >= failed_end:
+            return None
+        usable = self.usable(job)
+        limit = self.free
+        for r in self.reservations:
+            if r.start < end:
+                limit = np.minimum(limit, r.spare)
+        avail = np.where(usable, limit, -1)
+        if job.cpus_per_node > 0:
+            avail[self.has_cpus & (self.cpus_free < job.cpus_per_node)] = -1
+        need = job.num_nodes * job.gpus_per_node
+        choice = None
+        if need == 0 or int(np.clip(avail, 0, None).sum()) >= need:
+            choice = select(self, job, avail)
+        if choice is None:
+            prev = self.fail_memo.get(key)
+            self.fail_memo[key] = end if prev is None else min(prev, end)
+        return choice
+
+    def commit_start(self, job: Job, choice: Choice, end: float, placement: Placement) -> None:
+        idx, gpus = choice.idx, choice.gpus
+        self.free[idx] -= gpus
+        if job.cpus_per_node > 0:
+            self.cpus_free[idx] -= job.cpus_per_node
+        for r in self.reservations:
+            if r.start < end:
+                r.spare[idx] = np.maximum(r.spare[idx] - gpus, 0)
+        self.add_release(end, idx, gpus)
+        if job.service is not None:
+            counts = self.service_count_array(job.service)
+            counts[idx] += 1
+        self.starts.append(placement)
+
+    def service_count_array(self, service: str) -> np.ndarray:
+        """Replicas of ``service`` per node (running plus started this cycle)."""
+        arr = self.service_counts.get(service)
+        if arr is None:
+            arr = np.zeros(len(self.inv), dtype=np.int64)
+            index = self.inv.index
+            for j in self.snapshot.running:
+                if j.service == service:
+                    for n in j.nodes:
+                        if n in index:
+                            arr[index[n]] += 1
+            self.service_counts[service] = arr
+        return arr
+
+    # ----------------------------------------------------------------------------- later
+    def _holds(self, start: float, end: float) -> np.ndarray | None:
+        hold = None
+        for r in self.reservations:
+            if r.start < end and start < r.end:
+                if hold is None:
+                    hold = np.zeros(len(self.free), dtype=np.int64)
+                if self.whole_node_reservations:
+                    hold[r.idx] = self.total[r.idx]
+                else:
+                    hold[r.idx] += r.gpus
+        return hold
+
+    def reserve(self, job: Job, runtime: float, select: Selector) -> tuple[_Res | None, str]:
+        """Earliest (time, nodes) at which ``job`` fits, replaying expected ends; records it.
+
+        Returns (reservation or None, reason when None).
+        """
+        usable = self.usable(job)
+        need = job.num_nodes * job.gpus_per_node
+        if int(np.sum(self.total[usable])) < need or int(usable.sum()) < job.num_nodes:
+            return None, (f"can never fit: its pool has {int(usable.sum())} usable nodes with "
+                          f"{int(np.sum(self.total[usable]))} GPUs")
+        F = self.free.copy()
+        pool_free = int(np.clip(F[usable], 0, None).sum())
+        k = 0
+        n_ev = len(self.events)
+        window_end = None if self.reservation_window is None else self.now + self.reservation_window
+        while k < n_ev:
+            t = self.events[k][0]
+            if window_end is not None and t > window_end:
+                return None, (f"no start found inside the backfill window "
+                              f"({self.reservation_window:.0f} s)")
+            touched = False
+            while k < n_ev and self.events[k][0] == t:
+                idx, gpus = self.event_nodes[self.events[k][1]]
+                F[idx] += gpus
+                u = usable[idx]
+                if u.any():
+                    touched = True
+                    pool_free += int(gpus[u].sum())
+                k += 1
+            if not touched or pool_free < need:
+                continue
+            start = max(t, self.now)
+            hold = self._holds(start, start + runtime)
+            avail_now = F if hold is None else np.maximum(F - hold, 0)
+            avail = np.where(usable, np.minimum(avail_now, self.total), -1)
+            choice = select(self, job, avail)
+            if choice is None:
+                continue
+            spare = np.minimum(avail_now, self.total).astype(np.int64)
+            spare[choice.idx] -= choice.gpus
+            if self.whole_node_reservations:
+                spare[choice.idx] = 0
+            spare = np.maximum(spare, 0)
+            res = _Res(job.job_id, start, start + runtime, choice.idx, choice.gpus, spare)
+            for r in self.reservations:  # earlier reservations overlapping this one lose room
+                if r.start < res.end and res.start < r.end:
+                    if self.whole_node_reservations:
+                        r.spare[res.idx] = 0
+                    else:
+                        r.spare[res.idx] = np.maximum(r.spare[res.idx] - res.gpus, 0)
+            self.reservations.append(res)
+            self.last_reservation_choice = choice
+            return res, ""
+        return None, "no start found: not enough capacity frees up when running jobs end"
+
+    def reservation_record(self, res: _Res, estimate_source: str) -> Reservation:
+        names = self.inv.names
+        return Reservation(
+            job_id=res.job_id,
+            start_time=float(res.start),
+            nodes=tuple(names[i] for i in res.idx),
+            node_gpus=tuple(int(g) for g in res.gpus),
+            runtime_estimate=float(res.end - res.start),
+            estimate_source=estimate_source,
+        )
+
+    def names_of(self, idx: np.ndarray) -> tuple[str, ...]:
+        names = self.inv.names
+        return tuple(names[i] for i in idx)
+
+
+def describe_nodes(names: Sequence[str], gpus: Sequence[int]) -> str:
+    """``gn01:4,gn02:8`` style, shortened for long lists."""
+    parts = [f"{n}:{int(g)}" for n, g in zip(names, gpus)]
+    if len(parts) > 8:
+        return ",".join(parts[:8]) + f",... ({len(parts)} nodes)"
+    return ",".join(parts)
+
+
+_ = Any

@@ -1,0 +1,468 @@
+"""The built-in policies: ``fifo``, ``slurm`` and ``kant`` (issue 3, shared/DESIGN.md).
+
+All three walk an ordered queue through :class:`~.cycle.Cycle`; they differ in the order, in
+backfill (none, Slurm's, EASY with K reservations), in runtime estimates and in node choice.
+
+``kant``
+    Order: class tier (``classes.order``), quota tier (within quota, borrowing, over the
+    borrowing limit), age. EASY backfill with ``backfill.reservations`` = K reservations on
+    runtime estimates (user tag / history / time limit, never above the limit), GPU-granular.
+    Placement: E-Binpack, and E-Spread for inference jobs in the inference zone. Non-inference
+    jobs stay out of the zone. Node preference tiers for the actuator (``Plan.node_tiers``).
+
+``slurm`` -- a model of stock Slurm 22.05 with ``SchedulerType=sched/backfill``,
+``SelectType=select/cons_tres``, ``TopologyPlugin=topology/tree`` and default parameters:
+
+=============================  =============================================  ====================
+Modelled behaviour             What the model does                            Rests on
+=============================  =============================================  ====================
+Queue order                    PriorityTier of the partition (high first),    slurmctld
+                               then job priority (high first), then submit    job_scheduler.c
+                               time and job id. With the default              sort_job_queue2();
+                               PriorityType=priority/basic the priority is    slurm.conf(5)
+                               FIFO; a live snapshot carries Slurm's own      PriorityType
+                               priority, which is used as is.
+Main scheduler + backfill      A job that fits now starts unless it would     sched_config.html
+                               delay a reservation of a higher-priority job;  ("once any job in a
+                               every blocked job tested gets a reservation    partition is left
+                               (its planned start), later jobs may only use   pending..."),
+                               what those leave free.                         backfill.c
+Backfill depth and window      at most ``slurm.bf_max_job_test`` (500)        slurm.conf(5)
+                               jobs tested per cycle; no reservation beyond   SchedulerParameters
+                               ``slurm.bf_window`` (1440 min = 1 day).        bf_max_job_test,
+                                                                              bf_window
+Runtime                        the time limit only (Slurm's backfill has no   backfill.c
+                               runtime estimate); no limit = the partition    _try_sched(),
+                               MaxTime, else ``estimator.unlimited_runtime``  slurm.conf MaxTime
+Reservations are whole nodes   a reserved node is unavailable to backfill     backfill.c node_space
+                               jobs that overlap the reservation, even if it  map (node bitmaps per
+                               has spare GPUs                                 time slot)
+Node sufficiency               GPUs on a node are only checked to be          cons_tres job_test.c
+                               enough; free CPUs checked when the job asks    _can_job_run_on_node
+                               for CPUs per node                              gres_sched
+Node order                     lowest Weight first, then fewest free CPUs     slurm.conf(5) Weight
+                               (best fit), then node order                    ("lowest weight...
+                                                                              allocated first"),
+                                                                              cons_tres best fit
+Topology                       lowest-level switch that holds the job; among  topology/tree,
+                               those the one with fewest usable nodes (best   eval_nodes_topo /
+                               fit); nodes from it by the node order above    _eval_nodes_topo()
+=============================  =============================================  ====================
+
+Left out of the ``slurm`` model: fair-share and the other multifactor priority terms (priority is
+read, not computed), ``bf_resolution`` rounding (60 s), ``bf_continue`` and the backfill cycle
+time limits (``bf_max_time``, ``bf_yield_interval``), ``default_queue_depth`` and the main
+scheduler running between backfill cycles, per-user/partition backfill limits, memory and socket
+layout, GRES binding, ``max_switch_wait`` and ``--switches``, licences, advance reservations,
+preemption, heterogeneous jobs and job arrays as a unit, ``OverSubscribe``. In 23.x+ cons_tres
+also prefers nodes with more free GPUs for GPU jobs; 22.05 is modelled.
+
+``fifo``
+    Strict arrival order, first fit by node index, no backfill: the first job that does not fit
+    blocks everything behind it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..model import ClusterSnapshot, Job
+from . import scoring
+from .cycle import Choice, Cycle, Selector, describe_nodes
+from .estimate import HistoryEstimator, runtime_estimate
+from .plan import Placement, Plan, QueueEntry
+from .pools import pool_key, pool_mask, zone_mask
+from .registry import register
+from .select import binpack, first_fit, slurm_cons_tres, spread
+
+log = logging.getLogger(__name__)
+
+
+def _config(config):
+    if config is None:
+        from ..config import load_config
+
+        return load_config()
+    return config
+
+
+def _fmt_time(t: float, now: float) -> str:
+    return f"{t:.0f} (now+{t - now:.0f}s)"
+
+
+class _QueuePolicy:
+    """A policy that orders the pending queue and walks it through a :class:`Cycle`."""
+
+    name = "base"
+    strict = False  # fifo: the first blocked job blocks everything behind it
+    whole_node_reservations = False
+    limit_only = False  # estimates: the time limit only
+
+    def __init__(self, config=None, history: HistoryEstimator | None = None) -> None:
+        self.config = _config(config)
+        self.history = history if self.config.estimator.history else None
+
+    # -- hooks -------------------------------------------------------------------------
+    def order(self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float,
+              ctx: dict) -> list[tuple[Job, dict[str, Any]]]:
+        raise NotImplementedError
+
+    def selector(self, job: Job, ctx: dict) -> Selector:
+        raise NotImplementedError
+
+    def gate(self, job: Job, ctx: dict) -> str | None:
+        """A reason the job may not start this cycle whatever the nodes (None = may)."""
+        return None
+
+    def on_start(self, job: Job, ctx: dict) -> None:
+        pass
+
+    def reservations_k(self) -> int:
+        return self.config.backfill.reservations
+
+    def max_job_test(self) -> int:
+        return self.config.backfill.max_job_test
+
+    def reservation_window(self) -> float | None:
+        return None
+
+    def pool_of(self, snapshot: ClusterSnapshot, ctx: dict) -> Callable[[Job], np.ndarray] | None:
+        return None
+
+    def node_tiers(self, cycle: Cycle, ctx: dict) -> dict[str, int]:
+        return {}
+
+    def estimate(self, job: Job) -> tuple[float, str]:
+        est = self.config.estimator
+        return runtime_estimate(job, use_user=est.use_user_estimate, history=self.history,
+                                unlimited=est.unlimited_runtime, limit_only=self.limit_only)
+
+    # -- the cycle ---------------------------------------------------------------------
+    def plan(self, snapshot: ClusterSnapshot, now: float) -> Plan:
+        """One planning cycle: pure function of ``snapshot`` and ``now``."""
+        ctx: dict[str, Any] = {"snapshot": snapshot, "now": now}
+        cfg = self.config
+        cycle = Cycle(snapshot, now, whole_node_reservations=self.whole_node_reservations,
+                      reservation_window=self.reservation_window(),
+                      pool_of=self.pool_of(snapshot, ctx),
+                      alternatives=cfg.placement.alternatives,
+                      spread_per_node=cfg.placement.spread_per_node)
+        cycle.load_running(snapshot.running, self.estimate)
+        ordered = self.order(snapshot.pending, snapshot, now, ctx)
+        k_max = self.reservations_k()
+        depth = self.max_job_test()
+        order_entries: list[QueueEntry] = []
+        blocked: dict[str, str] = {}
+        explain: dict[str, tuple[str, ...]] = {}
+        reservations = []
+        res_jobs: list[str] = []
+        backfilled_after: dict[str, list[str]] = {}
+        first_blocked: str | None = None
+        memo_hits = 0
+        for rank, (job, factors) in enumerate(ordered):
+            order_entries.append(QueueEntry(job.job_id, rank, factors))
+            lines = [f"rank {rank} in {self.name} order: "
+                     + ", ".join(f"{k}={_short(v)}" for k, v in factors.items())]
+            est, src = self.estimate(job)
+            end = now + est
+            lines.append(f"runtime estimate {est:.0f} s from {src}")
+            if depth and rank >= depth:
+                blocked[job.job_id] = f"not tested this cycle (max_job_test={depth})"
+                explain[job.job_id] = tuple(lines + [blocked[job.job_id]])
+                continue
+            if self.strict and first_blocked is not None:
+                blocked[job.job_id] = f"behind {first_blocked} (strict order, no backfill)"
+                explain[job.job_id] = tuple(lines + [blocked[job.job_id]])
+                continue
+            gate = self.gate(job, ctx)
+            if gate:
+                blocked[job.job_id] = gate
+                explain[job.job_id] = tuple(lines + [gate])
+                continue
+            select = self.selector(job, ctx)
+            memo_before = len(cycle.fail_memo)
+            choice = cycle.try_start(job, end, select)
+            if choice is not None:
+                backfilled = first_blocked is not None
+                placement = Placement(
+                    job_id=job.job_id,
+                    nodes=cycle.names_of(choice.idx),
+                    node_gpus=tuple(int(x) for x in choice.gpus),
+                    backfilled=backfilled,
+                    group=choice.group,
+                    runtime_estimate=est,
+                    estimate_source=src,
+                    why=choice.why,
+                    alternatives=choice.alternatives,
+                )
+                cycle.commit_start(job, choice, end, placement)
+                self.on_start(job, ctx)
+                lines.append(f"starts now on {describe_nodes(placement.nodes, placement.node_gpus)}")
+                lines.append(f"why: {choice.why}")
+                for alt in choice.alternatives:
+                    lines.append(f"  alternative {alt['group']}: score {alt['score']:.3f}, "
+                                 f"{alt['free_gpus']} GPUs free")
+                if backfilled:
+                    lines.append(self._backfill_note(cycle, end, now))
+                    for r in cycle.reservations:
+                        backfilled_after.setdefault(r.job_id, []).append(
+                            f"{job.job_id} (ends {_fmt_time(end, now)}"
+                            + (", uses spare room" if end > r.start else ", before it starts")
+                            + ")")
+                explain[job.job_id] = tuple(lines)
+                continue
+            if len(cycle.fail_memo) == memo_before:
+                memo_hits += 1
+            if first_blocked is None:
+                first_blocked = job.job_id
+            if self.strict:
+                blocked[job.job_id] = "does not fit now; strict order: everything behind it waits"
+                explain[job.job_id] = tuple(lines + [blocked[job.job_id]])
+                continue
+            if len(cycle.reservations) < k_max:
+                res, reason = cycle.reserve(job, est, select)
+                if res is not None:
+                    record = cycle.reservation_record(res, src)
+                    reservations.append(record)
+                    res_jobs.append(job.job_id)
+                    rchoice = cycle.last_reservation_choice
+                    blocked[job.job_id] = (f"does not fit now; reserved from "
+                                           f"{_fmt_time(res.start, now)}")
+                    lines.append(f"does not fit now; reservation {len(reservations)} of "
+                                 f"{k_max}: starts {_fmt_time(res.start, now)} on "
+                                 f"{describe_nodes(record.nodes, record.node_gpus)}")
+                    lines.append(f"reserved nodes: {rchoice.why}")
+                else:
+                    blocked[job.job_id] = f"does not fit now; no reservation: {reason}"
+                    lines.append(blocked[job.job_id])
+            else:
+                blocked[job.job_id] = (f"does not fit now; no reservation (all {k_max} "
+                                       f"reservations held by higher-ranked jobs)")
+                lines.append(blocked[job.job_id])
+            explain[job.job_id] = tuple(lines)
+        for jid in res_jobs:
+            ahead = backfilled_after.get(jid, [])
+            extra = (f"may backfill ahead of it without delaying it: {', '.join(ahead[:20])}"
+                     + (f" ... ({len(ahead)} jobs)" if len(ahead) > 20 else "")
+                     if ahead else "no job backfills ahead of it this cycle")
+            explain[jid] = explain[jid] + (extra,)
+        tiers = self.node_tiers(cycle, ctx)
+        stats = {
+            "pending": len(ordered),
+            "running": len(snapshot.running),
+            "started": len(cycle.starts),
+            "backfilled": sum(1 for p in cycle.starts if p.backfilled),
+            "reservations": len(reservations),
+            "blocked": len(blocked),
+            "memo_rejects": memo_hits,
+        }
+        return Plan(policy=self.name, now=now, order=tuple(order_entries),
+                    starts=tuple(cycle.starts), reservations=tuple(reservations),
+                    node_tiers=tiers, blocked=blocked, explain=explain, stats=stats)
+
+    def _backfill_note(self, cycle: Cycle, end: float, now: float) -> str:
+        over = [r for r in cycle.reservations if r.start < end]
+        if not cycle.reservations:
+            return "backfilled past a blocked job that has no reservation"
+        if not over:
+            return (f"backfilled: ends by {_fmt_time(end, now)}, before every reservation "
+                    f"starts")
+        return ("backfilled: still running when reservation(s) of "
+                + ", ".join(r.job_id for r in over)
+                + " start, so it uses only GPUs they leave spare")
+
+
+def _short(v: Any) -> Any:
+    if isinstance(v, float):
+        return round(v, 1)
+    return v
+
+
+# ------------------------------------------------------------------------------------ fifo
+
+
+@register("fifo")
+class FifoPolicy(_QueuePolicy):
+    """Strict arrival order, first fit, no backfill."""
+
+    name = "fifo"
+    strict = True
+    limit_only = True
+
+    def order(self, pending, snapshot, now, ctx):
+        jobs = sorted(pending, key=lambda j: scoring.fifo_order_key(j.submit_time, j.job_id))
+        return [(j, {"submit_time": j.submit_time}) for j in jobs]
+
+    def selector(self, job, ctx):
+        return first_fit
+
+    def reservations_k(self) -> int:
+        return 0
+
+
+# ----------------------------------------------------------------------------------- slurm
+
+
+@register("slurm")
+class SlurmPolicy(_QueuePolicy):
+    """Stock Slurm 22.05 sched/backfill + select/cons_tres + topology/tree (module docstring)."""
+
+    name = "slurm"
+    whole_node_reservations = True
+    limit_only = True
+    BF_MAX_JOB_TEST = 500  # slurm.conf(5) SchedulerParameters bf_max_job_test default
+    BF_WINDOW_S = 1440 * 60.0  # bf_window default: 1440 minutes
+
+    def order(self, pending, snapshot, now, ctx):
+        inv = snapshot.inventory
+        parts = inv.partition
+        default = inv.default_partition
+
+        def tier(job: Job) -> int:
+            names = job.partitions or ((default,) if default else ())
+            return max((parts[p].priority_tier for p in names if p in parts), default=1)
+
+        keyed = []
+        for j in pending:
+            t = tier(j)
+            keyed.append((scoring.slurm_order_key(t, j.priority, j.submit_time, j.job_id), j,
+                          {"partition_tier": t, "priority": j.priority,
+                           "submit_time": j.submit_time}))
+        keyed.sort(key=lambda x: x[0])
+        return [(j, f) for _, j, f in keyed]
+
+    def selector(self, job, ctx):
+        return slurm_cons_tres
+
+    def reservations_k(self) -> int:
+        return self.BF_MAX_JOB_TEST
+
+    def max_job_test(self) -> int:
+        return self.BF_MAX_JOB_TEST
+
+    def reservation_window(self) -> float | None:
+        return self.BF_WINDOW_S
+
+    def estimate(self, job: Job) -> tuple[float, str]:
+        # Slurm has no runtime estimate: the time limit, or the partition's MaxTime.
+        if job.time_limit is None or job.time_limit <= 0:
+            inv_parts = self._parts
+            for p in job.partitions:
+                mt = inv_parts.get(p)
+                if mt:
+                    return float(mt), "partition_max_time"
+        return super().estimate(job)
+
+    def plan(self, snapshot, now):
+        self._parts = {p.name: p.max_time for p in snapshot.inventory.partitions}
+        return super().plan(snapshot, now)
+
+
+# ------------------------------------------------------------------------------------ kant
+
+
+@register("kant")
+class KantPolicy(_QueuePolicy):
+    """Class tier, quota tier, age; EASY backfill with K reservations; E-Binpack / E-Spread."""
+
+    name = "kant"
+
+    def _zone(self, snapshot: ClusterSnapshot) -> np.ndarray:
+        z = self.config.inference_zone
+        return zone_mask(snapshot.inventory, z.nodes, z.partition)
+
+    def pool_of(self, snapshot, ctx):
+        zone = self._zone(snapshot)
+        ctx["zone"] = zone
+        inv = snapshot.inventory
+        if not zone.any():
+            ctx["in_zone"] = lambda job: False
+            return None
+        cache: dict = {}
+
+        def in_zone(job: Job) -> bool:
+            return job.job_class == "inference" and bool((pool_mask(inv, job) & zone).any())
+
+        def pool_of(job: Job) -> np.ndarray:
+            key = (pool_key(job), job.job_class == "inference")
+            m = cache.get(key)
+            if m is None:
+                base = pool_mask(inv, job)
+                if job.job_class == "inference":
+                    m = base & zone if (base & zone).any() else base
+                else:
+                    rest = base & ~zone
+                    m = rest if rest.any() else base
+                cache[key] = m
+            return m
+
+        ctx["in_zone"] = in_zone
+        return pool_of
+
+    def order(self, pending, snapshot, now, ctx):
+        cfg = self.config
+        accounts = cfg.quota.accounts
+        usage: dict[tuple[str, str], int] = defaultdict(int)
+        if accounts:
+            inv = snapshot.inventory
+            index = inv.index
+            for j in snapshot.running:
+                gpus = j.node_gpus or (j.gpus_per_node,) * len(j.nodes)
+                for n, g in zip(j.nodes, gpus):
+                    t = inv.gpu_type[index[n]] if n in index else None
+                    usage[(j.account, t or "*")] += int(g)
+                    if t:
+                        usage[(j.account, "*")] += int(g)
+        ctx["usage"] = usage
+        keyed = []
+        for j in pending:
+            ct = scoring.class_tier(j.job_class, cfg.classes.order)
+            quota = scoring.quota_for(accounts, j.account, j.gpu_type)
+            used = usage.get((j.account, j.gpu_type or "*"), 0)
+            qt = scoring.quota_tier(used, j.gpus, quota, cfg.quota.borrow_limit)
+            age = scoring.age_seconds(now, j.submit_time, j.eligible_time)
+            factors = {"class": j.job_class, "class_tier": ct, "quota_tier": qt, "age_s": age}
+            if quota is not None:
+                factors["quota"] = quota
+                factors["quota_used"] = used
+            keyed.append((scoring.kant_order_key(ct, qt, age, j.job_id), j, factors))
+        keyed.sort(key=lambda x: x[0])
+        return [(j, f) for _, j, f in keyed]
+
+    def gate(self, job, ctx):
+        cfg = self.config
+        quota = scoring.quota_for(cfg.quota.accounts, job.account, job.gpu_type)
+        if quota is None:
+            return None
+        used = ctx["usage"].get((job.account, job.gpu_type or "*"), 0)
+        if scoring.quota_tier(used, job.gpus, quota, cfg.quota.borrow_limit) == scoring.QUOTA_OVER:
+            return (f"over the borrowing limit: account {job.account!r} holds {used} of quota "
+                    f"{quota} ({job.gpu_type or 'any'} GPUs), may reach "
+                    f"{quota * (1 + cfg.quota.borrow_limit):.0f}")
+        return None
+
+    def on_start(self, job, ctx):
+        if self.config.quota.accounts:
+            ctx["usage"][(job.account, job.gpu_type or "*")] += job.gpus
+            if job.gpu_type:
+                ctx["usage"][(job.account, "*")] += job.gpus
+
+    def selector(self, job, ctx):
+        if job.num_nodes == 1 and ctx["in_zone"](job):
+            return spread
+        return binpack
+
+    def node_tiers(self, cycle, ctx):
+        inv = cycle.inv
+        snap = cycle.snapshot
+        alloc = np.where(cycle.schedulable, cycle.total - cycle.free, snap.gpus_alloc)
+        tiers = scoring.node_tiers(alloc, cycle.total, inv.leaf_index, ctx["zone"])
+        return dict(zip(inv.names, tiers.tolist()))
+
+
+_ = Choice
