@@ -65,6 +65,52 @@ class _Res:
     spare: np.ndarray  # per node: GPUs a job running through `start` may still take
 
 
+class LeafAgg:
+    """Per leaf group, over one usable-node mask: how many nodes have at least k free GPUs,
+    and the free/total GPU sums. Kept up to date as jobs start, so that placing a single-node
+    job costs O(leaf groups), not O(nodes). Without topology all nodes form one group."""
+
+    def __init__(self, cycle: "Cycle", usable: np.ndarray) -> None:
+        inv = cycle.inv
+        has_topo = bool(inv.group_levels)
+        leaf = inv.leaf_index if has_topo else np.zeros(len(inv), dtype=np.int32)
+        self.ok = not bool((usable & (leaf < 0)).any())
+        self.leaf = leaf
+        self.usable = usable
+        self.n_leaf = len(inv.leaf_names) if has_topo else 1
+        self.names = inv.leaf_names if has_topo else ("",)
+        self.gmax = int(cycle.total.max()) if len(cycle.total) else 0
+        u = np.flatnonzero(usable)
+        lu = leaf[u].astype(np.int64)
+        fu = np.clip(cycle.free[u], 0, self.gmax)
+        hist = np.zeros((self.n_leaf, self.gmax + 1), dtype=np.int64)
+        np.add.at(hist, (lu, fu), 1)
+        self.cnt_ge = hist[:, ::-1].cumsum(axis=1)[:, ::-1].copy()
+        self.fr = np.bincount(lu, weights=fu, minlength=self.n_leaf)
+        self.tot = np.bincount(lu, weights=cycle.total[u], minlength=self.n_leaf)
+        order = np.argsort(lu, kind="stable")
+        bounds = np.searchsorted(lu[order], np.arange(self.n_leaf + 1))
+        self.nodes_of = [u[order[bounds[i]:bounds[i + 1]]] for i in range(self.n_leaf)]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            self.score = np.where(self.tot > 0, 1.0 - self.fr / np.maximum(self.tot, 1), 0.0)
+        w = cycle.weight[u]
+        self.equal_weight = bool(w.size == 0 or (w == w[0]).all())
+
+    def update(self, idx: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
+        sel = self.usable[idx]
+        if not sel.any():
+            return
+        for i, a, b in zip(idx[sel].tolist(), old[sel].tolist(), new[sel].tolist()):
+            lf = self.leaf[i]
+            a = min(max(a, 0), self.gmax)
+            b = min(max(b, 0), self.gmax)
+            if b < a:
+                self.cnt_ge[lf, b + 1:a + 1] -= 1
+            self.fr[lf] -= a - b
+            t = self.tot[lf]
+            self.score[lf] = 1.0 - self.fr[lf] / t if t > 0 else 0.0
+
+
 @dataclass
 class Cycle:
     """Scratch state of one planning cycle."""
@@ -98,6 +144,10 @@ class Cycle:
         self.has_cpus = np.asarray(inv.cpus_total) > 0
         self.weight = np.asarray(snap.weight, dtype=np.int64)
         self._usable_cache: dict = {}
+        self._gsum: dict = {}
+        self._leaf_aggs: dict = {}
+        self.cur_usable: np.ndarray | None = None  # the usable mask of the job being placed
+        self.cur_limited = True  # avail differs from the plain free GPUs (reservations, future)
         self.starts = []
         self.reservations = []
         self.events = []
@@ -141,8 +191,42 @@ class Cycle:
             m = pool & self.schedulable & (self.total >= job.gpus_per_node)
             if job.cpus_per_node > 0:
                 m &= ~self.has_cpus | (np.asarray(self.inv.cpus_total) >= job.cpus_per_node)
+            for other in self._usable_cache.values():  # one object per distinct mask
+                if np.array_equal(other, m):
+                    m = other
+                    break
             self._usable_cache[key] = m
         return m
+
+    def group_sums(self, level: int, avail: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(free GPUs, total GPUs) per group of ``level`` over the usable nodes of ``avail``.
+
+        For a plain "run now" question the sums are kept up to date across the cycle instead of
+        recomputed per job (the big-queue fast path).
+        """
+        names, gidx = self.inv.group_levels[level]
+        if self.cur_limited or self.cur_usable is None:
+            m = (avail >= 0) & (gidx >= 0)
+            g = gidx[m]
+            return (np.bincount(g, weights=avail[m], minlength=len(names)),
+                    np.bincount(g, weights=self.total[m], minlength=len(names)))
+        key = (id(self.cur_usable), level)
+        entry = self._gsum.get(key)
+        if entry is None:
+            m = self.cur_usable & (gidx >= 0)
+            g = gidx[m]
+            fr = np.bincount(g, weights=np.clip(self.free[m], 0, None), minlength=len(names))
+            tot = np.bincount(g, weights=self.total[m], minlength=len(names))
+            entry = (fr, tot, m)
+            self._gsum[key] = entry
+        return entry[0], entry[1]
+
+    def leaf_agg(self, usable: np.ndarray) -> LeafAgg:
+        agg = self._leaf_aggs.get(id(usable))
+        if agg is None:
+            agg = LeafAgg(self, usable)
+            self._leaf_aggs[id(usable)] = agg
+        return agg
 
     def shape_key(self, job: Job) -> tuple:
         return (pool_key(job), job.job_class, job.num_nodes, job.gpus_per_node,
@@ -157,16 +241,27 @@ class Cycle:
             return None
         usable = self.usable(job)
         limit = self.free
+        limited = False
         for r in self.reservations:
             if r.start < end:
                 limit = np.minimum(limit, r.spare)
+                limited = True
+        fast = getattr(select, "fast", None)
+        if fast is not None and not limited and job.cpus_per_node == 0:
+            agg = self.leaf_agg(usable)
+            if agg.ok:
+                choice = fast(self, job, agg)
+                if choice is not NotImplemented:
+                    if choice is None:
+                        prev = self.fail_memo.get(key)
+                        self.fail_memo[key] = end if prev is None else min(prev, end)
+                    return choice
         avail = np.where(usable, limit, -1)
         if job.cpus_per_node > 0:
             avail[self.has_cpus & (self.cpus_free < job.cpus_per_node)] = -1
-        need = job.num_nodes * job.gpus_per_node
-        choice = None
-        if need == 0 or int(np.clip(avail, 0, None).sum()) >= need:
-            choice = select(self, job, avail)
+        self.cur_usable, self.cur_limited = usable, limited
+        choice = select(self, job, avail)
+        self.cur_usable, self.cur_limited = None, True
         if choice is None:
             prev = self.fail_memo.get(key)
             self.fail_memo[key] = end if prev is None else min(prev, end)
@@ -174,13 +269,21 @@ class Cycle:
 
     def commit_start(self, job: Job, choice: Choice, end: float, placement: Placement) -> None:
         idx, gpus = choice.idx, choice.gpus
-        self.free[idx] -= gpus
+        old = self.free[idx]
+        self.free[idx] = old - gpus
+        for agg in self._leaf_aggs.values():
+            agg.update(idx, old, old - gpus)
         if job.cpus_per_node > 0:
             self.cpus_free[idx] -= job.cpus_per_node
         for r in self.reservations:
             if r.start < end:
                 r.spare[idx] = np.maximum(r.spare[idx] - gpus, 0)
         self.add_release(end, idx, gpus)
+        for (_, level), (fr, _tot, m) in self._gsum.items():
+            sel = m[idx]
+            if sel.any():
+                gidx = self.inv.group_levels[level][1]
+                np.subtract.at(fr, gidx[idx[sel]], gpus[sel])
         if job.service is not None:
             counts = self.service_count_array(job.service)
             counts[idx] += 1

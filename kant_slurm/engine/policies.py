@@ -66,7 +66,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -158,31 +158,32 @@ class _QueuePolicy:
         depth = self.max_job_test()
         order_entries: list[QueueEntry] = []
         blocked: dict[str, str] = {}
-        explain: dict[str, tuple[str, ...]] = {}
+        explain = LazyExplain(self.name, now, k_max)
         reservations = []
-        res_jobs: list[str] = []
-        backfilled_after: dict[str, list[str]] = {}
+        backfills: list[tuple[str, float]] = []  # (job id, expected end) in start order
+        res_marks: list[tuple[str, float, int]] = []  # (job id, start, backfills before it)
         first_blocked: str | None = None
         memo_hits = 0
         for rank, (job, factors) in enumerate(ordered):
-            order_entries.append(QueueEntry(job.job_id, rank, factors))
-            lines = [f"rank {rank} in {self.name} order: "
-                     + ", ".join(f"{k}={_short(v)}" for k, v in factors.items())]
+            jid = job.job_id
+            order_entries.append(QueueEntry(jid, rank, factors))
             est, src = self.estimate(job)
             end = now + est
-            lines.append(f"runtime estimate {est:.0f} s from {src}")
-            if depth and rank >= depth:
-                blocked[job.job_id] = f"not tested this cycle (max_job_test={depth})"
-                explain[job.job_id] = tuple(lines + [blocked[job.job_id]])
+            rec = explain.new(jid, rank, factors, est, src)
+            if depth and rank >= depth and first_blocked is not None:
+                # Past the depth only what the main scheduler starts in order (nothing is
+                # blocked ahead of it) runs; backfill does not look this far.
+                blocked[jid] = f"not tested by backfill this cycle (max_job_test={depth})"
+                rec.append(blocked[jid])
                 continue
             if self.strict and first_blocked is not None:
-                blocked[job.job_id] = f"behind {first_blocked} (strict order, no backfill)"
-                explain[job.job_id] = tuple(lines + [blocked[job.job_id]])
+                blocked[jid] = f"behind {first_blocked} (strict order, no backfill)"
+                rec.append(blocked[jid])
                 continue
             gate = self.gate(job, ctx)
             if gate:
-                blocked[job.job_id] = gate
-                explain[job.job_id] = tuple(lines + [gate])
+                blocked[jid] = gate
+                rec.append(gate)
                 continue
             select = self.selector(job, ctx)
             memo_before = len(cycle.fail_memo)
@@ -190,7 +191,7 @@ class _QueuePolicy:
             if choice is not None:
                 backfilled = first_blocked is not None
                 placement = Placement(
-                    job_id=job.job_id,
+                    job_id=jid,
                     nodes=cycle.names_of(choice.idx),
                     node_gpus=tuple(int(x) for x in choice.gpus),
                     backfilled=backfilled,
@@ -202,61 +203,44 @@ class _QueuePolicy:
                 )
                 cycle.commit_start(job, choice, end, placement)
                 self.on_start(job, ctx)
-                lines.append(f"starts now on {describe_nodes(placement.nodes, placement.node_gpus)}")
-                lines.append(f"why: {choice.why}")
-                for alt in choice.alternatives:
-                    lines.append(f"  alternative {alt['group']}: score {alt['score']:.3f}, "
-                                 f"{alt['free_gpus']} GPUs free")
+                rec.append((_start_lines, placement))
                 if backfilled:
-                    lines.append(self._backfill_note(cycle, end, now))
-                    for r in cycle.reservations:
-                        backfilled_after.setdefault(r.job_id, []).append(
-                            f"{job.job_id} (ends {_fmt_time(end, now)}"
-                            + (", uses spare room" if end > r.start else ", before it starts")
-                            + ")")
-                explain[job.job_id] = tuple(lines)
+                    over = tuple(r.job_id for r in cycle.reservations if r.start < end)
+                    rec.append((_backfill_note, bool(cycle.reservations), over, end, now))
+                    backfills.append((jid, end))
                 continue
             if len(cycle.fail_memo) == memo_before:
                 memo_hits += 1
             if first_blocked is None:
-                first_blocked = job.job_id
+                first_blocked = jid
             if self.strict:
-                blocked[job.job_id] = "does not fit now; strict order: everything behind it waits"
-                explain[job.job_id] = tuple(lines + [blocked[job.job_id]])
+                blocked[jid] = "does not fit now; strict order: everything behind it waits"
+                rec.append(blocked[jid])
                 continue
             if len(cycle.reservations) < k_max:
                 res, reason = cycle.reserve(job, est, select)
                 if res is not None:
                     record = cycle.reservation_record(res, src)
                     reservations.append(record)
-                    res_jobs.append(job.job_id)
-                    rchoice = cycle.last_reservation_choice
-                    blocked[job.job_id] = (f"does not fit now; reserved from "
-                                           f"{_fmt_time(res.start, now)}")
-                    lines.append(f"does not fit now; reservation {len(reservations)} of "
-                                 f"{k_max}: starts {_fmt_time(res.start, now)} on "
-                                 f"{describe_nodes(record.nodes, record.node_gpus)}")
-                    lines.append(f"reserved nodes: {rchoice.why}")
+                    res_marks.append((jid, res.start, len(backfills)))
+                    blocked[jid] = f"does not fit now; reserved from {_fmt_time(res.start, now)}"
+                    rec.append((_reservation_lines, record, len(reservations), k_max,
+                                cycle.last_reservation_choice.why, now))
                 else:
-                    blocked[job.job_id] = f"does not fit now; no reservation: {reason}"
-                    lines.append(blocked[job.job_id])
+                    blocked[jid] = f"does not fit now; no reservation: {reason}"
+                    rec.append(blocked[jid])
             else:
-                blocked[job.job_id] = (f"does not fit now; no reservation (all {k_max} "
-                                       f"reservations held by higher-ranked jobs)")
-                lines.append(blocked[job.job_id])
-            explain[job.job_id] = tuple(lines)
-        for jid in res_jobs:
-            ahead = backfilled_after.get(jid, [])
-            extra = (f"may backfill ahead of it without delaying it: {', '.join(ahead[:20])}"
-                     + (f" ... ({len(ahead)} jobs)" if len(ahead) > 20 else "")
-                     if ahead else "no job backfills ahead of it this cycle")
-            explain[jid] = explain[jid] + (extra,)
+                blocked[jid] = (f"does not fit now; no reservation (all {k_max} "
+                                f"reservations held by higher-ranked jobs)")
+                rec.append(blocked[jid])
+        for jid, start, first in res_marks:
+            explain.records[jid].append((_backfill_summary, backfills, first, start, now))
         tiers = self.node_tiers(cycle, ctx)
         stats = {
             "pending": len(ordered),
             "running": len(snapshot.running),
             "started": len(cycle.starts),
-            "backfilled": sum(1 for p in cycle.starts if p.backfilled),
+            "backfilled": len(backfills),
             "reservations": len(reservations),
             "blocked": len(blocked),
             "memo_rejects": memo_hits,
@@ -265,16 +249,82 @@ class _QueuePolicy:
                     starts=tuple(cycle.starts), reservations=tuple(reservations),
                     node_tiers=tiers, blocked=blocked, explain=explain, stats=stats)
 
-    def _backfill_note(self, cycle: Cycle, end: float, now: float) -> str:
-        over = [r for r in cycle.reservations if r.start < end]
-        if not cycle.reservations:
-            return "backfilled past a blocked job that has no reservation"
-        if not over:
-            return (f"backfilled: ends by {_fmt_time(end, now)}, before every reservation "
-                    f"starts")
-        return ("backfilled: still running when reservation(s) of "
-                + ", ".join(r.job_id for r in over)
-                + " start, so it uses only GPUs they leave spare")
+
+class LazyExplain(Mapping):
+    """``Plan.explain``: job id -> lines of reasoning, formatted only when read.
+
+    The simulator plans hundreds of thousands of cycles and reads none of it; ``plan
+    --explain`` reads one job. Items are strings or ``(function, *args)`` that return lines.
+    """
+
+    def __init__(self, policy: str, now: float, k_max: int) -> None:
+        self.policy = policy
+        self.records: dict[str, list] = {}
+        self._done: dict[str, tuple[str, ...]] = {}
+
+    def new(self, job_id: str, rank: int, factors: dict, est: float, src: str) -> list:
+        rec: list = [(_head_lines, self.policy, rank, factors, est, src)]
+        self.records[job_id] = rec
+        return rec
+
+    def __getitem__(self, job_id: str) -> tuple[str, ...]:
+        out = self._done.get(job_id)
+        if out is None:
+            lines: list[str] = []
+            for item in self.records[job_id]:
+                if isinstance(item, str):
+                    lines.append(item)
+                else:
+                    lines.extend(item[0](*item[1:]))
+            out = tuple(lines)
+            self._done[job_id] = out
+        return out
+
+    def __iter__(self):
+        return iter(self.records)
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+
+def _head_lines(policy, rank, factors, est, src):
+    return (f"rank {rank} in {policy} order: "
+            + ", ".join(f"{k}={_short(v)}" for k, v in factors.items()),
+            f"runtime estimate {est:.0f} s from {src}")
+
+
+def _start_lines(p: Placement):
+    out = [f"starts now on {describe_nodes(p.nodes, p.node_gpus)}", f"why: {p.why}"]
+    for alt in p.alternatives:
+        out.append(f"  alternative {alt['group']}: score {alt['score']:.3f}, "
+                   f"{alt['free_gpus']} GPUs free")
+    return out
+
+
+def _backfill_note(any_reservation: bool, over: tuple[str, ...], end: float, now: float):
+    if not any_reservation:
+        return ("backfilled past a blocked job that has no reservation",)
+    if not over:
+        return (f"backfilled: ends by {_fmt_time(end, now)}, before every reservation starts",)
+    return ("backfilled: still running when the reservation(s) of " + ", ".join(over)
+            + " start, so it uses only GPUs they leave spare",)
+
+
+def _reservation_lines(record, n, k_max, why, now):
+    return (f"does not fit now; reservation {n} of {k_max}: starts "
+            f"{_fmt_time(record.start_time, now)} on "
+            f"{describe_nodes(record.nodes, record.node_gpus)}",
+            f"reserved nodes: {why}")
+
+
+def _backfill_summary(backfills, first, start, now):
+    ahead = [f"{jid} (ends {_fmt_time(end, now)}, "
+             + ("uses spare room)" if end > start else "before it starts)")
+             for jid, end in backfills[first:]]
+    if not ahead:
+        return ("no job backfills ahead of it this cycle",)
+    more = f" ... ({len(ahead)} jobs)" if len(ahead) > 20 else ""
+    return ("may backfill ahead of it without delaying it: " + ", ".join(ahead[:20]) + more,)
 
 
 def _short(v: Any) -> Any:

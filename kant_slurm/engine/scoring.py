@@ -99,20 +99,36 @@ def group_fill_score(free_gpus: float, total_gpus: float) -> float:
     """
     if total_gpus <= 0:
         return 0.0
-    return round(1.0 - float(free_gpus) / float(total_gpus), 6)
+    return 1.0 - float(free_gpus) / float(total_gpus)
+
+
+def rank_groups(fits: np.ndarray, free: np.ndarray, total: np.ndarray, top: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Groups that fit, best first: fullest (highest :func:`group_fill_score`), then fewer free
+    GPUs, then lower index. Returns (group indices, their scores). With ``top``, only the best
+    ``top`` groups (exact, ties included in the ordering)."""
+    idx = np.flatnonzero(fits)
+    if idx.size == 0:
+        return idx, np.empty(0)
+    tot = total[idx]
+    fr = free[idx]
+    # Free and total are whole numbers, so equal fractions give identical doubles: no rounding.
+    score = np.where(tot > 0, 1.0 - fr / np.where(tot > 0, tot, 1), 0.0)
+    if top is not None and idx.size > top:
+        thr = np.partition(score, idx.size - top)[idx.size - top]
+        keep = score >= thr
+        idx, fr, score = idx[keep], fr[keep], score[keep]
+    order = np.lexsort((idx, fr, -score))
+    if top is not None:
+        order = order[:top]
+    return idx[order], score[order]
 
 
 def best_group(fits: np.ndarray, free: np.ndarray, total: np.ndarray) -> int:
     """Index of the fullest group among those that fit (ties: fewer free GPUs, lower index);
     -1 when none fits."""
-    idx = np.flatnonzero(fits)
-    if idx.size == 0:
-        return -1
-    with np.errstate(divide="ignore", invalid="ignore"):
-        score = np.where(total[idx] > 0, 1.0 - free[idx] / np.maximum(total[idx], 1), 0.0)
-    score = np.round(score, 6)
-    order = np.lexsort((idx, free[idx], -score))
-    return int(idx[order[0]])
+    idx, _ = rank_groups(fits, free, total)
+    return int(idx[0]) if idx.size else -1
 
 
 def node_leftover(free_gpus: np.ndarray, gpus_per_node: int) -> np.ndarray:

@@ -18,8 +18,9 @@ import numpy as np
 
 from ..model import Job
 from .cycle import Choice, Cycle
-from .scoring import best_group, group_fill_score, pick_best_fit
+from .scoring import best_group, pick_best_fit, rank_groups
 
+_BIG = np.iinfo(np.int64).max
 LEVEL_NAMES = ("leaf group", "spine group", "core group")
 
 
@@ -28,7 +29,7 @@ def level_name(level: int) -> str:
 
 
 def _gpus(idx: np.ndarray, job: Job) -> np.ndarray:
-    return np.full(len(idx), job.gpus_per_node, dtype=np.int64)
+    return np.array([job.gpus_per_node] * len(idx), dtype=np.int64)
 
 
 def first_fit(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
@@ -52,19 +53,13 @@ def _group_sums(gidx: np.ndarray, usable: np.ndarray, total: np.ndarray, free: n
     return fr, tot
 
 
-def _alternatives(names, fits, fr, tot, chosen: int, level: int, limit: int) -> tuple:
-    if limit <= 0:
-        return ()
-    idx = np.flatnonzero(fits)
-    idx = idx[idx != chosen]
-    if idx.size == 0:
-        return ()
-    scores = np.round(np.where(tot[idx] > 0, 1.0 - fr[idx] / np.maximum(tot[idx], 1), 0.0), 6)
-    order = np.lexsort((idx, fr[idx], -scores))[:limit]
+def _alternatives(names, ranked: np.ndarray, scores: np.ndarray, fr: np.ndarray, level: int,
+                  limit: int) -> tuple:
+    """The runner-up groups (after the chosen one), with their scores."""
     return tuple(
-        {"group": names[int(idx[o])], "level": level, "score": float(scores[o]),
-         "free_gpus": int(fr[idx[o]])}
-        for o in order
+        {"group": names[int(gi)], "level": level, "score": round(float(sc), 4),
+         "free_gpus": int(fr[gi])}
+        for gi, sc in zip(ranked[1:limit + 1], scores[1:limit + 1])
     )
 
 
@@ -102,45 +97,99 @@ def binpack(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
     """E-Binpack placement (shared/DESIGN.md, "Engine semantics", step 3)."""
     g, nn = job.gpus_per_node, job.num_nodes
     elig = avail >= g
-    if int(elig.sum()) < nn:
+    elig_idx = np.flatnonzero(elig)
+    if elig_idx.size < nn:
         return None
-    usable = avail >= 0
-    free = np.where(usable, avail, 0)
     inv = cycle.inv
     n_alt = cycle.alternatives
     for lv, (names, gidx) in enumerate(inv.group_levels):
-        ge = gidx[elig]
-        ge = ge[ge >= 0]
-        if ge.size < nn:
-            break  # not enough grouped nodes at any level
-        counts = np.bincount(ge, minlength=len(names))
+        ge = gidx[elig_idx]
+        counts = np.bincount(ge[ge >= 0], minlength=len(names))
         fits = counts >= nn
         if not fits.any():
             continue
-        fr, tot = _group_sums(gidx, usable, cycle.total, free, len(names))
-        best = best_group(fits, fr, tot)
-        cand = elig & (gidx == best)
-        if nn == 1 or lv == 0:
-            idx = pick_best_fit(cand, free, g, nn)
+        fr, tot = cycle.group_sums(lv, avail)
+        ranked, scores = rank_groups(fits, fr, tot, top=n_alt + 1)
+        best = int(ranked[0])
+        in_best = elig_idx[ge == best]
+        if nn == 1:
+            left = avail[in_best]
+            idx = in_best[[int(np.argmin(left))]]  # first minimum = lowest index
+        elif lv == 0:
+            order = np.lexsort((in_best, avail[in_best]))[:nn]
+            idx = in_best[order]
         else:
-            idx = _fill_leaves(cycle, cand, free, usable, job)
+            usable = avail >= 0
+            cand = np.zeros(len(avail), dtype=bool)
+            cand[in_best] = True
+            idx = _fill_leaves(cycle, cand, np.where(usable, avail, 0), usable, job)
         if idx.size < nn:
             continue
-        score = group_fill_score(fr[best], tot[best])
-        how = "whole free nodes" if nn > 1 and bool(np.all(free[idx] == cycle.total[idx])) \
-            else "nodes best-fit by free GPUs"
-        why = (f"{level_name(lv)} {names[best]}: fullest of {int(fits.sum())} "
-               f"{level_name(lv)}s that hold {nn}x{g} GPUs (fill {score:.3f}, "
-               f"{int(fr[best])} GPUs free); {how}")
-        alts = _alternatives(names, fits, fr, tot, best, lv, n_alt)
+        how = ("whole free nodes" if nn > 1 and bool(np.all(avail[idx] == cycle.total[idx]))
+               else "nodes best-fit by free GPUs")
+        lvn = level_name(lv)
+        why = (f"{lvn} {names[best]}: fullest of {int(fits.sum())} {lvn}s that hold "
+               f"{nn}x{g} GPUs (fill {float(scores[0]):.3f}, {int(fr[best])} GPUs free); {how}")
+        alts = _alternatives(names, ranked, scores, fr, lv, n_alt) if n_alt else ()
         return Choice(idx, _gpus(idx, job), names[best], why, alts)
     # No single group holds it (or no topology): best fit over the whole pool.
+    free = np.where(avail >= 0, avail, 0)
     idx = pick_best_fit(elig, free, g, nn)
     if idx.size < nn:
         return None
     span = "no topology" if not inv.group_levels else "no single group holds it"
     return Choice(idx, _gpus(idx, job), None,
                   f"{span}: nodes best-fit by free GPUs over the whole pool")
+
+
+def _binpack_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
+    """:func:`binpack` for a single-node job on plain free GPUs, from the leaf aggregates
+    (same choice as the general path, in a handful of array operations)."""
+    g = job.gpus_per_node
+    if job.num_nodes != 1:
+        return NotImplemented
+    if g > agg.gmax:
+        return None
+    fits = agg.cnt_ge[:, g] > 0
+    masked = np.where(fits, agg.score, -1.0)
+    top = float(masked.max())
+    if top < 0:
+        return None
+    cand = np.flatnonzero(masked == top)
+    best = int(cand[0]) if cand.size == 1 else int(cand[int(np.argmin(agg.fr[cand]))])
+    nodes = agg.nodes_of[best]
+    f = cycle.free[nodes]
+    pick = nodes[[int(np.argmin(np.where(f >= g, f, _BIG)))]]
+    if not cycle.inv.group_levels:
+        why = "no topology: node best-fit by free GPUs over the whole pool"
+        return Choice(pick, _gpus(pick, job), None, why)
+    return Choice(pick, _gpus(pick, job), agg.names[best], _LazyWhy(agg, best, fits, g, top),
+                  _fast_alternatives(cycle, agg, masked, best))
+
+
+class _LazyWhy(str):
+    """The fast path's ``why`` text (a plain str; built here because it is cheap)."""
+
+    def __new__(cls, agg, best, fits, g, top):
+        return str.__new__(cls, (
+            f"leaf group {agg.names[best]}: fullest of {int(np.count_nonzero(fits))} leaf "
+            f"groups that hold 1x{g} GPUs (fill {top:.3f}, {int(agg.fr[best])} GPUs free); "
+            f"nodes best-fit by free GPUs"))
+
+
+def _fast_alternatives(cycle: Cycle, agg, masked: np.ndarray, best: int) -> tuple:
+    n_alt = cycle.alternatives
+    if n_alt <= 0 or masked.size <= 1:
+        return ()
+    k = min(n_alt + 1, masked.size)
+    part = np.argpartition(masked, masked.size - k)[masked.size - k:]
+    rows = sorted((-float(masked[i]), float(agg.fr[i]), int(i)) for i in part
+                  if masked[i] >= 0 and i != best)
+    return tuple({"group": agg.names[i], "level": 0, "score": round(-s, 4), "free_gpus": int(f)}
+                 for s, f, i in rows[:n_alt])
+
+
+binpack.fast = _binpack_fast  # type: ignore[attr-defined]
 
 
 # ------------------------------------------------------------------------------- E-Spread
@@ -180,44 +229,101 @@ def spread(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
 def slurm_cons_tres(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
     """Stock Slurm 22.05 node choice, as modelled (table in :mod:`.policies`).
 
-    Nodes need enough free GPUs (sufficiency only). With a switch tree: the lowest-level switch
-    that holds the job, the one with the fewest usable nodes among those (best fit); without one,
-    the whole pool. Inside: lowest Weight first, then the fewest free CPUs (best fit), then node
-    order.
+    Nodes need enough free GPUs (sufficiency only). Node Weight first: the lightest weight
+    tiers that together hold the job. With a switch tree: the lowest-level switch that holds
+    the job, the one with the fewest usable nodes (best fit); inside a switch above the leaves,
+    a leaf that holds the rest (fewest nodes) else the leaf with the most nodes; nodes in node
+    order. Without a tree: fewest free CPUs first (best fit), then node order.
     """
     g, nn = job.gpus_per_node, job.num_nodes
-    elig = avail >= g
-    if int(elig.sum()) < nn:
+    idx_e = np.flatnonzero(avail >= g)
+    if idx_e.size < nn:
         return None
-    inv = cycle.inv
-    region = elig
-    group = None
-    why = "no topology: whole partition"
-    levels = inv.group_levels
-    if levels:
-        found = False
-        for lv, (names, gidx) in enumerate(levels):
-            ge = gidx[elig]
-            ge = ge[ge >= 0]
-            if ge.size < nn:
+    w = cycle.weight[idx_e]
+    wnote = ""
+    if w.size and w.min() != w.max():
+        for tier in np.unique(w):
+            if np.count_nonzero(w <= tier) >= nn:
+                idx_e = idx_e[w <= tier]
+                wnote = f"nodes of Weight <= {int(tier)}; "
                 break
-            counts = np.bincount(ge, minlength=len(names))
-            fits = np.flatnonzero(counts >= nn)
-            if fits.size == 0:
-                continue
-            best = int(fits[np.lexsort((fits, counts[fits]))[0]])
-            region = elig & (gidx == best)
-            group = names[best]
-            why = (f"lowest switch that fits: {names[best]} ({level_name(lv)}, "
-                   f"{int(counts[best])} usable nodes, fewest of {fits.size})")
-            found = True
+    inv = cycle.inv
+    levels = inv.group_levels
+    if not levels:
+        cpus = np.where(cycle.has_cpus[idx_e], cycle.cpus_free[idx_e], 0)
+        pick = idx_e[np.lexsort((idx_e, cpus))[:nn]]
+        return Choice(pick, _gpus(pick, job), None,
+                      wnote + "no topology: fewest free CPUs first (best fit), GPUs only "
+                      "checked for sufficiency")
+    for lv, (names, gidx) in enumerate(levels):
+        ge = gidx[idx_e]
+        counts = np.bincount(ge[ge >= 0], minlength=len(names))
+        fits = np.flatnonzero(counts >= nn)
+        if fits.size == 0:
+            continue
+        best = int(fits[np.argmin(counts[fits])])  # first minimum = lowest index
+        inside = idx_e[ge == best]
+        if lv == 0 or nn == 1:
+            pick = inside[:nn]
+        else:
+            pick = _slurm_leaves(inv.leaf_index[inside], inside, nn)
+        why = (f"{wnote}lowest switch that fits: {names[best]} ({level_name(lv)}, "
+               f"{int(counts[best])} usable nodes, fewest of {fits.size}); nodes in node order "
+               f"(GPUs only checked for sufficiency)")
+        return Choice(pick, _gpus(pick, job), names[best], why)
+    pick = idx_e[:nn]
+    return Choice(pick, _gpus(pick, job), None,
+                  wnote + "no single switch holds it: nodes in node order")
+
+
+def _slurm_leaves(leaf_of: np.ndarray, nodes: np.ndarray, nn: int) -> np.ndarray:
+    """Leaf by leaf: one that holds the rest (fewest usable nodes) else the biggest."""
+    picked: list[np.ndarray] = []
+    remaining = nn
+    left = np.ones(len(nodes), dtype=bool)
+    while remaining > 0:
+        leaves, counts = np.unique(leaf_of[left], return_counts=True)
+        if leaves.size == 0:
             break
-        if not found:
-            why = "no single switch holds it: whole partition"
-    idx = np.flatnonzero(region)
-    cpus = np.where(cycle.has_cpus, cycle.cpus_free, 0)[idx]
-    order = np.lexsort((idx, cpus, cycle.weight[idx]))[:nn]
-    pick = idx[order]
-    return Choice(pick, _gpus(pick, job), group,
-                  why + "; nodes by lowest Weight, then fewest free CPUs (GPUs only checked "
-                  "for sufficiency)")
+        holds = counts >= remaining
+        if holds.any():
+            lf = leaves[holds][np.argmin(counts[holds])]
+            picked.append(nodes[left & (leaf_of == lf)][:remaining])
+            break
+        lf = leaves[np.argmax(counts)]
+        sel = left & (leaf_of == lf)
+        picked.append(nodes[sel])
+        remaining -= int(sel.sum())
+        left &= ~sel
+    return np.sort(np.concatenate(picked)) if picked else nodes[:0]
+
+
+def _slurm_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
+    """:func:`slurm_cons_tres` for a single-node job when every usable node has the same
+    Weight: the leaf with the fewest usable nodes that fits, then node order (with topology)
+    or fewest free CPUs (without)."""
+    g = job.gpus_per_node
+    if job.num_nodes != 1 or not agg.equal_weight:
+        return NotImplemented
+    if g > agg.gmax:
+        return None
+    counts = agg.cnt_ge[:, g]
+    masked = np.where(counts > 0, counts, _BIG)
+    best = int(np.argmin(masked))
+    if masked[best] == _BIG:
+        return None
+    nodes = agg.nodes_of[best]
+    ok = nodes[cycle.free[nodes] >= g]
+    if cycle.inv.group_levels:
+        pick = ok[:1]
+        why = (f"lowest switch that fits: {agg.names[best]} (leaf group, {int(counts[best])} "
+               f"usable nodes, fewest of {int(np.count_nonzero(counts))}); first node in node "
+               f"order (GPUs only checked for sufficiency)")
+        return Choice(pick, _gpus(pick, job), agg.names[best], why)
+    cpus = np.where(cycle.has_cpus[ok], cycle.cpus_free[ok], 0)
+    pick = ok[[int(np.argmin(cpus))]]
+    return Choice(pick, _gpus(pick, job), None,
+                  "no topology: fewest free CPUs (best fit), GPUs only checked for sufficiency")
+
+
+slurm_cons_tres.fast = _slurm_fast  # type: ignore[attr-defined]

@@ -1,0 +1,177 @@
+"""Synthetic snapshots for timing the engine (``kant-slurm bench plan``).
+
+Job shapes (GPUs, duration) are drawn, seeded, from the real Philly trace slice shipped in
+``kant_slurm/data/traces`` (attribution in its README). The cluster is N nodes x G GPUs under a
+two-level switch tree (leaf groups of ``leaf_size`` nodes, spines of ``spine_size`` leaves), one
+partition. Running jobs are placed at random (first fit over a shuffled node order, which
+scatters small jobs as a busy cluster does); pending jobs arrived over the past day.
+
+Reading the trace file is the only I/O here; the engine timed by :func:`time_plan` does none.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import resource
+import statistics
+import time
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InputError
+from ..model import ClusterSnapshot, Inventory, Job, Partition, Topology
+
+# Time limits users typically ask for (seconds): the job's duration rounded up to the next one.
+COMMON_LIMITS = (3600.0, 4 * 3600.0, 12 * 3600.0, 24 * 3600.0, 72 * 3600.0, 168 * 3600.0)
+
+
+def default_trace_path() -> Path:
+    """The Philly slice shipped in the package."""
+    base = resources.files("kant_slurm").joinpath("data/traces")
+    for entry in sorted(base.iterdir(), key=lambda p: p.name):
+        if entry.name.startswith("philly") and entry.name.endswith(".csv"):
+            return Path(str(entry))
+    raise InputError("no Philly trace slice in kant_slurm/data/traces; pass --trace FILE")
+
+
+def read_shapes(path: str | Path) -> np.ndarray:
+    """(num_gpus, duration) rows of a Philly-format CSV, as an (n, 2) float array."""
+    rows = []
+    with open(path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        missing = {"num_gpus", "duration"} - set(reader.fieldnames or ())
+        if missing:
+            raise InputError(f"{path}: missing column(s) {', '.join(sorted(missing))}")
+        for line, row in enumerate(reader, start=2):
+            try:
+                g, d = int(float(row["num_gpus"])), float(row["duration"])
+            except (TypeError, ValueError):
+                raise InputError(f"{path}:{line}: num_gpus/duration not numbers: {row}") from None
+            if g > 0 and d > 0 and math.isfinite(d):
+                rows.append((g, d))
+    if not rows:
+        raise InputError(f"{path}: no job with num_gpus > 0 and duration > 0")
+    return np.asarray(rows, dtype=float)
+
+
+def time_limit_for(duration: float) -> float:
+    """The smallest common limit at or above the duration (the largest for longer jobs)."""
+    for lim in COMMON_LIMITS:
+        if duration <= lim:
+            return lim
+    return COMMON_LIMITS[-1]
+
+
+def bench_inventory(nodes: int, gpus_per_node: int, leaf_size: int = 16, spine_size: int = 8
+                    ) -> Inventory:
+    """N nodes x G GPUs, 64 CPUs each, a two-level switch tree, one partition ``gpu``."""
+    width = max(4, len(str(nodes)))
+    names = [f"n{i:0{width}d}" for i in range(nodes)]
+    leaves = {f"leaf{j}": names[j * leaf_size:(j + 1) * leaf_size]
+              for j in range(math.ceil(nodes / leaf_size))}
+    leaf_names = list(leaves)
+    spines = {f"spine{k}": leaf_names[k * spine_size:(k + 1) * spine_size]
+              for k in range(math.ceil(len(leaf_names) / spine_size))}
+    if len(spines) > 1:
+        spines["core"] = list(spines)
+    topo = Topology.from_links(leaves, spines, node_order=names)
+    return Inventory.build(
+        names, [gpus_per_node] * nodes, [64] * nodes, [512_000] * nodes,
+        gpu_type=["a100"] * nodes,
+        partitions=[Partition("gpu", tuple(names), default=True)], topology=topo)
+
+
+def _job_shape(gpus: int, g_per_node: int) -> tuple[int, int]:
+    if gpus <= g_per_node:
+        return 1, gpus
+    return math.ceil(gpus / g_per_node), g_per_node
+
+
+def bench_snapshot(nodes: int, gpus_per_node: int, pending: int, running: int, seed: int = 0,
+                   shapes: np.ndarray | None = None, now: float = 1_000_000.0) -> ClusterSnapshot:
+    """A snapshot of the requested size with Philly job shapes (seeded)."""
+    if shapes is None:
+        shapes = read_shapes(default_trace_path())
+    rng = np.random.default_rng(seed)
+    inv = bench_inventory(nodes, gpus_per_node)
+    free = np.full(nodes, gpus_per_node, dtype=np.int64)
+    jobs: list[Job] = []
+    order = rng.permutation(nodes)
+    for k, row in enumerate(shapes[rng.integers(0, len(shapes), size=running)]):
+        g, dur = int(row[0]), float(row[1])
+        nn, gpn = _job_shape(min(g, gpus_per_node * nodes), gpus_per_node)
+        cand = order[free[order] >= gpn][:nn]
+        if len(cand) < nn:
+            continue  # the cluster is full for this shape: fewer running jobs
+        free[cand] -= gpn
+        limit = time_limit_for(dur)
+        started = now - rng.uniform(0, min(dur, limit) * 0.9)
+        jobs.append(Job(
+            job_id=str(k + 1), state="RUNNING", num_nodes=nn, gpus_per_node=gpn,
+            submit_time=started - 60.0, start_time=started, time_limit=limit,
+            nodes=tuple(inv.names[i] for i in cand), node_gpus=(gpn,) * nn,
+            user=f"u{k % 50}", account=f"a{k % 7}", job_class="training" if nn > 1 else "batch"))
+        order = np.roll(order, -int(rng.integers(1, 7)))
+    for k, row in enumerate(shapes[rng.integers(0, len(shapes), size=pending)]):
+        g, dur = int(row[0]), float(row[1])
+        nn, gpn = _job_shape(min(g, gpus_per_node * nodes), gpus_per_node)
+        jobs.append(Job(
+            job_id=str(running + k + 1), state="PENDING", num_nodes=nn, gpus_per_node=gpn,
+            submit_time=now - rng.uniform(0, 86400.0), time_limit=time_limit_for(dur),
+            user=f"u{k % 50}", account=f"a{k % 7}", job_class="training" if nn > 1 else "batch"))
+    return ClusterSnapshot.idle(inv, jobs, taken_at=now, source="bench")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    nodes: int
+    gpus_per_node: int
+    pending: int
+    running: int
+    policy: str
+    cycles: int
+    median_s: float
+    max_s: float
+    peak_rss_mb: float
+    started: int
+    reservations: int
+
+    def to_dict(self) -> dict:
+        return dict(self.__dict__)
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def time_plan(snapshot: ClusterSnapshot, policy, cycles: int = 5) -> tuple[list[float], object]:
+    """Wall-clock seconds of ``cycles`` full planning cycles (the bench's own clock)."""
+    times = []
+    plan = None
+    for _ in range(cycles):
+        t0 = time.perf_counter()
+        plan = policy.plan(snapshot, snapshot.taken_at)
+        times.append(time.perf_counter() - t0)
+    return times, plan
+
+
+def run_bench(nodes: int, gpus_per_node: int, pending: int, running: int, policy_name: str = "kant",
+              cycles: int = 5, seed: int = 0, config=None, trace: str | None = None) -> BenchResult:
+    """Build the snapshot, time ``cycles`` plans, report median/max seconds and peak RSS."""
+    from .registry import get_policy
+
+    shapes = read_shapes(trace) if trace else None
+    snap = bench_snapshot(nodes, gpus_per_node, pending, running, seed=seed, shapes=shapes)
+    policy = get_policy(policy_name, config)
+    times, plan = time_plan(snap, policy, cycles)
+    return BenchResult(
+        nodes=nodes, gpus_per_node=gpus_per_node, pending=pending,
+        running=len(snap.running), policy=policy_name, cycles=cycles,
+        median_s=round(statistics.median(times), 4), max_s=round(max(times), 4),
+        peak_rss_mb=round(peak_rss_mb(), 1), started=len(plan.starts),
+        reservations=len(plan.reservations))
