@@ -1,0 +1,809 @@
+"""A real Slurm GPU cluster on one machine, in one private directory (`kant-slurm devcluster`).
+
+What runs, all as root on loopback and all started by us (shared/SLURM-LOCAL.md has the facts):
+its own ``munged`` (own key and socket), its own MariaDB (own datadir and socket, TCP on
+127.0.0.1), ``slurmdbd``, ``slurmctld`` and one ``slurmd -N <node>`` per node. Every port is
+derived from one port base, so several clusters with different directories and port bases run
+side by side. Config files are rendered from the jinja2 templates in ``site-config/dev-cluster``
+(shipped inside the package as ``kant_slurm/data/dev-cluster``).
+
+We start each daemon in the foreground (``-D``/``-F``) in its own session and record its pid in
+``run/kant-<daemon>.pid``; ``down`` kills exactly those pids (after checking each one is still
+ours through a marker in its environment), so nothing of a cluster survives it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import jinja2
+
+from ..errors import DevClusterError
+from ..hostlist import compress
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT_BASE = 16800
+PORT_BASE_ENV = "KANT_DEVCLUSTER_PORT_BASE"
+DIR_ENV = "KANT_DEVCLUSTER_DIR"
+# Set in every daemon's environment: `down` only kills a pid whose environment carries it.
+MARKER_ENV = "KANT_DEVCLUSTER_STATE"
+
+DEBIAN_PACKAGES = ("munge", "slurmctld", "slurmd", "slurmdbd", "slurm-client", "mariadb-server")
+
+# Port layout relative to the port base; slurmd ports follow from base+10, one per node.
+_MARIADB, _SLURMDBD, _SLURMCTLD, _SLURMD_FIRST = 0, 1, 2, 10
+MAX_NODES = 256
+
+
+@dataclass(frozen=True)
+class DevClusterSpec:
+    """The shape of a dev cluster: what `up` was asked for."""
+
+    nodes: int = 16
+    gpus_per_node: int = 8
+    leaf_size: int = 4
+    gpu_type: str = "h100"
+    inference_nodes: int = 0
+    port_base: int = DEFAULT_PORT_BASE
+    cpus_per_node: int = 32
+    memory_mb: int = 256000
+    cluster_name: str = "kantdev"
+
+    def validate(self) -> None:
+        """Raise DevClusterError naming the option that is out of range."""
+        checks = [
+            ("--nodes", self.nodes, 1, MAX_NODES),
+            ("--gpus-per-node", self.gpus_per_node, 1, 64),
+            ("--leaf-size", self.leaf_size, 1, MAX_NODES),
+            ("--inference-nodes", self.inference_nodes, 0, self.nodes),
+            ("--port-base", self.port_base, 1024, 65535 - _SLURMD_FIRST - self.nodes),
+        ]
+        for name, value, lo, hi in checks:
+            if not lo <= value <= hi:
+                raise DevClusterError(f"{name} {value} is out of range: expected {lo}..{hi}")
+        if not self.gpu_type.replace("_", "").replace("-", "").isalnum():
+            raise DevClusterError(
+                f"--gpu-type {self.gpu_type!r}: expected letters, digits, '-' or '_' (e.g. h100)"
+            )
+
+    @property
+    def node_names(self) -> list[str]:
+        width = max(2, len(str(self.nodes)))
+        return [f"gn{i:0{width}d}" for i in range(1, self.nodes + 1)]
+
+    @property
+    def ports(self) -> dict[str, int]:
+        b = self.port_base
+        return {
+            "mariadb": b + _MARIADB,
+            "slurmdbd": b + _SLURMDBD,
+            "slurmctld": b + _SLURMCTLD,
+            "slurmd_first": b + _SLURMD_FIRST,
+        }
+
+    def node_port(self, i: int) -> int:
+        return self.port_base + _SLURMD_FIRST + i
+
+    @property
+    def leaves(self) -> list[tuple[str, list[str]]]:
+        names = self.node_names
+        return [
+            (f"leaf{k + 1}", names[i : i + self.leaf_size])
+            for k, i in enumerate(range(0, len(names), self.leaf_size))
+        ]
+
+
+@dataclass(frozen=True)
+class DevClusterPaths:
+    """Where everything of one cluster lives."""
+
+    dir: Path
+
+    @property
+    def etc(self) -> Path:
+        return self.dir / "etc"
+
+    @property
+    def slurm_conf(self) -> Path:
+        return self.etc / "slurm.conf"
+
+    @property
+    def slurmdbd_conf(self) -> Path:
+        return self.etc / "slurmdbd.conf"
+
+    @property
+    def plugstack_conf(self) -> Path:
+        return self.etc / "plugstack.conf"
+
+    @property
+    def spank_plugin(self) -> Path:
+        return self.dir / "kant_spank.so"
+
+    @property
+    def log(self) -> Path:
+        return self.dir / "log"
+
+    @property
+    def run(self) -> Path:
+        return self.dir / "run"
+
+    @property
+    def munge_socket(self) -> Path:
+        return self.dir / "munge" / "munge.socket"
+
+    @property
+    def munge_key(self) -> Path:
+        return self.dir / "munge" / "munge.key"
+
+    @property
+    def mariadb_socket(self) -> Path:
+        return self.dir / "mysql" / "mysqld.sock"
+
+    @property
+    def mariadb_data(self) -> Path:
+        return self.dir / "mysql" / "data"
+
+    @property
+    def gpus(self) -> Path:
+        return self.dir / "gpus"
+
+    @property
+    def state_file(self) -> Path:
+        return self.dir / "cluster.json"
+
+    def pid_file(self, daemon: str) -> Path:
+        return self.run / f"kant-{daemon}.pid"
+
+    def log_file(self, daemon: str) -> Path:
+        if daemon.startswith("slurmd-"):
+            return self.log / f"{daemon}.log"
+        return self.log / f"{daemon}.log"
+
+
+def default_dir() -> Path:
+    """``$KANT_DEVCLUSTER_DIR``, else ``$XDG_CACHE_HOME/kant-slurm/devcluster`` (~/.cache/...)."""
+    if os.environ.get(DIR_ENV):
+        return Path(os.environ[DIR_ENV])
+    cache = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(cache) / "kant-slurm" / "devcluster"
+
+
+def default_port_base() -> int:
+    """``$KANT_DEVCLUSTER_PORT_BASE`` or 16800."""
+    raw = os.environ.get(PORT_BASE_ENV)
+    if not raw:
+        return DEFAULT_PORT_BASE
+    try:
+        return int(raw)
+    except ValueError:
+        raise DevClusterError(f"{PORT_BASE_ENV}={raw!r}: expected a port number like 16800") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Config rendering (pure apart from reading the templates)
+# --------------------------------------------------------------------------------------------
+
+
+def template_dir() -> Path:
+    """The dev-cluster templates: package data, else the source tree's site-config."""
+    packaged = Path(__file__).resolve().parent.parent / "data" / "dev-cluster"
+    if (packaged / "slurm.conf.j2").is_file():
+        return packaged
+    source = Path(__file__).resolve().parents[2] / "site-config" / "dev-cluster"
+    if (source / "slurm.conf.j2").is_file():
+        return source
+    raise DevClusterError(
+        f"dev-cluster templates not found in {packaged} or {source}: reinstall kant-slurm"
+    )
+
+
+def site_job_submit_lua() -> Path | None:
+    """site-config/job_submit.lua of the source tree (or package data), if there is one."""
+    for cand in (
+        Path(__file__).resolve().parents[2] / "site-config" / "job_submit.lua",
+        Path(__file__).resolve().parent.parent / "data" / "site-config" / "job_submit.lua",
+    ):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def render_configs(
+    spec: DevClusterSpec,
+    paths: DevClusterPaths,
+    db_password: str,
+    ctld_host: str,
+    job_submit_lua: bool = False,
+) -> dict[str, str]:
+    """File name -> text of every config file of the cluster."""
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+    names = spec.node_names
+    leaves = spec.leaves
+    leaf_of = {n: leaf for leaf, members in leaves for n in members}
+    values = dict(
+        dir=str(paths.dir),
+        cluster_name=spec.cluster_name,
+        ctld_host=ctld_host,
+        ports=spec.ports,
+        munge_socket=str(paths.munge_socket),
+        nodes=[
+            {"name": n, "port": spec.node_port(i), "leaf": leaf_of[n]} for i, n in enumerate(names)
+        ],
+        all_nodes=compress(names),
+        inference_nodes=compress(names[len(names) - spec.inference_nodes :])
+        if spec.inference_nodes
+        else "",
+        cpus_per_node=spec.cpus_per_node,
+        memory_mb=spec.memory_mb,
+        gpus_per_node=spec.gpus_per_node,
+        gpu_type=spec.gpu_type,
+        leaf_size=spec.leaf_size,
+        leaves=[{"name": leaf, "nodes": compress(members)} for leaf, members in leaves],
+        leaf_names=",".join(leaf for leaf, _ in leaves),
+        db_user="slurm",
+        db_password=db_password,
+        job_submit_lua=job_submit_lua,
+    )
+    out = {}
+    for name in ("slurm.conf", "gres.conf", "topology.conf", "slurmdbd.conf", "plugstack.conf"):
+        try:
+            out[name] = env.get_template(name + ".j2").render(**values)
+        except jinja2.TemplateError as exc:
+            raise DevClusterError(f"template {name}.j2: {exc}") from None
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Processes
+# --------------------------------------------------------------------------------------------
+
+
+def _pid_alive(pid: int) -> bool:
+    """True when ``pid`` runs (a zombie does not count)."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            state = fh.read().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def _pid_is_ours(pid: int, directory: Path) -> bool:
+    """True when ``pid``'s environment carries this cluster's marker (not a recycled pid)."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as fh:
+            env = fh.read().split(b"\0")
+    except OSError:
+        return False
+    return f"{MARKER_ENV}={directory}".encode() in env
+
+
+def _read_pid(path: Path) -> int | None:
+    try:
+        return int(path.read_text().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("0.0.0.0", port))
+        except OSError:
+            return False
+    return True
+
+
+def _daemon_env(paths: DevClusterPaths) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SLURM_CONF"] = str(paths.slurm_conf)
+    env[MARKER_ENV] = str(paths.dir)
+    return env
+
+
+def _client_env(paths: DevClusterPaths) -> dict[str, str]:
+    env = dict(os.environ)
+    env["SLURM_CONF"] = str(paths.slurm_conf)
+    return env
+
+
+def _run(argv: Sequence[str], env: dict | None = None, timeout: float = 60, input: str | None = None):
+    try:
+        return subprocess.run(
+            list(argv), env=env, capture_output=True, text=True, timeout=timeout, input=input,
+            stdin=None if input is not None else subprocess.DEVNULL,
+        )
+    except FileNotFoundError:
+        raise DevClusterError(f"{argv[0]}: command not found (is its Debian package installed?)") from None
+    except subprocess.TimeoutExpired:
+        raise DevClusterError(f"{' '.join(argv[:3])}: no answer within {timeout:.0f}s") from None
+
+
+def _binary(*candidates: str) -> str:
+    for cand in candidates:
+        found = shutil.which(cand) or (cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None)
+        if found:
+            return found
+    raise DevClusterError(f"{candidates[0]} not found: install the Debian package that has it")
+
+
+def _spawn(name: str, argv: list[str], paths: DevClusterPaths, executable: str | None = None) -> int:
+    """Start one daemon in the foreground in its own session; record its pid.
+
+    ``executable`` runs under the name ``argv[0]``: Slurm daemons decide what they are from their
+    program name (``slurmctld-wlm`` is not ``slurmctld`` to them and crashes on accounting).
+    """
+    logf = paths.log_file(name)
+    with open(logf, "ab") as out:
+        out.write(f"\n=== kant-slurm devcluster: starting {name}: {' '.join(argv)}\n".encode())
+        out.flush()
+        proc = subprocess.Popen(
+            argv, executable=executable, env=_daemon_env(paths), stdin=subprocess.DEVNULL, stdout=out, stderr=out,
+            start_new_session=True, cwd=str(paths.dir),
+        )
+    paths.pid_file(name).write_text(f"{proc.pid}\n")
+    log.info("started %s (pid %d), log %s", name, proc.pid, logf)
+    return proc.pid
+
+
+def _wait_for(name: str, pid: int, ready, paths: DevClusterPaths, timeout: float,
+              log_path: Path | None = None) -> None:
+    """Poll ``ready()`` until it is true; the daemon dying or the timeout is a one-line error."""
+    deadline = time.monotonic() + timeout
+    logp = log_path or paths.log_file(name)
+    while True:
+        if not _pid_alive(pid):
+            raise DevClusterError(f"{name} died on start; see its log {logp}")
+        try:
+            if ready():
+                return
+        except DevClusterError:
+            pass
+        if time.monotonic() > deadline:
+            raise DevClusterError(f"{name} did not become ready within {timeout:.0f}s; see its log {logp}")
+        time.sleep(0.3)
+
+
+# --------------------------------------------------------------------------------------------
+# Packages
+# --------------------------------------------------------------------------------------------
+
+
+def missing_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> list[str]:
+    """The Debian packages of ``packages`` that dpkg does not list as installed."""
+    if shutil.which("dpkg-query") is None:
+        return list(packages)
+    missing = []
+    for pkg in packages:
+        res = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True
+        )
+        if res.returncode != 0 or "install ok installed" not in res.stdout:
+            missing.append(pkg)
+    return missing
+
+
+def ensure_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> list[str]:
+    """Install the missing ones with apt-get (as root); return what was installed."""
+    missing = missing_packages(packages)
+    if not missing:
+        return []
+    if shutil.which("apt-get") is None:
+        raise DevClusterError(
+            f"Debian packages missing ({' '.join(missing)}) and no apt-get here: "
+            "this needs Debian 12 or the packages installed by hand"
+        )
+    if os.geteuid() != 0:
+        raise DevClusterError(f"Debian packages missing ({' '.join(missing)}): run as root to install them")
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    log.warning("installing Debian packages: %s", " ".join(missing))
+    for argv in (["apt-get", "update"],
+                 ["apt-get", "install", "-y", "--no-install-recommends", *missing]):
+        res = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        if res.returncode != 0:
+            tail = (res.stderr.strip().splitlines() or ["?"])[-1]
+            raise DevClusterError(f"{' '.join(argv[:2])} failed: {tail}")
+    return missing
+
+
+# --------------------------------------------------------------------------------------------
+# The cluster
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class DevClusterStatus:
+    """What runs of one dev cluster (``devcluster status --json``)."""
+
+    dir: str
+    running: bool
+    daemons: dict[str, int | None] = field(default_factory=dict)  # name -> pid (None = not running)
+    spec: dict | None = None
+    slurm_conf: str = ""
+    paths: dict[str, str] = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _daemon_names(spec: DevClusterSpec) -> list[str]:
+    return ["munged", "mariadbd", "slurmdbd", "slurmctld"] + [f"slurmd-{n}" for n in spec.node_names]
+
+
+def _load_state(paths: DevClusterPaths) -> dict | None:
+    try:
+        return json.loads(paths.state_file.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def status(directory: Path) -> DevClusterStatus:
+    """Which daemons of the cluster in ``directory`` run."""
+    paths = DevClusterPaths(Path(directory).resolve())
+    state = _load_state(paths)
+    spec = DevClusterSpec(**state["spec"]) if state else None
+    daemons: dict[str, int | None] = {}
+    names = _daemon_names(spec) if spec else sorted(
+        p.name[len("kant-"):-len(".pid")] for p in paths.run.glob("kant-*.pid")
+    ) if paths.run.is_dir() else []
+    for name in names:
+        pid = _read_pid(paths.pid_file(name))
+        daemons[name] = pid if pid and _pid_alive(pid) and _pid_is_ours(pid, paths.dir) else None
+    running = bool(daemons) and all(v is not None for v in daemons.values())
+    return DevClusterStatus(
+        dir=str(paths.dir),
+        running=running,
+        daemons=daemons,
+        spec=asdict(spec) if spec else None,
+        slurm_conf=str(paths.slurm_conf),
+        paths={
+            "dir": str(paths.dir),
+            "slurm_conf": str(paths.slurm_conf),
+            "etc": str(paths.etc),
+            "log": str(paths.log),
+            "plugstack_conf": str(paths.plugstack_conf),
+            "spank_plugin": str(paths.spank_plugin),
+            "munge_socket": str(paths.munge_socket),
+            "mariadb_socket": str(paths.mariadb_socket),
+            "gpus": str(paths.gpus),
+        },
+    )
+
+
+def _prepare_dirs(paths: DevClusterPaths, spec: DevClusterSpec) -> None:
+    for sub in (paths.dir, paths.etc, paths.log, paths.run, paths.dir / "state", paths.dir / "spool",
+                paths.munge_socket.parent, paths.mariadb_socket.parent, paths.gpus):
+        sub.mkdir(parents=True, exist_ok=True)
+    # munged refuses directories that others can write to.
+    for sub in (paths.dir, paths.munge_socket.parent, paths.etc):
+        os.chmod(sub, 0o700)
+    for i in range(spec.gpus_per_node):
+        (paths.gpus / f"nvidia{i}").touch()
+    for name in spec.node_names:
+        (paths.dir / "spool" / f"slurmd-{name}").mkdir(exist_ok=True)
+
+
+def _write_configs(paths: DevClusterPaths, spec: DevClusterSpec, db_password: str) -> bool:
+    """Render and write the config files; True when slurm.conf's node layout changed."""
+    lua = site_job_submit_lua()
+    if lua is not None:
+        shutil.copyfile(lua, paths.etc / "job_submit.lua")
+    elif (paths.etc / "job_submit.lua").exists():
+        (paths.etc / "job_submit.lua").unlink()
+    texts = render_configs(spec, paths, db_password, socket.gethostname().split(".")[0],
+                           job_submit_lua=lua is not None)
+    old = paths.slurm_conf.read_text() if paths.slurm_conf.exists() else None
+    for name, text in texts.items():
+        target = paths.etc / name
+        target.write_text(text)
+        os.chmod(target, 0o600 if name == "slurmdbd.conf" else 0o644)
+    return old is not None and old != texts["slurm.conf"]
+
+
+def _start_munged(paths: DevClusterPaths) -> None:
+    if not paths.munge_key.exists():
+        paths.munge_key.write_bytes(secrets.token_bytes(1024))
+    os.chmod(paths.munge_key, 0o600)
+    munged = _binary("munged", "/usr/sbin/munged")
+    pid = _spawn("munged", [
+        munged, "-F", "--force",
+        f"--socket={paths.munge_socket}", f"--key-file={paths.munge_key}",
+        f"--pid-file={paths.run / 'munged.pid'}", f"--log-file={paths.log / 'munged-own.log'}",
+        f"--seed-file={paths.munge_socket.parent / 'munged.seed'}", "--num-threads=2",
+    ], paths)
+
+    def ready() -> bool:
+        cred = _run(["munge", "-n", "-S", str(paths.munge_socket)], timeout=10)
+        if cred.returncode != 0:
+            return False
+        return _run(["unmunge", "-S", str(paths.munge_socket)], timeout=10, input=cred.stdout).returncode == 0
+
+    _wait_for("munged", pid, ready, paths, 20)
+
+
+def _mysql(paths: DevClusterPaths, sql: str) -> subprocess.CompletedProcess:
+    client = _binary("mariadb", "mysql")
+    return _run([client, "--no-defaults", "-S", str(paths.mariadb_socket), "-u", "root",
+                 "-e", sql], timeout=30)
+
+
+def _start_mariadb(paths: DevClusterPaths, spec: DevClusterSpec, db_password: str) -> None:
+    if not (paths.mariadb_data / "mysql").is_dir():
+        install = _binary("mariadb-install-db", "mysql_install_db")
+        res = _run([install, "--no-defaults", "--user=root", f"--datadir={paths.mariadb_data}",
+                    "--auth-root-authentication-method=socket", "--skip-test-db"], timeout=180)
+        if res.returncode != 0:
+            paths.log_file("mariadb-install-db").write_text(res.stdout + res.stderr)
+            raise DevClusterError(
+                f"mariadb-install-db failed; see its log {paths.log_file('mariadb-install-db')}"
+            )
+    mariadbd = _binary("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld")
+    pid = _spawn("mariadbd", [
+        mariadbd, "--no-defaults", "--user=root", f"--datadir={paths.mariadb_data}",
+        f"--socket={paths.mariadb_socket}", f"--port={spec.ports['mariadb']}",
+        "--bind-address=127.0.0.1", "--skip-name-resolve",
+        f"--pid-file={paths.run / 'mariadbd.pid'}",
+        # Small: several dev clusters may share a 2-core CI machine.
+        "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M", "--max-connections=64",
+        "--performance-schema=OFF",
+    ], paths)
+    _wait_for("mariadbd", pid, lambda: _mysql(paths, "select 1").returncode == 0, paths, 90)
+    quoted = db_password.replace("\\", "\\\\").replace("'", "\\'")
+    sql = (
+        f"CREATE USER IF NOT EXISTS 'slurm'@'127.0.0.1' IDENTIFIED BY '{quoted}'; "
+        f"ALTER USER 'slurm'@'127.0.0.1' IDENTIFIED BY '{quoted}'; "
+        "GRANT ALL ON slurm_acct_db.* TO 'slurm'@'127.0.0.1'; FLUSH PRIVILEGES;"
+    )
+    res = _mysql(paths, sql)
+    if res.returncode != 0:
+        raise DevClusterError(
+            f"mariadbd: creating the slurm user failed ({res.stderr.strip()[:200]}); "
+            f"see its log {paths.log_file('mariadbd')}"
+        )
+
+
+def _start_slurmdbd(paths: DevClusterPaths, spec: DevClusterSpec) -> None:
+    pid = _spawn("slurmdbd", [_binary("slurmdbd", "/usr/sbin/slurmdbd"), "-D"], paths)
+    env = _client_env(paths)
+
+    def ready() -> bool:
+        return _run(["sacctmgr", "-n", "-P", "show", "cluster"], env=env, timeout=20).returncode == 0
+
+    _wait_for("slurmdbd", pid, ready, paths, 120, paths.log / "slurmdbd.log")
+    listed = _run(["sacctmgr", "-n", "-P", "show", "cluster", "format=cluster"], env=env).stdout.split()
+    if spec.cluster_name not in listed:
+        res = _run(["sacctmgr", "-i", "add", "cluster", spec.cluster_name], env=env)
+        if res.returncode != 0:
+            raise DevClusterError(f"sacctmgr add cluster failed: {res.stderr.strip()[:200]}")
+        _run(["sacctmgr", "-i", "add", "account", "kant", f"Cluster={spec.cluster_name}",
+              "Description=kant-slurm dev cluster", "Organization=kant"], env=env)
+        _run(["sacctmgr", "-i", "add", "user", "root", "Account=kant",
+              f"Cluster={spec.cluster_name}"], env=env)
+
+
+def _start_slurmctld(paths: DevClusterPaths, clear_state: bool) -> None:
+    # The -wlm build directly: the `slurmctld` alternative may point at slurm-wlm-emulator.
+    binary = _binary("/usr/sbin/slurmctld-wlm", "slurmctld")
+    argv = ["slurmctld", "-D", "-f", str(paths.slurm_conf)]
+    if clear_state:
+        argv.append("-c")  # the node layout changed: old job state would not fit it
+    pid = _spawn("slurmctld", argv, paths, executable=binary)
+    env = _client_env(paths)
+
+    def ready() -> bool:
+        res = _run(["scontrol", "ping"], env=env, timeout=15)
+        return res.returncode == 0 and "UP" in res.stdout
+
+    _wait_for("slurmctld", pid, ready, paths, 60, paths.log / "slurmctld.log")
+
+
+def _start_slurmds(paths: DevClusterPaths, spec: DevClusterSpec) -> dict[str, int]:
+    slurmd = _binary("/usr/sbin/slurmd-wlm", "slurmd")
+    pids = {}
+    for name in spec.node_names:
+        pids[name] = _spawn(f"slurmd-{name}", ["slurmd", "-D", "-N", name, "-f", str(paths.slurm_conf)],
+                            paths, executable=slurmd)
+    return pids
+
+
+def node_states(slurm_conf: Path) -> dict[str, str]:
+    """node -> its state word from ``sinfo -N`` (e.g. ``idle``, ``mix``, ``down*``)."""
+    res = _run(["sinfo", "-h", "-N", "-o", "%N %t"], env=dict(os.environ, SLURM_CONF=str(slurm_conf)),
+               timeout=20)
+    if res.returncode != 0:
+        raise DevClusterError(f"sinfo failed: {res.stderr.strip()[:200]}")
+    out = {}
+    for line in res.stdout.splitlines():
+        parts = line.split()
+        if len(parts) == 2:
+            out[parts[0]] = parts[1]
+    return out
+
+
+def wait_idle(paths: DevClusterPaths, spec: DevClusterSpec, slurmd_pids: dict[str, int] | None,
+              timeout: float = 120) -> None:
+    """Wait until every node is idle; a slurmd that died is a one-line error naming its log."""
+    deadline = time.monotonic() + timeout
+    states: dict[str, str] = {}
+    while time.monotonic() < deadline:
+        for name, pid in (slurmd_pids or {}).items():
+            if not _pid_alive(pid):
+                raise DevClusterError(
+                    f"slurmd -N {name} died on start; see its log {paths.log / f'slurmd-{name}.log'}"
+                )
+        try:
+            states = node_states(paths.slurm_conf)
+        except DevClusterError:
+            states = {}
+        if len(states) == spec.nodes and all(s == "idle" for s in states.values()):
+            return
+        # Nodes marked down from an earlier run come back on registration (ReturnToService=2);
+        # resume the rest explicitly.
+        stuck = [n for n, s in states.items() if s.startswith(("down", "drain", "inval"))]
+        if stuck:
+            _run(["scontrol", "update", f"nodename={compress(stuck)}", "state=resume"],
+                 env=_client_env(paths), timeout=20)
+        time.sleep(1)
+    bad = {n: s for n, s in states.items() if s != "idle"}
+    first = next(iter(bad), spec.node_names[0])
+    raise DevClusterError(
+        f"nodes not idle after {timeout:.0f}s ({compress(bad) or 'none listed'}: "
+        f"{', '.join(sorted(set(bad.values()))) or 'no answer'}); see {paths.log / f'slurmd-{first}.log'}"
+        f" and {paths.log / 'slurmctld.log'}"
+    )
+
+
+def _check_ports(spec: DevClusterSpec) -> None:
+    wanted = [("mariadbd", spec.ports["mariadb"]), ("slurmdbd", spec.ports["slurmdbd"]),
+              ("slurmctld", spec.ports["slurmctld"])]
+    wanted += [(f"slurmd -N {n}", spec.node_port(i)) for i, n in enumerate(spec.node_names)]
+    for who, port in wanted:
+        if not _port_free(port):
+            raise DevClusterError(
+                f"port {port} (for {who}) is in use: choose another --port-base "
+                f"(or {PORT_BASE_ENV}); the cluster uses ports {spec.port_base}.."
+                f"{spec.node_port(spec.nodes - 1)}"
+            )
+
+
+def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: float = 180) -> DevClusterStatus:
+    """Start the cluster (or report the running one); return its status once all nodes are idle."""
+    spec.validate()
+    paths = DevClusterPaths(Path(directory).resolve())
+    current = status(paths.dir)
+    if current.running:
+        old = DevClusterSpec(**current.spec) if current.spec else None
+        if old is not None and old != spec:
+            log.warning("a dev cluster already runs in %s with another shape (%s nodes, port base %s);"
+                        " run `kant-slurm devcluster down` first to change it",
+                        paths.dir, old.nodes, old.port_base)
+        log.info("dev cluster in %s already runs", paths.dir)
+        return current
+    if os.geteuid() != 0:
+        raise DevClusterError("devcluster up must run as root (it starts munged, MariaDB and Slurm daemons)")
+    if install:
+        ensure_packages()
+    # Leftovers of a half-started cluster go first, so the ports and pid files are ours again.
+    if any(v is not None for v in current.daemons.values()):
+        down(paths.dir)
+    state = _load_state(paths)
+    db_password = (state or {}).get("db_password") or secrets.token_hex(16)
+    spec_to_use = spec
+    _check_ports(spec_to_use)
+    _prepare_dirs(paths, spec_to_use)
+    layout_changed = _write_configs(paths, spec_to_use, db_password)
+    paths.state_file.write_text(json.dumps({"spec": asdict(spec_to_use), "db_password": db_password}))
+    os.chmod(paths.state_file, 0o600)
+    try:
+        _start_munged(paths)
+        _start_mariadb(paths, spec_to_use, db_password)
+        _start_slurmdbd(paths, spec_to_use)
+        _start_slurmctld(paths, clear_state=layout_changed)
+        pids = _start_slurmds(paths, spec_to_use)
+        wait_idle(paths, spec_to_use, pids, timeout=timeout)
+    except BaseException:
+        # Nothing half-started stays behind.
+        down(paths.dir)
+        raise
+    return status(paths.dir)
+
+
+def down(directory: Path, timeout: float = 30) -> list[str]:
+    """Stop exactly the processes this cluster started; return the names stopped."""
+    paths = DevClusterPaths(Path(directory).resolve())
+    if not paths.run.is_dir():
+        return []
+    pids: dict[str, int] = {}
+    for pid_file in paths.run.glob("kant-*.pid"):
+        name = pid_file.name[len("kant-"):-len(".pid")]
+        pid = _read_pid(pid_file)
+        if pid and _pid_alive(pid) and _pid_is_ours(pid, paths.dir):
+            pids[name] = pid
+    # Jobs first, while slurmctld still answers, so their steps end cleanly.
+    if "slurmctld" in pids:
+        try:
+            _run(["scancel", "--full", "-u", "root"], env=_client_env(paths), timeout=10)
+        except DevClusterError:
+            pass
+    # Reverse start order: slurmd, slurmctld, slurmdbd, then the database and munged.
+    order = sorted(pids, key=lambda n: (0 if n.startswith("slurmd-") else
+                                        {"slurmctld": 1, "slurmdbd": 2, "mariadbd": 3, "munged": 4}.get(n, 5)))
+    stopped = []
+    for group in ([n for n in order if n.startswith("slurmd-")], ["slurmctld"], ["slurmdbd"],
+                  ["mariadbd"], ["munged"]):
+        group = [n for n in group if n in pids]
+        for name in group:
+            try:
+                os.kill(pids[name], signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and any(_pid_alive(pids[n]) for n in group):
+            _reap(pids[n] for n in group)
+            time.sleep(0.1)
+        for name in group:
+            if _pid_alive(pids[name]):
+                log.warning("%s (pid %d) ignored SIGTERM; killing it", name, pids[name])
+                try:
+                    os.kill(pids[name], signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        _reap(pids[n] for n in group)
+        stopped.extend(group)
+    # Job steps (slurmstepd and the job's processes) carry the marker too; none may outlive us.
+    _kill_marked(paths.dir)
+    for pid_file in paths.run.glob("kant-*.pid"):
+        pid_file.unlink(missing_ok=True)
+    return stopped
+
+
+def _reap(pids) -> None:
+    # Daemons started by this very process (the test fixture) are our children: reap them so
+    # they do not linger as zombies.
+    for pid in pids:
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+
+
+def _kill_marked(directory: Path) -> None:
+    me = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        pid = int(entry.name)
+        if _pid_alive(pid) and _pid_is_ours(pid, directory):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            _reap([pid])
+
+
+def running_processes(directory: Path) -> list[int]:
+    """Pids of live processes carrying this cluster's marker (``down`` leaves none)."""
+    directory = Path(directory).resolve()
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and _pid_alive(int(entry.name)) and _pid_is_ours(int(entry.name), directory):
+            out.append(int(entry.name))
+    return out
