@@ -387,6 +387,8 @@ class Job:
     exclusive: bool = False
     preemptible: bool = False
     features: str | None = None  # the job's --constraint expression, kept verbatim
+    # Per node of ``nodes``, the GPU indices Slurm gave (running jobs read from Slurm; else empty).
+    node_gpu_indices: tuple[tuple[int, ...], ...] = ()
 
     @property
     def gpus(self) -> int:
