@@ -1,2 +1,65 @@
-"""placeholder until its issue lands."""
-commands: list = []
+"""``kant-slurm config show|check``: the merged config, and validating a config file."""
+
+from __future__ import annotations
+
+import click
+import yaml
+
+from ..config import describe_schema, load_config
+from .options import echo_json, json_option
+
+
+@click.group("config")
+def config_group():
+    """Show the effective kant config or check a config file.
+
+    \b
+    Examples:
+      kant-slurm config show                     # the shipped defaults
+      kant-slurm config show --config kant.yaml  # a site file merged over them
+      kant-slurm config check site-config/kant.yaml
+    """
+
+
+@config_group.command("show")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="KANT_CONFIG",
+              default=None, help="kant config merged over the defaults [env KANT_CONFIG].")
+@click.option("--schema", is_flag=True, help="List every key with its type, bounds and meaning.")
+@json_option
+def show_cmd(config_path, schema, as_json):
+    """Print the merged config (defaults + FILE) as YAML, or JSON with --json.
+
+    \b
+    Example:
+      kant-slurm config show --config /etc/kant-slurm/kant.yaml
+    """
+    if schema:
+        rows = describe_schema()
+        if as_json:
+            echo_json([{"key": k, "type": t, "help": h} for k, t, h in rows])
+        else:
+            for k, t, h in rows:
+                click.echo(f"{k}\n    {t}\n    {h}")
+        return
+    data = load_config(config_path).to_dict()
+    if as_json:
+        echo_json(data)
+    else:
+        click.echo(yaml.safe_dump(data, sort_keys=False).rstrip())
+
+
+@config_group.command("check")
+@click.argument("file", type=click.Path(dir_okay=False))
+def check_cmd(file):
+    """Validate FILE (YAML or TOML): unknown keys, wrong types and out-of-range values are
+    errors naming the key and what is allowed; exit 0 when valid.
+
+    \b
+    Example:
+      kant-slurm config check site-config/kant.yaml
+    """
+    load_config(file)
+    click.echo(f"{file}: ok")
+
+
+commands = [config_group]

@@ -1,0 +1,84 @@
+"""Plans as text: the tables ``kant-slurm plan`` prints (JSON is ``Plan.to_dict()``)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+from .. import hostlist
+from .plan import Plan
+
+
+def _when(t: float, now: float) -> str:
+    d = t - now
+    if d < 120:
+        return f"+{d:.0f}s"
+    if d < 7200:
+        return f"+{d / 60:.0f}m"
+    return f"+{d / 3600:.1f}h"
+
+
+def format_plan(plan: Plan, limit: int = 50) -> str:
+    """The queue order with its factors (as sprio shows), starts with nodes and why,
+    reservations, node preference tiers; ``limit`` rows per table."""
+    out: list[str] = []
+    st = plan.stats
+    out.append(f"policy {plan.policy} at {plan.now:.0f}: {st.get('pending', len(plan.order))} "
+               f"pending, {st.get('running', 0)} running; {len(plan.starts)} start now "
+               f"({st.get('backfilled', 0)} by backfill), {len(plan.reservations)} reservations")
+    out.append("")
+    out.append("Queue order (factors as sprio shows them)")
+    keys: list[str] = []
+    for e in plan.order[:limit]:
+        for k in e.factors:
+            if k not in keys:
+                keys.append(k)
+    out.append("  " + f"{'RANK':>5} {'JOBID':<12} " + " ".join(f"{k.upper():>12}" for k in keys)
+               + "  OUTCOME")
+    started = {p.job_id for p in plan.starts}
+    for e in plan.order[:limit]:
+        vals = []
+        for k in keys:
+            v = e.factors.get(k, "")
+            vals.append(f"{v:>12.0f}" if isinstance(v, float) else f"{str(v):>12}")
+        outcome = "start" if e.job_id in started else plan.blocked.get(e.job_id, "")
+        out.append(f"  {e.rank:>5} {e.job_id:<12} " + " ".join(vals) + f"  {outcome}")
+    if len(plan.order) > limit:
+        out.append(f"  ... {len(plan.order) - limit} more")
+    out.append("")
+    out.append("Starts now")
+    if not plan.starts:
+        out.append("  (none)")
+    for p in plan.starts[:limit]:
+        gpus = sum(p.node_gpus)
+        bf = " backfill" if p.backfilled else ""
+        out.append(f"  {p.job_id:<12} {gpus:>4} GPUs on {hostlist.compress(p.nodes)}{bf}"
+                   f"  [{p.estimate_source} {p.runtime_estimate or 0:.0f}s]")
+        out.append(f"      why: {p.why}")
+        for a in p.alternatives:
+            out.append(f"      alternative {a['group']}: score {a['score']:.3f}, "
+                       f"{a['free_gpus']} GPUs free")
+    if len(plan.starts) > limit:
+        out.append(f"  ... {len(plan.starts) - limit} more")
+    out.append("")
+    out.append("Reservations")
+    if not plan.reservations:
+        out.append("  (none)")
+    for r in plan.reservations[:limit]:
+        out.append(f"  {r.job_id:<12} from {r.start_time:.0f} ({_when(r.start_time, plan.now)}) "
+                   f"on {hostlist.compress(r.nodes)} ({sum(r.node_gpus)} GPUs) "
+                   f"[{r.estimate_source} {r.runtime_estimate or 0:.0f}s]")
+    if plan.node_tiers:
+        out.append("")
+        out.append("Node preference tiers (0 = used first)")
+        by_tier: dict[int, list[str]] = defaultdict(list)
+        for node, tier in plan.node_tiers.items():
+            by_tier[tier].append(node)
+        for tier in sorted(by_tier):
+            out.append(f"  tier {tier}: {hostlist.compress(by_tier[tier])}")
+    return "\n".join(out)
+
+
+def format_explain(plan: Plan, job_id: str) -> str:
+    """One job's reasoning, as ``plan --explain`` prints it."""
+    lines = plan.explain[job_id]
+    return "\n".join([f"job {job_id} ({plan.policy}):"] + [f"  {x}" for x in lines])
