@@ -1,0 +1,40 @@
+"""The only code that runs Slurm commands or imports pyslurm (shared/DESIGN.md, "Layout").
+
+``read_snapshot()`` reads the live cluster (SLURM_CONF decides which) into a frozen
+:class:`kant_slurm.model.ClusterSnapshot`. Parsers are pure (:mod:`.parse`), backends run the
+commands (:mod:`.backend`), :mod:`.devcluster` runs a real local cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from ..model import ClusterSnapshot, Job
+from .backend import CliBackend, SlurmReader, select_backend
+from .parse import build_snapshot
+from .tags import parse_kant_tag
+
+log = logging.getLogger(__name__)
+
+__all__ = ["read_snapshot", "parse_kant_tag", "select_backend", "CliBackend", "SlurmReader"]
+
+
+def read_snapshot(classify: Callable[[Job], Job] | None = None,
+                  backend: SlurmReader | None = None) -> ClusterSnapshot:
+    """Read nodes, partitions, switch tree and running/pending jobs into one snapshot.
+
+    ``classify`` (Job -> Job) is applied to every job after the kant tag is read, so the
+    engine's rules see Slurm's data. Raises SlurmUnreachable when slurmctld does not answer.
+    """
+    reader = backend or select_backend()
+    taken_at = time.time()
+    nodes = reader.nodes()
+    partitions = reader.partitions()
+    topology = reader.topology([n.name for n in nodes])
+    jobs = reader.jobs()
+    snap = build_snapshot(nodes, partitions, topology, jobs, taken_at=taken_at,
+                          source=reader.name, classify=classify)
+    log.debug("read %d nodes and %d jobs via %s", len(nodes), len(jobs), reader.name)
+    return snap

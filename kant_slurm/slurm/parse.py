@@ -1,0 +1,558 @@
+"""Pure parsers of Slurm's output into kant-slurm's model (no command is run here).
+
+Inputs are what the CLI prints: ``squeue --json`` / ``sinfo --json`` (OpenAPI v0.0.38 in Slurm
+22.05; v0.0.40+ nest numbers as ``{"set":..,"infinite":..,"number":..}`` and turn states into
+lists, both are accepted), and the one-record-per-line text of ``scontrol show node -o``,
+``show partition -o``, ``show job -d -o`` and ``show topology``. Tested on output recorded from
+the real dev cluster (tests/fixtures/slurm-22.05/).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+
+import numpy as np
+
+from ..errors import SlurmError
+from ..hostlist import expand
+from ..model import PENDING, RUNNING, ClusterSnapshot, Inventory, Job, Partition, Topology
+from .tags import parse_kant_tag
+
+log = logging.getLogger(__name__)
+
+# A node that may take new work. Slurm prints base state plus flags: "IDLE+DRAIN", "MIXED*" ...
+_UNSCHEDULABLE = ("DOWN", "DRAIN", "FAIL", "INVAL", "MAINT", "REBOOT", "POWERED_DOWN", "POWER_DOWN",
+                  "NOT_RESPONDING", "FUTURE", "UNKNOWN", "RESERVED", "PLANNED")
+
+
+# --------------------------------------------------------------------------------------------
+# Small value parsers
+# --------------------------------------------------------------------------------------------
+
+
+def number(value, field: str = "value") -> float | None:
+    """A Slurm number: plain, or v0.0.40+ ``{"set": bool, "infinite": bool, "number": n}``.
+
+    Returns None for unset or infinite; raises SlurmError naming ``field`` on anything else.
+    """
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, Mapping):
+        if value.get("infinite") or not value.get("set", True):
+            return None
+        return number(value.get("number"), field)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+    raise SlurmError(f"slurm field {field}: expected a number or {{set, number}}, got {value!r}")
+
+
+def integer(value, field: str = "value", default: int = 0) -> int:
+    n = number(value, field)
+    return default if n is None else int(n)
+
+
+def state_words(value) -> list[str]:
+    """``"MIXED+DRAIN"``, ``"mixed"``, ``["MIXED", "DRAIN"]`` -> ``["MIXED", "DRAIN"]``."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        value = re.split(r"[+,]", value)
+    return [str(v).strip().rstrip("*~#!%$@^-").upper() for v in value if str(v).strip()]
+
+
+def schedulable_state(words: Sequence[str], state_flags: Sequence[str] = ()) -> bool:
+    """False when the node is down, drained, failing, ... (no new work may land on it)."""
+    return not any(w in _UNSCHEDULABLE or w.startswith(_UNSCHEDULABLE) for w in list(words) + list(state_flags))
+
+
+_GRES_ITEM = re.compile(r"^(?:gres[:/])?(?P<name>[a-zA-Z_]+)(?::(?P<type>[^:(]+?))?(?::(?P<count>\d+))?"
+                        r"(?:\((?P<extra>[^)]*)\))?$")
+
+
+def split_gres(text: str | None) -> list[str]:
+    """Split a GRES list on commas outside parentheses (``gpu:h100:2(IDX:0,3)`` stays one)."""
+    if not text or text in ("(null)", "N/A"):
+        return []
+    out, depth, cur = [], 0, ""
+    for ch in text:
+        if ch == "(":
+            depth += 1
+        elif ch == ")":
+            depth -= 1
+        if ch == "," and depth == 0:
+            out.append(cur)
+            cur = ""
+        else:
+            cur += ch
+    out.append(cur)
+    return [x.strip() for x in out if x.strip()]
+
+
+def parse_gpu_gres(text: str | None) -> tuple[int, str | None, tuple[int, ...] | None]:
+    """GPUs in a GRES string: ``gpu:h100:8`` / ``gres/gpu:3`` / ``gpu:h100:3(IDX:1-3)``.
+
+    Returns ``(count, type, indices)``; indices is None when the text has none (or ``N/A``).
+    A GPU item written without a count means 1 (Slurm's default).
+    """
+    total, gtype, indices = 0, None, None
+    for item in split_gres(text):
+        m = _GRES_ITEM.match(item)
+        if not m or m.group("name") != "gpu":
+            continue
+        typ, count = m.group("type"), m.group("count")
+        if typ is not None and typ.isdigit() and count is None:
+            typ, count = None, typ  # "gpu:8": the number is the count, not a type
+        total += int(count) if count is not None else 1
+        gtype = gtype or typ
+        extra = m.group("extra") or ""
+        if extra.startswith("IDX:"):
+            idx = extra[4:]
+            if idx and idx != "N/A":
+                indices = (indices or ()) + tuple(parse_index_list(idx))
+    return total, gtype, indices
+
+
+def parse_index_list(text: str) -> list[int]:
+    """``0-2,5`` -> ``[0, 1, 2, 5]``."""
+    out: list[int] = []
+    for part in text.split(","):
+        part = part.strip()
+        if not part:
+            continue
+        if "-" in part:
+            lo, hi = part.split("-", 1)
+            out.extend(range(int(lo), int(hi) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def tres_count(text: str | None, key: str) -> int | None:
+    """``cpu=2,gres/gpu=4`` -> 4 for key ``gres/gpu`` (None when absent)."""
+    for item in (text or "").split(","):
+        if "=" in item:
+            k, v = item.split("=", 1)
+            if k.strip() == key:
+                m = re.match(r"^(\d+)", v.strip())
+                if m:
+                    return int(m.group(1))
+    return None
+
+
+def parse_duration(text: str | None) -> float | None:
+    """Slurm time ``[D-]HH:MM:SS`` / ``MM:SS`` / minutes -> seconds; UNLIMITED/NONE -> None."""
+    if text is None:
+        return None
+    text = text.strip()
+    if text.upper() in ("", "UNLIMITED", "INFINITE", "NONE", "N/A", "PARTITION_LIMIT"):
+        return None
+    days = 0
+    if "-" in text:
+        d, text = text.split("-", 1)
+        days = int(d)
+    parts = [int(p) for p in text.split(":")]
+    if len(parts) == 1:
+        secs = parts[0] * 60 if days == 0 else parts[0] * 3600
+    elif len(parts) == 2:
+        secs = parts[0] * 60 + parts[1] if days == 0 else parts[0] * 3600 + parts[1] * 60
+    elif len(parts) == 3:
+        secs = parts[0] * 3600 + parts[1] * 60 + parts[2]
+    else:
+        raise SlurmError(f"slurm time {text!r}: expected [D-]HH:MM:SS")
+    return float(days * 86400 + secs)
+
+
+def parse_timestamp(text: str | None) -> float | None:
+    """``2026-11-21T14:52:23`` (local time, as Slurm prints) -> epoch seconds."""
+    if not text or text in ("None", "Unknown", "N/A", "(null)"):
+        return None
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise SlurmError(f"slurm timestamp {text!r}: expected YYYY-MM-DDTHH:MM:SS") from None
+
+
+# --------------------------------------------------------------------------------------------
+# scontrol one-line records
+# --------------------------------------------------------------------------------------------
+
+_KEY = re.compile(r"(?:(?<=\s)|^)([A-Za-z][A-Za-z0-9_:/]*)=")
+
+
+def scontrol_pairs(line: str) -> list[tuple[str, str]]:
+    """One ``scontrol show ... -o`` line -> ordered ``(key, value)`` pairs (keys may repeat).
+
+    Values run to the next `` Key=``, so values with spaces (``OS=Linux 6.1 #1 SMP``) survive.
+    """
+    matches = list(_KEY.finditer(line))
+    pairs = []
+    for i, m in enumerate(matches):
+        end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
+        pairs.append((m.group(1), line[m.end():end].strip()))
+    return pairs
+
+
+def scontrol_records(text: str) -> list[dict[str, str]]:
+    """Every non-empty line -> a dict of its first occurrence of each key."""
+    out = []
+    for line in text.splitlines():
+        if not line.strip() or "=" not in line:
+            continue
+        rec: dict[str, str] = {}
+        for k, v in scontrol_pairs(line):
+            rec.setdefault(k, v)
+        out.append(rec)
+    return out
+
+
+def _null(v: str | None) -> str:
+    return "" if v in (None, "(null)", "N/A", "None") else v
+
+
+# --------------------------------------------------------------------------------------------
+# Nodes
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeRecord:
+    """One node as read from Slurm (before it is split into inventory and usage)."""
+
+    name: str
+    state: str
+    schedulable: bool
+    gpus_total: int
+    gpus_alloc: int
+    gpu_type: str | None
+    cpus_total: int
+    cpus_alloc: int
+    memory_mb: int
+    memory_alloc_mb: int
+    features: tuple[str, ...]
+    partitions: tuple[str, ...]
+    weight: int
+
+
+def parse_nodes_scontrol(text: str) -> list[NodeRecord]:
+    """``scontrol show node -o`` (or ``-d -o``) -> NodeRecords."""
+    out = []
+    for rec in scontrol_records(text):
+        name = rec.get("NodeName")
+        if not name:
+            continue
+        words = state_words(rec.get("State"))
+        gpus_total, gtype, _ = parse_gpu_gres(_null(rec.get("Gres")))
+        alloc = tres_count(rec.get("AllocTRES"), "gres/gpu")
+        if alloc is None:
+            alloc = parse_gpu_gres(_null(rec.get("GresUsed")))[0]
+        out.append(NodeRecord(
+            name=name,
+            state="+".join(words),
+            schedulable=schedulable_state(words),
+            gpus_total=gpus_total,
+            gpus_alloc=alloc,
+            gpu_type=gtype,
+            cpus_total=integer(rec.get("CPUTot"), "CPUTot"),
+            cpus_alloc=integer(rec.get("CPUAlloc"), "CPUAlloc"),
+            memory_mb=integer(rec.get("RealMemory"), "RealMemory"),
+            memory_alloc_mb=integer(rec.get("AllocMem"), "AllocMem"),
+            features=tuple(f for f in _null(rec.get("AvailableFeatures")).split(",") if f),
+            partitions=tuple(p for p in _null(rec.get("Partitions")).split(",") if p),
+            weight=integer(rec.get("Weight"), "Weight", 1),
+        ))
+    return out
+
+
+def _listish(value) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        return tuple(v for v in value.split(",") if v)
+    return tuple(str(v) for v in value if v)
+
+
+def parse_nodes_json(data: Mapping) -> list[NodeRecord]:
+    """``sinfo --json`` / slurmrestd ``/nodes`` (v0.0.38 .. v0.0.40+) -> NodeRecords."""
+    nodes = data.get("nodes")
+    if not isinstance(nodes, list):
+        raise SlurmError("sinfo --json: no 'nodes' list in the reply")
+    out = []
+    for i, node in enumerate(nodes):
+        name = node.get("name")
+        if not name:
+            raise SlurmError(f"sinfo --json: node #{i} has no name")
+        words = state_words(node.get("state"))
+        flags = state_words(node.get("state_flags"))
+        gpus_total, gtype, _ = parse_gpu_gres(node.get("gres"))
+        used, _, used_idx = parse_gpu_gres(node.get("gres_used"))
+        tres_used = tres_count(node.get("tres_used"), "gres/gpu")
+        if used_idx is not None:
+            used = len(used_idx)
+        elif tres_used is not None:
+            used = tres_used
+        out.append(NodeRecord(
+            name=name,
+            state="+".join(words + [f for f in flags if f not in words]),
+            schedulable=schedulable_state(words, flags),
+            gpus_total=gpus_total,
+            gpus_alloc=used,
+            gpu_type=gtype,
+            cpus_total=integer(node.get("cpus"), f"nodes[{i}].cpus"),
+            cpus_alloc=integer(node.get("alloc_cpus"), f"nodes[{i}].alloc_cpus"),
+            memory_mb=integer(node.get("real_memory"), f"nodes[{i}].real_memory"),
+            memory_alloc_mb=integer(node.get("alloc_memory"), f"nodes[{i}].alloc_memory"),
+            features=_listish(node.get("features")),
+            partitions=_listish(node.get("partitions")),
+            weight=integer(node.get("weight"), f"nodes[{i}].weight", 1),
+        ))
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Partitions and topology
+# --------------------------------------------------------------------------------------------
+
+
+def parse_partitions_scontrol(text: str) -> list[Partition]:
+    """``scontrol show partition -o`` -> Partitions."""
+    out = []
+    for rec in scontrol_records(text):
+        name = rec.get("PartitionName")
+        if not name:
+            continue
+        out.append(Partition(
+            name=name,
+            nodes=tuple(expand(_null(rec.get("Nodes")))),
+            default=rec.get("Default", "NO").upper() == "YES",
+            max_time=parse_duration(rec.get("MaxTime")),
+            priority_tier=integer(rec.get("PriorityTier"), "PriorityTier", 1),
+            up=rec.get("State", "UP").upper() == "UP",
+        ))
+    return out
+
+
+def parse_topology(text: str, node_order: Sequence[str] | None = None) -> Topology:
+    """``scontrol show topology`` (or topology.conf lines) -> Topology."""
+    leaf_nodes: dict[str, list[str]] = {}
+    children: dict[str, list[str]] = {}
+    for rec in scontrol_records(text):
+        name = rec.get("SwitchName")
+        if not name:
+            continue
+        kids = expand(_null(rec.get("Switches")))
+        if kids:
+            children[name] = kids
+        elif rec.get("Nodes"):
+            leaf_nodes[name] = expand(_null(rec.get("Nodes")))
+    if not leaf_nodes and not children:
+        return Topology.empty()
+    return Topology.from_links(leaf_nodes, children, node_order=node_order)
+
+
+# --------------------------------------------------------------------------------------------
+# Jobs
+# --------------------------------------------------------------------------------------------
+
+
+def job_gpu_details(text: str) -> dict[str, list[tuple[str, int, tuple[int, ...]]]]:
+    """``scontrol show job -d -o`` -> job id -> [(node, gpus, indices)] for running jobs."""
+    out: dict[str, list[tuple[str, int, tuple[int, ...]]]] = {}
+    for line in text.splitlines():
+        pairs = scontrol_pairs(line)
+        if not pairs or pairs[0][0] != "JobId":
+            continue
+        job_id = pairs[0][1]
+        rows: list[tuple[str, int, tuple[int, ...]]] = []
+        group: list[str] = []
+        for key, value in pairs:
+            if key == "Nodes":
+                group = expand(_null(value))
+            elif key == "GRES" and group:
+                count, _, idx = parse_gpu_gres(_null(value))
+                for node in group:
+                    rows.append((node, count, idx or ()))
+                group = []
+        if rows:
+            out[job_id] = rows
+    return out
+
+
+def _job_state(value) -> str:
+    words = state_words(value)
+    return words[0] if words else ""
+
+
+def _gpus_requested(job: Mapping, num_nodes: int) -> tuple[int, str | None]:
+    """GPUs per node a job asks for, from tres_per_node, else tres_per_job / tres_req_str."""
+    per_node, gtype, _ = parse_gpu_gres(job.get("tres_per_node"))
+    if per_node:
+        return per_node, gtype
+    per_job, gtype, _ = parse_gpu_gres(job.get("tres_per_job"))
+    if not per_job:
+        per_job = tres_count(job.get("tres_req_str"), "gres/gpu") or 0
+    if per_job and num_nodes:
+        return -(-per_job // num_nodes), gtype
+    return 0, gtype
+
+
+def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None) -> list[Job]:
+    """``squeue --json`` -> running and pending Jobs (others are left out).
+
+    ``details`` (from :func:`job_gpu_details`) gives exact per-node GPUs and indices; without
+    it they come from the JSON's ``gres_detail``, else an even split.
+    """
+    jobs = data.get("jobs")
+    if not isinstance(jobs, list):
+        raise SlurmError("squeue --json: no 'jobs' list in the reply")
+    out = []
+    for i, job in enumerate(jobs):
+        state = _job_state(job.get("job_state"))
+        if state not in (RUNNING, PENDING):
+            continue
+        where = f"squeue --json jobs[{i}]"
+        job_id = str(integer(job.get("job_id"), f"{where}.job_id"))
+        array_task = number(job.get("array_task_id"), f"{where}.array_task_id")
+        if array_task is not None and integer(job.get("array_job_id"), "array_job_id"):
+            job_id = f"{integer(job.get('array_job_id'), 'array_job_id')}_{int(array_task)}"
+        num_nodes = integer(job.get("node_count"), f"{where}.node_count", 1) or 1
+        gpn, gtype = _gpus_requested(job, num_nodes)
+        nodes: tuple[str, ...] = ()
+        node_gpus: tuple[int, ...] = ()
+        node_idx: tuple[tuple[int, ...], ...] = ()
+        if state == RUNNING:
+            nodes = tuple(expand(job.get("nodes") or ""))
+            num_nodes = len(nodes) or num_nodes
+            rows = (details or {}).get(str(integer(job.get("job_id"), "job_id")))
+            if rows:
+                per = {n: (c, idx) for n, c, idx in rows}
+                node_gpus = tuple(per.get(n, (0, ()))[0] for n in nodes)
+                node_idx = tuple(tuple(per.get(n, (0, ()))[1]) for n in nodes)
+            elif job.get("gres_detail") and len(job["gres_detail"]) == len(nodes):
+                parsed = [parse_gpu_gres(g) for g in job["gres_detail"]]
+                node_gpus = tuple(p[0] for p in parsed)
+                node_idx = tuple(tuple(p[2] or ()) for p in parsed)
+            elif gpn:
+                node_gpus = (gpn,) * len(nodes)
+            if node_gpus and not gpn:
+                gpn = max(node_gpus)
+        limit = number(job.get("time_limit"), f"{where}.time_limit")  # minutes
+        start = number(job.get("start_time"), f"{where}.start_time")
+        admin = job.get("admin_comment") or ""
+        fields = dict(
+            job_id=job_id,
+            state=state,
+            num_nodes=num_nodes,
+            gpus_per_node=gpn,
+            submit_time=number(job.get("submit_time"), f"{where}.submit_time") or 0.0,
+            name=job.get("name") or "",
+            user=job.get("user_name") or str(job.get("user_id") or ""),
+            account=job.get("account") or "",
+            partitions=tuple(p for p in (job.get("partition") or "").split(",") if p),
+            qos=job.get("qos") or "",
+            gpu_type=gtype,
+            cpus_per_node=(integer(job.get("cpus"), f"{where}.cpus") // num_nodes) if num_nodes else 0,
+            time_limit=limit * 60 if limit is not None else None,
+            start_time=start if state == RUNNING and start else None,
+            eligible_time=number(job.get("eligible_time"), f"{where}.eligible_time") or None,
+            nodes=nodes,
+            node_gpus=node_gpus,
+            priority=integer(job.get("priority"), f"{where}.priority"),
+            nice=integer(job.get("nice"), f"{where}.nice"),
+            required_nodes=tuple(expand(job.get("required_nodes") or "")),
+            excluded_nodes=tuple(expand(job.get("excluded_nodes") or "")),
+            comment=job.get("comment") or "",
+            admin_comment=admin,
+            exclusive=_exclusive(job.get("shared")),
+            features=job.get("features") or None,
+            node_gpu_indices=node_idx,
+        )
+        out.append(apply_tag(Job(**fields)))
+    return out
+
+
+def _exclusive(shared) -> bool:
+    # v0.0.38 prints "none" for --exclusive; v0.0.40+ a list such as ["exclusive"].
+    words = [shared] if isinstance(shared, str) else list(shared or [])
+    return any(str(w).lower() in ("none", "exclusive") for w in words)
+
+
+def apply_tag(job: Job) -> Job:
+    """Fill class, service and estimate from the kant tag in the admin comment.
+
+    A malformed tag is logged and ignored: one bad job must not stop the whole read.
+    """
+    try:
+        tag = parse_kant_tag(job.admin_comment)
+    except Exception as exc:  # InputError
+        log.warning("job %s: %s (ignored)", job.job_id, exc)
+        return job
+    if not tag:
+        return job
+    return replace(
+        job,
+        job_class=tag["workload"],
+        class_source="tag",
+        service=tag.get("service", job.service),
+        est_runtime=float(tag["est"]) if "est" in tag else job.est_runtime,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Snapshot
+# --------------------------------------------------------------------------------------------
+
+
+def build_snapshot(
+    nodes: Sequence[NodeRecord],
+    partitions: Sequence[Partition],
+    topology: Topology,
+    jobs: Iterable[Job],
+    taken_at: float = 0.0,
+    source: str = "slurm-cli",
+    classify: Callable[[Job], Job] | None = None,
+) -> ClusterSnapshot:
+    """Assemble the frozen snapshot; jobs on unknown nodes are an error naming them."""
+    names = [n.name for n in nodes]
+    known = set(names)
+    parts = [replace(p, nodes=tuple(x for x in p.nodes if x in known)) for p in partitions]
+    inventory = Inventory.build(
+        names=names,
+        gpus_total=[n.gpus_total for n in nodes],
+        cpus_total=[n.cpus_total for n in nodes],
+        memory_mb=[n.memory_mb for n in nodes],
+        gpu_type=[n.gpu_type for n in nodes],
+        features=[n.features for n in nodes],
+        partitions=parts,
+        topology=topology,
+        config_weight=[n.weight for n in nodes],
+    )
+    job_list = list(jobs)
+    for job in job_list:
+        unknown = [n for n in job.nodes if n not in known]
+        if unknown:
+            raise SlurmError(f"job {job.job_id} runs on nodes Slurm did not list: {unknown[:3]}")
+    if classify is not None:
+        job_list = [classify(j) for j in job_list]
+    return ClusterSnapshot(
+        inventory=inventory,
+        gpus_alloc=np.array([min(n.gpus_alloc, n.gpus_total) for n in nodes], dtype=np.int32),
+        cpus_alloc=np.array([n.cpus_alloc for n in nodes], dtype=np.int32),
+        memory_alloc_mb=np.array([n.memory_alloc_mb for n in nodes], dtype=np.int64),
+        schedulable=np.array([n.schedulable for n in nodes], dtype=bool),
+        weight=np.array([n.weight for n in nodes], dtype=np.int64),
+        node_state=tuple(n.state for n in nodes),
+        jobs=tuple(job_list),
+        taken_at=taken_at,
+        source=source,
+    )
