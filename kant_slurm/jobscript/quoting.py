@@ -34,6 +34,17 @@ def shell_quote(value: Any) -> Quoted:
     return Quoted(shlex.quote(text))
 
 
+def shell_quote_always(value: Any) -> Quoted:
+    """Like :func:`shell_quote` but always in single quotes, even when no quoting is needed.
+
+    For values shellcheck would misread bare, e.g. a comma list in an array (SC2054).
+    """
+    text = shell_quote(str(value))
+    if text.startswith("'"):
+        return text
+    return Quoted("'" + text + "'")  # shlex left it bare, so it holds no quote to escape
+
+
 def shell_words(words: Any) -> Quoted:
     """A list of strings as space-separated, individually quoted shell words."""
     if isinstance(words, str) or not hasattr(words, "__iter__"):
@@ -77,6 +88,7 @@ def finalize(value: Any) -> Any:
 
 FILTERS = {
     "shq": shell_quote,
+    "shq_always": shell_quote_always,
     "shell_words": shell_words,
     "sbatch": sbatch_quote,
 }
