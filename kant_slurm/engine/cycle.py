@@ -328,16 +328,20 @@ class Cycle:
                           f"{int(np.sum(self.total[usable]))} GPUs")
         F = self.free.copy()
         pool_free = int(np.clip(F[usable], 0, None).sum())
+        # Candidate start times: when running (or just started) jobs are expected to end, and
+        # when earlier reservations end (their holds go away then).
+        res_ends = sorted({r.end for r in self.reservations if r.end > self.now})
+        times = sorted({t for t, _ in self.events} | set(res_ends))
+        res_end_set = set(res_ends)
         k = 0
         n_ev = len(self.events)
         window_end = None if self.reservation_window is None else self.now + self.reservation_window
-        while k < n_ev:
-            t = self.events[k][0]
+        for t in times:
             if window_end is not None and t > window_end:
                 return None, (f"no start found inside the backfill window "
                               f"({self.reservation_window:.0f} s)")
-            touched = False
-            while k < n_ev and self.events[k][0] == t:
+            touched = t in res_end_set
+            while k < n_ev and self.events[k][0] <= t:
                 idx, gpus = self.event_nodes[self.events[k][1]]
                 F[idx] += gpus
                 u = usable[idx]

@@ -163,18 +163,14 @@ def _binpack_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
     if not cycle.inv.group_levels:
         why = "no topology: node best-fit by free GPUs over the whole pool"
         return Choice(pick, _gpus(pick, job), None, why)
-    return Choice(pick, _gpus(pick, job), agg.names[best], _LazyWhy(agg, best, fits, g, top),
+    return Choice(pick, _gpus(pick, job), agg.names[best], _leaf_why(agg, best, fits, g, top),
                   _fast_alternatives(cycle, agg, masked, best))
 
 
-class _LazyWhy(str):
-    """The fast path's ``why`` text (a plain str; built here because it is cheap)."""
-
-    def __new__(cls, agg, best, fits, g, top):
-        return str.__new__(cls, (
-            f"leaf group {agg.names[best]}: fullest of {int(np.count_nonzero(fits))} leaf "
+def _leaf_why(agg, best: int, fits: np.ndarray, g: int, top: float) -> str:
+    return (f"leaf group {agg.names[best]}: fullest of {int(np.count_nonzero(fits))} leaf "
             f"groups that hold 1x{g} GPUs (fill {top:.3f}, {int(agg.fr[best])} GPUs free); "
-            f"nodes best-fit by free GPUs"))
+            f"nodes best-fit by free GPUs")
 
 
 def _fast_alternatives(cycle: Cycle, agg, masked: np.ndarray, best: int) -> tuple:
