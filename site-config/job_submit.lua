@@ -196,9 +196,12 @@ local function classify(job_desc)
 	end
 	if v.workload == nil then
 		v.workload = rule_workload(job_desc)
-		if v.workload == nil then
-			return {}
-		end
+	end
+	if v.workload == nil and v.est ~= nil then
+		v.workload = "batch" -- an estimate alone still helps backfill planning
+	end
+	if v.workload == nil then
+		return {}
 	end
 	return v
 end

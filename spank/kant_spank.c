@@ -207,6 +207,11 @@ static int kant_option_cb(int val, const char *optarg, int remote)
 				    shown);
 			return -1;
 		}
+		if (service[0] != '\0' && strcmp(optarg, "inference") != 0) {
+			slurm_error("kant: --service=%s needs --workload=inference (got --workload=%s)",
+				    service, shown);
+			return -1;
+		}
 		snprintf(workload, sizeof(workload), "%s", optarg);
 		return 0;
 	case KANT_OPT_EST_RUNTIME:
@@ -230,6 +235,12 @@ static int kant_option_cb(int val, const char *optarg, int remote)
 		if (kant_check_service(optarg) != KANT_OK) {
 			slurm_error("kant: --service=%s is not valid; expected 1-64 of A-Z a-z 0-9 . _ - "
 				    "starting with a letter or digit", shown);
+			return -1;
+		}
+		/* Checked here, not in init_post_opt: sbatch ignores a failure there. */
+		if (workload[0] != '\0' && strcmp(workload, "inference") != 0) {
+			slurm_error("kant: --service=%s needs --workload=inference (got --workload=%s)",
+				    shown, workload);
 			return -1;
 		}
 		snprintf(service, sizeof(service), "%s", optarg);
@@ -281,15 +292,10 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	/* The job control environment only exists where the job is submitted. */
 	if (ctx != S_CTX_LOCAL && ctx != S_CTX_ALLOCATOR)
 		return 0;
-	if (service[0] != '\0') {
-		if (workload[0] == '\0')
-			snprintf(workload, sizeof(workload), "inference");
-		else if (strcmp(workload, "inference") != 0) {
-			slurm_error("kant: --service=%s needs --workload=inference (got --workload=%s)",
-				    service, workload);
-			return -1;
-		}
-	}
+	/* The option callbacks already refused bad values and a service without inference; a
+	 * failure here would not stop sbatch, so job_submit.lua checks the values again. */
+	if (service[0] != '\0' && workload[0] == '\0')
+		snprintf(workload, sizeof(workload), "inference");
 	if (workload[0] != '\0' && kant_setenv(sp, "KANT_WORKLOAD", workload) != 0)
 		return -1;
 	if (service[0] != '\0' && kant_setenv(sp, "KANT_SERVICE", service) != 0)

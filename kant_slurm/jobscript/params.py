@@ -390,7 +390,12 @@ def resolve_values(spec: TemplateSpec, layers: list[tuple[str, Mapping[str, Any]
             continue
         if (lo >= hi) if "below" in c else (lo > hi):
             rel = "less than" if "below" in c else "at most"
+
+            def show(name: str, v: int) -> str:
+                return f"{format_duration(v)} ({v} s)" if by_name[name].type == "duration" else str(v)
+
             raise TemplateError(
-                f"template {spec.name!r}: {c['param']}={lo} must be {rel} {other}={hi}"
+                f"template {spec.name!r}: {c['param']}={show(c['param'], lo)} must be {rel} "
+                f"{other}={show(other, hi)}"
                 + (f" ({c['message']})" if c.get("message") else ""))
     return values

@@ -75,8 +75,8 @@ def test_missing_required_key_is_named():
     ("nodes", "two", "expected an integer"),
     ("gpus_per_node", "65", "above the maximum 64"),
     ("launcher", "mpirun", "not one of torchrun, deepspeed, command"),
-    ("time_min", "2:00:00", "time_min=7200 must be at most time=3600"),
-    ("warning_seconds", "3600", "warning_seconds=3600 must be less than time=3600"),
+    ("time_min", "2:00:00", "time_min=02:00:00 (7200 s) must be at most time=01:00:00 (3600 s)"),
+    ("warning_seconds", "3600", "warning_seconds=3600 must be less than time=01:00:00 (3600 s)"),
     ("job_name", "a b", "does not match"),
     ("est_runtime", "soon", "expected a Slurm time"),
     ("requeue", "maybe", "expected true or false"),
@@ -118,3 +118,18 @@ def test_sidecar_schema_is_strict():
     with pytest.raises(TemplateError, match="t.yaml: default: parameter 'n'"):
         parse_spec("t", {"parameters": [{"name": "n", "type": "int", "help": "h", "min": 1,
                                          "default": 0}]}, "t.yaml")
+
+
+@pytest.mark.parametrize("args,text", [
+    (("training", None, 3600), "kant:workload=training;est=3600"),
+    (("inference", "chat", None), "kant:workload=inference;service=chat"),
+    (("batch", None, None), "kant:workload=batch"),
+])
+def test_kant_tag_is_what_the_snapshot_reader_parses(args, text):
+    from kant_slurm.jobscript import kant_tag
+    from kant_slurm.slurm import parse_kant_tag
+
+    assert kant_tag(*args) == text
+    parsed = parse_kant_tag(text)
+    assert parsed["workload"] == args[0] and parsed.get("service") == args[1]
+    assert parsed.get("est") == args[2]
