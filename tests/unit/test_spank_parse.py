@@ -137,3 +137,14 @@ def test_very_long_strings(lib, size):
     out = ctypes.create_string_buffer(48)
     lib.kant_printable(b"x" * size, out, 48)
     assert out.value == b"x" * 40 + b"..."
+
+
+def test_plugstack_example_names_the_plugin():
+    """site-config/plugstack.conf: every entry is `required|optional /abs/path.so [args]`."""
+    conf = Path(__file__).resolve().parents[2] / "site-config" / "plugstack.conf"
+    entries = [line.split() for line in conf.read_text().splitlines()
+               if line.strip() and not line.lstrip().startswith("#")]
+    assert entries, "no plugin line"
+    for words in entries:
+        assert words[0] in ("required", "optional") and words[1].startswith("/")
+    assert any(Path(w[1]).name == "kant_spank.so" for w in entries)
