@@ -1,0 +1,488 @@
+"""The actuator: a Plan becomes ``scontrol update`` changes, diffed against what kant set.
+
+Levers (shared/DESIGN.md, "Steering a live Slurm"), all checked on Slurm 22.05:
+
+- queue order through a pending job's ``SiteFactor`` (never ``Priority=``: an administrator's
+  priority freezes Slurm's own computation of it for good);
+- node ``Weight`` tiers (Slurm fills the lowest weight first), so jobs Slurm starts by itself
+  land where E-Binpack would put them;
+- a ``ReqNodeList`` pin for each pending job the plan starts now; a pin whose job the plan no
+  longer starts is cleared the next cycle.
+
+Order is set by tier, not by rank. Kant's queue is (class tier, quota tier, age); Slurm's
+multifactor priority already orders by age, so kant only lifts whole tiers:
+``SiteFactor = scale * (levels - 1 - (class_tier * 3 + quota_tier))``. A new job therefore
+changes nothing for the others, and a job's SiteFactor changes only when its tier does. With
+``scale`` above the rest of the site's priority span the tiers are strict.
+
+:func:`diff` is pure: desired values (from the Plan), kant's marks (the state file) and what
+Slurm shows now give the list of changes. :func:`apply_changes` runs them, writing each mark
+to the state file before its ``scontrol`` runs, so a cycle cut short (slurmctld gone, a job
+that vanished, a crash) leaves a record the next cycle completes or cleans up.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..engine.plan import Plan
+from ..errors import InputError, SlurmError, SlurmUnreachable
+from ..hostlist import compress, expand
+from ..model import ClusterSnapshot
+from .state import (FOREIGN, KINDS, PIN, SITE_FACTOR, WEIGHT, Mark, SteerState,
+                    classify_value, save_state)
+
+log = logging.getLogger(__name__)
+
+QUOTA_TIERS = 3  # scoring.QUOTA_WITHIN, QUOTA_BORROW, QUOTA_OVER
+
+# The order in which changes are applied (and kept when the per-cycle bound cuts): clearing
+# stale pins first (a stale pin holds its job back), then new pins (jobs that start now), then
+# queue order, then node weights (they only matter for the next job Slurm places itself).
+_KIND_ORDER = {(PIN, "restore"): 0, (PIN, "set"): 1, (SITE_FACTOR, "restore"): 2,
+               (SITE_FACTOR, "set"): 3, (WEIGHT, "restore"): 4, (WEIGHT, "set"): 5}
+
+
+@dataclass(frozen=True)
+class ActuatorSettings:
+    """The knobs of the actuator (from config sections ``weights`` and ``actuator``)."""
+
+    tier_base: int = 1
+    tier_step: int = 10
+    site_factor_scale: int = 100_000
+    class_levels: int = 4  # classes in config order + 1 for unknown classes
+    max_changes: int = 200  # per cycle; 0 = no bound
+
+    @property
+    def order_levels(self) -> int:
+        return self.class_levels * QUOTA_TIERS
+
+    @staticmethod
+    def from_config(config) -> "ActuatorSettings":
+        act = getattr(config, "actuator", None)
+        return ActuatorSettings(
+            tier_base=config.weights.tier_base,
+            tier_step=config.weights.tier_step,
+            site_factor_scale=getattr(act, "site_factor_scale", 100_000),
+            class_levels=len(config.classes.order) + 1,
+            max_changes=getattr(act, "max_changes", 200),
+        )
+
+    def is_kant_site_factor(self, value: int) -> bool:
+        """Whether a SiteFactor is one kant could have set (used when the state is lost)."""
+        return (value > 0 and value % self.site_factor_scale == 0
+                and value // self.site_factor_scale < self.order_levels)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What the plan wants Slurm to show: per node Weight, per pending job SiteFactor and pin."""
+
+    weights: Mapping[str, int] = field(default_factory=dict)
+    site_factors: Mapping[str, int] = field(default_factory=dict)
+    pins: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def of(self, kind: str) -> Mapping[str, Any]:
+        return {WEIGHT: self.weights, SITE_FACTOR: self.site_factors, PIN: self.pins}[kind]
+
+
+@dataclass(frozen=True)
+class SlurmView:
+    """What Slurm shows now, for the diff: node weights; SiteFactor and ReqNodeList of
+    pending jobs (a job that is not pending cannot be steered and is absent here)."""
+
+    weights: Mapping[str, int]
+    site_factors: Mapping[str, int]
+    pins: Mapping[str, tuple[str, ...]]
+
+    def of(self, kind: str) -> Mapping[str, Any]:
+        return {WEIGHT: self.weights, SITE_FACTOR: self.site_factors, PIN: self.pins}[kind]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One ``scontrol update``: set ``kind`` of ``target`` to ``value``."""
+
+    kind: str
+    target: str
+    value: Any
+    before: Any  # what Slurm showed when the diff was made
+    orig: Any  # what `reset` restores (kept in the state file)
+    action: str  # "set" (kant's value) or "restore" (back to orig)
+    reason: str = ""
+
+    def argv(self) -> list[str]:
+        """The command as an argument list (no shell is involved when it runs)."""
+        if self.kind == WEIGHT:
+            return ["scontrol", "update", f"NodeName={self.target}", f"Weight={int(self.value)}"]
+        if self.kind == SITE_FACTOR:
+            return ["scontrol", "update", f"JobId={self.target}", f"SiteFactor={int(self.value)}"]
+        return ["scontrol", "update", f"JobId={self.target}",
+                f"ReqNodeList={compress(self.value) if self.value else ''}"]
+
+    def command(self) -> str:
+        """The exact command, shell-quoted (what --dry-run prints)."""
+        return shlex.join(self.argv())
+
+    def to_dict(self) -> dict[str, Any]:
+        def plain(v):
+            return list(v) if isinstance(v, tuple) else v
+        return {"kind": self.kind, "target": self.target, "value": plain(self.value),
+                "before": plain(self.before), "orig": plain(self.orig), "action": self.action,
+                "reason": self.reason, "command": self.command()}
+
+
+@dataclass
+class Diff:
+    """The outcome of :func:`diff`: changes to run now, those the bound defers, and edits of
+    the marks that need no command (a job that left the queue, a value someone else set)."""
+
+    changes: list[Change] = field(default_factory=list)
+    deferred: list[Change] = field(default_factory=list)
+    forget: list[tuple[str, str]] = field(default_factory=list)  # (kind, target)
+    adopt: list[tuple[str, str, Any]] = field(default_factory=list)  # (kind, target, new orig)
+    notes: list[str] = field(default_factory=list)
+
+
+# ------------------------------------------------------------------------------------------
+# Pure parts: desired values and the diff
+# ------------------------------------------------------------------------------------------
+
+
+def tier_site_factor(class_tier: int, quota_tier: int, settings: ActuatorSettings) -> int:
+    """SiteFactor of a queue tier: higher for earlier tiers, 0 for the last one."""
+    key = min(int(class_tier), settings.class_levels - 1) * QUOTA_TIERS \
+        + min(max(int(quota_tier), 0), QUOTA_TIERS - 1)
+    return settings.site_factor_scale * (settings.order_levels - 1 - key)
+
+
+def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
+                      settings: ActuatorSettings) -> Desired:
+    """What ``plan`` wants Slurm to show. Pure.
+
+    Order: only from plans whose queue factors carry ``class_tier`` (the kant policy); the
+    baselines leave SiteFactor alone. Weights: every node in ``plan.node_tiers``. Pins: each
+    started job that is still pending in ``snapshot``.
+    """
+    site: dict[str, int] = {}
+    for entry in plan.order:
+        f = entry.factors
+        if "class_tier" in f:
+            site[entry.job_id] = tier_site_factor(f["class_tier"], f.get("quota_tier", 0),
+                                                  settings)
+    weights = {node: settings.tier_base + int(tier) * settings.tier_step
+               for node, tier in plan.node_tiers.items()}
+    pending = {j.job_id for j in snapshot.pending}
+    pins = {p.job_id: tuple(p.nodes) for p in plan.starts if p.job_id in pending and p.nodes}
+    return Desired(weights=weights, site_factors=site, pins=pins)
+
+
+def view_from_snapshot(snapshot: ClusterSnapshot,
+                       site_factors: Mapping[str, int]) -> SlurmView:
+    """The :class:`SlurmView` of a snapshot plus the pending jobs' SiteFactors (from sprio)."""
+    names = snapshot.inventory.names
+    weights = {names[i]: int(w) for i, w in enumerate(snapshot.weight)}
+    pending = snapshot.pending
+    return SlurmView(
+        weights=weights,
+        site_factors={j.job_id: int(site_factors.get(j.job_id, 0)) for j in pending},
+        pins={j.job_id: tuple(j.required_nodes) for j in pending},
+    )
+
+
+def _same_pin(a: Sequence[str], b: Sequence[str]) -> bool:
+    return sorted(a) == sorted(b)
+
+
+def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int = 0) -> Diff:
+    """The changes that make Slurm show ``desired``, given kant's marks and Slurm's values. Pure.
+
+    Per target: a value equal to what Slurm shows needs no command (so an unchanged plan
+    yields no change); a mark whose target is gone (job started or ended, node removed) is
+    forgotten; a mark whose value someone else replaced adopts that value as the one to
+    restore; a target kant no longer wants goes back to its original value. A pin is never
+    put over a ReqNodeList that is not kant's (the user's own constraint wins).
+    ``max_changes`` > 0 keeps the first that many, in the order pins, order, weights.
+    """
+    out = Diff()
+    every: list[Change] = []
+    for kind in KINDS:
+        want_all = desired.of(kind)
+        shown_all = view.of(kind)
+        marks = state.marks[kind]
+        for target in sorted(set(want_all) | set(marks), key=_target_key):
+            mark = marks.get(target)
+            if target not in shown_all:
+                if mark is not None:
+                    out.forget.append((kind, target))
+                continue
+            shown = shown_all[target]
+            orig = shown
+            foreign = False
+            if mark is not None:
+                orig = mark.orig
+                if classify_value(mark, shown) == FOREIGN and not (
+                        kind == PIN and _same_pin(shown, mark.set)):
+                    foreign = True
+                    orig = shown
+                    out.adopt.append((kind, target, shown))
+                    out.notes.append(f"{kind} of {target} is {_show(shown)}, not kant's "
+                                     f"{_show(mark.set)}: someone else set it; kept as the "
+                                     f"value to restore")
+            if kind == PIN:
+                user_pin = bool(shown) and (mark is None or foreign)
+                if user_pin:
+                    if target in want_all:
+                        out.notes.append(f"job {target} has its own ReqNodeList "
+                                         f"{compress(shown)}: not pinned")
+                    if mark is not None and not foreign:
+                        out.forget.append((kind, target))
+                    continue
+            if target in want_all:
+                want = want_all[target]
+                same = _same_pin(shown, want) if kind == PIN else shown == want
+                if not same:
+                    every.append(Change(kind, target, want, shown, orig, "set",
+                                        _reason(kind, want)))
+            elif mark is not None:
+                same = _same_pin(shown, orig) if kind == PIN else shown == orig
+                if same:
+                    out.forget.append((kind, target))
+                else:
+                    every.append(Change(kind, target, orig, shown, orig, "restore",
+                                        _restore_reason(kind)))
+    every.sort(key=lambda c: (_KIND_ORDER[(c.kind, c.action)], _target_key(c.target)))
+    if max_changes and len(every) > max_changes:
+        out.changes, out.deferred = every[:max_changes], every[max_changes:]
+    else:
+        out.changes = every
+    return out
+
+
+def _target_key(target: str) -> tuple:
+    # Job ids sort numerically (array tasks after their parent), node names as text.
+    m = re.fullmatch(r"(\d+)(?:_(\d+))?", target)
+    if m:
+        return (0, int(m.group(1)), int(m.group(2) or -1), "")
+    return (1, 0, 0, target)
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, tuple):
+        return compress(value) if value else "(none)"
+    return str(value)
+
+
+def _reason(kind: str, value: Any) -> str:
+    if kind == PIN:
+        return f"the plan starts it now on {compress(value)}"
+    if kind == SITE_FACTOR:
+        return "its queue tier (class, quota) in kant's order"
+    return "node preference tier (partly used nodes and used leaves first)"
+
+
+def _restore_reason(kind: str) -> str:
+    if kind == PIN:
+        return "stale pin: the plan no longer starts it now"
+    if kind == SITE_FACTOR:
+        return "no longer in kant's queue"
+    return "no longer tiered by the plan"
+
+
+def marks_from_slurm(view: SlurmView, config_weights: Mapping[str, int],
+                     settings: ActuatorSettings) -> SteerState:
+    """Marks rebuilt from what Slurm shows, for a lost or corrupt state file. Pure.
+
+    A node whose Weight differs from slurm.conf's, and a pending job whose SiteFactor is a
+    value kant's tiers produce, are taken as kant's. Pins cannot be told from a user's own
+    ReqNodeList and are left alone (a stale pin only delays its own job).
+    """
+    state = SteerState()
+    for node, w in view.weights.items():
+        conf = config_weights.get(node)
+        if conf is not None and w != conf:
+            state.put(WEIGHT, node, conf, w)
+    for job, sf in view.site_factors.items():
+        if settings.is_kant_site_factor(sf):
+            state.put(SITE_FACTOR, job, 0, sf)
+    return state
+
+
+def leftovers(state: SteerState, view: SlurmView) -> list[str]:
+    """Kant changes Slurm still shows after a reset: one line per mark still in force."""
+    left = []
+    for kind in KINDS:
+        shown_all = view.of(kind)
+        for target, mark in state.marks[kind].items():
+            if target not in shown_all:
+                continue
+            shown = shown_all[target]
+            same = _same_pin(shown, mark.orig) if kind == PIN else shown == mark.orig
+            if not same and classify_value(mark, shown) != FOREIGN:
+                left.append(f"{kind} of {target} is {_show(shown)}, expected {_show(mark.orig)}")
+    return left
+
+
+# ------------------------------------------------------------------------------------------
+# Reading what the snapshot lacks
+# ------------------------------------------------------------------------------------------
+
+
+def parse_sprio_site(text: str) -> dict[str, int]:
+    """``sprio -h -o '%i %S'`` -> {job id: SiteFactor}. Pure."""
+    out: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1]):
+            raise SlurmError(f"sprio line {n}: expected 'JOBID SITE', got {line!r}")
+        out[parts[0]] = int(parts[1])
+    return out
+
+
+def read_site_factors(runner: Callable[[Sequence[str]], str] | None = None) -> dict[str, int]:
+    """SiteFactor of every pending job (squeue's JSON does not carry it in 22.05)."""
+    from .backend import run_slurm
+
+    run = runner or run_slurm
+    return parse_sprio_site(run(["sprio", "-h", "-o", "%i %S"]))
+
+
+def parse_config_weights(text: str, where: str = "slurm.conf") -> dict[str, int]:
+    """Node Weight per node from slurm.conf text (``NodeName=`` lines; Weight defaults to 1,
+    ``NodeName=DEFAULT`` sets later lines' default). Pure. Include files are not followed."""
+    weights: dict[str, int] = {}
+    default = 1
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.split("#", 1)[0].strip()
+        if not line.lower().startswith("nodename="):
+            continue
+        pairs = dict(p.split("=", 1) for p in line.split() if "=" in p)
+        pairs = {k.lower(): v for k, v in pairs.items()}
+        w = pairs.get("weight")
+        if w is not None and not re.fullmatch(r"\d+", w):
+            raise InputError(f"{where}:{n}: Weight={w!r}: expected a non-negative integer")
+        name = pairs["nodename"]
+        if name.upper() == "DEFAULT":
+            if w is not None:
+                default = int(w)
+            continue
+        for node in expand(name):
+            weights[node] = int(w) if w is not None else default
+    return weights
+
+
+def slurm_conf_path() -> Path:
+    """The slurm.conf Slurm's commands use here (SLURM_CONF, else the Debian default)."""
+    return Path(os.environ.get("SLURM_CONF") or "/etc/slurm/slurm.conf")
+
+
+def config_weights(path: str | os.PathLike | None = None) -> dict[str, int]:
+    """Node weights as slurm.conf declares them (what `reset` restores without a state)."""
+    p = Path(path) if path else slurm_conf_path()
+    try:
+        text = p.read_text(encoding="utf-8", errors="replace")
+    except OSError as exc:
+        raise InputError(f"{p}: cannot read slurm.conf for node weights: "
+                         f"{exc.strerror or exc}") from None
+    return parse_config_weights(text, str(p))
+
+
+# ------------------------------------------------------------------------------------------
+# Applying
+# ------------------------------------------------------------------------------------------
+
+
+def run_scontrol(argv: Sequence[str], timeout: float = 20.0) -> str:
+    """Run one scontrol command (argument list, no shell)."""
+    from .backend import run_slurm
+
+    return run_slurm(argv, timeout=timeout)
+
+
+@dataclass
+class ApplyResult:
+    """What :func:`apply_changes` did."""
+
+    applied: list[Change] = field(default_factory=list)
+    failed: list[tuple[Change, str]] = field(default_factory=list)  # target gone, refused, ...
+    not_run: list[Change] = field(default_factory=list)  # left when slurmctld stopped answering
+    unreachable: str | None = None  # the error that stopped the cycle
+
+
+def edit_marks(state: SteerState, d: Diff) -> None:
+    """Apply the diff's bookkeeping edits (no Slurm command) to ``state``."""
+    for kind, target in d.forget:
+        state.drop(kind, target)
+    for kind, target, value in d.adopt:
+        mark = state.get(kind, target)
+        if mark is not None:
+            state.put(kind, target, value, mark.set, at=mark.at)
+
+
+def apply_changes(changes: Sequence[Change], state: SteerState, state_path: str | os.PathLike,
+                  runner: Callable[[Sequence[str]], str] = run_scontrol) -> ApplyResult:
+    """Run ``changes`` in order, keeping ``state`` (and its file) true at every step.
+
+    Each mark is written before its command runs (write-ahead); a command Slurm refuses
+    (the job started or vanished since the read) takes its mark back; when slurmctld stops
+    answering, the rest is not run and the marks written so far stay: the next cycle sees
+    each value as in force or not and completes or cleans up.
+    """
+    result = ApplyResult()
+    for i, ch in enumerate(changes):
+        before = state.get(ch.kind, ch.target)
+        if ch.action == "set":
+            state.put(ch.kind, ch.target, ch.orig, ch.value)
+            save_state(state, state_path)
+        try:
+            runner(ch.argv())
+        except SlurmUnreachable as exc:
+            result.unreachable = str(exc)
+            result.not_run = list(changes[i:])
+            log.error("slurmctld stopped answering after %d of %d changes: %s; the next cycle "
+                      "finishes or undoes them", i, len(changes), exc)
+            break
+        except SlurmError as exc:
+            _restore_mark(state, ch, before)
+            save_state(state, state_path)
+            result.failed.append((ch, str(exc)))
+            log.warning("%s failed (%s); left as it was", ch.command(), exc)
+            continue
+        if ch.action == "restore":
+            state.drop(ch.kind, ch.target)
+        result.applied.append(ch)
+        log.info("%s  # %s", ch.command(), ch.reason)
+    save_state(state, state_path)
+    return result
+
+
+def _restore_mark(state: SteerState, ch: Change, before: Mark | None) -> None:
+    if before is None:
+        state.drop(ch.kind, ch.target)
+    else:
+        state.marks[ch.kind][ch.target] = before
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.5) -> bool:
+    """Poll ``predicate`` until it holds or ``timeout`` passes (for reset's verification)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        if predicate():
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(step)
+
+
+_ = subprocess  # run through backend.run_slurm only

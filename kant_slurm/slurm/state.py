@@ -1,0 +1,193 @@
+"""kant's record of what it set in Slurm: the state file the actuator diffs against.
+
+One JSON file. For every node Weight, job SiteFactor and job ReqNodeList pin that kant changed it
+keeps the value Slurm had before (``orig``, what ``reset`` restores) and the value kant set
+(``set``). Reading Slurm back against that record tells three cases apart (see
+:func:`classify_value`): kant's value is in force, it is not (never applied, or lost when
+slurmctld restarted and re-read slurm.conf), or someone else changed it since.
+
+The file is written atomically (temporary file + fsync + rename), so a crash leaves either the
+old or the new record, never half of one. An entry is written *before* its ``scontrol`` runs
+(write-ahead), so a crash between the two leaves an entry whose value is simply not in force.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..errors import KantError
+
+log = logging.getLogger(__name__)
+
+STATE_VERSION = 1
+
+# The three kinds of change kant makes (field names as `scontrol update` spells them).
+WEIGHT = "weight"  # node Weight, value int
+SITE_FACTOR = "site_factor"  # pending job SiteFactor, value int
+PIN = "pin"  # pending job ReqNodeList, value tuple of node names (() = none)
+KINDS = (WEIGHT, SITE_FACTOR, PIN)
+
+IN_FORCE = "in_force"  # Slurm shows what kant set
+NOT_IN_FORCE = "not_in_force"  # Slurm shows the original value: kant's change is not applied
+FOREIGN = "foreign"  # Slurm shows a third value: an administrator (or user) changed it
+
+
+class StateCorrupt(KantError):
+    """The state file exists but cannot be read as kant's state (the message names it)."""
+
+
+@dataclass
+class Mark:
+    """One value kant changed: what Slurm had before and what kant set."""
+
+    orig: Any
+    set: Any
+    at: float = 0.0  # when kant set it (epoch seconds)
+
+
+@dataclass
+class SteerState:
+    """Everything kant set, by kind then target (node name or job id)."""
+
+    marks: dict[str, dict[str, Mark]] = field(
+        default_factory=lambda: {k: {} for k in KINDS})
+    cycle: int = 0  # cycles that applied changes (for log lines)
+    updated_at: float = 0.0
+
+    def get(self, kind: str, target: str) -> Mark | None:
+        return self.marks[kind].get(target)
+
+    def put(self, kind: str, target: str, orig: Any, value: Any, at: float | None = None) -> None:
+        self.marks[kind][target] = Mark(orig=_norm(kind, orig), set=_norm(kind, value),
+                                        at=time.time() if at is None else at)
+
+    def drop(self, kind: str, target: str) -> None:
+        self.marks[kind].pop(target, None)
+
+    def count(self) -> int:
+        return sum(len(v) for v in self.marks.values())
+
+    def is_empty(self) -> bool:
+        return self.count() == 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "version": STATE_VERSION,
+            "cycle": self.cycle,
+            "updated_at": self.updated_at,
+            "marks": {kind: {t: {"orig": _plain(m.orig), "set": _plain(m.set), "at": m.at}
+                             for t, m in sorted(entries.items())}
+                      for kind, entries in self.marks.items()},
+        }
+
+
+def _norm(kind: str, value: Any) -> Any:
+    """Values as kept in memory: ints for weight/site factor, a tuple of names for a pin."""
+    if kind == PIN:
+        return tuple(value or ())
+    return int(value)
+
+
+def _plain(value: Any) -> Any:
+    return list(value) if isinstance(value, tuple) else value
+
+
+def classify_value(mark: Mark, shown: Any) -> str:
+    """Compare what Slurm shows with kant's mark: IN_FORCE, NOT_IN_FORCE or FOREIGN."""
+    if shown == mark.set:
+        return IN_FORCE
+    if shown == mark.orig:
+        return NOT_IN_FORCE
+    return FOREIGN
+
+
+def state_from_dict(data: Any, where: str) -> SteerState:
+    """Validate a parsed state file; anything unexpected is StateCorrupt naming the field."""
+    if not isinstance(data, dict):
+        raise StateCorrupt(f"{where}: expected a JSON object at the top level")
+    if data.get("version") != STATE_VERSION:
+        raise StateCorrupt(f"{where}: version {data.get('version')!r}, expected {STATE_VERSION}")
+    marks = data.get("marks")
+    if not isinstance(marks, dict):
+        raise StateCorrupt(f"{where}: 'marks' must be an object of {', '.join(KINDS)}")
+    state = SteerState(cycle=int(data.get("cycle") or 0),
+                       updated_at=float(data.get("updated_at") or 0.0))
+    for kind, entries in marks.items():
+        if kind not in KINDS:
+            raise StateCorrupt(f"{where}: marks.{kind}: unknown kind, expected one of "
+                               f"{', '.join(KINDS)}")
+        if not isinstance(entries, dict):
+            raise StateCorrupt(f"{where}: marks.{kind} must be an object")
+        for target, entry in entries.items():
+            at = f"{where}: marks.{kind}.{target}"
+            if not isinstance(entry, dict) or "orig" not in entry or "set" not in entry:
+                raise StateCorrupt(f"{at}: expected {{orig, set, at}}")
+            for key in ("orig", "set"):
+                v = entry[key]
+                ok = (isinstance(v, list) and all(isinstance(x, str) for x in v)) if kind == PIN \
+                    else (isinstance(v, int) and not isinstance(v, bool))
+                if not ok:
+                    want = "a list of node names" if kind == PIN else "an integer"
+                    raise StateCorrupt(f"{at}.{key} = {v!r}: expected {want}")
+            state.put(kind, str(target), entry["orig"], entry["set"],
+                      at=float(entry.get("at") or 0.0))
+    return state
+
+
+def load_state(path: str | os.PathLike) -> SteerState:
+    """The state at ``path``; an empty state when the file does not exist.
+
+    A file that exists but is not valid raises :class:`StateCorrupt` (the caller decides what
+    is safe: see ``steer.recover_from_corrupt_state``).
+    """
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        log.info("no state file at %s: kant has set nothing yet", p)
+        return SteerState()
+    except OSError as exc:
+        raise StateCorrupt(f"{p}: cannot read the state file: {exc.strerror or exc}") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise StateCorrupt(f"{p}: not valid JSON ({exc})") from None
+    return state_from_dict(data, str(p))
+
+
+def save_state(state: SteerState, path: str | os.PathLike) -> None:
+    """Write ``state`` atomically: a temporary file in the same directory, fsync, rename."""
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    state.updated_at = time.time()
+    text = json.dumps(state.to_dict(), indent=1, sort_keys=True) + "\n"
+    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=str(p.parent))
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def set_aside(path: str | os.PathLike) -> Path | None:
+    """Rename a corrupt state file to ``<name>.corrupt-<epoch>`` (kept for a post-mortem)."""
+    p = Path(path)
+    if not p.exists():
+        return None
+    dest = p.with_name(f"{p.name}.corrupt-{int(time.time())}")
+    os.replace(p, dest)
+    return dest
