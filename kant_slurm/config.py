@@ -151,6 +151,25 @@ class PlacementConfig:
 
 
 @dataclass(frozen=True)
+class ActuatorConfig:
+    """How the actuator steers a live Slurm (``kant-slurm schedule`` / ``daemon``)."""
+
+    max_changes: int = field(
+        default=200, metadata=_spec("scontrol changes per cycle at most (the rest next cycle); "
+                                    "0 = no bound", lo=0, hi=1_000_000))
+    site_factor_scale: int = field(
+        default=100_000,
+        metadata=_spec("SiteFactor step between queue tiers; keep it above the span of the "
+                       "site's other priority factors", lo=1, hi=100_000_000))
+    state_file: str = field(
+        default="/var/lib/kant-slurm/state.json",
+        metadata=_spec("kant's record of what it set (reset restores from it)"))
+    lock_file: str = field(
+        default="/run/kant-slurm/steer.lock",
+        metadata=_spec("lock that keeps a second daemon or cron run out"))
+
+
+@dataclass(frozen=True)
 class KantConfig:
     """The whole config (``kant-slurm config show`` prints it merged over the defaults)."""
 
@@ -163,6 +182,7 @@ class KantConfig:
     inference_zone: InferenceZoneConfig = field(default_factory=InferenceZoneConfig)
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     weights: WeightsConfig = field(default_factory=WeightsConfig)
+    actuator: ActuatorConfig = field(default_factory=ActuatorConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON-ready)."""

@@ -25,6 +25,7 @@ COMMAND_MODULES = (
     "simulate",
     "bench",
     "jobs",
+    "steer",
 )
 
 
