@@ -148,3 +148,49 @@ def test_plugstack_example_names_the_plugin():
     for words in entries:
         assert words[0] in ("required", "optional") and words[1].startswith("/")
     assert any(Path(w[1]).name == "kant_spank.so" for w in entries)
+
+
+def _corpus(n: int, seed: int) -> list[bytes]:
+    """Seeded odd strings: near the grammar, random bytes, long runs, UTF-8, edge lengths."""
+    import random
+
+    rnd = random.Random(seed)
+    pieces = [b"0", b"9", b"12", b"-", b":", b" ", b"\n", b"\xff", b"\xc3\xa9", b"%s", b"%n",
+              b"inference", b"chat", b";", b"=", b"99999999", b"000000000", b"\t", b"\x1b["]
+    out = [b"", b"9" * 1_000_000, b":" * 100_000, b"1-" * 50_000, b"a" * 64, b"a" * 65,
+           b"%s%s%s%n" * 1000]
+    for _ in range(n):
+        kind = rnd.random()
+        if kind < 0.6:
+            out.append(b"".join(rnd.choice(pieces) for _ in range(rnd.randint(1, 12))))
+        elif kind < 0.9:
+            out.append(bytes(rnd.randint(1, 255) for _ in range(rnd.randint(1, 200))))
+        else:
+            out.append(rnd.choice(pieces) * rnd.randint(100, 5000))
+    return out
+
+
+def test_parsers_under_address_sanitizer(tmp_path):
+    """The C parsers under ASan/UBSan over 5,000 odd strings agree with the Python rules."""
+    import re
+    import struct
+
+    proc = subprocess.run(["make", "-C", str(SPANK_DIR), f"OUT={tmp_path}", "fuzz"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    corpus = _corpus(5000, seed=7)
+    feed = b"".join(struct.pack("<I", len(t)) + t for t in corpus)
+    run = subprocess.run([str(tmp_path / "kant_spank_fuzz")], input=feed, capture_output=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stderr.decode(errors="replace")[-3000:]
+    lines = run.stdout.split(b"\n")[:-1]
+    assert len(lines) == len(corpus)
+    for text, line in zip(corpus, lines):
+        d, seconds, w, s, _shown = line.split(b" ", 4)
+        expected = _python_duration(text)
+        if expected is None:
+            assert int(d) != OK and int(seconds) == -7, text[:80]
+        else:
+            assert (int(d), int(seconds)) == expected, text[:80]
+        assert (int(w) == OK) == (text in (b"training", b"inference", b"batch"))
+        assert (int(s) == OK) == bool(re.fullmatch(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text))
