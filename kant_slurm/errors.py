@@ -38,3 +38,7 @@ class DevClusterError(KantError):
 
 class TemplateError(KantError):
     """A job-script template or its values are invalid."""
+
+
+class SimulationError(KantError):
+    """A policy's plan cannot be carried out in the simulator (a job or node it names is wrong)."""

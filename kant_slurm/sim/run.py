@@ -1,0 +1,104 @@
+"""One call that replays a trace under several policies and measures each: the library side of
+``kant-slurm simulate`` and of the benchmarks.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+
+from ..metrics.summary import details, summarize
+from ..metrics.timeline import Occupancy, occupancy, scheduling_window
+from .cluster import ClusterSpec
+from .simulator import SimResult, SimSettings, Simulator, prepare_workload
+from .timelimit import apply_time_limits
+from .traces import Trace
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PolicyRun:
+    """One policy's replay and its metrics."""
+
+    result: SimResult
+    headline: dict[str, Any]  # the --json keys (sim_seconds included)
+    detail: dict[str, Any]
+    occupancy: Occupancy
+
+
+@dataclass
+class Comparison:
+    """Every policy on the same workload and cluster."""
+
+    trace: Trace
+    cluster: ClusterSpec
+    runs: dict[str, PolicyRun]
+    class_counts: dict[str, int]
+    class_sources: dict[str, int]
+    notes: list[str] = field(default_factory=list)
+    time_limit_model: str = "ladder"
+    seed: int = 0
+    interval: float = 30.0
+
+
+def _engine_config(config, cluster: ClusterSpec):
+    """The config with the cluster spec's inference zone, when the spec has one."""
+    if config is None:
+        from ..config import load_config
+
+        config = load_config()
+    if cluster.inference_zone and hasattr(config, "inference_zone"):
+        from ..hostlist import compress
+
+        zone = dataclasses.replace(config.inference_zone, nodes=compress(cluster.inference_zone))
+        config = dataclasses.replace(config, inference_zone=zone)
+    return config
+
+
+def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str], *,
+                     config=None, seed: int = 0, time_limit_model: str = "ladder",
+                     interval: float = 30.0,
+                     progress: Callable[[str, int, int], None] | None = None) -> Comparison:
+    """Replay ``trace`` on ``cluster`` once per policy (same workload each time) and measure."""
+    from ..engine.registry import get_policy
+
+    config = _engine_config(config, cluster)
+    try:
+        from ..engine.classify import make_classifier
+
+        classifier = make_classifier(config)
+    except ImportError:  # engine without rules: trace classes or batch
+        classifier = None
+    jobs = apply_time_limits(trace.jobs, time_limit_model, seed)
+    workload = prepare_workload(jobs, cluster.inventory)
+    settings = SimSettings(interval=interval, fill_until_full=trace.fill_until_full)
+    runs: dict[str, PolicyRun] = {}
+    for name in policies:
+        policy = get_policy(name, config)
+        cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
+        result = Simulator(cluster.inventory, workload, policy, settings=settings,
+                           classifier=classifier, progress=cb).run()
+        result.policy = name
+        window = scheduling_window(result.records)
+        occ = occupancy(result.records, cluster.inventory, window)
+        head = summarize(result.records, occ) | {"sim_seconds": result.sim_seconds}
+        det = details(result.records, occ, cluster.inventory) | {
+            "window_s": [window[0], window[1]], "cycles": result.cycles,
+            "cycles_skipped": result.cycles_skipped, "plan_seconds": result.plan_seconds,
+        }
+        runs[name] = PolicyRun(result=result, headline=head, detail=det, occupancy=occ)
+    first = next(iter(runs.values())).result.records if runs else pd.DataFrame()
+    counts = Counter(first["job_class"]) if len(first) else Counter()
+    sources = Counter(first["class_source"]) if len(first) else Counter()
+    return Comparison(
+        trace=trace, cluster=cluster, runs=runs, class_counts=dict(sorted(counts.items())),
+        class_sources=dict(sorted(sources.items())), notes=list(trace.notes) + workload.notes,
+        time_limit_model=time_limit_model, seed=seed, interval=interval,
+    )

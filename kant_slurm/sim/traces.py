@@ -1,0 +1,374 @@
+"""Trace readers: real job logs -> a workload table the simulator replays.
+
+Every reader returns a :class:`Trace` whose ``jobs`` is a pandas DataFrame with these columns
+(one row per job, sorted by ``submit_time``, times in seconds from the trace's first submit):
+
+=============== ====================================================================
+job_id          str, unique (the trace's id, else the 1-based row number)
+submit_time     float, seconds since the first submit of the trace
+duration        float, actual run seconds (``inf``: runs until the simulation stops)
+gpus            int, total GPUs the job asks for (>= 1)
+num_nodes       int, nodes asked for; 0 = let the simulator derive it from the pool shape
+time_limit      float, seconds, NaN when the trace has none (see :mod:`.timelimit`)
+job_class       str, the class the trace gives (``inference``/``training``/``batch``) or ""
+user, account   str ("" when the trace has none)
+partition       str, "" = the cluster's default partition
+name            str
+line            int, the job's line in the source file (for messages)
+=============== ====================================================================
+
+Malformed input raises :class:`InputError` naming the file, the line and the field.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import math
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from ..errors import InputError
+
+log = logging.getLogger(__name__)
+
+TRACE_FORMATS = ("philly", "swf", "openb", "sacct")
+WORKLOAD_COLUMNS = (
+    "job_id", "submit_time", "duration", "gpus", "num_nodes", "time_limit", "job_class",
+    "user", "account", "partition", "name", "line",
+)
+
+
+@dataclass
+class Trace:
+    """A workload read from a file, with what was dropped or assumed on the way."""
+
+    jobs: pd.DataFrame
+    source: str
+    fmt: str
+    epoch: datetime | None = None  # wall-clock time of submit_time 0, when the trace has one
+    notes: list[str] = field(default_factory=list)  # e.g. "dropped 12 CPU-only pods"
+    fill_until_full: bool = False  # openb fill mode: stop at the first job that cannot start
+
+    def __len__(self) -> int:
+        return len(self.jobs)
+
+
+def _frame(rows: dict[str, list], source: str) -> pd.DataFrame:
+    df = pd.DataFrame({c: rows[c] for c in WORKLOAD_COLUMNS})
+    df = df.astype({
+        "job_id": str, "submit_time": float, "duration": float, "gpus": np.int64,
+        "num_nodes": np.int64, "time_limit": float, "line": np.int64,
+    })
+    if df["job_id"].duplicated().any():
+        dup = df.loc[df["job_id"].duplicated(), ["job_id", "line"]].iloc[0]
+        raise InputError(f"{source}:{dup['line']}: job id {dup['job_id']!r} appears twice")
+    if len(df):
+        df["submit_time"] -= df["submit_time"].min()
+    return df.sort_values(["submit_time", "line"], kind="stable").reset_index(drop=True)
+
+
+def _empty_rows() -> dict[str, list]:
+    return {c: [] for c in WORKLOAD_COLUMNS}
+
+
+def _num(value: str, path, line: int, fieldname: str, kind=float, minimum=None) -> float:
+    try:
+        out = kind(value)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{path}:{line}: field {fieldname!r}: expected a{'n integer' if kind is int else ' number'},"
+            f" got {value!r}"
+        ) from None
+    if isinstance(out, float) and math.isnan(out):
+        raise InputError(f"{path}:{line}: field {fieldname!r}: expected a number, got NaN")
+    if minimum is not None and out < minimum:
+        raise InputError(f"{path}:{line}: field {fieldname!r}: must be >= {minimum}, got {value!r}")
+    return out
+
+
+def _open(path) -> str:
+    try:
+        return Path(path).read_text()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read trace ({exc.strerror})") from None
+    except UnicodeDecodeError as exc:
+        raise InputError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
+
+
+def _csv_rows(path, required: tuple[str, ...]):
+    """Yield (line number, row dict) of a CSV with a header naming at least ``required``."""
+    text = _open(path)
+    reader = csv.DictReader(text.splitlines())
+    header = reader.fieldnames or []
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise InputError(
+            f"{path}:1: header lacks column {missing[0]!r}; expected columns: {', '.join(required)}"
+        )
+    for row in reader:
+        if None in row:  # more cells than header columns
+            raise InputError(f"{path}:{reader.line_num}: {len(header) + len(row[None])} fields, "
+                             f"header has {len(header)}")
+        yield reader.line_num, row
+
+
+# --------------------------------------------------------------------------------------------
+# Philly
+# --------------------------------------------------------------------------------------------
+
+
+def read_philly(path) -> Trace:
+    """The Philly CSV of shared/traces: ``timestamp,duration,num_gpus,gpu_time,cluster``.
+
+    The hashed virtual cluster becomes the job's account (Philly VCs were quota groups). The
+    trace has no user or time limit. Philly was a DNN-training cluster (Jeon et al., ATC'19), so
+    every job is class ``training`` from the trace (said in the notes).
+    """
+    rows = _empty_rows()
+    stamps: list[float] = []
+    fmt = "%Y-%m-%d %H:%M:%S"
+    for line, row in _csv_rows(path, ("timestamp", "duration", "num_gpus", "cluster")):
+        try:
+            ts = datetime.strptime(row["timestamp"].strip(), fmt)
+        except ValueError:
+            raise InputError(
+                f"{path}:{line}: field 'timestamp': expected YYYY-MM-DD HH:MM:SS, "
+                f"got {row['timestamp']!r}"
+            ) from None
+        stamps.append(ts.timestamp())
+        rows["duration"].append(_num(row["duration"], path, line, "duration", float, 0))
+        gpus = _num(row["num_gpus"], path, line, "num_gpus", float, 1)
+        if gpus != int(gpus):
+            raise InputError(f"{path}:{line}: field 'num_gpus': expected a whole number, got "
+                             f"{row['num_gpus']!r}")
+        rows["gpus"].append(int(gpus))
+        rows["job_id"].append(str(len(stamps)))
+        rows["num_nodes"].append(0)
+        rows["time_limit"].append(float("nan"))
+        rows["job_class"].append("training")
+        rows["user"].append("")
+        rows["account"].append(row["cluster"].strip())
+        rows["partition"].append("")
+        rows["name"].append("")
+        rows["line"].append(line)
+    rows["submit_time"] = stamps
+    epoch = datetime.fromtimestamp(min(stamps)) if stamps else None
+    return Trace(jobs=_frame(rows, str(path)), source=str(path), fmt="philly", epoch=epoch,
+                 notes=["Philly is a DNN-training cluster log: every job is class training"])
+
+
+# --------------------------------------------------------------------------------------------
+# SWF
+# --------------------------------------------------------------------------------------------
+
+SWF_FIELDS = (
+    "job_number", "submit_time", "wait_time", "run_time", "allocated_processors",
+    "average_cpu_time", "used_memory", "requested_processors", "requested_time",
+    "requested_memory", "status", "user_id", "group_id", "executable", "queue_number",
+    "partition_number", "preceding_job", "think_time",
+)
+
+
+def read_swf(path, procs_per_gpu: int = 1) -> Trace:
+    """The Parallel Workloads Archive's Standard Workload Format.
+
+    18 whitespace-separated fields per line, ``;`` starts a header comment, -1 means unknown.
+    GPUs = ceil(processors / ``procs_per_gpu``) (allocated processors, else requested).
+    Requested time becomes the time limit. Jobs with unknown run time or processors are dropped
+    and counted in the notes. Queue number becomes the partition name ``q<N>`` only when known.
+    """
+    if procs_per_gpu < 1:
+        raise InputError(f"swf: procs_per_gpu must be >= 1, got {procs_per_gpu}")
+    rows = _empty_rows()
+    dropped = 0
+    for line, raw in enumerate(_open(path).splitlines(), start=1):
+        text = raw.split(";", 1)[0].strip()
+        if not text:
+            continue
+        parts = text.split()
+        if len(parts) != 18:
+            raise InputError(f"{path}:{line}: {len(parts)} fields, SWF has 18 "
+                             f"({' '.join(SWF_FIELDS[:4])} ...)")
+        vals = [_num(p, path, line, SWF_FIELDS[k], float) for k, p in enumerate(parts)]
+        rec = dict(zip(SWF_FIELDS, vals))
+        procs = rec["allocated_processors"] if rec["allocated_processors"] > 0 else rec["requested_processors"]
+        if rec["run_time"] < 0 or procs <= 0 or rec["submit_time"] < 0:
+            dropped += 1
+            continue
+        rows["job_id"].append(str(int(rec["job_number"])))
+        rows["submit_time"].append(rec["submit_time"])
+        rows["duration"].append(rec["run_time"])
+        rows["gpus"].append(int(math.ceil(procs / procs_per_gpu)))
+        rows["num_nodes"].append(0)
+        rows["time_limit"].append(rec["requested_time"] if rec["requested_time"] > 0 else float("nan"))
+        rows["job_class"].append("")
+        rows["user"].append(f"u{int(rec['user_id'])}" if rec["user_id"] >= 0 else "")
+        rows["account"].append(f"g{int(rec['group_id'])}" if rec["group_id"] >= 0 else "")
+        rows["partition"].append("")
+        rows["name"].append(f"x{int(rec['executable'])}" if rec["executable"] >= 0 else "")
+        rows["line"].append(line)
+    trace = Trace(jobs=_frame(rows, str(path)), source=str(path), fmt="swf")
+    if procs_per_gpu != 1:
+        trace.notes.append(f"{procs_per_gpu} processors = 1 GPU")
+    if dropped:
+        trace.notes.append(f"dropped {dropped} jobs with unknown run time or processors")
+    return trace
+
+
+# --------------------------------------------------------------------------------------------
+# Alibaba openb pods
+# --------------------------------------------------------------------------------------------
+
+OPENB_QOS_CLASS = {"LS": "inference", "BE": "batch", "Burstable": "batch", "Guaranteed": "batch"}
+
+
+def read_openb(path, mode: str = "arrival") -> Trace:
+    """Alibaba cluster-trace-gpu-v2023 pods (the FGD paper's ``openb_pod_list_*.csv``).
+
+    ``mode="arrival"``: pods arrive at ``creation_time`` and run until ``deletion_time`` (from
+    ``scheduled_time`` when set). ``mode="fill"``: the FGD use, pods arrive one second apart in
+    trace order, never end, and the simulation stops at the first pod that cannot start.
+    GPU-sharing pods (``gpu_milli`` < 1000) take one whole GPU, as Slurm has no fractional GPU;
+    CPU-only pods are dropped; both counts are in the notes. QoS LS (latency-sensitive) is class
+    ``inference``, the others ``batch``.
+    """
+    if mode not in ("arrival", "fill"):
+        raise InputError(f"openb: mode must be 'arrival' or 'fill', got {mode!r}")
+    rows = _empty_rows()
+    cpu_only = shared = 0
+    need = ("name", "num_gpu", "gpu_milli", "qos", "creation_time", "deletion_time", "scheduled_time")
+    for line, row in _csv_rows(path, need):
+        gpus = int(_num(row["num_gpu"], path, line, "num_gpu", int, 0))
+        if gpus == 0:
+            cpu_only += 1
+            continue
+        milli = _num(row["gpu_milli"] or "1000", path, line, "gpu_milli", float, 0)
+        if gpus == 1 and milli < 1000:
+            shared += 1
+        qos = row["qos"].strip()
+        if qos not in OPENB_QOS_CLASS:
+            raise InputError(f"{path}:{line}: field 'qos': expected one of "
+                             f"{', '.join(OPENB_QOS_CLASS)}, got {qos!r}")
+        if mode == "fill":
+            submit, duration = float(len(rows["job_id"])), float("inf")
+        else:
+            created = _num(row["creation_time"], path, line, "creation_time", float, 0)
+            sched = row["scheduled_time"].strip()
+            begin = _num(sched, path, line, "scheduled_time", float, 0) if sched else created
+            deleted = row["deletion_time"].strip()
+            end = _num(deleted, path, line, "deletion_time", float, 0) if deleted else float("inf")
+            if end < begin:
+                raise InputError(f"{path}:{line}: field 'deletion_time': {end:g} is before the pod "
+                                 f"started ({begin:g})")
+            submit, duration = created, end - begin
+        rows["job_id"].append(row["name"].strip() or str(line))
+        rows["submit_time"].append(submit)
+        rows["duration"].append(duration)
+        rows["gpus"].append(gpus)
+        rows["num_nodes"].append(1)  # pods are single-node
+        rows["time_limit"].append(float("nan"))
+        rows["job_class"].append(OPENB_QOS_CLASS[qos])
+        rows["user"].append("")
+        rows["account"].append("")
+        rows["partition"].append("")
+        rows["name"].append(row["name"].strip())
+        rows["line"].append(line)
+    trace = Trace(jobs=_frame(rows, str(path)), source=str(path), fmt="openb",
+                  fill_until_full=(mode == "fill"))
+    if cpu_only:
+        trace.notes.append(f"dropped {cpu_only} CPU-only pods")
+    if shared:
+        trace.notes.append(f"{shared} GPU-sharing pods (gpu_milli < 1000) take one whole GPU")
+    return trace
+
+
+# --------------------------------------------------------------------------------------------
+# sacct dumps
+# --------------------------------------------------------------------------------------------
+
+
+def read_sacct(path) -> Trace:
+    """A saved ``sacct --json`` or ``sacct -P`` dump (see :mod:`kant_slurm.slurm.sacct`).
+
+    Jobs that never started are dropped (their run time is unknown) and counted in the notes.
+    The class comes from the kant tag in the admin comment / comment when there is one.
+    """
+    from ..slurm.sacct import parse_sacct
+
+    text = _open(path)
+    records = parse_sacct(text, source=str(path))
+    started = records[records["start_time"].notna() & (records["gpus"] > 0)]
+    dropped = len(records) - len(started)
+    end = started["end_time"].fillna(np.inf)
+    rows = {
+        "job_id": started["job_id"].astype(str).tolist(),
+        "submit_time": started["submit_time"].astype(float).tolist(),
+        "duration": (end - started["start_time"]).clip(lower=0).tolist(),
+        "gpus": started["gpus"].astype(int).tolist(),
+        "num_nodes": started["num_nodes"].astype(int).tolist(),
+        "time_limit": started["time_limit"].astype(float).tolist(),
+        "job_class": [c if s == "tag" else "" for c, s in zip(started["job_class"],
+                                                             started["class_source"])],
+        "user": started["user"].tolist(),
+        "account": started["account"].tolist(),
+        "partition": started["partition"].tolist(),
+        "name": started["name"].tolist(),
+        "line": started["line"].astype(int).tolist(),
+    }
+    epoch = None
+    if len(started):
+        epoch = datetime.fromtimestamp(float(started["submit_time"].min()))
+    trace = Trace(jobs=_frame(rows, str(path)), source=str(path), fmt="sacct", epoch=epoch)
+    if dropped:
+        trace.notes.append(f"dropped {dropped} jobs that never started or hold no GPU")
+    return trace
+
+
+def guess_format(path) -> str:
+    """The trace format from the file name or its first line (philly, swf, openb, sacct)."""
+    name = Path(path).name.lower()
+    if name.endswith(".swf") or name.endswith(".swf.txt"):
+        return "swf"
+    if name.endswith(".json"):
+        return "sacct"
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            first = fh.readline()
+    except OSError as exc:
+        raise InputError(f"{path}: cannot read trace ({exc.strerror})") from None
+    if first.startswith("timestamp,") or "num_gpus" in first and "cluster" in first:
+        return "philly"
+    if first.startswith("name,") and "gpu_milli" in first:
+        return "openb"
+    if "|" in first and "JobID" in first:
+        return "sacct"
+    if first.lstrip().startswith(";") or first.lstrip()[:1].isdigit():
+        return "swf"
+    raise InputError(f"{path}:1: cannot tell the trace format; pass --trace-format "
+                     f"({'|'.join(TRACE_FORMATS)})")
+
+
+def read_trace(path, fmt: str | None = None, *, procs_per_gpu: int = 1,
+               openb_mode: str = "arrival") -> Trace:
+    """Read a trace of format ``fmt`` (guessed when None)."""
+    fmt = fmt or guess_format(path)
+    if fmt == "philly":
+        return read_philly(path)
+    if fmt == "swf":
+        return read_swf(path, procs_per_gpu=procs_per_gpu)
+    if fmt == "openb":
+        return read_openb(path, mode=openb_mode)
+    if fmt == "sacct":
+        return read_sacct(path)
+    raise InputError(f"unknown trace format {fmt!r}; choose one of: {', '.join(TRACE_FORMATS)}")
+
+
+def bundled_trace_path() -> Path:
+    """The Philly slice shipped inside the package (see data/traces/README.md)."""
+    return Path(__file__).resolve().parent.parent / "data" / "traces" / "philly-2017-10-16-to-18.csv"
+
