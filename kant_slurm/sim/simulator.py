@@ -300,6 +300,9 @@ class Simulator:
             dirty_since = None
             if settings.skip_full and free_total < min(pending_sizes):
                 skipped += 1
+                if settings.fill_until_full:  # nothing can start: the fill has ended
+                    stopped_full = True
+                    break
                 continue
             last_cycle = now
             cycles += 1
