@@ -8,9 +8,11 @@ commands (:mod:`.backend`), :mod:`.devcluster` runs a real local cluster.
 from __future__ import annotations
 
 import logging
+import os
 import time
 from collections.abc import Callable
 
+from ..errors import SlurmUnreachable
 from ..model import ClusterSnapshot, Job
 from .backend import CliBackend, SlurmReader, select_backend
 from .parse import build_snapshot
@@ -28,6 +30,10 @@ def read_snapshot(classify: Callable[[Job], Job] | None = None,
     ``classify`` (Job -> Job) is applied to every job after the kant tag is read, so the
     engine's rules see Slurm's data. Raises SlurmUnreachable when slurmctld does not answer.
     """
+    conf = os.environ.get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):
+        # Slurm commands would hang on DNS lookups for a config server instead of failing.
+        raise SlurmUnreachable(f"SLURM_CONF={conf} does not exist: no Slurm cluster to read")
     reader = backend or select_backend()
     taken_at = time.time()
     nodes = reader.nodes()

@@ -305,6 +305,8 @@ def _read_pid(path: Path) -> int | None:
 
 def _port_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As the daemons do: a port left in TIME_WAIT by a cluster just stopped is free to them.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("0.0.0.0", port))
         except OSError:
@@ -688,6 +690,13 @@ def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: flo
     """Start the cluster (or report the running one); return its status once all nodes are idle."""
     spec.validate()
     paths = DevClusterPaths(Path(directory).resolve())
+    if any(ch.isspace() or ch in "\"'#=" for ch in str(paths.dir)):
+        raise DevClusterError(
+            f"--dir {str(paths.dir)!r}: choose a path without spaces, quotes, '#' or '=' "
+            "(slurm.conf and mariadb-install-db cannot take them)"
+        )
+    if len(str(paths.munge_socket)) > 100:
+        raise DevClusterError(f"--dir {paths.dir} is too long for a unix socket path; choose a shorter one")
     current = status(paths.dir)
     if current.running:
         old = DevClusterSpec(**current.spec) if current.spec else None

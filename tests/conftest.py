@@ -1,0 +1,120 @@
+"""Shared fixtures: a real local Slurm GPU cluster for tests marked ``slurm``.
+
+``slurm_cluster`` (session) brings the dev cluster up once: directory ``$KANT_DEVCLUSTER_DIR``
+(else a fresh temporary one), port base ``$KANT_DEVCLUSTER_PORT_BASE`` (else 16800). Two test
+sessions with different directories and port bases run side by side. If the cluster cannot
+start, the test FAILS: Slurm tests never skip. ``slurm_clean`` (function) cancels every job and
+waits for idle nodes so each test starts from an empty cluster.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from kant_slurm.errors import KantError
+from kant_slurm.slurm import devcluster as dc
+
+
+@dataclass
+class SlurmCluster:
+    """A running dev cluster as tests see it."""
+
+    dir: Path
+    conf_path: Path
+    spec: dc.DevClusterSpec
+    started_here: bool
+    paths: dc.DevClusterPaths = field(repr=False, default=None)  # type: ignore[assignment]
+
+    @property
+    def nodes(self) -> list[str]:
+        return self.spec.node_names
+
+    @property
+    def port_base(self) -> int:
+        return self.spec.port_base
+
+    @property
+    def env(self) -> dict[str, str]:
+        """os.environ with SLURM_CONF pointing at this cluster (for subprocesses)."""
+        return dict(os.environ, SLURM_CONF=str(self.conf_path))
+
+    def run(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+        """Run a Slurm command against this cluster."""
+        res = subprocess.run(list(argv), env=self.env, capture_output=True, text=True, timeout=timeout)
+        if check and res.returncode != 0:
+            raise AssertionError(f"{' '.join(argv)} failed ({res.returncode}): {res.stderr.strip()}")
+        return res
+
+    def sbatch(self, *args: str) -> str:
+        """Submit a batch job; return its id."""
+        out = self.run("sbatch", "--parsable", "--output=/dev/null", "--chdir=/tmp", *args).stdout
+        return out.strip().split(";")[0]
+
+    def cancel_all(self, timeout: float = 60) -> None:
+        """Cancel every job and wait until none is left and every node is idle."""
+        self.run("scancel", "--full", "-u", "root", check=False)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            left = self.run("squeue", "-h", "-o", "%i", check=False).stdout.split()
+            states = dc.node_states(self.conf_path)
+            if not left and states and all(s == "idle" for s in states.values()):
+                return
+            if left:
+                self.run("scancel", "--full", *left, check=False)
+            time.sleep(0.5)
+        raise AssertionError(f"cluster in {self.dir} not idle {timeout:.0f}s after scancel")
+
+    def wait_running(self, job_ids, timeout: float = 60) -> None:
+        """Wait until every job in ``job_ids`` runs."""
+        deadline = time.monotonic() + timeout
+        want = set(job_ids)
+        states: dict[str, str] = {}
+        while time.monotonic() < deadline:
+            out = self.run("squeue", "-h", "-o", "%i %T", check=False).stdout
+            states = dict(line.split() for line in out.splitlines() if line.strip())
+            if all(states.get(j) == "RUNNING" for j in want):
+                return
+            time.sleep(0.5)
+        raise AssertionError(f"jobs not running after {timeout:.0f}s: {states}")
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(tmp_path_factory):
+    """The dev cluster, up once per session; torn down at the end if this session started it."""
+    directory = Path(os.environ.get(dc.DIR_ENV) or tmp_path_factory.mktemp("devcluster")).resolve()
+    spec = dc.DevClusterSpec(port_base=dc.default_port_base())
+    before = dc.status(directory)
+    try:
+        dc.up(directory, spec)
+    except KantError as exc:
+        pytest.fail(f"the Slurm dev cluster did not start: {exc}", pytrace=False)
+    paths = dc.DevClusterPaths(directory)
+    state = dc.status(directory)
+    running_spec = dc.DevClusterSpec(**state.spec) if state.spec else spec
+    cluster = SlurmCluster(dir=directory, conf_path=paths.slurm_conf, spec=running_spec,
+                           started_here=not before.running, paths=paths)
+    old_conf = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(paths.slurm_conf)
+    try:
+        yield cluster
+    finally:
+        if old_conf is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old_conf
+        if cluster.started_here:
+            dc.down(directory)
+
+
+@pytest.fixture
+def slurm_clean(slurm_cluster):
+    """The dev cluster with no job and every node idle (before and after the test)."""
+    slurm_cluster.cancel_all()
+    yield slurm_cluster
+    slurm_cluster.cancel_all()

@@ -1,0 +1,104 @@
+"""`kant-slurm devcluster up|down|status` as a user runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from kant_slurm.slurm import devcluster as dc
+
+pytestmark = pytest.mark.slurm
+
+DAEMONS = ("munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd")
+
+
+def _cli(*args: str, env=None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(["kant-slurm", "devcluster", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env or dict(os.environ), stdin=subprocess.DEVNULL)
+
+
+def _daemons_of(directory: Path) -> list[str]:
+    """Names of live processes carrying the cluster's marker (munged, slurmd, ...)."""
+    names = []
+    for pid in dc.running_processes(directory):
+        try:
+            names.append(Path(f"/proc/{pid}/comm").read_text().strip())
+        except OSError:
+            pass
+    return names
+
+
+def test_status_json_names_the_running_cluster_and_its_paths(slurm_cluster):
+    res = _cli("status", "--dir", str(slurm_cluster.dir), "--json")
+    assert res.returncode == 0, res.stderr
+    data = json.loads(res.stdout)
+    assert data["running"] is True
+    assert set(data["daemons"]) >= {"munged", "mariadbd", "slurmdbd", "slurmctld", "slurmd-gn01"}
+    assert all(data["daemons"].values())
+    assert data["paths"]["slurm_conf"] == str(slurm_cluster.conf_path)
+    plugstack = Path(data["paths"]["plugstack_conf"]).read_text()
+    assert f"optional {data['paths']['spank_plugin']}" in plugstack
+    conf = slurm_cluster.conf_path.read_text()
+    assert f"AuthInfo=socket={data['paths']['munge_socket']}" in conf
+    assert "TopologyPlugin=topology/tree" in conf and "SelectType=select/cons_tres" in conf
+
+
+def test_second_up_reports_the_running_cluster(slurm_cluster):
+    res = _cli("up", "--dir", str(slurm_cluster.dir), "--port-base", str(slurm_cluster.port_base))
+    assert res.returncode == 0, res.stderr
+    assert "already running" in res.stdout
+    assert f"export SLURM_CONF={slurm_cluster.conf_path}" in res.stdout.splitlines()
+
+
+def test_port_in_use_is_a_one_line_error(slurm_cluster, tmp_path):
+    base = slurm_cluster.port_base + 600
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", base + 2))  # slurmctld's port of that cluster
+        sock.listen()
+        res = _cli("up", "--dir", str(tmp_path / "c"), "--port-base", str(base), "--nodes", "2")
+    assert res.returncode == 1
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert f"port {base + 2}" in lines[0] and "slurmctld" in lines[0] and "in use" in lines[0]
+    assert not _daemons_of(tmp_path / "c")
+
+
+def test_up_down_up_down_leaves_nothing_running(slurm_cluster, tmp_path):
+    bad = _cli("up", "--dir", str(tmp_path / "with space"), "--nodes", "1")
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "spaces" in bad.stderr
+    directory = tmp_path / "small"
+    base = slurm_cluster.port_base + 500
+    args = ["--dir", str(directory), "--port-base", str(base), "--nodes", "3", "--leaf-size", "2",
+            "--gpus-per-node", "4", "--inference-nodes", "1", "--gpu-type", "a100"]
+    try:
+        _up_down_twice(directory, args)
+    finally:
+        dc.down(directory)  # even when an assertion failed: nothing of it may outlive the test
+    # The session cluster is untouched by the other one's down.
+    assert json.loads(_cli("status", "--dir", str(slurm_cluster.dir), "--json").stdout)["running"]
+
+
+def _up_down_twice(directory: Path, args: list[str]) -> None:
+    for _round in range(2):
+        res = _cli("up", *args)
+        assert res.returncode == 0, res.stderr
+        conf = directory / "etc" / "slurm.conf"
+        env = dict(os.environ, SLURM_CONF=str(conf))
+        sinfo = subprocess.run(["sinfo", "-h", "-N", "-o", "%N %P %t %G"], env=env,
+                               capture_output=True, text=True).stdout.split("\n")
+        assert "gn03 infer idle gpu:a100:4" in sinfo and "gn01 gpu* idle gpu:a100:4" in sinfo
+        running = _daemons_of(directory)
+        for daemon in DAEMONS:
+            assert any(name.startswith(daemon) for name in running), (daemon, running)
+        assert sum(name in ("slurmd", "slurmd-wlm") for name in running) == 3
+
+        res = _cli("down", "--dir", str(directory))
+        assert res.returncode == 0, res.stderr
+        assert _daemons_of(directory) == []
+        status = json.loads(_cli("status", "--dir", str(directory), "--json").stdout)
+        assert status["running"] is False and not any(status["daemons"].values())
