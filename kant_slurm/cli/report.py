@@ -1,0 +1,184 @@
+"""``kant-slurm report`` (accounting metrics from sacct) and ``kant-slurm exporter`` (Prometheus)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from ..errors import InputError
+from .options import _clean, echo_json
+
+log = logging.getLogger(__name__)
+
+
+def _inventory(slurm_conf: str | None):
+    """The node inventory: from slurm.conf + gres.conf + topology.conf, else the live cluster."""
+    if slurm_conf:
+        from ..slurm import conffiles
+
+        return conffiles.inventory_from_conf(slurm_conf)
+    from ..slurm import read_snapshot
+
+    return read_snapshot().inventory
+
+
+@click.command("report")
+@click.option("--since", default="now-1d", show_default=True, metavar="DATE",
+              help="Window start: YYYY-MM-DD[THH:MM[:SS]] (local), epoch seconds, now-N[smhd].")
+@click.option("--until", "until", default="now", show_default=True, metavar="DATE",
+              help="Window end (same forms).")
+@click.option("--partition", "-p", default=None, help="Only jobs of this partition "
+              "(and the occupancy of its nodes).")
+@click.option("--account", "-A", default=None, help="Only jobs of this account.")
+@click.option("--class", "job_class", type=click.Choice(["training", "inference", "batch"]),
+              default=None, help="Only jobs of this class (kant tag, else config rules).")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--csv", "csv_dir", type=click.Path(file_okay=False), default=None,
+              metavar="DIR", help="Write the report's tables as CSV files into DIR.")
+@click.option("--html", "html_out", type=click.Path(dir_okay=False), default=None,
+              metavar="OUT.html", help="Write one self-contained HTML page with plots.")
+@click.option("--input", "dump", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="DUMP", help="Read a saved `sacct -a -X -D -P` dump instead of calling "
+              "sacct.")
+@click.option("--slurm-conf", type=click.Path(exists=True, dir_okay=False), default=None,
+              metavar="PATH", help="Node inventory from this slurm.conf (+ gres.conf, "
+              "topology.conf beside it) instead of the live cluster.")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="kant config (class rules by QOS/partition).")
+@click.option("--chunk-hours", type=click.FloatRange(min=0.01), default=24.0,
+              show_default=True, help="sacct is read in chunks of this many hours.")
+def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, html_out, dump,
+               slurm_conf, config_path, chunk_hours):
+    """GAR, SOR, GFR, stranded GPUs, waits by class and size, time-limit accuracy and top users
+    of one accounting window.
+
+    \b
+    Examples:
+      kant-slurm report --since 2026-11-01 --until 2026-11-08
+      kant-slurm report --since now-7d --partition gpu --json | jq .gar_mean
+      kant-slurm report --since now-30d --html /tmp/gpu-report.html
+      kant-slurm report --input sacct-dump.txt --slurm-conf /etc/slurm/slurm.conf --csv out/
+    A dump is `SLURM_TIME_FORMAT=%s sacct -a -X -D -P --format=<fields> -S .. -E ..`
+    (fields: see kant_slurm.slurm.accounting.SACCT_FIELDS; ISO times work too).
+    """
+    from ..config import load_config
+    from ..engine.classify import make_classifier
+    from ..report.accounting import build_report, format_report, report_tables
+    from ..slurm import accounting as acct
+
+    if sum(bool(x) for x in (as_json, csv_dir, html_out)) > 1:
+        raise InputError("--json, --csv and --html: choose one")
+    now = time.time()
+    t0 = acct.parse_when(since, "--since", now)
+    t1 = acct.parse_when(until, "--until", now)
+    if t1 <= t0:
+        raise InputError(f"--until {until!r} is not after --since {since!r}")
+    classify = make_classifier(load_config(config_path))
+    if dump:
+        text = Path(dump).read_text(encoding="utf-8", errors="replace")
+        frame = acct.parse_sacct_dump(text, since=t0, until=t1, classify=classify, source=dump)
+        if partition:
+            frame = frame[frame["partition"] == partition]
+        if account:
+            frame = frame[frame["account"] == account]
+    else:
+        frame = acct.read_sacct_chunks(t0, t1, chunk_s=chunk_hours * 3600, partition=partition,
+                                       account=account, classify=classify)
+    if job_class:
+        frame = frame[frame["job_class"] == job_class]
+    inventory = _inventory(slurm_conf)
+    if partition:
+        inventory = _pool_inventory(inventory, partition)
+    records = acct.record_table(frame).reset_index(drop=True)
+    report = build_report(records, inventory, (t0, t1),
+                          filters={"partition": partition, "account": account,
+                                   "class": job_class, "input": dump})
+    if as_json:
+        echo_json(report)
+    elif csv_dir:
+        out = Path(csv_dir)
+        out.mkdir(parents=True, exist_ok=True)
+        for stem, table in report_tables(report).items():
+            table.to_csv(out / f"{stem}.csv", index=False)
+        records.assign(nodes=records["nodes"].map(",".join),
+                       node_gpus=records["node_gpus"].map(lambda g: ",".join(map(str, g)))
+                       ).to_csv(out / "jobs.csv", index=False)
+        click.echo(f"wrote {len(report_tables(report)) + 1} CSV files to {out}")
+    elif html_out:
+        from ..report.accounting_html import render_html
+
+        Path(html_out).write_text(render_html(_clean(report)), encoding="utf-8")
+        click.echo(f"wrote {html_out}")
+    else:
+        click.echo(format_report(report))
+
+
+def _pool_inventory(inventory, partition: str):
+    """Only the nodes of ``partition`` (the occupancy of a partition's report)."""
+    if partition not in inventory.partition:
+        raise InputError(f"--partition {partition!r}: no such partition; the cluster has "
+                         f"{', '.join(p.name for p in inventory.partitions) or 'none'}")
+    from ..model import Inventory
+
+    keep = [i for i, m in enumerate(inventory.partition_mask[partition]) if m]
+    names = [inventory.names[i] for i in keep]
+    return Inventory.build(
+        names=names, gpus_total=inventory.gpus_total[keep], cpus_total=inventory.cpus_total[keep],
+        memory_mb=inventory.memory_mb[keep], gpu_type=[inventory.gpu_type[i] for i in keep],
+        features=[inventory.features[i] for i in keep],
+        partitions=[inventory.partition[partition]], topology=inventory.topology)
+
+
+@click.command("exporter")
+@click.option("--port", type=click.IntRange(1, 65535), default=None,
+              help="Serve /metrics over HTTP on this port.")
+@click.option("--address", default="0.0.0.0", show_default=True,
+              help="Address the HTTP endpoint listens on.")
+@click.option("--textfile", type=click.Path(dir_okay=False), default=None, metavar="PATH",
+              help="Write the metrics once to PATH (node_exporter textfile collector; *.prom).")
+@click.option("--state-file", type=click.Path(dir_okay=False), default=None,
+              help="kant's state file (default: actuator.state_file of the config).")
+@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
+              default=None, help="kant config (class rules, state file).")
+@click.option("--max-seconds", type=click.FloatRange(min=0), default=None, hidden=True,
+              help="Stop the HTTP server after this many seconds (tests).")
+def exporter_cmd(port, address, textfile, state_file, config_path, max_seconds):
+    """Prometheus metrics of the live cluster: GAR, GFR, stranded GPUs, whole free nodes per
+    leaf group, pending jobs and GPUs by class, and the last scheduling cycle.
+
+    \b
+    Examples:
+      kant-slurm exporter --port 9798
+      kant-slurm exporter --textfile /var/lib/node_exporter/textfile/kant.prom   # from cron
+    Each scrape reads Slurm afresh; kant_slurm_up is 0 when Slurm does not answer.
+    """
+    from ..config import load_config
+    from ..engine.classify import make_classifier
+    from ..exporter import make_registry, serve, write_textfile
+    from ..slurm import read_snapshot
+
+    if (port is None) == (textfile is None):
+        raise InputError("exporter: give exactly one of --port PORT or --textfile PATH")
+    config = load_config(config_path)
+    classify = make_classifier(config)
+    state_path = state_file or config.actuator.state_file
+    registry = make_registry(lambda: read_snapshot(classify=classify), state_path)
+    if textfile:
+        write_textfile(textfile, registry)
+        click.echo(f"wrote {textfile}")
+        return
+    server, _thread = serve(port, registry, address)
+    click.echo(f"serving metrics on http://{address}:{port}/metrics", err=True)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    stop.wait(max_seconds)
+    server.shutdown()
+
+
+commands = [report_cmd, exporter_cmd]
