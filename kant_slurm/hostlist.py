@@ -106,6 +106,19 @@ def compress(hosts: Iterable[str]) -> str:
             order.append(key)
         groups[key].append(int(digits))
 
+    # "10" has no zero padding but belongs with "09" (width 2): gn[09-11], not gn09,gn[10-11].
+    for (prefix, width), numbers in list(groups.items()):
+        if width != 0:
+            continue
+        for n in list(numbers):
+            padded = (prefix, len(str(n)))
+            if padded in groups and padded[1] > 1:
+                groups[padded].append(n)
+                numbers.remove(n)
+        if not numbers:
+            del groups[(prefix, width)]
+            order.remove((prefix, width))
+
     out: list[str] = []
     for key in order:
         if isinstance(key, str):

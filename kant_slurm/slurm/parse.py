@@ -24,9 +24,11 @@ from .tags import parse_kant_tag
 
 log = logging.getLogger(__name__)
 
-# A node that may take new work. Slurm prints base state plus flags: "IDLE+DRAIN", "MIXED*" ...
+# States and flags of a node that may take no new work. Slurm prints a base state plus flags
+# ("IDLE+DRAIN", "MIXED*"); PLANNED (backfill has planned the node for a job) and COMPLETING
+# do not make a node unschedulable.
 _UNSCHEDULABLE = ("DOWN", "DRAIN", "FAIL", "INVAL", "MAINT", "REBOOT", "POWERED_DOWN", "POWER_DOWN",
-                  "NOT_RESPONDING", "FUTURE", "UNKNOWN", "RESERVED", "PLANNED")
+                  "NOT_RESPONDING", "FUTURE", "UNKNOWN", "RESERVED")
 
 
 # --------------------------------------------------------------------------------------------

@@ -36,7 +36,8 @@ def parse_kant_tag(text: str | None) -> dict:
     start = text.find(TAG_PREFIX)
     if start < 0:
         return {}
-    body = text[start + len(TAG_PREFIX):].split()[0] if text[start + len(TAG_PREFIX):].strip() else ""
+    rest = text[start + len(TAG_PREFIX):]
+    body = rest.splitlines()[0].strip() if rest.strip() else ""
     if not body:
         raise InputError(f"kant tag {text!r}: empty; expected kant:workload=training|inference|batch;...")
     out: dict = {}

@@ -1,0 +1,103 @@
+"""The dev cluster's config rendering and its checks that need no running Slurm."""
+
+from pathlib import Path
+
+import pytest
+
+from kant_slurm.errors import DevClusterError
+from kant_slurm.slurm import devcluster as dc
+
+
+def render(tmp_path, **spec):
+    paths = dc.DevClusterPaths(tmp_path)
+    return dc.render_configs(dc.DevClusterSpec(**spec), paths, "pw'1", "host1"), paths
+
+
+def conf_lines(text):
+    return [line for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def test_default_shape_16x8_four_leaves(tmp_path):
+    files, paths = render(tmp_path)
+    slurm = files["slurm.conf"]
+    nodes = [line for line in conf_lines(slurm) if line.startswith("NodeName=")]
+    assert len(nodes) == 16
+    assert nodes[0].startswith("NodeName=gn01 ") and "Port=16810" in nodes[0] and "Gres=gpu:h100:8" in nodes[0]
+    assert "Port=16825" in nodes[-1]
+    for key in ("SchedulerType=sched/backfill", "SelectType=select/cons_tres", "TopologyPlugin=topology/tree",
+                "PriorityType=priority/multifactor", "AccountingStorageTRES=gres/gpu", "GresTypes=gpu",
+                "SlurmctldPort=16802", "AccountingStoragePort=16801", "ProctrackType=proctrack/linuxproc",
+                "TaskPlugin=task/none", f"AuthInfo=socket={paths.munge_socket}",
+                f"PlugStackConfig={paths.plugstack_conf}", "PartitionName=gpu Nodes=gn[01-16] Default=YES"):
+        assert key in slurm, key
+    assert "PartitionName=infer" not in slurm and "JobSubmitPlugins" not in slurm
+    topo = conf_lines(files["topology.conf"])
+    assert topo == ["SwitchName=leaf1 Nodes=gn[01-04]", "SwitchName=leaf2 Nodes=gn[05-08]",
+                    "SwitchName=leaf3 Nodes=gn[09-12]", "SwitchName=leaf4 Nodes=gn[13-16]",
+                    "SwitchName=spine Switches=leaf1,leaf2,leaf3,leaf4"]
+    assert conf_lines(files["gres.conf"]) == [
+        "AutoDetect=off", f"NodeName=gn[01-16] Name=gpu Type=h100 File={paths.gpus}/nvidia[0-7]"]
+    assert conf_lines(files["plugstack.conf"]) == [f"optional {paths.spank_plugin}"]
+    dbd = files["slurmdbd.conf"]
+    assert "StorageHost=127.0.0.1" in dbd and "StoragePort=16800" in dbd and "DbdPort=16801" in dbd
+    assert f"AuthInfo=socket={paths.munge_socket}" in dbd and "StoragePass=pw'1" in dbd
+
+
+def test_shape_options(tmp_path):
+    files, _ = render(tmp_path, nodes=6, gpus_per_node=4, leaf_size=4, gpu_type="a100",
+                      inference_nodes=2, port_base=20000)
+    slurm = files["slurm.conf"]
+    assert "PartitionName=infer Nodes=gn[05-06]" in slurm and "Gres=gpu:a100:4" in slurm
+    assert "Port=20015" in slurm and "SlurmctldPort=20002" in slurm
+    assert conf_lines(files["topology.conf"])[:2] == ["SwitchName=leaf1 Nodes=gn[01-04]",
+                                                       "SwitchName=leaf2 Nodes=gn[05-06]"]
+    assert "nvidia[0-3]" in files["gres.conf"]
+
+
+def test_job_submit_lua_switches_the_plugin_on(tmp_path):
+    paths = dc.DevClusterPaths(tmp_path)
+    files = dc.render_configs(dc.DevClusterSpec(nodes=2), paths, "pw", "h", job_submit_lua=True)
+    assert "JobSubmitPlugins=lua" in files["slurm.conf"]
+
+
+@pytest.mark.parametrize("field, value, option", [
+    ("nodes", 0, "--nodes"), ("nodes", 10_000, "--nodes"), ("gpus_per_node", 0, "--gpus-per-node"),
+    ("leaf_size", 0, "--leaf-size"), ("inference_nodes", 17, "--inference-nodes"),
+    ("port_base", 80, "--port-base"), ("gpu_type", "h 100", "--gpu-type"), ("gpu_type", "a:b", "--gpu-type"),
+])
+def test_bad_options_name_the_option(field, value, option):
+    with pytest.raises(DevClusterError, match=option):
+        dc.DevClusterSpec(**{field: value}).validate()
+
+
+def test_not_root_is_a_one_line_error(tmp_path, monkeypatch):
+    monkeypatch.setattr(dc.os, "geteuid", lambda: 1000)
+    with pytest.raises(DevClusterError, match="must run as root") as err:
+        dc.up(tmp_path / "c", dc.DevClusterSpec(nodes=1, port_base=31000))
+    assert "\n" not in str(err.value)
+
+
+def test_no_apt_is_a_one_line_error(monkeypatch):
+    monkeypatch.setattr(dc, "missing_packages", lambda packages=dc.DEBIAN_PACKAGES: ["slurmdbd"])
+    monkeypatch.setattr(dc.shutil, "which", lambda name: None)
+    with pytest.raises(DevClusterError, match="no apt-get") as err:
+        dc.ensure_packages()
+    assert "slurmdbd" in str(err.value)
+
+
+def test_defaults_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv("KANT_DEVCLUSTER_PORT_BASE", "18100")
+    monkeypatch.setenv("KANT_DEVCLUSTER_DIR", str(tmp_path))
+    assert dc.default_port_base() == 18100 and dc.default_dir() == tmp_path
+    monkeypatch.setenv("KANT_DEVCLUSTER_PORT_BASE", "high")
+    with pytest.raises(DevClusterError, match="KANT_DEVCLUSTER_PORT_BASE"):
+        dc.default_port_base()
+    monkeypatch.delenv("KANT_DEVCLUSTER_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", "/c")
+    assert dc.default_dir() == Path("/c/kant-slurm/devcluster")
+
+
+def test_status_of_an_empty_directory(tmp_path):
+    st = dc.status(tmp_path)
+    assert st.running is False and st.daemons == {}
+    assert dc.down(tmp_path) == []
