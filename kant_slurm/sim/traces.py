@@ -317,8 +317,8 @@ def read_sacct(path) -> Trace:
         "user": started["user"].tolist(),
         "account": started["account"].tolist(),
         "partition": started["partition"].tolist(),
-        "name": started["name"].tolist(),
-        "line": started["line"].astype(int).tolist(),
+        "name": [""] * len(started),
+        "line": (started.index.to_numpy() + 2).tolist(),  # record order (header = 1)
     }
     epoch = None
     if len(started):
