@@ -213,7 +213,7 @@ def site_job_submit_lua() -> Path | None:
     """site-config/job_submit.lua of the source tree (or package data), if there is one."""
     for cand in (
         Path(__file__).resolve().parents[2] / "site-config" / "job_submit.lua",
-        Path(__file__).resolve().parent.parent / "data" / "site-config" / "job_submit.lua",
+        Path(__file__).resolve().parent.parent / "data" / "job_submit.lua",
     ):
         if cand.is_file():
             return cand

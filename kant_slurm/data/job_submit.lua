@@ -1,0 +1,1 @@
+../../site-config/job_submit.lua
