@@ -118,3 +118,20 @@ def slurm_clean(slurm_cluster):
     slurm_cluster.cancel_all()
     yield slurm_cluster
     slurm_cluster.cancel_all()
+
+
+# --- CI: count the Slurm tests that really ran (.ci/run fails when there were none) ---------
+
+_slurm_tests_ran = 0
+
+
+def pytest_runtest_logreport(report):
+    global _slurm_tests_ran
+    if report.when == "call" and "slurm" in report.keywords and not report.skipped:
+        _slurm_tests_ran += 1
+
+
+def pytest_sessionfinish(session, exitstatus):
+    target = os.environ.get("KANT_SLURM_TESTS_REPORT")
+    if target:
+        Path(target).write_text(f"{_slurm_tests_ran}\n")
