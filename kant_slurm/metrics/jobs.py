@@ -121,7 +121,8 @@ def placement_tiers(records: pd.DataFrame, inventory: Inventory) -> pd.Series:
 
 def jtted(records: pd.DataFrame, inventory: Inventory,
           slowdown: dict[str, float] | None = None) -> pd.DataFrame:
-    """JTTED rows for started training jobs: job_id, gpus, tier, slowdown, runtime, estimated.
+    """JTTED rows for started training jobs: job_id, gpus, num_nodes, tier, slowdown, runtime,
+    estimated.
 
     ``runtime`` is the job's real run time (``duration``, else end - start); ``estimated`` is
     runtime x slowdown(tier); single-GPU jobs get slowdown 1.
@@ -134,6 +135,7 @@ def jtted(records: pd.DataFrame, inventory: Inventory,
     factor = tiers.map(slowdown).astype(float).where(rec["gpus"] > 1, 1.0)
     return pd.DataFrame({
         "job_id": rec["job_id"].to_numpy(), "gpus": rec["gpus"].to_numpy(),
+        "num_nodes": rec["num_nodes"].to_numpy(),
         "tier": tiers.to_numpy(), "slowdown": factor.to_numpy(),
         "runtime": run.to_numpy(dtype=float), "estimated": (run * factor).to_numpy(dtype=float),
     })
