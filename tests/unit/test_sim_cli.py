@@ -1,0 +1,74 @@
+"""`kant-slurm simulate` end to end on small real-trace pieces, with the real engine."""
+
+import json
+
+from click.testing import CliRunner
+
+from kant_slurm.cli import cli
+from kant_slurm.sim.traces import bundled_trace_path
+
+KEYS = ["jobs", "gar_mean", "sor", "gfr_mean", "stranded_gpu_share", "wait_mean_s",
+        "wait_p50_s", "wait_p90_s", "wait_p99_s", "jct_mean_s", "makespan_s", "sim_seconds"]
+
+CLUSTER = """name: tiny
+pools:
+  - name: gpu
+    gpu_type: v100
+    nodes: 4
+    gpus_per_node: 8
+    leaf_size: 2
+"""
+
+
+def _small_trace(tmp_path, n=150):
+    lines = bundled_trace_path().read_text().splitlines()
+    p = tmp_path / "philly small.csv"  # a space in the path on purpose
+    p.write_text("\n".join(lines[: n + 1]) + "\n")
+    return p
+
+
+def test_json_has_one_object_per_policy_with_the_issue_keys(tmp_path):
+    spec = tmp_path / "c.yaml"
+    spec.write_text(CLUSTER)
+    res = CliRunner().invoke(cli, ["simulate", "--trace", str(_small_trace(tmp_path)),
+                                   "--cluster", str(spec), "--policies", "fifo,slurm,kant",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert list(doc["policies"]) == ["fifo", "slurm", "kant"]
+    for obj in doc["policies"].values():
+        assert list(obj) == KEYS
+        assert obj["jobs"] == 150
+        assert 0 < obj["gar_mean"] <= 1 and 0 < obj["sor"] <= 1
+    assert doc["job_classes"] == {"training": 150}
+
+
+def test_table_and_html(tmp_path):
+    spec = tmp_path / "c.yaml"
+    spec.write_text(CLUSTER)
+    out = tmp_path / "r e p.html"
+    res = CliRunner().invoke(cli, ["simulate", "--trace", str(_small_trace(tmp_path, 60)),
+                                   "--cluster", str(spec), "--policies", "fifo",
+                                   "--html", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "classes: training 60" in res.output
+    head = res.output.splitlines()
+    row = next(line for line in head if line.startswith("fifo "))
+    assert "60" in row
+    page = out.read_text()
+    assert page.count("data:image/png;base64,") == 6
+    assert "http://" not in page and "https://" not in page  # opens with no network
+
+
+def test_bad_cluster_spec_is_a_one_line_error(tmp_path):
+    spec = tmp_path / "c.yaml"
+    spec.write_text(CLUSTER.replace("leaf_size: 2", "leaf_size: 2\n    colour: red"))
+    res = CliRunner().invoke(cli, ["simulate", "--cluster", str(spec)])
+    assert res.exit_code == 1
+    assert "unknown key 'colour'" in res.output
+
+
+def test_unknown_policy(tmp_path):
+    res = CliRunner().invoke(cli, ["simulate", "--trace", str(_small_trace(tmp_path, 5)),
+                                   "--policies", "fifo,nope"])
+    assert res.exit_code == 1 and "unknown policy 'nope'" in res.output
