@@ -21,7 +21,7 @@ def _inventory(slurm_conf: str | None):
     if slurm_conf:
         from ..slurm import conffiles
 
-        return conffiles.inventory_from_conf(slurm_conf)
+        return conffiles.read_slurm_conf(slurm_conf)
     from ..slurm import read_snapshot
 
     return read_snapshot().inventory
@@ -80,8 +80,8 @@ def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, ht
         raise InputError(f"--until {until!r} is not after --since {since!r}")
     classify = make_classifier(load_config(config_path))
     if dump:
-        text = Path(dump).read_text(encoding="utf-8", errors="replace")
-        frame = acct.parse_sacct_dump(text, since=t0, until=t1, classify=classify, source=dump)
+        with open(dump, encoding="utf-8", errors="replace") as fh:
+            frame = acct.read_sacct_dump(fh, since=t0, until=t1, classify=classify, source=dump)
         if partition:
             frame = frame[frame["partition"] == partition]
         if account:

@@ -46,11 +46,14 @@ def allocated_gpu_seconds(records: pd.DataFrame, window: tuple[float, float]) ->
 
 
 def waiting_gpu_seconds(records: pd.DataFrame, window: tuple[float, float]) -> np.ndarray:
-    """Per job, GPUs x the time it pended inside ``window`` (never started: to the window's end)."""
+    """Per job, GPUs x the time it pended inside ``window`` (never started: until cancelled or the
+    window's end)."""
     t0, t1 = window
     submit = records["submit_time"].to_numpy(dtype=float)
     start = records["start_time"].to_numpy(dtype=float)
-    until = np.where(np.isnan(start), t1, start)
+    end = records["end_time"].to_numpy(dtype=float)
+    # Never started: it waited until it was cancelled, or to the window's end.
+    until = np.where(np.isnan(start), np.where(np.isnan(end), t1, end), start)
     waited = np.clip(np.minimum(until, t1) - np.maximum(submit, t0), 0, None)
     return waited * records["gpus"].to_numpy(dtype=float)
 

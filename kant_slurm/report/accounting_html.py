@@ -47,7 +47,8 @@ def _plots(report: dict[str, Any]) -> dict[str, str]:
         ax.set_ylabel("%")
         ax.set_ylim(0, 105)
         ax.grid(alpha=0.3)
-        ax.legend(loc="upper left", ncol=3, fontsize=9)
+        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, fontsize=9,
+                  frameon=False)
         ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
         fig.autofmt_xdate()
         ax.set_title("Occupancy over time (bin means)")
@@ -68,11 +69,15 @@ def _plots(report: dict[str, Any]) -> dict[str, str]:
     if rows:
         fig, ax = plt.subplots(figsize=(4.6, 3.2))
         x = np.arange(len(rows))
-        for k, (q, label) in enumerate((("p50", "p50"), ("p90", "p90"), ("p99", "p99"))):
-            vals = [(r[q] if r[q] == r[q] and r[q] is not None else 0) / 60 for r in rows]
-            ax.bar(x + (k - 1) * 0.27, vals, width=0.27, label=label)
+        top = max([float(r["p99"]) for r in rows if r["p99"] is not None] + [0.0])
+        unit, div = next((u, d) for u, d in (("days", 86400), ("hours", 3600),
+                                             ("minutes", 60), ("seconds", 1))
+                         if top >= 2 * d or d == 1)
+        for k, q in enumerate(("p50", "p90", "p99")):
+            vals = [(r[q] if r[q] is not None else 0) / div for r in rows]
+            ax.bar(x + (k - 1) * 0.27, vals, width=0.27, label=q)
         ax.set_xticks(x, [f"{r['size_bucket']} GPU" for r in rows])
-        ax.set_ylabel("wait (minutes)")
+        ax.set_ylabel(f"wait ({unit})")
         ax.grid(alpha=0.3, axis="y")
         ax.legend(fontsize=9)
         ax.set_title("Wait by GPU size bucket")

@@ -10,7 +10,8 @@ One row per allocation:
 - A job array's tasks are rows of their own once they run; a pending array record
   (``123_[4-10%2]``) stands for several tasks and is expanded into one row per task.
 - Window edges: a job still running at ``until`` has no end (it runs to the window's end), one
-  that started after ``until`` is pending (no start, no nodes). The occupancy sweep clips the
+  that started after ``until`` is pending (no start, no nodes). A job cancelled while pending
+  has no start and keeps its end (when it stopped asking for GPUs). The occupancy sweep clips the
   rest to the window. Wait times keep the real submit time.
 
 Large windows are read in time chunks (``chunk_s``), each parsed into compact columns at once, so
@@ -27,12 +28,14 @@ everything else is pure.
 from __future__ import annotations
 
 import contextlib
+import io
+import itertools
 import logging
 import math
 import os
 import re
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
@@ -274,8 +277,7 @@ def records_from_columns(cols: dict[str, list[str]], *, since: float | None = No
         late = start > until
         start = np.where(late, np.nan, start)
         end = np.where(late | (end > until), np.nan, end)
-    # A job that never started has no end of its allocation.
-    end = np.where(np.isnan(start), np.nan, end)
+    # A job that never started keeps its end (cancelled while pending): its demand stops there.
 
     nodes_col: list[tuple[str, ...]] = []
     node_gpus: list[tuple[int, ...]] = []
@@ -355,8 +357,44 @@ def parse_sacct_dump(text: str, *, since: float | None = None, until: float | No
     Runs seen twice (the same JobIDRaw, Submit and Start, as in concatenated chunk dumps) are
     kept once.
     """
-    frame = records_from_columns(split_sacct_lines(text, None, source), since=since,
-                                 until=until, classify=classify, source=source)
+    return read_sacct_dump(io.StringIO(text), since=since, until=until, classify=classify,
+                           source=source)
+
+
+def read_sacct_dump(lines: Iterable[str], *, since: float | None = None,
+                    until: float | None = None, classify: Callable[[Job], Job] | None = None,
+                    source: str = "sacct dump", block: int = 200_000) -> pd.DataFrame:
+    """Like :func:`parse_sacct_dump` over an iterable of lines (an open file), ``block`` lines
+    at a time, so a dump of millions of jobs never sits in memory as text or as str columns."""
+    it = iter(lines)
+    header = None
+    lineno = 0
+    for line in it:
+        lineno += 1
+        if line.strip():
+            header = line.rstrip("\r\n")
+            break
+    if header is None:
+        return _empty()
+    fields = list(split_sacct_lines(header + "\n", None, source).keys()) or \
+        [f.strip() for f in header.split("|")]
+    frames = []
+    while True:
+        chunk = list(itertools.islice(it, block))
+        if not chunk:
+            break
+        try:
+            cols = split_sacct_lines("".join(chunk), fields, source)
+        except InputError as exc:
+            raise InputError(f"{exc} (line numbers count from line {lineno + 1})") from None
+        lineno += len(chunk)
+        del chunk
+        frames.append(records_from_columns(cols, since=since, until=until, classify=classify,
+                                           source=source))
+        del cols
+    if not frames:
+        return _empty()
+    frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
     return frame.drop_duplicates("key", keep="last").reset_index(drop=True)
 
 
