@@ -24,6 +24,7 @@ dictionary lookups.
 from __future__ import annotations
 
 import bisect
+import heapq
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -153,6 +154,7 @@ class Cycle:
         self.events = []
         self.event_nodes = []
         self.fail_memo = {}
+        self.res_memo: dict = {}
         self.service_counts = {}
 
     # ----------------------------------------------------------------------------- timeline
@@ -304,43 +306,183 @@ class Cycle:
         return arr
 
     # ----------------------------------------------------------------------------- later
-    def _holds(self, start: float, end: float) -> np.ndarray | None:
-        hold = None
-        for r in self.reservations:
-            if r.start < end and start < r.end:
-                if hold is None:
-                    hold = np.zeros(len(self.free), dtype=np.int64)
-                if self.whole_node_reservations:
-                    hold[r.idx] = self.total[r.idx]
-                else:
-                    hold[r.idx] += r.gpus
-        return hold
-
     def reserve(self, job: Job, runtime: float, select: Selector) -> tuple[_Res | None, str]:
         """Earliest (time, nodes) at which ``job`` fits, replaying expected ends; records it.
 
-        Returns (reservation or None, reason when None).
+        Candidate times are the expected ends of running jobs (and of jobs started this cycle)
+        and the ends of earlier reservations. At each, the availability is what is free then
+        minus the holds of reservations overlapping ``[t, t + runtime)``; the holds are kept
+        in a sliding window, so a sweep costs O(times + reservations). Returns (reservation or
+        None, reason when None).
         """
         usable = self.usable(job)
         need = job.num_nodes * job.gpus_per_node
         if int(np.sum(self.total[usable])) < need or int(usable.sum()) < job.num_nodes:
             return None, (f"can never fit: its pool has {int(usable.sum())} usable nodes with "
                           f"{int(np.sum(self.total[usable]))} GPUs")
+        # Availability only shrinks within a cycle: a job of the same shape running at least as
+        # long cannot start before the last one of its shape could.
+        key = self.shape_key(job)
+        memo = self.res_memo.get(key)
+        t_min = -np.inf
+        if memo is not None and runtime >= memo[0]:
+            if memo[1] is None:
+                return None, memo[2]
+            t_min = memo[1]
+        n_times = len(self.events) + len(self.reservations)
+        if n_times * len(self.free) <= self.MATRIX_CELLS:
+            res, reason = self._profile(job, runtime, select, usable, t_min)
+        else:
+            res, reason = self._sweep(job, runtime, select, usable, need, t_min)
+        prev = self.res_memo.get(key)
+        if prev is None or runtime <= prev[0]:
+            self.res_memo[key] = (runtime, None if res is None else res.start, reason)
+        return res, reason
+
+    MATRIX_CELLS = 4_000_000
+    """Above this many (times x nodes) cells the reservation search sweeps instead of building
+    the availability profile as one matrix."""
+
+    def _event_arrays(self):
+        """Expected ends as flat arrays (cached until a job starts)."""
+        key = len(self.event_nodes)
+        cache = getattr(self, "_ev_cache", None)
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        ev_t = np.fromiter((t for t, _ in self.events), dtype=float, count=len(self.events))
+        idx = [self.event_nodes[k][0] for _, k in self.events]
+        gpus = [self.event_nodes[k][1] for _, k in self.events]
+        lens = np.fromiter((len(a) for a in idx), dtype=np.int64, count=len(idx))
+        arrays = (ev_t, lens,
+                  np.concatenate(idx) if idx else np.empty(0, np.int64),
+                  np.concatenate(gpus).astype(float) if gpus else np.empty(0))
+        self._ev_cache = (key, arrays)
+        return arrays
+
+    def _free_profile(self) -> tuple[np.ndarray, np.ndarray]:
+        """(unique expected-end times, nodes x (1 + times) free GPUs: now, then after each),
+        cached until a job starts. Node-major so the cumulative sum runs along contiguous
+        memory."""
+        key = len(self.event_nodes)
+        cache = getattr(self, "_free_cache", None)
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        n = len(self.free)
+        ev_t, ev_lens, ev_idx, ev_g = self._event_arrays()
+        ev_times = np.unique(ev_t)
+        T = ev_times.size + 1
+        cols = np.searchsorted(ev_times, ev_t) + 1
+        delta = np.bincount(ev_idx * T + np.repeat(cols, ev_lens), weights=ev_g,
+                            minlength=n * T).reshape(n, T)
+        free_ev = np.cumsum(delta, axis=1).astype(np.int64) + self.free[:, None]
+        self._free_cache = (key, (ev_times, free_ev))
+        return ev_times, free_ev
+
+    def _res_arrays(self):
+        """Reservations as flat arrays (cached until one is added)."""
+        key = len(self.reservations)
+        cache = getattr(self, "_res_cache", None)
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        rs = self.reservations
+        arrays = (np.fromiter((r.start for r in rs), dtype=float, count=key),
+                  np.fromiter((r.end for r in rs), dtype=float, count=key),
+                  np.fromiter((len(r.idx) for r in rs), dtype=np.int64, count=key),
+                  np.concatenate([r.idx for r in rs]) if rs else np.empty(0, np.int64),
+                  np.concatenate([r.gpus for r in rs]).astype(float) if rs else np.empty(0))
+        self._res_cache = (key, arrays)
+        return arrays
+
+    def _profile(self, job: Job, runtime: float, select: Selector, usable: np.ndarray,
+                 t_min: float) -> tuple[_Res | None, str]:
+        """The reservation search on a (times x nodes) availability matrix: what is free at
+        each candidate time (cumulated releases) minus the holds of reservations overlapping
+        the window starting then. Same answer as :meth:`_sweep`, in a few array operations."""
+        n = len(self.free)
+        whole = self.whole_node_reservations
+        ev_t, ev_lens, ev_idx, ev_g = self._event_arrays()
+        r_start, r_end, r_lens, r_idx, r_g = self._res_arrays()
+        times = np.unique(np.concatenate([ev_t, r_end[r_end > self.now]]))
+        T = times.size
+        if T == 0:
+            return None, "no start found: not enough capacity frees up when running jobs end"
+        ev_times, free_ev = self._free_profile()
+        first = int(np.searchsorted(times, t_min, side="left")) if np.isfinite(t_min) else 0
+        if first >= T:
+            return None, "no start found: not enough capacity frees up when running jobs end"
+        times = times[first:]
+        T = times.size
+        # Free GPUs at each candidate time: the column of the last expected end at or before it.
+        free_t = free_ev[:, np.searchsorted(ev_times, times, side="right")]
+        starts = np.maximum(times, self.now)
+        ends = starts + runtime
+        if r_start.size:
+            lo = np.searchsorted(ends, r_start, side="right")
+            hi = np.searchsorted(starts, r_end, side="left")
+            keep = np.repeat(lo < hi, r_lens)
+            w = (np.ones(r_idx.size) if whole else r_g)[keep]
+            nodes = r_idx[keep] * (T + 1)
+            hd = (np.bincount(nodes + np.repeat(lo, r_lens)[keep], weights=w, minlength=n * (T + 1))
+                  - np.bincount(nodes + np.repeat(hi, r_lens)[keep], weights=w,
+                                minlength=n * (T + 1)))
+            held = np.cumsum(hd.reshape(n, T + 1)[:, :T], axis=1)
+            avail_t = np.where(held > 0.5, 0, free_t) if whole else np.maximum(free_t - held, 0)
+        else:
+            avail_t = np.maximum(free_t, 0)
+        avail_t = np.minimum(avail_t, self.total[:, None]).astype(np.int64)
+        avail_t[~usable, :] = -1
+        ok = np.count_nonzero(avail_t >= job.gpus_per_node, axis=0) >= job.num_nodes
+        window_end = None if self.reservation_window is None else self.now + self.reservation_window
+        for row in np.flatnonzero(ok):
+            if window_end is not None and times[row] > window_end:
+                return None, (f"no start found inside the backfill window "
+                              f"({self.reservation_window:.0f} s)")
+            col = np.ascontiguousarray(avail_t[:, row])
+            choice = select(self, job, col)
+            if choice is None:
+                continue
+            avail_now = np.maximum(col, 0)
+            return self._record(job, float(starts[row]), float(ends[row]), choice, avail_now), ""
+        return None, "no start found: not enough capacity frees up when running jobs end"
+
+    def _record(self, job: Job, start: float, end: float, choice: Choice,
+                avail_now: np.ndarray) -> _Res:
+        """Keep a reservation: its spare room, and less room for overlapping earlier ones."""
+        whole = self.whole_node_reservations
+        spare = avail_now.astype(np.int64)
+        spare[choice.idx] -= choice.gpus
+        if whole:
+            spare[choice.idx] = 0
+        spare = np.maximum(spare, 0)
+        res = _Res(job.job_id, start, end, choice.idx, choice.gpus, spare)
+        for r in self.reservations:
+            if r.start < res.end and res.start < r.end:
+                if whole:
+                    r.spare[res.idx] = 0
+                else:
+                    r.spare[res.idx] = np.maximum(r.spare[res.idx] - res.gpus, 0)
+        self.reservations.append(res)
+        self.last_reservation_choice = choice
+        return res
+
+    def _sweep(self, job: Job, runtime: float, select: Selector, usable: np.ndarray, need: int,
+               t_min: float) -> tuple[_Res | None, str]:
+        n = len(self.free)
+        whole = self.whole_node_reservations
         F = self.free.copy()
         pool_free = int(np.clip(F[usable], 0, None).sum())
-        # Candidate start times: when running (or just started) jobs are expected to end, and
-        # when earlier reservations end (their holds go away then).
-        res_ends = sorted({r.end for r in self.reservations if r.end > self.now})
-        times = sorted({t for t, _ in self.events} | set(res_ends))
-        res_end_set = set(res_ends)
+        rs = self.reservations
+        res_ends = {r.end for r in rs if r.end > self.now}
+        times = sorted({t for t, _ in self.events} | res_ends)
+        by_start = sorted(range(len(rs)), key=lambda i: rs[i].start)
+        hold = np.zeros(n, dtype=np.int64)  # GPUs held (or, whole-node, reservations per node)
+        active: list[tuple[float, int]] = []  # heap of (end, index) of reservations in the window
+        si = 0
         k = 0
         n_ev = len(self.events)
         window_end = None if self.reservation_window is None else self.now + self.reservation_window
         for t in times:
-            if window_end is not None and t > window_end:
-                return None, (f"no start found inside the backfill window "
-                              f"({self.reservation_window:.0f} s)")
-            touched = t in res_end_set
+            touched = t in res_ends
             while k < n_ev and self.events[k][0] <= t:
                 idx, gpus = self.event_nodes[self.events[k][1]]
                 F[idx] += gpus
@@ -349,30 +491,39 @@ class Cycle:
                     touched = True
                     pool_free += int(gpus[u].sum())
                 k += 1
+            if t < t_min:
+                continue
+            if window_end is not None and t > window_end:
+                return None, (f"no start found inside the backfill window "
+                              f"({self.reservation_window:.0f} s)")
+            start = max(t, self.now)
+            end = start + runtime
+            while si < len(by_start) and rs[by_start[si]].start < end:
+                r = rs[by_start[si]]
+                si += 1
+                if r.end > start:
+                    hold[r.idx] += 1 if whole else r.gpus
+                    heapq.heappush(active, (r.end, by_start[si - 1]))
+                    touched = True
+            while active and active[0][0] <= start:
+                _, i = heapq.heappop(active)
+                r = rs[i]
+                hold[r.idx] -= 1 if whole else r.gpus
+                touched = True
             if not touched or pool_free < need:
                 continue
-            start = max(t, self.now)
-            hold = self._holds(start, start + runtime)
-            avail_now = F if hold is None else np.maximum(F - hold, 0)
-            avail = np.where(usable, np.minimum(avail_now, self.total), -1)
+            if whole:
+                avail_now = np.where(hold > 0, 0, F)
+            else:
+                avail_now = np.maximum(F - hold, 0)
+            avail_now = np.minimum(avail_now, self.total)
+            avail = np.where(usable, avail_now, -1)
+            if np.count_nonzero(avail >= job.gpus_per_node) < job.num_nodes:
+                continue
             choice = select(self, job, avail)
             if choice is None:
                 continue
-            spare = np.minimum(avail_now, self.total).astype(np.int64)
-            spare[choice.idx] -= choice.gpus
-            if self.whole_node_reservations:
-                spare[choice.idx] = 0
-            spare = np.maximum(spare, 0)
-            res = _Res(job.job_id, start, start + runtime, choice.idx, choice.gpus, spare)
-            for r in self.reservations:  # earlier reservations overlapping this one lose room
-                if r.start < res.end and res.start < r.end:
-                    if self.whole_node_reservations:
-                        r.spare[res.idx] = 0
-                    else:
-                        r.spare[res.idx] = np.maximum(r.spare[res.idx] - res.gpus, 0)
-            self.reservations.append(res)
-            self.last_reservation_choice = choice
-            return res, ""
+            return self._record(job, start, end, choice, avail_now), ""
         return None, "no start found: not enough capacity frees up when running jobs end"
 
     def reservation_record(self, res: _Res, estimate_source: str) -> Reservation:
