@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
 from ..config import load_config
@@ -10,6 +12,8 @@ from ..engine.registry import get_policy, policy_names
 from ..engine.render import format_explain, format_plan
 from ..errors import InputError
 from .options import echo_json, json_option
+
+log = logging.getLogger(__name__)
 
 
 def config_option(f):
@@ -20,6 +24,26 @@ def config_option(f):
     )(f)
 
 
+HISTORY_DAYS = 14  # finished jobs read for the history estimator
+
+
+def history_from_sacct(config, now: float):
+    """The history estimator from the last HISTORY_DAYS of sacct, or None (with a warning)
+    when accounting cannot be read: estimates then fall back to time limits."""
+    from ..engine.estimate import HistoryEstimator
+    from ..errors import KantError
+    from ..slurm.accounting import read_sacct_chunks
+
+    est = config.estimator
+    try:
+        table = read_sacct_chunks(now - HISTORY_DAYS * 86400.0, now)
+    except KantError as exc:
+        log.warning("estimator.history: sacct not readable (%s); using time limits", exc)
+        return None
+    return HistoryEstimator.from_table(table, est.history_min_samples, est.history_quantile,
+                                       est.history_margin)
+
+
 def plan_live(policy: str | None, config_path: str | None):
     """Read the live cluster and plan once; returns (plan, snapshot)."""
     from ..slurm import read_snapshot  # the only module that talks to Slurm
@@ -27,7 +51,10 @@ def plan_live(policy: str | None, config_path: str | None):
     config = load_config(config_path)
     snapshot = read_snapshot(classify=make_classifier(config))
     now = snapshot.taken_at
-    return get_policy(policy or config.policy, config).plan(snapshot, now), snapshot
+    engine = get_policy(policy or config.policy, config)
+    if config.estimator.history:
+        engine.with_history(history_from_sacct(config, now))
+    return engine.plan(snapshot, now), snapshot
 
 
 @click.command("plan")

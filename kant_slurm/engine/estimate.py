@@ -55,8 +55,26 @@ class HistoryEstimator:
                 out[key] = float(np.quantile(np.asarray(vals), quantile)) * margin
         return HistoryEstimator(out)
 
+    @staticmethod
+    def from_table(table, min_samples: int = 3, quantile: float = 0.9, margin: float = 1.1
+                   ) -> "HistoryEstimator":
+        """From a job-record table (:mod:`kant_slurm.metrics.records`): finished rows with a
+        ``duration``. Tables without a ``name`` column key by user and account only."""
+        if table is None or len(table) == 0:
+            return HistoryEstimator({})
+        done = table[table["duration"].notna()] if "duration" in table else table.iloc[:0]
+        names = done["name"] if "name" in done else [""] * len(done)
+        recs = ({"user": u, "account": a, "name": nm, "runtime": d}
+                for u, a, nm, d in zip(done["user"], done["account"], names, done["duration"]))
+        return HistoryEstimator.from_records(recs, min_samples, quantile, margin)
+
     def get(self, job: Job) -> float | None:
-        return self.estimates.get(history_key(job.user, job.account, job.name))
+        """The estimate for the job's (user, account, name), else for (user, account) when the
+        records carried no job names."""
+        est = self.estimates.get(history_key(job.user, job.account, job.name))
+        if est is None and job.name:
+            est = self.estimates.get(history_key(job.user, job.account, ""))
+        return est
 
 
 def runtime_estimate(job: Job, *, use_user: bool = True, history: HistoryEstimator | None = None,

@@ -107,6 +107,11 @@ class _QueuePolicy:
         self.config = _config(config)
         self.history = history if self.config.estimator.history else None
 
+    def with_history(self, history: HistoryEstimator | None) -> "_QueuePolicy":
+        """Use runtime estimates from past jobs (when ``estimator.history`` is on)."""
+        self.history = history if self.config.estimator.history else None
+        return self
+
     # -- hooks -------------------------------------------------------------------------
     def order(self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float,
               ctx: dict) -> list[tuple[Job, dict[str, Any]]]:

@@ -285,3 +285,19 @@ def test_bad_zone_is_a_config_error():
     cfg = config_from_dict({"inference_zone": {"partition": "nope"}})
     with pytest.raises(ConfigError, match="inference_zone.partition = 'nope': no such partition"):
         plan("kant", cluster(), [pending("j", 1, 1)], config=cfg)
+
+
+def test_history_estimates_only_when_enabled():
+    from kant_slurm.engine.estimate import HistoryEstimator
+
+    h = HistoryEstimator({("u", "a", "train"): 600.0})
+    inv = cluster(leaves=(1,))
+    jobs = [running("r1", "gn01", 8, limit=1000.0),
+            pending("next", 1, 8, limit=5000.0, user="u", account="a", name="train")]
+    snap = ClusterSnapshot.idle(inv, jobs)
+    on = config_from_dict({"estimator": {"history": True}})
+    p = get_policy("kant", on).with_history(h).plan(snap, 100.0)
+    assert [(r.start_time, r.runtime_estimate, r.estimate_source) for r in p.reservations] == \
+        [(1000.0, 600.0, "history")]
+    p = get_policy("kant").with_history(h).plan(snap, 100.0)  # estimator.history is off
+    assert p.reservations[0].estimate_source == "time_limit"

@@ -168,3 +168,15 @@ def test_history_estimator_quantile_margin_and_cap():
 def test_expected_end(start, est, limit, now, end):
     j = _job(state="RUNNING", start_time=start)
     assert expected_end(j, now, est, limit) == end
+
+
+def test_history_from_a_record_table_without_names():
+    import pandas as pd
+
+    table = pd.DataFrame({"user": ["u", "u", "u", "v"], "account": ["a"] * 4,
+                          "duration": [100.0, 200.0, 300.0, 50.0]})
+    h = HistoryEstimator.from_table(table, min_samples=3, quantile=1.0, margin=1.0)
+    assert h.estimates == {("u", "a", ""): 300.0}
+    # a named job falls back to its user and account when the records carry no names
+    assert h.get(_job(user="u", account="a", name="train")) == 300.0
+    assert h.get(_job(user="v", account="a")) is None
