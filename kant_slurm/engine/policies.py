@@ -11,51 +11,60 @@ backfill (none, Slurm's, EASY with K reservations), in runtime estimates and in 
     jobs stay out of the zone. Node preference tiers for the actuator (``Plan.node_tiers``).
 
 ``slurm`` -- a model of stock Slurm 22.05 with ``SchedulerType=sched/backfill``,
-``SelectType=select/cons_tres``, ``TopologyPlugin=topology/tree`` and default parameters:
+``SelectType=select/cons_tres``, ``TopologyPlugin=topology/tree`` and default parameters.
+Each modelled behaviour and what it rests on (documents fetched with the ``search`` tool):
 
-=============================  =============================================  ====================
-Modelled behaviour             What the model does                            Rests on
-=============================  =============================================  ====================
-Queue order                    PriorityTier of the partition (high first),    slurmctld
-                               then job priority (high first), then submit    job_scheduler.c
-                               time and job id. With the default              sort_job_queue2();
-                               PriorityType=priority/basic the priority is    slurm.conf(5)
-                               FIFO; a live snapshot carries Slurm's own      PriorityType
-                               priority, which is used as is.
-Main scheduler + backfill      A job that fits now starts unless it would     sched_config.html
-                               delay a reservation of a higher-priority job;  ("once any job in a
-                               every blocked job tested gets a reservation    partition is left
-                               (its planned start), later jobs may only use   pending..."),
-                               what those leave free.                         backfill.c
-Backfill depth and window      at most ``slurm.bf_max_job_test`` (500)        slurm.conf(5)
-                               jobs tested per cycle; no reservation beyond   SchedulerParameters
-                               ``slurm.bf_window`` (1440 min = 1 day).        bf_max_job_test,
-                                                                              bf_window
-Runtime                        the time limit only (Slurm's backfill has no   backfill.c
-                               runtime estimate); no limit = the partition    _try_sched(),
-                               MaxTime, else ``estimator.unlimited_runtime``  slurm.conf MaxTime
-Reservations are whole nodes   a reserved node is unavailable to backfill     backfill.c node_space
-                               jobs that overlap the reservation, even if it  map (node bitmaps per
-                               has spare GPUs                                 time slot)
-Node sufficiency               GPUs on a node are only checked to be          cons_tres job_test.c
-                               enough; free CPUs checked when the job asks    _can_job_run_on_node
-                               for CPUs per node                              gres_sched
-Node order                     lowest Weight first, then fewest free CPUs     slurm.conf(5) Weight
-                               (best fit), then node order                    ("lowest weight...
-                                                                              allocated first"),
-                                                                              cons_tres best fit
-Topology                       lowest-level switch that holds the job; among  topology/tree,
-                               those the one with fewest usable nodes (best   eval_nodes_topo /
-                               fit); nodes from it by the node order above    _eval_nodes_topo()
-=============================  =============================================  ====================
+=========================  ===================================================  ================
+Behaviour                  What the model does                                  Rests on
+=========================  ===================================================  ================
+Queue order                partition PriorityTier (high first), then job        [1] PriorityTier,
+                           priority (high first), then submit time and job id.  [6] (priority/
+                           The default PriorityType=priority/basic is FIFO; a   basic is FIFO by
+                           live snapshot carries Slurm's computed priority,     default)
+                           used as is.
+Main scheduler             strict priority order; once a job of a partition is  [2] "once any job
+                           left pending, later jobs start only through          ... is left
+                           backfill                                             pending"
+Backfill                   a later job starts only if it does not delay the     [2], [3]
+                           expected start of any higher-priority job it tested
+Reservations per job       every blocked job tested gets a planned start and    [3] node_space
+                           nodes; later jobs may not use those nodes in that    map of node
+                           window: whole nodes, not GPU counts                  bitmaps
+Depth and window           ``bf_max_job_test`` = 500 jobs tested after the      [3] defaults
+                           first blocked one; no reservation beyond             max_backfill_
+                           ``bf_window`` = 1 day                                job_cnt=500,
+                                                                                backfill_window=
+                                                                                86400 s
+Runtime                    the time limit only (no estimates); no limit: the    [1] MaxTime, [3]
+                           partition's MaxTime, else estimator.unlimited_runtime
+Node sufficiency           a node needs enough free GPUs of the asked type      [4] (GPUs only
+                           (only checked, not ranked) and CPUs if asked         for sufficiency)
+Node Weight                lightest Weight tiers first, heavier ones only if    [1] Weight: "the
+                           the lighter cannot hold the job                      lowest weight
+                                                                                ... first"
+Switch choice              the lowest-level switch that holds the job; among    [5] best fit on
+                           those the one with the fewest usable nodes (best     the tree;
+                           fit); a job never spans switch fabrics; inside a     _eval_nodes_topo
+                           spine: a leaf that holds the rest, else the biggest  [4]
+Node order                 with a tree: node order inside the leaf; without:    [4], [5] native
+                           fewest free CPUs first (best fit), then node order   best fit
+=========================  ===================================================  ================
 
-Left out of the ``slurm`` model: fair-share and the other multifactor priority terms (priority is
-read, not computed), ``bf_resolution`` rounding (60 s), ``bf_continue`` and the backfill cycle
-time limits (``bf_max_time``, ``bf_yield_interval``), ``default_queue_depth`` and the main
-scheduler running between backfill cycles, per-user/partition backfill limits, memory and socket
-layout, GRES binding, ``max_switch_wait`` and ``--switches``, licences, advance reservations,
-preemption, heterogeneous jobs and job arrays as a unit, ``OverSubscribe``. In 23.x+ cons_tres
-also prefers nodes with more free GPUs for GPU jobs; 22.05 is modelled.
+[1] slurm.conf(5), 22.05: https://slurm.schedmd.com/archive/slurm-22.05-latest/slurm.conf.html
+[2] Scheduling Configuration Guide: https://slurm.schedmd.com/sched_config.html
+[3] src/plugins/sched/backfill/backfill.c (defaults seen in the compiled plugin's globals)
+[4] src/plugins/select/cons_tres/job_test.c: _can_job_run_on_node, _eval_nodes,
+    _eval_nodes_topo
+[5] Topology Guide: https://slurm.schedmd.com/topology.html; topology.conf(5) 22.05.8
+[6] Slurm priority (SLUG'19, SchedMD): priority/basic is FIFO and the default
+
+Left out of the ``slurm`` model: fair-share and the other multifactor terms (the priority is read,
+not computed), ``bf_resolution`` rounding (60 s), ``bf_continue``, ``bf_max_time`` and
+``bf_yield_interval`` (cycle time limits), ``default_queue_depth`` and the timing of main and
+backfill cycles, per-user/partition backfill limits, memory, sockets and GRES binding,
+``max_switch_wait`` and ``--switches``, licences, advance reservations, preemption, job arrays
+as a unit, heterogeneous jobs, ``OverSubscribe``. Newer releases (23.x+) also rank nodes by free
+GPUs for GPU jobs; 22.05 is what is modelled.
 
 ``fifo``
     Strict arrival order, first fit by node index, no backfill: the first job that does not fit

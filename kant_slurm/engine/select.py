@@ -267,9 +267,8 @@ def slurm_cons_tres(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
                f"{int(counts[best])} usable nodes, fewest of {fits.size}); nodes in node order "
                f"(GPUs only checked for sufficiency)")
         return Choice(pick, _gpus(pick, job), names[best], why)
-    pick = idx_e[:nn]
-    return Choice(pick, _gpus(pick, job), None,
-                  wnote + "no single switch holds it: nodes in node order")
+    # topology.conf(5): "Jobs can only span nodes connected by the same switch fabric".
+    return None
 
 
 def _slurm_leaves(leaf_of: np.ndarray, nodes: np.ndarray, nn: int) -> np.ndarray:
