@@ -90,8 +90,8 @@ def status(directory, as_json) -> None:
         click.echo(f"no dev cluster in {st.dir}")
         return
     up_count = sum(1 for p in st.daemons.values() if p)
-    click.echo(f"dev cluster in {st.dir}: {'running' if st.running else 'not (fully) running'} "
-               f"({up_count}/{len(st.daemons)} daemons)")
+    word = "running" if st.running else ("stopped" if up_count == 0 else "partly running")
+    click.echo(f"dev cluster in {st.dir}: {word} ({up_count}/{len(st.daemons)} daemons)")
     for name, pid in st.daemons.items():
         click.echo(f"  {name:<16} {'pid ' + str(pid) if pid else 'stopped'}")
     if st.running:

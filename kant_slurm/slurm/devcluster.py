@@ -503,6 +503,23 @@ def _prepare_dirs(paths: DevClusterPaths, spec: DevClusterSpec) -> None:
         (paths.dir / "spool" / f"slurmd-{name}").mkdir(exist_ok=True)
 
 
+def _build_spank_plugin(paths: DevClusterPaths) -> None:
+    """Compile spank/kant_spank.c into the path plugstack.conf names, when we can.
+
+    Best effort: without it every sbatch prints a dlopen error for the `optional` plugin line,
+    but the cluster works. Only a source checkout has spank/.
+    """
+    source = Path(__file__).resolve().parents[2] / "spank"
+    if not (source / "Makefile").is_file() or not shutil.which("make") or not shutil.which("cc"):
+        log.info("SPANK plugin not built (no spank/ sources or no make/cc)")
+        return
+    res = subprocess.run(["make", "-s", "-C", str(source), f"OUT={paths.dir}", "all"],
+                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    if res.returncode != 0:
+        log.warning("building the kant SPANK plugin failed (sbatch will warn about %s): %s",
+                    paths.spank_plugin, (res.stderr.strip().splitlines() or ["?"])[-1])
+
+
 def _write_configs(paths: DevClusterPaths, spec: DevClusterSpec, db_password: str) -> bool:
     """Render and write the config files; True when slurm.conf's node layout changed."""
     lua = site_job_submit_lua()
@@ -719,6 +736,7 @@ def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: flo
     _check_ports(spec_to_use)
     _prepare_dirs(paths, spec_to_use)
     layout_changed = _write_configs(paths, spec_to_use, db_password)
+    _build_spank_plugin(paths)
     paths.state_file.write_text(json.dumps({"spec": asdict(spec_to_use), "db_password": db_password}))
     os.chmod(paths.state_file, 0o600)
     try:
