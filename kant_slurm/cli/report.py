@@ -76,6 +76,10 @@ def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, ht
     now = time.time()
     t0 = acct.parse_when(since, "--since", now)
     t1 = acct.parse_when(until, "--until", now)
+    if t1 > now and not dump:
+        # The future holds no accounting; a window into it would dilute GAR with empty time.
+        log.info("--until is in the future: the window ends now")
+        t1 = now
     if t1 <= t0:
         raise InputError(f"--until {until!r} is not after --since {since!r}")
     classify = make_classifier(load_config(config_path))
