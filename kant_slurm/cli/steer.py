@@ -168,6 +168,10 @@ def reset_cmd(dry_run, state_file, lock_file, config_path, as_json):
               default=None, help="Trace format (default: guessed from the file).")
 @click.option("--speedup", type=click.FloatRange(min=1.0), default=60.0, show_default=True,
               help="Divide arrival gaps, run times and time limits by this.")
+@click.option("--arrival-speedup", type=click.FloatRange(min=1.0), default=None,
+              help="Divide arrival gaps by this instead (more load on a small cluster).")
+@click.option("--max-runtime", type=click.FloatRange(min=1.0), default=None,
+              help="Cut jobs to this many trace seconds, like a partition MaxTime.")
 @click.option("--limit", type=click.IntRange(1), default=None, help="First N jobs only.")
 @click.option("--skip", type=click.IntRange(0), default=0, help="Skip the first N jobs.")
 @click.option("--time-limits", "time_limit_model", default="ladder", show_default=True,
@@ -176,7 +180,7 @@ def reset_cmd(dry_run, state_file, lock_file, config_path, as_json):
 @click.option("--timeout", type=click.FloatRange(min=1.0), default=None,
               help="Give up waiting after this many seconds (cancels what is left).")
 @json_option
-def replay_cmd(trace_path, trace_format, speedup, limit, skip, time_limit_model, seed, timeout,
+def replay_cmd(trace_path, trace_format, speedup, arrival_speedup, max_runtime, limit, skip, time_limit_model, seed, timeout,
                as_json):
     """Submit a trace to the live cluster as `sleep` jobs (its GPUs, nodes and time limits,
     arrival gaps and durations divided by --speedup), wait for them, read sacct, print the
@@ -191,7 +195,8 @@ def replay_cmd(trace_path, trace_format, speedup, limit, skip, time_limit_model,
 
     _ensure_logging()
     jobs = prepare_replay(trace_path, trace_format, speedup=speedup, limit=limit, skip=skip,
-                          time_limit_model=time_limit_model, seed=seed)
+                          time_limit_model=time_limit_model, seed=seed,
+                          arrival_speedup=arrival_speedup, max_runtime=max_runtime)
     result = replay_trace(jobs, speedup=speedup, timeout=timeout)
     if as_json:
         echo_json(result.to_dict())

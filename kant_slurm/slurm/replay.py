@@ -66,15 +66,18 @@ class ReplayJobs:
     notes: list[str] = field(default_factory=list)
 
 
-def compress_workload(jobs: pd.DataFrame, speedup: float) -> tuple[pd.DataFrame, int]:
-    """Divide submit times, durations and limits by ``speedup`` (limits as Slurm takes them).
+def compress_workload(jobs: pd.DataFrame, speedup: float,
+                      arrival_speedup: float | None = None) -> tuple[pd.DataFrame, int]:
+    """Divide submit times by ``arrival_speedup`` (default ``speedup``), durations and limits by
+    ``speedup`` (limits rounded as Slurm takes them).
 
     Returns the table and how many limits were raised to Slurm's one-minute floor. Pure.
     """
-    if speedup < 1:
-        raise InputError(f"--speedup {speedup}: expected >= 1")
+    if speedup < 1 or (arrival_speedup is not None and arrival_speedup < 1):
+        raise InputError(f"--speedup {speedup} / --arrival-speedup {arrival_speedup}: "
+                         f"expected >= 1")
     out = jobs.copy()
-    out["submit_time"] = out["submit_time"] / speedup
+    out["submit_time"] = out["submit_time"] / (arrival_speedup or speedup)
     out["duration"] = out["duration"] / speedup
     raw = out["time_limit"].to_numpy(dtype=float) / speedup
     limits = np.array([compressed_limit_s(v * speedup, speedup) for v in raw], dtype=float)
@@ -88,8 +91,15 @@ def compress_workload(jobs: pd.DataFrame, speedup: float) -> tuple[pd.DataFrame,
 
 def prepare_replay(trace_path, trace_format: str | None = None, *, speedup: float = 60.0,
                    limit: int | None = None, skip: int = 0, time_limit_model: str = "ladder",
-                   seed: int = 0, inventory: Inventory | None = None) -> ReplayJobs:
-    """Read a trace, take ``skip``/``limit`` jobs, give limits, compress, shape on the cluster."""
+                   seed: int = 0, inventory: Inventory | None = None,
+                   arrival_speedup: float | None = None,
+                   max_runtime: float | None = None) -> ReplayJobs:
+    """Read a trace, take ``skip``/``limit`` jobs, give limits, compress, shape on the cluster.
+
+    ``max_runtime`` (trace seconds) acts as a partition MaxTime: longer jobs are cut to it and
+    no limit exceeds it (so a 15-minute replay is not held up by a week-long job).
+    ``arrival_speedup`` compresses arrivals more than run times, to load a small cluster.
+    """
     from ..sim.simulator import prepare_workload
     from ..sim.timelimit import apply_time_limits
     from ..sim.traces import read_trace
@@ -105,7 +115,16 @@ def prepare_replay(trace_path, trace_format: str | None = None, *, speedup: floa
     if not finite.all():
         notes.append(f"dropped {int((~finite).sum())} jobs without an end (cannot be a sleep)")
         jobs = jobs[finite].reset_index(drop=True)
-    compressed, raised = compress_workload(jobs, speedup)
+    if max_runtime:
+        cut = int((jobs["duration"] > max_runtime).sum())
+        limits = jobs["time_limit"].to_numpy(dtype=float)
+        jobs = jobs.assign(duration=jobs["duration"].clip(upper=max_runtime),
+                           time_limit=np.where(np.isfinite(limits),
+                                               np.minimum(limits, max_runtime), max_runtime))
+        if cut:
+            notes.append(f"{cut} jobs longer than max_runtime {max_runtime:.0f}s cut to it "
+                         f"(like a partition MaxTime)")
+    compressed, raised = compress_workload(jobs, speedup, arrival_speedup)
     if raised:
         notes.append(f"{raised} time limits under one minute after compression raised to "
                      f"Slurm's minimum of 1 min")
@@ -170,7 +189,8 @@ class ReplayResult:
         return "\n".join(lines)
 
 
-SACCT_FORMAT = "JobID,JobName,Submit,Start,End,NodeList,AllocTRES,State,Timelimit,ElapsedRaw"
+SACCT_FORMAT = ("JobID,JobName,Submit,Start,End,NodeList,AllocTRES,State,Timelimit,ElapsedRaw,"
+                "ReqTRES,ReqNodes")
 
 
 def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.DataFrame:
@@ -188,9 +208,9 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
         if not line.strip():
             continue
         parts = line.split("|")
-        if len(parts) != 10:
-            raise SlurmError(f"sacct line {n}: expected 10 '|' fields, got {len(parts)}: {line!r}")
-        jid, name, sub, start, end, nodelist, tres, state, limit, elapsed = parts
+        if len(parts) != 12:
+            raise SlurmError(f"sacct line {n}: expected 12 '|' fields, got {len(parts)}: {line!r}")
+        jid, name, sub, start, end, nodelist, tres, state, limit, elapsed, req, req_nodes = parts
 
         def clock(v: str) -> float:
             if not v or v in ("Unknown", "None") or not re.fullmatch(r"\d+", v):
@@ -198,7 +218,7 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
             return (float(v) - t0) * speedup
 
         nodes = tuple(expand(nodelist)) if nodelist and nodelist != "None assigned" else ()
-        m = re.search(r"gres/gpu=(\d+)", tres)
+        m = re.search(r"gres/gpu=(\d+)", tres) or re.search(r"gres/gpu=(\d+)", req)
         gpus = int(m.group(1)) if m else 0
         per = gpus // len(nodes) if nodes else 0
         from .parse import parse_duration
@@ -211,7 +231,7 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
         cols["nodes"].append(nodes)
         cols["node_gpus"].append((per,) * len(nodes))
         cols["gpus"].append(gpus)
-        cols["num_nodes"].append(max(1, len(nodes)))
+        cols["num_nodes"].append(len(nodes) or (int(req_nodes) if req_nodes.isdigit() else 1))
         cols["state"].append(state.split()[0] if state else "")
         cols["time_limit"].append(lim * speedup if lim is not None else math.nan)
         cols["duration"].append(float(elapsed) * speedup if elapsed.isdigit() else math.nan)
@@ -286,7 +306,9 @@ def replay_trace(jobs: ReplayJobs, *, speedup: float | None = None, timeout: flo
         for row in rows:
             due = wall0 + float(row["submit_time"])
             while time.monotonic() < due:
-                time.sleep(min(0.5, due - time.monotonic()))
+                if time.monotonic() > deadline:
+                    raise TimeoutError
+                time.sleep(min(0.5, max(0.0, due - time.monotonic())))
             try:
                 slurm_ids[str(row["job_id"])] = _submit(sbatch_argv(row, gres_type))
             except SlurmError as exc:

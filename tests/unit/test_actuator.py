@@ -1,0 +1,262 @@
+"""The actuator's pure parts: desired values, the diff, marks from Slurm, parsers, apply's
+bookkeeping with a stand-in scontrol. Expected values are computed by hand in the comments."""
+
+from __future__ import annotations
+
+import shlex
+
+import pytest
+
+from kant_slurm.engine.plan import Placement, Plan, QueueEntry
+from kant_slurm.errors import InputError, SlurmError, SlurmUnreachable
+from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Topology
+from kant_slurm.slurm import actuator as act
+from kant_slurm.slurm.state import PIN, SITE_FACTOR, WEIGHT, SteerState, load_state
+
+S = act.ActuatorSettings(tier_base=1, tier_step=10, site_factor_scale=1000, class_levels=4,
+                         max_changes=0)
+
+
+def view(weights=None, site=None, pins=None):
+    return act.SlurmView(weights=weights or {}, site_factors=site or {}, pins=pins or {})
+
+
+# -- SiteFactor tiers ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("class_tier, quota_tier, expected", [
+    (0, 0, 11000),  # levels = 4 * 3 = 12; key 0 -> 1000 * (12 - 1 - 0)
+    (0, 1, 10000),  # key 1
+    (1, 0, 8000),  # key 3 -> 1000 * 8
+    (2, 2, 3000),  # key 8 -> 1000 * 3
+    (3, 2, 0),  # key 11: the last tier gets 0 (Slurm's default)
+    (9, 0, 2000),  # an unknown class beyond the levels counts as the last class: key 9
+    (0, 7, 9000),  # quota tier capped at 2: key 2
+])
+def test_tier_site_factor(class_tier, quota_tier, expected):
+    assert act.tier_site_factor(class_tier, quota_tier, S) == expected
+
+
+@pytest.mark.parametrize("value, kantish", [
+    (0, False), (1000, True), (11000, True), (12000, False), (1500, False), (-1000, False)])
+def test_is_kant_site_factor(value, kantish):
+    assert S.is_kant_site_factor(value) is kantish
+
+
+# -- desired values from a plan ---------------------------------------------------------------
+
+def small_snapshot(jobs):
+    names = ["gn01", "gn02", "gn03", "gn04"]
+    topo = Topology.from_links({"leaf1": names[:2], "leaf2": names[2:]}, node_order=names)
+    inv = Inventory.build(names, [8] * 4, [64] * 4,
+                          partitions=[Partition("gpu", tuple(names), default=True)],
+                          topology=topo, config_weight=[1, 1, 1, 1])
+    return ClusterSnapshot.idle(inv, jobs)
+
+
+def test_desired_from_plan_maps_tiers_weights_and_pins():
+    jobs = [Job("1", "RUNNING", 1, 4, 0.0, nodes=("gn01",), node_gpus=(4,), start_time=1.0),
+            Job("2", "PENDING", 1, 2, 5.0), Job("3", "PENDING", 1, 8, 6.0)]
+    snap = small_snapshot(jobs)
+    plan = Plan(policy="kant", now=10.0,
+                order=(QueueEntry("2", 0, {"class_tier": 1, "quota_tier": 0}),
+                       QueueEntry("3", 1, {"class_tier": 2, "quota_tier": 0})),
+                starts=(Placement("2", ("gn01",), (2,)), Placement("1", ("gn01",), (4,))),
+                node_tiers={"gn01": 0, "gn02": 1, "gn03": 2, "gn04": 2})
+    d = act.desired_from_plan(plan, snap, S)
+    assert d.site_factors == {"2": 8000, "3": 5000}  # keys 3 and 6
+    assert d.weights == {"gn01": 1, "gn02": 11, "gn03": 21, "gn04": 21}
+    assert d.pins == {"2": ("gn01",)}  # job 1 runs already: no pin
+
+
+def test_baseline_plan_sets_no_order():
+    snap = small_snapshot([Job("2", "PENDING", 1, 2, 5.0)])
+    plan = Plan(policy="slurm", now=1.0, order=(QueueEntry("2", 0, {"priority": 5}),))
+    assert act.desired_from_plan(plan, snap, S).site_factors == {}
+
+
+# -- the diff ---------------------------------------------------------------------------------
+
+def test_nothing_new_changes_nothing():
+    st = SteerState()
+    st.put(WEIGHT, "gn01", 1, 11)
+    st.put(SITE_FACTOR, "7", 0, 8000)
+    st.put(PIN, "8", (), ("gn02",))
+    want = act.Desired(weights={"gn01": 11}, site_factors={"7": 8000}, pins={"8": ("gn02",)})
+    shown = view({"gn01": 11}, {"7": 8000, "8": 0}, {"7": (), "8": ("gn02",)})
+    d = act.diff(want, shown, st)
+    assert d.changes == [] and d.forget == [] and d.adopt == []
+
+
+def test_first_cycle_sets_values_with_slurm_values_as_orig():
+    want = act.Desired(weights={"gn01": 11, "gn02": 1}, site_factors={"7": 8000},
+                       pins={"7": ("gn02", "gn01")})
+    shown = view({"gn01": 1, "gn02": 1}, {"7": 0}, {"7": ()})
+    d = act.diff(want, shown, SteerState())
+    got = [(c.kind, c.target, c.value, c.orig, c.action) for c in d.changes]
+    # Order: pins, then SiteFactors, then weights; gn02 already shows 1: no change.
+    assert got == [(PIN, "7", ("gn02", "gn01"), (), "set"),
+                   (SITE_FACTOR, "7", 8000, 0, "set"),
+                   (WEIGHT, "gn01", 11, 1, "set")]
+    assert [c.command() for c in d.changes] == [
+        "scontrol update JobId=7 'ReqNodeList=gn[01-02]'",  # brackets quoted for the shell
+        "scontrol update JobId=7 SiteFactor=8000",
+        "scontrol update NodeName=gn01 Weight=11",
+    ]
+
+
+def test_stale_pin_cleared_and_gone_jobs_forgotten():
+    st = SteerState()
+    st.put(PIN, "8", (), ("gn02",))  # still pending, plan no longer starts it
+    st.put(PIN, "9", (), ("gn03",))  # started since: not in the view
+    st.put(SITE_FACTOR, "9", 0, 8000)
+    d = act.diff(act.Desired(), view({}, {"8": 0}, {"8": ("gn02",)}), st)
+    assert [(c.kind, c.target, c.value, c.action) for c in d.changes] == [
+        (PIN, "8", (), "restore")]
+    assert d.changes[0].command() == "scontrol update JobId=8 ReqNodeList="
+    assert sorted(d.forget) == [(PIN, "9"), (SITE_FACTOR, "9")]
+
+
+def test_weight_back_to_orig_when_untiered_and_mark_dropped_when_already_back():
+    st = SteerState()
+    st.put(WEIGHT, "gn01", 5, 21)
+    st.put(WEIGHT, "gn02", 5, 21)
+    d = act.diff(act.Desired(), view({"gn01": 21, "gn02": 5}), st)
+    assert [(c.target, c.value, c.before) for c in d.changes] == [("gn01", 5, 21)]
+    assert d.forget == [(WEIGHT, "gn02")]  # slurmctld restart already brought it back
+
+
+def test_foreign_value_is_adopted_as_orig():
+    st = SteerState()
+    st.put(WEIGHT, "gn01", 1, 11)
+    d = act.diff(act.Desired(weights={"gn01": 11}), view({"gn01": 50}), st)
+    assert d.adopt == [(WEIGHT, "gn01", 50)]
+    assert [(c.value, c.orig) for c in d.changes] == [(11, 50)]
+    assert "someone else set it" in d.notes[0]
+
+
+def test_user_pin_is_never_overridden():
+    want = act.Desired(pins={"7": ("gn01",)})
+    d = act.diff(want, view({}, {"7": 0}, {"7": ("gn04",)}), SteerState())
+    assert d.changes == [] and "own ReqNodeList gn04" in d.notes[0]
+
+
+def test_restarted_slurmctld_shows_orig_again_and_diff_reapplies():
+    st = SteerState()
+    st.put(WEIGHT, "gn01", 1, 11)
+    d = act.diff(act.Desired(weights={"gn01": 11}), view({"gn01": 1}), st)
+    assert [(c.value, c.orig) for c in d.changes] == [(11, 1)] and not d.adopt
+
+
+def test_bound_keeps_pins_first_and_defers_the_rest():
+    want = act.Desired(weights={f"gn0{i}": 11 for i in range(1, 5)}, site_factors={"7": 8000},
+                       pins={"7": ("gn01",)})
+    shown = view({f"gn0{i}": 1 for i in range(1, 5)}, {"7": 0}, {"7": ()})
+    d = act.diff(want, shown, SteerState(), max_changes=3)
+    assert [(c.kind, c.target) for c in d.changes] == [
+        (PIN, "7"), (SITE_FACTOR, "7"), (WEIGHT, "gn01")]
+    assert [c.target for c in d.deferred] == ["gn02", "gn03", "gn04"]
+
+
+def test_job_ids_sort_numerically():
+    want = act.Desired(site_factors={"10": 1000, "9": 1000, "9_2": 1000})
+    d = act.diff(want, view({}, {"10": 0, "9": 0, "9_2": 0}, {}), SteerState())
+    assert [c.target for c in d.changes] == ["9", "9_2", "10"]
+
+
+def test_hostile_target_is_one_argument_and_quoted():
+    ch = act.Change(WEIGHT, "gn01 ; rm -rf /", 11, 1, 1, "set")
+    assert ch.argv()[2] == "NodeName=gn01 ; rm -rf /"
+    assert shlex.split(ch.command()) == ch.argv()
+
+
+# -- marks rebuilt from Slurm; leftovers ------------------------------------------------------
+
+def test_marks_from_slurm():
+    shown = view({"gn01": 11, "gn02": 1, "gn03": 7}, {"5": 8000, "6": 1500, "7": 0})
+    st = act.marks_from_slurm(shown, {"gn01": 1, "gn02": 1, "gn03": 7}, S)
+    assert {k: (m.orig, m.set) for k, m in st.marks[WEIGHT].items()} == {"gn01": (1, 11)}
+    assert {k: (m.orig, m.set) for k, m in st.marks[SITE_FACTOR].items()} == {"5": (0, 8000)}
+    assert st.marks[PIN] == {}
+
+
+def test_leftovers():
+    st = SteerState()
+    st.put(WEIGHT, "gn01", 1, 11)
+    st.put(WEIGHT, "gn02", 1, 11)
+    st.put(SITE_FACTOR, "5", 0, 8000)
+    left = act.leftovers(st, view({"gn01": 1, "gn02": 11}, {}, {}))
+    assert left == ["weight of gn02 is 11, expected 1"]
+
+
+# -- parsers -----------------------------------------------------------------------------------
+
+def test_parse_sprio_site():
+    assert act.parse_sprio_site("     12      500\n 13_4 0\n\n") == {"12": 500, "13_4": 0}
+    with pytest.raises(SlurmError, match="sprio line 1"):
+        act.parse_sprio_site("12 abc\n")
+
+
+def test_parse_config_weights():
+    text = ("# comment Weight=9\nNodeName=DEFAULT Weight=3\n"
+            "NodeName=gn[01-02] NodeHostname=localhost Port=[1-2] Gres=gpu:8\n"
+            "nodename=gn03 weight=7 # fast\nPartitionName=gpu Nodes=ALL\n")
+    assert act.parse_config_weights(text) == {"gn01": 3, "gn02": 3, "gn03": 7}
+    assert act.parse_config_weights("NodeName=a1 CPUs=4\n") == {"a1": 1}
+    with pytest.raises(InputError, match=r"slurm.conf:1: Weight='x'"):
+        act.parse_config_weights("NodeName=a1 Weight=x\n")
+
+
+# -- apply with a stand-in scontrol ------------------------------------------------------------
+
+def changes_for(n=3):
+    want = act.Desired(weights={f"gn0{i}": 11 for i in range(1, n + 1)})
+    return act.diff(want, view({f"gn0{i}": 1 for i in range(1, n + 1)}), SteerState()).changes
+
+
+def test_apply_records_each_change(tmp_path):
+    ran = []
+    st = SteerState()
+    res = act.apply_changes(changes_for(), st, tmp_path / "s.json", runner=ran.append)
+    assert len(ran) == 3 and len(res.applied) == 3
+    assert {k: (m.orig, m.set) for k, m in load_state(tmp_path / "s.json").marks[WEIGHT].items()} \
+        == {"gn01": (1, 11), "gn02": (1, 11), "gn03": (1, 11)}
+
+
+def test_apply_refused_change_takes_its_mark_back(tmp_path):
+    def runner(argv):
+        if "NodeName=gn02" in argv:
+            raise SlurmError("Invalid node name specified")
+        return ""
+    st = SteerState()
+    res = act.apply_changes(changes_for(), st, tmp_path / "s.json", runner=runner)
+    assert [c.target for c in res.applied] == ["gn01", "gn03"]
+    assert [c.target for c, _ in res.failed] == ["gn02"]
+    assert sorted(load_state(tmp_path / "s.json").marks[WEIGHT]) == ["gn01", "gn03"]
+
+
+def test_apply_stops_when_slurmctld_goes_and_keeps_write_ahead_mark(tmp_path):
+    calls = []
+
+    def runner(argv):
+        calls.append(argv)
+        if len(calls) == 2:
+            raise SlurmUnreachable("slurmctld does not answer")
+        return ""
+    st = SteerState()
+    res = act.apply_changes(changes_for(), st, tmp_path / "s.json", runner=runner)
+    assert [c.target for c in res.applied] == ["gn01"]
+    assert [c.target for c in res.not_run] == ["gn02", "gn03"] and res.unreachable
+    # gn02's mark stays (written ahead); next cycle sees Slurm's 1 == orig: not in force.
+    marks = load_state(tmp_path / "s.json").marks[WEIGHT]
+    assert sorted(marks) == ["gn01", "gn02"]
+    d = act.diff(act.Desired(weights={"gn01": 11, "gn02": 11, "gn03": 11}),
+                 view({"gn01": 11, "gn02": 1, "gn03": 1}), load_state(tmp_path / "s.json"))
+    assert [c.target for c in d.changes] == ["gn02", "gn03"]
+
+
+def test_restore_drops_the_mark(tmp_path):
+    st = SteerState()
+    st.put(WEIGHT, "gn01", 1, 11)
+    d = act.diff(act.Desired(), view({"gn01": 11}), st)
+    act.apply_changes(d.changes, st, tmp_path / "s.json", runner=lambda a: "")
+    assert load_state(tmp_path / "s.json").is_empty()
