@@ -767,7 +767,14 @@ def down(directory: Path, timeout: float = 30) -> list[str]:
     # Jobs first, while slurmctld still answers, so their steps end cleanly.
     if "slurmctld" in pids:
         try:
-            _run(["scancel", "--full", "-u", "root"], env=_client_env(paths), timeout=10)
+            env = _client_env(paths)
+            _run(["scancel", "--full", "-u", "root"], env=env, timeout=10)
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline:
+                left = _run(["squeue", "-h", "-o", "%i"], env=env, timeout=10).stdout.split()
+                if not left:
+                    break
+                time.sleep(0.5)
         except DevClusterError:
             pass
     # Reverse start order: slurmd, slurmctld, slurmdbd, then the database and munged.
