@@ -228,8 +228,8 @@ def screenshot(html: Path, png: Path) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--jobs", type=int, default=1_000_000)
-    ap.add_argument("--nodes", type=int, default=52, help="8-GPU nodes (the resampled history asks "
-                    "for ~330 GPUs on average: 52 nodes load them ~80%%)")
+    ap.add_argument("--nodes", type=int, default=80, help="8-GPU nodes (the resampled history asks "
+                    "for ~500 GPUs on average: 80 nodes load them ~78%%)")
     ap.add_argument("--out", type=Path, default=Path("/tmp/kant-bench-report"))
     ap.add_argument("--reuse", action="store_true", help="Keep an existing dump of that size.")
     ap.add_argument("--no-html", action="store_true")

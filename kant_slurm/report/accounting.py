@@ -244,7 +244,11 @@ def report_tables(report: dict[str, Any]) -> dict[str, pd.DataFrame]:
 
 
 def _pct(x) -> str:
-    return "n/a" if x is None or x != x else f"{100 * x:.1f}%"
+    if x is None or x != x:
+        return "n/a"
+    if 0 < x < 0.001:
+        return "<0.1%"  # a 5 s job under a 1-day limit is not 0%
+    return f"{100 * x:.1f}%"
 
 
 def _dur(x) -> str:

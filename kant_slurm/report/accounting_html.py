@@ -49,8 +49,9 @@ def _plots(report: dict[str, Any]) -> dict[str, str]:
         ax.grid(alpha=0.3)
         ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, fontsize=9,
                   frameon=False)
-        ax.xaxis.set_major_formatter(mdates.DateFormatter("%m-%d %H:%M"))
-        fig.autofmt_xdate()
+        locator = mdates.AutoDateLocator()
+        ax.xaxis.set_major_locator(locator)
+        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
         ax.set_title("Occupancy over time (bin means)")
         out["occupancy"] = _figure_png(fig)
     cdf = report["wait_cdf"]
@@ -79,7 +80,8 @@ def _plots(report: dict[str, Any]) -> dict[str, str]:
         ax.set_xticks(x, [f"{r['size_bucket']} GPU" for r in rows])
         ax.set_ylabel(f"wait ({unit})")
         ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=9)
+        ax.legend(fontsize=9, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+                  frameon=False)
         ax.set_title("Wait by GPU size bucket")
         out["wait_by_size"] = _figure_png(fig)
     return out

@@ -178,7 +178,7 @@ def test_chunks_cover_the_window():
         acct.chunk_bounds(10, 10, 5)
 
 
-def test_read_in_chunks_counts_a_spanning_job_once():
+def test_read_in_chunks_counts_a_spanning_job_once(monkeypatch):
     calls = []
     spanning = row("9", "9", "50", "90", "250", "gn01", 2).replace("|", "\x00")
     replies = {
@@ -192,7 +192,17 @@ def test_read_in_chunks_counts_a_spanning_job_once():
         k = len(calls) - 1
         return "\n".join(r.replace("\x00", "|") for r in replies[k]) + "\n"
 
+    kept = []
+    real_concat = acct.pd.concat
+
+    def concat(frames, **kw):  # what each chunk kept, before the final safety de-duplication
+        kept.extend(len(f) for f in frames)
+        return real_concat(frames, **kw)
+
+    monkeypatch.setattr(acct.pd, "concat", concat)
     f = acct.read_sacct_chunks(0, 300, chunk_s=100, runner=runner, partition="gpu; rm -rf /")
+    monkeypatch.undo()
+    assert kept == [2, 1, 0]  # the spanning job only from its first chunk
     assert len(calls) == 3
     assert calls[0][:6] == ["sacct", "-a", "-X", "-D", "-P", "-n"]
     assert calls[0][-2:] == ["-r", "gpu; rm -rf /"]  # an argument, never a shell word
