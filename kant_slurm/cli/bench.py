@@ -49,7 +49,8 @@ def bench_plan_cmd(nodes, gpus_per_node, pending, running, policy, cycles, seed,
     r = result
     click.echo(f"{r.policy}: {r.nodes} nodes x {r.gpus_per_node} GPUs, {r.pending} pending, "
                f"{r.running} running; {r.cycles} cycles")
-    click.echo(f"  median {r.median_s:.3f} s   max {r.max_s:.3f} s   peak RSS {r.peak_rss_mb:.0f} MB")
+    click.echo(f"  median {r.median_s:.3f} s   max {r.max_s:.3f} s   (CPU median "
+               f"{r.median_cpu_s:.3f} s)   peak RSS {r.peak_rss_mb:.0f} MB")
     click.echo(f"  last plan: {r.started} start now, {r.reservations} reservations")
 
 

@@ -136,6 +136,7 @@ class BenchResult:
     cycles: int
     median_s: float
     max_s: float
+    median_cpu_s: float  # CPU seconds of this process: less sensitive to a shared machine
     peak_rss_mb: float
     started: int
     reservations: int
@@ -149,15 +150,18 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def time_plan(snapshot: ClusterSnapshot, policy, cycles: int = 5) -> tuple[list[float], object]:
-    """Wall-clock seconds of ``cycles`` full planning cycles (the bench's own clock)."""
-    times = []
+def time_plan(snapshot: ClusterSnapshot, policy, cycles: int = 5
+              ) -> tuple[list[float], list[float], object]:
+    """(wall-clock seconds, CPU seconds, last plan) of ``cycles`` full planning cycles (the
+    bench's own clock; the engine never reads one)."""
+    times, cpu = [], []
     plan = None
     for _ in range(cycles):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         plan = policy.plan(snapshot, snapshot.taken_at)
         times.append(time.perf_counter() - t0)
-    return times, plan
+        cpu.append(time.process_time() - c0)
+    return times, cpu, plan
 
 
 def run_bench(nodes: int, gpus_per_node: int, pending: int, running: int, policy_name: str = "kant",
@@ -168,10 +172,11 @@ def run_bench(nodes: int, gpus_per_node: int, pending: int, running: int, policy
     shapes = read_shapes(trace) if trace else None
     snap = bench_snapshot(nodes, gpus_per_node, pending, running, seed=seed, shapes=shapes)
     policy = get_policy(policy_name, config)
-    times, plan = time_plan(snap, policy, cycles)
+    times, cpu, plan = time_plan(snap, policy, cycles)
     return BenchResult(
         nodes=nodes, gpus_per_node=gpus_per_node, pending=pending,
         running=len(snap.running), policy=policy_name, cycles=cycles,
         median_s=round(statistics.median(times), 4), max_s=round(max(times), 4),
+        median_cpu_s=round(statistics.median(cpu), 4),
         peak_rss_mb=round(peak_rss_mb(), 1), started=len(plan.starts),
         reservations=len(plan.reservations))

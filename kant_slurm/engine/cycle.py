@@ -71,8 +71,12 @@ class LeafAgg:
     and the free/total GPU sums. Kept up to date as jobs start, so that placing a single-node
     job costs O(leaf groups), not O(nodes). Without topology all nodes form one group."""
 
-    def __init__(self, cycle: "Cycle", usable: np.ndarray) -> None:
+    def __init__(self, cycle: "Cycle", usable: np.ndarray, source: np.ndarray | None = None
+                 ) -> None:
         inv = cycle.inv
+        # What "free" means for this aggregate: the plain free GPUs, or what a job running
+        # through every reservation may take (free, capped by every reservation's spare room).
+        self.source = cycle.free if source is None else source
         has_topo = bool(inv.group_levels)
         leaf = inv.leaf_index if has_topo else np.zeros(len(inv), dtype=np.int32)
         self.ok = not bool((usable & (leaf < 0)).any())
@@ -83,7 +87,7 @@ class LeafAgg:
         self.gmax = int(cycle.total.max()) if len(cycle.total) else 0
         u = np.flatnonzero(usable)
         lu = leaf[u].astype(np.int64)
-        fu = np.clip(cycle.free[u], 0, self.gmax)
+        fu = np.clip(self.source[u], 0, self.gmax)
         hist = np.zeros((self.n_leaf, self.gmax + 1), dtype=np.int64)
         np.add.at(hist, (lu, fu), 1)
         self.cnt_ge = hist[:, ::-1].cumsum(axis=1)[:, ::-1].copy()
@@ -107,6 +111,8 @@ class LeafAgg:
             b = min(max(b, 0), self.gmax)
             if b < a:
                 self.cnt_ge[lf, b + 1:a + 1] -= 1
+            elif b > a:
+                self.cnt_ge[lf, a + 1:b + 1] += 1
             self.fr[lf] -= a - b
             t = self.tot[lf]
             self.score[lf] = 1.0 - self.fr[lf] / t if t > 0 else 0.0
@@ -147,6 +153,9 @@ class Cycle:
         self._usable_cache: dict = {}
         self._gsum: dict = {}
         self._leaf_aggs: dict = {}
+        self._lim_aggs: dict = {}
+        self._lim_n = -1
+        self.lim_all: np.ndarray | None = None
         self.cur_usable: np.ndarray | None = None  # the usable mask of the job being placed
         self.cur_limited = True  # avail differs from the plain free GPUs (reservations, future)
         self.starts = []
@@ -223,11 +232,25 @@ class Cycle:
             self._gsum[key] = entry
         return entry[0], entry[1]
 
-    def leaf_agg(self, usable: np.ndarray) -> LeafAgg:
-        agg = self._leaf_aggs.get(id(usable))
+    def leaf_agg(self, usable: np.ndarray, through_all: bool = False) -> LeafAgg:
+        if not through_all:
+            agg = self._leaf_aggs.get(id(usable))
+            if agg is None:
+                agg = LeafAgg(self, usable)
+                self._leaf_aggs[id(usable)] = agg
+            return agg
+        n_res = len(self.reservations)
+        if self._lim_n != n_res:  # a new reservation: rebuild the capped view and its aggregates
+            lim = self.free.copy()
+            for r in self.reservations:
+                np.minimum(lim, r.spare, out=lim)
+            self.lim_all = lim
+            self._lim_aggs = {}
+            self._lim_n = n_res
+        agg = self._lim_aggs.get(id(usable))
         if agg is None:
-            agg = LeafAgg(self, usable)
-            self._leaf_aggs[id(usable)] = agg
+            agg = LeafAgg(self, usable, source=self.lim_all)
+            self._lim_aggs[id(usable)] = agg
         return agg
 
     def shape_key(self, job: Job) -> tuple:
@@ -249,6 +272,18 @@ class Cycle:
                 limit = np.minimum(limit, r.spare)
                 limited = True
         fast = getattr(select, "fast", None)
+        if (fast is not None and limited and job.cpus_per_node == 0
+                and all(r.start < end for r in self.reservations)):
+            # Runs through every reservation: limited by all of them, which the "through
+            # all" aggregate tracks as jobs start.
+            agg = self.leaf_agg(usable, through_all=True)
+            if agg.ok:
+                choice = fast(self, job, agg)
+                if choice is not NotImplemented:
+                    if choice is None:
+                        prev = self.fail_memo.get(key)
+                        self.fail_memo[key] = end if prev is None else min(prev, end)
+                    return choice
         if fast is not None and not limited and job.cpus_per_node == 0:
             agg = self.leaf_agg(usable)
             if agg.ok:
@@ -280,6 +315,14 @@ class Cycle:
         for r in self.reservations:
             if r.start < end:
                 r.spare[idx] = np.maximum(r.spare[idx] - gpus, 0)
+        if self.lim_all is not None and self._lim_n == len(self.reservations):
+            old_lim = self.lim_all[idx]
+            new_lim = self.free[idx].copy()
+            for r in self.reservations:
+                np.minimum(new_lim, r.spare[idx], out=new_lim)
+            self.lim_all[idx] = new_lim
+            for agg in self._lim_aggs.values():
+                agg.update(idx, old_lim, new_lim)
         self.add_release(end, idx, gpus)
         for (_, level), (fr, _tot, m) in self._gsum.items():
             sel = m[idx]

@@ -158,7 +158,7 @@ def _binpack_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
     cand = np.flatnonzero(masked == top)
     best = int(cand[0]) if cand.size == 1 else int(cand[int(np.argmin(agg.fr[cand]))])
     nodes = agg.nodes_of[best]
-    f = cycle.free[nodes]
+    f = agg.source[nodes]
     pick = nodes[[int(np.argmin(np.where(f >= g, f, _BIG)))]]
     if not cycle.inv.group_levels:
         why = "no topology: node best-fit by free GPUs over the whole pool"
@@ -308,7 +308,7 @@ def _slurm_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
     if masked[best] == _BIG:
         return None
     nodes = agg.nodes_of[best]
-    ok = nodes[cycle.free[nodes] >= g]
+    ok = nodes[agg.source[nodes] >= g]
     if cycle.inv.group_levels:
         pick = ok[:1]
         why = (f"lowest switch that fits: {agg.names[best]} (leaf group, {int(counts[best])} "

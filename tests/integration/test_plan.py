@@ -48,6 +48,7 @@ def test_plan_explain_shows_reservation_and_backfill(slurm_clean):
     r = _kant(cluster, "plan", "--explain", big)
     assert r.returncode == 0, r.stderr
     text = r.stdout
+    print(text)  # shown with -s: the reasoning the issue asks to see
     assert text.startswith(f"job {big} (kant):")
     assert "does not fit now; reservation 1 of 8: starts" in text
     assert f"on {nodes[0]}:8,{nodes[1]}:8" in text

@@ -190,3 +190,27 @@ def test_kant_keeps_at_least_as_many_whole_leaves_as_slurm(leaf_sizes, gpus, dat
         alloc = np.asarray(ClusterSnapshot.idle(inv, placed).gpus_alloc, dtype=float)
         state[name] = (_whole_free_leaves(inv, alloc), len(placed))
     assert state["kant"][0] >= state["slurm"][0], state
+
+
+@SETTINGS
+@given(scenarios(), st.sampled_from(["kant", "slurm"]))
+def test_fast_paths_decide_exactly_as_the_general_path(scenario, name):
+    """The leaf-aggregate shortcuts must not change a single decision."""
+    from kant_slurm.engine import select
+
+    snap, zone, k_res = scenario
+    cfg = config_from_dict({"inference_zone": {"nodes": zone},
+                            "backfill": {"reservations": k_res}})
+    fast = get_policy(name, cfg).plan(snap, NOW)
+    saved = {f: getattr(f, "fast") for f in (select.binpack, select.slurm_cons_tres)}
+    try:
+        for f in saved:
+            del f.fast
+        slow = get_policy(name, cfg).plan(snap, NOW)
+    finally:
+        for f, v in saved.items():
+            f.fast = v
+    assert [(s.job_id, s.nodes, s.group) for s in fast.starts] == \
+        [(s.job_id, s.nodes, s.group) for s in slow.starts]
+    assert [(r.job_id, r.start_time, r.nodes) for r in fast.reservations] == \
+        [(r.job_id, r.start_time, r.nodes) for r in slow.reservations]
