@@ -308,9 +308,8 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
         if node in conf and w != conf[node] and w in kant_weights:
             report.left.append(f"weight of {node} is {w}, slurm.conf says {conf[node]}")
     for job, sf in after.site_factors.items():
-        if job in before.marks["site_factor"] and sf != before.marks["site_factor"][job].orig:
-            continue  # already in left
-        if settings.is_kant_site_factor(sf) and job not in before.marks["site_factor"]:
+        if sf is not None and settings.is_kant_site_factor(sf) \
+                and job not in before.marks["site_factor"]:
             report.notes.append(f"job {job} has SiteFactor={sf}, a kant-like value not in "
                                 f"kant's marks: left alone")
     if report.clean and not state.is_empty():

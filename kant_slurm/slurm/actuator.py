@@ -101,7 +101,7 @@ class SlurmView:
     pending jobs (a job that is not pending cannot be steered and is absent here)."""
 
     weights: Mapping[str, int]
-    site_factors: Mapping[str, int]
+    site_factors: Mapping[str, int | None]  # None: pending but not shown by sprio (held)
     pins: Mapping[str, tuple[str, ...]]
 
     def of(self, kind: str) -> Mapping[str, Any]:
@@ -194,7 +194,10 @@ def view_from_snapshot(snapshot: ClusterSnapshot,
     pending = snapshot.pending
     return SlurmView(
         weights=weights,
-        site_factors={j.job_id: int(site_factors.get(j.job_id, 0)) for j in pending},
+        # sprio leaves out jobs with priority 0 (held): their SiteFactor is unknown (None),
+        # so the diff neither sets nor forgets it until they are back.
+        site_factors={j.job_id: (int(site_factors[j.job_id]) if j.job_id in site_factors
+                                 else None) for j in pending},
         pins={j.job_id: tuple(j.required_nodes) for j in pending},
     )
 
@@ -226,6 +229,8 @@ def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int 
                     out.forget.append((kind, target))
                 continue
             shown = shown_all[target]
+            if shown is None:  # pending, but Slurm does not tell the value now: wait
+                continue
             orig = shown
             foreign = False
             if mark is not None:
@@ -312,7 +317,7 @@ def marks_from_slurm(view: SlurmView, config_weights: Mapping[str, int],
         if conf is not None and w != conf:
             state.put(WEIGHT, node, conf, w)
     for job, sf in view.site_factors.items():
-        if settings.is_kant_site_factor(sf):
+        if sf is not None and settings.is_kant_site_factor(sf):
             state.put(SITE_FACTOR, job, 0, sf)
     return state
 
@@ -326,6 +331,8 @@ def leftovers(state: SteerState, view: SlurmView) -> list[str]:
             if target not in shown_all:
                 continue
             shown = shown_all[target]
+            if shown is None:
+                continue
             same = _same_pin(shown, mark.orig) if kind == PIN else shown == mark.orig
             if not same and classify_value(mark, shown) != FOREIGN:
                 left.append(f"{kind} of {target} is {_show(shown)}, expected {_show(mark.orig)}")

@@ -260,3 +260,15 @@ def test_restore_drops_the_mark(tmp_path):
     d = act.diff(act.Desired(), view({"gn01": 11}), st)
     act.apply_changes(d.changes, st, tmp_path / "s.json", runner=lambda a: "")
     assert load_state(tmp_path / "s.json").is_empty()
+
+
+def test_held_job_site_factor_unknown_is_left_alone():
+    # sprio does not list held jobs: value None -> no change, mark kept for later.
+    st = SteerState()
+    st.put(SITE_FACTOR, "7", 0, 8000)
+    d = act.diff(act.Desired(site_factors={"7": 8000, "8": 8000}),
+                 view({}, {"7": None, "8": None}, {}), st)
+    assert d.changes == [] and d.forget == []
+    snap = small_snapshot([Job("7", "PENDING", 1, 1, 0.0), Job("8", "PENDING", 1, 1, 0.0)])
+    assert act.view_from_snapshot(snap, {"7": 5}).site_factors == {"7": 5, "8": None}
+

@@ -1,0 +1,127 @@
+"""The actuator against the real dev cluster: dry run, apply, idempotence, pins, reset, CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+
+from kant_slurm.config import load_config
+from kant_slurm.slurm import actuator as act
+from kant_slurm.slurm.state import load_state
+from kant_slurm.steer import reset, run_cycle
+
+pytestmark = pytest.mark.slurm
+
+
+def node_weights(cluster) -> dict[str, int]:
+    out = cluster.run("sinfo", "-h", "-N", "-o", "%N %w").stdout
+    return {n: int(w) for n, w in (line.split() for line in out.splitlines())}
+
+
+def site_factors(cluster) -> dict[str, int]:
+    return act.parse_sprio_site(cluster.run("sprio", "-h", "-o", "%i %S").stdout)
+
+
+def req_nodes(cluster, job_id: str) -> str:
+    out = cluster.run("squeue", "-h", "-j", job_id, "-o", "%n").stdout.strip()
+    return out
+
+
+@pytest.fixture
+def steer_env(slurm_clean, tmp_path):
+    """A clean cluster, kant's state path, and a reset at the end whatever happened."""
+    config = load_config()
+    state = tmp_path / "state.json"
+    yield slurm_clean, config, state
+    reset(config, state)
+    conf = act.config_weights(slurm_clean.conf_path)
+    assert node_weights(slurm_clean) == conf
+
+
+def fill(cluster, gpus_per_node=8, nodes=None, seconds=120):
+    """One job per node holding ``gpus_per_node`` GPUs (so nothing else fits there)."""
+    ids = [cluster.sbatch(f"--nodelist={n}", f"--gres=gpu:{gpus_per_node}", "-t", "5",
+                          "--wrap", f"sleep {seconds}") for n in (nodes or cluster.nodes)]
+    cluster.wait_running(ids)
+    return ids
+
+
+def test_dry_run_changes_nothing_then_apply_then_idempotent(steer_env):
+    cluster, config, state = steer_env
+    fill(cluster, 7, cluster.nodes[:3])  # gn01-03 partly used: tier 0
+    pending = cluster.sbatch("-N", "16", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 1")
+    before = node_weights(cluster)
+    dry = run_cycle(config, state, dry_run=True)
+    assert dry.ok and dry.changes and not state.exists()
+    assert node_weights(cluster) == before and site_factors(cluster)[pending] == 0
+    # The exact commands a dry run prints are the ones the apply runs.
+    applied = run_cycle(config, state)
+    assert applied.ok and [c.command() for c in applied.applied] == \
+        [c.command() for c in dry.changes]
+    w = node_weights(cluster)
+    # gn01-03 partly used (tier 0 -> 1); gn04 idle in a used leaf (tier 1 -> 11);
+    # gn05-16 idle in idle leaves (tier 2 -> 21).
+    assert [w[n] for n in ("gn01", "gn03", "gn04", "gn05", "gn16")] == [1, 1, 11, 21, 21]
+    # A job of class batch (tier 2), quota within (0): key 6 of 12 -> 100000 * 5.
+    assert site_factors(cluster)[pending] == 500_000
+    again = run_cycle(config, state)
+    assert again.ok and again.changes == [] and again.applied == []
+
+
+def test_pin_for_a_start_and_stale_pin_cleared(steer_env):
+    cluster, config, state = steer_env
+    fill(cluster, 8, cluster.nodes[1:])  # only gn01 is free
+    # A held job stays pending whatever the nodes; the engine still plans it, so kant pins it
+    # to the one node where it fits.
+    small = cluster.sbatch("--gres=gpu:2", "-t", "1", "--hold", "--wrap", "sleep 30")
+    report = run_cycle(config, state)
+    assert report.ok
+    assert {c.target: c.value for c in report.applied if c.kind == "pin"} == {small: ("gn01",)}
+    assert req_nodes(cluster, small) == "gn01"
+    assert load_state(state).get("pin", small).set == ("gn01",)
+    # A user's own job takes gn01 whole: the plan no longer starts `small`, so its pin is stale.
+    taker = cluster.sbatch("--nodelist=gn01", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 60")
+    cluster.wait_running([taker])
+    report2 = run_cycle(config, state)
+    assert report2.ok
+    assert [(c.kind, c.target, c.action) for c in report2.applied if c.kind == "pin"] == \
+        [("pin", small, "restore")]
+    assert req_nodes(cluster, small) == ""
+    assert load_state(state).marks["pin"] == {}
+
+
+def test_reset_restores_weights_and_site_factors(steer_env):
+    cluster, config, state = steer_env
+    fill(cluster, 3, cluster.nodes[:2])
+    pending = cluster.sbatch("-N", "16", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 1")
+    assert run_cycle(config, state).applied
+    assert node_weights(cluster) != act.config_weights(cluster.conf_path)
+    rep = reset(config, state)
+    assert rep.clean and rep.applied
+    assert node_weights(cluster) == act.config_weights(cluster.conf_path)
+    assert site_factors(cluster)[pending] == 0
+    assert load_state(state).is_empty()
+
+
+def test_cli_schedule_dry_run_prints_quoted_commands_and_reset(steer_env, tmp_path):
+    cluster, config, state = steer_env
+    fill(cluster, 5, cluster.nodes[:1])
+    lock = tmp_path / "lock"
+    base = ["kant-slurm", "schedule", "--once", "--state-file", str(state), "--lock-file",
+            str(lock)]
+    dry = subprocess.run(base + ["--dry-run"], env=cluster.env, capture_output=True, text=True,
+                         timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    lines = [x for x in dry.stdout.splitlines() if x.startswith("scontrol update")]
+    assert "scontrol update NodeName=gn02 Weight=11  # node preference tier" in dry.stdout
+    assert lines and not state.exists()
+    js = subprocess.run(base + ["--json"], env=cluster.env, capture_output=True, text=True,
+                        timeout=60)
+    data = json.loads(js.stdout)
+    assert data["ok"] and len(data["applied"]) == len(lines)
+    out = subprocess.run(["kant-slurm", "reset", "--state-file", str(state), "--lock-file",
+                          str(lock)], env=cluster.env, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0 and "Slurm shows no kant change" in out.stdout
