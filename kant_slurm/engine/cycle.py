@@ -382,7 +382,7 @@ class Cycle:
             self.res_memo[key] = (runtime, None if res is None else res.start, reason)
         return res, reason
 
-    MATRIX_CELLS = 4_000_000
+    MATRIX_CELLS = 250_000
     """Above this many (times x nodes) cells the reservation search sweeps instead of building
     the availability profile as one matrix."""
 
