@@ -74,6 +74,7 @@ GPUs for GPU jobs; 22.05 is what is modelled.
 from __future__ import annotations
 
 import logging
+import time  # formatting given times only: the engine never reads the clock
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -101,6 +102,9 @@ def _config(config):
 
 
 def _fmt_time(t: float, now: float) -> str:
+    """A plan time: epoch seconds of a live cluster as UTC, simulator seconds as they are."""
+    if t > 1e9:
+        return f"{time.strftime('%Y-%m-%dT%H:%M:%SZ', time.gmtime(t))} (now+{t - now:.0f}s)"
     return f"{t:.0f} (now+{t - now:.0f}s)"
 
 

@@ -2,10 +2,17 @@
 
 from __future__ import annotations
 
+import time
 from collections import defaultdict
 
 from .. import hostlist
 from .plan import Plan
+
+
+def _at(t: float) -> str:
+    if t > 1e9:  # epoch seconds of a live cluster
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+    return f"{t:.0f}"
 
 
 def _when(t: float, now: float) -> str:
@@ -22,7 +29,7 @@ def format_plan(plan: Plan, limit: int = 50) -> str:
     reservations, node preference tiers; ``limit`` rows per table."""
     out: list[str] = []
     st = plan.stats
-    out.append(f"policy {plan.policy} at {plan.now:.0f}: {st.get('pending', len(plan.order))} "
+    out.append(f"policy {plan.policy} at {_at(plan.now)}: {st.get('pending', len(plan.order))} "
                f"pending, {st.get('running', 0)} running; {len(plan.starts)} start now "
                f"({st.get('backfilled', 0)} by backfill), {len(plan.reservations)} reservations")
     out.append("")
@@ -64,7 +71,7 @@ def format_plan(plan: Plan, limit: int = 50) -> str:
     if not plan.reservations:
         out.append("  (none)")
     for r in plan.reservations[:limit]:
-        out.append(f"  {r.job_id:<12} from {r.start_time:.0f} ({_when(r.start_time, plan.now)}) "
+        out.append(f"  {r.job_id:<12} from {_at(r.start_time)} ({_when(r.start_time, plan.now)}) "
                    f"on {hostlist.compress(r.nodes)} ({sum(r.node_gpus)} GPUs) "
                    f"[{r.estimate_source} {r.runtime_estimate or 0:.0f}s]")
     if plan.node_tiers:

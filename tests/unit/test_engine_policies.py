@@ -301,3 +301,33 @@ def test_history_estimates_only_when_enabled():
         [(1000.0, 600.0, "history")]
     p = get_policy("kant").with_history(h).plan(snap, 100.0)  # estimator.history is off
     assert p.reservations[0].estimate_source == "time_limit"
+
+
+def test_plan_as_text_tables_and_explain():
+    from kant_slurm.engine.render import format_explain, format_plan
+
+    inv = cluster(leaves=(2,))
+    jobs = [running("r1", "gn01", 8, limit=1000.0), running("r2", "gn02", 4, limit=3000.0),
+            pending("big", 2, 8, submit=10.0, limit=5000.0),
+            pending("short", 1, 4, submit=20.0, limit=500.0)]
+    p = plan("kant", inv, jobs)
+    text = format_plan(p)
+    lines = text.splitlines()
+    assert lines[0] == ("policy kant at 100: 2 pending, 2 running; 1 start now (1 by backfill), "
+                        "1 reservations")
+    assert "  big          from 3000 (+48m) on gn[01-02] (16 GPUs) [time_limit 5000s]" in lines
+    assert "  short           4 GPUs on gn02 backfill  [time_limit 500s]" in lines
+    assert "  tier 0: gn[01-02]" in lines
+    assert format_explain(p, "short").splitlines()[0] == "job short (kant):"
+    # live-cluster epoch times print as UTC
+    p = plan("kant", inv, [dataclasses_replace(j) for j in jobs], now=1_800_000_000.0)
+    assert "2027-01-15T08:00:00Z" in format_plan(p)
+
+
+def dataclasses_replace(job):
+    import dataclasses
+
+    shift = 1_800_000_000.0 - 100.0
+    return dataclasses.replace(job, submit_time=job.submit_time + shift,
+                               start_time=None if job.start_time is None
+                               else job.start_time + shift)
