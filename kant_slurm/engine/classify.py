@@ -28,9 +28,9 @@ def classify_job(job: Job, by_qos, by_partition) -> Job:
 def make_classifier(config=None) -> Callable[[Job], Job]:
     """A function Job -> Job applying ``config.classes.by_qos`` and ``by_partition``."""
     if config is None:
-        from ..config import load_config
+        from ..config import KantConfig
 
-        config = load_config()
+        config = KantConfig()
     by_qos = dict(config.classes.by_qos)
     by_partition = dict(config.classes.by_partition)
     if not by_qos and not by_partition:

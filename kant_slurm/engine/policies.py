@@ -94,10 +94,12 @@ log = logging.getLogger(__name__)
 
 
 def _config(config):
+    # No file is read here: the dataclass defaults are the shipped defaults (a test holds the
+    # two equal).
     if config is None:
-        from ..config import load_config
+        from ..config import KantConfig
 
-        return load_config()
+        return KantConfig()
     return config
 
 
