@@ -273,3 +273,18 @@ def occupancy(records: pd.DataFrame, inventory: Inventory,
         stranded_free=Timeline(grid, stranded), leaf_stranded_free=Timeline(grid, leaf_str),
         demand=Timeline(grid, demand),
     )
+
+
+def utilization_over_time(occ: Occupancy, bin_s: float = 3600.0) -> pd.DataFrame:
+    """Per bin of ``bin_s`` seconds: mean GAR, GFR, stranded share and demand (GPUs).
+
+    Utilization over time for plots and CSV: columns ``time`` (bin start), ``gar``, ``gfr``,
+    ``stranded_share``, ``leaf_stranded_share``, ``demand_gpus``.
+    """
+    starts, gar = occ.gar.binned(bin_s)
+    _, gfr = occ.gfr.binned(bin_s)
+    _, stranded = occ.stranded_share.binned(bin_s)
+    _, leaf = occ.leaf_stranded_share.binned(bin_s)
+    _, demand = occ.demand.binned(bin_s)
+    return pd.DataFrame({"time": starts, "gar": gar, "gfr": gfr, "stranded_share": stranded,
+                         "leaf_stranded_share": leaf, "demand_gpus": demand})

@@ -149,3 +149,15 @@ def test_pool_restricts_nodes_and_jobs():
     assert occ.capacity == 4
     assert occ.gar.mean() == pytest.approx(0.25)
     assert occ.gfr.mean() == pytest.approx(1.0)
+
+
+def test_utilization_over_time_bins():
+    from kant_slurm.metrics.timeline import utilization_over_time
+
+    occ = occupancy(_records(), _inv(), window=(0, 20))
+    u = utilization_over_time(occ, 10)
+    assert u["time"].tolist() == [0, 10]
+    # GAR: [0,10) (2*5 + 6*5) / 10 / 8 = 0.5; [10,20) 1.0
+    assert u["gar"].tolist() == pytest.approx([0.5, 1.0])
+    assert u["gfr"].tolist() == pytest.approx([0.5, 0.0])
+    assert u["demand_gpus"].tolist() == pytest.approx([6, 8.5])
