@@ -26,6 +26,7 @@ from ..metrics.records import explode_nodes
 from ..metrics.summary import all_metrics
 from ..metrics.timeline import Occupancy
 from ..model import Inventory
+from .tables import fmt_duration
 
 TOP_N = 10
 REPORT_KEYS = (
@@ -161,8 +162,10 @@ def timeline_table(occ: Occupancy, bins: int = 200) -> pd.DataFrame:
     _, demand = occ.demand.binned(width)
     with np.errstate(invalid="ignore", divide="ignore"):
         stranded = np.where(free > 0, stranded_free / np.where(free > 0, free, 1), 0.0)
-    return pd.DataFrame({"time": times, "gar": gar, "gfr": gfr, "stranded_gpu_share": stranded,
-                         "demand_gpus": demand})
+    table = pd.DataFrame({"time": times, "gar": gar, "gfr": gfr,
+                          "stranded_gpu_share": stranded, "demand_gpus": demand})
+    # Rounding can leave a last bin of (almost) no width at the window's end: it is no sample.
+    return table[table["time"] < t1 - 1e-3 * width].reset_index(drop=True)
 
 
 def build_report(records: pd.DataFrame, inventory: Inventory,
@@ -252,16 +255,8 @@ def _pct(x) -> str:
 
 
 def _dur(x) -> str:
-    if x is None or x != x:
-        return "n/a"
-    x = float(x)
-    if x < 120:
-        return f"{x:.0f}s"
-    if x < 7200:
-        return f"{x / 60:.1f}m"
-    if x < 172800:
-        return f"{x / 3600:.1f}h"
-    return f"{x / 86400:.1f}d"
+    """Seconds as 42s, 7.5m, 3.2h, 4.1d (the simulator's tables use the same form)."""
+    return fmt_duration(x)
 
 
 def format_report(report: dict[str, Any]) -> str:

@@ -6,8 +6,6 @@ file opens in a browser with no network and can be mailed as it is.
 
 from __future__ import annotations
 
-import base64
-import io
 import time
 from typing import Any
 
@@ -15,76 +13,76 @@ import jinja2
 import numpy as np
 
 from .accounting import _dur, _pct
-
-
-def _figure_png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=96, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(fig)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+from .html import png_b64
 
 
 def _plots(report: dict[str, Any]) -> dict[str, str]:
-    """The report's plots as data URIs: occupancy over time, wait CDF, waits by size."""
-    import matplotlib
+    """The report's plots as data URIs: occupancy over time, wait CDF, waits by size.
 
-    matplotlib.use("Agg")
+    Drawn through :func:`kant_slurm.report.html.png_b64`, as the simulator's page is.
+    """
     import matplotlib.dates as mdates
-    import matplotlib.pyplot as plt
     from datetime import datetime
 
     out: dict[str, str] = {}
     tl = report["timeline"]
     if tl["time"]:
-        times = [datetime.fromtimestamp(t) for t in tl["time"]]
-        fig, ax = plt.subplots(figsize=(9, 3.2))
-        ax.step(times, np.array(tl["gar"], dtype=float) * 100, where="post", label="GAR")
-        ax.step(times, np.array(tl["gfr"], dtype=float) * 100, where="post", label="GFR")
-        ax.step(times, np.array(tl["stranded_gpu_share"], dtype=float) * 100, where="post",
-                label="stranded GPU share")
-        ax.set_ylabel("%")
-        ax.set_ylim(0, 105)
-        ax.grid(alpha=0.3)
-        ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.28), ncol=3, fontsize=9,
-                  frameon=False)
-        locator = mdates.AutoDateLocator()
-        ax.xaxis.set_major_locator(locator)
-        ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
-        ax.set_title("Occupancy over time (bin means)")
-        out["occupancy"] = _figure_png(fig)
+        def occupancy(fig):
+            times = [datetime.fromtimestamp(t) for t in tl["time"]]
+            ax = fig.add_subplot()
+            for key, label in (("gar", "GAR"), ("gfr", "GFR"),
+                               ("stranded_gpu_share", "stranded GPU share")):
+                ax.step(times, np.array(tl[key], dtype=float) * 100, where="post", label=label)
+            ax.set_ylabel("%")
+            ax.set_ylim(0, 105)
+            ax.grid(alpha=0.3)
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=3, fontsize=9,
+                      frameon=False)
+            locator = mdates.AutoDateLocator()
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(mdates.ConciseDateFormatter(locator))
+            ax.set_title("Occupancy over time (bin means)")
+
+        out["occupancy"] = _uri(occupancy, (9, 3.4))
     cdf = report["wait_cdf"]
     if cdf["wait_s"]:
-        fig, ax = plt.subplots(figsize=(4.6, 3.2))
-        w = np.maximum(np.array(cdf["wait_s"], dtype=float), 1.0)
-        ax.step(w, np.array(cdf["share"]) * 100, where="post")
-        ax.set_xscale("log")
-        ax.set_xlabel("wait (s, log)")
-        ax.set_ylabel("% of jobs waiting at most")
-        ax.set_ylim(0, 102)
-        ax.grid(alpha=0.3)
-        ax.set_title("Job waiting time CDF")
-        out["wait_cdf"] = _figure_png(fig)
+        def wait_cdf(fig):
+            ax = fig.add_subplot()
+            w = np.maximum(np.array(cdf["wait_s"], dtype=float), 1.0)
+            ax.step(w, np.array(cdf["share"]) * 100, where="post")
+            ax.set_xscale("log")
+            ax.set_xlabel("wait (s, log; waits under 1 s shown at 1 s)")
+            ax.set_ylabel("% of jobs waiting at most")
+            ax.set_ylim(0, 102)
+            ax.grid(alpha=0.3)
+            ax.set_title("Job waiting time CDF")
+
+        out["wait_cdf"] = _uri(wait_cdf, (4.6, 3.4))
     rows = [r for r in report["by_size"] if r["jobs"]]
     if rows:
-        fig, ax = plt.subplots(figsize=(4.6, 3.2))
-        x = np.arange(len(rows))
-        top = max([float(r["p99"]) for r in rows if r["p99"] is not None] + [0.0])
-        unit, div = next((u, d) for u, d in (("days", 86400), ("hours", 3600),
-                                             ("minutes", 60), ("seconds", 1))
-                         if top >= 2 * d or d == 1)
-        for k, q in enumerate(("p50", "p90", "p99")):
-            vals = [(r[q] if r[q] is not None else 0) / div for r in rows]
-            ax.bar(x + (k - 1) * 0.27, vals, width=0.27, label=q)
-        ax.set_xticks(x, [f"{r['size_bucket']} GPU" for r in rows])
-        ax.set_ylabel(f"wait ({unit})")
-        ax.grid(alpha=0.3, axis="y")
-        ax.legend(fontsize=9, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12),
-                  frameon=False)
-        ax.set_title("Wait by GPU size bucket")
-        out["wait_by_size"] = _figure_png(fig)
+        def wait_by_size(fig):
+            ax = fig.add_subplot()
+            x = np.arange(len(rows))
+            top = max([float(r["p99"]) for r in rows if r["p99"] is not None] + [0.0])
+            unit, div = next((u, d) for u, d in (("days", 86400), ("hours", 3600),
+                                                 ("minutes", 60), ("seconds", 1))
+                             if top >= 2 * d or d == 1)
+            for k, q in enumerate(("p50", "p90", "p99")):
+                vals = [(r[q] if r[q] is not None else 0) / div for r in rows]
+                ax.bar(x + (k - 1) * 0.27, vals, width=0.27, label=q)
+            ax.set_xticks(x, [f"{r['size_bucket']} GPU" for r in rows])
+            ax.set_ylabel(f"wait ({unit})")
+            ax.grid(alpha=0.3, axis="y")
+            ax.legend(fontsize=9, ncol=3, loc="upper center", bbox_to_anchor=(0.5, -0.12),
+                      frameon=False)
+            ax.set_title("Wait by GPU size bucket")
+
+        out["wait_by_size"] = _uri(wait_by_size, (4.6, 3.4))
     return out
+
+
+def _uri(draw, figsize) -> str:
+    return "data:image/png;base64," + png_b64(draw, figsize)
 
 
 _TEMPLATE = jinja2.Template("""<!DOCTYPE html>
