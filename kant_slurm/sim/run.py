@@ -93,12 +93,21 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
             "window_s": [window[0], window[1]], "cycles": result.cycles,
             "cycles_skipped": result.cycles_skipped, "plan_seconds": result.plan_seconds,
         }
+        if result.stopped_full:
+            det["fill_stop"] = {"jobs_started": result.starts,
+                                "gar_at_stop": float(occ.gar.values[-1]),
+                                "gfr_at_stop": float(occ.gfr.values[-1])}
+            result.notes.append(
+                f"{name}: fill stopped after {result.starts:,} jobs started; at the stop GAR "
+                f"{det['fill_stop']['gar_at_stop']:.3f}, GFR {det['fill_stop']['gfr_at_stop']:.3f}")
         runs[name] = PolicyRun(result=result, headline=head, detail=det, occupancy=occ)
     first = next(iter(runs.values())).result.records if runs else pd.DataFrame()
     counts = Counter(first["job_class"]) if len(first) else Counter()
     sources = Counter(first["class_source"]) if len(first) else Counter()
     return Comparison(
         trace=trace, cluster=cluster, runs=runs, class_counts=dict(sorted(counts.items())),
-        class_sources=dict(sorted(sources.items())), notes=list(trace.notes) + workload.notes,
+        class_sources=dict(sorted(sources.items())),
+        notes=list(trace.notes) + workload.notes + [n for r in runs.values()
+                                                   for n in r.result.notes[len(workload.notes):]],
         time_limit_model=time_limit_model, seed=seed, interval=interval,
     )

@@ -72,3 +72,19 @@ def test_unknown_policy(tmp_path):
     res = CliRunner().invoke(cli, ["simulate", "--trace", str(_small_trace(tmp_path, 5)),
                                    "--policies", "fifo,nope"])
     assert res.exit_code == 1 and "unknown policy 'nope'" in res.output
+
+
+def test_slurm_conf_as_cluster(tmp_path):
+    d = tmp_path / "etc"
+    d.mkdir()
+    (d / "slurm.conf").write_text("NodeName=gn[01-04] CPUs=8 Gres=gpu:v100:8\n"
+                                  "PartitionName=gpu Nodes=gn[01-04] Default=YES\n")
+    (d / "topology.conf").write_text("SwitchName=l1 Nodes=gn[01-02]\nSwitchName=l2 Nodes=gn[03-04]\n"
+                                     "SwitchName=sp Switches=l[1-2]\n")
+    res = CliRunner().invoke(cli, ["simulate", "--trace", str(_small_trace(tmp_path, 40)),
+                                   "--slurm-conf", str(d / "slurm.conf"), "--policies", "fifo",
+                                   "--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    assert doc["cluster"] == {"name": "slurm.conf", "gpus": 32, "nodes": 4}
+    assert doc["policies"]["fifo"]["jobs"] == 40
