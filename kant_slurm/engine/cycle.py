@@ -102,20 +102,23 @@ class LeafAgg:
         self.equal_weight = bool(w.size == 0 or (w == w[0]).all())
 
     def update(self, idx: np.ndarray, old: np.ndarray, new: np.ndarray) -> None:
-        sel = self.usable[idx]
-        if not sel.any():
-            return
-        for i, a, b in zip(idx[sel].tolist(), old[sel].tolist(), new[sel].tolist()):
-            lf = self.leaf[i]
-            a = min(max(a, 0), self.gmax)
-            b = min(max(b, 0), self.gmax)
+        """Nodes ``idx`` went from ``old`` to ``new`` (source) GPUs."""
+        usable, leaf, gmax = self.usable, self.leaf, self.gmax
+        cnt_ge, fr, tot, score = self.cnt_ge, self.fr, self.tot, self.score
+        for i, a, b in zip(idx.tolist(), old.tolist(), new.tolist()):
+            if not usable[i]:
+                continue
+            lf = int(leaf[i])
+            a = min(max(a, 0), gmax)
+            b = min(max(b, 0), gmax)
             if b < a:
-                self.cnt_ge[lf, b + 1:a + 1] -= 1
+                cnt_ge[lf, b + 1:a + 1] -= 1
             elif b > a:
-                self.cnt_ge[lf, a + 1:b + 1] += 1
-            self.fr[lf] -= a - b
-            t = self.tot[lf]
-            self.score[lf] = 1.0 - self.fr[lf] / t if t > 0 else 0.0
+                cnt_ge[lf, a + 1:b + 1] += 1
+            f = float(fr[lf]) - (a - b)
+            fr[lf] = f
+            t = float(tot[lf])
+            score[lf] = 1.0 - f / t if t > 0 else 0.0
 
 
 @dataclass
@@ -324,11 +327,14 @@ class Cycle:
             for agg in self._lim_aggs.values():
                 agg.update(idx, old_lim, new_lim)
         self.add_release(end, idx, gpus)
-        for (_, level), (fr, _tot, m) in self._gsum.items():
-            sel = m[idx]
-            if sel.any():
-                gidx = self.inv.group_levels[level][1]
-                np.subtract.at(fr, gidx[idx[sel]], gpus[sel])
+        if self._gsum:
+            levels = self.inv.group_levels
+            pairs = list(zip(idx.tolist(), gpus.tolist()))
+            for (_, level), (fr, _tot, m) in self._gsum.items():
+                gidx = levels[level][1]
+                for i, g in pairs:
+                    if m[i]:
+                        fr[gidx[i]] -= g
         if job.service is not None:
             counts = self.service_count_array(job.service)
             counts[idx] += 1
@@ -582,7 +588,7 @@ class Cycle:
 
     def names_of(self, idx: np.ndarray) -> tuple[str, ...]:
         names = self.inv.names
-        return tuple(names[i] for i in idx)
+        return tuple([names[i] for i in idx.tolist()])
 
 
 def describe_nodes(names: Sequence[str], gpus: Sequence[int]) -> str:

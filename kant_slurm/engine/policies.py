@@ -213,7 +213,7 @@ class _QueuePolicy:
                 placement = Placement(
                     job_id=jid,
                     nodes=cycle.names_of(choice.idx),
-                    node_gpus=tuple(int(x) for x in choice.gpus),
+                    node_gpus=tuple(choice.gpus.tolist()),
                     backfilled=backfilled,
                     group=choice.group,
                     runtime_estimate=est,
@@ -490,16 +490,22 @@ class KantPolicy(_QueuePolicy):
                         usage[(j.account, "*")] += int(g)
         ctx["usage"] = usage
         keyed = []
+        order = cfg.classes.order
+        tiers = {c: scoring.class_tier(c, order) for c in order}  # class_tier, as a lookup
+        last = len(order)
+        borrow = cfg.quota.borrow_limit
         for j in pending:
-            ct = scoring.class_tier(j.job_class, cfg.classes.order)
-            quota = scoring.quota_for(accounts, j.account, j.gpu_type)
-            used = usage.get((j.account, j.gpu_type or "*"), 0)
-            qt = scoring.quota_tier(used, j.gpus, quota, cfg.quota.borrow_limit)
+            ct = tiers.get(j.job_class, last)
+            quota = scoring.quota_for(accounts, j.account, j.gpu_type) if accounts else None
             age = scoring.age_seconds(now, j.submit_time, j.eligible_time)
-            factors = {"class": j.job_class, "class_tier": ct, "quota_tier": qt, "age_s": age}
-            if quota is not None:
-                factors["quota"] = quota
-                factors["quota_used"] = used
+            if quota is None:
+                qt = scoring.QUOTA_WITHIN
+                factors = {"class": j.job_class, "class_tier": ct, "quota_tier": qt, "age_s": age}
+            else:
+                used = usage.get((j.account, j.gpu_type or "*"), 0)
+                qt = scoring.quota_tier(used, j.gpus, quota, borrow)
+                factors = {"class": j.job_class, "class_tier": ct, "quota_tier": qt,
+                           "age_s": age, "quota": quota, "quota_used": used}
             keyed.append((scoring.kant_order_key(ct, qt, age, j.job_id), j, factors))
         keyed.sort(key=lambda x: x[0])
         return [(j, f) for _, j, f in keyed]

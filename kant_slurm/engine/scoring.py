@@ -88,6 +88,8 @@ def fifo_order_key(submit_time: float, job_id: str) -> tuple:
 
 def _id_key(job_id: str) -> tuple:
     # Numeric ids sort numerically ("9" < "10"); array ids like "12_3" by their parts.
+    if job_id.isdigit():
+        return ((0, int(job_id), ""),)
     parts = job_id.replace("+", "_").split("_")
     return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
 

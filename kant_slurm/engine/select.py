@@ -175,14 +175,16 @@ def _leaf_why(agg, best: int, fits: np.ndarray, g: int, top: float) -> str:
 
 def _fast_alternatives(cycle: Cycle, agg, masked: np.ndarray, best: int) -> tuple:
     n_alt = cycle.alternatives
-    if n_alt <= 0 or masked.size <= 1:
+    size = masked.size
+    if n_alt <= 0 or size <= 1:
         return ()
-    k = min(n_alt + 1, masked.size)
-    part = np.argpartition(masked, masked.size - k)[masked.size - k:]
-    rows = sorted((-float(masked[i]), float(agg.fr[i]), int(i)) for i in part
-                  if masked[i] >= 0 and i != best)
-    return tuple({"group": agg.names[i], "level": 0, "score": round(-s, 4), "free_gpus": int(f)}
-                 for s, f, i in rows[:n_alt])
+    k = min(n_alt + 1, size)
+    part = np.argpartition(masked, size - k)[size - k:] if size > k else np.arange(size)
+    rows = sorted((-v, f, i) for v, f, i in zip(masked[part].tolist(), agg.fr[part].tolist(),
+                                                part.tolist()) if v >= 0 and i != best)
+    names = agg.names
+    return tuple({"group": names[i], "level": 0, "score": round(-v, 4), "free_gpus": int(f)}
+                 for v, f, i in rows[:n_alt])
 
 
 binpack.fast = _binpack_fast  # type: ignore[attr-defined]
