@@ -22,6 +22,12 @@ Cadence (compared with Slurm 22.05)
     for, since no plan could start anything (``skip_full=False`` turns this off, e.g. for
     policies that preempt).
 
+Room for preemption (issue 8)
+    A plan that preempts would name victims; the simulator would end them at ``now`` (losing
+    the work since their last checkpoint), put them back in ``pending`` with their original
+    submit time and count the GPU-hours lost, before carrying out ``starts``. ``skip_full``
+    must then be off for policies that preempt. Not built yet.
+
 Determinism
     No wall clock, no hash order: the same workload, cluster, policy and config give the same
     records. Randomness (time-limit model) is drawn before the replay from the seed.
