@@ -2,6 +2,7 @@
 """Simulator benchmarks of issue 4 (figures printed, nothing asserted).
 
   python benchmarks/sim_bench.py philly   # Philly Sep-Oct (52,849 jobs) on 64 x 8 GPUs
+  python benchmarks/sim_bench.py philly96 # the same trace on 96 x 8 GPUs (queues at peaks)
   python benchmarks/sim_bench.py scale    # 100k jobs on 1,250 x 8 GPUs (10k GPUs)
   python benchmarks/sim_bench.py default  # the bundled slice (what `kant-slurm simulate` runs)
 
@@ -39,6 +40,8 @@ def workload(kind: str):
     trace = read_trace(SHARED / "philly-2017-sep-oct.csv", "philly")
     if kind == "philly":
         return trace, load_cluster_spec(HERE / "philly-64x8.yaml")
+    if kind == "philly96":
+        return trace, load_cluster_spec(HERE / "philly-96x8.yaml")
     a = trace.jobs
     b = a.copy()
     b["job_id"] = b["job_id"] + "b"
@@ -84,7 +87,7 @@ def one(kind: str, policy: str, interval: float, seed: int, profile: bool, out) 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("kind", choices=["philly", "scale", "default"])
+    ap.add_argument("kind", choices=["philly", "philly96", "scale", "default"])
     ap.add_argument("--policies", default="fifo,slurm,kant")
     ap.add_argument("--interval", type=float, default=30.0)
     ap.add_argument("--seed", type=int, default=0)
