@@ -200,6 +200,10 @@ class _QueuePolicy:
                 blocked[jid] = f"behind {first_blocked} (strict order, no backfill)"
                 rec.append(blocked[jid])
                 continue
+            if job.eligible_time is not None and job.eligible_time > now:
+                blocked[jid] = f"not eligible before {_fmt_time(job.eligible_time, now)}"
+                rec.append(blocked[jid])
+                continue
             gate = self.gate(job, ctx)
             if gate:
                 blocked[jid] = gate

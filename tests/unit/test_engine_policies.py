@@ -331,3 +331,12 @@ def dataclasses_replace(job):
     return dataclasses.replace(job, submit_time=job.submit_time + shift,
                                start_time=None if job.start_time is None
                                else job.start_time + shift)
+
+
+def test_jobs_not_yet_eligible_wait():
+    inv = cluster(leaves=(1,))
+    jobs = [pending("later", 1, 1, submit=1.0, eligible_time=500.0), pending("now", 1, 1, submit=2.0)]
+    for policy in ("kant", "slurm", "fifo"):
+        p = plan(policy, inv, jobs)
+        assert started(p) == {"now": ("gn01",)}, policy
+        assert p.blocked["later"] == "not eligible before 500 (now+400s)"
