@@ -109,7 +109,7 @@ class CycleReport:
 
     def counts(self) -> dict[str, int]:
         by_kind: dict[str, int] = {}
-        for ch in self.applied:
+        for ch in (self.changes if self.dry_run else self.applied):
             key = f"{ch.kind}_{ch.action}"
             by_kind[key] = by_kind.get(key, 0) + 1
         return by_kind
@@ -133,6 +133,8 @@ class CycleReport:
             "apply_s": self.apply_s, "running": self.running, "pending": self.pending,
             "starts": self.starts,
             "changes": [c.to_dict() for c in self.changes],
+            "commands": [cmd.command() for cmd in act.group_changes(
+                self.changes if self.dry_run else self.applied)],
             "applied": [c.to_dict() for c in self.applied],
             "failed": [c.to_dict() | {"error": e} for c, e in self.failed],
             "not_run": [c.to_dict() for c in self.not_run],

@@ -39,9 +39,11 @@ def _print_cycle(report, as_json: bool) -> None:
         return
     for note in report.notes:
         click.echo(f"# {note}")
+    from ..slurm.actuator import group_changes
+
     shown = report.changes if report.dry_run else report.applied
-    for ch in shown:
-        click.echo(f"{ch.command()}  # {ch.reason}")
+    for cmd in group_changes(shown):
+        click.echo(f"{cmd.command()}  # {cmd.reason}")
     for ch, err in report.failed:
         click.echo(f"# FAILED {ch.command()}: {err}")
     for ch in report.not_run:
@@ -147,8 +149,10 @@ def reset_cmd(dry_run, state_file, lock_file, config_path, as_json):
     else:
         for note in report.notes:
             click.echo(f"# {note}")
-        for ch in (report.changes if dry_run else report.applied):
-            click.echo(f"{ch.command()}  # restore")
+        from ..slurm.actuator import group_changes
+
+        for cmd in group_changes(report.changes if dry_run else report.applied):
+            click.echo(f"{cmd.command()}  # restore")
         for ch, err in report.failed:
             click.echo(f"# FAILED {ch.command()}: {err}")
         for line in report.left:

@@ -27,7 +27,6 @@ import logging
 import os
 import re
 import shlex
-import subprocess
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -437,39 +436,90 @@ def edit_marks(state: SteerState, d: Diff) -> None:
             state.put(kind, target, value, mark.set, at=mark.at)
 
 
+@dataclass(frozen=True)
+class Command:
+    """One scontrol command carrying one or more changes (node weights of equal value go in
+    one command over a hostlist: a few commands per cycle instead of one per node)."""
+
+    changes: tuple[Change, ...]
+
+    def argv(self) -> list[str]:
+        first = self.changes[0]
+        if len(self.changes) == 1:
+            return first.argv()
+        nodes = compress([c.target for c in self.changes])
+        return ["scontrol", "update", f"NodeName={nodes}", f"Weight={int(first.value)}"]
+
+    def command(self) -> str:
+        return shlex.join(self.argv())
+
+    @property
+    def reason(self) -> str:
+        return self.changes[0].reason
+
+
+def group_changes(changes: Sequence[Change]) -> list[Command]:
+    """Consecutive node-weight changes with the same value and action share one command. Pure."""
+    out: list[list[Change]] = []
+    for ch in changes:
+        prev = out[-1][-1] if out else None
+        if (prev is not None and ch.kind == WEIGHT and prev.kind == WEIGHT
+                and ch.value == prev.value and ch.action == prev.action):
+            out[-1].append(ch)
+        else:
+            out.append([ch])
+    return [Command(tuple(g)) for g in out]
+
+
 def apply_changes(changes: Sequence[Change], state: SteerState, state_path: str | os.PathLike,
                   runner: Callable[[Sequence[str]], str] = run_scontrol) -> ApplyResult:
-    """Run ``changes`` in order, keeping ``state`` (and its file) true at every step.
+    """Run ``changes`` in order (grouped by :func:`group_changes`), keeping ``state`` (and its
+    file) true at every step.
 
     Each mark is written before its command runs (write-ahead); a command Slurm refuses
-    (the job started or vanished since the read) takes its mark back; when slurmctld stops
-    answering, the rest is not run and the marks written so far stay: the next cycle sees
-    each value as in force or not and completes or cleans up.
+    (the job started or vanished since the read) takes its marks back, and a refused group of
+    nodes is retried node by node so one bad node does not hold back the rest; when slurmctld
+    stops answering, the rest is not run and the marks written so far stay: the next cycle
+    sees each value as in force or not and completes or cleans up.
     """
     result = ApplyResult()
-    for i, ch in enumerate(changes):
-        before = state.get(ch.kind, ch.target)
-        if ch.action == "set":
-            state.put(ch.kind, ch.target, ch.orig, ch.value)
+    queue = list(group_changes(changes))
+    done = 0
+    while queue:
+        cmd = queue.pop(0)
+        before = {c.target: state.get(c.kind, c.target) for c in cmd.changes}
+        for c in cmd.changes:
+            if c.action == "set":
+                state.put(c.kind, c.target, c.orig, c.value)
+        if any(c.action == "set" for c in cmd.changes):
             save_state(state, state_path)
         try:
-            runner(ch.argv())
+            runner(cmd.argv())
         except SlurmUnreachable as exc:
             result.unreachable = str(exc)
-            result.not_run = list(changes[i:])
+            result.not_run = [c for q in [cmd, *queue] for c in q.changes]
             log.error("slurmctld stopped answering after %d of %d changes: %s; the next cycle "
-                      "finishes or undoes them", i, len(changes), exc)
+                      "finishes or undoes them", done, len(changes), exc)
             break
         except SlurmError as exc:
-            _restore_mark(state, ch, before)
+            if len(cmd.changes) > 1:
+                log.info("%s failed (%s); retrying node by node", cmd.command(), exc)
+                for c in cmd.changes:
+                    _restore_mark(state, c, before[c.target])
+                queue[:0] = [Command((c,)) for c in cmd.changes]
+                continue
+            ch = cmd.changes[0]
+            _restore_mark(state, ch, before[ch.target])
             save_state(state, state_path)
             result.failed.append((ch, str(exc)))
             log.warning("%s failed (%s); left as it was", ch.command(), exc)
             continue
-        if ch.action == "restore":
-            state.drop(ch.kind, ch.target)
-        result.applied.append(ch)
-        log.info("%s  # %s", ch.command(), ch.reason)
+        for c in cmd.changes:
+            if c.action == "restore":
+                state.drop(c.kind, c.target)
+            result.applied.append(c)
+        done += len(cmd.changes)
+        log.info("%s  # %s", cmd.command(), cmd.reason)
     save_state(state, state_path)
     return result
 
@@ -479,17 +529,3 @@ def _restore_mark(state: SteerState, ch: Change, before: Mark | None) -> None:
         state.drop(ch.kind, ch.target)
     else:
         state.marks[ch.kind][ch.target] = before
-
-
-def wait_for(predicate: Callable[[], bool], timeout: float, step: float = 0.5) -> bool:
-    """Poll ``predicate`` until it holds or ``timeout`` passes (for reset's verification)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if predicate():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(step)
-
-
-_ = subprocess  # run through backend.run_slurm only

@@ -115,12 +115,18 @@ def test_cli_schedule_dry_run_prints_quoted_commands_and_reset(steer_env, tmp_pa
                          timeout=60)
     assert dry.returncode == 0, dry.stderr
     lines = [x for x in dry.stdout.splitlines() if x.startswith("scontrol update")]
-    assert "scontrol update NodeName=gn02 Weight=11  # node preference tier" in dry.stdout
+    # gn01 partly used (tier 0, weight 1 = slurm.conf's: no change), gn02-04 idle in a used
+    # leaf (11, one command), gn05-16 idle in idle leaves (21, one command).
+    assert lines == ["scontrol update 'NodeName=gn[02-04]' Weight=11  # node preference tier "
+                     "(partly used nodes and used leaves first)",
+                     "scontrol update 'NodeName=gn[05-16]' Weight=21  # node preference tier "
+                     "(partly used nodes and used leaves first)"]
     assert lines and not state.exists()
     js = subprocess.run(base + ["--json"], env=cluster.env, capture_output=True, text=True,
                         timeout=60)
     data = json.loads(js.stdout)
-    assert data["ok"] and len(data["applied"]) == len(lines)
+    assert data["ok"] and len(data["applied"]) == 15
+    assert data["commands"] == [x.split("  #")[0] for x in lines]
     out = subprocess.run(["kant-slurm", "reset", "--state-file", str(state), "--lock-file",
                           str(lock)], env=cluster.env, capture_output=True, text=True,
                          timeout=60)

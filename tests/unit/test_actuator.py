@@ -208,8 +208,9 @@ def test_parse_config_weights():
 
 # -- apply with a stand-in scontrol ------------------------------------------------------------
 
-def changes_for(n=3):
-    want = act.Desired(weights={f"gn0{i}": 11 for i in range(1, n + 1)})
+def changes_for(n=3, same=False):
+    """gn01..: weights 11, 21, 31 (one command each) or all 11 (one grouped command)."""
+    want = act.Desired(weights={f"gn0{i}": 11 if same else 10 * i + 1 for i in range(1, n + 1)})
     return act.diff(want, view({f"gn0{i}": 1 for i in range(1, n + 1)}), SteerState()).changes
 
 
@@ -219,7 +220,7 @@ def test_apply_records_each_change(tmp_path):
     res = act.apply_changes(changes_for(), st, tmp_path / "s.json", runner=ran.append)
     assert len(ran) == 3 and len(res.applied) == 3
     assert {k: (m.orig, m.set) for k, m in load_state(tmp_path / "s.json").marks[WEIGHT].items()} \
-        == {"gn01": (1, 11), "gn02": (1, 11), "gn03": (1, 11)}
+        == {"gn01": (1, 11), "gn02": (1, 21), "gn03": (1, 31)}
 
 
 def test_apply_refused_change_takes_its_mark_back(tmp_path):
@@ -249,7 +250,7 @@ def test_apply_stops_when_slurmctld_goes_and_keeps_write_ahead_mark(tmp_path):
     # gn02's mark stays (written ahead); next cycle sees Slurm's 1 == orig: not in force.
     marks = load_state(tmp_path / "s.json").marks[WEIGHT]
     assert sorted(marks) == ["gn01", "gn02"]
-    d = act.diff(act.Desired(weights={"gn01": 11, "gn02": 11, "gn03": 11}),
+    d = act.diff(act.Desired(weights={"gn01": 11, "gn02": 21, "gn03": 31}),
                  view({"gn01": 11, "gn02": 1, "gn03": 1}), load_state(tmp_path / "s.json"))
     assert [c.target for c in d.changes] == ["gn02", "gn03"]
 
@@ -271,4 +272,31 @@ def test_held_job_site_factor_unknown_is_left_alone():
     assert d.changes == [] and d.forget == []
     snap = small_snapshot([Job("7", "PENDING", 1, 1, 0.0), Job("8", "PENDING", 1, 1, 0.0)])
     assert act.view_from_snapshot(snap, {"7": 5}).site_factors == {"7": 5, "8": None}
+
+
+def test_equal_weights_share_one_command(tmp_path):
+    changes = changes_for(4, same=True)
+    cmds = act.group_changes(changes)
+    assert [c.command() for c in cmds] == ["scontrol update 'NodeName=gn[01-04]' Weight=11"]
+    ran = []
+    res = act.apply_changes(changes, SteerState(), tmp_path / "s.json", runner=ran.append)
+    assert ran == [["scontrol", "update", "NodeName=gn[01-04]", "Weight=11"]]
+    assert len(res.applied) == 4
+
+
+def test_refused_group_is_retried_node_by_node(tmp_path):
+    ran = []
+
+    def runner(argv):
+        ran.append(argv[2])
+        if "gn03" in argv[2] or "[" in argv[2]:
+            raise SlurmError("Invalid node name specified")
+        return ""
+    res = act.apply_changes(changes_for(4, same=True), SteerState(), tmp_path / "s.json",
+                            runner=runner)
+    assert ran == ["NodeName=gn[01-04]", "NodeName=gn01", "NodeName=gn02", "NodeName=gn03",
+                   "NodeName=gn04"]
+    assert [c.target for c in res.applied] == ["gn01", "gn02", "gn04"]
+    assert [c.target for c, _ in res.failed] == ["gn03"]
+    assert sorted(load_state(tmp_path / "s.json").marks[WEIGHT]) == ["gn01", "gn02", "gn04"]
 
