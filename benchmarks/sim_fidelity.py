@@ -13,6 +13,7 @@ whether the job landed on the same leaf group(s).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import math
 import os
@@ -44,6 +45,13 @@ def main() -> int:
     if not os.environ.get("SLURM_CONF"):
         os.environ["SLURM_CONF"] = str(Path(a["dir"]) / "etc" / "slurm.conf")
     inventory = read_snapshot().inventory
+    # The simulator's node weights are slurm.conf's (a steered run may be changing them now).
+    from kant_slurm.slurm.actuator import config_weights
+
+    conf = config_weights()
+    inventory = dataclasses.replace(
+        inventory, config_weight=np.array([conf.get(n, 1) for n in inventory.names],
+                                          dtype=np.int64))
     jobs = prepare_replay(a["trace"], "philly", speedup=a["speedup"], limit=a["limit"],
                           skip=a["skip"], arrival_speedup=a["arrival_speedup"],
                           max_runtime=a["max_runtime"], seed=a["seed"], inventory=inventory)

@@ -19,6 +19,12 @@ changes nothing for the others, and a job's SiteFactor changes only when its tie
 Slurm shows now give the list of changes. :func:`apply_changes` runs them, writing each mark
 to the state file before its ``scontrol`` runs, so a cycle cut short (slurmctld gone, a job
 that vanished, a crash) leaves a record the next cycle completes or cleans up.
+
+Room for preemption (issue 8): a requeue of a victim is an action, not a setting to diff and
+restore. It fits as another :class:`Change` kind (``scontrol requeue <id>``, or
+``requeuehold``) ordered before pins, run through the same :func:`apply_changes` loop; its
+"mark" would record the job's restart count at the time, so a cycle cut short never requeues
+the same run twice, and ``reset`` skips it (a requeue cannot be undone).
 """
 
 from __future__ import annotations
