@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import bisect
 import heapq
+import weakref
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -38,6 +39,12 @@ from .plan import Placement, Reservation
 from .pools import pool_key, pool_mask
 
 log = logging.getLogger(__name__)
+
+
+# inventory -> {id(job): (job, node indices, GPUs per node)} for running jobs; an entry is used
+# only while it holds the very same Job object, so a recycled id() can never mislead, and it
+# goes away with its inventory.
+_RUNNING_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 @dataclass(slots=True)
@@ -180,15 +187,30 @@ class Cycle:
                      ) -> None:
         """Expected ends of running jobs into the timeline."""
         index = self.inv.index
+        # Node indices of a running job do not change while it runs: keep them per job object
+        # across cycles (the simulator passes the same Job objects cycle after cycle).
+        cache = _RUNNING_CACHE.setdefault(self.inv, {})
+        if len(cache) > 4 * len(running) + 1024:
+            cache.clear()
         for job in running:
             if not job.nodes:
                 continue
-            try:
-                idx = np.fromiter((index[n] for n in job.nodes), dtype=np.int64, count=len(job.nodes))
-            except KeyError:
-                log.warning("running job %s on unknown nodes %s: ignored", job.job_id, job.nodes)
-                continue
-            gpus = np.asarray(job.node_gpus or (job.gpus_per_node,) * len(idx), dtype=np.int64)
+            hit = cache.get(id(job))
+            if hit is not None and hit[0] is job:
+                idx, gpus = hit[1], hit[2]
+            else:
+                try:
+                    idx = np.fromiter((index[n] for n in job.nodes), dtype=np.int64,
+                                      count=len(job.nodes))
+                except KeyError:
+                    log.warning("running job %s on unknown nodes %s: ignored", job.job_id,
+                                job.nodes)
+                    continue
+                gpus = np.asarray(job.node_gpus or (job.gpus_per_node,) * len(idx),
+                                  dtype=np.int64)
+                idx.setflags(write=False)
+                gpus.setflags(write=False)
+                cache[id(job)] = (job, idx, gpus)
             est, _ = estimate(job)
             end = expected_end(job, self.now, est, job.time_limit)
             self.event_nodes.append((idx, gpus))
@@ -428,17 +450,27 @@ class Cycle:
         return ev_times, free_ev
 
     def _res_arrays(self):
-        """Reservations as flat arrays (cached until one is added)."""
-        key = len(self.reservations)
+        """Reservations as flat arrays (extended as reservations are added, never rebuilt)."""
+        rs = self.reservations
+        key = len(rs)
         cache = getattr(self, "_res_cache", None)
         if cache is not None and cache[0] == key:
             return cache[1]
-        rs = self.reservations
-        arrays = (np.fromiter((r.start for r in rs), dtype=float, count=key),
-                  np.fromiter((r.end for r in rs), dtype=float, count=key),
-                  np.fromiter((len(r.idx) for r in rs), dtype=np.int64, count=key),
-                  np.concatenate([r.idx for r in rs]) if rs else np.empty(0, np.int64),
-                  np.concatenate([r.gpus for r in rs]).astype(float) if rs else np.empty(0))
+        lists = getattr(self, "_res_lists", None)
+        if lists is None or lists[0] > key:
+            lists = [0, [], [], [], [], []]
+        for r in rs[lists[0]:]:
+            lists[1].append(r.start)
+            lists[2].append(r.end)
+            lists[3].append(len(r.idx))
+            lists[4].append(r.idx)
+            lists[5].append(r.gpus)
+        lists[0] = key
+        self._res_lists = lists
+        arrays = (np.array(lists[1], dtype=float), np.array(lists[2], dtype=float),
+                  np.array(lists[3], dtype=np.int64),
+                  np.concatenate(lists[4]) if key else np.empty(0, np.int64),
+                  np.concatenate(lists[5]).astype(float) if key else np.empty(0))
         self._res_cache = (key, arrays)
         return arrays
 
@@ -504,8 +536,10 @@ class Cycle:
             spare[choice.idx] = 0
         spare = np.maximum(spare, 0)
         res = _Res(job.job_id, start, end, choice.idx, choice.gpus, spare)
-        for r in self.reservations:
-            if r.start < res.end and res.start < r.end:
+        if self.reservations:
+            r_start, r_end = self._res_arrays()[:2]
+            for k in np.flatnonzero((r_start < res.end) & (res.start < r_end)).tolist():
+                r = self.reservations[k]
                 if whole:
                     r.spare[res.idx] = 0
                 else:
