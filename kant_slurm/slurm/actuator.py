@@ -477,8 +477,28 @@ def group_changes(changes: Sequence[Change]) -> list[Command]:
     return [Command(tuple(g)) for g in out]
 
 
+def still_pending(job_ids: Sequence[str],
+                  runner: Callable[[Sequence[str]], str] | None = None) -> set[str]:
+    """Which of ``job_ids`` are pending right now (one squeue call).
+
+    A ReqNodeList update on a job that has just started is not refused: Slurm takes it as a
+    resize of the running job (a RESIZING record in accounting, the submit time reset). So
+    pins are re-checked right before they are applied; this narrows the window between
+    Slurm starting the job and kant pinning it to milliseconds.
+    """
+    from .backend import run_slurm
+
+    if not job_ids:
+        return set()
+    run = runner or run_slurm
+    out = run(["squeue", "-h", "-t", "PD", "-o", "%i", "-j", ",".join(job_ids)])
+    return set(out.split()) & set(job_ids)
+
+
 def apply_changes(changes: Sequence[Change], state: SteerState, state_path: str | os.PathLike,
-                  runner: Callable[[Sequence[str]], str] = run_scontrol) -> ApplyResult:
+                  runner: Callable[[Sequence[str]], str] = run_scontrol,
+                  pending_check: Callable[[Sequence[str]], set[str]] | None = None
+                  ) -> ApplyResult:
     """Run ``changes`` in order (grouped by :func:`group_changes`), keeping ``state`` (and its
     file) true at every step.
 
@@ -489,6 +509,19 @@ def apply_changes(changes: Sequence[Change], state: SteerState, state_path: str 
     sees each value as in force or not and completes or cleans up.
     """
     result = ApplyResult()
+    pin_jobs = [c.target for c in changes if c.kind == PIN and c.action == "set"]
+    if pin_jobs and pending_check is not None:
+        try:
+            pending_now = pending_check(pin_jobs)
+        except SlurmError as exc:
+            log.warning("cannot re-check pending jobs before pinning (%s): no pins this cycle",
+                        exc)
+            pending_now = set()
+        gone = [c for c in changes if c.kind == PIN and c.action == "set"
+                and c.target not in pending_now]
+        for c in gone:
+            result.failed.append((c, "job no longer pending (started or ended since the read)"))
+        changes = [c for c in changes if c not in gone]
     queue = list(group_changes(changes))
     done = 0
     while queue:

@@ -204,6 +204,7 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
     cols: dict[str, list] = {k: [] for k in (
         "job_id", "submit_time", "start_time", "end_time", "nodes", "node_gpus", "gpus",
         "num_nodes", "state", "time_limit", "duration", "job_class", "class_source")}
+    slurm_ids: list[str] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
             continue
@@ -224,6 +225,7 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
         from .parse import parse_duration
 
         lim = parse_duration(limit)
+        slurm_ids.append(jid)
         cols["job_id"].append(name[len(NAME_PREFIX):] if name.startswith(NAME_PREFIX) else jid)
         cols["submit_time"].append(clock(sub))
         cols["start_time"].append(clock(start) if nodes else math.nan)
@@ -237,7 +239,25 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
         cols["duration"].append(float(elapsed) * speedup if elapsed.isdigit() else math.nan)
         cols["job_class"].append("training")
         cols["class_source"].append("trace")
-    return make_records(**cols)
+    cols["slurm_id"] = slurm_ids
+    return make_records(**_merge_resized(cols))
+
+
+def _merge_resized(cols: dict[str, list]) -> dict[str, list]:
+    """One record per Slurm job: a job resized while running (RESIZING) has several sacct
+    records; keep the first submit and start, the last end, nodes and state."""
+    ids = cols.pop("slurm_id")
+    first: dict[str, int] = {}
+    keep: list[int] = []
+    for i, jid in enumerate(ids):
+        if jid not in first:
+            first[jid] = i
+            keep.append(i)
+            continue
+        j = first[jid]
+        for key in ("end_time", "nodes", "node_gpus", "state", "duration"):
+            cols[key][j] = cols[key][i]
+    return {k: [v[i] for i in keep] for k, v in cols.items()}
 
 
 def _submit(argv: list[str]) -> str:

@@ -148,6 +148,29 @@ def test_jobs_cancelled_between_read_and_apply(steer_env):
     desired_in_force(cluster, config, state)
 
 
+def test_job_started_between_read_and_pin_is_not_resized(steer_env):
+    # ReqNodeList on a running job is a resize request to Slurm, not an error: kant re-checks
+    # that a job is still pending right before pinning it.
+    cluster, config, state = steer_env
+    ids = [cluster.sbatch(f"--nodelist={n}", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 120")
+           for n in cluster.nodes[1:]]
+    cluster.wait_running(ids)
+    small = cluster.sbatch("--gres=gpu:2", "-t", "1", "--hold", "--wrap", "sleep 20")
+
+    def start_it():
+        cluster.run("scontrol", "release", small)
+        cluster.wait_running([small])
+
+    report = run_cycle(config, state, before_apply=start_it)
+    assert report.ok
+    assert [(c.kind, c.target, e) for c, e in report.failed] == [
+        ("pin", small, "job no longer pending (started or ended since the read)")]
+    assert "pin" not in {c.kind for c in report.applied}
+    assert load_state(state).marks["pin"] == {}
+    states = cluster.run("sacct", "-X", "-n", "-P", "-j", small, "-o", "State").stdout.split()
+    assert "RESIZING" not in states, states
+
+
 def test_drained_node(steer_env):
     cluster, config, state = steer_env
     busy(cluster, ["gn01"])

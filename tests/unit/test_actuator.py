@@ -300,3 +300,15 @@ def test_refused_group_is_retried_node_by_node(tmp_path):
     assert [c.target for c, _ in res.failed] == ["gn03"]
     assert sorted(load_state(tmp_path / "s.json").marks[WEIGHT]) == ["gn01", "gn02", "gn04"]
 
+
+def test_pins_rechecked_right_before_apply(tmp_path):
+    want = act.Desired(pins={"7": ("gn01",), "8": ("gn02",)}, weights={"gn03": 11})
+    changes = act.diff(want, view({"gn03": 1}, {}, {"7": (), "8": ()}), SteerState()).changes
+    ran = []
+    res = act.apply_changes(changes, SteerState(), tmp_path / "s.json", runner=ran.append,
+                            pending_check=lambda ids: {"8"})
+    assert [a[2] for a in ran] == ["JobId=8", "NodeName=gn03"]
+    assert [(c.target, e) for c, e in res.failed] == [
+        ("7", "job no longer pending (started or ended since the read)")]
+    assert sorted(load_state(tmp_path / "s.json").marks[PIN]) == ["8"]
+

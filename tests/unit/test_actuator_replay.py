@@ -77,3 +77,15 @@ def test_parse_sacct_records():
     assert b["gpus"] == 4 and math.isnan(b["start_time"]) and b["state"] == "CANCELLED"
     with pytest.raises(SlurmError, match="sacct line 1: expected 12"):
         parse_sacct_records("1|2|3\n")
+
+
+def test_resized_job_records_are_merged():
+    text = ("7|kr-5|100|100|130|gn01|gres/gpu=1|RESIZING|00:01:00|30|gres/gpu=1|1\n"
+            "7|kr-5|130|130|160|gn01|gres/gpu=1|COMPLETED|00:01:00|30|gres/gpu=1|1\n"
+            "8|kr-6|101|102|110|gn02|gres/gpu=2|COMPLETED|00:01:00|8|gres/gpu=2|1\n")
+    rec = parse_sacct_records(text, speedup=1.0, t0=100.0)
+    assert rec["job_id"].tolist() == ["5", "6"]
+    assert (rec["submit_time"].iloc[0], rec["start_time"].iloc[0], rec["end_time"].iloc[0]) == \
+        (0.0, 0.0, 60.0)
+    assert rec["state"].iloc[0] == "COMPLETED"
+
