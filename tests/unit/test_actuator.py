@@ -312,3 +312,10 @@ def test_pins_rechecked_right_before_apply(tmp_path):
         ("7", "job no longer pending (started or ended since the read)")]
     assert sorted(load_state(tmp_path / "s.json").marks[PIN]) == ["8"]
 
+
+def test_equal_site_factors_share_one_command():
+    want = act.Desired(site_factors={"7": 8000, "8": 8000, "9": 5000})
+    changes = act.diff(want, view({}, {"7": 0, "8": 0, "9": 0}, {}), SteerState()).changes
+    assert [c.command() for c in act.group_changes(changes)] == [
+        "scontrol update JobId=7,8 SiteFactor=8000", "scontrol update JobId=9 SiteFactor=5000"]
+
