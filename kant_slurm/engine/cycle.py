@@ -279,8 +279,7 @@ class Cycle:
         return agg
 
     def shape_key(self, job: Job) -> tuple:
-        return (pool_key(job), job.job_class, job.num_nodes, job.gpus_per_node,
-                job.cpus_per_node, job.service, job.max_per_node, job.exclusive)
+        return shape_key(job)
 
     # ----------------------------------------------------------------------------- now
     def try_start(self, job: Job, end: float, select: Selector) -> Choice | None:
@@ -623,6 +622,14 @@ class Cycle:
     def names_of(self, idx: np.ndarray) -> tuple[str, ...]:
         names = self.inv.names
         return tuple([names[i] for i in idx.tolist()])
+
+
+def shape_key(job: Job) -> tuple:
+    """Everything about a job that decides whether and where it fits (its "shape"): jobs with
+    equal keys see the same nodes and ask for the same room, so within one cycle a shape that
+    failed to start fails again for every job of that shape running at least as long."""
+    return (pool_key(job), job.job_class, job.num_nodes, job.gpus_per_node,
+            job.cpus_per_node, job.service, job.max_per_node, job.exclusive)
 
 
 def describe_nodes(names: Sequence[str], gpus: Sequence[int]) -> str:

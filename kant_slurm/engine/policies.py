@@ -83,7 +83,7 @@ import numpy as np
 
 from ..model import ClusterSnapshot, Job
 from . import scoring
-from .cycle import Choice, Cycle, Selector, describe_nodes
+from .cycle import Choice, Cycle, Selector, describe_nodes, shape_key
 from .estimate import HistoryEstimator, runtime_estimate
 from .plan import Placement, Plan, QueueEntry
 from .pools import pool_key, pool_mask, zone_mask
@@ -117,6 +117,7 @@ class _QueuePolicy:
     strict = False  # fifo: the first blocked job blocks everything behind it
     whole_node_reservations = False
     limit_only = False  # estimates: the time limit only
+    gates = False  # gate() may hold a job back (it is asked per job only then)
 
     def __init__(self, config=None, history: HistoryEstimator | None = None) -> None:
         self.config = _config(config)
@@ -162,7 +163,73 @@ class _QueuePolicy:
         return runtime_estimate(job, use_user=est.use_user_estimate, history=self.history,
                                 unlimited=est.unlimited_runtime, limit_only=self.limit_only)
 
+    # -- fast queue order --------------------------------------------------------------
+    fast = True
+    """Deep-queue fast path: static order keys cached per Job object, numpy sort, early stop
+    of the walk once nothing behind can change the plan. ``False`` runs the general path
+    (every job through :meth:`order` and the walk); the plans are identical (a test holds it)."""
+
+    def static_keys(self, job: Job, snapshot: ClusterSnapshot) -> tuple[float, ...] | None:
+        """Numeric order keys of a job that do not change between cycles (primary first), or
+        None when this policy's order is not static here (then :meth:`order` is used)."""
+        return None
+
+    def sort_keys(self, keys: np.ndarray, now: float) -> list[np.ndarray]:
+        """The per-cycle sort keys (primary first) from the static ones (columns of ``keys``);
+        ties are broken by job id, as :func:`scoring._id_key` orders."""
+        return [keys[:, c] for c in range(keys.shape[1])]
+
+    def factors_of(self, job: Job, now: float, ctx: dict) -> dict[str, Any]:
+        """The order factors shown for a job (as :meth:`order` gives them)."""
+        raise NotImplementedError
+
+    def _fast_order(self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float,
+                    ctx: dict):
+        """(jobs in queue order, their factors by rank, est, src, eligible time, shape id
+        arrays in queue order) or None when the static order does not apply."""
+        table = self._table
+        token = (snapshot.inventory, self.history)
+        if table is None or table.token[0] is not token[0] or table.token[1] is not token[1]:
+            table = self._table = _JobTable(token)
+        rows = table.rows(pending, lambda j: self._static_row(j, snapshot))
+        if rows is None:
+            return None
+        keys, est, src, elig, shape, idkeys = rows
+        if len(pending) == 0:
+            perm = np.empty(0, dtype=np.int64)
+        else:
+            cols = self.sort_keys(keys, now)
+            perm = np.lexsort(cols[::-1])
+            # Equal keys: job id order (a stable sort by the id key inside each run of ties).
+            if perm.size > 1:
+                same = np.ones(perm.size - 1, dtype=bool)
+                for c in cols:
+                    sc = c[perm]
+                    same &= sc[1:] == sc[:-1]
+                if same.any():
+                    edges = np.diff(np.concatenate(([0], same.view(np.int8), [0])))
+                    lo = np.flatnonzero(edges == 1)
+                    hi = np.flatnonzero(edges == -1) + 1
+                    perm = perm.copy()
+                    for a, b in zip(lo.tolist(), hi.tolist()):
+                        run = perm[a:b].tolist()
+                        run.sort(key=idkeys.__getitem__)
+                        perm[a:b] = run
+        jobs = [pending[i] for i in perm.tolist()]
+        return jobs, est[perm], src[perm], elig[perm], shape[perm]
+
+    def _static_row(self, job: Job, snapshot: ClusterSnapshot):
+        keys = self.static_keys(job, snapshot)
+        if keys is None:
+            return None
+        est, src = self.estimate(job)
+        return (keys, est, src,
+                job.eligible_time if job.eligible_time is not None else np.nan,
+                _shape_id(shape_key(job)), scoring._id_key(job.job_id))
+
     # -- the cycle ---------------------------------------------------------------------
+    _table = None
+
     def plan(self, snapshot: ClusterSnapshot, now: float) -> Plan:
         """One planning cycle: pure function of ``snapshot`` and ``now``."""
         ctx: dict[str, Any] = {"snapshot": snapshot, "now": now}
@@ -173,105 +240,438 @@ class _QueuePolicy:
                       alternatives=cfg.placement.alternatives,
                       spread_per_node=cfg.placement.spread_per_node)
         cycle.load_running(snapshot.running, self.estimate)
-        ordered = self.order(snapshot.pending, snapshot, now, ctx)
+        fast = self.fast
+        pending = snapshot.pending
+        elig_a = None
+        got = self._fast_order(pending, snapshot, now, ctx) if fast else None
+        if got is not None:
+            jobs, est_a, src_a, elig_a, shape_a = got
+            est_l = est_a.tolist()
+            src_l = src_a.tolist()
+
+            def factors(rank: int) -> dict[str, Any]:
+                return self.factors_of(jobs[rank], now, ctx)
+        else:
+            ordered = self.order(pending, snapshot, now, ctx)
+            jobs = [j for j, _ in ordered]
+            facs = [f for _, f in ordered]
+            factors = facs.__getitem__
+            est_l = src_l = None
+            if fast:
+                ests = [self.estimate(j) for j in jobs]
+                est_l = [e for e, _ in ests]
+                src_l = [s for _, s in ests]
+                elig_a = np.array([np.nan if j.eligible_time is None else j.eligible_time
+                                   for j in jobs], dtype=float)
+                shape_a = np.array([_shape_id(shape_key(j)) for j in jobs], dtype=np.int64)
         k_max = self.reservations_k()
         depth = self.max_job_test()
-        order_entries: list[QueueEntry] = []
         blocked: dict[str, str] = {}
-        explain = LazyExplain(self.name, now, k_max)
+        explain = LazyExplain(self.name, now, k_max, factors)
         reservations = []
         backfills: list[tuple[str, float]] = []  # (job id, expected end) in start order
         res_marks: list[tuple[str, float, int]] = []  # (job id, start, backfills before it)
         first_blocked: str | None = None
         memo_hits = 0
-        for rank, (job, factors) in enumerate(ordered):
+        n_jobs = len(jobs)
+        stop = n_jobs  # rank where the walk stopped (the rest: decided without walking)
+        if fast and n_jobs:
+            alive = _ShapeTracker(now, est_l, elig_a, shape_a)
+            fail_memo = cycle.fail_memo
+        for rank, job in enumerate(jobs):
             jid = job.job_id
-            order_entries.append(QueueEntry(jid, rank, factors))
-            est, src = self.estimate(job)
-            end = now + est
-            rec = explain.new(jid, rank, factors, est, src)
-            if depth and rank >= depth and first_blocked is not None:
-                # Past the depth only what the main scheduler starts in order (nothing is
-                # blocked ahead of it) runs; backfill does not look this far.
-                blocked[jid] = f"not tested by backfill this cycle (max_job_test={depth})"
-                rec.append(blocked[jid])
-                continue
-            if self.strict and first_blocked is not None:
-                blocked[jid] = f"behind {first_blocked} (strict order, no backfill)"
-                rec.append(blocked[jid])
-                continue
-            if job.eligible_time is not None and job.eligible_time > now:
-                blocked[jid] = f"not eligible before {_fmt_time(job.eligible_time, now)}"
-                rec.append(blocked[jid])
-                continue
-            gate = self.gate(job, ctx)
-            if gate:
-                blocked[jid] = gate
-                rec.append(gate)
-                continue
-            select = self.selector(job, ctx)
-            memo_before = len(cycle.fail_memo)
-            choice = cycle.try_start(job, end, select)
-            if choice is not None:
-                backfilled = first_blocked is not None
-                placement = Placement(
-                    job_id=jid,
-                    nodes=cycle.names_of(choice.idx),
-                    node_gpus=tuple(choice.gpus.tolist()),
-                    backfilled=backfilled,
-                    group=choice.group,
-                    runtime_estimate=est,
-                    estimate_source=src,
-                    why=choice.why,
-                    alternatives=choice.alternatives,
-                )
-                cycle.commit_start(job, choice, end, placement)
-                self.on_start(job, ctx)
-                rec.append((_start_lines, placement))
-                if backfilled:
-                    over = tuple(r.job_id for r in cycle.reservations if r.start < end)
-                    rec.append((_backfill_note, bool(cycle.reservations), over, end, now))
-                    backfills.append((jid, end))
-                continue
-            if len(cycle.fail_memo) == memo_before:
-                memo_hits += 1
-            if first_blocked is None:
-                first_blocked = jid
-            if self.strict:
-                blocked[jid] = "does not fit now; strict order: everything behind it waits"
-                rec.append(blocked[jid])
-                continue
-            if len(cycle.reservations) < k_max:
-                res, reason = cycle.reserve(job, est, select)
-                if res is not None:
-                    record = cycle.reservation_record(res, src)
-                    reservations.append(record)
-                    res_marks.append((jid, res.start, len(backfills)))
-                    blocked[jid] = f"does not fit now; reserved from {_fmt_time(res.start, now)}"
-                    rec.append((_reservation_lines, record, len(reservations), k_max,
-                                cycle.last_reservation_choice.why, now))
-                else:
-                    blocked[jid] = f"does not fit now; no reservation: {reason}"
-                    rec.append(blocked[jid])
+            if est_l is not None:
+                est, src = est_l[rank], src_l[rank]
             else:
-                blocked[jid] = (f"does not fit now; no reservation (all {k_max} "
-                                f"reservations held by higher-ranked jobs)")
-                rec.append(blocked[jid])
+                est, src = self.estimate(job)
+            end = now + est
+            rec = explain.new(jid, rank, est, src)
+            while True:  # one pass; `break` ends this job's turn
+                if depth and rank >= depth and first_blocked is not None:
+                    # Past the depth only what the main scheduler starts in order (nothing is
+                    # blocked ahead of it) runs; backfill does not look this far.
+                    blocked[jid] = f"not tested by backfill this cycle (max_job_test={depth})"
+                    rec.append(blocked[jid])
+                    break
+                if self.strict and first_blocked is not None:
+                    blocked[jid] = f"behind {first_blocked} (strict order, no backfill)"
+                    rec.append(blocked[jid])
+                    break
+                if job.eligible_time is not None and job.eligible_time > now:
+                    blocked[jid] = f"not eligible before {_fmt_time(job.eligible_time, now)}"
+                    rec.append(blocked[jid])
+                    break
+                gate = self.gate(job, ctx)
+                if gate:
+                    blocked[jid] = gate
+                    rec.append(gate)
+                    break
+                select = self.selector(job, ctx)
+                memo_before = len(cycle.fail_memo)
+                choice = cycle.try_start(job, end, select)
+                if choice is not None:
+                    backfilled = first_blocked is not None
+                    placement = Placement(
+                        job_id=jid,
+                        nodes=cycle.names_of(choice.idx),
+                        node_gpus=tuple(choice.gpus.tolist()),
+                        backfilled=backfilled,
+                        group=choice.group,
+                        runtime_estimate=est,
+                        estimate_source=src,
+                        why=choice.why,
+                        alternatives=choice.alternatives,
+                    )
+                    cycle.commit_start(job, choice, end, placement)
+                    self.on_start(job, ctx)
+                    rec.append((_start_lines, placement))
+                    if backfilled:
+                        over = tuple(r.job_id for r in cycle.reservations if r.start < end)
+                        rec.append((_backfill_note, bool(cycle.reservations), over, end, now))
+                        backfills.append((jid, end))
+                    break
+                if len(cycle.fail_memo) == memo_before:
+                    memo_hits += 1
+                if first_blocked is None:
+                    first_blocked = jid
+                if self.strict:
+                    blocked[jid] = "does not fit now; strict order: everything behind it waits"
+                    rec.append(blocked[jid])
+                    break
+                if len(cycle.reservations) < k_max:
+                    res, reason = cycle.reserve(job, est, select)
+                    if res is not None:
+                        record = cycle.reservation_record(res, src)
+                        reservations.append(record)
+                        res_marks.append((jid, res.start, len(backfills)))
+                        blocked[jid] = (f"does not fit now; reserved from "
+                                        f"{_fmt_time(res.start, now)}")
+                        rec.append((_reservation_lines, record, len(reservations), k_max,
+                                    cycle.last_reservation_choice.why, now))
+                    else:
+                        blocked[jid] = f"does not fit now; no reservation: {reason}"
+                        rec.append(blocked[jid])
+                else:
+                    blocked[jid] = (f"does not fit now; no reservation (all {k_max} "
+                                    f"reservations held by higher-ranked jobs)")
+                    rec.append(blocked[jid])
+                break
+            if not fast:
+                continue
+            # Early stop: nothing behind this job can start, reserve or change state.
+            alive.passed(rank, fail_memo)
+            if rank + 1 < n_jobs and (
+                    (self.strict and first_blocked is not None)
+                    or (depth and first_blocked is not None and rank + 1 >= depth)
+                    or (alive.count == 0 and len(cycle.reservations) >= k_max)):
+                stop = rank + 1
+                break
+        tail = None
+        if stop < n_jobs:
+            tail = _Tail(self, jobs, stop, now, ctx, depth, first_blocked, k_max, elig_a)
+            memo_hits += tail.memo_rejects()
+            explain.tail = tail
         for jid, start, first in res_marks:
             explain.records[jid].append((_backfill_summary, backfills, first, start, now))
         tiers = self.node_tiers(cycle, ctx)
+        blocked_map = LazyBlocked(blocked, tail)
         stats = {
-            "pending": len(ordered),
+            "pending": n_jobs,
             "running": len(snapshot.running),
             "started": len(cycle.starts),
             "backfilled": len(backfills),
             "reservations": len(reservations),
-            "blocked": len(blocked),
+            "blocked": len(blocked_map),
             "memo_rejects": memo_hits,
         }
-        return Plan(policy=self.name, now=now, order=tuple(order_entries),
+        return Plan(policy=self.name, now=now, order=LazyOrder(jobs, factors),
                     starts=tuple(cycle.starts), reservations=tuple(reservations),
-                    node_tiers=tiers, blocked=blocked, explain=explain, stats=stats)
+                    node_tiers=tiers, blocked=blocked_map, explain=explain, stats=stats)
+
+
+_SHAPE_IDS: dict[tuple, int] = {}
+
+
+def _shape_id(key: tuple) -> int:
+    """A small integer per distinct job shape (process-wide, so ids stay valid across cycles)."""
+    sid = _SHAPE_IDS.get(key)
+    if sid is None:
+        sid = _SHAPE_IDS[key] = len(_SHAPE_IDS)
+    return sid
+
+
+class _JobTable:
+    """Per-Job static rows (order keys, estimate, eligible time, shape) kept across cycles.
+
+    Jobs are immutable and the simulator passes the same objects cycle after cycle: rows are
+    found by ``id(job)`` with a sorted id array. The table holds the previous cycle's jobs, so
+    an id seen in it belongs to the very same (still living) object.
+    """
+
+    def __init__(self, token) -> None:
+        self.token = token
+        self.ids = np.empty(0, dtype=np.uint64)
+        self.jobs: Sequence[Job] = ()
+        self.keys = np.empty((0, 0))
+        self.est = np.empty(0)
+        self.src = np.empty(0, dtype=object)
+        self.elig = np.empty(0)
+        self.shape = np.empty(0, dtype=np.int64)
+        self.idkeys: list = []
+        self.static = True
+
+    def rows(self, pending: Sequence[Job], compute):
+        if not self.static:
+            return None
+        n = len(pending)
+        ids = np.fromiter(map(id, pending), dtype=np.uint64, count=n)
+        if self.ids.size:
+            pos = np.minimum(np.searchsorted(self.ids, ids), self.ids.size - 1)
+            hit = self.ids[pos] == ids
+        else:
+            pos = np.zeros(n, dtype=np.int64)
+            hit = np.zeros(n, dtype=bool)
+        miss = np.flatnonzero(~hit).tolist()
+        new = []
+        for i in miss:
+            r = compute(pending[i])
+            if r is None:
+                self.static = False
+                return None
+            new.append(r)
+        width = len(new[0][0]) if new else self.keys.shape[1] if self.keys.size else 0
+        keys = np.empty((n, width))
+        est = np.empty(n)
+        src = np.empty(n, dtype=object)
+        elig = np.empty(n)
+        shape = np.empty(n, dtype=np.int64)
+        h = np.flatnonzero(hit)
+        ph = pos[h]
+        if h.size:
+            keys[h] = self.keys[ph]
+            est[h] = self.est[ph]
+            src[h] = self.src[ph]
+            elig[h] = self.elig[ph]
+            shape[h] = self.shape[ph]
+        old_idkeys = self.idkeys
+        idkeys = [None] * n
+        for i, p in zip(h.tolist(), ph.tolist()):
+            idkeys[i] = old_idkeys[p]
+        if miss:
+            m = np.asarray(miss)
+            keys[m] = [r[0] for r in new]
+            est[m] = [r[1] for r in new]
+            src[m] = [r[2] for r in new]
+            elig[m] = [r[3] for r in new]
+            shape[m] = [r[4] for r in new]
+            for i, r in zip(miss, new):
+                idkeys[i] = r[5]
+        srt = np.argsort(ids, kind="stable")
+        self.ids = ids[srt]
+        self.jobs = pending  # keeps the ids valid
+        self.keys, self.est, self.src = keys[srt], est[srt], src[srt]
+        self.elig, self.shape = elig[srt], shape[srt]
+        sl = srt.tolist()
+        self.idkeys = [idkeys[i] for i in sl]
+        return keys, est, src, elig, shape, idkeys
+
+
+class _ShapeTracker:
+    """How many job shapes ahead in the queue (among eligible jobs) may still start.
+
+    A shape is dead once the cycle's fail memo holds an end at or before the earliest end of
+    every job of that shape still ahead (availability only shrinks within a cycle, so those
+    jobs fail without a look at the nodes); the memo only goes down and the earliest end ahead
+    only goes up, so a dead shape stays dead.
+    """
+
+    def __init__(self, now: float, est: list[float], elig: np.ndarray, shape: np.ndarray
+                 ) -> None:
+        ends = now + np.asarray(est, dtype=float)
+        cand = ~(elig > now)
+        self.cand = cand
+        idx = np.flatnonzero(cand)
+        order = idx[np.argsort(shape[idx], kind="stable")]
+        sids, first, counts = np.unique(shape[order], return_index=True, return_counts=True)
+        self.count = int(sids.size)
+        self._groups = {int(s): (int(f), int(c)) for s, f, c in
+                        zip(sids.tolist(), first.tolist(), counts.tolist())}
+        self._order = order
+        self._ends = ends
+        self._shape = shape
+        self._state: dict[int, list] = {}  # shape -> [suffix-min ends, next position, key]
+        self._dead: set[int] = set()
+
+    def passed(self, rank: int, fail_memo: dict) -> None:
+        """The job at ``rank`` has had its turn."""
+        if not self.cand[rank]:
+            return
+        sid = int(self._shape[rank])
+        if sid in self._dead:
+            return
+        st = self._state.get(sid)
+        if st is None:
+            f, c = self._groups[sid]
+            ends = self._ends[self._order[f:f + c]]
+            st = self._state[sid] = [np.minimum.accumulate(ends[::-1])[::-1].tolist(), 0,
+                                     _SHAPE_KEYS[sid]]
+        st[1] += 1
+        sufmin = st[0]
+        if st[1] >= len(sufmin):
+            dead = True
+        else:
+            m = fail_memo.get(st[2])
+            dead = m is not None and sufmin[st[1]] >= m
+        if dead:
+            self._dead.add(sid)
+            self.count -= 1
+
+
+class _ShapeKeys(Mapping):
+    def __getitem__(self, sid):
+        return self._list()[sid]
+
+    def _list(self):
+        lst = self.__dict__.get("lst")
+        if lst is None or len(lst) != len(_SHAPE_IDS):
+            lst = [None] * len(_SHAPE_IDS)
+            for k, v in _SHAPE_IDS.items():
+                lst[v] = k
+            self.__dict__["lst"] = lst
+        return lst
+
+    def __iter__(self):
+        return iter(range(len(_SHAPE_IDS)))
+
+    def __len__(self):
+        return len(_SHAPE_IDS)
+
+
+_SHAPE_KEYS = _ShapeKeys()
+
+
+class _Tail:
+    """The jobs after the rank where the walk stopped: their outcome, decided by what the
+    walk left behind (nothing after the stop changes state), worked out only when read."""
+
+    def __init__(self, policy, jobs, stop, now, ctx, depth, first_blocked, k_max, elig):
+        self.policy, self.jobs, self.stop, self.now, self.ctx = policy, jobs, stop, now, ctx
+        self.depth, self.first_blocked, self.k_max = depth, first_blocked, k_max
+        self.elig = elig
+        self._rank: dict[str, int] | None = None
+
+    def __len__(self) -> int:
+        return len(self.jobs) - self.stop
+
+    def ids(self):
+        return (j.job_id for j in self.jobs[self.stop:])
+
+    def rank_of(self, job_id: str) -> int | None:
+        if self._rank is None:
+            self._rank = {j.job_id: r for r, j in enumerate(self.jobs[self.stop:], self.stop)}
+        return self._rank.get(job_id)
+
+    def _cut(self, rank: int) -> str | None:
+        depth, fb = self.depth, self.first_blocked
+        if depth and rank >= depth and fb is not None:
+            return f"not tested by backfill this cycle (max_job_test={depth})"
+        if self.policy.strict and fb is not None:
+            return f"behind {fb} (strict order, no backfill)"
+        job = self.jobs[rank]
+        if job.eligible_time is not None and job.eligible_time > self.now:
+            return f"not eligible before {_fmt_time(job.eligible_time, self.now)}"
+        return self.policy.gate(job, self.ctx)
+
+    def reason(self, rank: int) -> str:
+        cut = self._cut(rank)
+        if cut:
+            return cut
+        # Its shape failed already (the walk stops only then): a memo reject.
+        if self.policy.strict:
+            return "does not fit now; strict order: everything behind it waits"
+        return (f"does not fit now; no reservation (all {self.k_max} "
+                f"reservations held by higher-ranked jobs)")
+
+    def memo_rejects(self) -> int:
+        """Jobs of the tail that reach the start test (and fail on the memo)."""
+        n = len(self.jobs)
+        depth, fb = self.depth, self.first_blocked
+        hi = n
+        if depth and fb is not None:
+            hi = min(hi, max(depth, self.stop))
+        if self.policy.strict and fb is not None:
+            hi = self.stop
+        if hi <= self.stop:
+            return 0
+        el = ~(self.elig[self.stop:hi] > self.now)
+        if not self.policy.gates:
+            return int(el.sum())
+        return sum(1 for r in (np.flatnonzero(el) + self.stop).tolist()
+                   if not self.policy.gate(self.jobs[r], self.ctx))
+
+
+class LazyOrder(Sequence):
+    """``Plan.order``: a QueueEntry per pending job, built only when read."""
+
+    def __init__(self, jobs: list[Job], factors: Callable[[int], dict]) -> None:
+        self._jobs = jobs
+        self._factors = factors
+        self._cache: dict[int, QueueEntry] = {}
+
+    def __len__(self) -> int:
+        return len(self._jobs)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return tuple(self[k] for k in range(*i.indices(len(self._jobs))))
+        if i < 0:
+            i += len(self._jobs)
+        if not 0 <= i < len(self._jobs):
+            raise IndexError(i)
+        e = self._cache.get(i)
+        if e is None:
+            e = self._cache[i] = QueueEntry(self._jobs[i].job_id, i, self._factors(i))
+        return e
+
+    def __eq__(self, other):
+        if isinstance(other, (LazyOrder, tuple, list)):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+        return NotImplemented
+
+    __hash__ = None
+
+
+class LazyBlocked(Mapping):
+    """``Plan.blocked``: the walked jobs' reasons, then the tail's, worked out when read."""
+
+    def __init__(self, walked: dict[str, str], tail: "_Tail | None") -> None:
+        self._walked = walked
+        self._tail = tail
+
+    def __getitem__(self, job_id: str) -> str:
+        r = self._walked.get(job_id)
+        if r is not None:
+            return r
+        if self._tail is not None:
+            rank = self._tail.rank_of(job_id)
+            if rank is not None:
+                return self._tail.reason(rank)
+        raise KeyError(job_id)
+
+    def __iter__(self):
+        yield from self._walked
+        if self._tail is not None:
+            yield from self._tail.ids()
+
+    def __len__(self) -> int:
+        return len(self._walked) + (len(self._tail) if self._tail is not None else 0)
+
+    def __eq__(self, other):
+        if isinstance(other, Mapping):
+            return dict(self.items()) == dict(other.items())
+        return NotImplemented
+
+    __hash__ = None
 
 
 class LazyExplain(Mapping):
@@ -281,21 +681,35 @@ class LazyExplain(Mapping):
     --explain`` reads one job. Items are strings or ``(function, *args)`` that return lines.
     """
 
-    def __init__(self, policy: str, now: float, k_max: int) -> None:
+    def __init__(self, policy: str, now: float, k_max: int,
+                 factors: Callable[[int], dict] | None = None) -> None:
         self.policy = policy
         self.records: dict[str, list] = {}
         self._done: dict[str, tuple[str, ...]] = {}
+        self._factors = factors
+        self.tail: _Tail | None = None  # jobs after the walk's early stop
 
-    def new(self, job_id: str, rank: int, factors: dict, est: float, src: str) -> list:
-        rec: list = [(_head_lines, self.policy, rank, factors, est, src)]
+    def new(self, job_id: str, rank: int, est: float, src: str) -> list:
+        rec: list = [(_head_lines_at, self, rank, est, src)]
         self.records[job_id] = rec
         return rec
+
+    def _record(self, job_id: str) -> list:
+        rec = self.records.get(job_id)
+        if rec is not None:
+            return rec
+        tail = self.tail
+        rank = tail.rank_of(job_id) if tail is not None else None
+        if rank is None:
+            raise KeyError(job_id)
+        est, src = tail.policy.estimate(tail.jobs[rank])
+        return [(_head_lines_at, self, rank, est, src), tail.reason(rank)]
 
     def __getitem__(self, job_id: str) -> tuple[str, ...]:
         out = self._done.get(job_id)
         if out is None:
             lines: list[str] = []
-            for item in self.records[job_id]:
+            for item in self._record(job_id):
                 if isinstance(item, str):
                     lines.append(item)
                 else:
@@ -305,10 +719,16 @@ class LazyExplain(Mapping):
         return out
 
     def __iter__(self):
-        return iter(self.records)
+        yield from self.records
+        if self.tail is not None:
+            yield from self.tail.ids()
 
     def __len__(self) -> int:
-        return len(self.records)
+        return len(self.records) + (len(self.tail) if self.tail is not None else 0)
+
+
+def _head_lines_at(explain: LazyExplain, rank, est, src):
+    return _head_lines(explain.policy, rank, explain._factors(rank), est, src)
 
 
 def _head_lines(policy, rank, factors, est, src):
@@ -372,6 +792,12 @@ class FifoPolicy(_QueuePolicy):
         jobs = sorted(pending, key=lambda j: scoring.fifo_order_key(j.submit_time, j.job_id))
         return [(j, {"submit_time": j.submit_time}) for j in jobs]
 
+    def static_keys(self, job, snapshot):
+        return (job.submit_time,)
+
+    def factors_of(self, job, now, ctx):
+        return {"submit_time": job.submit_time}
+
     def selector(self, job, ctx):
         return first_fit
 
@@ -409,6 +835,20 @@ class SlurmPolicy(_QueuePolicy):
                            "submit_time": j.submit_time}))
         keyed.sort(key=lambda x: x[0])
         return [(j, f) for _, j, f in keyed]
+
+    def _tier(self, job: Job, inv) -> int:
+        parts = inv.partition
+        default = inv.default_partition
+        names = job.partitions or ((default,) if default else ())
+        return max((parts[p].priority_tier for p in names if p in parts), default=1)
+
+    def static_keys(self, job, snapshot):
+        # The same key as slurm_order_key, minus the job id (ties are broken by it).
+        return (-self._tier(job, snapshot.inventory), -job.priority, job.submit_time)
+
+    def factors_of(self, job, now, ctx):
+        return {"partition_tier": self._tier(job, ctx["snapshot"].inventory),
+                "priority": job.priority, "submit_time": job.submit_time}
 
     def selector(self, job, ctx):
         return slurm_cons_tres
@@ -513,6 +953,32 @@ class KantPolicy(_QueuePolicy):
             keyed.append((scoring.kant_order_key(ct, qt, age, j.job_id), j, factors))
         keyed.sort(key=lambda x: x[0])
         return [(j, f) for _, j, f in keyed]
+
+    @property
+    def gates(self) -> bool:
+        return bool(self.config.quota.accounts)
+
+    def static_keys(self, job, snapshot):
+        cfg = self.config
+        if cfg.quota.accounts:
+            return None  # quota tiers change as jobs start: the general order
+        since = job.eligible_time if job.eligible_time is not None else job.submit_time
+        return (scoring.class_tier(job.job_class, cfg.classes.order), since)
+
+    def sort_keys(self, keys, now):
+        # kant_order_key without quotas: class tier, quota tier (0 for all), -age.
+        return [keys[:, 0], -np.maximum(0.0, now - keys[:, 1])]
+
+    def factors_of(self, job, now, ctx):
+        ct = scoring.class_tier(job.job_class, self.config.classes.order)
+        return {"class": job.job_class, "class_tier": ct, "quota_tier": scoring.QUOTA_WITHIN,
+                "age_s": scoring.age_seconds(now, job.submit_time, job.eligible_time)}
+
+    def _fast_order(self, pending, snapshot, now, ctx):
+        got = super()._fast_order(pending, snapshot, now, ctx)
+        if got is not None:
+            ctx["usage"] = defaultdict(int)  # no quotas: order() would leave it empty too
+        return got
 
     def gate(self, job, ctx):
         cfg = self.config
