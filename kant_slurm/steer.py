@@ -221,8 +221,7 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     act.edit_marks(state, d)
     if d.forget or d.adopt or not state_path.exists():
         save_state(state, state_path)
-    check = act.still_pending if read is None else None
-    result = act.apply_changes(d.changes, state, state_path, runner, pending_check=check)
+    result = act.apply_changes(d.changes, state, state_path, runner)
     if result.applied:
         state.cycle += 1
         save_state(state, state_path)

@@ -6,8 +6,12 @@ Levers (shared/DESIGN.md, "Steering a live Slurm"), all checked on Slurm 22.05:
   priority freezes Slurm's own computation of it for good);
 - node ``Weight`` tiers (Slurm fills the lowest weight first), so jobs Slurm starts by itself
   land where E-Binpack would put them;
-- a ``ReqNodeList`` pin for each pending job the plan starts now; a pin whose job the plan no
-  longer starts is cleared the next cycle.
+- a pin for each pending job the plan starts now: ``ExcNodeList`` set to every other node, so
+  the job can only start on the chosen ones; a pin whose job the plan no longer starts is
+  cleared the next cycle. Not ``ReqNodeList``: on a job that Slurm started between kant's read
+  and the update, ``ReqNodeList`` is taken as a resize of the running job (a RESIZING record
+  in accounting, its submit time reset), while ``ExcNodeList`` is refused cleanly ("no longer
+  pending") and changes nothing. Checked on 22.05.
 
 Order is set by tier, not by rank. Kant's queue is (class tier, quota tier, age); Slurm's
 multifactor priority already orders by age, so kant only lifts whole tiers:
@@ -94,7 +98,8 @@ class Desired:
 
     weights: Mapping[str, int] = field(default_factory=dict)
     site_factors: Mapping[str, int] = field(default_factory=dict)
-    pins: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    pins: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # job -> ExcNodeList
+    pin_nodes: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # job -> its nodes
 
     def of(self, kind: str) -> Mapping[str, Any]:
         return {WEIGHT: self.weights, SITE_FACTOR: self.site_factors, PIN: self.pins}[kind]
@@ -102,12 +107,12 @@ class Desired:
 
 @dataclass(frozen=True)
 class SlurmView:
-    """What Slurm shows now, for the diff: node weights; SiteFactor and ReqNodeList of
+    """What Slurm shows now, for the diff: node weights; SiteFactor and ExcNodeList of
     pending jobs (a job that is not pending cannot be steered and is absent here)."""
 
     weights: Mapping[str, int]
     site_factors: Mapping[str, int | None]  # None: pending but not shown by sprio (held)
-    pins: Mapping[str, tuple[str, ...]]
+    pins: Mapping[str, tuple[str, ...]]  # pending job -> its ExcNodeList
 
     def of(self, kind: str) -> Mapping[str, Any]:
         return {WEIGHT: self.weights, SITE_FACTOR: self.site_factors, PIN: self.pins}[kind]
@@ -132,7 +137,7 @@ class Change:
         if self.kind == SITE_FACTOR:
             return ["scontrol", "update", f"JobId={self.target}", f"SiteFactor={int(self.value)}"]
         return ["scontrol", "update", f"JobId={self.target}",
-                f"ReqNodeList={compress(self.value) if self.value else ''}"]
+                f"ExcNodeList={compress(self.value) if self.value else ''}"]
 
     def command(self) -> str:
         """The exact command, shell-quoted (what --dry-run prints)."""
@@ -176,7 +181,8 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
 
     Order: only from plans whose queue factors carry ``class_tier`` (the kant policy); the
     baselines leave SiteFactor alone. Weights: every node in ``plan.node_tiers``. Pins: each
-    started job that is still pending in ``snapshot``.
+    started job that is still pending in ``snapshot`` and has no ReqNodeList of its own gets
+    every other node of the cluster as its ExcNodeList.
     """
     site: dict[str, int] = {}
     for entry in plan.order:
@@ -186,9 +192,18 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
                                                   settings)
     weights = {node: settings.tier_base + int(tier) * settings.tier_step
                for node, tier in plan.node_tiers.items()}
-    pending = {j.job_id for j in snapshot.pending}
-    pins = {p.job_id: tuple(p.nodes) for p in plan.starts if p.job_id in pending and p.nodes}
-    return Desired(weights=weights, site_factors=site, pins=pins)
+    pending = {j.job_id: j for j in snapshot.pending}
+    names = snapshot.inventory.names
+    pins: dict[str, tuple[str, ...]] = {}
+    pin_nodes: dict[str, tuple[str, ...]] = {}
+    for p in plan.starts:
+        job = pending.get(p.job_id)
+        if job is None or not p.nodes or job.required_nodes:
+            continue
+        chosen = set(p.nodes)
+        pins[p.job_id] = tuple(n for n in names if n not in chosen)
+        pin_nodes[p.job_id] = tuple(p.nodes)
+    return Desired(weights=weights, site_factors=site, pins=pins, pin_nodes=pin_nodes)
 
 
 def view_from_snapshot(snapshot: ClusterSnapshot,
@@ -203,7 +218,7 @@ def view_from_snapshot(snapshot: ClusterSnapshot,
         # so the diff neither sets nor forgets it until they are back.
         site_factors={j.job_id: (int(site_factors[j.job_id]) if j.job_id in site_factors
                                  else None) for j in pending},
-        pins={j.job_id: tuple(j.required_nodes) for j in pending},
+        pins={j.job_id: tuple(j.excluded_nodes) for j in pending},
     )
 
 
@@ -217,8 +232,8 @@ def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int 
     Per target: a value equal to what Slurm shows needs no command (so an unchanged plan
     yields no change); a mark whose target is gone (job started or ended, node removed) is
     forgotten; a mark whose value someone else replaced adopts that value as the one to
-    restore; a target kant no longer wants goes back to its original value. A pin is never
-    put over a ReqNodeList that is not kant's (the user's own constraint wins).
+    restore; a target kant no longer wants goes back to its original value. A pin keeps a
+    user's own ExcNodeList (it must be inside kant's, else the job is not pinned).
     ``max_changes`` > 0 keeps the first that many, in the order pins, order, weights.
     """
     out = Diff()
@@ -248,21 +263,18 @@ def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int 
                     out.notes.append(f"{kind} of {target} is {_show(shown)}, not kant's "
                                      f"{_show(mark.set)}: someone else set it; kept as the "
                                      f"value to restore")
-            if kind == PIN:
-                user_pin = bool(shown) and (mark is None or foreign)
-                if user_pin:
-                    if target in want_all:
-                        out.notes.append(f"job {target} has its own ReqNodeList "
-                                         f"{compress(shown)}: not pinned")
-                    if mark is not None and not foreign:
-                        out.forget.append((kind, target))
-                    continue
+            if kind == PIN and target in want_all and bool(shown) and (mark is None or foreign) \
+                    and not set(shown) <= set(want_all[target]):
+                out.notes.append(f"job {target} excludes {compress(shown)} itself, which kant's "
+                                 f"choice {compress(desired.pin_nodes.get(target, ()))} "
+                                 f"needs: not pinned")
+                continue
             if target in want_all:
                 want = want_all[target]
                 same = _same_pin(shown, want) if kind == PIN else shown == want
                 if not same:
                     every.append(Change(kind, target, want, shown, orig, "set",
-                                        _reason(kind, want)))
+                                        _reason(kind, desired.pin_nodes.get(target, want))))
             elif mark is not None:
                 same = _same_pin(shown, orig) if kind == PIN else shown == orig
                 if same:
@@ -294,7 +306,7 @@ def _show(value: Any) -> str:
 
 def _reason(kind: str, value: Any) -> str:
     if kind == PIN:
-        return f"the plan starts it now on {compress(value)}"
+        return f"the plan starts it now on {compress(value)} (every other node excluded)"
     if kind == SITE_FACTOR:
         return "its queue tier (class, quota) in kant's order"
     return "node preference tier (partly used nodes and used leaves first)"
@@ -314,7 +326,7 @@ def marks_from_slurm(view: SlurmView, config_weights: Mapping[str, int],
 
     A node whose Weight differs from slurm.conf's, and a pending job whose SiteFactor is a
     value kant's tiers produce, are taken as kant's. Pins cannot be told from a user's own
-    ReqNodeList and are left alone (a stale pin only delays its own job).
+    ExcNodeList and are left alone (a stale pin only delays its own job).
     """
     state = SteerState()
     for node, w in view.weights.items():
@@ -487,28 +499,8 @@ def group_changes(changes: Sequence[Change]) -> list[Command]:
     return [Command(tuple(g)) for g in out]
 
 
-def still_pending(job_ids: Sequence[str],
-                  runner: Callable[[Sequence[str]], str] | None = None) -> set[str]:
-    """Which of ``job_ids`` are pending right now (one squeue call).
-
-    A ReqNodeList update on a job that has just started is not refused: Slurm takes it as a
-    resize of the running job (a RESIZING record in accounting, the submit time reset). So
-    pins are re-checked right before they are applied; this narrows the window between
-    Slurm starting the job and kant pinning it to milliseconds.
-    """
-    from .backend import run_slurm
-
-    if not job_ids:
-        return set()
-    run = runner or run_slurm
-    out = run(["squeue", "-h", "-t", "PD", "-o", "%i", "-j", ",".join(job_ids)])
-    return set(out.split()) & set(job_ids)
-
-
 def apply_changes(changes: Sequence[Change], state: SteerState, state_path: str | os.PathLike,
-                  runner: Callable[[Sequence[str]], str] = run_scontrol,
-                  pending_check: Callable[[Sequence[str]], set[str]] | None = None
-                  ) -> ApplyResult:
+                  runner: Callable[[Sequence[str]], str] = run_scontrol) -> ApplyResult:
     """Run ``changes`` in order (grouped by :func:`group_changes`), keeping ``state`` (and its
     file) true at every step.
 
@@ -519,19 +511,6 @@ def apply_changes(changes: Sequence[Change], state: SteerState, state_path: str 
     sees each value as in force or not and completes or cleans up.
     """
     result = ApplyResult()
-    pin_jobs = [c.target for c in changes if c.kind == PIN and c.action == "set"]
-    if pin_jobs and pending_check is not None:
-        try:
-            pending_now = pending_check(pin_jobs)
-        except SlurmError as exc:
-            log.warning("cannot re-check pending jobs before pinning (%s): no pins this cycle",
-                        exc)
-            pending_now = set()
-        gone = [c for c in changes if c.kind == PIN and c.action == "set"
-                and c.target not in pending_now]
-        for c in gone:
-            result.failed.append((c, "job no longer pending (started or ended since the read)"))
-        changes = [c for c in changes if c not in gone]
     queue = list(group_changes(changes))
     done = 0
     while queue:

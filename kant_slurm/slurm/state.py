@@ -1,6 +1,6 @@
 """kant's record of what it set in Slurm: the state file the actuator diffs against.
 
-One JSON file. For every node Weight, job SiteFactor and job ReqNodeList pin that kant changed it
+One JSON file. For every node Weight, job SiteFactor and job pin (ExcNodeList) that kant changed it
 keeps the value Slurm had before (``orig``, what ``reset`` restores) and the value kant set
 (``set``). Reading Slurm back against that record tells three cases apart (see
 :func:`classify_value`): kant's value is in force, it is not (never applied, or lost when
@@ -31,7 +31,7 @@ STATE_VERSION = 1
 # The three kinds of change kant makes (field names as `scontrol update` spells them).
 WEIGHT = "weight"  # node Weight, value int
 SITE_FACTOR = "site_factor"  # pending job SiteFactor, value int
-PIN = "pin"  # pending job ReqNodeList, value tuple of node names (() = none)
+PIN = "pin"  # pending job ExcNodeList (every node but the chosen), tuple of names (() = none)
 KINDS = (WEIGHT, SITE_FACTOR, PIN)
 
 IN_FORCE = "in_force"  # Slurm shows what kant set

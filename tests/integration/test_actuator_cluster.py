@@ -24,9 +24,9 @@ def site_factors(cluster) -> dict[str, int]:
     return act.parse_sprio_site(cluster.run("sprio", "-h", "-o", "%i %S").stdout)
 
 
-def req_nodes(cluster, job_id: str) -> str:
-    out = cluster.run("squeue", "-h", "-j", job_id, "-o", "%n").stdout.strip()
-    return out
+def exc_nodes(cluster, job_id: str) -> str:
+    out = cluster.run("scontrol", "show", "job", "-o", job_id).stdout
+    return out.split("ExcNodeList=", 1)[1].split()[0]
 
 
 @pytest.fixture
@@ -78,9 +78,10 @@ def test_pin_for_a_start_and_stale_pin_cleared(steer_env):
     small = cluster.sbatch("--gres=gpu:2", "-t", "1", "--hold", "--wrap", "sleep 30")
     report = run_cycle(config, state)
     assert report.ok
-    assert {c.target: c.value for c in report.applied if c.kind == "pin"} == {small: ("gn01",)}
-    assert req_nodes(cluster, small) == "gn01"
-    assert load_state(state).get("pin", small).set == ("gn01",)
+    others = tuple(cluster.nodes[1:])
+    assert {c.target: c.value for c in report.applied if c.kind == "pin"} == {small: others}
+    assert exc_nodes(cluster, small) == "gn[02-16]"
+    assert load_state(state).get("pin", small).set == others
     # A user's own job takes gn01 whole: the plan no longer starts `small`, so its pin is stale.
     taker = cluster.sbatch("--nodelist=gn01", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 60")
     cluster.wait_running([taker])
@@ -88,7 +89,7 @@ def test_pin_for_a_start_and_stale_pin_cleared(steer_env):
     assert report2.ok
     assert [(c.kind, c.target, c.action) for c in report2.applied if c.kind == "pin"] == \
         [("pin", small, "restore")]
-    assert req_nodes(cluster, small) == ""
+    assert exc_nodes(cluster, small) == "(null)"
     assert load_state(state).marks["pin"] == {}
 
 

@@ -65,7 +65,14 @@ def test_desired_from_plan_maps_tiers_weights_and_pins():
     d = act.desired_from_plan(plan, snap, S)
     assert d.site_factors == {"2": 8000, "3": 5000}  # keys 3 and 6
     assert d.weights == {"gn01": 1, "gn02": 11, "gn03": 21, "gn04": 21}
-    assert d.pins == {"2": ("gn01",)}  # job 1 runs already: no pin
+    # Job 2 may only use gn01: every other node is excluded. Job 1 runs already: no pin.
+    assert d.pins == {"2": ("gn02", "gn03", "gn04")} and d.pin_nodes == {"2": ("gn01",)}
+
+
+def test_no_pin_for_a_job_with_its_own_reqnodelist():
+    jobs = [Job("2", "PENDING", 1, 2, 5.0, required_nodes=("gn01",))]
+    plan = Plan(policy="kant", now=10.0, starts=(Placement("2", ("gn01",), (2,)),))
+    assert act.desired_from_plan(plan, small_snapshot(jobs), S).pins == {}
 
 
 def test_baseline_plan_sets_no_order():
@@ -89,16 +96,16 @@ def test_nothing_new_changes_nothing():
 
 def test_first_cycle_sets_values_with_slurm_values_as_orig():
     want = act.Desired(weights={"gn01": 11, "gn02": 1}, site_factors={"7": 8000},
-                       pins={"7": ("gn02", "gn01")})
+                       pins={"7": ("gn03", "gn04")}, pin_nodes={"7": ("gn01", "gn02")})
     shown = view({"gn01": 1, "gn02": 1}, {"7": 0}, {"7": ()})
     d = act.diff(want, shown, SteerState())
     got = [(c.kind, c.target, c.value, c.orig, c.action) for c in d.changes]
     # Order: pins, then SiteFactors, then weights; gn02 already shows 1: no change.
-    assert got == [(PIN, "7", ("gn02", "gn01"), (), "set"),
+    assert got == [(PIN, "7", ("gn03", "gn04"), (), "set"),
                    (SITE_FACTOR, "7", 8000, 0, "set"),
                    (WEIGHT, "gn01", 11, 1, "set")]
     assert [c.command() for c in d.changes] == [
-        "scontrol update JobId=7 'ReqNodeList=gn[01-02]'",  # brackets quoted for the shell
+        "scontrol update JobId=7 'ExcNodeList=gn[03-04]'",  # brackets quoted for the shell
         "scontrol update JobId=7 SiteFactor=8000",
         "scontrol update NodeName=gn01 Weight=11",
     ]
@@ -112,7 +119,7 @@ def test_stale_pin_cleared_and_gone_jobs_forgotten():
     d = act.diff(act.Desired(), view({}, {"8": 0}, {"8": ("gn02",)}), st)
     assert [(c.kind, c.target, c.value, c.action) for c in d.changes] == [
         (PIN, "8", (), "restore")]
-    assert d.changes[0].command() == "scontrol update JobId=8 ReqNodeList="
+    assert d.changes[0].command() == "scontrol update JobId=8 ExcNodeList="
     assert sorted(d.forget) == [(PIN, "9"), (SITE_FACTOR, "9")]
 
 
@@ -134,10 +141,15 @@ def test_foreign_value_is_adopted_as_orig():
     assert "someone else set it" in d.notes[0]
 
 
-def test_user_pin_is_never_overridden():
-    want = act.Desired(pins={"7": ("gn01",)})
+def test_user_exclusions_are_kept():
+    # The user excludes gn04; kant's choice gn01 excludes gn02-04: pinned, and reset gives
+    # the user's gn04 back.
+    want = act.Desired(pins={"7": ("gn02", "gn03", "gn04")}, pin_nodes={"7": ("gn01",)})
     d = act.diff(want, view({}, {"7": 0}, {"7": ("gn04",)}), SteerState())
-    assert d.changes == [] and "own ReqNodeList gn04" in d.notes[0]
+    assert [(c.value, c.orig) for c in d.changes] == [(("gn02", "gn03", "gn04"), ("gn04",))]
+    # The user excludes gn01 itself: no pin.
+    d = act.diff(want, view({}, {"7": 0}, {"7": ("gn01",)}), SteerState())
+    assert d.changes == [] and "excludes gn01 itself" in d.notes[0]
 
 
 def test_restarted_slurmctld_shows_orig_again_and_diff_reapplies():
@@ -299,23 +311,3 @@ def test_refused_group_is_retried_node_by_node(tmp_path):
     assert [c.target for c in res.applied] == ["gn01", "gn02", "gn04"]
     assert [c.target for c, _ in res.failed] == ["gn03"]
     assert sorted(load_state(tmp_path / "s.json").marks[WEIGHT]) == ["gn01", "gn02", "gn04"]
-
-
-def test_pins_rechecked_right_before_apply(tmp_path):
-    want = act.Desired(pins={"7": ("gn01",), "8": ("gn02",)}, weights={"gn03": 11})
-    changes = act.diff(want, view({"gn03": 1}, {}, {"7": (), "8": ()}), SteerState()).changes
-    ran = []
-    res = act.apply_changes(changes, SteerState(), tmp_path / "s.json", runner=ran.append,
-                            pending_check=lambda ids: {"8"})
-    assert [a[2] for a in ran] == ["JobId=8", "NodeName=gn03"]
-    assert [(c.target, e) for c, e in res.failed] == [
-        ("7", "job no longer pending (started or ended since the read)")]
-    assert sorted(load_state(tmp_path / "s.json").marks[PIN]) == ["8"]
-
-
-def test_equal_site_factors_share_one_command():
-    want = act.Desired(site_factors={"7": 8000, "8": 8000, "9": 5000})
-    changes = act.diff(want, view({}, {"7": 0, "8": 0, "9": 0}, {}), SteerState()).changes
-    assert [c.command() for c in act.group_changes(changes)] == [
-        "scontrol update JobId=7,8 SiteFactor=8000", "scontrol update JobId=9 SiteFactor=5000"]
-
