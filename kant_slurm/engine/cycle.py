@@ -449,29 +449,56 @@ class Cycle:
         return ev_times, free_ev
 
     def _res_arrays(self):
-        """Reservations as flat arrays (extended as reservations are added, never rebuilt)."""
+        """Reservations as flat arrays: starts, ends, node counts, node indices, GPUs (views of
+        buffers grown by doubling as reservations are added, never rebuilt)."""
         rs = self.reservations
         key = len(rs)
-        cache = getattr(self, "_res_cache", None)
-        if cache is not None and cache[0] == key:
-            return cache[1]
-        lists = getattr(self, "_res_lists", None)
-        if lists is None or lists[0] > key:
-            lists = [0, [], [], [], [], []]
-        for r in rs[lists[0]:]:
-            lists[1].append(r.start)
-            lists[2].append(r.end)
-            lists[3].append(len(r.idx))
-            lists[4].append(r.idx)
-            lists[5].append(r.gpus)
-        lists[0] = key
-        self._res_lists = lists
-        arrays = (np.array(lists[1], dtype=float), np.array(lists[2], dtype=float),
-                  np.array(lists[3], dtype=np.int64),
-                  np.concatenate(lists[4]) if key else np.empty(0, np.int64),
-                  np.concatenate(lists[5]).astype(float) if key else np.empty(0))
-        self._res_cache = (key, arrays)
-        return arrays
+        buf = getattr(self, "_res_buf", None)
+        if buf is None or buf[0] > key:
+            buf = self._res_buf = [0, 0, np.empty(16), np.empty(16), np.empty(16, np.int64),
+                                   np.empty(64, np.int64), np.empty(64)]
+        k, m = buf[0], buf[1]
+        if k < key:
+            new = rs[k:]
+            add = sum(len(r.idx) for r in new)
+            if key > buf[2].size:
+                cap = max(2 * buf[2].size, key)
+                for j in (2, 3, 4):
+                    grown = np.empty(cap, dtype=buf[j].dtype)
+                    grown[:k] = buf[j][:k]
+                    buf[j] = grown
+            if m + add > buf[5].size:
+                cap = max(2 * buf[5].size, m + add)
+                for j in (5, 6):
+                    grown = np.empty(cap, dtype=buf[j].dtype)
+                    grown[:m] = buf[j][:m]
+                    buf[j] = grown
+            for r in new:
+                ln = len(r.idx)
+                buf[2][k], buf[3][k], buf[4][k] = r.start, r.end, ln
+                buf[5][m:m + ln] = r.idx
+                buf[6][m:m + ln] = r.gpus
+                k += 1
+                m += ln
+            buf[0], buf[1] = k, m
+        return buf[2][:k], buf[3][:k], buf[4][:k], buf[5][:m], buf[6][:m]
+
+    def _spare_row(self, spare: np.ndarray) -> np.ndarray:
+        """Store the spare room of the reservation about to be added as a row of one matrix
+        (rows are the reservations' ``spare`` views), so that overlapping reservations are
+        updated in one array operation."""
+        k = len(self.reservations)
+        mat = getattr(self, "_spare_mat", None)
+        if mat is None or k >= mat.shape[0]:
+            grown = np.zeros((max(8, 2 * k), len(self.free)), dtype=np.int64)
+            if mat is not None:
+                grown[:k] = mat[:k]
+            self._spare_mat = mat = grown
+            for i, r in enumerate(self.reservations):
+                r.spare = mat[i]
+        row = mat[k]
+        row[:] = spare
+        return row
 
     def _profile(self, job: Job, runtime: float, select: Selector, usable: np.ndarray,
                  t_min: float) -> tuple[_Res | None, str]:
@@ -534,15 +561,17 @@ class Cycle:
         if whole:
             spare[choice.idx] = 0
         spare = np.maximum(spare, 0)
-        res = _Res(job.job_id, start, end, choice.idx, choice.gpus, spare)
         if self.reservations:
             r_start, r_end = self._res_arrays()[:2]
-            for k in np.flatnonzero((r_start < res.end) & (res.start < r_end)).tolist():
-                r = self.reservations[k]
+            over = np.flatnonzero((r_start < end) & (start < r_end))
+            if over.size:
+                cells = np.ix_(over, choice.idx)  # node indices of a choice are distinct
+                mat = self._spare_mat
                 if whole:
-                    r.spare[res.idx] = 0
+                    mat[cells] = 0
                 else:
-                    r.spare[res.idx] = np.maximum(r.spare[res.idx] - res.gpus, 0)
+                    mat[cells] = np.maximum(mat[cells] - choice.gpus, 0)
+        res = _Res(job.job_id, start, end, choice.idx, choice.gpus, self._spare_row(spare))
         self.reservations.append(res)
         self.last_reservation_choice = choice
         return res

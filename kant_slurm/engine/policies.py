@@ -74,6 +74,7 @@ GPUs for GPU jobs; 22.05 is what is modelled.
 from __future__ import annotations
 
 import logging
+import operator
 import time  # formatting given times only: the engine never reads the clock
 from collections import defaultdict
 from collections.abc import Callable, Mapping, Sequence
@@ -215,7 +216,8 @@ class _QueuePolicy:
                         run = perm[a:b].tolist()
                         run.sort(key=idkeys.__getitem__)
                         perm[a:b] = run
-        jobs = [pending[i] for i in perm.tolist()]
+        jobs = list(operator.itemgetter(*perm.tolist())(pending)) if perm.size > 1 else \
+            [pending[i] for i in perm.tolist()]
         return jobs, est[perm], src[perm], elig[perm], shape[perm]
 
     def _static_row(self, job: Job, snapshot: ClusterSnapshot):
@@ -417,7 +419,7 @@ class _JobTable:
         self.src = np.empty(0, dtype=object)
         self.elig = np.empty(0)
         self.shape = np.empty(0, dtype=np.int64)
-        self.idkeys: list = []
+        self.idkeys = np.empty(0, dtype=object)
         self.static = True
 
     def rows(self, pending: Sequence[Job], compute):
@@ -453,10 +455,9 @@ class _JobTable:
             src[h] = self.src[ph]
             elig[h] = self.elig[ph]
             shape[h] = self.shape[ph]
-        old_idkeys = self.idkeys
-        idkeys = [None] * n
-        for i, p in zip(h.tolist(), ph.tolist()):
-            idkeys[i] = old_idkeys[p]
+        idkeys = np.empty(n, dtype=object)
+        if h.size:
+            idkeys[h] = self.idkeys[ph]
         if miss:
             m = np.asarray(miss)
             keys[m] = [r[0] for r in new]
@@ -470,9 +471,7 @@ class _JobTable:
         self.ids = ids[srt]
         self.jobs = pending  # keeps the ids valid
         self.keys, self.est, self.src = keys[srt], est[srt], src[srt]
-        self.elig, self.shape = elig[srt], shape[srt]
-        sl = srt.tolist()
-        self.idkeys = [idkeys[i] for i in sl]
+        self.elig, self.shape, self.idkeys = elig[srt], shape[srt], idkeys[srt]
         return keys, est, src, elig, shape, idkeys
 
 
