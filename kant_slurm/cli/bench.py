@@ -11,7 +11,12 @@ from .options import echo_json, json_option
 
 @click.group("bench")
 def bench_group():
-    """Benchmarks of the engine."""
+    """Benchmarks of the engine.
+
+    \b
+    Examples:
+      kant-slurm bench plan --nodes 1250 --pending 5000 --running 2000
+    """
 
 
 @bench_group.command("plan")
