@@ -504,20 +504,56 @@ class Cycle:
                  t_min: float) -> tuple[_Res | None, str]:
         """The reservation search on a (times x nodes) availability matrix: what is free at
         each candidate time (cumulated releases) minus the holds of reservations overlapping
-        the window starting then. Same answer as :meth:`_sweep`, in a few array operations."""
+        the window starting then. Same answer as :meth:`_sweep`, in a few array operations.
+
+        Candidate times are the expected ends and reservation ends from ``t_min`` on. With a
+        backfill window the times inside it are looked at first; past it only whether some
+        time would fit matters (it decides the reason given)."""
+        no_start = "no start found: not enough capacity frees up when running jobs end"
+        ev_times, free_ev = self._free_profile()
+        r_end = self._res_arrays()[1]
+        lo_t = t_min if np.isfinite(t_min) else -np.inf
+        times = np.unique(np.concatenate([ev_times[ev_times >= lo_t],
+                                          r_end[(r_end > self.now) & (r_end >= lo_t)]]))
+        if times.size == 0:
+            return None, no_start
+        window_end = None if self.reservation_window is None else self.now + self.reservation_window
+        late = None
+        if window_end is not None and times[-1] > window_end:
+            cut = int(np.searchsorted(times, window_end, side="right"))
+            times, late = times[:cut], times[cut:]
+        if times.size:
+            avail_t, starts, ends = self._avail_matrix(job, runtime, usable, times)
+            ok = np.count_nonzero(avail_t >= job.gpus_per_node, axis=0) >= job.num_nodes
+            for row in np.flatnonzero(ok).tolist():
+                col = np.ascontiguousarray(avail_t[:, row])
+                choice = select(self, job, col)
+                if choice is None:
+                    continue
+                avail_now = np.maximum(col, 0)
+                return self._record(job, float(starts[row]), float(ends[row]), choice,
+                                    avail_now), ""
+        if late is None:
+            return None, no_start
+        window = f"no start found inside the backfill window ({self.reservation_window:.0f} s)"
+        # The last candidate time comes after every expected end and every reservation's end,
+        # so it nearly always fits: try it alone before all the late times.
+        for chunk in (late[-1:], late[:-1]):
+            if chunk.size == 0:
+                continue
+            avail_t, _, _ = self._avail_matrix(job, runtime, usable, chunk)
+            if (np.count_nonzero(avail_t >= job.gpus_per_node, axis=0) >= job.num_nodes).any():
+                return None, window
+        return None, no_start
+
+    def _avail_matrix(self, job: Job, runtime: float, usable: np.ndarray, times: np.ndarray
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(nodes x times available GPUs for a job starting at each time and running
+        ``runtime``, -1 outside ``usable``; the starts; the ends)."""
         n = len(self.free)
         whole = self.whole_node_reservations
-        ev_t, ev_lens, ev_idx, ev_g = self._event_arrays()
         r_start, r_end, r_lens, r_idx, r_g = self._res_arrays()
-        times = np.unique(np.concatenate([ev_t, r_end[r_end > self.now]]))
-        T = times.size
-        if T == 0:
-            return None, "no start found: not enough capacity frees up when running jobs end"
         ev_times, free_ev = self._free_profile()
-        first = int(np.searchsorted(times, t_min, side="left")) if np.isfinite(t_min) else 0
-        if first >= T:
-            return None, "no start found: not enough capacity frees up when running jobs end"
-        times = times[first:]
         T = times.size
         # Free GPUs at each candidate time: the column of the last expected end at or before it.
         free_t = free_ev[:, np.searchsorted(ev_times, times, side="right")]
@@ -533,24 +569,15 @@ class Cycle:
                   - np.bincount(nodes + np.repeat(hi, r_lens)[keep], weights=w,
                                 minlength=n * (T + 1)))
             held = np.cumsum(hd.reshape(n, T + 1)[:, :T], axis=1)
-            avail_t = np.where(held > 0.5, 0, free_t) if whole else np.maximum(free_t - held, 0)
+            if whole:
+                avail_t = np.where(held > 0.5, 0, free_t)
+            else:
+                avail_t = np.maximum(free_t - held, 0).astype(np.int64)
         else:
             avail_t = np.maximum(free_t, 0)
-        avail_t = np.minimum(avail_t, self.total[:, None]).astype(np.int64)
+        np.minimum(avail_t, self.total[:, None], out=avail_t)
         avail_t[~usable, :] = -1
-        ok = np.count_nonzero(avail_t >= job.gpus_per_node, axis=0) >= job.num_nodes
-        window_end = None if self.reservation_window is None else self.now + self.reservation_window
-        for row in np.flatnonzero(ok):
-            if window_end is not None and times[row] > window_end:
-                return None, (f"no start found inside the backfill window "
-                              f"({self.reservation_window:.0f} s)")
-            col = np.ascontiguousarray(avail_t[:, row])
-            choice = select(self, job, col)
-            if choice is None:
-                continue
-            avail_now = np.maximum(col, 0)
-            return self._record(job, float(starts[row]), float(ends[row]), choice, avail_now), ""
-        return None, "no start found: not enough capacity frees up when running jobs end"
+        return avail_t, starts, ends
 
     def _record(self, job: Job, start: float, end: float, choice: Choice,
                 avail_now: np.ndarray) -> _Res:
