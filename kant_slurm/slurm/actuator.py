@@ -47,6 +47,7 @@ from ..engine.plan import Plan
 from ..errors import InputError, SlurmError, SlurmUnreachable
 from ..hostlist import compress, expand
 from ..model import ClusterSnapshot
+from .parse import parse_sprio_site
 from .state import (FOREIGN, KINDS, PIN, SITE_FACTOR, WEIGHT, Mark, SteerState,
                     classify_value, save_state)
 
@@ -359,19 +360,6 @@ def leftovers(state: SteerState, view: SlurmView) -> list[str]:
 # ------------------------------------------------------------------------------------------
 # Reading what the snapshot lacks
 # ------------------------------------------------------------------------------------------
-
-
-def parse_sprio_site(text: str) -> dict[str, int]:
-    """``sprio -h -o '%i %S'`` -> {job id: SiteFactor}. Pure."""
-    out: dict[str, int] = {}
-    for n, line in enumerate(text.splitlines(), 1):
-        parts = line.split()
-        if not parts:
-            continue
-        if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1]):
-            raise SlurmError(f"sprio line {n}: expected 'JOBID SITE', got {line!r}")
-        out[parts[0]] = int(parts[1])
-    return out
 
 
 def read_site_factors(runner: Callable[[Sequence[str]], str] | None = None) -> dict[str, int]:

@@ -13,6 +13,7 @@ import os
 import re
 import subprocess
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Protocol
 
 from ..errors import SlurmError, SlurmUnreachable
@@ -109,7 +110,14 @@ class CliBackend:
     def jobs(self) -> list[Job]:
         data = _json(["squeue", "--json"])
         details = parse.job_gpu_details(run_slurm(["scontrol", "show", "job", "-d", "-o"]))
-        return parse.parse_jobs_json(data, details)
+        jobs = parse.parse_jobs_json(data, details)
+        if not any(j.is_pending for j in jobs):
+            return jobs
+        # squeue's JSON has no SiteFactor in 22.05; sprio has it for pending jobs (not held ones,
+        # whose priority is 0: they keep what squeue said).
+        site = parse.parse_sprio_site(run_slurm(["sprio", "-h", "-o", "%i %S"]))
+        return [replace(j, site_factor=site[j.job_id]) if j.is_pending and j.job_id in site else j
+                for j in jobs]
 
 
 def slurm_version() -> tuple[int, int] | None:

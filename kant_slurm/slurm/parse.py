@@ -558,3 +558,16 @@ def build_snapshot(
         taken_at=taken_at,
         source=source,
     )
+
+
+def parse_sprio_site(text: str) -> dict[str, int]:
+    """``sprio -h -o '%i %S'`` -> {job id: SiteFactor}. Pure."""
+    out: dict[str, int] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 2 or not re.fullmatch(r"-?\d+", parts[1]):
+            raise SlurmError(f"sprio line {n}: expected 'JOBID SITE', got {line!r}")
+        out[parts[0]] = int(parts[1])
+    return out
