@@ -223,13 +223,19 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
         save_state(state, state_path)
     result = act.apply_changes(d.changes, state, state_path, runner)
     if result.applied:
-        state.cycle += 1
-        save_state(state, state_path)
+        state.cycle += 1  # saved with last_cycle below
     report.applied, report.failed, report.not_run = result.applied, result.failed, result.not_run
     if result.unreachable:
         report.ok, report.error = False, f"apply stopped: {result.unreachable}"
     report.apply_s = time.monotonic() - t2
     report.duration_s = time.monotonic() - t0
+    # Every applying cycle, changes or not, leaves its figures for the exporter.
+    state.last_cycle = {"duration_s": report.duration_s, "applied": len(result.applied),
+                        "failed": len(result.failed), "at": time.time()}
+    try:
+        save_state(state, state_path)
+    except OSError as exc:
+        log.warning("could not record the cycle in %s: %s", state_path, exc)
     return report
 
 

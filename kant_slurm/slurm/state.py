@@ -60,6 +60,8 @@ class SteerState:
         default_factory=lambda: {k: {} for k in KINDS})
     cycle: int = 0  # cycles that applied changes (for log lines)
     updated_at: float = 0.0
+    # The last cycle's figures (duration_s, applied, failed, at): what the exporter shows.
+    last_cycle: dict[str, float] | None = None
 
     def get(self, kind: str, target: str) -> Mark | None:
         return self.marks[kind].get(target)
@@ -82,6 +84,7 @@ class SteerState:
             "version": STATE_VERSION,
             "cycle": self.cycle,
             "updated_at": self.updated_at,
+            "last_cycle": self.last_cycle,
             "marks": {kind: {t: {"orig": _plain(m.orig), "set": _plain(m.set), "at": m.at}
                              for t, m in sorted(entries.items())}
                       for kind, entries in self.marks.items()},
@@ -119,6 +122,13 @@ def state_from_dict(data: Any, where: str) -> SteerState:
         raise StateCorrupt(f"{where}: 'marks' must be an object of {', '.join(KINDS)}")
     state = SteerState(cycle=int(data.get("cycle") or 0),
                        updated_at=float(data.get("updated_at") or 0.0))
+    last = data.get("last_cycle")
+    if last is not None:
+        if not isinstance(last, dict) or not all(
+                isinstance(v, (int, float)) and not isinstance(v, bool) for v in last.values()):
+            raise StateCorrupt(f"{where}: last_cycle must be an object of numbers "
+                               "(duration_s, applied, failed, at)")
+        state.last_cycle = {str(k): float(v) for k, v in last.items()}
     for kind, entries in marks.items():
         if kind not in KINDS:
             raise StateCorrupt(f"{where}: marks.{kind}: unknown kind, expected one of "

@@ -8,6 +8,7 @@ import subprocess
 import pytest
 
 from kant_slurm.config import load_config
+from kant_slurm.exporter import cycle_metrics
 from kant_slurm.slurm import actuator as act
 from kant_slurm.slurm.state import load_state
 from kant_slurm.steer import reset, run_cycle
@@ -66,8 +67,15 @@ def test_dry_run_changes_nothing_then_apply_then_idempotent(steer_env):
     assert [w[n] for n in ("gn01", "gn03", "gn04", "gn05", "gn16")] == [1, 1, 11, 21, 21]
     # A job of class batch (tier 2), quota within (0): key 6 of 12 -> 100000 * 5.
     assert site_factors(cluster)[pending] == 500_000
+    # Each applying cycle leaves its figures for the exporter, a cycle with no change too.
+    first = cycle_metrics(state)
+    assert first["last_cycle_changes"] == len(applied.applied) > 0
+    assert first["last_cycle_duration_seconds"] == pytest.approx(applied.duration_s, abs=0.05)
     again = run_cycle(config, state)
     assert again.ok and again.changes == [] and again.applied == []
+    second = cycle_metrics(state)
+    assert second["last_cycle_changes"] == 0
+    assert second["last_cycle_timestamp_seconds"] >= first["last_cycle_timestamp_seconds"]
 
 
 def test_pin_for_a_start_and_stale_pin_cleared(steer_env):

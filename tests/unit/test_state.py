@@ -24,6 +24,14 @@ def test_round_trip(tmp_path):
     assert back.get(PIN, "42") == Mark(orig=(), set=("gn01", "gn02"), at=7.0)
     assert back.get(WEIGHT, "gn01") == Mark(orig=1, set=11, at=5.0)
     assert back.count() == 3
+    assert back.last_cycle is None
+
+
+def test_last_cycle_round_trip(tmp_path):
+    st = SteerState(last_cycle={"duration_s": 0.25, "applied": 3, "failed": 0, "at": 99.0})
+    save_state(st, tmp_path / "s.json")
+    assert load_state(tmp_path / "s.json").last_cycle == {
+        "duration_s": 0.25, "applied": 3.0, "failed": 0.0, "at": 99.0}
 
 
 def test_missing_file_is_empty_state(tmp_path):
@@ -51,6 +59,8 @@ def test_atomic_write_leaves_no_temporary_files(tmp_path):
      r"marks.weight.gn01.orig = '1': expected an integer"),
     ('{"version": 1, "marks": {"pin": {"5": {"orig": [], "set": "gn01"}}}}',
      r"marks.pin.5.set = 'gn01': expected a list of node names"),
+    ('{"version": 1, "marks": {}, "last_cycle": {"applied": "3"}}',
+     "last_cycle must be an object of numbers"),
 ])
 def test_corrupt_files_are_named(tmp_path, text, message):
     path = tmp_path / "s.json"
