@@ -387,12 +387,14 @@ class Cycle:
         """
         usable = self.usable(job)
         need = job.num_nodes * job.gpus_per_node
+        key = self.shape_key(job)
         if int(np.sum(self.total[usable])) < need or int(usable.sum()) < job.num_nodes:
-            return None, (f"can never fit: its pool has {int(usable.sum())} usable nodes with "
-                          f"{int(np.sum(self.total[usable]))} GPUs")
+            reason = (f"can never fit: its pool has {int(usable.sum())} usable nodes with "
+                      f"{int(np.sum(self.total[usable]))} GPUs")
+            self.res_memo[key] = (0.0, None, reason)  # the same for every job of this shape
+            return None, reason
         # Availability only shrinks within a cycle: a job of the same shape running at least as
         # long cannot start before the last one of its shape could.
-        key = self.shape_key(job)
         memo = self.res_memo.get(key)
         t_min = -np.inf
         if memo is not None and runtime >= memo[0]:

@@ -280,6 +280,7 @@ class _QueuePolicy:
         if fast and n_jobs:
             alive = _ShapeTracker(now, est_l, elig_a, shape_a)
             fail_memo = cycle.fail_memo
+            res_memo = cycle.res_memo
         for rank, job in enumerate(jobs):
             jid = job.job_id
             if est_l is not None:
@@ -361,11 +362,12 @@ class _QueuePolicy:
             if not fast:
                 continue
             # Early stop: nothing behind this job can start, reserve or change state.
-            alive.passed(rank, fail_memo)
+            alive.passed(rank, fail_memo, res_memo)
             if rank + 1 < n_jobs and (
                     (self.strict and first_blocked is not None)
                     or (depth and first_blocked is not None and rank + 1 >= depth)
-                    or (alive.count == 0 and len(cycle.reservations) >= k_max)):
+                    or (alive.count == 0 and (len(cycle.reservations) >= k_max
+                                              or alive.res_count == 0))):
                 stop = rank + 1
                 break
         tail = None
@@ -492,7 +494,9 @@ class _ShapeTracker:
         idx = np.flatnonzero(cand)
         order = idx[np.argsort(shape[idx], kind="stable")]
         sids, first, counts = np.unique(shape[order], return_index=True, return_counts=True)
-        self.count = int(sids.size)
+        self.count = int(sids.size)  # shapes ahead that may still start
+        self.res_count = int(sids.size)  # shapes ahead that may still get a reservation
+        self._est = np.asarray(est, dtype=float)
         self._groups = {int(s): (int(f), int(c)) for s, f, c in
                         zip(sids.tolist(), first.tolist(), counts.tolist())}
         self._order = order
@@ -501,29 +505,37 @@ class _ShapeTracker:
         self._state: dict[int, list] = {}  # shape -> [suffix-min ends, next position, key]
         self._dead: set[int] = set()
 
-    def passed(self, rank: int, fail_memo: dict) -> None:
+    def passed(self, rank: int, fail_memo: dict, res_memo: dict) -> None:
         """The job at ``rank`` has had its turn."""
         if not self.cand[rank]:
             return
         sid = int(self._shape[rank])
-        if sid in self._dead:
-            return
         st = self._state.get(sid)
         if st is None:
             f, c = self._groups[sid]
             ends = self._ends[self._order[f:f + c]]
-            st = self._state[sid] = [np.minimum.accumulate(ends[::-1])[::-1].tolist(), 0,
-                                     _SHAPE_KEYS[sid]]
-        st[1] += 1
-        sufmin = st[0]
-        if st[1] >= len(sufmin):
-            dead = True
-        else:
-            m = fail_memo.get(st[2])
-            dead = m is not None and sufmin[st[1]] >= m
-        if dead:
-            self._dead.add(sid)
-            self.count -= 1
+            ests = self._est[self._order[f:f + c]]
+            # [suffix-min ends, suffix-min runtimes, next position, key, may start, may reserve]
+            st = self._state[sid] = [np.minimum.accumulate(ends[::-1])[::-1].tolist(),
+                                     np.minimum.accumulate(ests[::-1])[::-1].tolist(), 0,
+                                     _SHAPE_KEYS[sid], True, True]
+        if not (st[4] or st[5]):
+            return
+        st[2] += 1
+        p = st[2]
+        gone = p >= len(st[0])
+        if st[4]:
+            m = None if gone else fail_memo.get(st[3])
+            if gone or (m is not None and st[0][p] >= m):
+                st[4] = False
+                self.count -= 1
+        if st[5]:
+            r = None if gone else res_memo.get(st[3])
+            # A reservation search that found nothing is remembered for this shape and
+            # answers the same for every job of it running at least as long.
+            if gone or (r is not None and r[1] is None and st[1][p] >= r[0]):
+                st[5] = False
+                self.res_count -= 1
 
 
 class _ShapeKeys(Mapping):
