@@ -305,8 +305,7 @@ class Cycle:
                 choice = fast(self, job, agg)
                 if choice is not NotImplemented:
                     if choice is None:
-                        prev = self.fail_memo.get(key)
-                        self.fail_memo[key] = end if prev is None else min(prev, end)
+                        self._remember_failure(key, end)
                     return choice
         if fast is not None and not limited and job.cpus_per_node == 0:
             agg = self.leaf_agg(usable)
@@ -314,8 +313,7 @@ class Cycle:
                 choice = fast(self, job, agg)
                 if choice is not NotImplemented:
                     if choice is None:
-                        prev = self.fail_memo.get(key)
-                        self.fail_memo[key] = end if prev is None else min(prev, end)
+                        self._remember_failure(key, end)
                     return choice
         avail = np.where(usable, limit, -1)
         if job.cpus_per_node > 0:
@@ -324,9 +322,14 @@ class Cycle:
         choice = select(self, job, avail)
         self.cur_usable, self.cur_limited = None, True
         if choice is None:
-            prev = self.fail_memo.get(key)
-            self.fail_memo[key] = end if prev is None else min(prev, end)
+            self._remember_failure(key, end)
         return choice
+
+    def _remember_failure(self, key: tuple, end: float) -> None:
+        # A shape that cannot start with this end cannot start with any later end either
+        # (it would overlap the same reservations and more): keep the earliest failed end.
+        prev = self.fail_memo.get(key)
+        self.fail_memo[key] = end if prev is None else min(prev, end)
 
     def commit_start(self, job: Job, choice: Choice, end: float, placement: Placement) -> None:
         idx, gpus = choice.idx, choice.gpus

@@ -372,7 +372,11 @@ class _QueuePolicy:
                 break
         tail = None
         if stop < n_jobs:
-            tail = _Tail(self, jobs, stop, now, ctx, depth, first_blocked, k_max, elig_a)
+            # Reservations still free at the stop: the walk stopped because every shape ahead
+            # failed its reservation search, whose remembered reason is each job's.
+            res_memo = cycle.res_memo if len(cycle.reservations) < k_max else None
+            tail = _Tail(self, jobs, stop, now, ctx, depth, first_blocked, k_max, elig_a,
+                         res_memo)
             memo_hits += tail.memo_rejects()
             explain.tail = tail
         for jid, start, first in res_marks:
@@ -565,10 +569,12 @@ class _Tail:
     """The jobs after the rank where the walk stopped: their outcome, decided by what the
     walk left behind (nothing after the stop changes state), worked out only when read."""
 
-    def __init__(self, policy, jobs, stop, now, ctx, depth, first_blocked, k_max, elig):
+    def __init__(self, policy, jobs, stop, now, ctx, depth, first_blocked, k_max, elig,
+                 res_memo=None):
         self.policy, self.jobs, self.stop, self.now, self.ctx = policy, jobs, stop, now, ctx
         self.depth, self.first_blocked, self.k_max = depth, first_blocked, k_max
         self.elig = elig
+        self.res_memo = res_memo  # per shape (runtime, start, reason); None: all K are held
         self._rank: dict[str, int] | None = None
 
     def __len__(self) -> int:
@@ -600,6 +606,10 @@ class _Tail:
         # Its shape failed already (the walk stops only then): a memo reject.
         if self.policy.strict:
             return "does not fit now; strict order: everything behind it waits"
+        job = self.jobs[rank]
+        memo = self.res_memo.get(shape_key(job)) if self.res_memo is not None else None
+        if memo is not None and memo[1] is None:
+            return f"does not fit now; no reservation: {memo[2]}"
         return (f"does not fit now; no reservation (all {self.k_max} "
                 f"reservations held by higher-ranked jobs)")
 
