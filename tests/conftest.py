@@ -56,6 +56,17 @@ class SlurmCluster:
         out = self.run("sbatch", "--parsable", "--output=/dev/null", "--chdir=/tmp", *args).stdout
         return out.strip().split(";")[0]
 
+    def node_weights(self) -> dict[str, int]:
+        """Each node's current Weight, as sinfo shows it."""
+        out = self.run("sinfo", "-h", "-N", "-o", "%N %w").stdout
+        return {n: int(w) for n, w in (line.split() for line in out.splitlines())}
+
+    def site_factors(self) -> dict[str, int]:
+        """Each eligible pending job's SiteFactor, as sprio shows it."""
+        from kant_slurm.slurm.parse import parse_sprio_site
+
+        return parse_sprio_site(self.run("sprio", "-h", "-o", "%i %S").stdout)
+
     def cancel_all(self, timeout: float = 60) -> None:
         """Cancel every job and wait until none is left and every node is idle."""
         self.run("scancel", "--full", "-u", "root", check=False)
@@ -135,3 +146,18 @@ def pytest_sessionfinish(session, exitstatus):
     target = os.environ.get("KANT_SLURM_TESTS_REPORT")
     if target:
         Path(target).write_text(f"{_slurm_tests_ran}\n")
+
+
+@pytest.fixture
+def steer_env(slurm_clean, tmp_path):
+    """A clean cluster, kant's config and state path; kant's changes reset at the end, whatever
+    happened, and the node weights checked back at slurm.conf's."""
+    from kant_slurm.config import load_config
+    from kant_slurm.slurm.actuator import config_weights
+    from kant_slurm.steer import reset
+
+    config = load_config()
+    state = tmp_path / "state.json"
+    yield slurm_clean, config, state
+    reset(config, state)
+    assert slurm_clean.node_weights() == config_weights(slurm_clean.conf_path)

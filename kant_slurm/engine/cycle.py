@@ -296,25 +296,19 @@ class Cycle:
                 limit = np.minimum(limit, r.spare)
                 limited = True
         fast = getattr(select, "fast", None)
-        if (fast is not None and limited and job.cpus_per_node == 0
-                and all(r.start < end for r in self.reservations)):
-            # Runs through every reservation: limited by all of them, which the "through
-            # all" aggregate tracks as jobs start.
-            agg = self.leaf_agg(usable, through_all=True)
-            if agg.ok:
-                choice = fast(self, job, agg)
-                if choice is not NotImplemented:
-                    if choice is None:
-                        self._remember_failure(key, end)
-                    return choice
-        if fast is not None and not limited and job.cpus_per_node == 0:
-            agg = self.leaf_agg(usable)
-            if agg.ok:
-                choice = fast(self, job, agg)
-                if choice is not NotImplemented:
-                    if choice is None:
-                        self._remember_failure(key, end)
-                    return choice
+        if fast is not None and job.cpus_per_node == 0:
+            # The leaf aggregates answer for a job limited by no reservation, or by every one
+            # (it runs through all of them, which the "through all" aggregate tracks as jobs
+            # start); a job overlapping only some takes the general path below.
+            through_all = limited and all(r.start < end for r in self.reservations)
+            if through_all or not limited:
+                agg = self.leaf_agg(usable, through_all=through_all)
+                if agg.ok:
+                    choice = fast(self, job, agg)
+                    if choice is not NotImplemented:
+                        if choice is None:
+                            self._remember_failure(key, end)
+                        return choice
         avail = np.where(usable, limit, -1)
         if job.cpus_per_node > 0:
             avail[self.has_cpus & (self.cpus_free < job.cpus_per_node)] = -1

@@ -7,7 +7,6 @@ import subprocess
 
 import pytest
 
-from kant_slurm.config import load_config
 from kant_slurm.exporter import cycle_metrics
 from kant_slurm.slurm import actuator as act
 from kant_slurm.slurm.state import load_state
@@ -16,29 +15,9 @@ from kant_slurm.steer import reset, run_cycle
 pytestmark = pytest.mark.slurm
 
 
-def node_weights(cluster) -> dict[str, int]:
-    out = cluster.run("sinfo", "-h", "-N", "-o", "%N %w").stdout
-    return {n: int(w) for n, w in (line.split() for line in out.splitlines())}
-
-
-def site_factors(cluster) -> dict[str, int]:
-    return act.parse_sprio_site(cluster.run("sprio", "-h", "-o", "%i %S").stdout)
-
-
 def exc_nodes(cluster, job_id: str) -> str:
     out = cluster.run("scontrol", "show", "job", "-o", job_id).stdout
     return out.split("ExcNodeList=", 1)[1].split()[0]
-
-
-@pytest.fixture
-def steer_env(slurm_clean, tmp_path):
-    """A clean cluster, kant's state path, and a reset at the end whatever happened."""
-    config = load_config()
-    state = tmp_path / "state.json"
-    yield slurm_clean, config, state
-    reset(config, state)
-    conf = act.config_weights(slurm_clean.conf_path)
-    assert node_weights(slurm_clean) == conf
 
 
 def fill(cluster, gpus_per_node=8, nodes=None, seconds=120):
@@ -53,20 +32,20 @@ def test_dry_run_changes_nothing_then_apply_then_idempotent(steer_env):
     cluster, config, state = steer_env
     fill(cluster, 7, cluster.nodes[:3])  # gn01-03 partly used: tier 0
     pending = cluster.sbatch("-N", "16", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 1")
-    before = node_weights(cluster)
+    before = cluster.node_weights()
     dry = run_cycle(config, state, dry_run=True)
     assert dry.ok and dry.changes and not state.exists()
-    assert node_weights(cluster) == before and site_factors(cluster)[pending] == 0
+    assert cluster.node_weights() == before and cluster.site_factors()[pending] == 0
     # The exact commands a dry run prints are the ones the apply runs.
     applied = run_cycle(config, state)
     assert applied.ok and [c.command() for c in applied.applied] == \
         [c.command() for c in dry.changes]
-    w = node_weights(cluster)
+    w = cluster.node_weights()
     # gn01-03 partly used (tier 0 -> 1); gn04 idle in a used leaf (tier 1 -> 11);
     # gn05-16 idle in idle leaves (tier 2 -> 21).
     assert [w[n] for n in ("gn01", "gn03", "gn04", "gn05", "gn16")] == [1, 1, 11, 21, 21]
     # A job of class batch (tier 2), quota within (0): key 6 of 12 -> 100000 * 5.
-    assert site_factors(cluster)[pending] == 500_000
+    assert cluster.site_factors()[pending] == 500_000
     # Each applying cycle leaves its figures for the exporter, a cycle with no change too.
     first = cycle_metrics(state)
     assert first["last_cycle_changes"] == len(applied.applied) > 0
@@ -106,11 +85,11 @@ def test_reset_restores_weights_and_site_factors(steer_env):
     fill(cluster, 3, cluster.nodes[:2])
     pending = cluster.sbatch("-N", "16", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 1")
     assert run_cycle(config, state).applied
-    assert node_weights(cluster) != act.config_weights(cluster.conf_path)
+    assert cluster.node_weights() != act.config_weights(cluster.conf_path)
     rep = reset(config, state)
     assert rep.clean and rep.applied
-    assert node_weights(cluster) == act.config_weights(cluster.conf_path)
-    assert site_factors(cluster)[pending] == 0
+    assert cluster.node_weights() == act.config_weights(cluster.conf_path)
+    assert cluster.site_factors()[pending] == 0
     assert load_state(state).is_empty()
 
 

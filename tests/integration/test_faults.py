@@ -15,7 +15,6 @@ import time
 
 import pytest
 
-from kant_slurm.config import load_config
 from kant_slurm.errors import SlurmError
 from kant_slurm.slurm import actuator as act
 from kant_slurm.slurm import devcluster as dc
@@ -23,15 +22,6 @@ from kant_slurm.slurm.state import load_state, save_state
 from kant_slurm.steer import SteerLock, LockHeld, reset, run_cycle
 
 pytestmark = pytest.mark.slurm
-
-
-def node_weights(cluster) -> dict[str, int]:
-    out = cluster.run("sinfo", "-h", "-N", "-o", "%N %w").stdout
-    return {n: int(w) for n, w in (line.split() for line in out.splitlines())}
-
-
-def site_factors(cluster) -> dict[str, int]:
-    return act.parse_sprio_site(cluster.run("sprio", "-h", "-o", "%i %S").stdout)
 
 
 def desired_in_force(cluster, config, state) -> None:
@@ -42,15 +32,6 @@ def desired_in_force(cluster, config, state) -> None:
     again = run_cycle(config, state)
     assert again.ok, again.error
     assert again.changes == [], [c.command() for c in again.changes]
-
-
-@pytest.fixture
-def steer_env(slurm_clean, tmp_path):
-    config = load_config()
-    state = tmp_path / "state.json"
-    yield slurm_clean, config, state
-    reset(config, state)
-    assert node_weights(slurm_clean) == act.config_weights(slurm_clean.conf_path)
 
 
 def busy(cluster, nodes, gpus=3):
@@ -227,8 +208,8 @@ def test_corrupt_state_file_rebuilt_from_slurm(steer_env, caplog):
     assert big in marks.marks["site_factor"] and marks.marks["weight"]
     rep = reset(config, state)
     assert rep.clean
-    assert node_weights(cluster) == act.config_weights(cluster.conf_path)
-    assert site_factors(cluster)[big] == 0
+    assert cluster.node_weights() == act.config_weights(cluster.conf_path)
+    assert cluster.site_factors()[big] == 0
 
 
 def test_missing_state_file_reset_still_restores(steer_env):
@@ -239,7 +220,7 @@ def test_missing_state_file_reset_still_restores(steer_env):
     rep = reset(config, state)
     assert rep.clean and rep.applied
     assert any("no state file" in n for n in rep.notes)
-    assert node_weights(cluster) == act.config_weights(cluster.conf_path)
+    assert cluster.node_weights() == act.config_weights(cluster.conf_path)
 
 
 def test_two_daemons_and_signals(steer_env, tmp_path):
