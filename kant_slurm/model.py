@@ -389,6 +389,11 @@ class Job:
     features: str | None = None  # the job's --constraint expression, kept verbatim
     # Per node of ``nodes``, the GPU indices Slurm gave (running jobs read from Slurm; else empty).
     node_gpu_indices: tuple[tuple[int, ...], ...] = ()
+    # Inference start-time SLA: the longest this job may wait to start, seconds (issue 8).
+    sla: float | None = None
+    # Seconds between this (training) job's checkpoints: work since the last one is lost if it is
+    # preempted. None = unknown (the config default applies).
+    checkpoint_interval: float | None = None
 
     @property
     def gpus(self) -> int:

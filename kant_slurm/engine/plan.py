@@ -46,6 +46,18 @@ class Reservation:
     estimate_source: str = "time_limit"
 
 
+@dataclass(frozen=True, slots=True)
+class Preemption:
+    """A running job the plan stops (requeued) to make room for a pending one (issue 8)."""
+
+    job_id: str  # the victim, running now
+    for_job: str  # the pending job it makes room for
+    nodes: tuple[str, ...]  # the victim's nodes (a gang victim is preempted whole)
+    node_gpus: tuple[int, ...]  # GPUs freed per node
+    lost_gpu_seconds: float = 0.0  # estimated work lost since the victim's last checkpoint
+    why: str = ""
+
+
 @dataclass(frozen=True)
 class Plan:
     """The outcome of one planning cycle."""
@@ -59,6 +71,8 @@ class Plan:
     blocked: Mapping[str, str] = field(default_factory=dict)  # job id -> why it does not start now
     explain: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # job id -> reasoning
     stats: Mapping[str, Any] = field(default_factory=dict)  # counts and timings of the cycle
+    # Running jobs to stop before ``starts`` are carried out; ``starts`` may use their GPUs.
+    preemptions: tuple[Preemption, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with stable keys."""
@@ -74,4 +88,5 @@ class Plan:
             "blocked": dict(self.blocked),
             "explain": {k: list(v) for k, v in self.explain.items()},
             "stats": dict(self.stats),
+            "preemptions": [asdict(p) for p in self.preemptions],
         }
