@@ -128,6 +128,18 @@ class InferenceZoneConfig:
 
     nodes: str = field(default="", metadata=_spec("Slurm hostlist, e.g. gn[01-04]"))
     partition: str = field(default="", metadata=_spec("or every node of this partition"))
+    elastic: bool = field(
+        default=False,
+        metadata=_spec("borrow general-pool nodes when inference demand exceeds the zone, and "
+                       "lend idle zone nodes to short jobs (engine/zone.py)"))
+    max_borrow_nodes: int = field(
+        default=0, metadata=_spec("nodes the zone may borrow at once, 0 = no bound", lo=0,
+                                  hi=1_000_000))
+    lend_horizon: float = field(
+        default=3600.0,
+        metadata=_spec("idle zone nodes are lent only to jobs expected to end within this many "
+                       "seconds, and only while no inference job waits; 0 = never lend",
+                       lo=0.0, hi=1e9))
 
 
 @dataclass(frozen=True)
@@ -137,6 +149,11 @@ class WeightsConfig:
     tier_base: int = field(default=1, metadata=_spec("Weight of tier 0", lo=0, hi=2**31 - 1))
     tier_step: int = field(default=10, metadata=_spec("Weight added per tier", lo=1,
                                                       hi=2**31 - 1))
+    best_fit: bool = field(
+        default=True,
+        metadata=_spec("within the partly-used tier, add the node's free GPUs (at most "
+                       "tier_step - 1) to its Weight, so that a job Slurm starts on its own "
+                       "takes the fullest node that fits (E-Binpack's best fit by GPUs)"))
 
 
 @dataclass(frozen=True)
@@ -167,6 +184,66 @@ class ActuatorConfig:
     lock_file: str = field(
         default="/run/kant-slurm/steer.lock",
         metadata=_spec("lock that keeps a second daemon or cron run out"))
+    pin_jobs: str = field(
+        default="multi-node",
+        metadata=_spec("which jobs the plan starts now get a node pin: all, multi-node (single-"
+                       "node jobs follow the node Weights, which Slurm reads when it starts "
+                       "them, so a pin cannot go stale), or none",
+                       choices=("all", "multi-node", "none")))
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """Inference services: their start-time SLA (issue 8)."""
+
+    sla: float = field(
+        default=300.0,
+        metadata=_spec("seconds an inference job may wait to start, for jobs whose kant tag "
+                       "gives no sla=", lo=0.0, hi=1e9))
+
+
+@dataclass(frozen=True)
+class PreemptionConfig:
+    """Preempting (requeueing) running jobs for inference jobs (issue 8, engine/preempt.py).
+
+    A job is preemptible when its QOS, one of its partitions or its class is listed here;
+    inference jobs never are.
+    """
+
+    enabled: bool = field(
+        default=False,
+        metadata=_spec("kant: preempt preemptible jobs for an inference job about to miss its "
+                       "SLA"))
+    qos: tuple[str, ...] = field(
+        default=(), metadata=_spec("QOS names whose jobs are preemptible"))
+    partitions: tuple[str, ...] = field(
+        default=(), metadata=_spec("partitions whose jobs are preemptible"))
+    classes: tuple[str, ...] = field(
+        default=(), metadata=_spec("job classes that are preemptible (never inference)",
+                                   values=("training", "batch")))
+    checkpoint_interval: float = field(
+        default=3600.0,
+        metadata=_spec("seconds between checkpoints assumed for a job that gives none (work "
+                       "since the last one is lost)", lo=1.0, hi=1e9))
+    grace_seconds: int = field(
+        default=120,
+        metadata=_spec("seconds between the signal and the kill, for the victim to checkpoint "
+                       "(the actuator; Slurm's GraceTime)", lo=0, hi=86400))
+    lead_seconds: float = field(
+        default=180.0,
+        metadata=_spec("kant preempts once an inference job is this close to its SLA deadline "
+                       "(or past it) and the plan does not start it in time; keep it above "
+                       "grace_seconds plus one cycle", lo=0.0, hi=1e9))
+    max_victims: int = field(
+        default=8, metadata=_spec("jobs preempted per cycle at most", lo=1, hi=100_000))
+    slurm: bool = field(
+        default=False,
+        metadata=_spec("the slurm policy models PreemptType=preempt/qos with "
+                       "PreemptMode=REQUEUE: inference jobs preempt preemptible ones at once"))
+    slurm_youngest_first: bool = field(
+        default=False,
+        metadata=_spec("slurm model: PreemptParameters=youngest_first (candidates by start "
+                       "time, newest first, instead of lowest priority first)"))
 
 
 @dataclass(frozen=True)
@@ -183,6 +260,8 @@ class KantConfig:
     placement: PlacementConfig = field(default_factory=PlacementConfig)
     weights: WeightsConfig = field(default_factory=WeightsConfig)
     actuator: ActuatorConfig = field(default_factory=ActuatorConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
+    preemption: PreemptionConfig = field(default_factory=PreemptionConfig)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (YAML/JSON-ready)."""
@@ -282,6 +361,12 @@ def _value(tp: Any, value: Any, key: str, meta: Mapping[str, Any], where: str) -
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             raise ConfigError(f"{where}: {key} = {value!r}: expected a list of strings")
+        allowed = meta.get("values")
+        if allowed:
+            for v in value:
+                if v not in allowed:
+                    raise ConfigError(f"{where}: {key} = {list(value)!r}: {v!r} is not one "
+                                      f"of: {', '.join(allowed)}")
         choices = meta.get("choices")
         if choices:
             if sorted(value) != sorted(choices):
