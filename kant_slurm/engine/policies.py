@@ -895,7 +895,12 @@ class SlurmPolicy(_QueuePolicy):
 
     def plan(self, snapshot, now):
         self._parts = {p.name: p.max_time for p in snapshot.inventory.partitions}
-        return super().plan(snapshot, now)
+        plan = super().plan(snapshot, now)
+        if self.config.preemption.slurm:  # preempt/qos + REQUEUE model (engine/preempt.py)
+            from .preempt import slurm_preemptions
+
+            plan = slurm_preemptions(snapshot, now, plan, self.config)
+        return plan
 
 
 # ------------------------------------------------------------------------------------ kant
@@ -910,6 +915,14 @@ class KantPolicy(_QueuePolicy):
     def _zone(self, snapshot: ClusterSnapshot) -> np.ndarray:
         z = self.config.inference_zone
         return zone_mask(snapshot.inventory, z.nodes, z.partition)
+
+    def plan(self, snapshot, now):
+        plan = super().plan(snapshot, now)
+        if self.config.preemption.enabled:  # inference SLA rescue (engine/preempt.py)
+            from .preempt import kant_preemptions
+
+            plan = kant_preemptions(snapshot, now, plan, self.config, self._zone(snapshot))
+        return plan
 
     def pool_of(self, snapshot, ctx):
         zone = self._zone(snapshot)

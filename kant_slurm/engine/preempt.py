@@ -1,0 +1,660 @@
+"""Preemption for inference jobs (issue 8): which running jobs to stop so a pending inference
+job starts now. Pure: a snapshot, ``now``, the policy's plan and the config in; the plan with
+``preemptions`` and the extra ``starts`` out. No Slurm, no files, no clock.
+
+The simulator carries out ``Plan.preemptions`` first (the victim ends now, loses the work since
+its last checkpoint and returns to the queue), then ``starts``; the actuator signals and
+requeues the victims (``preemption.grace_seconds`` for them to checkpoint).
+
+``kant`` (:func:`kant_preemptions`)
+-----------------------------------
+*When.* A pending inference job ``j`` is *at risk* when the plan does not start it, it is
+eligible, what blocks it is room (the plan's reason starts with "does not fit now" or "not
+tested by backfill"; a quota gate or an eligibility time is never overridden), and
+
+- ``now >= submit + sla - preemption.lead_seconds`` (its deadline is near or past: the lead
+  leaves time for the victims' grace period and one more cycle), and
+- the plan gives it no reservation starting by ``submit + sla`` (if the engine's own forecast
+  says it starts in time, waiting costs nobody anything).
+
+``sla`` is the job's (kant tag ``sla=``) else ``inference.sla``. Until a pending inference job
+gets that close, this module costs one pass over the pending jobs' class.
+
+*Whom.* Only running jobs that are preemptible (QOS, partition or class listed under
+``preemption``, see :mod:`.classify`), never inference. A victim's loss is the work since its
+last checkpoint, ``lost = GPUs x ((now - start) mod checkpoint_interval)`` GPU-seconds (its
+own interval, else ``preemption.checkpoint_interval``; unknown start: a whole interval). A gang
+is preempted whole: all its nodes are freed and all its GPUs count in ``lost``.
+
+*Which.* Among the nodes of the job's pool (partitions, GPU type, per-node service cap) the
+victim sets that free exactly what the job needs, compared lexicographically by
+
+1. fewest GPU-hours lost (compared in whole GPU-minutes, so that the next rules can decide),
+2. fewest jobs preempted,
+3. least new fragmentation: (nodes partly used afterwards) - (before), over the touched nodes
+   (the job's nodes and every node a victim frees), so a node that becomes whole or fully
+   used is preferred to one left partly used,
+4. where: a node in the inference zone, then in a leaf group holding zone nodes (for a
+   multi-node job: all nodes in one leaf group first), then anywhere,
+5. best fit: fewest GPUs left free on the chosen node, then node order.
+
+A node with room already (zero victims: e.g. outside the zone, or room the plan held for a
+reservation) wins by rule 1, so an at-risk job first borrows free GPUs. Per node the cheapest
+victim set is exact (a 0/1 knapsack over the node's preemptible jobs, GPUs as weights);
+multi-node jobs take nodes greedily, one at a time, each time the cheapest given the victims
+already chosen (victims on several of its nodes are counted once). At most
+``preemption.max_victims`` victims per cycle; at-risk jobs are served earliest deadline first.
+
+``slurm`` (:func:`slurm_preemptions`), ``preemption.slurm: true``
+-----------------------------------------------------------------
+A model of Slurm 22.05 with ``PreemptType=preempt/qos``, ``PreemptMode=REQUEUE`` and the
+inference jobs in a QOS whose ``Preempt=`` lists the QOS of the preemptible jobs. There is no
+SLA: any pending inference job the plan does not start, eligible, preempts at once if
+removing candidates lets it run. Sources (read with the ``search`` tool):
+
+- ``src/slurmctld/preempt.c`` (``slurm_find_preemptable_jobs``, ``_add_preemptable_job``,
+  ``_sort_by_prio``, ``_sort_by_youngest``): candidates are running preemptible jobs on the
+  preemptor's partition nodes, sorted by preemption priority, lowest first (the job priority
+  here; the QOS part is equal among one QOS), or with ``PreemptParameters=youngest_first`` by
+  start time, newest first.
+- ``src/plugins/select/cons_common/job_test.c`` ``_run_now`` (22.05): test without preemption;
+  else remove candidates one at a time in list order from a scratch copy of node usage and run
+  the node selection after each removal. On success and while ``pass_count <=
+  reorder_count`` (``PreemptParameters=reorder_count``, default 1) and more candidates than
+  passes remain, re-sort the candidates (the last one removed first, then the others removed by
+  how many of their nodes the selection uses, then the rest) and start again. The preemptees
+  are the removed candidates that overlap the selected nodes: all of them are requeued, even
+  ones the job would not have needed.
+- node selection: the ``slurm`` policy's own model of cons_tres (:func:`.select.slurm_cons_tres`).
+
+Simplifications: Slurm starts the preemptor in a later pass once the victims have exited (after
+``GraceTime``); here it is started in the same plan on the freed GPUs (the simulator may add the
+grace delay). Ties in Slurm's ``list_sort`` (qsort, unstable) are broken by list order here.
+No bound on victims per cycle (Slurm has none). Preemption by partition priority, suspend and
+gang modes are not modelled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..model import ClusterSnapshot, Job
+from .classify import JobRules
+from .plan import Placement, Plan, Preemption
+from .pools import pool_mask
+
+log = logging.getLogger(__name__)
+
+LOST_RESOLUTION_S = 60.0
+"""Lost work is compared in whole GPU-minutes (rule 1), so near ties go to the next rules."""
+
+_ROOM_REASONS = ("does not fit now", "not tested by backfill")
+
+
+# --------------------------------------------------------------------------------------------
+# Victims and scratch state
+# --------------------------------------------------------------------------------------------
+
+
+def lost_gpu_seconds(job: Job, now: float, interval: float) -> float:
+    """GPU-seconds of work since the job's last checkpoint (a whole interval if its start is
+    unknown)."""
+    if job.start_time is None or interval <= 0:
+        return float(job.gpus) * float(interval)
+    ran = max(0.0, now - job.start_time)
+    return float(job.gpus) * (ran % interval)
+
+
+@dataclass(slots=True)
+class Victim:
+    """A running preemptible job as the victim search sees it."""
+
+    job: Job
+    idx: np.ndarray  # node indices
+    gpus: np.ndarray  # GPUs on each
+    lost: float  # GPU-seconds lost if preempted now
+
+
+class _State:
+    """Free GPUs after the plan's starts, and the preemptible running jobs by node."""
+
+    def __init__(self, snapshot: ClusterSnapshot, plan: Plan, now: float, rules: JobRules
+                 ) -> None:
+        inv = snapshot.inventory
+        self.inv = inv
+        self.snapshot = snapshot
+        self.total = np.asarray(inv.gpus_total, dtype=np.int64)
+        self.free = np.array(snapshot.free_gpus, dtype=np.int64)
+        self.schedulable = np.asarray(snapshot.schedulable, dtype=bool)
+        index = inv.index
+        for p in plan.starts:
+            for n, g in zip(p.nodes, p.node_gpus):
+                self.free[index[n]] -= int(g)
+        self.victims: list[Victim] = []
+        self.by_node: dict[int, list[int]] = {}
+        self.pre_gpus = np.zeros(len(inv), dtype=np.int64)
+        for job in snapshot.running:
+            if not job.nodes or not rules.preemptible(job):
+                continue
+            try:
+                idx = np.fromiter((index[n] for n in job.nodes), dtype=np.int64,
+                                  count=len(job.nodes))
+            except KeyError:
+                continue
+            gpus = np.asarray(job.node_gpus or (job.gpus_per_node,) * len(idx), dtype=np.int64)
+            v = len(self.victims)
+            self.victims.append(Victim(job, idx, gpus,
+                                       lost_gpu_seconds(job, now, rules.checkpoint_of(job))))
+            for i, g in zip(idx.tolist(), gpus.tolist()):
+                self.by_node.setdefault(i, []).append(v)
+                self.pre_gpus[i] += g
+        self.gone: set[int] = set()  # victims chosen this cycle
+        self.service_extra: dict[str, np.ndarray] = {}
+        self._plan_starts = plan.starts
+
+    def alloc(self) -> np.ndarray:
+        return self.total - self.free
+
+    def take(self, victims: Sequence[int], idx: np.ndarray, gpus: np.ndarray) -> None:
+        """Victims stop, the job starts on ``idx``."""
+        for v in victims:
+            vic = self.victims[v]
+            self.free[vic.idx] += vic.gpus
+            self.pre_gpus[vic.idx] -= vic.gpus
+            self.gone.add(v)
+        self.free[idx] -= gpus
+
+    def service_counts(self, service: str) -> np.ndarray:
+        """Replicas of ``service`` per node: running, started by the plan, started here."""
+        arr = self.service_extra.get(service)
+        if arr is None:
+            arr = np.zeros(len(self.inv), dtype=np.int64)
+            index = self.inv.index
+            for j in self.snapshot.running:
+                if j.service == service:
+                    for n in j.nodes:
+                        if n in index:
+                            arr[index[n]] += 1
+            job_of = self.snapshot.job
+            for p in self._plan_starts:
+                j = job_of.get(p.job_id)
+                if j is not None and j.service == service:
+                    for n in p.nodes:
+                        arr[index[n]] += 1
+            self.service_extra[service] = arr
+        return arr
+
+    def candidate_mask(self, job: Job) -> np.ndarray:
+        """Nodes the job may use at all: its pool, schedulable, big enough, below its cap."""
+        g = job.gpus_per_node
+        m = pool_mask(self.inv, job) & self.schedulable & (self.total >= g)
+        if job.service is not None and job.max_per_node:
+            m &= self.service_counts(job.service) < job.max_per_node
+        return m
+
+
+def _partial(alloc: np.ndarray, total: np.ndarray) -> np.ndarray:
+    return (alloc > 0) & (alloc < total)
+
+
+# --------------------------------------------------------------------------------------------
+# kant: least-harm victims
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class _Pick:
+    """Victims and nodes for one job, with the harm that ranks it."""
+
+    victims: tuple[int, ...]
+    idx: np.ndarray
+    lost: float
+    frag: int
+    where: int  # 0 zone, 1 a zone leaf / one leaf group, 2 elsewhere
+    left: int  # GPUs left free on the chosen nodes
+
+    def key(self) -> tuple:
+        return (round(self.lost / LOST_RESOLUTION_S), len(self.victims), self.frag, self.where,
+                self.left, self.idx.tolist())
+
+
+def _node_victims(state: _State, i: int, need: int, budget: int, skip: set[int]
+                  ) -> tuple[float, tuple[int, ...]] | None:
+    """Cheapest set (lost, then count) of victims on node ``i`` freeing >= ``need`` GPUs
+    there: exact 0/1 knapsack with GPUs as weights (capped at ``need``)."""
+    if need <= 0:
+        return 0.0, ()
+    items = []
+    for v in state.by_node.get(i, ()):
+        if v in state.gone or v in skip:
+            continue
+        vic = state.victims[v]
+        g = int(vic.gpus[np.flatnonzero(vic.idx == i)[0]])
+        items.append((v, g, vic.lost))
+    # dp[c]: (lost rounded, count, lost, victims) to free c GPUs (c capped at need)
+    dp: list[tuple | None] = [None] * (need + 1)
+    dp[0] = (0, 0, 0.0, ())
+    for v, g, lost in items:
+        for c in range(need, -1, -1):
+            cur = dp[c]
+            if cur is None:
+                continue
+            nc = min(need, c + g)
+            tot = cur[2] + lost
+            cand = (round(tot / LOST_RESOLUTION_S), cur[1] + 1, tot, cur[3] + (v,))
+            if cand[1] > budget:
+                continue
+            old = dp[nc]
+            if old is None or cand[:3] < old[:3]:
+                dp[nc] = cand
+    best = dp[need]
+    if best is None:
+        return None
+    return best[2], best[3]
+
+
+def _frag_delta(state: _State, free_after: np.ndarray, touched: np.ndarray) -> int:
+    before = _partial(state.total[touched] - state.free[touched], state.total[touched])
+    after = _partial(state.total[touched] - free_after[touched], state.total[touched])
+    return int(after.sum()) - int(before.sum())
+
+
+def _pick_nodes(state: _State, job: Job, cand: np.ndarray, budget: int, zone: np.ndarray | None,
+                zone_leaves: np.ndarray | None, one_leaf: bool) -> _Pick | None:
+    """Greedy over the job's nodes: each time the cheapest node given the victims chosen."""
+    g, nn = job.gpus_per_node, job.num_nodes
+    free = state.free.copy()
+    chosen_nodes: list[int] = []
+    chosen_vics: list[int] = []
+    lost = 0.0
+    cand = cand.copy()
+    for _ in range(nn):
+        # Nodes that could hold one more share once their preemptible jobs are gone.
+        pre = np.zeros_like(free)
+        for i in np.flatnonzero(cand & (free < g)).tolist():
+            pre[i] = sum(int(state.victims[v].gpus[np.flatnonzero(state.victims[v].idx == i)[0]])
+                         for v in state.by_node.get(i, ())
+                         if v not in state.gone and v not in chosen_vics)
+        ok = np.flatnonzero(cand & (np.maximum(free, 0) + pre >= g))
+        best = None
+        for i in ok.tolist():
+            need = int(g - max(free[i], 0))
+            got = _node_victims_on(state, i, need, budget - len(chosen_vics), chosen_vics, free)
+            if got is None:
+                continue
+            vl, vs = got
+            key = (round(vl / LOST_RESOLUTION_S), len(vs), _where(i, zone, zone_leaves, state),
+                   int(max(free[i], 0) + _freed_on(state, vs, i) - g), i)
+            if best is None or key < best[0]:
+                best = (key, i, vl, vs)
+        if best is None:
+            return None
+        _, i, vl, vs = best
+        for v in vs:
+            vic = state.victims[v]
+            free[vic.idx] += vic.gpus
+        free[i] -= g
+        chosen_nodes.append(i)
+        chosen_vics.extend(vs)
+        lost += vl
+        cand[i] = False
+        if one_leaf and nn > 1 and len(chosen_nodes) == 1:
+            leaf = state.inv.leaf_index
+            cand &= leaf == leaf[i]
+    idx = np.asarray(sorted(chosen_nodes), dtype=np.int64)
+    touched = [idx]
+    for v in chosen_vics:
+        touched.append(state.victims[v].idx)
+    touched_idx = np.unique(np.concatenate(touched))
+    frag = _frag_delta(state, free, touched_idx)
+    where = max(_where(int(i), zone, zone_leaves, state) for i in idx.tolist())
+    left = int(free[idx].sum())
+    return _Pick(tuple(chosen_vics), idx, lost, frag, where, left)
+
+
+def _node_victims_on(state: _State, i: int, need: int, budget: int, chosen: list[int],
+                     free: np.ndarray):
+    if need <= 0:
+        return 0.0, ()
+    return _node_victims(state, i, need, budget, set(chosen))
+
+
+def _freed_on(state: _State, vs: Sequence[int], i: int) -> int:
+    out = 0
+    for v in vs:
+        vic = state.victims[v]
+        out += int(vic.gpus[vic.idx == i].sum())
+    return out
+
+
+def _where(i: int, zone: np.ndarray | None, zone_leaves: np.ndarray | None, state: _State
+           ) -> int:
+    if zone is not None and zone[i]:
+        return 0
+    if zone_leaves is not None:
+        lf = state.inv.leaf_index[i]
+        if lf >= 0 and zone_leaves[lf]:
+            return 1
+    return 2
+
+
+def choose_victims(state: _State, job: Job, budget: int, zone: np.ndarray | None = None
+                   ) -> _Pick | None:
+    """The least-harm victim set and nodes for ``job`` (module docstring), or None."""
+    cand = state.candidate_mask(job)
+    if not cand.any():
+        return None
+    g, nn = job.gpus_per_node, job.num_nodes
+    room = np.maximum(state.free, 0) + state.pre_gpus
+    if int(np.count_nonzero(cand & (room >= g))) < nn:
+        return None
+    zone_leaves = None
+    if zone is not None and zone.any():
+        leaf = state.inv.leaf_index
+        zl = leaf[zone & (leaf >= 0)]
+        if zl.size:
+            zone_leaves = np.zeros(len(state.inv.leaf_names), dtype=bool)
+            zone_leaves[zl] = True
+    else:
+        zone = None
+    if nn == 1:
+        ok = np.flatnonzero(cand & (room >= g))
+        best: _Pick | None = None
+        best_key = None
+        for i in ok.tolist():
+            need = int(g - max(state.free[i], 0))
+            got = _node_victims(state, i, need, budget, set())
+            if got is None:
+                continue
+            vl, vs = got
+            # Cheap keys first; fragmentation only for the contenders.
+            pre_key = (round(vl / LOST_RESOLUTION_S), len(vs))
+            if best_key is not None and pre_key > best_key[:2]:
+                continue
+            idx = np.asarray([i], dtype=np.int64)
+            free_after = state.free.copy()
+            touched = [idx]
+            for v in vs:
+                vic = state.victims[v]
+                free_after[vic.idx] += vic.gpus
+                touched.append(vic.idx)
+            free_after[i] -= g
+            t = np.unique(np.concatenate(touched))
+            pick = _Pick(vs, idx, vl, _frag_delta(state, free_after, t),
+                         _where(i, zone, zone_leaves, state), int(free_after[i]))
+            k = pick.key()
+            if best_key is None or k < best_key:
+                best, best_key = pick, k
+        return best
+    # Multi-node: inside one leaf group first, else anywhere.
+    picks = []
+    one = _pick_nodes(state, job, cand, budget, zone, zone_leaves, one_leaf=True)
+    if one is not None:
+        picks.append((0,) + one.key(), one)
+    anywhere = _pick_nodes(state, job, cand, budget, zone, zone_leaves, one_leaf=False)
+    if anywhere is not None:
+        leaf = state.inv.leaf_index[anywhere.idx]
+        spread = 0 if (leaf >= 0).all() and np.unique(leaf).size == 1 else 1
+        picks.append((spread,) + anywhere.key(), anywhere)
+    if not picks:
+        return None
+    # Harm first (lost, count, fragmentation), then one leaf group over several.
+    picks.sort(key=lambda kp: (kp[0][1], kp[0][2], kp[0][3], kp[0][0]) + kp[0][4:])
+    return picks[0][1]
+
+
+def at_risk(snapshot: ClusterSnapshot, now: float, plan: Plan, rules: JobRules, lead: float
+            ) -> list[Job]:
+    """Pending inference jobs about to miss their SLA that the plan does not rescue
+    (module docstring, "When"), earliest deadline first."""
+    out = []
+    started = None
+    res = None
+    for j in snapshot.pending:
+        if j.job_class != "inference":
+            continue
+        sla = j.sla if j.sla is not None else rules.sla_of(j)
+        if sla is None:
+            continue
+        deadline = j.submit_time + sla
+        if now < deadline - lead:
+            continue
+        if j.eligible_time is not None and j.eligible_time > now:
+            continue
+        if started is None:
+            started = {p.job_id for p in plan.starts}
+            res = {r.job_id: r.start_time for r in plan.reservations}
+        if j.job_id in started:
+            continue
+        r = res.get(j.job_id)
+        if r is not None and r <= deadline:
+            continue
+        reason = plan.blocked.get(j.job_id, "")
+        if not reason.startswith(_ROOM_REASONS):
+            continue
+        out.append((deadline, j.job_id, j))
+    out.sort(key=lambda x: (x[0], x[1]))
+    return [j for _, _, j in out]
+
+
+def kant_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config,
+                     zone: np.ndarray | None = None) -> Plan:
+    """``plan`` plus the preemptions (and starts) that save at-risk inference jobs."""
+    p = config.preemption
+    rules = JobRules.from_config(config)
+    jobs = at_risk(snapshot, now, plan, rules, p.lead_seconds)
+    if not jobs:
+        return plan
+    state = _State(snapshot, plan, now, rules)
+    budget = p.max_victims
+    preemptions: list[Preemption] = []
+    starts: list[Placement] = []
+    notes: dict[str, str] = {}
+    names = snapshot.inventory.names
+    for job in jobs:
+        if budget <= 0:
+            break
+        pick = choose_victims(state, job, budget, zone)
+        if pick is None:
+            notes[job.job_id] = ("preemption: no preemptible jobs free enough room for it "
+                                 "within the victim bound")
+            continue
+        sla = job.sla if job.sla is not None else rules.sla_of(job)
+        gpus = np.full(len(pick.idx), job.gpus_per_node, dtype=np.int64)
+        vdesc = []
+        for v in pick.victims:
+            vic = state.victims[v]
+            vdesc.append(f"{vic.job.job_id} ({vic.lost / 3600:.2f} GPU-h lost)")
+            preemptions.append(Preemption(
+                job_id=vic.job.job_id, for_job=job.job_id,
+                nodes=tuple(names[i] for i in vic.idx.tolist()),
+                node_gpus=tuple(int(x) for x in vic.gpus.tolist()),
+                lost_gpu_seconds=round(vic.lost, 3),
+                why=(f"inference job {job.job_id} waited {now - job.submit_time:.0f} s of its "
+                     f"{sla:.0f} s SLA; least harm: {vic.lost / 3600:.2f} GPU-h since its last "
+                     f"checkpoint"),
+            ))
+        why = ("SLA rescue: " + (f"preempts {', '.join(vdesc)}" if vdesc else "free room")
+               + f"; {len(pick.victims)} job(s), {pick.lost / 3600:.2f} GPU-h lost, "
+               f"fragmentation {pick.frag:+d}")
+        starts.append(Placement(job_id=job.job_id, nodes=tuple(names[i] for i in pick.idx.tolist()),
+                                node_gpus=tuple(int(x) for x in gpus.tolist()), backfilled=False,
+                                group=None, why=why))
+        notes[job.job_id] = why
+        state.take(pick.victims, pick.idx, gpus)
+        budget -= len(pick.victims)
+    return amend_plan(plan, preemptions, starts, notes)
+
+
+# --------------------------------------------------------------------------------------------
+# slurm: preempt/qos + cons_tres _run_now
+# --------------------------------------------------------------------------------------------
+
+
+REORDER_COUNT = 1
+"""``PreemptParameters=reorder_count`` default (slurm.conf(5), 22.05)."""
+
+
+def slurm_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config) -> Plan:
+    """``plan`` plus what Slurm's preempt/qos would preempt for blocked inference jobs."""
+    from .cycle import Cycle
+    from .select import slurm_cons_tres
+
+    rules = JobRules.from_config(config)
+    youngest = config.preemption.slurm_youngest_first
+    pend = [j for j in snapshot.pending if j.job_class == "inference"]
+    if not pend:
+        return plan
+    started = {p.job_id for p in plan.starts}
+    blocked = plan.blocked
+    pend = [j for j in pend if j.job_id not in started
+            and not (j.eligible_time is not None and j.eligible_time > now)
+            and blocked.get(j.job_id, "").startswith(_ROOM_REASONS)]
+    if not pend:
+        return plan
+    pend.sort(key=lambda j: (-j.priority, j.submit_time, j.job_id))
+    state = _State(snapshot, plan, now, rules)
+    if not state.victims:
+        return plan
+    cycle = Cycle(snapshot, now)
+    names = snapshot.inventory.names
+    preemptions: list[Preemption] = []
+    starts: list[Placement] = []
+    notes: dict[str, str] = {}
+    for job in pend:
+        got = slurm_run_now(state, cycle, job, youngest, slurm_cons_tres)
+        if got is None:
+            continue
+        choice, vs = got
+        gpus = np.asarray(choice.gpus, dtype=np.int64)
+        for v in vs:
+            vic = state.victims[v]
+            preemptions.append(Preemption(
+                job_id=vic.job.job_id, for_job=job.job_id,
+                nodes=tuple(names[i] for i in vic.idx.tolist()),
+                node_gpus=tuple(int(x) for x in vic.gpus.tolist()),
+                lost_gpu_seconds=round(vic.lost, 3),
+                why=f"preempt/qos: candidate removed for {job.job_id} and on its nodes"))
+        why = (f"preempt/qos REQUEUE: {len(vs)} candidate(s) removed; " + choice.why)
+        starts.append(Placement(job_id=job.job_id,
+                                nodes=tuple(names[i] for i in choice.idx.tolist()),
+                                node_gpus=tuple(int(x) for x in gpus.tolist()),
+                                group=choice.group, why=why))
+        notes[job.job_id] = why
+        state.take(vs, np.asarray(choice.idx, dtype=np.int64), gpus)
+    return amend_plan(plan, preemptions, starts, notes)
+
+
+def slurm_candidates(state: _State, job: Job, youngest: bool) -> list[int]:
+    """preempt.c: running preemptible jobs on the preemptor's partition nodes, lowest
+    priority first (or youngest first)."""
+    pool = pool_mask(state.inv, job)
+    out = [v for v, vic in enumerate(state.victims)
+           if v not in state.gone and bool(pool[vic.idx].any())]
+    if youngest:
+        out.sort(key=lambda v: -(state.victims[v].job.start_time or 0.0))
+    else:
+        out.sort(key=lambda v: state.victims[v].job.priority)
+    return out
+
+
+def slurm_run_now(state: _State, cycle, job: Job, youngest: bool, select):
+    """cons_tres ``_run_now`` with preemptee candidates: (choice, victims) or None."""
+    usable = state.candidate_mask(job)
+
+    def test(free: np.ndarray):
+        avail = np.where(usable, np.maximum(free, 0), -1)
+        return select(cycle, job, avail)
+
+    first = test(state.free)
+    if first is not None:
+        return first, ()
+    cands = slurm_candidates(state, job, youngest)
+    if not cands:
+        return None
+    pass_count = 0
+    while True:
+        free = state.free.copy()
+        removed: list[int] = []
+        choice = None
+        for v in cands:
+            vic = state.victims[v]
+            free[vic.idx] += vic.gpus
+            removed.append(v)
+            choice = test(free)
+            if choice is not None:
+                break
+        if choice is None:
+            return None
+        stop = pass_count > REORDER_COUNT or len(cands) <= pass_count + 1
+        pass_count += 1
+        sel = set(np.asarray(choice.idx).tolist())
+        if stop:
+            vs = tuple(v for v in removed
+                       if sel.intersection(state.victims[v].idx.tolist()))
+            return choice, vs
+        # Re-sort: the last removed first, the other removed by nodes in the selection, the
+        # rest after (stable).
+        last = removed[-1]
+        rank = {v: len(sel.intersection(state.victims[v].idx.tolist())) for v in removed[:-1]}
+        rank[last] = 99999
+        cands = sorted(cands, key=lambda v: -rank.get(v, 0))
+
+
+# --------------------------------------------------------------------------------------------
+# The amended plan
+# --------------------------------------------------------------------------------------------
+
+
+class _Blocked(Mapping):
+    """``plan.blocked`` without the jobs preemption started (the rest stays lazy)."""
+
+    def __init__(self, base: Mapping[str, str], drop: set[str]) -> None:
+        self._base, self._drop = base, drop
+
+    def __getitem__(self, k: str) -> str:
+        if k in self._drop:
+            raise KeyError(k)
+        return self._base[k]
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k in self._base if k not in self._drop)
+
+    def __len__(self) -> int:
+        return len(self._base) - sum(1 for k in self._drop if k in self._base)
+
+
+def amend_plan(plan: Plan, preemptions: list[Preemption], starts: list[Placement],
+               notes: Mapping[str, str]) -> Plan:
+    """``plan`` with ``preemptions`` and the extra ``starts``; their jobs leave ``blocked`` and
+    ``reservations``; ``explain`` gets the notes."""
+    records = getattr(plan.explain, "records", None)
+    if records is not None:
+        for jid, line in notes.items():
+            rec = records.get(jid)
+            if rec is not None:
+                rec.append(line)
+    if not starts and not preemptions:
+        return plan
+    drop = {s.job_id for s in starts}
+    stats = dict(plan.stats)
+    stats["preempted"] = stats.get("preempted", 0) + len(preemptions)
+    stats["started"] = stats.get("started", 0) + len(starts)
+    if "blocked" in stats:
+        stats["blocked"] = max(0, stats["blocked"] - len(drop))
+    reservations = tuple(r for r in plan.reservations if r.job_id not in drop)
+    if "reservations" in stats:
+        stats["reservations"] = len(reservations)
+    return dataclasses.replace(
+        plan,
+        starts=tuple(plan.starts) + tuple(starts),
+        reservations=reservations,
+        blocked=_Blocked(plan.blocked, drop),
+        preemptions=tuple(plan.preemptions) + tuple(preemptions),
+        stats=stats,
+    )
