@@ -106,11 +106,24 @@ class CycleReport:
     deferred: list[act.Change] = field(default_factory=list)
     forgotten: int = 0
     notes: list[str] = field(default_factory=list)
+    # Preemption (issue 8): signals and requeues of victims, run before the changes above.
+    preemptions: list[act.PreemptStep] = field(default_factory=list)  # planned this cycle
+    preempted: list[act.PreemptStep] = field(default_factory=list)  # run
+    preempt_failed: list[tuple[act.PreemptStep, str]] = field(default_factory=list)
+    preempt_not_run: list[act.PreemptStep] = field(default_factory=list)
+    preempt_deferred: list[act.PreemptStep] = field(default_factory=list)
+
+    def preempt_commands(self) -> list[str]:
+        """The preemption commands, planned (dry run) or run."""
+        return [s.command() for s in (self.preemptions if self.dry_run else self.preempted)]
 
     def counts(self) -> dict[str, int]:
         by_kind: dict[str, int] = {}
         for ch in (self.changes if self.dry_run else self.applied):
             key = f"{ch.kind}_{ch.action}"
+            by_kind[key] = by_kind.get(key, 0) + 1
+        for step in (self.preemptions if self.dry_run else self.preempted):
+            key = f"preempt_{step.action}"
             by_kind[key] = by_kind.get(key, 0) + 1
         return by_kind
 
@@ -120,11 +133,14 @@ class CycleReport:
             return (f"cycle failed after {self.duration_s:.3f}s, nothing changed: {self.error}")
         verb = "would change" if self.dry_run else "changed"
         done = len(self.changes) if self.dry_run else len(self.applied)
+        done += len(self.preemptions) if self.dry_run else len(self.preempted)
         kinds = ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items())) or "-"
         return (f"cycle {self.duration_s:.3f}s (read {self.read_s:.3f}s, plan {self.plan_s:.3f}s, "
                 f"apply {self.apply_s:.3f}s): {self.running} running, {self.pending} pending, "
                 f"{self.starts} starts planned; {verb} {done} ({kinds}), failed "
-                f"{len(self.failed)}, deferred {len(self.deferred)}, not run {len(self.not_run)}")
+                f"{len(self.failed) + len(self.preempt_failed)}, deferred "
+                f"{len(self.deferred) + len(self.preempt_deferred)}, not run "
+                f"{len(self.not_run) + len(self.preempt_not_run)}")
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -133,8 +149,13 @@ class CycleReport:
             "apply_s": self.apply_s, "running": self.running, "pending": self.pending,
             "starts": self.starts,
             "changes": [c.to_dict() for c in self.changes],
-            "commands": [cmd.command() for cmd in act.group_changes(
+            "commands": self.preempt_commands() + [cmd.command() for cmd in act.group_changes(
                 self.changes if self.dry_run else self.applied)],
+            "preemptions": [s.to_dict() for s in self.preemptions],
+            "preempted": [s.to_dict() for s in self.preempted],
+            "preempt_failed": [s.to_dict() | {"error": e} for s, e in self.preempt_failed],
+            "preempt_not_run": [s.to_dict() for s in self.preempt_not_run],
+            "preempt_deferred": [s.to_dict() for s in self.preempt_deferred],
             "applied": [c.to_dict() for c in self.applied],
             "failed": [c.to_dict() | {"error": e} for c, e in self.failed],
             "not_run": [c.to_dict() for c in self.not_run],
@@ -176,12 +197,18 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
               policy: str | None = None,
               read: Callable[[], tuple[Any, dict[str, int]]] | None = None,
               runner: Callable[[Sequence[str]], str] = act.run_scontrol,
-              before_apply: Callable[[], None] | None = None) -> CycleReport:
+              before_apply: Callable[[], None] | None = None,
+              clock: Callable[[], float] = time.time) -> CycleReport:
     """Read Slurm, plan, diff against the marks, apply (unless ``dry_run``). Never raises for
     Slurm trouble: the report says what went wrong and nothing was changed.
 
     ``read`` and ``runner`` replace the Slurm reads and scontrol (tests); ``before_apply`` is
-    called between the read and the apply (fault tests change Slurm there).
+    called between the read and the apply (fault tests change Slurm there); ``clock`` is the
+    wall clock the preemption grace time is measured on.
+
+    Preemptions the plan asks for (and requeues whose grace time is over) run first, then the
+    other changes: the preempting job's pin to the victims' nodes goes in the same cycle and
+    holds it there until they are free.
     """
     t0 = time.monotonic()
     report = CycleReport(dry_run=dry_run, policy=policy or config.policy)
@@ -206,12 +233,15 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     desired = act.desired_from_plan(plan, snapshot, settings)
     state = _marks_or_rebuild(state_path, view, settings, report.notes, dry_run)
     d = act.diff(desired, view, state, settings.max_changes)
+    pd = act.preemption_steps(plan.preemptions if settings.max_preemptions else (), snapshot,
+                              state.preemptions, clock(), settings)
     t2 = time.monotonic()
     report.plan_s = t2 - t1
     report.changes, report.deferred = d.changes, d.deferred
-    report.forgotten = len(d.forget)
-    report.notes.extend(d.notes)
-    for note in d.notes:
+    report.preemptions, report.preempt_deferred = pd.steps, pd.deferred
+    report.forgotten = len(d.forget) + len(pd.forget)
+    report.notes.extend(pd.notes + d.notes)
+    for note in pd.notes + d.notes:
         log.info("%s", note)
     if dry_run:
         report.duration_s = time.monotonic() - t0
@@ -219,10 +249,22 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     if before_apply is not None:
         before_apply()
     act.edit_marks(state, d)
-    if d.forget or d.adopt or not state_path.exists():
+    for victim in pd.forget:
+        state.preemptions.pop(victim, None)
+    if d.forget or d.adopt or pd.forget or not state_path.exists():
         save_state(state, state_path)
+    pres = act.apply_preemptions(pd.steps, state, state_path, runner, clock)
+    report.preempted, report.preempt_failed = pres.applied, pres.failed
+    report.preempt_not_run = pres.not_run
+    if pres.unreachable:
+        # Nothing more this cycle: slurmctld does not answer.
+        report.not_run = list(d.changes)
+        report.ok, report.error = False, f"apply stopped: {pres.unreachable}"
+        report.apply_s = time.monotonic() - t2
+        report.duration_s = time.monotonic() - t0
+        return report
     result = act.apply_changes(d.changes, state, state_path, runner)
-    if result.applied:
+    if result.applied or pres.applied:
         state.cycle += 1  # saved with last_cycle below
     report.applied, report.failed, report.not_run = result.applied, result.failed, result.not_run
     if result.unreachable:
@@ -230,8 +272,9 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     report.apply_s = time.monotonic() - t2
     report.duration_s = time.monotonic() - t0
     # Every applying cycle, changes or not, leaves its figures for the exporter.
-    state.last_cycle = {"duration_s": report.duration_s, "applied": len(result.applied),
-                        "failed": len(result.failed), "at": time.time()}
+    state.last_cycle = {"duration_s": report.duration_s,
+                        "applied": len(result.applied) + len(pres.applied),
+                        "failed": len(result.failed) + len(pres.failed), "at": time.time()}
     try:
         save_state(state, state_path)
     except OSError as exc:
@@ -276,6 +319,9 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
           runner: Callable[[Sequence[str]], str] = act.run_scontrol) -> ResetReport:
     """Undo every change kant made (weights, SiteFactors, pins), then check Slurm shows none.
 
+    Preemptions are not undone: a victim that got its checkpoint signal or was requeued stays
+    so. Reset only forgets the victims in progress, so no later cycle requeues them.
+
     The marks come from the state file, plus, for nodes, slurm.conf: a node whose Weight
     differs from slurm.conf's and that kant has no mark for is also restored when it carries a
     weight kant's tiers produce. Raises SlurmUnreachable when Slurm cannot be read.
@@ -285,12 +331,16 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
     state_path = Path(state_path)
     view = _read_view(config)
     state = _marks_or_rebuild(state_path, view, settings, report.notes, dry_run)
+    for victim, rec in sorted(state.preemptions.items()):
+        report.notes.append(f"victim {victim} ({rec.status} for job {rec.for_job}) is "
+                            f"forgotten, not undone: a signal or requeue cannot be taken back")
+    state.preemptions.clear()
     try:
         conf = act.config_weights()
     except InputError as exc:
         conf = {}
         report.notes.append(f"slurm.conf weights not checked: {exc}")
-    kant_weights = {settings.tier_base + t * settings.tier_step for t in range(8)}
+    kant_weights = settings.kant_weights()
     for node, w in view.weights.items():
         if node not in state.marks["weight"] and node in conf and w != conf[node] \
                 and w in kant_weights:

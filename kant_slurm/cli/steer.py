@@ -41,6 +41,12 @@ def _print_cycle(report, as_json: bool) -> None:
         click.echo(f"# {note}")
     from ..slurm.actuator import group_changes
 
+    for step in (report.preemptions if report.dry_run else report.preempted):
+        click.echo(f"{step.command()}  # {step.reason}")
+    for step, err in report.preempt_failed:
+        click.echo(f"# FAILED {step.command()}: {err}")
+    for step in report.preempt_not_run:
+        click.echo(f"# NOT RUN {step.command()}")
     shown = report.changes if report.dry_run else report.applied
     for cmd in group_changes(shown):
         click.echo(f"{cmd.command()}  # {cmd.reason}")
@@ -48,6 +54,9 @@ def _print_cycle(report, as_json: bool) -> None:
         click.echo(f"# FAILED {ch.command()}: {err}")
     for ch in report.not_run:
         click.echo(f"# NOT RUN {ch.command()}")
+    if report.preempt_deferred:
+        click.echo(f"# {len(report.preempt_deferred)} more victims deferred to the next cycle "
+                   f"(actuator.max_preemptions)")
     if report.deferred:
         click.echo(f"# {len(report.deferred)} more changes deferred to the next cycle "
                    f"(actuator.max_changes)")

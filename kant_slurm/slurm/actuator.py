@@ -24,11 +24,17 @@ Slurm shows now give the list of changes. :func:`apply_changes` runs them, writi
 to the state file before its ``scontrol`` runs, so a cycle cut short (slurmctld gone, a job
 that vanished, a crash) leaves a record the next cycle completes or cleans up.
 
-Room for preemption (issue 8): a requeue of a victim is an action, not a setting to diff and
-restore. It fits as another :class:`Change` kind (``scontrol requeue <id>``, or
-``requeuehold``) ordered before pins, run through the same :func:`apply_changes` loop; its
-"mark" would record the job's restart count at the time, so a cycle cut short never requeues
-the same run twice, and ``reset`` skips it (a requeue cannot be undone).
+Preemption (issue 8, site-config/PREEMPTION.md): kant's engine chooses the victims
+(``Plan.preemptions``); the actuator carries them out in two steps, each an action rather than
+a setting to diff and restore. First ``scancel --signal=USR1 --batch <victim>``: the training
+template's batch shell traps it, checkpoints the step and requeues the job itself. Then, on a
+later cycle, ``scontrol requeue <victim>`` if that run still holds its nodes once the grace
+time is over. Each victim has a :class:`~kant_slurm.slurm.state.PreemptRecord` in the state
+file, keyed by the run's start time, written before its command runs, so a cycle cut short
+neither signals a run twice nor requeues a later run. :func:`preemption_steps` is the pure
+part, :func:`apply_preemptions` runs the steps before the other changes (the preempting job's
+pin then waits for the freed nodes). ``reset`` forgets the records: a signal or a requeue
+cannot be undone.
 """
 
 from __future__ import annotations
@@ -39,17 +45,18 @@ import re
 import shlex
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from ..engine.plan import Plan
+from ..engine.scoring import TIER_PARTLY_USED
 from ..errors import InputError, SlurmError, SlurmUnreachable
 from ..hostlist import compress, expand
 from ..model import ClusterSnapshot
 from .parse import parse_sprio_site
-from .state import (FOREIGN, KINDS, PIN, SITE_FACTOR, WEIGHT, Mark, SteerState,
-                    classify_value, save_state)
+from .state import (FOREIGN, KINDS, PIN, REQUEUED, SIGNALLED, SIGNALLING, SITE_FACTOR,
+                    WEIGHT, Mark, PreemptRecord, SteerState, classify_value, save_state)
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +78,13 @@ class ActuatorSettings:
     site_factor_scale: int = 100_000
     class_levels: int = 4  # classes in config order + 1 for unknown classes
     max_changes: int = 200  # per cycle; 0 = no bound
+    best_fit: bool = True  # partly used nodes: Weight + free GPUs (fullest node first)
+    pin_jobs: str = "multi-node"  # all | multi-node | none
+    # Preemption (issue 8): the signal a victim's batch shell gets (the training template traps
+    # USR1), seconds from it to kant's own requeue, new victims signalled per cycle.
+    preempt_signal: str = "USR1"
+    preempt_grace: float = 120.0
+    max_preemptions: int = 8
 
     @property
     def order_levels(self) -> int:
@@ -79,13 +93,23 @@ class ActuatorSettings:
     @staticmethod
     def from_config(config) -> "ActuatorSettings":
         act = getattr(config, "actuator", None)
+        pre = getattr(config, "preemption", None)
         return ActuatorSettings(
             tier_base=config.weights.tier_base,
             tier_step=config.weights.tier_step,
             site_factor_scale=getattr(act, "site_factor_scale", 100_000),
             class_levels=len(config.classes.order) + 1,
             max_changes=getattr(act, "max_changes", 200),
+            best_fit=getattr(config.weights, "best_fit", True),
+            pin_jobs=getattr(act, "pin_jobs", "multi-node"),
+            preempt_grace=float(getattr(pre, "grace_seconds", 120)),
+            max_preemptions=int(getattr(pre, "max_victims", 8)),
         )
+
+    def kant_weights(self, tiers: int = 8) -> set[int]:
+        """Every node Weight kant's tiers can produce (used when the state file is lost)."""
+        span = self.tier_step if self.best_fit else 1
+        return {self.tier_base + t * self.tier_step + s for t in range(tiers) for s in range(span)}
 
     def is_kant_site_factor(self, value: int) -> bool:
         """Whether a SiteFactor is one kant could have set (used when the state is lost)."""
@@ -181,9 +205,16 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
     """What ``plan`` wants Slurm to show. Pure.
 
     Order: only from plans whose queue factors carry ``class_tier`` (the kant policy); the
-    baselines leave SiteFactor alone. Weights: every node in ``plan.node_tiers``. Pins: each
-    started job that is still pending in ``snapshot`` and has no ReqNodeList of its own gets
-    every other node of the cluster as its ExcNodeList.
+    baselines leave SiteFactor alone. Weights: every node in ``plan.node_tiers``; with
+    ``best_fit``, a partly used node's Weight also grows with its free GPUs, so that Slurm,
+    which takes the lowest Weight that fits, fills the fullest node first. Pins (``pin_jobs``):
+    each started job that is still pending in ``snapshot`` and has no ReqNodeList of its own
+    gets every other node of the cluster as its ExcNodeList; with ``multi-node`` only jobs
+    of two or more nodes do. Why not pin every job: Slurm keeps starting jobs on its own
+    between our read and our update, so a pin is a second or two stale when it lands, and a
+    stale pin makes its job wait for a node that is full (on the 32-node dev cluster 98 of 216
+    pins had to be cleared as stale). The Weights are read by Slurm when it starts the job,
+    so they cannot go stale that way.
     """
     site: dict[str, int] = {}
     for entry in plan.order:
@@ -193,13 +224,29 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
                                                   settings)
     weights = {node: settings.tier_base + int(tier) * settings.tier_step
                for node, tier in plan.node_tiers.items()}
+    if settings.best_fit and weights:
+        inv = snapshot.inventory
+        index = inv.index
+        for node, tier in plan.node_tiers.items():
+            i = index.get(node)
+            if tier != TIER_PARTLY_USED or i is None:
+                continue
+            free = int(inv.gpus_total[i]) - int(snapshot.gpus_alloc[i])
+            weights[node] += min(max(free, 0), settings.tier_step - 1)
     pending = {j.job_id: j for j in snapshot.pending}
     names = snapshot.inventory.names
+    preempting = {p.for_job for p in getattr(plan, "preemptions", ())}
     pins: dict[str, tuple[str, ...]] = {}
     pin_nodes: dict[str, tuple[str, ...]] = {}
     for p in plan.starts:
         job = pending.get(p.job_id)
         if job is None or not p.nodes or job.required_nodes:
+            continue
+        # A job that preemptions make room for is always pinned: its nodes are held by the
+        # victims until they leave, so the pin cannot go stale, and without it another job
+        # could take the freed GPUs first.
+        if p.job_id not in preempting and (settings.pin_jobs == "none" or (
+                settings.pin_jobs == "multi-node" and len(p.nodes) < 2)):
             continue
         chosen = set(p.nodes)
         pins[p.job_id] = tuple(n for n in names if n not in chosen)
@@ -283,7 +330,10 @@ def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int 
                 else:
                     every.append(Change(kind, target, orig, shown, orig, "restore",
                                         _restore_reason(kind)))
-    every.sort(key=lambda c: (_KIND_ORDER[(c.kind, c.action)], _target_key(c.target)))
+    # Node weights by value, then node: nodes given the same Weight share one command
+    # (best-fit weights interleave values along the node list).
+    every.sort(key=lambda c: (_KIND_ORDER[(c.kind, c.action)],
+                              c.value if c.kind == WEIGHT else 0, _target_key(c.target)))
     if max_changes and len(every) > max_changes:
         out.changes, out.deferred = every[:max_changes], every[max_changes:]
     else:
@@ -545,3 +595,237 @@ def _restore_mark(state: SteerState, ch: Change, before: Mark | None) -> None:
         state.drop(ch.kind, ch.target)
     else:
         state.marks[ch.kind][ch.target] = before
+
+
+# ------------------------------------------------------------------------------------------
+# Preemption: signal the victims kant's engine chose, requeue them after the grace time
+# ------------------------------------------------------------------------------------------
+
+SIGNAL, REQUEUE = "signal", "requeue"
+SIGNAL_NAMES = ("USR1", "USR2", "TERM", "INT", "CONT")
+
+
+@dataclass(frozen=True)
+class PreemptStep:
+    """One preemption command: the checkpoint signal to a victim's batch shell, or its requeue."""
+
+    action: str  # SIGNAL or REQUEUE
+    job_id: str  # the victim
+    for_job: str  # the pending job it makes room for
+    start_time: float  # the victim's run this step is for
+    nodes: tuple[str, ...] = ()
+    signal: str = "USR1"
+    lost_gpu_seconds: float = 0.0
+    reason: str = ""
+
+    def argv(self) -> list[str]:
+        """The command as an argument list (no shell)."""
+        if self.action == SIGNAL:
+            # --batch: only the batch shell gets it (it traps it and checkpoints the step);
+            # with --full the training step would get USR1 too, which kills an untrapped one.
+            return ["scancel", f"--signal={self.signal}", "--batch", self.job_id]
+        return ["scontrol", "requeue", self.job_id]
+
+    def command(self) -> str:
+        return shlex.join(self.argv())
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"action": self.action, "job_id": self.job_id, "for_job": self.for_job,
+                "start_time": self.start_time, "nodes": list(self.nodes), "signal": self.signal,
+                "lost_gpu_seconds": self.lost_gpu_seconds, "reason": self.reason,
+                "command": self.command()}
+
+
+@dataclass
+class PreemptDiff:
+    """The outcome of :func:`preemption_steps`."""
+
+    steps: list[PreemptStep] = field(default_factory=list)
+    deferred: list[PreemptStep] = field(default_factory=list)  # over max_preemptions
+    forget: list[str] = field(default_factory=list)  # victims whose record is done
+    notes: list[str] = field(default_factory=list)
+
+
+def _same_run(job, start_time: float) -> bool:
+    # squeue's JSON gives whole seconds; a requeued and restarted run starts later.
+    return job.start_time is not None and abs(float(job.start_time) - start_time) < 1.0
+
+
+def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
+                     records: Mapping[str, PreemptRecord], now: float,
+                     settings: ActuatorSettings) -> PreemptDiff:
+    """The preemption commands of this cycle. Pure.
+
+    Records first (victims signalled earlier): a victim whose run left its nodes (it requeued
+    itself, ended, or a later run of it holds them) is done and forgotten; one still running
+    after the grace time is requeued, unless the job it made room for no longer waits (then it
+    is left to run: the signal cannot be taken back, the requeue can be spared); a signal
+    whose outcome a crash left unknown is sent again (the template ignores repeats).
+    Then the plan's new victims: each running one gets the checkpoint signal, at most
+    ``settings.max_preemptions`` per cycle; none for a pending job that already has victims
+    in progress (kant waits for them to leave before it takes more).
+    """
+    out = PreemptDiff()
+    running = {j.job_id: j for j in snapshot.running}
+    pending = {j.job_id for j in snapshot.pending}
+    busy_for: set[str] = set()
+    for victim, rec in sorted(records.items(), key=lambda kv: _target_key(kv[0])):
+        job = running.get(victim)
+        if job is None or not _same_run(job, rec.start_time):
+            out.forget.append(victim)
+            how = "is pending again" if victim in pending else (
+                "runs a later run" if job is not None else "ended")
+            out.notes.append(f"victim {victim} left its nodes ({how}) "
+                             f"{max(0.0, now - rec.signalled_at):.0f}s after the signal")
+            continue
+        step = PreemptStep(REQUEUE, victim, rec.for_job, rec.start_time, rec.nodes, rec.signal,
+                           rec.lost_gpu_seconds)
+        if rec.status == SIGNALLING:
+            out.steps.append(replace(step, action=SIGNAL, reason=(
+                f"preempt for job {rec.for_job}: the last signal's outcome is unknown, "
+                f"sent again")))
+            busy_for.add(rec.for_job)
+        elif rec.status == REQUEUED:
+            out.notes.append(f"victim {victim} requeued {now - (rec.requeued_at or now):.0f}s "
+                             f"ago, still on {compress(rec.nodes)}: waiting for it to end")
+            busy_for.add(rec.for_job)
+        elif now - rec.signalled_at < settings.preempt_grace:
+            out.notes.append(f"victim {victim} checkpointing for job {rec.for_job}: "
+                             f"{now - rec.signalled_at:.0f}s of {settings.preempt_grace:.0f}s "
+                             f"grace")
+            busy_for.add(rec.for_job)
+        elif rec.for_job not in pending:
+            out.forget.append(victim)
+            out.notes.append(f"victim {victim}: grace over but job {rec.for_job} no longer "
+                             f"waits; not requeued (it got the signal)")
+        else:
+            out.steps.append(replace(step, reason=(
+                f"preempt for job {rec.for_job}: still running {now - rec.signalled_at:.0f}s "
+                f"after the signal (grace {settings.preempt_grace:.0f}s)")))
+            busy_for.add(rec.for_job)
+    new = 0
+    for p in preemptions:
+        if p.job_id in records:
+            continue  # in progress (above)
+        job = running.get(p.job_id)
+        if job is None or job.start_time is None:
+            out.notes.append(f"victim {p.job_id} for job {p.for_job} is not running: skipped")
+            continue
+        if p.for_job in busy_for:
+            out.notes.append(f"victim {p.job_id} for job {p.for_job} waits: earlier victims of "
+                             f"that job are still leaving")
+            continue
+        lost_h = p.lost_gpu_seconds / 3600.0
+        step = PreemptStep(SIGNAL, p.job_id, p.for_job, float(job.start_time), tuple(p.nodes),
+                           settings.preempt_signal, float(p.lost_gpu_seconds),
+                           f"preempt for job {p.for_job} on {compress(p.nodes)}: checkpoint "
+                           f"then requeue (~{lost_h:.2f} GPU-h since its last checkpoint)"
+                           + (f"; {p.why}" if p.why else ""))
+        if new >= settings.max_preemptions:
+            out.deferred.append(step)
+            continue
+        out.steps.append(step)
+        new += 1
+    if out.deferred:
+        out.notes.append(f"{len(out.deferred)} more victims deferred to the next cycle "
+                         f"(actuator.max_preemptions = {settings.max_preemptions})")
+    return out
+
+
+@dataclass(frozen=True)
+class VictimNow:
+    """A victim as ``scontrol show job`` shows it right before it is signalled."""
+
+    state: str
+    start_time: float | None
+    requeue: bool
+
+
+def parse_victim(text: str, job_id: str) -> VictimNow:
+    """``scontrol show job -o <id>`` -> its state, start time and Requeue flag. Pure."""
+    from .parse import parse_timestamp, scontrol_records
+
+    for rec in scontrol_records(text):
+        if rec.get("JobId") == job_id or rec.get("ArrayJobId") and \
+                f"{rec.get('ArrayJobId')}_{rec.get('ArrayTaskId')}" == job_id:
+            return VictimNow(state=(rec.get("JobState") or "").upper(),
+                             start_time=parse_timestamp(rec.get("StartTime")),
+                             requeue=rec.get("Requeue", "0") == "1")
+    raise SlurmError(f"scontrol show job {job_id}: no record of job {job_id} in the reply")
+
+
+@dataclass
+class PreemptResult:
+    """What :func:`apply_preemptions` did."""
+
+    applied: list[PreemptStep] = field(default_factory=list)
+    failed: list[tuple[PreemptStep, str]] = field(default_factory=list)
+    not_run: list[PreemptStep] = field(default_factory=list)
+    unreachable: str | None = None
+
+
+def apply_preemptions(steps: Sequence[PreemptStep], state: SteerState,
+                      state_path: str | os.PathLike,
+                      runner: Callable[[Sequence[str]], str] = run_scontrol,
+                      clock: Callable[[], float] = time.time) -> PreemptResult:
+    """Run the preemption steps, keeping the records in ``state`` (and its file) true.
+
+    A signal is preceded by a fresh look at the victim (``scontrol show job``): it must still
+    run the same run kant planned from, and be requeueable (``--requeue`` or JobRequeue=1),
+    else it is not touched. Its record is written as ``signalling`` before ``scancel`` runs and
+    as ``signalled`` (the grace time starts) after. A command Slurm refuses (the job ended
+    since the read) drops the record; slurmctld not answering stops the rest.
+    """
+    result = PreemptResult()
+    queue = list(steps)
+    while queue:
+        step = queue.pop(0)
+        try:
+            if step.action == SIGNAL:
+                now = parse_victim(runner(["scontrol", "show", "job", "-o", step.job_id]),
+                                   step.job_id)
+                problem = None
+                if now.state != "RUNNING":
+                    problem = f"it is {now.state or 'gone'} now"
+                elif now.start_time is None or abs(now.start_time - step.start_time) >= 1.0:
+                    problem = "a later run of it holds the nodes now"
+                elif not now.requeue:
+                    problem = ("it cannot be requeued (submitted with --no-requeue, and "
+                               "JobRequeue=0): not preempted")
+                if problem:
+                    state.preemptions.pop(step.job_id, None)
+                    save_state(state, state_path)
+                    result.failed.append((step, problem))
+                    log.warning("victim %s for job %s: %s; not signalled", step.job_id,
+                                step.for_job, problem)
+                    continue
+                rec = state.preemptions.get(step.job_id) or PreemptRecord(
+                    for_job=step.for_job, start_time=step.start_time, nodes=step.nodes,
+                    signal=step.signal, lost_gpu_seconds=step.lost_gpu_seconds)
+                rec.status = SIGNALLING
+                rec.signalled_at = clock()
+                state.preemptions[step.job_id] = rec
+                save_state(state, state_path)  # write-ahead
+                runner(step.argv())
+                rec.status, rec.signalled_at = SIGNALLED, clock()
+            else:
+                rec = state.preemptions.get(step.job_id)
+                runner(step.argv())
+                if rec is not None:
+                    rec.status, rec.requeued_at = REQUEUED, clock()
+        except SlurmUnreachable as exc:
+            result.unreachable = str(exc)
+            result.not_run = [step, *queue]
+            log.error("slurmctld stopped answering during preemption: %s; the next cycle "
+                      "goes on from the records", exc)
+            break
+        except SlurmError as exc:
+            state.preemptions.pop(step.job_id, None)
+            save_state(state, state_path)
+            result.failed.append((step, str(exc)))
+            log.warning("%s failed (%s); victim %s forgotten", step.command(), exc, step.job_id)
+            continue
+        save_state(state, state_path)
+        result.applied.append(step)
+        log.info("%s  # %s", step.command(), step.reason)
+    return result

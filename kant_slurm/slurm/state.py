@@ -6,6 +6,10 @@ keeps the value Slurm had before (``orig``, what ``reset`` restores) and the val
 :func:`classify_value`): kant's value is in force, it is not (never applied, or lost when
 slurmctld restarted and re-read slurm.conf), or someone else changed it since.
 
+It also keeps the preemptions in progress (issue 8): a running job kant sent its checkpoint
+signal, to be requeued once its grace time is over unless it left its nodes by itself. Those
+are actions, not settings: ``reset`` cannot undo a signal or a requeue, and only forgets them.
+
 The file is written atomically (temporary file + fsync + rename), so a crash leaves either the
 old or the new record, never half of one. An entry is written *before* its ``scontrol`` runs
 (write-ahead), so a crash between the two leaves an entry whose value is simply not in force.
@@ -52,6 +56,34 @@ class Mark:
     at: float = 0.0  # when kant set it (epoch seconds)
 
 
+# Preemption steps (kant's record of a victim, see :class:`PreemptRecord`).
+SIGNALLING = "signalling"  # written before scancel runs: whether the signal went out is unknown
+SIGNALLED = "signalled"  # the victim's batch shell got the checkpoint signal; grace time runs
+REQUEUED = "requeued"  # kant ran `scontrol requeue` after the grace time
+PREEMPT_STATUSES = (SIGNALLING, SIGNALLED, REQUEUED)
+
+
+@dataclass
+class PreemptRecord:
+    """One victim kant is preempting: which run of it (its start time), for which job, and how
+    far it got. The start time tells a new run of the same job id (after a requeue) from the
+    run kant signalled, so a cycle cut short never requeues a later run."""
+
+    for_job: str
+    start_time: float
+    nodes: tuple[str, ...] = ()
+    signal: str = "USR1"
+    status: str = SIGNALLING
+    signalled_at: float = 0.0
+    requeued_at: float | None = None
+    lost_gpu_seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"for_job": self.for_job, "start_time": self.start_time, "nodes": list(self.nodes),
+                "signal": self.signal, "status": self.status, "signalled_at": self.signalled_at,
+                "requeued_at": self.requeued_at, "lost_gpu_seconds": self.lost_gpu_seconds}
+
+
 @dataclass
 class SteerState:
     """Everything kant set, by kind then target (node name or job id)."""
@@ -62,6 +94,8 @@ class SteerState:
     updated_at: float = 0.0
     # The last cycle's figures (duration_s, applied, failed, at): what the exporter shows.
     last_cycle: dict[str, float] | None = None
+    # Victims in preemption, by job id (not marks: nothing here can be restored).
+    preemptions: dict[str, PreemptRecord] = field(default_factory=dict)
 
     def get(self, kind: str, target: str) -> Mark | None:
         return self.marks[kind].get(target)
@@ -85,6 +119,7 @@ class SteerState:
             "cycle": self.cycle,
             "updated_at": self.updated_at,
             "last_cycle": self.last_cycle,
+            "preemptions": {job: rec.to_dict() for job, rec in sorted(self.preemptions.items())},
             "marks": {kind: {t: {"orig": _plain(m.orig), "set": _plain(m.set), "at": m.at}
                              for t, m in sorted(entries.items())}
                       for kind, entries in self.marks.items()},
@@ -129,6 +164,7 @@ def state_from_dict(data: Any, where: str) -> SteerState:
             raise StateCorrupt(f"{where}: last_cycle must be an object of numbers "
                                "(duration_s, applied, failed, at)")
         state.last_cycle = {str(k): float(v) for k, v in last.items()}
+    state.preemptions = _preemptions_from_dict(data.get("preemptions"), where)
     for kind, entries in marks.items():
         if kind not in KINDS:
             raise StateCorrupt(f"{where}: marks.{kind}: unknown kind, expected one of "
@@ -149,6 +185,39 @@ def state_from_dict(data: Any, where: str) -> SteerState:
             state.put(kind, str(target), entry["orig"], entry["set"],
                       at=float(entry.get("at") or 0.0))
     return state
+
+
+def _preemptions_from_dict(raw: Any, where: str) -> dict[str, PreemptRecord]:
+    """The ``preemptions`` object of a state file (absent in files of older versions)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise StateCorrupt(f"{where}: 'preemptions' must be an object of job id -> record")
+    out: dict[str, PreemptRecord] = {}
+    for job, entry in raw.items():
+        at = f"{where}: preemptions.{job}"
+        if not isinstance(entry, dict):
+            raise StateCorrupt(f"{at}: expected an object {{for_job, start_time, status, ...}}")
+        try:
+            status = entry["status"]
+            if status not in PREEMPT_STATUSES:
+                raise StateCorrupt(f"{at}.status = {status!r}: expected one of "
+                                   f"{', '.join(PREEMPT_STATUSES)}")
+            nodes = entry.get("nodes") or []
+            if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
+                raise StateCorrupt(f"{at}.nodes: expected a list of node names")
+            requeued = entry.get("requeued_at")
+            out[str(job)] = PreemptRecord(
+                for_job=str(entry["for_job"]), start_time=float(entry["start_time"]),
+                nodes=tuple(nodes), signal=str(entry.get("signal") or "USR1"), status=status,
+                signalled_at=float(entry.get("signalled_at") or 0.0),
+                requeued_at=None if requeued is None else float(requeued),
+                lost_gpu_seconds=float(entry.get("lost_gpu_seconds") or 0.0))
+        except KeyError as exc:
+            raise StateCorrupt(f"{at}: field {exc.args[0]} is missing") from None
+        except (TypeError, ValueError) as exc:
+            raise StateCorrupt(f"{at}: {exc}") from None
+    return out
 
 
 def load_state(path: str | os.PathLike) -> SteerState:
