@@ -925,6 +925,10 @@ class KantPolicy(_QueuePolicy):
         return plan
 
     def pool_of(self, snapshot, ctx):
+        if self.config.inference_zone.elastic:  # borrow / lend nodes (engine/zone.py)
+            from .zone import elastic_pool_of
+
+            return elastic_pool_of(self, snapshot, ctx)
         zone = self._zone(snapshot)
         ctx["zone"] = zone
         inv = snapshot.inventory
