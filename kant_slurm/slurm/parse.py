@@ -490,7 +490,8 @@ def _exclusive(shared) -> bool:
 
 
 def apply_tag(job: Job) -> Job:
-    """Fill class, service and estimate from the kant tag in the admin comment.
+    """Fill class, service, estimate, SLA and checkpoint interval from the kant tag in the
+    admin comment.
 
     A malformed tag is logged and ignored: one bad job must not stop the whole read.
     """
@@ -507,6 +508,8 @@ def apply_tag(job: Job) -> Job:
         class_source="tag",
         service=tag.get("service", job.service),
         est_runtime=float(tag["est"]) if "est" in tag else job.est_runtime,
+        sla=float(tag["sla"]) if "sla" in tag else job.sla,
+        checkpoint_interval=float(tag["ckpt"]) if "ckpt" in tag else job.checkpoint_interval,
     )
 
 

@@ -1,8 +1,9 @@
 """The kant tag that job_submit.lua writes into a job's admin comment.
 
-Format: ``kant:workload=inference;service=NAME;est=SECONDS;sla=SECONDS`` (every field optional
-but ``workload``; order free). The tag is how the engine learns a job's class, service and
-runtime estimate without trusting the free-text user comment.
+Format: ``kant:workload=inference;service=NAME;est=SECONDS;sla=SECONDS;ckpt=SECONDS`` (every
+field optional but ``workload``; order free). The tag is how the engine learns a job's class,
+service, runtime estimate, start-time SLA (inference) and checkpoint interval (training)
+without trusting the free-text user comment.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from ..errors import InputError
 TAG_PREFIX = "kant:"
 WORKLOADS = ("training", "inference", "batch")
 _SERVICE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
-_KNOWN = ("workload", "service", "est", "sla")
+_KNOWN = ("workload", "service", "est", "sla", "ckpt")
 
 
 def _seconds(field: str, value: str, text: str) -> int:
@@ -24,7 +25,8 @@ def _seconds(field: str, value: str, text: str) -> int:
 
 
 def parse_kant_tag(text: str | None) -> dict:
-    """Parse a kant tag into ``{"workload", "service", "est", "sla"}`` (absent fields left out).
+    """Parse a kant tag into ``{"workload", "service", "est", "sla", "ckpt"}`` (absent fields
+    left out; the last three in seconds).
 
     Text without the ``kant:`` prefix (an ordinary admin comment) gives ``{}``. A malformed tag
     raises :class:`InputError` naming the bad field and the expected form.

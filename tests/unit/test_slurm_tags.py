@@ -37,3 +37,22 @@ def test_bad_tags_name_the_field(text, field):
     with pytest.raises(InputError) as err:
         parse_kant_tag(text)
     assert field in str(err.value)
+
+
+def test_sla_and_checkpoint_interval_fields():
+    assert parse_kant_tag("kant:workload=training;ckpt=1800;est=7200") == \
+        {"workload": "training", "ckpt": 1800, "est": 7200}
+    with pytest.raises(InputError, match="ckpt='30m'"):
+        parse_kant_tag("kant:workload=training;ckpt=30m")
+
+
+def test_reader_copies_sla_and_checkpoint_interval_onto_the_job():
+    from kant_slurm.model import Job
+    from kant_slurm.slurm.parse import apply_tag
+
+    inf = apply_tag(Job("1", "PENDING", 1, 1, 0.0,
+                        admin_comment="kant:workload=inference;service=chat;sla=60"))
+    assert (inf.job_class, inf.service, inf.sla, inf.checkpoint_interval) == \
+        ("inference", "chat", 60.0, None)
+    tr = apply_tag(Job("2", "RUNNING", 1, 8, 0.0, admin_comment="kant:workload=training;ckpt=900"))
+    assert (tr.job_class, tr.sla, tr.checkpoint_interval) == ("training", None, 900.0)
