@@ -391,21 +391,20 @@ def choose_victims(state: _State, job: Job, budget: int, zone: np.ndarray | None
             if best_key is None or k < best_key:
                 best, best_key = pick, k
         return best
-    # Multi-node: inside one leaf group first, else anywhere.
+    # Multi-node: inside one leaf group first, else anywhere; the less harmful wins, one leaf
+    # group breaking ties after fragmentation.
     picks = []
-    one = _pick_nodes(state, job, cand, budget, zone, zone_leaves, one_leaf=True)
-    if one is not None:
-        picks.append((0,) + one.key(), one)
-    anywhere = _pick_nodes(state, job, cand, budget, zone, zone_leaves, one_leaf=False)
-    if anywhere is not None:
-        leaf = state.inv.leaf_index[anywhere.idx]
-        spread = 0 if (leaf >= 0).all() and np.unique(leaf).size == 1 else 1
-        picks.append((spread,) + anywhere.key(), anywhere)
+    for one_leaf in (True, False):
+        pick = _pick_nodes(state, job, cand, budget, zone, zone_leaves, one_leaf=one_leaf)
+        if pick is None:
+            continue
+        leaf = state.inv.leaf_index[pick.idx]
+        spans = 0 if (leaf >= 0).all() and np.unique(leaf).size == 1 else 1
+        k = pick.key()
+        picks.append((k[:3] + (spans,) + k[3:], pick))
     if not picks:
         return None
-    # Harm first (lost, count, fragmentation), then one leaf group over several.
-    picks.sort(key=lambda kp: (kp[0][1], kp[0][2], kp[0][3], kp[0][0]) + kp[0][4:])
-    return picks[0][1]
+    return min(picks, key=lambda kp: kp[0])[1]
 
 
 def at_risk(snapshot: ClusterSnapshot, now: float, plan: Plan, rules: JobRules, lead: float
