@@ -9,8 +9,8 @@ zone (inference packs onto it, training keeps off) until its inference jobs end,
 general again (returned by itself). When the GPUs asked by the pending, eligible inference jobs
 exceed what is free in the zone (borrowed nodes included), more general nodes are borrowed,
 until the free GPUs cover the shortfall or the zone holds ``max_borrow_nodes`` borrowed nodes
-(0 = no bound). Only nodes of the inference jobs' pools that can hold one replica of the
-largest per-node ask are borrowed, ranked by
+(0 = no bound). Only nodes of the inference jobs' pools with room for at least the smallest
+per-node ask among them are borrowed, ranked by
 
 1. nearness to the zone: the zone's own leaf groups, then leaf groups under the same parent
    switch as a zone leaf, then any other,
@@ -72,7 +72,7 @@ def zone_view(snapshot: ClusterSnapshot, base: np.ndarray, now: float, max_borro
                     borrowed[i] = True
     demand = 0
     pools = np.zeros(n, dtype=bool)
-    per_node = 0
+    per_node = 0  # the smallest per-node ask among them
     for j in snapshot.pending:
         if j.job_class != "inference":
             continue
@@ -83,7 +83,7 @@ def zone_view(snapshot: ClusterSnapshot, base: np.ndarray, now: float, max_borro
             continue  # its pool has no zone node: the zone does not serve it
         demand += j.gpus
         pools |= pm
-        per_node = max(per_node, j.gpus_per_node)
+        per_node = j.gpus_per_node if per_node == 0 else min(per_node, j.gpus_per_node)
     zone = base | borrowed
     zone_free = int(np.where(zone & sched, free, 0).sum())
     shortfall = max(0, demand - zone_free)
