@@ -2,14 +2,18 @@
 job_submit.lua for kant-slurm: classify every job for the kant engine.
 
 Where a job's class comes from, first match wins:
-  1. the kant SPANK plugin's options (--workload, --service, --est-runtime), which arrive in the
-     job's spank_job_env as KANT_WORKLOAD, KANT_SERVICE, KANT_EST_RUNTIME (seconds);
+  1. the kant SPANK plugin's options (--workload, --service, --est-runtime, --sla,
+     --checkpoint-interval), which arrive in the job's spank_job_env as KANT_WORKLOAD,
+     KANT_SERVICE, KANT_EST_RUNTIME, KANT_SLA, KANT_CHECKPOINT_INTERVAL (seconds);
   2. a kant tag in the job's comment, as the kant-slurm templates write it
      (--comment="kant:workload=inference;service=chat;est=3600"), for clusters without the plugin;
   3. the site's QOS and partition rules below.
 The result is checked and written to the admin comment, which users cannot set themselves:
-    kant:workload=inference;service=chat;est=3600
-(absent parts left out). The kant snapshot reader classifies jobs from exactly this tag.
+    kant:workload=inference;service=chat;est=3600;sla=60
+    kant:workload=training;est=86400;ckpt=1800
+(absent parts left out). sla= (the longest an inference service may wait to start) is for
+inference jobs only, ckpt= (how often a job checkpoints) for training and batch jobs; both in
+seconds, given as seconds, a Slurm time (MM:SS, HH:MM:SS, ...) or with a unit (60s, 5m, 1h, 1d). The kant snapshot reader classifies jobs from exactly this tag.
 A bad value rejects the job with a message the user sees (slurm.log_user) and slurm.ERROR.
 
 Install: copy next to slurm.conf and set JobSubmitPlugins=lua. Slurm 22.05 runs it with Lua 5.1.
@@ -25,6 +29,9 @@ local PARTITION_RULES = {
 }
 
 local WORKLOADS = { training = true, inference = true, batch = true }
+local TAG_KEYS = { workload = true, service = true, est = true, sla = true, ckpt = true }
+-- Option names of the tag keys, for messages.
+local OPTION = { workload = "workload", service = "service", est = "est-runtime", sla = "sla", ckpt = "checkpoint-interval" }
 local MAX_DURATION_S = 365 * 86400
 local SERVICE_MAX = 64
 
@@ -33,6 +40,18 @@ local SERVICE_MAX = 64
 local function parse_duration(text)
 	if type(text) ~= "string" then
 		return nil
+	end
+	-- 60s, 5m, 2h, 1d: the short form --sla=60s takes (not --est-runtime, as in Slurm).
+	local amount, unit = string.match(text, "^(%d+)([smhd])$")
+	if amount then
+		if #amount > 8 then
+			return nil
+		end
+		local total = tonumber(amount) * ({ s = 1, m = 60, h = 3600, d = 86400 })[unit]
+		if total <= 0 or total > MAX_DURATION_S then
+			return nil
+		end
+		return total
 	end
 	local units
 	local fields = {}
@@ -80,7 +99,8 @@ local function shown(value)
 	return text
 end
 
--- KANT_* values from the SPANK plugin: a table {workload=, service=, est=} (strings), or {}.
+-- KANT_* values from the SPANK plugin: a table {workload=, service=, est=, sla=, ckpt=}
+-- (strings), or {}.
 -- spank_job_env holds "NAME=value" strings; Slurm may show them with a SPANK_ prefix.
 local function spank_values(job_desc)
 	local out = {}
@@ -88,7 +108,13 @@ local function spank_values(job_desc)
 	if env == nil then
 		return out
 	end
-	local keys = { KANT_WORKLOAD = "workload", KANT_SERVICE = "service", KANT_EST_RUNTIME = "est" }
+	local keys = {
+		KANT_WORKLOAD = "workload",
+		KANT_SERVICE = "service",
+		KANT_EST_RUNTIME = "est",
+		KANT_SLA = "sla",
+		KANT_CHECKPOINT_INTERVAL = "ckpt",
+	}
 	for _, entry in pairs(env) do
 		local name, value = string.match(entry, "^([%w_]+)=(.*)$")
 		if name then
@@ -112,8 +138,8 @@ local function parse_tag(text)
 		if key == nil then
 			return nil, "part " .. shown(part) .. " is not key=value"
 		end
-		if key ~= "workload" and key ~= "service" and key ~= "est" then
-			return nil, "unknown key " .. shown(key) .. " (expected workload, service, est)"
+		if not TAG_KEYS[key] then
+			return nil, "unknown key " .. shown(key) .. " (expected workload, service, est, sla, ckpt)"
 		end
 		out[key] = value
 	end
@@ -136,12 +162,21 @@ local function make_tag(v, origin)
 		end
 		parts[#parts + 1] = "service=" .. v.service
 	end
-	if v.est ~= nil then
-		local n = string.match(v.est, "^%d+$") and tonumber(v.est)
-		if not n or n <= 0 or n > MAX_DURATION_S then
-			return nil, origin .. "est=" .. shown(v.est) .. " is not valid; expected seconds, 1 to " .. MAX_DURATION_S
+	for _, key in ipairs({ "est", "sla", "ckpt" }) do
+		local value = v[key]
+		if value ~= nil then
+			local n = string.match(value, "^%d+$") and tonumber(value)
+			if not n or n <= 0 or n > MAX_DURATION_S then
+				return nil, origin .. key .. "=" .. shown(value) .. " is not valid; expected seconds, 1 to " .. MAX_DURATION_S
+			end
+			if key == "sla" and v.workload ~= "inference" then
+				return nil, origin .. "sla=" .. shown(value) .. " is a start-time SLA for inference services; it needs workload=inference, not " .. v.workload
+			end
+			if key == "ckpt" and v.workload == "inference" then
+				return nil, origin .. "ckpt=" .. shown(value) .. " is a checkpoint interval for training or batch jobs, not for workload=inference"
+			end
+			parts[#parts + 1] = key .. "=" .. string.format("%d", n)
 		end
-		parts[#parts + 1] = "est=" .. string.format("%d", n)
 	end
 	return "kant:" .. table.concat(parts, ";")
 end
@@ -167,7 +202,8 @@ local function reject(message)
 	return slurm.ERROR
 end
 
--- Merge the sources of one job into {workload, service, est}; nil, message on a conflict.
+-- Merge the sources of one job into {workload, service, est, sla, ckpt}; nil, message on a
+-- conflict or a duration that is not one.
 local function classify(job_desc)
 	local spank = spank_values(job_desc)
 	local tag, err = parse_tag(job_desc.comment)
@@ -176,23 +212,25 @@ local function classify(job_desc)
 	end
 	tag = tag or {}
 	local v = {}
-	for _, key in ipairs({ "workload", "service", "est" }) do
+	for _, key in ipairs({ "workload", "service", "est", "sla", "ckpt" }) do
 		if spank[key] ~= nil and tag[key] ~= nil and spank[key] ~= tag[key] then
-			local opt = key == "est" and "est-runtime" or key
-			return nil, "--" .. opt .. " and the --comment tag disagree (" .. shown(spank[key]) .. " vs " .. shown(tag[key]) .. ")"
+			return nil, "--" .. OPTION[key] .. " and the --comment tag disagree (" .. shown(spank[key]) .. " vs " .. shown(tag[key]) .. ")"
 		end
 		v[key] = spank[key] or tag[key]
 	end
-	-- The comment tag may carry est as a Slurm time too (templates write seconds).
-	if v.est ~= nil and not string.match(v.est, "^%d+$") then
-		local seconds = parse_duration(v.est)
-		if seconds == nil then
-			return nil, "est=" .. shown(v.est) .. " is not valid; expected seconds or a Slurm time"
+	-- The comment tag may carry durations as a Slurm time or with a unit too (templates
+	-- write seconds).
+	for _, key in ipairs({ "est", "sla", "ckpt" }) do
+		if v[key] ~= nil and not string.match(v[key], "^%d+$") then
+			local seconds = parse_duration(v[key])
+			if seconds == nil then
+				return nil, key .. "=" .. shown(v[key]) .. " is not valid; expected seconds (60), a Slurm time (MM:SS, HH:MM:SS, D-HH) or a number with s, m, h or d (60s)"
+			end
+			v[key] = tostring(seconds)
 		end
-		v.est = tostring(seconds)
 	end
-	if v.workload == nil and v.service ~= nil then
-		v.workload = "inference"
+	if v.workload == nil and (v.service ~= nil or v.sla ~= nil) then
+		v.workload = "inference" -- a service or an SLA only makes sense for inference
 	end
 	if v.workload == nil then
 		v.workload = rule_workload(job_desc)

@@ -616,6 +616,46 @@ def _start_slurmdbd(paths: DevClusterPaths, spec: DevClusterSpec) -> None:
               "Description=kant-slurm dev cluster", "Organization=kant"], env=env)
         _run(["sacctmgr", "-i", "add", "user", "root", "Account=kant",
               f"Cluster={spec.cluster_name}"], env=env)
+    ensure_qos(env)
+
+
+# QOS of the dev cluster (site-config/PREEMPTION.md): name -> sacctmgr settings. `inference`
+# gets a higher priority and may preempt `training` under Slurm's own preemption
+# (PreemptType=preempt/qos); with kant's (the dev cluster's PreemptType=preempt/none) those
+# preemption fields are inert and kant's engine picks the victims among `training` jobs.
+DEV_QOS: dict[str, tuple[str, ...]] = {
+    "training": ("Priority=0", "PreemptMode=requeue", "GraceTime=120",
+                 "Description=preemptible training (kant: preemption.qos)"),
+    "inference": ("Priority=100", "Preempt=training",
+                  "Description=inference services, may preempt training"),
+}
+
+
+def ensure_qos(env: dict[str, str]) -> list[str]:
+    """Create the dev cluster's QOS that are missing and let root use them; return those added.
+
+    Idempotent: a cluster started before the QOS existed gets them on its next `up`.
+    """
+    res = _run(["sacctmgr", "-n", "-P", "show", "qos", "format=name"], env=env)
+    if res.returncode != 0:
+        raise DevClusterError(f"sacctmgr show qos failed: {res.stderr.strip()[:200]}")
+    have = set(res.stdout.split())
+    added = []
+    for name, settings in DEV_QOS.items():  # training first: inference's Preempt= names it
+        if name in have:
+            continue
+        res = _run(["sacctmgr", "-i", "add", "qos", name, *settings], env=env)
+        if res.returncode != 0:
+            raise DevClusterError(f"sacctmgr add qos {name} failed: {res.stderr.strip()[:200]}")
+        added.append(name)
+    if added:
+        res = _run(["sacctmgr", "-i", "modify", "user", "root", "set",
+                    f"QOS+={','.join(DEV_QOS)}"], env=env)
+        if res.returncode != 0 and "Nothing modified" not in res.stdout + res.stderr:
+            raise DevClusterError(f"sacctmgr modify user root set QOS failed: "
+                                  f"{res.stderr.strip()[:200]}")
+        log.info("QOS added: %s", ", ".join(added))
+    return added
 
 
 def _start_slurmctld(paths: DevClusterPaths, clear_state: bool) -> None:

@@ -13,7 +13,7 @@
 #SBATCH --output=%x-%j.out
 #SBATCH --open-mode=append
 #SBATCH --partition=infer
-#SBATCH --comment="kant:workload=inference;service=chat;est=259200"
+#SBATCH --comment="kant:workload=inference;service=chat;est=259200;sla=60"
 
 set -euo pipefail
 

@@ -16,7 +16,7 @@
 #SBATCH --open-mode=append
 #SBATCH --partition=gpu
 #SBATCH --account=ml-research
-#SBATCH --comment="kant:workload=training;est=129600"
+#SBATCH --comment="kant:workload=training;est=129600;ckpt=1800"
 
 set -euo pipefail
 
@@ -37,6 +37,9 @@ export NCCL_DEBUG=WARN
 export TORCH_NCCL_ASYNC_ERROR_HANDLING=1
 export NCCL_IB_HCA=mlx5
 export WANDB_PROJECT=llama
+# The program checkpoints this often (seconds); the scheduler counts the work since the last one
+# as lost when it preempts the job.
+export KANT_CHECKPOINT_INTERVAL=1800
 
 # ---- what runs on each node --------------------------------------------------------------
 launcher=(torchrun --nnodes="$NNODES" --nproc-per-node="$NPROC_PER_NODE"
@@ -60,12 +63,16 @@ srun_flags=(--nodes="$NNODES" --ntasks-per-node=1 --kill-on-bad-exit=1)
 srun_flags+=(--container-image='nvcr.io#nvidia/pytorch:24.01-py3')
 srun_flags+=(--container-mounts='/data:/data,/ckpt:/ckpt')
 
-# ---- the warning before the time limit: checkpoint, then requeue --------------------------
+# ---- the warning: checkpoint, then requeue -------------------------------------------------
+# USR1 comes before the time limit (--signal=B:USR1@N) or when the scheduler preempts the job
+# for an inference service (kant: scancel --signal=USR1 --batch); both mean the same here.
 step_pid=
 # shellcheck disable=SC2317  # only the trap calls it
 on_warning() {
-  trap - USR1
-  log "USR1: the time limit is near; checkpointing"
+  # A second USR1 (a repeated preemption signal) is ignored, not fatal: the default action of
+  # USR1 would end this shell before the requeue.
+  trap '' USR1
+  log "USR1: the time limit is near or the job is preempted; checkpointing"
   # Every task of the training step gets the signal; the program saves and exits.
   scancel --signal=USR2 "$SLURM_JOB_ID" || log "could not signal the step"
   if ((${#checkpoint_command[@]})); then
