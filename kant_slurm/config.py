@@ -306,8 +306,10 @@ def _bounds(meta: Mapping[str, Any]) -> str:
 
 
 def _check_scalar(value: Any, tp: Any, key: str, meta: Mapping[str, Any], where: str) -> Any:
+    given = value  # as written (an int given for a float key is shown as written)
+
     def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{where}: {key} = {value!r}: expected {expected}")
+        return ConfigError(f"{where}: {key} = {given!r}: expected {expected}")
 
     if tp is bool:
         if not isinstance(value, bool):
