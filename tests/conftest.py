@@ -9,6 +9,8 @@ waits for idle nodes so each test starts from an empty cluster.
 
 from __future__ import annotations
 
+import dataclasses
+
 import os
 import subprocess
 import time
@@ -157,6 +159,10 @@ def steer_env(slurm_clean, tmp_path):
     from kant_slurm.steer import reset
 
     config = load_config()
+    # The steer tests check the pin mechanism on single-node jobs too; the shipped default pins
+    # multi-node jobs only (see actuator.desired_from_plan).
+    config = dataclasses.replace(config, actuator=dataclasses.replace(config.actuator,
+                                                                      pin_jobs="all"))
     state = tmp_path / "state.json"
     yield slurm_clean, config, state
     reset(config, state)

@@ -3,6 +3,7 @@ bookkeeping with a stand-in scontrol. Expected values are computed by hand in th
 
 from __future__ import annotations
 
+import dataclasses
 import shlex
 
 import pytest
@@ -62,11 +63,42 @@ def test_desired_from_plan_maps_tiers_weights_and_pins():
                        QueueEntry("3", 1, {"class_tier": 2, "quota_tier": 0})),
                 starts=(Placement("2", ("gn01",), (2,)), Placement("1", ("gn01",), (4,))),
                 node_tiers={"gn01": 0, "gn02": 1, "gn03": 2, "gn04": 2})
-    d = act.desired_from_plan(plan, snap, S)
+    d = act.desired_from_plan(plan, snap, dataclasses.replace(S, best_fit=False, pin_jobs="all"))
     assert d.site_factors == {"2": 8000, "3": 5000}  # keys 3 and 6
     assert d.weights == {"gn01": 1, "gn02": 11, "gn03": 21, "gn04": 21}
     # Job 2 may only use gn01: every other node is excluded. Job 1 runs already: no pin.
     assert d.pins == {"2": ("gn02", "gn03", "gn04")} and d.pin_nodes == {"2": ("gn01",)}
+
+
+@pytest.mark.parametrize("pin_jobs, best_fit, weights, pinned", [
+    # best fit: gn01 (tier 0) has 8 - 4 = 4 free GPUs -> 1 + 4; idle tiers unchanged
+    ("multi-node", True, {"gn01": 5, "gn02": 11, "gn03": 21, "gn04": 21}, {"5"}),
+    ("all", True, {"gn01": 5, "gn02": 11, "gn03": 21, "gn04": 21}, {"2", "5"}),
+    ("none", False, {"gn01": 1, "gn02": 11, "gn03": 21, "gn04": 21}, set()),
+])
+def test_desired_pin_modes_and_best_fit_weights(pin_jobs, best_fit, weights, pinned):
+    jobs = [Job("1", "RUNNING", 1, 4, 0.0, nodes=("gn01",), node_gpus=(4,), start_time=1.0),
+            Job("2", "PENDING", 1, 2, 5.0), Job("5", "PENDING", 2, 8, 6.0)]
+    plan = Plan(policy="kant", now=10.0,
+                starts=(Placement("2", ("gn01",), (2,)), Placement("5", ("gn03", "gn04"), (8, 8))),
+                node_tiers={"gn01": 0, "gn02": 1, "gn03": 2, "gn04": 2})
+    settings = dataclasses.replace(S, pin_jobs=pin_jobs, best_fit=best_fit)
+    d = act.desired_from_plan(plan, small_snapshot(jobs), settings)
+    assert d.weights == weights
+    assert set(d.pins) == pinned
+
+
+def test_best_fit_weight_capped_below_the_next_tier():
+    # 16 free GPUs on a partly used node with tier_step 10: + 9 at most, still below tier 1
+    names = ["gn01", "gn02"]
+    inv = Inventory.build(names, [20, 20], [64, 64],
+                          partitions=[Partition("gpu", tuple(names), default=True)],
+                          config_weight=[1, 1])
+    snap = ClusterSnapshot.idle(inv, [Job("1", "RUNNING", 1, 4, 0.0, nodes=("gn01",),
+                                          node_gpus=(4,), start_time=1.0)])
+    plan = Plan(policy="kant", now=1.0, node_tiers={"gn01": 0, "gn02": 1})
+    assert act.desired_from_plan(plan, snap, S).weights == {"gn01": 10, "gn02": 11}
+    assert 10 in S.kant_weights() and 11 in S.kant_weights()
 
 
 def test_no_pin_for_a_job_with_its_own_reqnodelist():
