@@ -78,6 +78,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -92,6 +93,9 @@ log = logging.getLogger(__name__)
 
 LOST_RESOLUTION_S = 60.0
 """Lost work is compared in whole GPU-minutes (rule 1), so near ties go to the next rules."""
+
+_JOB_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+"""inventory -> {id(job): (job, rules, (node indices, GPUs, interval) or None)}."""
 
 _ROOM_REASONS = ("does not fit now", "not tested by backfill")
 
@@ -121,7 +125,8 @@ class Victim:
 
 
 class _State:
-    """Free GPUs after the plan's starts, and the preemptible running jobs by node."""
+    """Free GPUs after the plan's starts, and the preemptible running jobs by node (also as
+    flat arrays, one entry per victim and node, for vectorised bounds)."""
 
     def __init__(self, snapshot: ClusterSnapshot, plan: Plan, now: float, rules: JobRules
                  ) -> None:
@@ -135,39 +140,98 @@ class _State:
         for p in plan.starts:
             for n, g in zip(p.nodes, p.node_gpus):
                 self.free[index[n]] -= int(g)
-        self.victims: list[Victim] = []
-        self.by_node: dict[int, list[int]] = {}
-        self.pre_gpus = np.zeros(len(inv), dtype=np.int64)
+        jobs: list[Job] = []
+        f_node: list[int] = []
+        f_gpus: list[int] = []
+        lens: list[int] = []
+        starts: list[float] = []
+        intervals: list[float] = []
+        # Per running Job object (the simulator passes the same ones cycle after cycle): its
+        # node indices, GPUs and interval, or None when it is no victim.
+        cache = _JOB_CACHE.setdefault(inv, {})
+        if len(cache) > 4 * len(snapshot.running) + 1024:
+            cache.clear()
         for job in snapshot.running:
-            if not job.nodes or not rules.preemptible(job):
+            hit = cache.get(id(job))
+            if hit is not None and hit[0] is job and hit[1] == rules:
+                entry = hit[2]
+            else:
+                entry = None
+                if job.nodes and rules.preemptible(job):
+                    try:
+                        idx = [index[n] for n in job.nodes]
+                        entry = (idx, list(job.node_gpus or (job.gpus_per_node,) * len(idx)),
+                                 rules.checkpoint_of(job))
+                    except KeyError:
+                        entry = None
+                cache[id(job)] = (job, rules, entry)
+            if entry is None:
                 continue
-            try:
-                idx = np.fromiter((index[n] for n in job.nodes), dtype=np.int64,
-                                  count=len(job.nodes))
-            except KeyError:
-                continue
-            gpus = np.asarray(job.node_gpus or (job.gpus_per_node,) * len(idx), dtype=np.int64)
-            v = len(self.victims)
-            self.victims.append(Victim(job, idx, gpus,
-                                       lost_gpu_seconds(job, now, rules.checkpoint_of(job))))
-            for i, g in zip(idx.tolist(), gpus.tolist()):
-                self.by_node.setdefault(i, []).append(v)
-                self.pre_gpus[i] += g
-        self.gone: set[int] = set()  # victims chosen this cycle
+            jobs.append(job)
+            f_node.extend(entry[0])
+            f_gpus.extend(entry[1])
+            lens.append(len(entry[0]))
+            st = job.start_time
+            starts.append(np.nan if st is None else st)
+            intervals.append(entry[2])
+        self.f_node = np.asarray(f_node, dtype=np.int64)
+        f_g = np.asarray(f_gpus, dtype=np.int64)
+        self.f_gpus = f_g
+        lens_a = np.asarray(lens, dtype=np.int64)
+        self.f_vic = np.repeat(np.arange(len(jobs), dtype=np.int64), lens_a)
+        self.pre_gpus = np.bincount(self.f_node, weights=f_g, minlength=len(inv)).astype(np.int64)
+        # Lost work, vectorised: GPUs x ((now - start) mod interval); unknown start: interval.
+        gsum = np.bincount(self.f_vic, weights=f_g, minlength=len(jobs))
+        start = np.asarray(starts, dtype=float)
+        interval = np.asarray(intervals, dtype=float)
+        ran = np.maximum(0.0, now - np.nan_to_num(start, nan=now))
+        self.v_lost = np.where(np.isnan(start), gsum * interval,
+                               gsum * np.mod(ran, np.where(interval > 0, interval, 1.0)))
+        self.v_start = np.nan_to_num(start, nan=0.0)
+        self.v_prio = np.asarray([j.priority for j in jobs], dtype=np.int64)
+        offs = np.concatenate(([0], np.cumsum(lens_a))).tolist()
+        lost_l = self.v_lost.tolist()
+        self.victims = [Victim(j, self.f_node[offs[k]:offs[k + 1]], f_g[offs[k]:offs[k + 1]],
+                               lost_l[k]) for k, j in enumerate(jobs)]
+        self.alive = np.ones(len(jobs), dtype=bool)
+        order = np.argsort(self.f_node, kind="stable")
+        self._by_order = order
+        self._by_bounds = np.searchsorted(self.f_node[order], np.arange(len(inv) + 1))
+        self._by_node: dict[int, list[tuple[int, int]]] = {}
         self.service_extra: dict[str, np.ndarray] = {}
         self._plan_starts = plan.starts
 
-    def alloc(self) -> np.ndarray:
-        return self.total - self.free
+    def by_node(self, i: int) -> list[tuple[int, int]]:
+        """(victim, GPUs it holds on node ``i``) for every victim on ``i``."""
+        out = self._by_node.get(i)
+        if out is None:
+            sl = self._by_order[self._by_bounds[i]:self._by_bounds[i + 1]]
+            out = list(zip(self.f_vic[sl].tolist(), self.f_gpus[sl].tolist()))
+            self._by_node[i] = out
+        return out
 
-    def take(self, victims: Sequence[int], idx: np.ndarray, gpus: np.ndarray) -> None:
-        """Victims stop, the job starts on ``idx``."""
+    def take(self, victims: Sequence[int], job: Job, idx: np.ndarray, gpus: np.ndarray
+             ) -> None:
+        """Victims stop, ``job`` starts on ``idx``."""
         for v in victims:
             vic = self.victims[v]
             self.free[vic.idx] += vic.gpus
             self.pre_gpus[vic.idx] -= vic.gpus
-            self.gone.add(v)
+            self.alive[v] = False
         self.free[idx] -= gpus
+        if job.service is not None and job.service in self.service_extra:
+            self.service_extra[job.service][idx] += 1
+
+    def min_lost(self, skip: Sequence[int] = ()) -> np.ndarray:
+        """Per node, the smallest loss of a live victim on it (inf: none)."""
+        out = np.full(len(self.inv), np.inf)
+        if self.f_vic.size:
+            live = self.alive.copy()
+            if skip:
+                live[list(skip)] = False
+            m = live[self.f_vic]
+            np.minimum.at(out, self.f_node[m], self.v_lost[self.f_vic[m]])
+        return out
 
     def service_counts(self, service: str) -> np.ndarray:
         """Replicas of ``service`` per node: running, started by the plan, started here."""
@@ -207,6 +271,10 @@ def _partial(alloc: np.ndarray, total: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
+def _q(lost: float) -> int:
+    return round(lost / LOST_RESOLUTION_S)
+
+
 @dataclass(slots=True)
 class _Pick:
     """Victims and nodes for one job, with the harm that ranks it."""
@@ -215,38 +283,36 @@ class _Pick:
     idx: np.ndarray
     lost: float
     frag: int
-    where: int  # 0 zone, 1 a zone leaf / one leaf group, 2 elsewhere
+    where: int  # 0 zone, 1 a zone leaf, 2 elsewhere
     left: int  # GPUs left free on the chosen nodes
 
     def key(self) -> tuple:
-        return (round(self.lost / LOST_RESOLUTION_S), len(self.victims), self.frag, self.where,
-                self.left, self.idx.tolist())
+        return (_q(self.lost), len(self.victims), self.frag, self.where, self.left,
+                self.idx.tolist())
 
 
-def _node_victims(state: _State, i: int, need: int, budget: int, skip: set[int]
+def _node_victims(state: _State, i: int, need: int, budget: int, skip: Sequence[int]
                   ) -> tuple[float, tuple[int, ...]] | None:
-    """Cheapest set (lost, then count) of victims on node ``i`` freeing >= ``need`` GPUs
+    """Cheapest set (lost, then count) of live victims on node ``i`` freeing >= ``need`` GPUs
     there: exact 0/1 knapsack with GPUs as weights (capped at ``need``)."""
     if need <= 0:
         return 0.0, ()
-    items = []
-    for v in state.by_node.get(i, ()):
-        if v in state.gone or v in skip:
-            continue
-        vic = state.victims[v]
-        g = int(vic.gpus[np.flatnonzero(vic.idx == i)[0]])
-        items.append((v, g, vic.lost))
+    alive = state.alive
+    lost_of = state.v_lost
     # dp[c]: (lost rounded, count, lost, victims) to free c GPUs (c capped at need)
     dp: list[tuple | None] = [None] * (need + 1)
     dp[0] = (0, 0, 0.0, ())
-    for v, g, lost in items:
+    for v, g in state.by_node(i):
+        if not alive[v] or v in skip:
+            continue
+        lost = float(lost_of[v])
         for c in range(need, -1, -1):
             cur = dp[c]
             if cur is None:
                 continue
             nc = min(need, c + g)
             tot = cur[2] + lost
-            cand = (round(tot / LOST_RESOLUTION_S), cur[1] + 1, tot, cur[3] + (v,))
+            cand = (_q(tot), cur[1] + 1, tot, cur[3] + (v,))
             if cand[1] > budget:
                 continue
             old = dp[nc]
@@ -264,74 +330,6 @@ def _frag_delta(state: _State, free_after: np.ndarray, touched: np.ndarray) -> i
     return int(after.sum()) - int(before.sum())
 
 
-def _pick_nodes(state: _State, job: Job, cand: np.ndarray, budget: int, zone: np.ndarray | None,
-                zone_leaves: np.ndarray | None, one_leaf: bool) -> _Pick | None:
-    """Greedy over the job's nodes: each time the cheapest node given the victims chosen."""
-    g, nn = job.gpus_per_node, job.num_nodes
-    free = state.free.copy()
-    chosen_nodes: list[int] = []
-    chosen_vics: list[int] = []
-    lost = 0.0
-    cand = cand.copy()
-    for _ in range(nn):
-        # Nodes that could hold one more share once their preemptible jobs are gone.
-        pre = np.zeros_like(free)
-        for i in np.flatnonzero(cand & (free < g)).tolist():
-            pre[i] = sum(int(state.victims[v].gpus[np.flatnonzero(state.victims[v].idx == i)[0]])
-                         for v in state.by_node.get(i, ())
-                         if v not in state.gone and v not in chosen_vics)
-        ok = np.flatnonzero(cand & (np.maximum(free, 0) + pre >= g))
-        best = None
-        for i in ok.tolist():
-            need = int(g - max(free[i], 0))
-            got = _node_victims_on(state, i, need, budget - len(chosen_vics), chosen_vics, free)
-            if got is None:
-                continue
-            vl, vs = got
-            key = (round(vl / LOST_RESOLUTION_S), len(vs), _where(i, zone, zone_leaves, state),
-                   int(max(free[i], 0) + _freed_on(state, vs, i) - g), i)
-            if best is None or key < best[0]:
-                best = (key, i, vl, vs)
-        if best is None:
-            return None
-        _, i, vl, vs = best
-        for v in vs:
-            vic = state.victims[v]
-            free[vic.idx] += vic.gpus
-        free[i] -= g
-        chosen_nodes.append(i)
-        chosen_vics.extend(vs)
-        lost += vl
-        cand[i] = False
-        if one_leaf and nn > 1 and len(chosen_nodes) == 1:
-            leaf = state.inv.leaf_index
-            cand &= leaf == leaf[i]
-    idx = np.asarray(sorted(chosen_nodes), dtype=np.int64)
-    touched = [idx]
-    for v in chosen_vics:
-        touched.append(state.victims[v].idx)
-    touched_idx = np.unique(np.concatenate(touched))
-    frag = _frag_delta(state, free, touched_idx)
-    where = max(_where(int(i), zone, zone_leaves, state) for i in idx.tolist())
-    left = int(free[idx].sum())
-    return _Pick(tuple(chosen_vics), idx, lost, frag, where, left)
-
-
-def _node_victims_on(state: _State, i: int, need: int, budget: int, chosen: list[int],
-                     free: np.ndarray):
-    if need <= 0:
-        return 0.0, ()
-    return _node_victims(state, i, need, budget, set(chosen))
-
-
-def _freed_on(state: _State, vs: Sequence[int], i: int) -> int:
-    out = 0
-    for v in vs:
-        vic = state.victims[v]
-        out += int(vic.gpus[vic.idx == i].sum())
-    return out
-
-
 def _where(i: int, zone: np.ndarray | None, zone_leaves: np.ndarray | None, state: _State
            ) -> int:
     if zone is not None and zone[i]:
@@ -343,12 +341,104 @@ def _where(i: int, zone: np.ndarray | None, zone_leaves: np.ndarray | None, stat
     return 2
 
 
+def _candidates(state: _State, g: int, cand: np.ndarray, free: np.ndarray, pre: np.ndarray,
+                skip: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes that could hold ``g`` GPUs once their preemptible jobs are gone, with a lower
+    bound of the loss there (0 with room already, else the cheapest live victim), in bound
+    order: the search stops once the bound exceeds the best found."""
+    ok = cand & (np.maximum(free, 0) + pre >= g)
+    lb = np.where(free >= g, 0.0, state.min_lost(skip))
+    nodes = np.flatnonzero(ok & np.isfinite(lb))
+    lbn = lb[nodes]
+    order = np.lexsort((nodes, lbn))
+    return nodes[order], lbn[order]
+
+
+def _single(state: _State, job: Job, cand: np.ndarray, budget: int, zone, zone_leaves
+            ) -> _Pick | None:
+    g = job.gpus_per_node
+    best: _Pick | None = None
+    best_key = None
+    nodes, lbs = _candidates(state, g, cand, state.free, state.pre_gpus, ())
+    for i, lb in zip(nodes.tolist(), lbs.tolist()):
+        if best_key is not None and _q(lb) > best_key[0]:
+            break  # every node left loses more than the best (rule 1)
+        got = _node_victims(state, i, int(g - max(state.free[i], 0)), budget, ())
+        if got is None:
+            continue
+        vl, vs = got
+        if best_key is not None and (_q(vl), len(vs)) > best_key[:2]:
+            continue
+        idx = np.asarray([i], dtype=np.int64)
+        free_after = state.free.copy()
+        touched = [idx]
+        for v in vs:
+            vic = state.victims[v]
+            free_after[vic.idx] += vic.gpus
+            touched.append(vic.idx)
+        free_after[i] -= g
+        t = np.unique(np.concatenate(touched))
+        pick = _Pick(vs, idx, vl, _frag_delta(state, free_after, t),
+                     _where(i, zone, zone_leaves, state), int(free_after[i]))
+        k = pick.key()
+        if best_key is None or k < best_key:
+            best, best_key = pick, k
+    return best
+
+
+def _pick_nodes(state: _State, job: Job, cand: np.ndarray, budget: int, zone, zone_leaves,
+                one_leaf: bool) -> _Pick | None:
+    """Greedy over a multi-node job's nodes: each time the cheapest node (lost, count, where,
+    left) given the victims already chosen; with ``one_leaf`` all in the first node's leaf."""
+    g, nn = job.gpus_per_node, job.num_nodes
+    free = state.free.copy()
+    pre = state.pre_gpus.copy()
+    chosen_nodes: list[int] = []
+    chosen_vics: list[int] = []
+    lost = 0.0
+    cand = cand.copy()
+    for _ in range(nn):
+        best = None
+        nodes, lbs = _candidates(state, g, cand, free, pre, chosen_vics)
+        for i, lb in zip(nodes.tolist(), lbs.tolist()):
+            if best is not None and _q(lb) > best[0][0]:
+                break
+            got = _node_victims(state, i, int(g - max(free[i], 0)), budget - len(chosen_vics),
+                                chosen_vics)
+            if got is None:
+                continue
+            vl, vs = got
+            freed = sum(gg for v, gg in state.by_node(i) if v in vs)
+            key = (_q(vl), len(vs), _where(i, zone, zone_leaves, state),
+                   int(max(free[i], 0) + freed - g), i)
+            if best is None or key < best[0]:
+                best = (key, i, vl, vs)
+        if best is None:
+            return None
+        _, i, vl, vs = best
+        for v in vs:
+            vic = state.victims[v]
+            free[vic.idx] += vic.gpus
+            pre[vic.idx] -= vic.gpus
+        free[i] -= g
+        chosen_nodes.append(i)
+        chosen_vics.extend(vs)
+        lost += vl
+        cand[i] = False
+        if one_leaf and len(chosen_nodes) == 1:
+            leaf = state.inv.leaf_index
+            cand &= leaf == leaf[i]
+    idx = np.asarray(sorted(chosen_nodes), dtype=np.int64)
+    touched = [idx] + [state.victims[v].idx for v in chosen_vics]
+    frag = _frag_delta(state, free, np.unique(np.concatenate(touched)))
+    where = max(_where(int(i), zone, zone_leaves, state) for i in idx.tolist())
+    return _Pick(tuple(chosen_vics), idx, lost, frag, where, int(free[idx].sum()))
+
+
 def choose_victims(state: _State, job: Job, budget: int, zone: np.ndarray | None = None
                    ) -> _Pick | None:
     """The least-harm victim set and nodes for ``job`` (module docstring), or None."""
     cand = state.candidate_mask(job)
-    if not cand.any():
-        return None
     g, nn = job.gpus_per_node, job.num_nodes
     room = np.maximum(state.free, 0) + state.pre_gpus
     if int(np.count_nonzero(cand & (room >= g))) < nn:
@@ -363,36 +453,9 @@ def choose_victims(state: _State, job: Job, budget: int, zone: np.ndarray | None
     else:
         zone = None
     if nn == 1:
-        ok = np.flatnonzero(cand & (room >= g))
-        best: _Pick | None = None
-        best_key = None
-        for i in ok.tolist():
-            need = int(g - max(state.free[i], 0))
-            got = _node_victims(state, i, need, budget, set())
-            if got is None:
-                continue
-            vl, vs = got
-            # Cheap keys first; fragmentation only for the contenders.
-            pre_key = (round(vl / LOST_RESOLUTION_S), len(vs))
-            if best_key is not None and pre_key > best_key[:2]:
-                continue
-            idx = np.asarray([i], dtype=np.int64)
-            free_after = state.free.copy()
-            touched = [idx]
-            for v in vs:
-                vic = state.victims[v]
-                free_after[vic.idx] += vic.gpus
-                touched.append(vic.idx)
-            free_after[i] -= g
-            t = np.unique(np.concatenate(touched))
-            pick = _Pick(vs, idx, vl, _frag_delta(state, free_after, t),
-                         _where(i, zone, zone_leaves, state), int(free_after[i]))
-            k = pick.key()
-            if best_key is None or k < best_key:
-                best, best_key = pick, k
-        return best
-    # Multi-node: inside one leaf group first, else anywhere; the less harmful wins, one leaf
-    # group breaking ties after fragmentation.
+        return _single(state, job, cand, budget, zone, zone_leaves)
+    # Multi-node: inside one leaf group and anywhere; the less harmful wins, one leaf group
+    # breaking ties after fragmentation.
     picks = []
     for one_leaf in (True, False):
         pick = _pick_nodes(state, job, cand, budget, zone, zone_leaves, one_leaf=one_leaf)
@@ -485,7 +548,7 @@ def kant_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config,
                                 node_gpus=tuple(int(x) for x in gpus.tolist()), backfilled=False,
                                 group=None, why=why))
         notes[job.job_id] = why
-        state.take(pick.victims, pick.idx, gpus)
+        state.take(pick.victims, job, pick.idx, gpus)
         budget -= len(pick.victims)
     return amend_plan(plan, preemptions, starts, notes)
 
@@ -545,26 +608,31 @@ def slurm_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config)
                                 node_gpus=tuple(int(x) for x in gpus.tolist()),
                                 group=choice.group, why=why))
         notes[job.job_id] = why
-        state.take(vs, np.asarray(choice.idx, dtype=np.int64), gpus)
+        state.take(vs, job, np.asarray(choice.idx, dtype=np.int64), gpus)
     return amend_plan(plan, preemptions, starts, notes)
 
 
 def slurm_candidates(state: _State, job: Job, youngest: bool) -> list[int]:
     """preempt.c: running preemptible jobs on the preemptor's partition nodes, lowest
-    priority first (or youngest first)."""
+    priority first (or youngest first); equal keys in list (snapshot) order."""
+    if not state.victims:
+        return []
     pool = pool_mask(state.inv, job)
-    out = [v for v, vic in enumerate(state.victims)
-           if v not in state.gone and bool(pool[vic.idx].any())]
-    if youngest:
-        out.sort(key=lambda v: -(state.victims[v].job.start_time or 0.0))
-    else:
-        out.sort(key=lambda v: state.victims[v].job.priority)
-    return out
+    hit = np.zeros(len(state.victims), dtype=bool)
+    on = pool[state.f_node]
+    hit[state.f_vic[on]] = True
+    out = np.flatnonzero(hit & state.alive)
+    key = -state.v_start[out] if youngest else state.v_prio[out]
+    return out[np.argsort(key, kind="stable")].tolist()
 
 
 def slurm_run_now(state: _State, cycle, job: Job, youngest: bool, select):
-    """cons_tres ``_run_now`` with preemptee candidates: (choice, victims) or None."""
+    """cons_tres ``_run_now`` with preemptee candidates: (choice, victims) or None.
+
+    The node selection only looks at which nodes have room, so it is asked again only when a
+    removal gives a node room (the answer cannot change otherwise)."""
     usable = state.candidate_mask(job)
+    g = job.gpus_per_node
 
     def test(free: np.ndarray):
         avail = np.where(usable, np.maximum(free, 0), -1)
@@ -583,11 +651,13 @@ def slurm_run_now(state: _State, cycle, job: Job, youngest: bool, select):
         choice = None
         for v in cands:
             vic = state.victims[v]
+            before = free[vic.idx] >= g
             free[vic.idx] += vic.gpus
             removed.append(v)
-            choice = test(free)
-            if choice is not None:
-                break
+            if ((free[vic.idx] >= g) & ~before & usable[vic.idx]).any():
+                choice = test(free)
+                if choice is not None:
+                    break
         if choice is None:
             return None
         stop = pass_count > REORDER_COUNT or len(cands) <= pass_count + 1
@@ -599,10 +669,11 @@ def slurm_run_now(state: _State, cycle, job: Job, youngest: bool, select):
             return choice, vs
         # Re-sort: the last removed first, the other removed by nodes in the selection, the
         # rest after (stable).
-        last = removed[-1]
         rank = {v: len(sel.intersection(state.victims[v].idx.tolist())) for v in removed[:-1]}
-        rank[last] = 99999
-        cands = sorted(cands, key=lambda v: -rank.get(v, 0))
+        moved = [removed[-1]] + sorted((v for v in removed[:-1] if rank[v] > 0),
+                                       key=lambda v: -rank[v])
+        ahead = set(moved)
+        cands = moved + [v for v in cands if v not in ahead]
 
 
 # --------------------------------------------------------------------------------------------
