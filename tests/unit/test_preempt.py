@@ -302,3 +302,68 @@ def test_rules_from_config():
     assert not r.preemptible(Job("i", "RUNNING", 1, 1, 0.0, job_class="inference",
                                  preemptible=True))
     assert not r.preemptible(Job("b", "RUNNING", 1, 1, 0.0))
+
+
+# ------------------------------------------------------------------------- properties
+
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from test_engine_properties import SETTINGS, scenarios  # noqa: E402
+
+
+@SETTINGS
+@given(scen=scenarios(), policy=st.sampled_from(["kant", "slurm"]),
+       max_victims=st.sampled_from([1, 3, 50]), elastic=st.booleans())
+def test_plans_with_preemption_are_consistent(scen, policy, max_victims, elastic):
+    import numpy as np
+
+    from kant_slurm.engine.pools import pool_mask
+
+    snap, zone, k_res = scen
+    raw = {"inference": {"sla": 0}, "backfill": {"reservations": k_res},
+           "preemption": {"enabled": True, "classes": ["training"], "slurm": True,
+                          "max_victims": max_victims},
+           "inference_zone": {"nodes": zone, "elastic": elastic}}
+    p = get_policy(policy, config_from_dict(raw)).plan(snap, snap.taken_at)
+    inv = snap.inventory
+    jobs = snap.job
+    alloc = np.array(snap.gpus_alloc, dtype=np.int64)
+    seen = set()
+    started_ids = {s.job_id for s in p.starts}
+    for v in p.preemptions:
+        victim = jobs[v.job_id]
+        assert victim.is_running and victim.job_class == "training"
+        assert v.job_id not in seen
+        seen.add(v.job_id)
+        assert v.nodes == victim.nodes  # the whole gang
+        assert v.for_job in started_ids and jobs[v.for_job].job_class == "inference"
+        assert v.lost_gpu_seconds >= 0
+        alloc[inv.nodes_in(v.nodes)] -= np.asarray(v.node_gpus)
+    if policy == "kant":
+        assert len(p.preemptions) <= max_victims
+    for s in p.starts:
+        job = jobs[s.job_id]
+        assert job.is_pending and len(s.nodes) == job.num_nodes == len(set(s.nodes))
+        idx = inv.nodes_in(s.nodes)
+        assert snap.schedulable[idx].all()
+        assert pool_mask(inv, job)[idx].all()
+        alloc[idx] += np.asarray(s.node_gpus)
+    assert (alloc <= np.asarray(inv.gpus_total)).all(), "over-allocated after preemption"
+    assert (alloc >= 0).all()
+    assert not (set(p.blocked) & started_ids)
+    assert set(p.blocked) | started_ids == {j.job_id for j in snap.pending}
+    assert not any(r.job_id in started_ids for r in p.reservations)
+    # per-service caps hold after the plan
+    per = {}
+    for j in snap.running:
+        if j.service and j.job_id not in seen:
+            for n in j.nodes:
+                per[(j.service, n)] = per.get((j.service, n), 0) + 1
+    for s in p.starts:
+        job = jobs[s.job_id]
+        if job.service:
+            for n in s.nodes:
+                per[(job.service, n)] = per.get((job.service, n), 0) + 1
+                if job.max_per_node and s.job_id in {v.for_job for v in p.preemptions}:
+                    assert per[(job.service, n)] <= job.max_per_node
