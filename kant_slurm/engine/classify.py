@@ -12,8 +12,8 @@ Then, for every job whatever its class came from (:func:`apply_job_rules`):
   already marked preemptible stays so (unless it is inference).
 - ``sla`` of an inference job: ``sla=`` from its kant tag if the reader did not set it, else
   ``inference.sla``.
-- ``checkpoint_interval`` of a preemptible or training job without one:
-  ``preemption.checkpoint_interval``.
+- ``checkpoint_interval`` of a preemptible or training job without one: ``ckpt=`` from its
+  kant tag, else ``preemption.checkpoint_interval``.
 
 A job that no rule changes is returned as the very same object (the simulator relies on it).
 """
@@ -74,26 +74,30 @@ class JobRules:
             return job.sla
         if job.sla is not None:
             return job.sla
-        tag = _tag_sla(job)
+        tag = _tag_field(job, "sla")
         return float(tag) if tag is not None else self.sla
 
     def checkpoint_of(self, job: Job) -> float:
-        """Seconds between the job's checkpoints (its own, else the default)."""
+        """Seconds between the job's checkpoints (its own or its tag's ``ckpt=``, else the
+        default)."""
         ci = job.checkpoint_interval
+        if ci is None:
+            ci = _tag_field(job, "ckpt")
         return float(ci) if ci is not None and ci > 0 else self.checkpoint_interval
 
 
-def _tag_sla(job: Job) -> int | None:
-    """``sla=`` from the kant tag in the admin comment (readers may not have copied it)."""
+def _tag_field(job: Job, field: str) -> int | None:
+    """``sla=`` / ``ckpt=`` from the kant tag in the admin comment (a reader may not have
+    copied it onto the job)."""
     text = job.admin_comment
-    if not text or "sla=" not in text:
+    if not text or f"{field}=" not in text:
         return None
     from ..slurm.tags import parse_kant_tag  # pure parsing, no Slurm call
 
     try:
-        return parse_kant_tag(text).get("sla")
+        return parse_kant_tag(text).get(field)
     except Exception as exc:  # InputError: a bad tag must not stop the cycle
-        log.warning("job %s: %s (sla ignored)", job.job_id, exc)
+        log.warning("job %s: %s (%s ignored)", job.job_id, exc, field)
         return None
 
 
@@ -107,7 +111,7 @@ def apply_job_rules(job: Job, rules: JobRules) -> Job:
         if job.sla is None:
             changes["sla"] = rules.sla_of(job)
     elif (pre or job.job_class == "training") and job.checkpoint_interval is None:
-        changes["checkpoint_interval"] = rules.checkpoint_interval
+        changes["checkpoint_interval"] = rules.checkpoint_of(job)
     return dataclasses.replace(job, **changes) if changes else job
 
 

@@ -41,6 +41,8 @@ def job(**kw):
      False, 120.0, None),
     # training not listed anywhere: not preemptible, but a checkpoint interval for the sim
     (dict(job_class="training", class_source="trace"), False, None, 1800.0),
+    # checkpoint interval from the kant tag when the reader left it unset
+    (dict(qos="train", admin_comment="kant:workload=training;ckpt=900"), True, None, 900.0),
     # batch not listed: untouched
     (dict(), False, None, None),
 ])
