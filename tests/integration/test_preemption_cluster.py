@@ -1,0 +1,210 @@
+"""Preemption for an inference SLA on the real dev cluster (issue 8, site-config/PREEMPTION.md).
+
+The cluster is filled with preemptible training jobs (QOS ``training``) rendered from the
+training template: three 4-node gangs and four 1-node jobs, every GPU taken. Their training
+step is a small program that saves a checkpoint marker when the template's trap passes it
+USR2, and, started again after a requeue, resumes from it and ends in a few seconds. One
+1-node job checkpoints every 5 s, the others every hour, so kant's engine has one clear
+least-loss victim. Then an inference service with a 60 s SLA is submitted and kant's steer
+cycles run (the real engine and actuator, ``preemption.enabled``, lead 45 s: it preempts
+once the job has waited 15 s). Checked: the service starts within 60 s of its submit, on the
+victim's node; the victim got its signal (the marker), was requeued (sacct: a REQUEUED run,
+then a COMPLETED one) and later finished; every other training job kept its first and only
+run. Slurm holds a requeued job back for AuthInfo cred_expire (120 s by default) before it
+may start again, which sets most of the ~3 minutes the test takes.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from kant_slurm.config import config_from_dict
+from kant_slurm.jobscript.render import render
+from kant_slurm.slurm import read_snapshot
+from kant_slurm.steer import reset, run_cycle
+
+pytestmark = pytest.mark.slurm
+
+SLA_S = 60
+CONFIG = {
+    "policy": "kant",
+    "inference": {"sla": float(SLA_S)},
+    "preemption": {"enabled": True, "qos": ["training"], "checkpoint_interval": 3600.0,
+                   "grace_seconds": 20, "lead_seconds": 45.0, "max_victims": 8},
+}
+
+# The training step: save a checkpoint marker on USR2 (the template's trap sends it), or, when
+# the marker is there (a restart after the requeue), resume and finish at once.
+TRAIN_STEP = (
+    'marker="$KANT_TEST_DIR/ckpt-$SLURM_JOB_ID-$SLURM_NODEID"; '
+    'if [ -e "$marker" ]; then echo resumed; sleep 2; exit 0; fi; '
+    'trap \'date +%s > "$marker"; exit 0\' USR2; '
+    'sleep "$KANT_TEST_SECONDS" & wait'
+)
+
+
+def render_training(tmp: Path, name: str, nodes: int, ckpt: str, seconds: int) -> Path:
+    script = render("training", [("test", {
+        "program": ["bash", "-c", TRAIN_STEP],
+        "launcher": "command",
+        "job_name": name,
+        "nodes": nodes,
+        "gpus_per_node": 8,
+        "time": "10:00",
+        "warning_seconds": 30,
+        "checkpoint_interval": ckpt,
+        "checkpoint_wait": 30,
+        "qos": "training",
+        "output": str(tmp / "%x-%j.out"),
+        "workdir": str(tmp),
+        "env": {"KANT_TEST_DIR": str(tmp), "KANT_TEST_SECONDS": str(seconds)},
+    })])
+    path = tmp / f"{name}.sbatch"
+    path.write_text(script)
+    return path
+
+
+def sacct_runs(cluster, job_id: str) -> list[tuple[str, str, str]]:
+    """Every run of a job in accounting (-D: requeued runs too): (state, start, end)."""
+    out = cluster.run("sacct", "-n", "-P", "-X", "-D", "-j", job_id,
+                      "-o", "State,Start,End").stdout
+    return [tuple(line.split("|")) for line in out.splitlines() if line.strip()]
+
+
+def job_field(cluster, job_id: str, key: str) -> str:
+    out = cluster.run("scontrol", "show", "job", "-o", job_id).stdout
+    return out.split(f" {key}=", 1)[1].split()[0]
+
+
+def epoch(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def wait_for(what: str, check, timeout: float, every: float = 1.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
+
+
+def test_inference_sla_preempts_the_least_loss_training_job(slurm_clean, tmp_path):
+    cluster = slurm_clean
+    t_begin = time.monotonic()
+    tmp = tmp_path
+    config = config_from_dict(CONFIG, "test config")
+    state = tmp / "state.json"
+    # Fill: three 4-node gangs, then four single nodes; every job takes whole 8-GPU nodes, so
+    # whatever Slurm's placement, all 16 nodes are full. Job "single-0" checkpoints every 5 s.
+    jobs: dict[str, str] = {}
+    for k in range(3):
+        jobs[f"gang-{k}"] = cluster.run("sbatch", "--parsable", str(render_training(
+            tmp, f"gang-{k}", 4, "1:00:00", 70))).stdout.strip()
+    for k in range(4):
+        jobs[f"single-{k}"] = cluster.run("sbatch", "--parsable", str(render_training(
+            tmp, f"single-{k}", 1, "0:05" if k == 0 else "1:00:00", 70))).stdout.strip()
+    cluster.wait_running(jobs.values(), timeout=90)
+    victim = jobs["single-0"]
+    first_start = {name: job_field(cluster, j, "StartTime") for name, j in jobs.items()}
+    victim_node = job_field(cluster, victim, "NodeList")
+    snap = read_snapshot()
+    assert snap.job[victim].checkpoint_interval == 5.0 and snap.job[victim].job_class == "training"
+    assert int(snap.gpus_alloc.sum()) == 16 * 8
+
+    inference = cluster.sbatch("--qos=inference", "-N", "1", "--gres=gpu:8", "-t", "5",
+                               "--job-name=chat",
+                               f"--comment=kant:workload=inference;service=chat;sla={SLA_S}s",
+                               "--wrap", "sleep 20")
+    assert job_field(cluster, inference, "AdminComment") == \
+        f"kant:workload=inference;service=chat;sla={SLA_S}"
+    submitted = epoch(job_field(cluster, inference, "SubmitTime"))
+
+    # kant's steer cycles until the service runs.
+    reports = []
+
+    def started() -> bool:
+        reports.append(run_cycle(config, state))
+        assert reports[-1].ok, reports[-1].error
+        return job_field(cluster, inference, "JobState") == "RUNNING"
+
+    try:
+        wait_for("the inference service to start", started, timeout=SLA_S + 15, every=2.0)
+    finally:
+        final = reset(config, state)
+    assert final.clean
+
+    start = epoch(job_field(cluster, inference, "StartTime"))
+    assert start - submitted <= SLA_S, f"started {start - submitted:.0f}s after submit"
+    assert job_field(cluster, inference, "NodeList") == victim_node
+    # The actuator signalled exactly the least-loss job, once, on its batch shell.
+    signals = [s.command() for r in reports for s in r.preempted]
+    assert signals == [f"scancel --signal=USR1 --batch {victim}"], signals
+
+    # The victim's program saved its checkpoint on the template's USR2, and the batch shell
+    # logged the preemption signal before requeueing itself.
+    marker = tmp / f"ckpt-{victim}-0"
+    assert marker.exists()
+    out = (tmp / f"single-0-{victim}.out").read_text()
+    assert "USR1: the time limit is near or the job is preempted; checkpointing" in out
+
+    # Requeued, then (after Slurm's requeue hold) restarted from its checkpoint and finished.
+    def victim_done():
+        runs = sacct_runs(cluster, victim)
+        return runs if runs and runs[-1][0] == "COMPLETED" else None
+
+    runs = wait_for(f"victim {victim} to finish", victim_done, timeout=200, every=3.0)
+    assert [r[0] for r in runs] == ["REQUEUED", "COMPLETED"], runs
+    assert int(job_field(cluster, victim, "Restarts")) >= 1
+    assert "resumed" in (tmp / f"single-0-{victim}.out").read_text()
+
+    # Every other training job: one run, the same start, never signalled, no checkpoint.
+    for name, job in jobs.items():
+        if job == victim:
+            continue
+        runs = sacct_runs(cluster, job)
+        assert len(runs) == 1 and runs[0][0] in ("RUNNING", "COMPLETED"), (name, runs)
+        assert runs[0][1] == first_start[name], (name, runs[0][1], first_start[name])
+        assert not list(tmp.glob(f"ckpt-{job}-*")), name
+    elapsed = time.monotonic() - t_begin
+    assert elapsed < 240, f"the test took {elapsed:.0f}s"
+
+
+@pytest.mark.parametrize("comment, message", [
+    ("kant:workload=training;sla=60", "sla=60 is a start-time SLA for inference services; it "
+                                      "needs workload=inference, not training"),
+    ("kant:workload=inference;sla=soon", "sla=soon is not valid"),
+    ("kant:workload=inference;ckpt=600", "ckpt=600 is a checkpoint interval for training or "
+                                         "batch jobs"),
+])
+def test_job_submit_rejects_bad_sla_and_ckpt(slurm_clean, comment, message):
+    res = slurm_clean.run("sbatch", "--parsable", "--hold", f"--comment={comment}", "--wrap",
+                          "true", check=False)
+    assert res.returncode != 0 and message in res.stderr, res.stderr
+    assert slurm_clean.run("squeue", "-h", "-o", "%i").stdout.strip() == ""
+
+
+def test_sla_and_ckpt_reach_the_snapshot(slurm_clean):
+    cluster = slurm_clean
+    inf = cluster.sbatch("--hold", "--comment=kant:service=chat;sla=1:30", "--wrap", "true")
+    tr = cluster.sbatch("--hold", "--comment=kant:workload=training;ckpt=30m", "--wrap", "true")
+    snap = read_snapshot()
+    assert (snap.job[inf].job_class, snap.job[inf].sla) == ("inference", 90.0)
+    assert (snap.job[tr].job_class, snap.job[tr].checkpoint_interval) == ("training", 1800.0)
+
+
+def test_dev_cluster_has_the_qos(slurm_cluster):
+    out = slurm_cluster.run("sacctmgr", "-n", "-P", "show", "qos",
+                            "format=Name,Priority,Preempt,PreemptMode,GraceTime").stdout
+    rows = {r.split("|")[0]: r.split("|")[1:] for r in out.splitlines()}
+    assert rows["inference"][:2] == ["100", "training"]
+    assert rows["training"] == ["0", "", "requeue", "00:02:00"]
+    conf = subprocess.run(["scontrol", "show", "config"], env=slurm_cluster.env,
+                          capture_output=True, text=True, check=True).stdout
+    assert "preempt/none" in conf
