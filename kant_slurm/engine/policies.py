@@ -893,6 +893,10 @@ class SlurmPolicy(_QueuePolicy):
                     return float(mt), "partition_max_time"
         return super().estimate(job)
 
+    @property
+    def may_preempt(self) -> bool:  # the simulator polls while inference waits
+        return self.config.preemption.slurm
+
     def plan(self, snapshot, now):
         self._parts = {p.name: p.max_time for p in snapshot.inventory.partitions}
         plan = super().plan(snapshot, now)
@@ -915,6 +919,10 @@ class KantPolicy(_QueuePolicy):
     def _zone(self, snapshot: ClusterSnapshot) -> np.ndarray:
         z = self.config.inference_zone
         return zone_mask(snapshot.inventory, z.nodes, z.partition)
+
+    @property
+    def may_preempt(self) -> bool:  # the simulator polls while inference waits
+        return self.config.preemption.enabled
 
     def plan(self, snapshot, now):
         plan = super().plan(snapshot, now)

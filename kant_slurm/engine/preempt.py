@@ -122,6 +122,7 @@ class Victim:
     idx: np.ndarray  # node indices
     gpus: np.ndarray  # GPUs on each
     lost: float  # GPU-seconds lost if preempted now
+    cpus: np.ndarray  # CPUs on each node
 
 
 class _State:
@@ -136,13 +137,23 @@ class _State:
         self.total = np.asarray(inv.gpus_total, dtype=np.int64)
         self.free = np.array(snapshot.free_gpus, dtype=np.int64)
         self.schedulable = np.asarray(snapshot.schedulable, dtype=bool)
+        # CPUs: checked only on nodes that report a count (as the cycle does).
+        self.has_cpus = np.asarray(inv.cpus_total) > 0
+        self.cpus_free = np.where(self.schedulable, inv.cpus_total - snapshot.cpus_alloc,
+                                  0).astype(np.int64)
+        self.cpus_free[~self.has_cpus] = 1 << 40  # unknown count: never the limit
         index = inv.index
+        job_of = snapshot.job
         for p in plan.starts:
+            started = job_of.get(p.job_id)
+            cpn = started.cpus_per_node if started is not None else 0
             for n, g in zip(p.nodes, p.node_gpus):
                 self.free[index[n]] -= int(g)
+                self.cpus_free[index[n]] -= cpn
         jobs: list[Job] = []
         f_node: list[int] = []
         f_gpus: list[int] = []
+        f_cpus: list[int] = []
         lens: list[int] = []
         starts: list[float] = []
         intervals: list[float] = []
@@ -161,7 +172,8 @@ class _State:
                     try:
                         idx = [index[n] for n in job.nodes]
                         entry = (idx, list(job.node_gpus or (job.gpus_per_node,) * len(idx)),
-                                 rules.checkpoint_of(job))
+                                 rules.checkpoint_of(job),
+                                 list(job.node_cpus or (job.cpus_per_node,) * len(idx)))
                     except KeyError:
                         entry = None
                 cache[id(job)] = (job, rules, entry)
@@ -170,6 +182,7 @@ class _State:
             jobs.append(job)
             f_node.extend(entry[0])
             f_gpus.extend(entry[1])
+            f_cpus.extend(entry[3])
             lens.append(len(entry[0]))
             st = job.start_time
             starts.append(np.nan if st is None else st)
@@ -177,6 +190,9 @@ class _State:
         self.f_node = np.asarray(f_node, dtype=np.int64)
         f_g = np.asarray(f_gpus, dtype=np.int64)
         self.f_gpus = f_g
+        self.f_cpus = np.asarray(f_cpus, dtype=np.int64)
+        self.pre_cpus = np.bincount(self.f_node, weights=self.f_cpus,
+                                    minlength=len(inv)).astype(np.int64)
         lens_a = np.asarray(lens, dtype=np.int64)
         self.f_vic = np.repeat(np.arange(len(jobs), dtype=np.int64), lens_a)
         self.pre_gpus = np.bincount(self.f_node, weights=f_g, minlength=len(inv)).astype(np.int64)
@@ -191,22 +207,24 @@ class _State:
         self.v_prio = np.asarray([j.priority for j in jobs], dtype=np.int64)
         offs = np.concatenate(([0], np.cumsum(lens_a))).tolist()
         lost_l = self.v_lost.tolist()
+        fc = self.f_cpus
         self.victims = [Victim(j, self.f_node[offs[k]:offs[k + 1]], f_g[offs[k]:offs[k + 1]],
-                               lost_l[k]) for k, j in enumerate(jobs)]
+                               lost_l[k], fc[offs[k]:offs[k + 1]]) for k, j in enumerate(jobs)]
         self.alive = np.ones(len(jobs), dtype=bool)
         order = np.argsort(self.f_node, kind="stable")
         self._by_order = order
         self._by_bounds = np.searchsorted(self.f_node[order], np.arange(len(inv) + 1))
-        self._by_node: dict[int, list[tuple[int, int]]] = {}
+        self._by_node: dict[int, list[tuple[int, int, int]]] = {}
         self.service_extra: dict[str, np.ndarray] = {}
         self._plan_starts = plan.starts
 
-    def by_node(self, i: int) -> list[tuple[int, int]]:
-        """(victim, GPUs it holds on node ``i``) for every victim on ``i``."""
+    def by_node(self, i: int) -> list[tuple[int, int, int]]:
+        """(victim, GPUs, CPUs it holds on node ``i``) for every victim on ``i``."""
         out = self._by_node.get(i)
         if out is None:
             sl = self._by_order[self._by_bounds[i]:self._by_bounds[i + 1]]
-            out = list(zip(self.f_vic[sl].tolist(), self.f_gpus[sl].tolist()))
+            out = list(zip(self.f_vic[sl].tolist(), self.f_gpus[sl].tolist(),
+                           self.f_cpus[sl].tolist()))
             self._by_node[i] = out
         return out
 
@@ -217,8 +235,11 @@ class _State:
             vic = self.victims[v]
             self.free[vic.idx] += vic.gpus
             self.pre_gpus[vic.idx] -= vic.gpus
+            self.cpus_free[vic.idx] += vic.cpus
+            self.pre_cpus[vic.idx] -= vic.cpus
             self.alive[v] = False
         self.free[idx] -= gpus
+        self.cpus_free[idx] -= job.cpus_per_node
         if job.service is not None and job.service in self.service_extra:
             self.service_extra[job.service][idx] += 1
 
@@ -253,10 +274,16 @@ class _State:
             self.service_extra[service] = arr
         return arr
 
+    def need_cpus(self, job: Job) -> np.ndarray:
+        """CPUs the job needs per node where they are checked (0 elsewhere)."""
+        return np.where(self.has_cpus, job.cpus_per_node, 0)
+
     def candidate_mask(self, job: Job) -> np.ndarray:
         """Nodes the job may use at all: its pool, schedulable, big enough, below its cap."""
         g = job.gpus_per_node
         m = pool_mask(self.inv, job) & self.schedulable & (self.total >= g)
+        if job.cpus_per_node > 0:
+            m &= ~self.has_cpus | (np.asarray(self.inv.cpus_total) >= job.cpus_per_node)
         if job.service is not None and job.max_per_node:
             m &= self.service_counts(job.service) < job.max_per_node
         return m
@@ -291,34 +318,33 @@ class _Pick:
                 self.idx.tolist())
 
 
-def _node_victims(state: _State, i: int, need: int, budget: int, skip: Sequence[int]
-                  ) -> tuple[float, tuple[int, ...]] | None:
+def _node_victims(state: _State, i: int, need: int, budget: int, skip: Sequence[int],
+                  need_cpus: int = 0) -> tuple[float, tuple[int, ...]] | None:
     """Cheapest set (lost, then count) of live victims on node ``i`` freeing >= ``need`` GPUs
-    there: exact 0/1 knapsack with GPUs as weights (capped at ``need``)."""
-    if need <= 0:
+    (and >= ``need_cpus`` CPUs) there: exact 0/1 knapsack, the freed amounts capped at the
+    need."""
+    need = max(need, 0)
+    need_cpus = max(need_cpus, 0)
+    if need == 0 and need_cpus == 0:
         return 0.0, ()
     alive = state.alive
     lost_of = state.v_lost
-    # dp[c]: (lost rounded, count, lost, victims) to free c GPUs (c capped at need)
-    dp: list[tuple | None] = [None] * (need + 1)
-    dp[0] = (0, 0, 0.0, ())
-    for v, g in state.by_node(i):
+    # (GPUs freed, CPUs freed), capped -> (lost rounded, count, lost, victims)
+    dp: dict[tuple[int, int], tuple] = {(0, 0): (0, 0, 0.0, ())}
+    for v, g, c in state.by_node(i):
         if not alive[v] or v in skip:
             continue
         lost = float(lost_of[v])
-        for c in range(need, -1, -1):
-            cur = dp[c]
-            if cur is None:
+        for (fg, fc), cur in list(dp.items()):
+            if cur[1] + 1 > budget:
                 continue
-            nc = min(need, c + g)
+            key = (min(need, fg + g), min(need_cpus, fc + c))
             tot = cur[2] + lost
             cand = (_q(tot), cur[1] + 1, tot, cur[3] + (v,))
-            if cand[1] > budget:
-                continue
-            old = dp[nc]
+            old = dp.get(key)
             if old is None or cand[:3] < old[:3]:
-                dp[nc] = cand
-    best = dp[need]
+                dp[key] = cand
+    best = dp.get((need, need_cpus))
     if best is None:
         return None
     return best[2], best[3]
@@ -342,12 +368,13 @@ def _where(i: int, zone: np.ndarray | None, zone_leaves: np.ndarray | None, stat
 
 
 def _candidates(state: _State, g: int, cand: np.ndarray, free: np.ndarray, pre: np.ndarray,
-                skip: Sequence[int]) -> tuple[np.ndarray, np.ndarray]:
-    """Nodes that could hold ``g`` GPUs once their preemptible jobs are gone, with a lower
-    bound of the loss there (0 with room already, else the cheapest live victim), in bound
-    order: the search stops once the bound exceeds the best found."""
-    ok = cand & (np.maximum(free, 0) + pre >= g)
-    lb = np.where(free >= g, 0.0, state.min_lost(skip))
+                skip: Sequence[int], cneed: np.ndarray, cfree: np.ndarray, cpre: np.ndarray
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes that could hold ``g`` GPUs (and ``cneed`` CPUs) once their preemptible jobs are
+    gone, with a lower bound of the loss there (0 with room already, else the cheapest live
+    victim), in bound order: the search stops once the bound exceeds the best found."""
+    ok = cand & (np.maximum(free, 0) + pre >= g) & (np.maximum(cfree, 0) + cpre >= cneed)
+    lb = np.where((free >= g) & (cfree >= cneed), 0.0, state.min_lost(skip))
     nodes = np.flatnonzero(ok & np.isfinite(lb))
     lbn = lb[nodes]
     order = np.lexsort((nodes, lbn))
@@ -359,11 +386,14 @@ def _single(state: _State, job: Job, cand: np.ndarray, budget: int, zone, zone_l
     g = job.gpus_per_node
     best: _Pick | None = None
     best_key = None
-    nodes, lbs = _candidates(state, g, cand, state.free, state.pre_gpus, ())
+    cneed = state.need_cpus(job)
+    nodes, lbs = _candidates(state, g, cand, state.free, state.pre_gpus, (), cneed,
+                             state.cpus_free, state.pre_cpus)
     for i, lb in zip(nodes.tolist(), lbs.tolist()):
         if best_key is not None and _q(lb) > best_key[0]:
             break  # every node left loses more than the best (rule 1)
-        got = _node_victims(state, i, int(g - max(state.free[i], 0)), budget, ())
+        got = _node_victims(state, i, int(g - max(state.free[i], 0)), budget, (),
+                            int(cneed[i] - max(state.cpus_free[i], 0)))
         if got is None:
             continue
         vl, vs = got
@@ -393,22 +423,25 @@ def _pick_nodes(state: _State, job: Job, cand: np.ndarray, budget: int, zone, zo
     g, nn = job.gpus_per_node, job.num_nodes
     free = state.free.copy()
     pre = state.pre_gpus.copy()
+    cneed = state.need_cpus(job)
+    cfree = state.cpus_free.copy()
+    cpre = state.pre_cpus.copy()
     chosen_nodes: list[int] = []
     chosen_vics: list[int] = []
     lost = 0.0
     cand = cand.copy()
     for _ in range(nn):
         best = None
-        nodes, lbs = _candidates(state, g, cand, free, pre, chosen_vics)
+        nodes, lbs = _candidates(state, g, cand, free, pre, chosen_vics, cneed, cfree, cpre)
         for i, lb in zip(nodes.tolist(), lbs.tolist()):
             if best is not None and _q(lb) > best[0][0]:
                 break
             got = _node_victims(state, i, int(g - max(free[i], 0)), budget - len(chosen_vics),
-                                chosen_vics)
+                                chosen_vics, int(cneed[i] - max(cfree[i], 0)))
             if got is None:
                 continue
             vl, vs = got
-            freed = sum(gg for v, gg in state.by_node(i) if v in vs)
+            freed = sum(gg for v, gg, _ in state.by_node(i) if v in vs)
             key = (_q(vl), len(vs), _where(i, zone, zone_leaves, state),
                    int(max(free[i], 0) + freed - g), i)
             if best is None or key < best[0]:
@@ -420,7 +453,10 @@ def _pick_nodes(state: _State, job: Job, cand: np.ndarray, budget: int, zone, zo
             vic = state.victims[v]
             free[vic.idx] += vic.gpus
             pre[vic.idx] -= vic.gpus
+            cfree[vic.idx] += vic.cpus
+            cpre[vic.idx] -= vic.cpus
         free[i] -= g
+        cfree[i] -= job.cpus_per_node
         chosen_nodes.append(i)
         chosen_vics.extend(vs)
         lost += vl
@@ -441,7 +477,8 @@ def choose_victims(state: _State, job: Job, budget: int, zone: np.ndarray | None
     cand = state.candidate_mask(job)
     g, nn = job.gpus_per_node, job.num_nodes
     room = np.maximum(state.free, 0) + state.pre_gpus
-    if int(np.count_nonzero(cand & (room >= g))) < nn:
+    croom = np.maximum(state.cpus_free, 0) + state.pre_cpus
+    if int(np.count_nonzero(cand & (room >= g) & (croom >= state.need_cpus(job)))) < nn:
         return None
     zone_leaves = None
     if zone is not None and zone.any():
@@ -633,12 +670,13 @@ def slurm_run_now(state: _State, cycle, job: Job, youngest: bool, select):
     removal gives a node room (the answer cannot change otherwise)."""
     usable = state.candidate_mask(job)
     g = job.gpus_per_node
+    cneed = state.need_cpus(job)
 
-    def test(free: np.ndarray):
-        avail = np.where(usable, np.maximum(free, 0), -1)
+    def test(free: np.ndarray, cfree: np.ndarray):
+        avail = np.where(usable & (cfree >= cneed), np.maximum(free, 0), -1)
         return select(cycle, job, avail)
 
-    first = test(state.free)
+    first = test(state.free, state.cpus_free)
     if first is not None:
         return first, ()
     cands = slurm_candidates(state, job, youngest)
@@ -647,15 +685,18 @@ def slurm_run_now(state: _State, cycle, job: Job, youngest: bool, select):
     pass_count = 0
     while True:
         free = state.free.copy()
+        cfree = state.cpus_free.copy()
         removed: list[int] = []
         choice = None
         for v in cands:
             vic = state.victims[v]
-            before = free[vic.idx] >= g
-            free[vic.idx] += vic.gpus
+            ix = vic.idx
+            before = (free[ix] >= g) & (cfree[ix] >= cneed[ix])
+            free[ix] += vic.gpus
+            cfree[ix] += vic.cpus
             removed.append(v)
-            if ((free[vic.idx] >= g) & ~before & usable[vic.idx]).any():
-                choice = test(free)
+            if ((free[ix] >= g) & (cfree[ix] >= cneed[ix]) & ~before & usable[ix]).any():
+                choice = test(free, cfree)
                 if choice is not None:
                     break
         if choice is None:

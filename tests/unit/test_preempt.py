@@ -240,6 +240,25 @@ def test_per_service_cap_is_respected():
     assert starts(p) == {"i": ("gn02",)}
 
 
+@pytest.mark.parametrize("policy, want", [
+    # gn01 (64 CPUs): a 4 GPUs + 4 CPUs (lost 0), b 4 GPUs + 60 CPUs (lost 4*1000);
+    # gn02: c 8 GPUs + 64 CPUs (lost 8*200). The job asks 4 GPUs and 8 CPUs: a alone frees
+    # the GPUs but only 4 CPUs; b alone or a+b lose 4000; c loses 1600 -> c.
+    ("kant", {"c"}),
+    # Slurm: lowest priority first: a (p1) -> gn01 has 4 GPUs, 4 CPUs: no; b (p2) -> gn01 has
+    # 8 GPUs, 64 CPUs: fits. Re-sort b, a, c: b alone fits (4 GPUs, 60 CPUs); 3 candidates,
+    # one more pass: b again -> victims b.
+    ("slurm", {"b"}),
+])
+def test_cpus_count_too(policy, want):
+    jobs = [train("a", "gn01", 4, 6400.0, node_cpus=(4,), cpus_per_node=4, priority=1),
+            train("b", "gn01", 4, 9000.0, node_cpus=(60,), cpus_per_node=60, priority=2),
+            train("c", "gn02", 8, 9800.0, node_cpus=(64,), cpus_per_node=64, priority=3),
+            ] + FULL_LEAF2 + [infer("i", 1, 4, cpus_per_node=8, submit=NOW - 290.0)]
+    p = run(policy, jobs, cfg())
+    assert {v.job_id for v in p.preemptions} == want
+
+
 def test_cost_nothing_path_returns_the_same_plan_object():
     from kant_slurm.engine import preempt
 
