@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import SIZE_BUCKETS, Inventory
-from .records import size_buckets, wait_s
+from .records import last_start, size_buckets, wait_s
 
 TIERS = ("node", "leaf", "spine", "cross")
 SLOWDOWN = {"node": 1.00, "leaf": 1.10, "spine": 1.25, "cross": 1.40}
@@ -131,7 +131,7 @@ def jtted(records: pd.DataFrame, inventory: Inventory,
     sel = (records["job_class"] == "training") & records["start_time"].notna()
     rec = records[sel]
     tiers = placement_tiers(rec, inventory)
-    run = rec["duration"].where(rec["duration"].notna(), rec["end_time"] - rec["start_time"])
+    run = rec["duration"].where(rec["duration"].notna(), rec["end_time"] - last_start(rec))
     factor = tiers.map(slowdown).astype(float).where(rec["gpus"] > 1, 1.0)
     return pd.DataFrame({
         "job_id": rec["job_id"].to_numpy(), "gpus": rec["gpus"].to_numpy(),
@@ -161,7 +161,8 @@ def jtted_summary(table: pd.DataFrame) -> dict[str, float]:
 def estimate_accuracy(records: pd.DataFrame) -> dict[str, float]:
     """Median and mean of actual / estimate and actual / time limit over ended jobs."""
     ended = records[records["end_time"].notna() & records["start_time"].notna()]
-    actual = (ended["end_time"] - ended["start_time"]).to_numpy(dtype=float)
+    # the last run: a requeued job's limit starts over with it
+    actual = (ended["end_time"] - last_start(ended)).to_numpy(dtype=float)
     out = {}
     for key, denom in (("estimate", ended["est_runtime"]), ("time_limit", ended["time_limit"])):
         d = denom.to_numpy(dtype=float)

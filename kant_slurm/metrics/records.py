@@ -23,6 +23,15 @@ backfilled        bool: started ahead of a blocked higher-ranked job
 state             str: COMPLETED, TIMEOUT, RUNNING, PENDING, FAILED, CANCELLED, ...
 duration          float seconds: the job's real run time (simulator: from the trace; sacct:
                   elapsed), used for estimate accuracy
+last_start_time   float: start of the job's last run (the one on ``nodes``); NaN = same as
+                  ``start_time``. ``start_time`` is always the *first* start, so waits and
+                  SLA attainment count to the first start
+preemptions       int: times the job was preempted (requeued); 0 by default
+preempted_gpu_seconds  float: GPU-seconds of work lost to those preemptions (since the last
+                  checkpoint before each); 0 by default
+preempted_runs    tuple of (start, end, nodes, node_gpus): the runs cut short by preemption,
+                  oldest first; their GPUs count in the occupancy timeline; () by default
+sla               float seconds: the inference start-time SLA the job had, NaN = none
 ================= ===================================================================
 
 Derived columns are computed on demand (:func:`wait_s`, :func:`size_buckets`).
@@ -42,12 +51,17 @@ RECORD_COLUMNS = (
     "job_id", "job_class", "class_source", "user", "account", "partition", "submit_time",
     "start_time", "end_time", "num_nodes", "gpus", "nodes", "node_gpus", "time_limit",
     "est_runtime", "estimate_source", "backfilled", "state", "duration",
+    # issue 8 (preemption, inference SLA); optional, with defaults
+    "last_start_time", "preemptions", "preempted_gpu_seconds", "preempted_runs", "sla",
 )
 _DEFAULTS = {
     "job_class": "batch", "class_source": "default", "user": "", "account": "", "partition": "",
     "start_time": np.nan, "end_time": np.nan, "time_limit": np.nan, "est_runtime": np.nan,
     "estimate_source": "", "backfilled": False, "state": "", "duration": np.nan,
+    "last_start_time": np.nan, "preemptions": 0, "preempted_gpu_seconds": 0.0,
+    "preempted_runs": (), "sla": np.nan,
 }
+_TUPLE_COLUMNS = ("nodes", "node_gpus", "preempted_runs")
 
 
 def make_records(**columns) -> pd.DataFrame:
@@ -70,7 +84,7 @@ def make_records(**columns) -> pd.DataFrame:
             value = [max(1, len(x)) for x in columns["nodes"]]
         else:
             value = [_DEFAULTS[key]] * n
-        if key in ("nodes", "node_gpus"):
+        if key in _TUPLE_COLUMNS:
             value = pd.Series([tuple(v) for v in value], dtype=object)
         elif len(value) != n:
             raise InputError(f"job records: column {key!r} has {len(value)} rows, job_id has {n}")
@@ -80,13 +94,14 @@ def make_records(**columns) -> pd.DataFrame:
     return df.astype({
         "job_id": str, "submit_time": float, "start_time": float, "end_time": float,
         "num_nodes": np.int64, "gpus": np.int64, "time_limit": float, "est_runtime": float,
-        "backfilled": bool, "duration": float,
+        "backfilled": bool, "duration": float, "last_start_time": float,
+        "preemptions": np.int64, "preempted_gpu_seconds": float, "sla": float,
     })
 
 
 def records_from_frame(df: pd.DataFrame, source: str = "job records") -> pd.DataFrame:
     """Check a DataFrame has the record columns (adding optional ones with defaults)."""
-    cols = {c: df[c].to_numpy() if c not in ("nodes", "node_gpus") else list(df[c])
+    cols = {c: df[c].to_numpy() if c not in _TUPLE_COLUMNS else list(df[c])
             for c in df.columns if c in RECORD_COLUMNS}
     try:
         return make_records(**cols)
@@ -97,6 +112,14 @@ def records_from_frame(df: pd.DataFrame, source: str = "job records") -> pd.Data
 def wait_s(records: pd.DataFrame) -> pd.Series:
     """start - submit per job (NaN for jobs that never started)."""
     return records["start_time"] - records["submit_time"]
+
+
+def last_start(records: pd.DataFrame) -> pd.Series:
+    """Start of each job's last run (its first start when it was never preempted)."""
+    if "last_start_time" not in records:
+        return records["start_time"]
+    return records["last_start_time"].where(records["last_start_time"].notna(),
+                                            records["start_time"])
 
 
 def size_buckets(records: pd.DataFrame) -> pd.Series:

@@ -14,6 +14,7 @@ from typing import Any
 import pandas as pd
 
 from ..model import Inventory
+from .inference import inference_wait_stats, preemption_stats, sla_attainment
 from .jobs import (estimate_accuracy, jct_stats, jtted, jtted_summary, makespan, wait_stats,
                    wait_table)
 from .timeline import Occupancy, occupancy
@@ -21,12 +22,16 @@ from .timeline import Occupancy, occupancy
 HEADLINE_KEYS = (
     "jobs", "gar_mean", "sor", "gfr_mean", "stranded_gpu_share", "wait_mean_s", "wait_p50_s",
     "wait_p90_s", "wait_p99_s", "jct_mean_s", "makespan_s",
+    "inference_sla_attainment", "inference_wait_p99_s", "preempted_gpu_hours", "preemptions",
 )
 
 
-def summarize(records: pd.DataFrame, occ: Occupancy) -> dict[str, Any]:
-    """The headline metrics (keys :data:`HEADLINE_KEYS`)."""
+def summarize(records: pd.DataFrame, occ: Occupancy,
+              default_sla: float | None = None) -> dict[str, Any]:
+    """The headline metrics (keys :data:`HEADLINE_KEYS`); ``default_sla`` applies to inference
+    jobs whose record has no SLA."""
     w = wait_stats(records)
+    pre = preemption_stats(records)
     return {
         "jobs": int(len(records)),
         "gar_mean": occ.gar.mean(),
@@ -39,11 +44,17 @@ def summarize(records: pd.DataFrame, occ: Occupancy) -> dict[str, Any]:
         "wait_p99_s": w["p99"],
         "jct_mean_s": jct_stats(records)["mean"],
         "makespan_s": makespan(records),
+        "inference_sla_attainment": sla_attainment(records, default_sla)["attainment"],
+        "inference_wait_p99_s": inference_wait_stats(records)["p99"],
+        "preempted_gpu_hours": pre["preempted_gpu_hours"],
+        "preemptions": pre["preemptions"],
     }
 
 
-def details(records: pd.DataFrame, occ: Occupancy, inventory: Inventory) -> dict[str, Any]:
-    """Everything else: quantiles over time, leaf level, waits by class/size, JTTED, accuracy."""
+def details(records: pd.DataFrame, occ: Occupancy, inventory: Inventory,
+            default_sla: float | None = None) -> dict[str, Any]:
+    """Everything else: quantiles over time, leaf level, waits by class/size, JTTED, accuracy,
+    inference SLA and preemptions."""
     out: dict[str, Any] = {
         "gar_p50": occ.gar.quantile(0.5), "gar_p10": occ.gar.quantile(0.1),
         "gar_p90": occ.gar.quantile(0.9),
@@ -60,6 +71,11 @@ def details(records: pd.DataFrame, occ: Occupancy, inventory: Inventory) -> dict
     out["by_class"] = wait_table(records, "job_class").to_dict("records")
     out["jtted"] = jtted_summary(jtted(records, inventory))
     out["estimate_accuracy"] = estimate_accuracy(records)
+    out["inference"] = sla_attainment(records, default_sla) | {
+        "wait": inference_wait_stats(records)}
+    out["preemption"] = preemption_stats(records)
+    train = records[records["job_class"] == "training"]
+    out["training"] = {"wait": wait_stats(train), "jct": jct_stats(train)}
     return out
 
 

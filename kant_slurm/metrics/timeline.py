@@ -26,8 +26,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ..errors import InputError
 from ..model import Inventory
-from .records import explode_nodes
+from .records import explode_nodes, last_start
 
 
 @dataclass(frozen=True)
@@ -183,13 +184,35 @@ class Occupancy:
         return self.allocated.integral() / denom if denom > 0 else float("nan")
 
 
+def _preempted_allocations(records: pd.DataFrame, index
+                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """(start, end, node index, GPUs) per node of every preempted run, or None if none."""
+    if "preempted_runs" not in records:
+        return None
+    runs = [run for runs in records["preempted_runs"] if runs for run in runs]
+    if not runs:
+        return None
+    s, e, idx, g = [], [], [], []
+    for start, end, nodes, gpus in runs:
+        for name, n in zip(nodes, gpus):
+            try:
+                idx.append(index[name])
+            except KeyError:
+                raise InputError(f"job records: node {name!r} is not in the inventory") from None
+            s.append(start)
+            e.append(end)
+            g.append(n)
+    return (np.asarray(s, dtype=float), np.asarray(e, dtype=float),
+            np.asarray(idx, dtype=np.int64), np.asarray(g, dtype=np.int64))
+
+
 def default_window(records: pd.DataFrame) -> tuple[float, float]:
     """First submit to the last known event (end, start or submit)."""
     if records.empty:
         return (0.0, 0.0)
     t0 = float(records["submit_time"].min())
     t1 = float(np.nanmax(np.concatenate([records["end_time"].to_numpy(),
-                                         records["start_time"].to_numpy(),
+                                         last_start(records).to_numpy(),
                                          records["submit_time"].to_numpy()])))
     return (t0, t1)
 
@@ -203,7 +226,7 @@ def scheduling_window(records: pd.DataFrame) -> tuple[float, float]:
     if records.empty:
         return (0.0, 0.0)
     t0 = float(records["submit_time"].min())
-    starts = records["start_time"].to_numpy(dtype=float)
+    starts = last_start(records).to_numpy(dtype=float)  # a requeued job's restart counts
     t1 = float(np.nanmax(starts)) if not np.isnan(starts).all() else t0
     return (t0, max(t1, float(records["submit_time"].max())))
 
@@ -224,7 +247,9 @@ def occupancy(records: pd.DataFrame, inventory: Inventory,
     capacity = int(gtot[node_mask].sum())
     n_nodes = int(node_mask.sum())
 
-    start = records["start_time"].to_numpy(dtype=float)
+    # A preempted job's last run is on ``nodes`` from its last start; its earlier runs come
+    # from ``preempted_runs``.
+    start = last_start(records).to_numpy(dtype=float)
     end = records["end_time"].to_numpy(dtype=float)
     submit = records["submit_time"].to_numpy(dtype=float)
     end_or_t1 = np.where(np.isnan(end), t1, end)
@@ -233,6 +258,15 @@ def occupancy(records: pd.DataFrame, inventory: Inventory,
     keep = node_mask[idx] & ~np.isnan(start[rows])
     rows, idx, g = rows[keep], idx[keep], g[keep]
     s, e = start[rows], end_or_t1[rows]
+    extra = _preempted_allocations(records, inventory.index)
+    if extra is not None:
+        xs, xe, xidx, xg = extra
+        keep = node_mask[xidx]
+        s = np.concatenate([s, xs[keep]])
+        e = np.concatenate([e, xe[keep]])
+        idx = np.concatenate([idx, xidx[keep]])
+        g = np.concatenate([g, xg[keep]])
+        rows = np.concatenate([rows, np.full(int(keep.sum()), -1)])
     live = e > s  # zero-length allocations change nothing
     rows, idx, g, s, e = rows[live], idx[live], g[live], s[live], e[live]
     # Node events: +g at start, -g at end (clipped into the window).

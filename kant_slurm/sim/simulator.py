@@ -19,14 +19,51 @@ Cadence (compared with Slurm 22.05)
     applied first. A periodic pass with nothing changed is skipped: a pure plan of an unchanged
     cluster starts nothing new (reservations only move later as time passes). A cycle is also
     skipped when the free GPUs of the whole cluster are fewer than the smallest pending job asks
-    for, since no plan could start anything (``skip_full=False`` turns this off, e.g. for
+    for, since no plan could start anything (``skip_full=False`` turns this off; see below for
     policies that preempt).
 
-Room for preemption (issue 8)
-    A plan that preempts would name victims; the simulator would end them at ``now`` (losing
-    the work since their last checkpoint), put them back in ``pending`` with their original
-    submit time and count the GPU-hours lost, before carrying out ``starts``. ``skip_full``
-    must then be off for policies that preempt. Not built yet.
+Preemption with requeue (issue 8)
+    A plan's ``preemptions`` are carried out before its ``starts`` (which may use the GPUs
+    they free). Each victim must be running on exactly the nodes and GPUs the preemption
+    names, else :class:`SimulationError`. The victim ends at ``now``: its GPUs and CPUs are
+    free at once (no grace time is modelled: the signal-triggered checkpoint a grace time
+    allows is not credited). It loses the work since its last checkpoint:
+    ``(now - start) mod checkpoint_interval``, or everything since the start when
+    ``Job.checkpoint_interval`` is unknown. The GPU-seconds lost are counted per job. It goes
+    back to ``pending`` with its original submit time (the records' waits count from the
+    trace's submit), its remaining run time = run time - checkpointed work, and its time limit
+    unchanged: Slurm requeues a job with the same limit and the new run starts the limit over,
+    so a requeued job times out only when its *remaining* work exceeds its limit. As in Slurm
+    22.05 (the relaunch credential must outlive the revoke), a requeued job is eligible again
+    only ``requeue_delay`` seconds later (``SimSettings.requeue_delay``, 121 s = the default
+    ``cred_expire`` 120 s + 1; ``Job.eligible_time`` says so to the policy). Slurm also
+    resets the job's SubmitTime to the requeue; the simulator keeps the original one, so a
+    policy's age factor keeps counting from the trace's submit (the kant policy's intent).
+
+    When the policy may preempt (``SimSettings.may_preempt``, else the policy's own
+    ``may_preempt`` attribute) and an inference job is pending: a cycle is not skipped as
+    "cluster full", and cycles also run without any change, every ``interval`` and at each
+    pending inference job's SLA deadline (submit + ``Job.sla``) until the deadline has passed,
+    since whether to preempt depends on how long the job has waited.
+
+CPUs
+    Each job holds ``cpus_per_node`` CPUs on each of its nodes, from the trace when it has CPU
+    counts (column ``cpus_per_node``), else ``SimSettings.cpus_per_task`` (default 1: one task
+    per node with Slurm's default of 1 CPU per task, what ``kant-slurm replay`` submits as
+    ``--nodes=N --ntasks-per-node=1``). The snapshot's ``cpus_alloc`` follows starts, ends and
+    preemptions (the ``slurm`` model's best fit by free CPUs sees real counts), and each Job
+    carries its ``cpus_per_node`` so a policy checks CPU room, except when no CPU check can
+    fail: a node holds at most one job per GPU, so with CPUs >= GPUs x the largest request on
+    every node Jobs say 0 and the policies keep their GPU-only fast paths (same decisions).
+    On nodes with an unknown CPU count (0) CPUs are not checked. (Slurm with ``CR_Core`` on hyperthreaded nodes rounds a
+    1-CPU task up to a whole core, 2 CPUs; set ``cpus_per_task`` to match such a site.)
+
+Records
+    One row per job. ``start_time`` is the job's *first* start (so its wait is the time to the
+    first start, which is what an SLA is about); ``last_start_time`` the start of its last
+    run, whose nodes are ``nodes``/``node_gpus``; earlier, preempted runs are in
+    ``preempted_runs`` (start, end, nodes, GPUs per node), with ``preemptions`` and
+    ``preempted_gpu_seconds`` (work lost).
 
 Determinism
     No wall clock, no hash order: the same workload, cluster, policy and config give the same
@@ -63,6 +100,16 @@ class SimSettings:
     skip_full: bool = True  # skip cycles in which nothing can possibly start
     fill_until_full: bool = False  # stop at the first cycle that leaves a job pending
     max_cycles: int | None = None  # safety stop for experiments
+    cpus_per_task: int = 1  # CPUs per node per job when the trace gives none (one task/node)
+    may_preempt: bool | None = None  # None: the policy's ``may_preempt`` attribute (else False)
+    requeue_delay: float = 121.0  # seconds a requeued job waits before it is eligible again
+
+    def __post_init__(self) -> None:
+        if self.cpus_per_task < 0:
+            raise InputError(f"simulator: cpus_per_task must be >= 0, got {self.cpus_per_task}")
+        if not self.requeue_delay >= 0:
+            raise InputError(f"simulator: requeue_delay must be >= 0 seconds, got "
+                             f"{self.requeue_delay}")
 
 
 @dataclass
@@ -78,6 +125,8 @@ class SimResult:
     plan_seconds: float = 0.0  # wall time inside policy.plan
     sim_seconds: float = 0.0  # wall time of the whole replay
     stopped_full: bool = False  # fill-until-full stopped at a job that did not fit
+    preemptions: int = 0  # victims requeued
+    preempt_cycles: int = 0  # cycles run only because an inference job waits (no change)
     notes: list[str] = field(default_factory=list)
 
 
@@ -129,18 +178,21 @@ def prepare_workload(jobs: pd.DataFrame, inventory: Inventory) -> Workload:
     for name, mask in inventory.partition_mask.items():
         g = inventory.gpus_total[mask]
         pool_max[name] = int(g.max()) if len(g) else 0
-        pool_nodes[name] = g
+        pool_nodes[name] = (g, np.asarray(inventory.cpus_total)[mask])
     gmax = part.map(pool_max).to_numpy()
     nodes, per_node = job_shapes(jobs["gpus"].to_numpy(), jobs["num_nodes"].to_numpy(), gmax)
+    cpn = (jobs["cpus_per_node"].to_numpy(dtype=np.int64) if "cpus_per_node" in jobs
+           else np.zeros(len(jobs), dtype=np.int64))
     fits = np.zeros(len(jobs), dtype=bool)
-    for name, g in pool_nodes.items():
+    for name, (g, c) in pool_nodes.items():
         sel = (part == name).to_numpy()
         if not sel.any():
             continue
-        # nodes able to hold gpus_per_node, per distinct per-node size
-        for size in np.unique(per_node[sel]):
-            able = int((g >= size).sum())
-            s2 = sel & (per_node == size)
+        # nodes able to hold gpus_per_node (and the trace's CPUs per node where a node's CPU
+        # count is known), per distinct per-node shape
+        for size, cpus in set(zip(per_node[sel].tolist(), cpn[sel].tolist())):
+            able = int(((g >= size) & ((c == 0) | (c >= cpus))).sum())
+            s2 = sel & (per_node == size) & (cpn == cpus)
             fits[s2] = nodes[s2] <= able
     table = jobs.copy()
     table["partition"] = part.to_numpy()
@@ -185,16 +237,35 @@ class Simulator:
         n_jobs = len(tab)
         n_nodes = len(inv)
         policy_name = getattr(self.policy, "name", type(self.policy).__name__)
+        may_preempt = settings.may_preempt
+        if may_preempt is None:
+            may_preempt = bool(getattr(self.policy, "may_preempt", False))
 
         submit = tab["submit_time"].to_numpy(dtype=float)
         duration = tab["duration"].to_numpy(dtype=float)
         limit = tab["time_limit"].to_numpy(dtype=float)
         gpus_req = (tab["num_nodes"] * tab["gpus_per_node"]).to_numpy(dtype=np.int64)
-        run_for = np.where(np.isnan(limit), duration, np.minimum(duration, limit))
+        # Work left per job (shrinks by the checkpointed work when a job is preempted).
+        remaining = duration.copy()
         timed_out = ~np.isnan(limit) & (duration > limit)
+        cpus_req = np.full(n_jobs, int(settings.cpus_per_task), dtype=np.int64)
+        if "cpus_per_node" in tab:
+            given = tab["cpus_per_node"].to_numpy(dtype=np.int64)
+            cpus_req = np.where(given > 0, given, cpus_req)
+        # Jobs tell the policy their CPUs only when CPUs can ever be short: a node holds at most
+        # one job per GPU, so with CPUs >= GPUs x the largest request on every node (or CPU
+        # counts unknown) no CPU check can fail, and the policy's GPU-only fast paths give the
+        # same decisions. ``cpus_alloc`` is tracked either way (best fit by free CPUs sees it).
+        cpus_known = np.asarray(inv.cpus_total, dtype=np.int64)
+        cpn_max = int(cpus_req.max()) if n_jobs else 0
+        cpus_bind = bool(((cpus_known > 0)
+                          & (cpus_known < np.asarray(inv.gpus_total, dtype=np.int64) * cpn_max)
+                          ).any())
+        job_cpus = cpus_req if cpus_bind else np.zeros(n_jobs, dtype=np.int64)
 
         # Per-job results, filled as the replay goes.
-        start_t = np.full(n_jobs, np.nan)
+        start_t = np.full(n_jobs, np.nan)  # first start
+        last_start_t = np.full(n_jobs, np.nan)
         end_t = np.full(n_jobs, np.nan)
         nodes_of: list[tuple[str, ...]] = [()] * n_jobs
         gpus_of: list[tuple[int, ...]] = [()] * n_jobs
@@ -203,7 +274,13 @@ class Simulator:
         estimate_src: list[str] = [""] * n_jobs
         job_class: list[str] = [""] * n_jobs
         class_src: list[str] = [""] * n_jobs
+        sla_of = np.full(n_jobs, np.nan)
         submitted = np.zeros(n_jobs, dtype=bool)
+        n_preempted = np.zeros(n_jobs, dtype=np.int64)
+        lost_gpu_s = np.zeros(n_jobs)
+        earlier_runs: dict[int, list[tuple]] = {}  # row -> preempted runs
+        run_gen = np.zeros(n_jobs, dtype=np.int64)  # bumped by a preemption: stale end events
+        queued_job: dict[int, Job] = {}  # row -> its pending Job (kept only when preempting)
 
         gpus_total = inv.gpus_total.astype(np.int32)
         gpus_alloc = np.zeros(n_nodes, dtype=np.int32)
@@ -223,20 +300,26 @@ class Simulator:
         pending: dict[str, Job] = {}
         pending_row: dict[str, int] = {}
         pending_sizes: Counter[int] = Counter()
+        pending_deadline: dict[str, float] = {}  # inference job id -> submit + SLA (may_preempt)
+        pending_inference = 0
         running: dict[str, Job] = {}
         running_row: dict[str, int] = {}
-        ends: list[tuple[float, int, str]] = []  # (end time, row, job id)
+        ends: list[tuple[float, int, int]] = []  # (end time, row, run generation)
+        wakeups: list[float] = []  # requeued jobs' eligible times
+        job_ids = tab["job_id"].tolist()
 
         rows = tab.to_dict("records")
+        has_service = "service" in tab
         classifier = self.classifier
         plan_fn = self.policy.plan
         interval = float(settings.interval)
+        requeue_delay = float(settings.requeue_delay)
 
         next_submit = 0
         last_cycle = -math.inf
         dirty_since: float | None = None  # earliest change not yet seen by a cycle
         now = clock = float(submit[0]) if n_jobs else 0.0
-        cycles = skipped = starts = 0
+        cycles = skipped = starts = preemptions = poll_cycles = 0
         plan_seconds = 0.0
         stopped_full = False
         done = 0
@@ -247,32 +330,67 @@ class Simulator:
             a = gpus_alloc[i]
             node_state[i] = state_names[0 if a == 0 else (2 if a >= gpus_total[i] else 1)]
 
+        def release(job: Job, r: int) -> None:
+            nonlocal free_total
+            cpn = int(cpus_req[r])
+            for name, g in zip(job.nodes, job.node_gpus):
+                i = index[name]
+                gpus_alloc[i] -= g
+                cpus_alloc[i] -= cpn
+                set_state(i)
+            free_total += job.gpus
+
+        def enqueue(job: Job, r: int) -> None:
+            nonlocal pending_inference
+            pending[job.job_id] = job
+            pending_row[job.job_id] = r
+            pending_sizes[int(gpus_req[r])] += 1
+            if job.job_class == "inference":
+                pending_inference += 1
+                if may_preempt and job.sla is not None:
+                    pending_deadline[job.job_id] = job.submit_time + float(job.sla)
+
         while True:
             t_sub = submit[next_submit] if next_submit < n_jobs else math.inf
             t_end = ends[0][0] if ends else math.inf
+            t_wake = wakeups[0] if wakeups else math.inf
             t_cyc = math.inf
             if dirty_since is not None and pending:
                 # never before the clock: the change may predate the job now pending
                 t_cyc = max(dirty_since, last_cycle + interval, clock)
-            now = min(t_sub, t_end, t_cyc)
+            elif pending_deadline:
+                # A preempting policy decides by how long inference has waited: poll every
+                # interval and at each SLA deadline still ahead of the last cycle.
+                ahead = [d for d in pending_deadline.values() if d > last_cycle]
+                if ahead:
+                    poll = min(ahead)
+                    if interval > 0:
+                        poll = min(poll, last_cycle + interval)
+                    t_cyc = max(poll, clock)
+            now = min(t_sub, t_end, t_wake, t_cyc)
             if now == math.inf:
                 break
             clock = now
             if t_end <= now:
                 # Job ends first at equal times: their GPUs are free for this instant's cycle.
                 while ends and ends[0][0] <= now:
-                    t, r, jid = heapq.heappop(ends)
+                    t, r, gen = heapq.heappop(ends)
+                    if gen != run_gen[r]:
+                        continue  # the run was preempted: this end is void
+                    jid = job_ids[r]
                     job = running.pop(jid)
                     del running_row[jid]
-                    for name, g in zip(job.nodes, job.node_gpus):
-                        i = index[name]
-                        gpus_alloc[i] -= g
-                        set_state(i)
-                    free_total += job.gpus
+                    release(job, r)
                     end_t[r] = t
                     done += 1
                     if progress and done % tick == 0:
                         progress(done, n_jobs)
+                if dirty_since is None:
+                    dirty_since = now
+                continue
+            if t_wake <= now:
+                while wakeups and wakeups[0] <= now:
+                    heapq.heappop(wakeups)
                 if dirty_since is None:
                     dirty_since = now
                 continue
@@ -290,21 +408,30 @@ class Simulator:
                         partitions=(row["partition"],),
                         job_class=cls or "batch", class_source="trace" if cls else "default",
                         time_limit=None if math.isnan(limit[r]) else float(limit[r]),
+                        cpus_per_node=int(job_cpus[r]),
                     )
+                    if has_service and row["service"]:
+                        mpn = int(row["max_per_node"])
+                        job = dataclasses.replace(job, service=row["service"],
+                                                  max_per_node=mpn if mpn > 0 else None)
                     if classifier is not None:
                         job = classifier(job)
                     job_class[r] = job.job_class
                     class_src[r] = job.class_source
+                    if job.sla is not None:
+                        sla_of[r] = float(job.sla)
                     submitted[r] = True
-                    pending[job.job_id] = job
-                    pending_row[job.job_id] = r
-                    pending_sizes[int(gpus_req[r])] += 1
+                    if may_preempt:
+                        queued_job[r] = job
+                    enqueue(job, r)
                 if dirty_since is None:
                     dirty_since = now
                 continue
             # A cycle is due now.
+            polled = dirty_since is None
             dirty_since = None
-            if settings.skip_full and free_total < min(pending_sizes):
+            if (settings.skip_full and free_total < min(pending_sizes)
+                    and not (may_preempt and pending_inference)):
                 skipped += 1
                 if settings.fill_until_full:  # nothing can start: the fill has ended
                     stopped_full = True
@@ -312,6 +439,7 @@ class Simulator:
                 continue
             last_cycle = now
             cycles += 1
+            poll_cycles += polled
             if settings.max_cycles is not None and cycles > settings.max_cycles:
                 break
             snap_gpus = gpus_alloc.copy()
@@ -333,6 +461,39 @@ class Simulator:
             p0 = time.perf_counter()
             plan = plan_fn(snapshot, now)
             plan_seconds += time.perf_counter() - p0
+            for pe in plan.preemptions:
+                jid = pe.job_id
+                job = running.get(jid)
+                if job is None:
+                    raise SimulationError(
+                        f"policy {policy_name!r} at t={now:.0f}s preempts job {jid!r}, which is "
+                        f"not running")
+                if sorted(zip(pe.nodes, pe.node_gpus)) != sorted(zip(job.nodes, job.node_gpus)):
+                    raise SimulationError(
+                        f"policy {policy_name!r} at t={now:.0f}s preempts job {jid!r} as "
+                        f"{list(zip(pe.nodes, pe.node_gpus))}, but it runs on "
+                        f"{list(zip(job.nodes, job.node_gpus))}")
+                r = running_row.pop(jid)
+                del running[jid]
+                release(job, r)
+                run_gen[r] += 1
+                ran = now - float(job.start_time)
+                ckpt = job.checkpoint_interval
+                lost = math.fmod(ran, ckpt) if ckpt is not None and ckpt > 0 else ran
+                remaining[r] -= ran - lost
+                lost_gpu_s[r] += lost * job.gpus
+                n_preempted[r] += 1
+                earlier_runs.setdefault(r, []).append((float(job.start_time), now, job.nodes,
+                                                       job.node_gpus))
+                preemptions += 1
+                again = queued_job.get(r)
+                if again is None:  # a preemption the simulator was not told to expect
+                    again = dataclasses.replace(job, state=PENDING, start_time=None, nodes=(),
+                                                node_gpus=(), node_cpus=())
+                if requeue_delay > 0:
+                    again = dataclasses.replace(again, eligible_time=now + requeue_delay)
+                    heapq.heappush(wakeups, now + requeue_delay)
+                enqueue(again, r)
             for pl in plan.starts:
                 jid = pl.job_id
                 job = pending.pop(jid, None)
@@ -345,6 +506,11 @@ class Simulator:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s places job {jid!r} "
                         f"({int(gpus_req[r])} GPUs) as {list(zip(pl.nodes, pl.node_gpus))}")
+                if job.eligible_time is not None and job.eligible_time > now:
+                    raise SimulationError(
+                        f"policy {policy_name!r} at t={now:.0f}s starts job {jid!r}, which is not "
+                        f"eligible before t={job.eligible_time:.0f}s")
+                cpn = int(cpus_req[r])
                 for name, g in zip(pl.nodes, pl.node_gpus):
                     i = index.get(name)
                     if i is None or gpus_alloc[i] + g > gpus_total[i] or g <= 0:
@@ -354,16 +520,22 @@ class Simulator:
                             f"{'no such node' if i is None else int(gpus_total[i] - gpus_alloc[i])}"
                             f" free")
                     gpus_alloc[i] += g
+                    cpus_alloc[i] += cpn
                     set_state(i)
                 free_total -= int(gpus_req[r])
                 pending_sizes[int(gpus_req[r])] -= 1
                 if not pending_sizes[int(gpus_req[r])]:
                     del pending_sizes[int(gpus_req[r])]
+                if job.job_class == "inference":
+                    pending_inference -= 1
+                    pending_deadline.pop(jid, None)
                 job = dataclasses.replace(job, state=RUNNING, start_time=now,
                                           nodes=tuple(pl.nodes), node_gpus=tuple(pl.node_gpus))
                 running[jid] = job
                 running_row[jid] = r
-                start_t[r] = now
+                if math.isnan(start_t[r]):
+                    start_t[r] = now
+                last_start_t[r] = now
                 nodes_of[r] = job.nodes
                 gpus_of[r] = job.node_gpus
                 backfilled[r] = pl.backfilled
@@ -371,8 +543,11 @@ class Simulator:
                     estimate[r] = pl.runtime_estimate
                 estimate_src[r] = pl.estimate_source
                 starts += 1
-                if math.isfinite(run_for[r]):
-                    heapq.heappush(ends, (now + float(run_for[r]), r, jid))
+                run_for = remaining[r] if math.isnan(limit[r]) else min(remaining[r], limit[r])
+                if math.isfinite(run_for):
+                    heapq.heappush(ends, (now + float(run_for), r, int(run_gen[r])))
+                if n_preempted[r]:  # a requeued run times out only if its rest exceeds the limit
+                    timed_out[r] = not math.isnan(limit[r]) and remaining[r] > limit[r]
             if settings.fill_until_full and pending:
                 stopped_full = True
                 break
@@ -381,8 +556,11 @@ class Simulator:
         from ..metrics.records import make_records
 
         sel = submitted
+        rows_sel = np.nonzero(sel)[0]
+        is_running = np.zeros(n_jobs, dtype=bool)
+        is_running[list(running_row.values())] = True
         state = np.where(~np.isnan(end_t), np.where(timed_out, "TIMEOUT", "COMPLETED"),
-                         np.where(~np.isnan(start_t), "RUNNING", "PENDING"))
+                         np.where(is_running, "RUNNING", "PENDING"))
         records = make_records(
             job_id=tab["job_id"].to_numpy()[sel],
             job_class=np.asarray(job_class, dtype=object)[sel],
@@ -395,22 +573,28 @@ class Simulator:
             end_time=end_t[sel],
             num_nodes=tab["num_nodes"].to_numpy()[sel],
             gpus=gpus_req[sel],
-            nodes=[nodes_of[i] for i in np.nonzero(sel)[0]],
-            node_gpus=[gpus_of[i] for i in np.nonzero(sel)[0]],
+            nodes=[nodes_of[i] for i in rows_sel],
+            node_gpus=[gpus_of[i] for i in rows_sel],
             time_limit=limit[sel],
             est_runtime=estimate[sel],
             estimate_source=np.asarray(estimate_src, dtype=object)[sel],
             backfilled=backfilled[sel],
             state=state[sel],
             duration=duration[sel],
+            last_start_time=last_start_t[sel],
+            preemptions=n_preempted[sel],
+            preempted_gpu_seconds=lost_gpu_s[sel],
+            preempted_runs=[tuple(earlier_runs.get(i, ())) for i in rows_sel],
+            sla=sla_of[sel],
         )
         if progress:
             progress(n_jobs, n_jobs)
-        log.info("%s: %d jobs, %d cycles (%d skipped), plan %.1fs of %.1fs", policy_name,
-                 n_jobs, cycles, skipped, plan_seconds, wall)
+        log.info("%s: %d jobs, %d cycles (%d skipped), %d preemptions, plan %.1fs of %.1fs",
+                 policy_name, n_jobs, cycles, skipped, preemptions, plan_seconds, wall)
         return SimResult(
             policy=policy_name, records=records, end_time=float(clock),
             cycles=cycles, cycles_skipped=skipped, starts=starts, plan_seconds=plan_seconds,
             sim_seconds=time.perf_counter() - wall0, stopped_full=stopped_full,
+            preemptions=preemptions, preempt_cycles=poll_cycles,
             notes=list(self.workload.notes),
         )

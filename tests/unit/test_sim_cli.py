@@ -8,7 +8,9 @@ from kant_slurm.cli import cli
 from kant_slurm.sim.traces import bundled_trace_path
 
 KEYS = ["jobs", "gar_mean", "sor", "gfr_mean", "stranded_gpu_share", "wait_mean_s",
-        "wait_p50_s", "wait_p90_s", "wait_p99_s", "jct_mean_s", "makespan_s", "sim_seconds"]
+        "wait_p50_s", "wait_p90_s", "wait_p99_s", "jct_mean_s", "makespan_s",
+        "inference_sla_attainment", "inference_wait_p99_s", "preempted_gpu_hours", "preemptions",
+        "sim_seconds"]
 
 CLUSTER = """name: tiny
 pools:
