@@ -5,18 +5,21 @@
  *   --workload=training|inference|batch
  *   --est-runtime=DURATION   (Slurm time: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM, D-HH:MM:SS)
  *   --service=NAME           (an inference service; implies --workload=inference)
+ *   --sla=DURATION           (start-time SLA of an inference service; implies inference)
+ *   --checkpoint-interval=DURATION  (how often a training job checkpoints)
+ *   (--sla and --checkpoint-interval also take a number with a unit: 60s, 5m, 2h, 1d)
  *
  * Each value is checked in its option callback, so a bad value fails the submission with a
  * message before anything reaches slurmctld. The checked values go to the job's control
- * environment with spank_job_control_setenv (KANT_WORKLOAD, KANT_SERVICE, KANT_EST_RUNTIME in
- * seconds); job_submit.lua reads them from the job's spank_job_env and writes the admin-comment
+ * environment with spank_job_control_setenv (KANT_WORKLOAD, KANT_SERVICE, and in seconds
+ * KANT_EST_RUNTIME, KANT_SLA, KANT_CHECKPOINT_INTERVAL); job_submit.lua reads them from the job's spank_job_env and writes the admin-comment
  * tag the engine reads. SPANK cannot change placement, and does not try to.
  *
  * Build with -DKANT_PARSE_ONLY to get only the parsers, without Slurm symbols: the unit tests
  * load that build with ctypes and fuzz it against the Python parser.
  *
- * Adding an option (e.g. --sla=DURATION): a KANT_OPT_ value, a table row, a case in
- * kant_option_cb, and a setenv in slurm_spank_init_post_opt.
+ * Adding an option: a KANT_OPT_ value, a table row, a case in kant_option_cb, and a setenv in
+ * slurm_spank_init_post_opt.
  */
 
 #include <stddef.h>
@@ -101,6 +104,36 @@ int kant_parse_duration(const char *text, long *seconds)
 	return KANT_OK;
 }
 
+/*
+ * As kant_parse_duration, and also a count with a unit: 1 to 8 ASCII digits then s, m, h or d
+ * (60s, 5m, 2h, 1d), as an SLA is usually written. Same return codes.
+ */
+int kant_parse_duration_unit(const char *text, long *seconds)
+{
+	static const char units[] = "smhd";
+	static const long factor[] = {1, 60, 3600, 86400};
+	long total = 0;
+	size_t n = 0;
+	const char *u;
+
+	if (text == NULL || seconds == NULL)
+		return KANT_EFORMAT;
+	while (text[n] >= '0' && text[n] <= '9' && n <= KANT_FIELD_DIGITS)
+		n++;
+	if (n == 0 || n > KANT_FIELD_DIGITS || text[n] == '\0' || text[n + 1] != '\0' ||
+	    (u = strchr(units, text[n])) == NULL)
+		return kant_parse_duration(text, seconds);
+	for (size_t i = 0; i < n; i++)
+		total = total * 10 + (text[i] - '0');
+	total *= factor[u - units];
+	if (total <= 0)
+		return KANT_EZERO;
+	if (total > KANT_MAX_DURATION_S)
+		return KANT_ETOOLONG;
+	*seconds = total;
+	return KANT_OK;
+}
+
 /* KANT_OK when text is one of the workload classes, else KANT_EFORMAT. */
 int kant_check_workload(const char *text)
 {
@@ -171,11 +204,19 @@ void kant_printable(const char *text, char *out, size_t outlen)
 
 SPANK_PLUGIN(kant, 1);
 
-enum { KANT_OPT_WORKLOAD = 1, KANT_OPT_EST_RUNTIME, KANT_OPT_SERVICE };
+enum {
+	KANT_OPT_WORKLOAD = 1,
+	KANT_OPT_EST_RUNTIME,
+	KANT_OPT_SERVICE,
+	KANT_OPT_SLA,
+	KANT_OPT_CHECKPOINT_INTERVAL
+};
 
 static char workload[16];
 static char service[KANT_NAME_MAX + 1];
 static long est_seconds = -1;
+static long sla_seconds = -1;
+static long ckpt_seconds = -1;
 
 static int kant_option_cb(int val, const char *optarg, int remote);
 
@@ -189,8 +230,39 @@ static struct spank_option kant_options[] = {
 	{"service", "NAME",
 	 "Inference service this job serves (replicas of a service are spread); implies "
 	 "--workload=inference.", 1, KANT_OPT_SERVICE, kant_option_cb},
+	{"sla", "DURATION",
+	 "Start-time SLA of an inference service: the longest it may wait to start (60s, 5m, "
+	 "MM:SS, ...); training jobs may be preempted to keep it. Implies --workload=inference.", 1,
+	 KANT_OPT_SLA, kant_option_cb},
+	{"checkpoint-interval", "DURATION",
+	 "How often this training job checkpoints (30m, HH:MM:SS, ...): a preemption picks the job "
+	 "losing least work since its last checkpoint.", 1, KANT_OPT_CHECKPOINT_INTERVAL,
+	 kant_option_cb},
 	SPANK_OPTIONS_TABLE_END
 };
+
+/* A duration option's value: 0 and *seconds set, or -1 after a message naming the option. */
+static int kant_duration_option(const char *name, const char *optarg, const char *shown,
+				long *seconds)
+{
+	int rc = kant_parse_duration_unit(optarg, seconds);
+
+	if (rc == KANT_EZERO) {
+		slurm_error("kant: --%s=%s is zero; expected a duration above 0", name, shown);
+		return -1;
+	}
+	if (rc == KANT_ETOOLONG) {
+		slurm_error("kant: --%s=%s is over one year", name, shown);
+		return -1;
+	}
+	if (rc != KANT_OK) {
+		slurm_error("kant: --%s=%s is not valid; expected seconds with a unit (60s, 5m, 2h, "
+			    "1d) or a Slurm time: MM, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS",
+			    name, shown);
+		return -1;
+	}
+	return 0;
+}
 
 static int kant_option_cb(int val, const char *optarg, int remote)
 {
@@ -210,6 +282,16 @@ static int kant_option_cb(int val, const char *optarg, int remote)
 		if (service[0] != '\0' && strcmp(optarg, "inference") != 0) {
 			slurm_error("kant: --service=%s needs --workload=inference (got --workload=%s)",
 				    service, shown);
+			return -1;
+		}
+		if (sla_seconds > 0 && strcmp(optarg, "inference") != 0) {
+			slurm_error("kant: --sla is for inference services; it needs "
+				    "--workload=inference (got --workload=%s)", shown);
+			return -1;
+		}
+		if (ckpt_seconds > 0 && strcmp(optarg, "inference") == 0) {
+			slurm_error("kant: --checkpoint-interval is for training or batch jobs, not "
+				    "--workload=inference");
 			return -1;
 		}
 		snprintf(workload, sizeof(workload), "%s", optarg);
@@ -243,7 +325,32 @@ static int kant_option_cb(int val, const char *optarg, int remote)
 				    shown, workload);
 			return -1;
 		}
+		if (ckpt_seconds > 0) {
+			slurm_error("kant: --service=%s is an inference service; --checkpoint-interval "
+				    "is for training or batch jobs", shown);
+			return -1;
+		}
 		snprintf(service, sizeof(service), "%s", optarg);
+		return 0;
+	case KANT_OPT_SLA:
+		if (kant_duration_option("sla", optarg, shown, &seconds) != 0)
+			return -1;
+		if (workload[0] != '\0' && strcmp(workload, "inference") != 0) {
+			slurm_error("kant: --sla=%s is for inference services; it needs "
+				    "--workload=inference (got --workload=%s)", shown, workload);
+			return -1;
+		}
+		sla_seconds = seconds;
+		return 0;
+	case KANT_OPT_CHECKPOINT_INTERVAL:
+		if (kant_duration_option("checkpoint-interval", optarg, shown, &seconds) != 0)
+			return -1;
+		if (strcmp(workload, "inference") == 0 || service[0] != '\0') {
+			slurm_error("kant: --checkpoint-interval=%s is for training or batch jobs, not "
+				    "inference services", shown);
+			return -1;
+		}
+		ckpt_seconds = seconds;
 		return 0;
 	default:
 		slurm_error("kant: unknown option value %d", val);
@@ -294,7 +401,7 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 		return 0;
 	/* The option callbacks already refused bad values and a service without inference; a
 	 * failure here would not stop sbatch, so job_submit.lua checks the values again. */
-	if (service[0] != '\0' && workload[0] == '\0')
+	if ((service[0] != '\0' || sla_seconds > 0) && workload[0] == '\0')
 		snprintf(workload, sizeof(workload), "inference");
 	if (workload[0] != '\0' && kant_setenv(sp, "KANT_WORKLOAD", workload) != 0)
 		return -1;
@@ -303,6 +410,16 @@ int slurm_spank_init_post_opt(spank_t sp, int ac, char **av)
 	if (est_seconds > 0) {
 		snprintf(buf, sizeof(buf), "%ld", est_seconds);
 		if (kant_setenv(sp, "KANT_EST_RUNTIME", buf) != 0)
+			return -1;
+	}
+	if (sla_seconds > 0) {
+		snprintf(buf, sizeof(buf), "%ld", sla_seconds);
+		if (kant_setenv(sp, "KANT_SLA", buf) != 0)
+			return -1;
+	}
+	if (ckpt_seconds > 0) {
+		snprintf(buf, sizeof(buf), "%ld", ckpt_seconds);
+		if (kant_setenv(sp, "KANT_CHECKPOINT_INTERVAL", buf) != 0)
 			return -1;
 	}
 	return 0;

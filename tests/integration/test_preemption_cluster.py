@@ -208,3 +208,43 @@ def test_dev_cluster_has_the_qos(slurm_cluster):
     conf = subprocess.run(["scontrol", "show", "config"], env=slurm_cluster.env,
                           capture_output=True, text=True, check=True).stdout
     assert "preempt/none" in conf
+
+
+SPANK_DIR = Path(__file__).resolve().parents[2] / "spank"
+
+
+@pytest.fixture
+def spank_cluster(slurm_clean):
+    """The clean cluster with the kant SPANK plugin built from this source tree."""
+    target = Path(slurm_clean.paths.spank_plugin)
+    proc = subprocess.run(["make", "-C", str(SPANK_DIR), f"OUT={target.parent}", "all"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "--sla=DURATION" in slurm_clean.run("sbatch", "--help").stdout
+    return slurm_clean
+
+
+@pytest.mark.parametrize("options, tag", [
+    (["--sla=60s", "--service=chat"], "kant:workload=inference;service=chat;sla=60"),
+    (["--sla=1:30"], "kant:workload=inference;sla=90"),  # a Slurm time; implies inference
+    (["--workload=training", "--checkpoint-interval=30m", "--est-runtime=2:00:00"],
+     "kant:workload=training;est=7200;ckpt=1800"),
+])
+def test_spank_sla_and_checkpoint_interval_options(spank_cluster, options, tag):
+    job = spank_cluster.sbatch("--hold", *options, "--wrap", "true")
+    assert job_field(spank_cluster, job, "AdminComment") == tag
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--workload=training", "--sla=60s"],
+     "kant: --sla=60s is for inference services; it needs --workload=inference"),
+    (["--sla=soon"], "kant: --sla=soon is not valid; expected seconds with a unit"),
+    (["--sla=0s"], "kant: --sla=0s is zero"),
+    (["--checkpoint-interval=5m", "--service=chat"],
+     "kant: --service=chat is an inference service; --checkpoint-interval is for training"),
+])
+def test_spank_rejects_bad_sla_and_checkpoint_interval(spank_cluster, options, message):
+    res = spank_cluster.run("sbatch", "--parsable", "--hold", *options, "--wrap", "true",
+                            check=False)
+    assert res.returncode != 0 and message in res.stderr, res.stderr
+    assert spank_cluster.run("squeue", "-h", "-o", "%i").stdout.strip() == ""

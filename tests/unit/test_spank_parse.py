@@ -36,6 +36,7 @@ def built(tmp_path_factory):
 def lib(built):
     lib = ctypes.CDLL(str(built / "kant_spank_parse.so"))
     lib.kant_parse_duration.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_long)]
+    lib.kant_parse_duration_unit.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_long)]
     lib.kant_check_workload.argtypes = [ctypes.c_char_p]
     lib.kant_check_service.argtypes = [ctypes.c_char_p]
     lib.kant_printable.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]
@@ -71,8 +72,27 @@ def test_duration_table(lib, text, rc, seconds):
     assert c_duration(lib, text) == (rc, seconds)
 
 
+def c_duration_unit(lib, text: bytes) -> tuple[int, int]:
+    seconds = ctypes.c_long(-7)
+    rc = lib.kant_parse_duration_unit(text, ctypes.byref(seconds))
+    return rc, seconds.value
+
+
+@pytest.mark.parametrize("text,rc,seconds", [
+    (b"60s", OK, 60), (b"5m", OK, 300), (b"2h", OK, 7200), (b"1d", OK, 86400),
+    (b"365d", OK, 365 * 86400), (b"12345678s", OK, 12345678), (b"1:00", OK, 60),
+    (b"90", OK, 5400),  # no unit: a Slurm time, minutes
+    (b"0s", EZERO, -7), (b"366d", ETOOLONG, -7), (b"123456789s", EFORMAT, -7),
+    (b"s", EFORMAT, -7), (b"60S", EFORMAT, -7), (b"60sec", EFORMAT, -7), (b"1h30m", EFORMAT, -7),
+    (b"60 s", EFORMAT, -7), (b"-5s", EFORMAT, -7), (b"", EFORMAT, -7),
+])
+def test_duration_with_unit_table(lib, text, rc, seconds):
+    assert c_duration_unit(lib, text) == (rc, seconds)
+
+
 def test_null_inputs_are_errors_not_crashes(lib):
     assert lib.kant_parse_duration(None, None) == EFORMAT
+    assert lib.kant_parse_duration_unit(None, None) == EFORMAT
     assert lib.kant_check_workload(None) == EFORMAT
     assert lib.kant_check_service(None) == EFORMAT
 
@@ -99,6 +119,25 @@ def _python_duration(text: bytes):
         return None
 
 
+_UNIT = {b"s": 1, b"m": 60, b"h": 3600, b"d": 86400}
+
+
+def _python_duration_unit(text: bytes):
+    """The rule kant_parse_duration_unit follows (and job_submit.lua): N[smhd], else a Slurm
+    time. (rc, seconds) for errors of the unit form, None for any other invalid text."""
+    import re
+
+    m = re.fullmatch(rb"([0-9]{1,8})([smhd])", text)
+    if not m:
+        return _python_duration(text)
+    total = int(m.group(1)) * _UNIT[m.group(2)]
+    if total == 0:
+        return EZERO, -7
+    if total > 365 * 86400:
+        return ETOOLONG, -7
+    return OK, total
+
+
 # Strings near the grammar (digits and separators) find edge cases; arbitrary bytes find crashes.
 near_grammar = st.text(alphabet="0123456789-: ", max_size=40).map(str.encode)
 any_bytes = st.binary(max_size=300).map(lambda b: b.replace(b"\0", b""))
@@ -109,6 +148,17 @@ any_bytes = st.binary(max_size=300).map(lambda b: b.replace(b"\0", b""))
 def test_fuzz_duration_agrees_with_python(lib, text):
     rc, seconds = c_duration(lib, text)
     expected = _python_duration(text)
+    if expected is None:
+        assert rc != OK and seconds == -7, text
+    else:
+        assert (rc, seconds) == expected, text
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.one_of(st.text(alphabet="0123456789smhd-: ", max_size=20).map(str.encode), any_bytes))
+def test_fuzz_duration_with_unit_agrees_with_python(lib, text):
+    rc, seconds = c_duration_unit(lib, text)
+    expected = _python_duration_unit(text)
     if expected is None:
         assert rc != OK and seconds == -7, text
     else:
@@ -132,6 +182,7 @@ def test_fuzz_names_and_printable(lib, text):
 def test_very_long_strings(lib, size):
     assert c_duration(lib, b"9" * size) == (EFORMAT, -7)
     assert c_duration(lib, b"1:" * size) == (EFORMAT, -7)
+    assert c_duration_unit(lib, b"9" * size + b"s") == (EFORMAT, -7)
     assert lib.kant_check_service(b"a" * size) == ETOOLONG
     assert lib.kant_check_workload(b"t" * size) == EFORMAT
     out = ctypes.create_string_buffer(48)
@@ -155,7 +206,7 @@ def _corpus(n: int, seed: int) -> list[bytes]:
     import random
 
     rnd = random.Random(seed)
-    pieces = [b"0", b"9", b"12", b"-", b":", b" ", b"\n", b"\xff", b"\xc3\xa9", b"%s", b"%n",
+    pieces = [b"0", b"9", b"12", b"-", b":", b" ", b"\n", b"s", b"m", b"h", b"d", b"\xff", b"\xc3\xa9", b"%s", b"%n",
               b"inference", b"chat", b";", b"=", b"99999999", b"000000000", b"\t", b"\x1b["]
     out = [b"", b"9" * 1_000_000, b":" * 100_000, b"1-" * 50_000, b"a" * 64, b"a" * 65,
            b"%s%s%s%n" * 1000]
@@ -186,11 +237,16 @@ def test_parsers_under_address_sanitizer(tmp_path):
     lines = run.stdout.split(b"\n")[:-1]
     assert len(lines) == len(corpus)
     for text, line in zip(corpus, lines):
-        d, seconds, w, s, _shown = line.split(b" ", 4)
+        d, seconds, w, s, u, useconds, _shown = line.split(b" ", 6)
         expected = _python_duration(text)
         if expected is None:
             assert int(d) != OK and int(seconds) == -7, text[:80]
         else:
             assert (int(d), int(seconds)) == expected, text[:80]
+        expected_u = _python_duration_unit(text)
+        if expected_u is None:
+            assert int(u) != OK and int(useconds) == -7, text[:80]
+        else:
+            assert (int(u), int(useconds)) == expected_u, text[:80]
         assert (int(w) == OK) == (text in (b"training", b"inference", b"batch"))
         assert (int(s) == OK) == bool(re.fullmatch(rb"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", text))
