@@ -51,6 +51,17 @@ def _load_cluster(cluster_path, slurm_conf):
               help="Trace file (default: the bundled 3-day Philly slice).")
 @click.option("--trace-format", type=click.Choice(["philly", "swf", "openb", "sacct"]),
               default=None, help="Trace format (default: guessed from the file).")
+@click.option("--inference-trace", "inference_path", type=click.Path(dir_okay=False),
+              default=None,
+              help="Add the inference services of the Alibaba alibaba-dlrm-inference-2025.csv "
+                   "to the training trace (a mixed workload; see kant_slurm/sim/mixed.py).")
+@click.option("--inference-share", type=click.FloatRange(0, 1, min_open=True), default=0.15,
+              show_default=True,
+              help="Mixed workload: inference apps are added (seeded by --seed) while their "
+                   "peak GPUs stay within this share of the cluster's GPUs.")
+@click.option("--inference-offset", type=click.FloatRange(0), default=0.0, show_default=True,
+              help="Mixed workload: seconds into the inference trace laid over the training "
+                   "trace's start.")
 @click.option("--cluster", "cluster_path", type=click.Path(dir_okay=False), default=None,
               help="Cluster spec YAML (default: the bundled 48 x 8 GPU cluster).")
 @click.option("--slurm-conf", type=click.Path(dir_okay=False), default=None,
@@ -72,9 +83,9 @@ def _load_cluster(cluster_path, slurm_conf):
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML report with plots.")
 @json_option
-def simulate_cmd(trace_path, trace_format, cluster_path, slurm_conf, policies, seed,
-                 time_limit_model, interval, procs_per_gpu, openb_mode, config_path, html_path,
-                 as_json):
+def simulate_cmd(trace_path, trace_format, inference_path, inference_share, inference_offset,
+                 cluster_path, slurm_conf, policies, seed, time_limit_model, interval,
+                 procs_per_gpu, openb_mode, config_path, html_path, as_json):
     """Replay a real job trace on a virtual cluster under each policy and compare the Kant
     metrics side by side: GAR, SOR, GFR (+ stranded GPUs), waits (JWTD), JCT, makespan.
     The simulator drives the real engine; times are trace seconds.
@@ -85,6 +96,8 @@ def simulate_cmd(trace_path, trace_format, cluster_path, slurm_conf, policies, s
       kant-slurm simulate --trace philly-2017-sep-oct.csv --cluster site.yaml --json
       kant-slurm simulate --trace pods.csv --trace-format openb --openb-mode fill
       kant-slurm simulate --slurm-conf /etc/slurm/slurm.conf --html report.html
+      kant-slurm simulate --trace philly.csv --inference-trace alibaba-dlrm-inference-2025.csv \\
+          --config kant.yaml --policies slurm,kant   # training + inference, preemption
     """
     from ..config import load_config
     from ..sim.run import compare_policies
@@ -97,6 +110,12 @@ def simulate_cmd(trace_path, trace_format, cluster_path, slurm_conf, policies, s
     cluster = _load_cluster(cluster_path, slurm_conf)
     trace = read_trace(trace_path or bundled_trace_path(), trace_format,
                        procs_per_gpu=procs_per_gpu, openb_mode=openb_mode)
+    if inference_path:
+        from ..sim.mixed import mix_workload
+        from ..sim.traces import read_alibaba_inference
+
+        trace = mix_workload(trace, read_alibaba_inference(inference_path), cluster.total_gpus,
+                             share=inference_share, seed=seed, offset=inference_offset)
     progress = _Progress(sys.stderr.isatty() and not as_json)
     comparison = compare_policies(trace, cluster, names, config=config, seed=seed,
                                   time_limit_model=time_limit_model, interval=interval,
@@ -130,7 +149,7 @@ def comparison_json(c) -> dict:
 
 
 def comparison_text(c) -> str:
-    from ..report.tables import detail_table, headline_table, wait_by_table
+    from ..report.tables import detail_table, headline_table, inference_table, wait_by_table
 
     first = next(iter(c.runs.values()), None)
     window = ""
@@ -156,6 +175,10 @@ def comparison_text(c) -> str:
     if len(c.class_counts) > 1:
         lines += ["", "wait by class (p99/max):",
                   wait_by_table(details, "by_class", "job_class")]
+    if c.class_counts.get("inference") or any(r.headline.get("preemptions")
+                                              for r in c.runs.values()):
+        lines += ["", "inference SLA (first start) and preemption of training:",
+                  inference_table(details)]
     return "\n".join(lines)
 
 

@@ -100,3 +100,33 @@ def wait_by_table(details: Mapping[str, Mapping[str, Any]], key: str = "by_size"
             f"{fmt_duration(by[g][stat])}/{fmt_duration(by[g]['max'])}" if g in by else "-"
             for g in groups])
     return render_table(header, body)
+
+
+def inference_table(details: Mapping[str, Mapping[str, Any]], first: str = "policy") -> str:
+    """Inference SLA and the cost of preemption to training, one row per policy (issue 8).
+
+    Columns: inference jobs with an SLA and the share that started within it; inference wait
+    p50/p90/p99/max (to the first start); preemptions, GPU-hours of work lost and preemptions
+    per training job; training wait p50/p99 and mean JCT.
+    """
+    header = [first, "inference", "SLA met", "inf wait p50", "p90", "p99", "max",
+              "preemptions", "lost GPU-h", "per training job", "train wait p50", "p99",
+              "train JCT mean"]
+    body = []
+    for name, d in details.items():
+        inf = d.get("inference", {})
+        w = inf.get("wait", {})
+        pre = d.get("preemption", {})
+        tr = d.get("training", {})
+        body.append([
+            name, f"{inf.get('jobs', 0):,}",
+            "-" if not inf.get("jobs") else
+            f"{fmt_ratio(inf.get('attainment'), 4)} ({inf.get('missed', 0):,} missed)",
+            fmt_duration(w.get("p50")), fmt_duration(w.get("p90")), fmt_duration(w.get("p99")),
+            fmt_duration(w.get("max")), f"{pre.get('preemptions', 0):,}",
+            f"{pre.get('preempted_gpu_hours', 0.0):,.1f}",
+            fmt_ratio(pre.get("preemptions_per_training_job"), 4),
+            fmt_duration(tr.get("wait", {}).get("p50")), fmt_duration(tr.get("wait", {}).get("p99")),
+            fmt_duration(tr.get("jct", {}).get("mean")),
+        ])
+    return render_table(header, body)

@@ -76,6 +76,8 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
         classifier = make_classifier(config)
     except ImportError:  # engine without rules: trace classes or batch
         classifier = None
+    inference_cfg = getattr(config, "inference", None)
+    default_sla = getattr(inference_cfg, "sla", None)
     jobs = apply_time_limits(trace.jobs, time_limit_model, seed)
     workload = prepare_workload(jobs, cluster.inventory)
     settings = SimSettings(interval=interval, fill_until_full=trace.fill_until_full)
@@ -88,10 +90,11 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
         result.policy = name
         window = scheduling_window(result.records)
         occ = occupancy(result.records, cluster.inventory, window)
-        head = summarize(result.records, occ) | {"sim_seconds": result.sim_seconds}
-        det = details(result.records, occ, cluster.inventory) | {
+        head = summarize(result.records, occ, default_sla) | {"sim_seconds": result.sim_seconds}
+        det = details(result.records, occ, cluster.inventory, default_sla) | {
             "window_s": [window[0], window[1]], "cycles": result.cycles,
             "cycles_skipped": result.cycles_skipped, "plan_seconds": result.plan_seconds,
+            "preempt_polls": result.preempt_cycles,
         }
         if result.stopped_full:
             det["fill_stop"] = {"jobs_started": result.starts,

@@ -17,6 +17,14 @@ name            str
 line            int, the job's line in the source file (for messages)
 =============== ====================================================================
 
+Optional columns (a reader may add them; :func:`_frame` fills the defaults):
+
+=============== ====================================================================
+cpus_per_node   int, CPUs the job asks for on each node; 0 = the simulator's default
+service         str, the inference service the job is a replica of ("" = none)
+max_per_node    int, cap on the service's replicas per node; -1 = none
+=============== ====================================================================
+
 Malformed input raises :class:`InputError` naming the file, the line and the field.
 """
 
@@ -36,11 +44,12 @@ from ..errors import InputError
 
 log = logging.getLogger(__name__)
 
-TRACE_FORMATS = ("philly", "swf", "openb", "sacct")
+TRACE_FORMATS = ("philly", "swf", "openb", "sacct", "alibaba-inference")
 WORKLOAD_COLUMNS = (
     "job_id", "submit_time", "duration", "gpus", "num_nodes", "time_limit", "job_class",
     "user", "account", "partition", "name", "line",
 )
+OPTIONAL_COLUMNS = {"cpus_per_node": 0, "service": "", "max_per_node": -1}
 
 
 @dataclass
@@ -58,8 +67,12 @@ class Trace:
         return len(self.jobs)
 
 
-def _frame(rows: dict[str, list], source: str) -> pd.DataFrame:
+def _frame(rows: dict[str, list], source: str, shift: bool = True) -> pd.DataFrame:
+    """The workload table of ``rows``; ``shift``: submit times from the first submit."""
     df = pd.DataFrame({c: rows[c] for c in WORKLOAD_COLUMNS})
+    for c, default in OPTIONAL_COLUMNS.items():
+        if c in rows:
+            df[c] = rows[c]
     df = df.astype({
         "job_id": str, "submit_time": float, "duration": float, "gpus": np.int64,
         "num_nodes": np.int64, "time_limit": float, "line": np.int64,
@@ -67,7 +80,7 @@ def _frame(rows: dict[str, list], source: str) -> pd.DataFrame:
     if df["job_id"].duplicated().any():
         dup = df.loc[df["job_id"].duplicated(), ["job_id", "line"]].iloc[0]
         raise InputError(f"{source}:{dup['line']}: job id {dup['job_id']!r} appears twice")
-    if len(df):
+    if len(df) and shift:
         df["submit_time"] -= df["submit_time"].min()
     return df.sort_values(["submit_time", "line"], kind="stable").reset_index(drop=True)
 
@@ -288,6 +301,108 @@ def read_openb(path, mode: str = "arrival") -> Trace:
 
 
 # --------------------------------------------------------------------------------------------
+# Alibaba DLRM inference services (cluster-trace-gpu-v2025)
+# --------------------------------------------------------------------------------------------
+
+ALIBABA_INFERENCE_WINDOW_S = 31 * 86400.0  # the trace's observation window
+_ALIBABA_NEED = ("instance_sn", "role", "app_name", "cpu_request", "gpu_request",
+                 "max_instance_per_node", "creation_time", "scheduled_time", "deletion_time")
+
+
+def read_alibaba_inference(path) -> Trace:
+    """Alibaba cluster-trace-gpu-v2025 (``alibaba-dlrm-inference-2025.csv``): inference service
+    instances of a disaggregated recommendation-model deployment.
+
+    Only GPU instances (role ``HN``) are jobs; CPU-only ones (``CN``) are dropped and counted.
+    Each is a single-node class ``inference`` job with ``gpu_request`` GPUs (1 in this trace),
+    ``cpu_request`` CPUs, service = ``app_name`` (its instances are replicas) and the per-node
+    replica cap ``max_instance_per_node`` (-1 = none). Times are seconds from the start of the
+    trace's 31-day window and are kept as they are (not shifted):
+
+    - the job arrives at ``creation_time`` and runs ``deletion_time - scheduled_time`` (the wait
+      in Alibaba's own cluster, ``scheduled - creation``, is the simulated scheduler's to decide);
+    - empty ``creation_time`` (with empty ``scheduled_time``): the instance was running before
+      the window opened; it arrives at 0 and runs from there (lifetime = ``deletion_time``);
+    - empty ``deletion_time``: it was still running when the window closed; it never ends
+      (duration ``inf``: it runs until the simulation stops);
+    - ``scheduled_time`` empty but ``creation_time`` given: taken as scheduled on creation.
+
+    The trace has no time limit (NaN: the time-limit model decides; a service that never ends
+    gets none). Malformed cells raise :class:`InputError` naming file, line and field.
+    """
+    rows = _empty_rows()
+    extra: dict[str, list] = {"cpus_per_node": [], "service": [], "max_per_node": []}
+    cpu_only = before = after = 0
+    for line, row in _csv_rows(path, _ALIBABA_NEED):
+        role = row["role"].strip()
+        if role not in ("HN", "CN"):
+            raise InputError(f"{path}:{line}: field 'role': expected HN (GPU instance) or CN "
+                             f"(CPU-only), got {row['role']!r}")
+        if role == "CN":
+            cpu_only += 1
+            continue
+        gpus = int(_num(row["gpu_request"], path, line, "gpu_request", int, 1))
+        cpus = int(_num(row["cpu_request"], path, line, "cpu_request", int, 0))
+        cap = int(_num(row["max_instance_per_node"], path, line, "max_instance_per_node", int, -1))
+        if cap == 0:
+            raise InputError(f"{path}:{line}: field 'max_instance_per_node': expected -1 (no "
+                             f"cap) or a positive number of replicas, got 0")
+        app = row["app_name"].strip()
+        if not app:
+            raise InputError(f"{path}:{line}: field 'app_name': empty (every instance belongs "
+                             f"to an app)")
+        created_s, sched_s, deleted_s = (row[k].strip() for k in
+                                         ("creation_time", "scheduled_time", "deletion_time"))
+        if created_s:
+            created = _num(created_s, path, line, "creation_time", float, 0)
+            begin = _num(sched_s, path, line, "scheduled_time", float, 0) if sched_s else created
+            if begin < created:
+                raise InputError(f"{path}:{line}: field 'scheduled_time': {begin:g} is before "
+                                 f"creation_time {created:g}")
+        else:
+            if sched_s:
+                raise InputError(f"{path}:{line}: field 'creation_time': empty while "
+                                 f"scheduled_time is {sched_s!r} (expected both or neither)")
+            created = begin = 0.0
+            before += 1
+        if deleted_s:
+            end = _num(deleted_s, path, line, "deletion_time", float, 0)
+            if end < begin:
+                raise InputError(f"{path}:{line}: field 'deletion_time': {end:g} is before the "
+                                 f"instance started ({begin:g})")
+        else:
+            end = math.inf
+            after += 1
+        rows["job_id"].append(row["instance_sn"].strip() or f"line{line}")
+        rows["submit_time"].append(created)
+        rows["duration"].append(end - begin)
+        rows["gpus"].append(gpus)
+        rows["num_nodes"].append(1)
+        rows["time_limit"].append(float("nan"))
+        rows["job_class"].append("inference")
+        rows["user"].append("")
+        rows["account"].append(app)
+        rows["partition"].append("")
+        rows["name"].append(app)
+        rows["line"].append(line)
+        extra["cpus_per_node"].append(cpus)
+        extra["service"].append(app)
+        extra["max_per_node"].append(cap)
+    rows |= extra
+    trace = Trace(jobs=_frame(rows, str(path), shift=False), source=str(path),
+                  fmt="alibaba-inference")
+    if cpu_only:
+        trace.notes.append(f"dropped {cpu_only} CPU-only instances (role CN)")
+    if before:
+        trace.notes.append(f"{before} instances were running when the trace window opened: "
+                           f"they arrive at 0")
+    if after:
+        trace.notes.append(f"{after} instances were still running when the window closed: "
+                           f"they never end")
+    return trace
+
+
+# --------------------------------------------------------------------------------------------
 # sacct dumps
 # --------------------------------------------------------------------------------------------
 
@@ -330,7 +445,8 @@ def read_sacct(path) -> Trace:
 
 
 def guess_format(path) -> str:
-    """The trace format from the file name or its first line (philly, swf, openb, sacct)."""
+    """The trace format from the file name or its first line (philly, swf, openb, sacct,
+    alibaba-inference)."""
     name = Path(path).name.lower()
     if name.endswith(".swf") or name.endswith(".swf.txt"):
         return "swf"
@@ -345,6 +461,8 @@ def guess_format(path) -> str:
         return "philly"
     if first.startswith("name,") and "gpu_milli" in first:
         return "openb"
+    if first.startswith("instance_sn,") and "app_name" in first:
+        return "alibaba-inference"
     if "|" in first and "JobID" in first:
         return "sacct"
     if first.lstrip().startswith(";") or first.lstrip()[:1].isdigit():
@@ -365,6 +483,8 @@ def read_trace(path, fmt: str | None = None, *, procs_per_gpu: int = 1,
         return read_openb(path, mode=openb_mode)
     if fmt == "sacct":
         return read_sacct(path)
+    if fmt == "alibaba-inference":
+        return read_alibaba_inference(path)
     raise InputError(f"unknown trace format {fmt!r}; choose one of: {', '.join(TRACE_FORMATS)}")
 
 
