@@ -27,7 +27,8 @@ own interval, else ``preemption.checkpoint_interval``; unknown start: a whole in
 is preempted whole: all its nodes are freed and all its GPUs count in ``lost``.
 
 *Which.* Among the nodes of the job's pool (partitions, GPU type, per-node service cap) the
-victim sets that free exactly what the job needs, compared lexicographically by
+victim sets that free what the job needs (GPUs, and CPUs on nodes that report a CPU count),
+compared lexicographically by
 
 1. fewest GPU-hours lost (compared in whole GPU-minutes, so that the next rules can decide),
 2. fewest jobs preempted,
@@ -40,7 +41,9 @@ victim sets that free exactly what the job needs, compared lexicographically by
 
 A node with room already (zero victims: e.g. outside the zone, or room the plan held for a
 reservation) wins by rule 1, so an at-risk job first borrows free GPUs. Per node the cheapest
-victim set is exact (a 0/1 knapsack over the node's preemptible jobs, GPUs as weights);
+victim set is exact (a 0/1 knapsack over the node's preemptible jobs, GPUs and CPUs as
+weights; nodes are visited in order of a lower bound of their loss, and the search stops once
+the bound exceeds the best found);
 multi-node jobs take nodes greedily, one at a time, each time the cheapest given the victims
 already chosen (victims on several of its nodes are counted once). At most
 ``preemption.max_victims`` victims per cycle; at-risk jobs are served earliest deadline first.
@@ -65,7 +68,13 @@ removing candidates lets it run. Sources (read with the ``search`` tool):
   how many of their nodes the selection uses, then the rest) and start again. The preemptees
   are the removed candidates that overlap the selected nodes: all of them are requeued, even
   ones the job would not have needed.
-- node selection: the ``slurm`` policy's own model of cons_tres (:func:`.select.slurm_cons_tres`).
+- node selection: the ``slurm`` policy's own model of cons_tres (:func:`.select.slurm_cons_tres`)
+  on the GPUs (and CPUs) free once the removed candidates are gone.
+
+The preemptors are the pending inference jobs, highest ``Job.priority`` first (a live snapshot
+carries Slurm's priority, which includes the QOS priority; a simulator must give inference
+jobs the higher priority their QOS would, or the ``slurm`` policy's queue order will not put
+them first).
 
 Simplifications: Slurm starts the preemptor in a later pass once the victims have exited (after
 ``GraceTime``); here it is started in the same plan on the freed GPUs (the simulator may add the
