@@ -1,8 +1,10 @@
 """A self-contained HTML page of a policy comparison: plots as base64 PNGs, no network needed.
 
 Plots (matplotlib, Agg backend): GAR and GFR over time (hourly means, one line per policy),
-the stranded-GPU share over time, wait CDFs per GPU size bucket and per job class, and JTTED
-(where gangs landed in the topology and the estimated training time distribution).
+the stranded-GPU share over time, wait CDFs per GPU size bucket and per job class, JTTED
+(where gangs landed in the topology and the estimated training time distribution), and, when
+the workload has inference jobs, the inference wait CDF against the SLA with the preemption
+counts (issue 8).
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from ..metrics.inference import inference_wait_cdf, job_slas
 from ..metrics.jobs import TIERS, jtted, wait_cdf
 from ..metrics.records import size_buckets
 from ..model import SIZE_BUCKETS
-from .tables import HEADLINE_COLUMNS, fmt_duration
+from .tables import HEADLINE_COLUMNS, fmt_duration, inference_rows
 
 COLOURS = {"fifo": "#8c8c8c", "slurm": "#d95f02", "kant": "#1b9e77"}
 _FALLBACK = ["#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
@@ -116,6 +119,38 @@ def _jtted(runs, inventory):
     return draw
 
 
+def _inference_cdf(runs, default_sla: float | None):
+    """Inference wait CDF per policy with the SLA(s) as vertical lines; legend: attainment,
+    preemptions and GPU-hours lost."""
+    def draw(fig):
+        ax = fig.add_subplot(1, 1, 1)
+        slas: set[float] = set()
+        for k, (name, run) in enumerate(runs.items()):
+            rec = run.result.records
+            w, frac = inference_wait_cdf(rec)
+            inf = rec[rec["job_class"] == "inference"]
+            slas |= {float(x) for x in job_slas(inf, default_sla) if x == x}
+            head = run.headline
+            att = head.get("inference_sla_attainment")
+            label = (f"{name}: SLA met {att:.2%}" if att == att and att is not None
+                     else f"{name}") + (f", {head.get('preemptions', 0):,} preemptions, "
+                                        f"{head.get('preempted_gpu_hours', 0.0):,.1f} GPU-h lost")
+            if len(w):
+                ax.step(np.concatenate([[1], np.maximum(w, 1)]),
+                        np.concatenate([[0], frac]), where="post", label=label,
+                        color=_colour(name, k), lw=1.4)
+        for sla in sorted(slas)[:5]:
+            ax.axvline(max(sla, 1), color="#444", ls="--", lw=1)
+            ax.text(max(sla, 1), 0.02, f" SLA {fmt_duration(sla)}", fontsize=8, color="#444")
+        ax.set_xscale("log")
+        ax.set_ylim(0, 1.01)
+        ax.set_xlabel("inference wait to first start (s, log; 0 drawn at 1)")
+        ax.set_ylabel("share of inference jobs started")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    return draw
+
+
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title>
 <style>
@@ -166,7 +201,17 @@ def simulate_html(comparison) -> str:
         ("JTTED: training time under the placement each job got",
          _jtted(runs, c.cluster.inventory), (10, 3.4)),
     ]
-    sections = "".join(
+    if "inference" in classes:
+        plots.append(("Inference wait CDF against the SLA (first start), with preemptions of "
+                      "training", _inference_cdf(runs, c.default_sla), (9, 3.4)))
+    extra = ""
+    if "inference" in classes or any(r.headline.get("preemptions") for r in runs.values()):
+        ih, ib = inference_rows({k: r.detail for k, r in runs.items()})
+        extra = ("<h2>Inference SLA (first start) and preemption of training</h2><table><tr>"
+                 + "".join(f"<th>{html.escape(h)}</th>" for h in ih) + "</tr>"
+                 + "".join("<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in row)
+                           + "</tr>" for row in ib) + "</table>")
+    sections = extra + "".join(
         f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" "
         f"src=\"data:image/png;base64,{png_b64(draw, size)}\">"
         for title, draw, size in plots)

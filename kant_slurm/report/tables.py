@@ -109,6 +109,12 @@ def inference_table(details: Mapping[str, Mapping[str, Any]], first: str = "poli
     p50/p90/p99/max (to the first start); preemptions, GPU-hours of work lost and preemptions
     per training job; training wait p50/p99 and mean JCT.
     """
+    return render_table(*inference_rows(details, first))
+
+
+def inference_rows(details: Mapping[str, Mapping[str, Any]], first: str = "policy"
+                   ) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of :func:`inference_table` (the HTML report renders the same cells)."""
     header = [first, "inference", "SLA met", "inf wait p50", "p90", "p99", "max",
               "preemptions", "lost GPU-h", "per training job", "train wait p50", "p99",
               "train JCT mean"]
@@ -129,4 +135,4 @@ def inference_table(details: Mapping[str, Mapping[str, Any]], first: str = "poli
             fmt_duration(tr.get("wait", {}).get("p50")), fmt_duration(tr.get("wait", {}).get("p99")),
             fmt_duration(tr.get("jct", {}).get("mean")),
         ])
-    return render_table(header, body)
+    return header, body

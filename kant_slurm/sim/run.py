@@ -46,6 +46,7 @@ class Comparison:
     time_limit_model: str = "ladder"
     seed: int = 0
     interval: float = 30.0
+    default_sla: float | None = None  # the config's inference SLA (jobs without their own)
 
 
 def _engine_config(config, cluster: ClusterSpec):
@@ -113,4 +114,5 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
         notes=list(trace.notes) + workload.notes + [n for r in runs.values()
                                                    for n in r.result.notes[len(workload.notes):]],
         time_limit_model=time_limit_model, seed=seed, interval=interval,
+        default_sla=default_sla,
     )

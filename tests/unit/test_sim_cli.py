@@ -90,3 +90,42 @@ def test_slurm_conf_as_cluster(tmp_path):
     doc = json.loads(res.output)
     assert doc["cluster"] == {"name": "slurm.conf", "gpus": 32, "nodes": 4}
     assert doc["policies"]["fifo"]["jobs"] == 40
+
+
+FIXTURE_INF = (bundled_trace_path().parent.parent.parent.parent / "tests" / "fixtures"
+               / "alibaba-inference" / "dlrm-inference-slice.csv")
+MIXED_CONFIG = """inference:
+  sla: 120
+preemption:
+  enabled: true
+  slurm: true
+  classes: [training]
+  checkpoint_interval: 600
+"""
+
+
+def test_mixed_training_and_inference(tmp_path):
+    spec = tmp_path / "c.yaml"
+    spec.write_text(CLUSTER + "    cpus_per_node: 96\ninference_zone: {pool: gpu, nodes: 2}\n")
+    cfg = tmp_path / "k.yaml"
+    cfg.write_text(MIXED_CONFIG)
+    out = tmp_path / "mixed.html"
+    args = ["simulate", "--trace", str(_small_trace(tmp_path, 100)), "--inference-trace",
+            str(FIXTURE_INF), "--inference-share", "0.5", "--cluster", str(spec), "--config",
+            str(cfg), "--policies", "slurm,kant"]
+    res = CliRunner().invoke(cli, args + ["--json"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.output)
+    n_inf = doc["job_classes"]["inference"]
+    assert doc["job_classes"]["training"] == 100 and n_inf > 0
+    assert any(n.startswith("inference: ") and "apps in the window" in n for n in doc["notes"])
+    for obj in doc["policies"].values():
+        assert obj["jobs"] == 100 + n_inf
+        assert 0 <= obj["inference_sla_attainment"] <= 1
+        assert obj["preemptions"] >= 0 and obj["preempted_gpu_hours"] >= 0
+    res = CliRunner().invoke(cli, args + ["--html", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "inference SLA (first start) and preemption of training:" in res.output
+    page = out.read_text()
+    assert page.count("data:image/png;base64,") == 7
+    assert "Inference wait CDF against the SLA" in page
