@@ -325,13 +325,13 @@ def test_rules_from_config():
 
 # ------------------------------------------------------------------------- properties
 
-from hypothesis import given  # noqa: E402
+from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from test_engine_properties import SETTINGS, scenarios  # noqa: E402
 
 
-@SETTINGS
+@settings(SETTINGS, max_examples=100)
 @given(scen=scenarios(), policy=st.sampled_from(["kant", "slurm"]),
        max_victims=st.sampled_from([1, 3, 50]), elastic=st.booleans())
 def test_plans_with_preemption_are_consistent(scen, policy, max_victims, elastic):
