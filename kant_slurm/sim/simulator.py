@@ -40,6 +40,7 @@ Preemption with requeue (issue 8)
     resets the job's SubmitTime to the requeue; the simulator keeps the original one, so a
     policy's age factor keeps counting from the trace's submit (the kant policy's intent).
 
+    A requeue counts as a change (a cycle follows within ``interval``, as after a submit).
     When the policy may preempt (``SimSettings.may_preempt``, else the policy's own
     ``may_preempt`` attribute) and an inference job is pending: a cycle is not skipped as
     "cluster full", and cycles also run without any change, every ``interval`` and at each
@@ -494,6 +495,9 @@ class Simulator:
                     again = dataclasses.replace(again, eligible_time=now + requeue_delay)
                     heapq.heappush(wakeups, now + requeue_delay)
                 enqueue(again, r)
+                # A requeue is a change, as a submit is: the next cycle (at most ``interval``
+                # on) sees the freed GPUs even if this plan started nothing on them.
+                dirty_since = now
             for pl in plan.starts:
                 jid = pl.job_id
                 job = pending.pop(jid, None)

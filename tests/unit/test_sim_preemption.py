@@ -285,3 +285,19 @@ def test_settings_validated():
         SimSettings(requeue_delay=-1)
     with pytest.raises(InputError, match="cpus_per_task"):
         SimSettings(cpus_per_task=-1)
+
+
+def test_preemption_without_start_is_followed_by_a_cycle():
+    # Slurm starts a preemptor only in a later pass: a plan that preempts and starts nothing
+    class Later(Preempter):
+        def plan(self, snap, now):
+            plan = super().plan(snap, now)
+            if plan.preemptions:
+                return dataclasses.replace(plan, starts=())
+            return plan
+
+    policy = Later()
+    rec, _, _ = _run([TRAIN, INFER], policy=policy, interval=30)
+    assert policy.calls[:3] == [0, 250, 280]  # the requeue is a change: a cycle 30 s later
+    assert rec.loc["I", "start_time"] == 280
+    assert rec.loc["T", "last_start_time"] == 330  # after I's 50 s
