@@ -95,6 +95,7 @@ import numpy as np
 
 from ..model import ClusterSnapshot, Job
 from .classify import JobRules
+from .estimate import runtime_estimate
 from .plan import Placement, Plan, Preemption
 from .pools import pool_mask
 
@@ -551,7 +552,7 @@ def at_risk(snapshot: ClusterSnapshot, now: float, plan: Plan, rules: JobRules, 
 
 
 def kant_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config,
-                     zone: np.ndarray | None = None) -> Plan:
+                     zone: np.ndarray | None = None, limit_only: bool = False) -> Plan:
     """``plan`` plus the preemptions (and starts) that save at-risk inference jobs."""
     p = config.preemption
     rules = JobRules.from_config(config)
@@ -564,9 +565,9 @@ def kant_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config,
     starts: list[Placement] = []
     notes: dict[str, str] = {}
     names = snapshot.inventory.names
+    est = config.estimator
     for job in jobs:
-        if budget <= 0:
-            break
+        # With the victim bound used up, only room that is free already can still help.
         pick = choose_victims(state, job, budget, zone)
         if pick is None:
             notes[job.job_id] = ("preemption: no preemptible jobs free enough room for it "
@@ -590,9 +591,13 @@ def kant_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config,
         why = ("SLA rescue: " + (f"preempts {', '.join(vdesc)}" if vdesc else "free room")
                + f"; {len(pick.victims)} job(s), {pick.lost / 3600:.2f} GPU-h lost, "
                f"fragmentation {pick.frag:+d}")
+        runtime, source = runtime_estimate(job, use_user=est.use_user_estimate,
+                                           unlimited=est.unlimited_runtime,
+                                           limit_only=limit_only)
         starts.append(Placement(job_id=job.job_id, nodes=tuple(names[i] for i in pick.idx.tolist()),
                                 node_gpus=tuple(int(x) for x in gpus.tolist()), backfilled=False,
-                                group=None, why=why))
+                                group=None, runtime_estimate=runtime, estimate_source=source,
+                                why=why))
         notes[job.job_id] = why
         state.take(pick.victims, job, pick.idx, gpus)
         budget -= len(pick.victims)
@@ -649,10 +654,13 @@ def slurm_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config)
                 lost_gpu_seconds=round(vic.lost, 3),
                 why=f"preempt/qos: candidate removed for {job.job_id} and on its nodes"))
         why = (f"preempt/qos REQUEUE: {len(vs)} candidate(s) removed; " + choice.why)
+        runtime, source = runtime_estimate(job, unlimited=config.estimator.unlimited_runtime,
+                                           limit_only=True)
         starts.append(Placement(job_id=job.job_id,
                                 nodes=tuple(names[i] for i in choice.idx.tolist()),
                                 node_gpus=tuple(int(x) for x in gpus.tolist()),
-                                group=choice.group, why=why))
+                                group=choice.group, runtime_estimate=runtime,
+                                estimate_source=source, why=why))
         notes[job.job_id] = why
         state.take(vs, job, np.asarray(choice.idx, dtype=np.int64), gpus)
     return amend_plan(plan, preemptions, starts, notes)

@@ -161,6 +161,7 @@ def test_freed_gpus_and_started_job_agree():
     assert v.node_gpus == (8,)
     (s,) = p.starts
     assert s.node_gpus == (4,)
+    assert (s.runtime_estimate, s.estimate_source) == (3600.0, "time_limit")
     assert "SLA rescue: preempts c" in s.why
     assert any("SLA rescue" in line for line in p.explain["i"])
 
@@ -214,6 +215,14 @@ def test_victim_bound_per_cycle_earliest_deadline_first():
     p = run("kant", jobs, cfg(max_victims=1))
     assert [(v.job_id, v.for_job) for v in p.preemptions] == [("a", "early")]
     assert "late" not in starts(p)
+    # With the bound used up, free room still rescues: "late" (4 GPUs) fits in the 4 GPUs
+    # free on gn02 (outside the zone gn03-04, so the plan did not start it there).
+    jobs2 = [train("a", "gn01", 8, 9000.0), infer_run("s2", "gn02", 4), infer_run("z", "gn03", 8),
+             infer_run("z4", "gn04", 8), infer("late", 1, 4, submit=NOW - 200.0),
+             infer("early", 1, 8, submit=NOW - 290.0)]
+    p = run("kant", jobs2, cfg(max_victims=1, zone="gn[03-04]"))
+    assert [(v.job_id, v.for_job) for v in p.preemptions] == [("a", "early")]
+    assert starts(p) == {"early": ("gn01",), "late": ("gn02",)}
     p = run("kant", jobs, cfg(max_victims=2))
     assert sorted((v.job_id, v.for_job) for v in p.preemptions) == [("a", "early"), ("b", "late")]
 
