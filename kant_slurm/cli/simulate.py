@@ -49,7 +49,8 @@ def _load_cluster(cluster_path, slurm_conf):
 @click.command("simulate")
 @click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
               help="Trace file (default: the bundled 3-day Philly slice).")
-@click.option("--trace-format", type=click.Choice(["philly", "swf", "openb", "sacct"]),
+@click.option("--trace-format",
+              type=click.Choice(["philly", "swf", "openb", "sacct", "alibaba-inference"]),
               default=None, help="Trace format (default: guessed from the file).")
 @click.option("--inference-trace", "inference_path", type=click.Path(dir_okay=False),
               default=None,
