@@ -255,6 +255,8 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
         save_state(state, state_path)
     pres = act.apply_preemptions(pd.steps, state, state_path, runner, clock)
     report.preempted, report.preempt_failed = pres.applied, pres.failed
+    report.notes.extend(f"victim {st.job_id}: {why}; no requeue needed"
+                        for st, why in pres.settled)
     report.preempt_not_run = pres.not_run
     if pres.unreachable:
         # Nothing more this cycle: slurmctld does not answer.

@@ -656,11 +656,14 @@ def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
                      settings: ActuatorSettings) -> PreemptDiff:
     """The preemption commands of this cycle. Pure.
 
-    Records first (victims signalled earlier): a victim whose run left its nodes (it requeued
-    itself, ended, or a later run of it holds them) is done and forgotten; one still running
-    after the grace time is requeued, unless the job it made room for no longer waits (then it
-    is left to run: the signal cannot be taken back, the requeue can be spared); a signal
-    whose outcome a crash left unknown is sent again (the template ignores repeats).
+    Records first (victims signalled earlier): a victim that is pending again (it requeued
+    itself, as the template does) or runs a later run is done and forgotten; one that is
+    neither running nor pending ended after the signal (a batch shell that does not trap the
+    signal dies of it) and is requeued at once, unless :func:`apply_preemptions` finds it
+    COMPLETED or CANCELLED; one still running after the grace time is requeued, unless the job
+    it made room for no longer waits (then it is left to run: the signal cannot be taken
+    back, the requeue can be spared); a signal whose outcome a crash left unknown is sent
+    again (the template ignores repeats).
     Then the plan's new victims: each running one gets the checkpoint signal, at most
     ``settings.max_preemptions`` per cycle; none for a pending job that already has victims
     in progress (kant waits for them to leave before it takes more).
@@ -671,15 +674,22 @@ def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
     busy_for: set[str] = set()
     for victim, rec in sorted(records.items(), key=lambda kv: _target_key(kv[0])):
         job = running.get(victim)
-        if job is None or not _same_run(job, rec.start_time):
+        step = PreemptStep(REQUEUE, victim, rec.for_job, rec.start_time, rec.nodes, rec.signal,
+                           rec.lost_gpu_seconds)
+        if victim in pending or (job is not None and not _same_run(job, rec.start_time)) or (
+                job is None and rec.status == REQUEUED):
             out.forget.append(victim)
             how = "is pending again" if victim in pending else (
-                "runs a later run" if job is not None else "ended")
+                "runs a later run" if job is not None else "was requeued")
             out.notes.append(f"victim {victim} left its nodes ({how}) "
                              f"{max(0.0, now - rec.signalled_at):.0f}s after the signal")
             continue
-        step = PreemptStep(REQUEUE, victim, rec.for_job, rec.start_time, rec.nodes, rec.signal,
-                           rec.lost_gpu_seconds)
+        if job is None:
+            out.steps.append(replace(step, reason=(
+                f"preempt for job {rec.for_job}: it ended after the signal without requeueing "
+                f"itself; requeued unless it completed or was cancelled")))
+            busy_for.add(rec.for_job)
+            continue
         if rec.status == SIGNALLING:
             out.steps.append(replace(step, action=SIGNAL, reason=(
                 f"preempt for job {rec.for_job}: the last signal's outcome is unknown, "
@@ -734,15 +744,16 @@ def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
 
 @dataclass(frozen=True)
 class VictimNow:
-    """A victim as ``scontrol show job`` shows it right before it is signalled."""
+    """A victim as ``scontrol show job`` shows it right before a preemption command."""
 
-    state: str
+    state: str  # JobState; "" when slurmctld no longer knows the job
     start_time: float | None
     requeue: bool
+    exit_code: str = ""
 
 
 def parse_victim(text: str, job_id: str) -> VictimNow:
-    """``scontrol show job -o <id>`` -> its state, start time and Requeue flag. Pure."""
+    """``scontrol show job -o <id>`` -> its state, start time, Requeue flag, exit code. Pure."""
     from .parse import parse_timestamp, scontrol_records
 
     for rec in scontrol_records(text):
@@ -750,8 +761,42 @@ def parse_victim(text: str, job_id: str) -> VictimNow:
                 f"{rec.get('ArrayJobId')}_{rec.get('ArrayTaskId')}" == job_id:
             return VictimNow(state=(rec.get("JobState") or "").upper(),
                              start_time=parse_timestamp(rec.get("StartTime")),
-                             requeue=rec.get("Requeue", "0") == "1")
+                             requeue=rec.get("Requeue", "0") == "1",
+                             exit_code=rec.get("ExitCode", ""))
     raise SlurmError(f"scontrol show job {job_id}: no record of job {job_id} in the reply")
+
+
+# Job states in which a victim is still on its way out: wait for the next cycle.
+_LEAVING = ("COMPLETING", "CONFIGURING", "REQUEUE_FED", "REQUEUE_HOLD", "REQUEUED", "RESIZING",
+            "SIGNALING", "STAGE_OUT", "STOPPED", "SUSPENDED")
+RUN, WAIT, FORGET = "run", "wait", "forget"
+
+
+def victim_decision(step: PreemptStep, now: VictimNow | None) -> tuple[str, str]:
+    """What to do with ``step`` given the victim's fresh state: (RUN | WAIT | FORGET, why). Pure.
+
+    Signal: only the very run the plan saw, still running and requeueable. Requeue: that run
+    still running (grace over), or ended FAILED after the signal (a batch shell killed by a
+    signal it does not trap); never a job that COMPLETED its work, was CANCELLED by someone, or
+    hit its TIMEOUT; a job still completing is waited for.
+    """
+    if now is None or not now.state:
+        return FORGET, "slurmctld no longer knows the job"
+    same = now.start_time is not None and abs(now.start_time - step.start_time) < 1.0
+    if now.state == "RUNNING":
+        if not same:
+            return FORGET, "a later run of it holds the nodes now"
+        if step.action == SIGNAL and not now.requeue:
+            return FORGET, ("it cannot be requeued (submitted with --no-requeue, and "
+                            "JobRequeue=0): not preempted")
+        return RUN, ""
+    if now.state == "PENDING":
+        return FORGET, "it is pending again"
+    if now.state in _LEAVING:
+        return WAIT, f"it is {now.state}: waiting for it to leave"
+    if step.action == REQUEUE and now.state == "FAILED" and same:
+        return RUN, ""
+    return FORGET, f"it is {now.state} (exit code {now.exit_code or '?'}): left as it is"
 
 
 @dataclass
@@ -759,9 +804,20 @@ class PreemptResult:
     """What :func:`apply_preemptions` did."""
 
     applied: list[PreemptStep] = field(default_factory=list)
-    failed: list[tuple[PreemptStep, str]] = field(default_factory=list)
+    failed: list[tuple[PreemptStep, str]] = field(default_factory=list)  # signals not sent
+    # Requeues found needless at the last look (the victim left by itself): no failure.
+    settled: list[tuple[PreemptStep, str]] = field(default_factory=list)
     not_run: list[PreemptStep] = field(default_factory=list)
     unreachable: str | None = None
+
+
+def _show_victim(runner: Callable[[Sequence[str]], str], job_id: str) -> VictimNow | None:
+    try:
+        return parse_victim(runner(["scontrol", "show", "job", "-o", job_id]), job_id)
+    except SlurmUnreachable:
+        raise
+    except SlurmError:  # Invalid job id: purged from slurmctld's memory (MinJobAge)
+        return None
 
 
 def apply_preemptions(steps: Sequence[PreemptStep], state: SteerState,
@@ -770,36 +826,36 @@ def apply_preemptions(steps: Sequence[PreemptStep], state: SteerState,
                       clock: Callable[[], float] = time.time) -> PreemptResult:
     """Run the preemption steps, keeping the records in ``state`` (and its file) true.
 
-    A signal is preceded by a fresh look at the victim (``scontrol show job``): it must still
-    run the same run kant planned from, and be requeueable (``--requeue`` or JobRequeue=1),
-    else it is not touched. Its record is written as ``signalling`` before ``scancel`` runs and
-    as ``signalled`` (the grace time starts) after. A command Slurm refuses (the job ended
-    since the read) drops the record; slurmctld not answering stops the rest.
+    Each command is preceded by a fresh look at the victim (``scontrol show job``) and run
+    only as :func:`victim_decision` says. A signal's record is written as ``signalling``
+    before ``scancel`` runs and as ``signalled`` (the grace time starts) after; a requeue marks
+    it ``requeued``. A victim left as it is, or a command Slurm refuses (the job ended since
+    the look), drops the record; slurmctld not answering stops the rest.
     """
     result = PreemptResult()
     queue = list(steps)
     while queue:
         step = queue.pop(0)
         try:
-            if step.action == SIGNAL:
-                now = parse_victim(runner(["scontrol", "show", "job", "-o", step.job_id]),
-                                   step.job_id)
-                problem = None
-                if now.state != "RUNNING":
-                    problem = f"it is {now.state or 'gone'} now"
-                elif now.start_time is None or abs(now.start_time - step.start_time) >= 1.0:
-                    problem = "a later run of it holds the nodes now"
-                elif not now.requeue:
-                    problem = ("it cannot be requeued (submitted with --no-requeue, and "
-                               "JobRequeue=0): not preempted")
-                if problem:
-                    state.preemptions.pop(step.job_id, None)
-                    save_state(state, state_path)
-                    result.failed.append((step, problem))
+            verdict, why = victim_decision(step, _show_victim(runner, step.job_id))
+            if verdict == WAIT:
+                log.info("victim %s for job %s: %s", step.job_id, step.for_job, why)
+                continue
+            if verdict == FORGET:
+                state.preemptions.pop(step.job_id, None)
+                save_state(state, state_path)
+                if step.action == SIGNAL:
+                    result.failed.append((step, why))
                     log.warning("victim %s for job %s: %s; not signalled", step.job_id,
-                                step.for_job, problem)
-                    continue
-                rec = state.preemptions.get(step.job_id) or PreemptRecord(
+                                step.for_job, why)
+                else:
+                    result.settled.append((step, why))
+                    log.info("victim %s for job %s: %s; no requeue needed", step.job_id,
+                             step.for_job, why)
+                continue
+            rec = state.preemptions.get(step.job_id)
+            if step.action == SIGNAL:
+                rec = rec or PreemptRecord(
                     for_job=step.for_job, start_time=step.start_time, nodes=step.nodes,
                     signal=step.signal, lost_gpu_seconds=step.lost_gpu_seconds)
                 rec.status = SIGNALLING
@@ -809,7 +865,6 @@ def apply_preemptions(steps: Sequence[PreemptStep], state: SteerState,
                 runner(step.argv())
                 rec.status, rec.signalled_at = SIGNALLED, clock()
             else:
-                rec = state.preemptions.get(step.job_id)
                 runner(step.argv())
                 if rec is not None:
                     rec.status, rec.requeued_at = REQUEUED, clock()

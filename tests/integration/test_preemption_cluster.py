@@ -43,7 +43,7 @@ CONFIG = {
 TRAIN_STEP = (
     'marker="$KANT_TEST_DIR/ckpt-$SLURM_JOB_ID-$SLURM_NODEID"; '
     'if [ -e "$marker" ]; then echo resumed; sleep 2; exit 0; fi; '
-    'trap \'date +%s > "$marker"; exit 0\' USR2; '
+    'trap \'echo "checkpoint saved on USR2"; date +%s > "$marker"; exit 0\' USR2; '
     'sleep "$KANT_TEST_SECONDS" & wait'
 )
 
@@ -174,6 +174,122 @@ def test_inference_sla_preempts_the_least_loss_training_job(slurm_clean, tmp_pat
         assert not list(tmp.glob(f"ckpt-{job}-*")), name
     elapsed = time.monotonic() - t_begin
     assert elapsed < 240, f"the test took {elapsed:.0f}s"
+
+
+# Lead = SLA: an inference job is at risk as soon as it waits; a long grace so that only the
+# victim itself (or its end) moves things on.
+IMMEDIATE = dict(CONFIG, preemption=dict(CONFIG["preemption"], lead_seconds=float(SLA_S),
+                                         grace_seconds=300))
+
+
+def fill_with_plain_gangs(cluster, count=4) -> list[str]:
+    """Preemptible 4-node jobs whose batch shell does not trap any signal."""
+    ids = [cluster.sbatch("--requeue", "--qos=training", "--comment=kant:workload=training",
+                          "-N", "4", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 300")
+           for _ in range(count)]
+    cluster.wait_running(ids, timeout=60)
+    return ids
+
+
+def submit_inference(cluster) -> str:
+    return cluster.sbatch("--qos=inference", "-N", "1", "--gres=gpu:8", "-t", "5",
+                          f"--comment=kant:workload=inference;sla={SLA_S}", "--wrap", "sleep 5")
+
+
+def test_cli_dry_run_then_victim_gone_between_read_and_apply(slurm_clean, tmp_path):
+    import re
+
+    import yaml
+
+    cluster = slurm_clean
+    cfg = tmp_path / "kant.yaml"
+    cfg.write_text(yaml.safe_dump(IMMEDIATE))
+    config = config_from_dict(IMMEDIATE, str(cfg))
+    state, lock = tmp_path / "state.json", tmp_path / "lock"
+    gangs = fill_with_plain_gangs(cluster)
+    inference = submit_inference(cluster)
+    dry = subprocess.run(["kant-slurm", "schedule", "--once", "--dry-run", "--config", str(cfg),
+                          "--state-file", str(state), "--lock-file", str(lock)],
+                         env=cluster.env, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0, dry.stderr
+    lines = [x for x in dry.stdout.splitlines() if x.startswith("scancel")]
+    assert len(lines) == 1, dry.stdout
+    m = re.fullmatch(rf"scancel --signal=USR1 --batch (\d+)  # preempt for job {inference} on "
+                     rf"gn\[\d+-\d+\]: checkpoint then requeue .*", lines[0])
+    assert m and m.group(1) in gangs, lines[0]
+    victim = m.group(1)
+    assert not state.exists()  # a dry run changes nothing
+    assert all(job_field(cluster, j, "JobState") == "RUNNING" for j in gangs)
+
+    def cancel_victim():
+        cluster.run("scancel", victim)
+        wait_for("the victim to end", lambda: job_field(cluster, victim, "JobState")
+                 not in ("RUNNING", "COMPLETING"), timeout=30, every=0.3)
+
+    try:
+        report = run_cycle(config, state, before_apply=cancel_victim)
+        assert report.ok and report.preempted == []
+        assert [(s.job_id, why.split(" (")[0]) for s, why in report.preempt_failed] == \
+            [(victim, "it is CANCELLED")]
+        assert json_state(state)["preemptions"] == {}
+        # The cancelled job freed its nodes: the next cycle needs no victim, the service starts.
+        nxt = run_cycle(config, state)
+        assert nxt.ok and nxt.preemptions == []
+        cluster.wait_running([inference], timeout=30)
+    finally:
+        assert reset(config, state).clean
+    for j in gangs:
+        if j != victim:
+            assert job_field(cluster, j, "JobState") == "RUNNING"
+            assert job_field(cluster, j, "Restarts") == "0"
+
+
+def test_victim_without_a_trap_dies_of_the_signal_and_is_requeued_at_once(slurm_clean,
+                                                                          tmp_path):
+    cluster = slurm_clean
+    config = config_from_dict(IMMEDIATE, "test config")
+    state = tmp_path / "state.json"
+    gangs = fill_with_plain_gangs(cluster)
+    inference = submit_inference(cluster)
+    submitted = epoch(job_field(cluster, inference, "SubmitTime"))
+    reports = []
+
+    def settled() -> bool:
+        # As the daemon would: cycles go on until the service runs and no victim is left in
+        # kant's records (the dead victim's requeue may come a cycle after the start).
+        reports.append(run_cycle(config, state))
+        assert reports[-1].ok, reports[-1].error
+        return job_field(cluster, inference, "JobState") in ("RUNNING", "COMPLETED") and \
+            not json_state(state)["preemptions"]
+
+    try:
+        wait_for("the service to start and the victim to settle", settled, timeout=SLA_S,
+                 every=2.0)
+    finally:
+        assert reset(config, state).clean
+    assert epoch(job_field(cluster, inference, "StartTime")) - submitted <= SLA_S
+    done = [(s.action, s.job_id) for r in reports for s in r.preempted]
+    victim = done[0][1]
+    # USR1 killed the victim's untrapping batch shell (FAILED, exit 0:10); kant requeued it at
+    # once, long before its 300 s grace time.
+    assert done == [("signal", victim), ("requeue", victim)], done
+    assert job_field(cluster, victim, "JobState") == "PENDING"
+    assert job_field(cluster, victim, "Restarts") == "1"
+    # (slurmdbd records the requeue a moment later)
+    killed = wait_for("the killed run in accounting", lambda: [
+        x for x in cluster.run("sacct", "-n", "-P", "-X", "-D", "-j", victim, "-o",
+                               "State,ExitCode").stdout.splitlines() if x != "PENDING|0:0"],
+        timeout=20)
+    assert killed == ["REQUEUED|0:10"]  # the run ended by signal 10 (USR1), then requeued
+    for j in gangs:
+        if j != victim:
+            assert job_field(cluster, j, "Restarts") == "0"
+
+
+def json_state(path: Path) -> dict:
+    import json
+
+    return json.loads(path.read_text())
 
 
 @pytest.mark.parametrize("comment, message", [

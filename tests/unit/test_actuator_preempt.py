@@ -76,7 +76,6 @@ def test_recorded_victim_still_on_its_nodes(now, status, want, forget):
 
 
 @pytest.mark.parametrize("victim_now, how", [
-    (None, "ended"),
     (Job("2", "PENDING", 1, 8, 0.0, job_class="training"), "is pending again"),
     (train("2", "gn02", start=1290.0), "runs a later run"),  # requeued and restarted
 ])
@@ -85,6 +84,14 @@ def test_victim_that_left_its_nodes_is_forgotten_never_requeued(victim_now, how)
     d = act.preemption_steps([], snapshot(jobs), {"2": rec()}, 1300.0, S)
     assert d.steps == [] and d.forget == ["2"]
     assert how in d.notes[0] and "150s after the signal" in d.notes[0]
+
+
+def test_victim_that_ended_after_the_signal_is_requeued_at_once():
+    # Neither running nor pending: its batch shell may have died of the signal (no trap).
+    jobs = [j for j in FULL if j.job_id != "2"]
+    d = act.preemption_steps([], snapshot(jobs), {"2": rec()}, 1155.0, S)
+    assert [s.command() for s in d.steps] == ["scontrol requeue 2"] and d.forget == []
+    assert "ended after the signal" in d.steps[0].reason
 
 
 def test_grace_over_but_the_preempting_job_no_longer_waits_is_not_requeued():
@@ -168,8 +175,15 @@ def test_signal_writes_the_record_ahead_then_marks_it_signalled(tmp_path):
     assert json.loads(path.read_text())["preemptions"]["2"]["status"] == "signalled"
 
 
+def test_victim_completing_is_waited_for_not_signalled(tmp_path):
+    fake = FakeSlurm({"2": scontrol_line("2", state="COMPLETING")})
+    step = act.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S).steps
+    res = act.apply_preemptions(step, SteerState(), tmp_path / "s.json", fake)
+    assert res.applied == [] and res.failed == [] and fake.ran == ["scontrol show job -o 2"]
+
+
 @pytest.mark.parametrize("line, problem", [
-    (scontrol_line("2", state="COMPLETING"), "it is COMPLETING now"),
+    (scontrol_line("2", state="COMPLETED"), "it is COMPLETED"),
     (scontrol_line("2", start=1300.0), "a later run"),
     (scontrol_line("2", requeue=0), "cannot be requeued"),
 ])
@@ -186,7 +200,7 @@ def test_victim_gone_between_read_and_apply(tmp_path):
     fake = FakeSlurm({})  # scontrol show job: Invalid job id
     step = act.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S).steps
     res = act.apply_preemptions(step, SteerState(), tmp_path / "s.json", fake)
-    assert res.applied == [] and "Invalid job id" in res.failed[0][1]
+    assert res.applied == [] and "no longer knows the job" in res.failed[0][1]
     assert fake.ran == ["scontrol show job -o 2"]
 
 
@@ -211,13 +225,14 @@ def test_requeue_after_grace_and_refused_requeue_forgets(tmp_path):
     path = tmp_path / "s.json"
     state = SteerState(preemptions={"2": rec()})
     d = act.preemption_steps([], snapshot(FULL), state.preemptions, 1250.0, S)
-    res = act.apply_preemptions(d.steps, state, path, FakeSlurm(), clock=lambda: 1250.0)
+    running = {"2": scontrol_line("2")}
+    res = act.apply_preemptions(d.steps, state, path, FakeSlurm(running), clock=lambda: 1250.0)
     assert [s.command() for s in res.applied] == ["scontrol requeue 2"]
     assert (state.preemptions["2"].status, state.preemptions["2"].requeued_at) == \
         (REQUEUED, 1250.0)
     # A requeue Slurm refuses (the job ended meanwhile): the record goes.
     state2 = SteerState(preemptions={"2": rec()})
-    fake = FakeSlurm(fail={"scontrol requeue": SlurmError("Job has already finished")})
+    fake = FakeSlurm(running, fail={"scontrol requeue": SlurmError("Job has already finished")})
     res2 = act.apply_preemptions(d.steps, state2, path, fake)
     assert res2.applied == [] and state2.preemptions == {}
 
@@ -242,3 +257,92 @@ def test_parse_victim_reads_state_start_and_requeue():
     assert (v.state, v.start_time, v.requeue) == ("RUNNING", 1000.0, False)
     with pytest.raises(SlurmError, match="no record of job 5"):
         act.parse_victim(scontrol_line("2"), "5")
+
+
+@pytest.mark.parametrize("state_now, exit_code, requeued", [
+    ("FAILED", "0:10", True),  # its batch shell died of USR1 (signal 10): requeue it
+    ("COMPLETED", "0:0", False),  # it finished its work meanwhile: never run it again
+    ("CANCELLED", "0:15", False),  # someone cancelled it: respected
+    ("TIMEOUT", "0:1", False),
+])
+def test_ended_victim_requeued_only_when_it_failed(tmp_path, state_now, exit_code, requeued):
+    line = scontrol_line("2", state=state_now).replace("Reason=None",
+                                                       f"Reason=None ExitCode={exit_code}")
+    fake = FakeSlurm({"2": line})
+    jobs = [j for j in FULL if j.job_id != "2"]
+    state = SteerState(preemptions={"2": rec()})
+    d = act.preemption_steps([], snapshot(jobs), state.preemptions, 1155.0, S)
+    res = act.apply_preemptions(d.steps, state, tmp_path / "s.json", fake)
+    assert ("scontrol requeue 2" in fake.ran) is requeued
+    if requeued:
+        assert state.preemptions["2"].status == REQUEUED
+    else:
+        assert state.preemptions == {} and f"it is {state_now}" in res.settled[0][1]
+        assert res.failed == []
+
+
+# -- one steer cycle with the real engine, and reset ---------------------------------------------
+
+def _config():
+    from kant_slurm.config import config_from_dict
+
+    return config_from_dict({"preemption": {"enabled": True, "qos": ["training"],
+                                            "grace_seconds": 60, "lead_seconds": 45.0},
+                             "inference": {"sla": 60.0}}, "test")
+
+
+def _full_cluster():
+    jobs = [dataclass_replace(train(str(i), n, start=1000.0), qos="training",
+                              checkpoint_interval=5.0 if i == 2 else 3600.0)
+            for i, n in zip(range(1, 5), NAMES)]
+    jobs.append(infer("9", submit=1100.0))
+    snap = snapshot(jobs)
+    return dataclass_replace(snap, taken_at=1130.0)  # job 9 waited 30 s of its 60 s SLA
+
+
+def dataclass_replace(obj, **kw):
+    import dataclasses
+
+    return dataclasses.replace(obj, **kw)
+
+
+def test_dry_run_cycle_prints_the_signal_for_the_engines_victim(tmp_path):
+    from kant_slurm.steer import run_cycle
+
+    snap = _full_cluster()
+    report = run_cycle(_config(), tmp_path / "s.json", dry_run=True, read=lambda: (snap, {}),
+                       runner=FakeSlurm(), clock=lambda: 1130.0)
+    assert report.ok and not (tmp_path / "s.json").exists()
+    # Job 2 checkpoints every 5 s: 130 s into its run it lost 0 s; the others 130 s x 8 GPUs.
+    assert [s.command() for s in report.preemptions] == ["scancel --signal=USR1 --batch 2"]
+    assert report.to_dict()["commands"][0] == "scancel --signal=USR1 --batch 2"
+    assert "preempt_signal=1" in report.summary()
+    # The preempting job is pinned to the victim's node.
+    assert [(c.kind, c.target, c.value) for c in report.changes if c.kind == "pin"] == \
+        [("pin", "9", ("gn01", "gn03", "gn04"))]
+
+
+def test_applied_cycle_records_the_victim_and_reset_forgets_it(tmp_path, monkeypatch):
+    from kant_slurm import steer
+
+    snap = _full_cluster()
+    fake = FakeSlurm({"2": scontrol_line("2")})
+    path = tmp_path / "s.json"
+    report = steer.run_cycle(_config(), path, read=lambda: (snap, {}), runner=fake,
+                             clock=lambda: 1131.0)
+    assert report.ok and [s.job_id for s in report.preempted] == ["2"]
+    assert fake.ran[:2] == ["scontrol show job -o 2", "scancel --signal=USR1 --batch 2"]
+    assert load_state(path).preemptions["2"].status == SIGNALLED
+    # A second cycle within the grace time sends nothing again.
+    again = steer.run_cycle(_config(), path, read=lambda: (snap, {}), runner=fake,
+                            clock=lambda: 1140.0)
+    assert again.preempted == [] and any("checkpointing for job 9" in n for n in again.notes)
+    # Reset: the record is forgotten (a signal cannot be taken back), no command for it.
+    view = act.view_from_snapshot(snap, {})
+    monkeypatch.setattr(steer, "_read_view", lambda config: view)
+    monkeypatch.setattr(act, "config_weights", lambda path=None: dict(view.weights))
+    fake.ran.clear()
+    rep = steer.reset(_config(), path, runner=fake)
+    assert not any("scancel" in c or "requeue" in c for c in fake.ran)
+    assert any("victim 2" in n and "forgotten, not undone" in n for n in rep.notes)
+    assert load_state(path).preemptions == {}

@@ -97,5 +97,15 @@ while :; do
   wait "$step_pid" && status=0 || status=$?
   kill -0 "$step_pid" 2>/dev/null || break
 done
+# A trapped signal ends wait early with 128 + its number; if the step ended meanwhile, one more
+# wait gives its own status (127: it was already collected, and $status is its own).
+if ((status > 128)); then
+  if wait "$step_pid" 2>/dev/null; then
+    status=0
+  else
+    own=$?
+    ((own == 127)) || status=$own
+  fi
+fi
 log "training step ended with status $status"
 exit "$status"
