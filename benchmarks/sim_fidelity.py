@@ -23,6 +23,10 @@ per job (1 per node here, as the replay's --ntasks-per-node=1); it changed no fi
 because with topology/tree Slurm 22.05 (and the model) choose the leaf by usable nodes and then
 take nodes in node order, with CPUs checked for sufficiency only (measured 2026-11-21 on the
 recorded replay of real_cluster_compare.py --arrival-speedup 900).
+Cycle cadence: the dev cluster runs backfill every 5 s (bf_interval=5; it started 266 of 400
+jobs, the main scheduler the rest on events). Simulator interval 1 / 2 / 3 / 5 s gave |start
+diff| p50 2.6 / 1.6 / 2.5 / 2.6 s, p90 5.6 / 4.4 / 9.3 / 7.4 s, same leaf group 34 / 38 / 28 /
+16%, mean wait 18.2 / 18.6 / 20.6 / 22.9 s (real 20.5 s): 2 s is the default.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--real", default="/tmp/kant-real-compare.json",
                     help="output of real_cluster_compare.py (its 'slurm' run is used)")
-    ap.add_argument("--interval", type=float, default=1.0,
-                    help="simulator cycle interval in replay (wall) seconds")
+    ap.add_argument("--interval", type=float, default=2.0,
+                    help="simulator cycle interval in replay (wall) seconds (2 s matched the "
+                         "dev cluster best: 1, 2, 3, 5 s tried, see the docstring)")
     ap.add_argument("--json", default=None, help="also write the figures here")
     args = ap.parse_args()
 
