@@ -62,8 +62,10 @@ Left out of the ``slurm`` model: fair-share and the other multifactor terms (the
 not computed), ``bf_resolution`` rounding (60 s), ``bf_continue``, ``bf_max_time`` and
 ``bf_yield_interval`` (cycle time limits), ``default_queue_depth`` and the timing of main and
 backfill cycles, per-user/partition backfill limits, memory, sockets and GRES binding,
-``max_switch_wait`` and ``--switches``, licences, advance reservations, preemption, job arrays
-as a unit, heterogeneous jobs, ``OverSubscribe``. Newer releases (23.x+) also rank nodes by free
+``max_switch_wait`` and ``--switches``, licences, advance reservations, job arrays
+as a unit, heterogeneous jobs, ``OverSubscribe``. Preemption is off as in a default slurm.conf;
+``preemption.slurm: true`` adds ``PreemptType=preempt/qos`` with ``PreemptMode=REQUEUE`` for
+inference jobs (modelled in :mod:`.preempt`). Newer releases (23.x+) also rank nodes by free
 GPUs for GPU jobs; 22.05 is what is modelled.
 
 ``fifo``
