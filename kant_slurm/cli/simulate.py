@@ -150,7 +150,8 @@ def comparison_json(c) -> dict:
 
 
 def comparison_text(c) -> str:
-    from ..report.tables import detail_table, headline_table, inference_table, wait_by_table
+    from ..report.tables import (detail_table, fmt_ratio, headline_table, inference_table,
+                                 wait_by_table)
 
     first = next(iter(c.runs.values()), None)
     window = ""
@@ -176,6 +177,10 @@ def comparison_text(c) -> str:
     if len(c.class_counts) > 1:
         lines += ["", "wait by class (p99/max):",
                   wait_by_table(details, "by_class", "job_class")]
+    if any("gfr_zone_mean" in d for d in details.values()):
+        lines += ["", "GFR inside / outside the inference zone (time-weighted mean):"]
+        lines += [f"  {k}: {fmt_ratio(d.get('gfr_zone_mean'))} / "
+                  f"{fmt_ratio(d.get('gfr_outside_zone_mean'))}" for k, d in details.items()]
     if c.class_counts.get("inference") or any(r.headline.get("preemptions")
                                               for r in c.runs.values()):
         lines += ["", "inference SLA (first start) and preemption of training:",

@@ -232,14 +232,19 @@ def scheduling_window(records: pd.DataFrame) -> tuple[float, float]:
 
 
 def occupancy(records: pd.DataFrame, inventory: Inventory,
-              window: tuple[float, float] | None = None, pool: str | None = None) -> Occupancy:
+              window: tuple[float, float] | None = None, pool: str | None = None,
+              nodes: np.ndarray | None = None) -> Occupancy:
     """Build the occupancy timelines of ``records`` on ``inventory`` over ``window``.
 
     Jobs still running at the window's end (NaN end) run to it; jobs that never started pend to
-    it. Only nodes with GPUs count; ``pool`` restricts to one partition's nodes and jobs.
+    it. Only nodes with GPUs count; ``pool`` restricts to one partition's nodes and jobs;
+    ``nodes`` (a boolean mask over the inventory) to those nodes, e.g. inside or outside the
+    inference zone (demand, hence SOR, still counts every job).
     """
     t0, t1 = window if window is not None else default_window(records)
     node_mask = inventory.gpus_total > 0
+    if nodes is not None:
+        node_mask = node_mask & np.asarray(nodes, dtype=bool)
     if pool is not None:
         node_mask = node_mask & inventory.partition_mask[pool]
         records = records[records["partition"] == pool]

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from ..metrics.summary import details, summarize
@@ -97,6 +98,15 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
             "cycles_skipped": result.cycles_skipped, "plan_seconds": result.plan_seconds,
             "preempt_polls": result.preempt_cycles,
         }
+        if cluster.inference_zone:
+            # GFR inside and outside the inference zone: spread 1-GPU replicas leave zone nodes
+            # partly used by design; training fragmentation shows outside it.
+            zone = np.zeros(len(cluster.inventory), dtype=bool)
+            zone[[cluster.inventory.index[n] for n in cluster.inference_zone]] = True
+            det["gfr_zone_mean"] = occupancy(result.records, cluster.inventory, window,
+                                             nodes=zone).gfr.mean()
+            det["gfr_outside_zone_mean"] = occupancy(result.records, cluster.inventory, window,
+                                                     nodes=~zone).gfr.mean()
         if result.stopped_full:
             det["fill_stop"] = {"jobs_started": result.starts,
                                 "gar_at_stop": float(occ.gar.values[-1]),

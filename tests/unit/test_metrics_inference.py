@@ -116,3 +116,15 @@ def test_inference_table_row():
 def test_inference_table_without_inference():
     lines = inference_table({"fifo": {}}).splitlines()
     assert lines[1].split()[:3] == ["fifo", "0", "-"]
+
+
+def test_gfr_inside_and_outside_a_node_set():
+    from kant_slurm.metrics.timeline import occupancy
+
+    inv = Inventory.build(["n1", "n2"], [2, 2], partitions=[Partition("gpu", ("n1", "n2"), True)])
+    rec = make_records(job_id=["a"], submit_time=[0], start_time=[0], end_time=[100], gpus=[1],
+                       nodes=[("n1",)], node_gpus=[(1,)])
+    assert occupancy(rec, inv, (0, 100)).gfr.mean() == 0.5  # n1 partly used, n2 idle
+    zone = np.array([True, False])
+    assert occupancy(rec, inv, (0, 100), nodes=zone).gfr.mean() == 1.0
+    assert occupancy(rec, inv, (0, 100), nodes=~zone).gfr.mean() == 0.0

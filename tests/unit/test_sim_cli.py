@@ -126,6 +126,7 @@ def test_mixed_training_and_inference(tmp_path):
     res = CliRunner().invoke(cli, args + ["--html", str(out)])
     assert res.exit_code == 0, res.output
     assert "inference SLA (first start) and preemption of training:" in res.output
+    assert "GFR inside / outside the inference zone" in res.output
     page = out.read_text()
     assert page.count("data:image/png;base64,") == 7
     assert "Inference wait CDF against the SLA" in page
