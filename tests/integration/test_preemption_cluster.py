@@ -152,7 +152,7 @@ def test_inference_sla_preempts_the_least_loss_training_job(slurm_clean, tmp_pat
     marker = tmp / f"ckpt-{victim}-0"
     assert marker.exists()
     out = (tmp / f"single-0-{victim}.out").read_text()
-    assert "USR1: the time limit is near or the job is preempted; checkpointing" in out
+    assert "USR1: the time limit is near; checkpointing (or the job is preempted" in out
 
     # Requeued, then (after Slurm's requeue hold) restarted from its checkpoint and finished.
     def victim_done():

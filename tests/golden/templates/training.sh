@@ -72,7 +72,7 @@ on_warning() {
   # A second USR1 (a repeated preemption signal) is ignored, not fatal: the default action of
   # USR1 would end this shell before the requeue.
   trap '' USR1
-  log "USR1: the time limit is near or the job is preempted; checkpointing"
+  log "USR1: the time limit is near; checkpointing (or the job is preempted: the same steps)"
   # Every task of the training step gets the signal; the program saves and exits.
   scancel --signal=USR2 "$SLURM_JOB_ID" || log "could not signal the step"
   if ((${#checkpoint_command[@]})); then
