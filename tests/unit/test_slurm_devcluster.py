@@ -101,3 +101,18 @@ def test_status_of_an_empty_directory(tmp_path):
     st = dc.status(tmp_path)
     assert st.running is False and st.daemons == {}
     assert dc.down(tmp_path) == []
+
+
+def test_dev_cluster_conf_states_the_preemption_setup(tmp_path):
+    """kant preempts (site-config/PREEMPTION.md): Slurm's own preemption off, jobs opt in to
+    requeue, the QOS priority counts; the QOS themselves are made by sacctmgr (DEV_QOS)."""
+    from kant_slurm.slurm import devcluster as dc
+
+    spec = dc.DevClusterSpec(nodes=4)
+    text = dc.render_configs(spec, dc.DevClusterPaths(tmp_path), "pw", "host")["slurm.conf"]
+    lines = {line.split("=", 1)[0]: line.split("=", 1)[1] for line in text.splitlines()
+             if "=" in line and not line.startswith("#") and " " not in line.split("=", 1)[0]}
+    assert (lines["PreemptType"], lines["JobRequeue"], lines["PriorityWeightQOS"]) == \
+        ("preempt/none", "0", "2000")
+    assert list(dc.DEV_QOS) == ["training", "inference"]  # Preempt=training needs it first
+    assert "Preempt=training" in dc.DEV_QOS["inference"]
