@@ -234,7 +234,8 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     state = _marks_or_rebuild(state_path, view, settings, report.notes, dry_run)
     d = act.diff(desired, view, state, settings.max_changes)
     pd = act.preemption_steps(plan.preemptions if settings.max_preemptions else (), snapshot,
-                              state.preemptions, clock(), settings)
+                              state.preemptions, clock(), settings,
+                              starts={p.job_id: p.nodes for p in plan.starts})
     t2 = time.monotonic()
     report.plan_s = t2 - t1
     report.changes, report.deferred = d.changes, d.deferred

@@ -653,7 +653,8 @@ def _same_run(job, start_time: float) -> bool:
 
 def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
                      records: Mapping[str, PreemptRecord], now: float,
-                     settings: ActuatorSettings) -> PreemptDiff:
+                     settings: ActuatorSettings,
+                     starts: Mapping[str, Sequence[str]] | None = None) -> PreemptDiff:
     """The preemption commands of this cycle. Pure.
 
     Records first (victims signalled earlier): a victim that is pending again (it requeued
@@ -662,8 +663,9 @@ def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
     signal dies of it) and is requeued at once, unless :func:`apply_preemptions` finds it
     COMPLETED or CANCELLED; one still running after the grace time is requeued, unless the job
     it made room for no longer waits (then it is left to run: the signal cannot be taken
-    back, the requeue can be spared); a signal whose outcome a crash left unknown is sent
-    again (the template ignores repeats).
+    back, the requeue can be spared), or the plan now starts that job on other nodes without
+    this victim (``starts``: job id -> nodes of the plan's starts); a signal whose outcome a
+    crash left unknown is sent again (the template ignores repeats).
     Then the plan's new victims: each running one gets the checkpoint signal, at most
     ``settings.max_preemptions`` per cycle; none for a pending job that already has victims
     in progress (kant waits for them to leave before it takes more).
@@ -672,6 +674,8 @@ def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
     running = {j.job_id: j for j in snapshot.running}
     pending = {j.job_id for j in snapshot.pending}
     busy_for: set[str] = set()
+    planned_victims = {p.job_id for p in preemptions}
+    starts = starts or {}
     for victim, rec in sorted(records.items(), key=lambda kv: _target_key(kv[0])):
         job = running.get(victim)
         step = PreemptStep(REQUEUE, victim, rec.for_job, rec.start_time, rec.nodes, rec.signal,
@@ -708,6 +712,12 @@ def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
             out.forget.append(victim)
             out.notes.append(f"victim {victim}: grace over but job {rec.for_job} no longer "
                              f"waits; not requeued (it got the signal)")
+        elif victim not in planned_victims and rec.for_job in starts and \
+                not set(starts[rec.for_job]) & set(rec.nodes):
+            out.forget.append(victim)
+            out.notes.append(f"victim {victim}: grace over but the plan now starts job "
+                             f"{rec.for_job} on {compress(starts[rec.for_job])} without it; "
+                             f"not requeued (it got the signal)")
         else:
             out.steps.append(replace(step, reason=(
                 f"preempt for job {rec.for_job}: still running {now - rec.signalled_at:.0f}s "

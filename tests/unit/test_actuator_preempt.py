@@ -100,6 +100,18 @@ def test_grace_over_but_the_preempting_job_no_longer_waits_is_not_requeued():
     assert d.steps == [] and d.forget == ["2"] and "no longer waits" in d.notes[0]
 
 
+@pytest.mark.parametrize("planned, starts, requeued", [
+    ([], {"9": ("gn04",)}, False),  # job 9 now starts on gn04 without victim 2: spared
+    ([], {"9": ("gn02",)}, True),  # still on victim 2's node
+    ([pre("2", "gn02")], {"9": ("gn04",)}, True),  # the plan still wants victim 2
+    ([], {}, True),  # no start planned for 9: the requeue goes on
+])
+def test_grace_over_victim_spared_when_the_plan_no_longer_needs_it(planned, starts, requeued):
+    d = act.preemption_steps(planned, snapshot(FULL), {"2": rec()}, 1250.0, S, starts=starts)
+    assert ([s.command() for s in d.steps] == ["scontrol requeue 2"]) is requeued
+    assert (d.forget == ["2"]) is not requeued
+
+
 def test_no_new_victims_for_a_job_whose_victims_are_still_leaving():
     # The plan now names victim 3 for the same job 9 while 2 is in its grace time.
     d = act.preemption_steps([pre("2", "gn02"), pre("3", "gn03")], snapshot(FULL),
