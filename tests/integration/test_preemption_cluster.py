@@ -150,8 +150,9 @@ def test_inference_sla_preempts_the_least_loss_training_job(slurm_clean, tmp_pat
     # The victim's program saved its checkpoint on the template's USR2, and the batch shell
     # logged the preemption signal before requeueing itself.
     marker = tmp / f"ckpt-{victim}-0"
-    assert marker.exists()
     out = (tmp / f"single-0-{victim}.out").read_text()
+    assert marker.exists(), f"no checkpoint marker; the victim's log:\n{out}"
+    assert "checkpoint saved on USR2" in out
     assert "USR1: the time limit is near; checkpointing (or the job is preempted" in out
 
     # Requeued, then (after Slurm's requeue hold) restarted from its checkpoint and finished.
