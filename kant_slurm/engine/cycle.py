@@ -23,9 +23,7 @@ dictionary lookups.
 
 from __future__ import annotations
 
-import bisect
 import heapq
-import weakref
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,10 +39,93 @@ from .pools import pool_key, pool_mask
 log = logging.getLogger(__name__)
 
 
-# inventory -> {id(job): (job, node indices, GPUs per node)} for running jobs; an entry is used
-# only while it holds the very same Job object, so a recycled id() can never mislead, and it
-# goes away with its inventory.
-_RUNNING_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+class RunningTable:
+    """Per running job, what does not change while it runs: node indices, GPUs per node, its
+    start plus runtime estimate and start plus time limit. Kept by a policy across cycles.
+
+    Jobs are immutable and the simulator passes the same objects cycle after cycle: rows are
+    found by ``id(job)`` in a sorted id array, so a cycle looks only at jobs that started since
+    the last one, and the expected ends of thousands of running jobs are one array operation.
+    The table holds the previous cycle's jobs, so an id found in it belongs to the very same
+    (still living) object.
+    """
+
+    def __init__(self, token: Any = None) -> None:
+        self.token = token
+        self.ids = np.empty(0, dtype=np.uint64)
+        self.jobs: Sequence[Job] = ()
+        self.start = np.empty(0)  # nan: no start time (then "now")
+        self.est = np.empty(0)
+        self.limit = np.empty(0)  # nan: no time limit
+        self.idx = np.empty(0, dtype=object)  # node indices (None: unknown nodes, ignored)
+        self.gpus = np.empty(0, dtype=object)
+        self.inv = None
+
+    def _row(self, job: Job, index, estimate):
+        idx = None
+        gpus = None
+        if job.nodes:
+            try:
+                idx = np.fromiter((index[n] for n in job.nodes), dtype=np.int64,
+                                  count=len(job.nodes))
+            except KeyError:
+                log.warning("running job %s on unknown nodes %s: ignored", job.job_id,
+                            job.nodes)
+                idx = None
+            else:
+                gpus = np.asarray(job.node_gpus or (job.gpus_per_node,) * len(idx),
+                                  dtype=np.int64)
+        est, _ = estimate(job)
+        return (np.nan if job.start_time is None else job.start_time, est,
+                np.nan if job.time_limit is None else job.time_limit, idx, gpus)
+
+    def releases(self, running: Sequence[Job], inv, estimate, now: float):
+        """(expected ends ascending, nodes per job, node indices, GPUs) of ``running`` at
+        ``now``, as :func:`~.estimate.expected_end` gives them; equal ends in running order."""
+        if inv is not self.inv:
+            self.__init__(self.token)
+            self.inv = inv
+        n = len(running)
+        ids = np.fromiter(map(id, running), dtype=np.uint64, count=n)
+        if self.ids.size:
+            pos = np.minimum(np.searchsorted(self.ids, ids), self.ids.size - 1)
+            hit = self.ids[pos] == ids
+        else:
+            pos = np.zeros(n, dtype=np.int64)
+            hit = np.zeros(n, dtype=bool)
+        start = np.empty(n)
+        est = np.empty(n)
+        limit = np.empty(n)
+        idx = np.empty(n, dtype=object)
+        gpus = np.empty(n, dtype=object)
+        h = np.flatnonzero(hit)
+        if h.size:
+            ph = pos[h]
+            start[h], est[h], limit[h] = self.start[ph], self.est[ph], self.limit[ph]
+            idx[h], gpus[h] = self.idx[ph], self.gpus[ph]
+        index = inv.index
+        for i in np.flatnonzero(~hit).tolist():
+            start[i], est[i], limit[i], idx[i], gpus[i] = self._row(running[i], index, estimate)
+        srt = np.argsort(ids, kind="stable")
+        self.ids, self.jobs = ids[srt], running
+        self.start, self.est, self.limit = start[srt], est[srt], limit[srt]
+        self.idx, self.gpus = idx[srt], gpus[srt]
+        # expected_end, vectorised: start + estimate; past it, start + limit; past that, now + 1.
+        st = np.where(np.isnan(start), now, start)
+        end = st + est
+        by_limit = st + limit
+        end = np.where(end > now, end, np.where(by_limit > now, by_limit, now + 1.0))
+        keep = np.flatnonzero(np.fromiter((x is not None for x in idx), bool, n)) if n else \
+            np.empty(0, np.int64)
+        order = keep[np.argsort(end[keep], kind="stable")]
+        o = order.tolist()
+        lens = np.fromiter((len(idx[i]) for i in o), np.int64, len(o))
+        if o:
+            flat_idx = np.concatenate([idx[i] for i in o])
+            flat_g = np.concatenate([gpus[i] for i in o])
+        else:
+            flat_idx = flat_g = np.empty(0, np.int64)
+        return end[order], lens, flat_idx, flat_g
 
 
 @dataclass(slots=True)
@@ -144,8 +225,6 @@ class Cycle:
     cpus_free: np.ndarray = field(init=False)
     starts: list[Placement] = field(init=False, default_factory=list)
     reservations: list[_Res] = field(init=False, default_factory=list)
-    events: list[tuple[float, int]] = field(init=False, default_factory=list)
-    event_nodes: list[tuple[np.ndarray, np.ndarray]] = field(init=False, default_factory=list)
     fail_memo: dict = field(init=False, default_factory=dict)
     service_counts: dict = field(init=False, default_factory=dict)
 
@@ -170,52 +249,46 @@ class Cycle:
         self.cur_limited = True  # avail differs from the plain free GPUs (reservations, future)
         self.starts = []
         self.reservations = []
-        self.events = []
-        self.event_nodes = []
+        self._running: tuple | None = None  # (running jobs, estimate, RunningTable), lazily
+        self._base_ev: tuple | None = None  # running jobs' releases as flat arrays
+        self._extra: list[tuple[float, np.ndarray, np.ndarray]] = []  # jobs started this cycle
         self.fail_memo = {}
-        self.res_memo: dict = {}
+        self.res_memo: dict = {}  # shape -> (runtime, start or None, reason), read by the walk
+        self.res_fail: dict = {}  # shape -> (shortest runtime whose search failed, reason)
+        self.res_ok: dict = {}  # shape -> [(runtime, reserved start)]
         self.service_counts = {}
 
     # ----------------------------------------------------------------------------- timeline
     def add_release(self, end: float, idx: np.ndarray, gpus: np.ndarray) -> None:
         """Record that ``gpus`` on nodes ``idx`` come back at ``end``."""
-        k = len(self.event_nodes)
-        self.event_nodes.append((idx, gpus))
-        bisect.insort(self.events, (end, k))
+        self._extra.append((end, idx, gpus))
 
-    def load_running(self, running: Sequence[Job], estimate: Callable[[Job], tuple[float, str]]
-                     ) -> None:
-        """Expected ends of running jobs into the timeline."""
-        index = self.inv.index
-        # Node indices of a running job do not change while it runs: keep them per job object
-        # across cycles (the simulator passes the same Job objects cycle after cycle).
-        cache = _RUNNING_CACHE.setdefault(self.inv, {})
-        if len(cache) > 4 * len(running) + 1024:
-            cache.clear()
-        for job in running:
-            if not job.nodes:
-                continue
-            hit = cache.get(id(job))
-            if hit is not None and hit[0] is job:
-                idx, gpus = hit[1], hit[2]
+    def load_running(self, running: Sequence[Job], estimate: Callable[[Job], tuple[float, str]],
+                     table: "RunningTable | None" = None) -> None:
+        """Expected ends of running jobs into the timeline.
+
+        Only a reservation search reads the timeline, so the releases are worked out when the
+        first search of the cycle asks (:meth:`_base_events`); ``table`` (kept by the policy
+        across cycles) holds what does not change while a job runs."""
+        self._running = (running, estimate, table if table is not None else RunningTable())
+        self._base_ev = None
+
+    def _base_events(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Running jobs' releases: (expected ends ascending, nodes per job, node indices, GPUs),
+        equal ends in the order of ``snapshot.running``."""
+        if self._base_ev is None:
+            if self._running is None:
+                self._base_ev = (np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64),
+                                 np.empty(0, np.int64))
             else:
-                try:
-                    idx = np.fromiter((index[n] for n in job.nodes), dtype=np.int64,
-                                      count=len(job.nodes))
-                except KeyError:
-                    log.warning("running job %s on unknown nodes %s: ignored", job.job_id,
-                                job.nodes)
-                    continue
-                gpus = np.asarray(job.node_gpus or (job.gpus_per_node,) * len(idx),
-                                  dtype=np.int64)
-                idx.setflags(write=False)
-                gpus.setflags(write=False)
-                cache[id(job)] = (job, idx, gpus)
-            est, _ = estimate(job)
-            end = expected_end(job, self.now, est, job.time_limit)
-            self.event_nodes.append((idx, gpus))
-            self.events.append((end, len(self.event_nodes) - 1))
-        self.events.sort()
+                running, estimate, table = self._running
+                self._base_ev = table.releases(running, self.inv, estimate, self.now)
+        return self._base_ev
+
+    @property
+    def n_events(self) -> int:
+        """Expected ends on the timeline (running jobs and jobs started this cycle)."""
+        return int(self._base_events()[0].size) + len(self._extra)
 
     # ----------------------------------------------------------------------------- masks
     def usable(self, job: Job) -> np.ndarray:
@@ -389,23 +462,37 @@ class Cycle:
             reason = (f"can never fit: its pool has {int(usable.sum())} usable nodes with "
                       f"{int(np.sum(self.total[usable]))} GPUs")
             self.res_memo[key] = (0.0, None, reason)  # the same for every job of this shape
+            self.res_fail[key] = (0.0, reason)
             return None, reason
         # Availability only shrinks within a cycle: a job of the same shape running at least as
-        # long cannot start before the last one of its shape could.
-        memo = self.res_memo.get(key)
+        # long as an earlier one cannot start before that one could, and fails where it failed.
+        # Kept per runtime (time limits come in a few rungs), so a long job's failed search is
+        # not repeated for the next long job behind a short one that succeeded.
+        fail = self.res_fail.get(key)
+        if fail is not None and runtime >= fail[0]:
+            return None, fail[1]
         t_min = -np.inf
-        if memo is not None and runtime >= memo[0]:
-            if memo[1] is None:
-                return None, memo[2]
-            t_min = memo[1]
-        n_times = len(self.events) + len(self.reservations)
+        oks = self.res_ok.get(key)
+        if oks:
+            for r_rt, r_start in oks:
+                if r_rt <= runtime and r_start > t_min:
+                    t_min = r_start
+        n_times = self.n_events + len(self.reservations)
         if n_times * len(self.free) <= self.MATRIX_CELLS:
             res, reason = self._profile(job, runtime, select, usable, t_min)
         else:
             res, reason = self._sweep(job, runtime, select, usable, need, t_min)
-        prev = self.res_memo.get(key)
-        if prev is None or runtime <= prev[0]:
-            self.res_memo[key] = (runtime, None if res is None else res.start, reason)
+        if res is None:
+            self.res_fail[key] = (runtime, reason)
+            # What the walk's early stop and the tail read: the shortest failed runtime.
+            self.res_memo[key] = (runtime, None, reason)
+        else:
+            if oks is None:
+                oks = self.res_ok[key] = []
+            oks.append((runtime, res.start))
+            prev = self.res_memo.get(key)
+            if prev is None or (prev[1] is not None and runtime <= prev[0]):
+                self.res_memo[key] = (runtime, res.start, reason)
         return res, reason
 
     MATRIX_CELLS = 250_000
@@ -413,18 +500,26 @@ class Cycle:
     the availability profile as one matrix."""
 
     def _event_arrays(self):
-        """Expected ends as flat arrays (cached until a job starts)."""
-        key = len(self.event_nodes)
+        """Expected ends as flat arrays in time order: (times, nodes per release, node indices,
+        GPUs as float), cached until a job starts."""
+        key = len(self._extra)
         cache = getattr(self, "_ev_cache", None)
         if cache is not None and cache[0] == key:
             return cache[1]
-        ev_t = np.fromiter((t for t, _ in self.events), dtype=float, count=len(self.events))
-        idx = [self.event_nodes[k][0] for _, k in self.events]
-        gpus = [self.event_nodes[k][1] for _, k in self.events]
-        lens = np.fromiter((len(a) for a in idx), dtype=np.int64, count=len(idx))
-        arrays = (ev_t, lens,
-                  np.concatenate(idx) if idx else np.empty(0, np.int64),
-                  np.concatenate(gpus).astype(float) if gpus else np.empty(0))
+        ev_t, lens, idx, gpus = self._base_events()
+        if self._extra:
+            x = self._extra
+            ev_t = np.concatenate([ev_t, np.fromiter((e[0] for e in x), float, len(x))])
+            lens = np.concatenate([lens, np.fromiter((len(e[1]) for e in x), np.int64, len(x))])
+            idx = np.concatenate([idx] + [e[1] for e in x])
+            gpus = np.concatenate([gpus] + [e[2] for e in x])
+            order = np.argsort(ev_t, kind="stable")
+            if (order != np.arange(order.size)).any():
+                off = np.concatenate(([0], np.cumsum(lens)))
+                take = np.concatenate([np.arange(off[i], off[i + 1]) for i in order.tolist()]) \
+                    if idx.size else idx
+                ev_t, lens, idx, gpus = ev_t[order], lens[order], idx[take], gpus[take]
+        arrays = (ev_t, lens, idx.astype(np.int64, copy=False), gpus.astype(float))
         self._ev_cache = (key, arrays)
         return arrays
 
@@ -432,7 +527,7 @@ class Cycle:
         """(unique expected-end times, nodes x (1 + times) free GPUs: now, then after each),
         cached until a job starts. Node-major so the cumulative sum runs along contiguous
         memory."""
-        key = len(self.event_nodes)
+        key = len(self._extra)
         cache = getattr(self, "_free_cache", None)
         if cache is not None and cache[0] == key:
             return cache[1]
@@ -610,24 +705,29 @@ class Cycle:
         pool_free = int(np.clip(F[usable], 0, None).sum())
         rs = self.reservations
         res_ends = {r.end for r in rs if r.end > self.now}
-        times = sorted({t for t, _ in self.events} | res_ends)
+        ev_t, ev_lens, ev_idx, ev_g = self._event_arrays()
+        ev_g = ev_g.astype(np.int64)
+        ev_off = np.concatenate(([0], np.cumsum(ev_lens)))
+        times = sorted(set(ev_t.tolist()) | res_ends)
         by_start = sorted(range(len(rs)), key=lambda i: rs[i].start)
         hold = np.zeros(n, dtype=np.int64)  # GPUs held (or, whole-node, reservations per node)
         active: list[tuple[float, int]] = []  # heap of (end, index) of reservations in the window
         si = 0
         k = 0
-        n_ev = len(self.events)
+        n_ev = ev_t.size
         window_end = None if self.reservation_window is None else self.now + self.reservation_window
         for t in times:
             touched = t in res_ends
-            while k < n_ev and self.events[k][0] <= t:
-                idx, gpus = self.event_nodes[self.events[k][1]]
-                F[idx] += gpus
+            if k < n_ev and ev_t[k] <= t:
+                k1 = int(np.searchsorted(ev_t, t, side="right"))
+                lo, hi = int(ev_off[k]), int(ev_off[k1])
+                idx, gpus = ev_idx[lo:hi], ev_g[lo:hi]
+                np.add.at(F, idx, gpus)
                 u = usable[idx]
                 if u.any():
                     touched = True
                     pool_free += int(gpus[u].sum())
-                k += 1
+                k = k1
             if t < t_min:
                 continue
             if window_end is not None and t > window_end:
