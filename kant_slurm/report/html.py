@@ -141,13 +141,14 @@ def _inference_cdf(runs, default_sla: float | None):
                         color=_colour(name, k), lw=1.4)
         for sla in sorted(slas)[:5]:
             ax.axvline(max(sla, 1), color="#444", ls="--", lw=1)
-            ax.text(max(sla, 1), 0.02, f" SLA {fmt_duration(sla)}", fontsize=8, color="#444")
+            ax.text(max(sla, 1), 0.5, f"SLA {fmt_duration(sla)} ", fontsize=8, color="#444",
+                    rotation=90, ha="right", va="center")
         ax.set_xscale("log")
         ax.set_ylim(0, 1.01)
         ax.set_xlabel("inference wait to first start (s, log; 0 drawn at 1)")
         ax.set_ylabel("share of inference jobs started")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.02, 0.02))
     return draw
 
 
