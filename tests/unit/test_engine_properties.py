@@ -158,38 +158,37 @@ def test_plans_respect_capacity_gangs_pools_and_reservations(scenario, name):
         assert (use[idx] + np.asarray(r.node_gpus) <= total[idx]).all(), (r, use)
 
 
-def _whole_free_leaves(inv, alloc):
-    names, leaf = inv.group_levels[0]
-    busy = np.bincount(leaf[leaf >= 0], weights=alloc[leaf >= 0], minlength=len(names))
-    return int((busy == 0).sum())
-
-
 @SETTINGS
 @given(st.lists(st.integers(1, 4), min_size=2, max_size=5), st.sampled_from([4, 8]),
        st.data())
-def test_kant_keeps_at_least_as_many_whole_leaves_as_slurm(leaf_sizes, gpus, data):
+def test_kant_breaks_an_idle_leaf_only_when_no_used_leaf_can_hold_the_job(leaf_sizes, gpus, data):
+    # E-Binpack's promise, decision by decision: a single-node job goes into a wholly idle leaf
+    # group only when no leaf group already in use has a node with room for it. (An earlier
+    # form compared whole idle leaves at the end of a sequence with the slurm model's; that is
+    # no theorem: Hypothesis found leaves [1, 2, 2] x 4 GPUs and jobs 1,4,1,2,2,2, where
+    # filling the fuller, larger leaf first leaves kant with no idle leaf at the end and the
+    # slurm model with one.)
     inv = build_inventory(leaf_sizes, gpus, False)
-    capacity = len(inv) * gpus
+    names, leaf = inv.group_levels[0]
     sizes = data.draw(st.lists(st.integers(1, gpus), max_size=3 * len(inv)))
-    state = {}
-    for name in ("kant", "slurm"):
-        policy = get_policy(name)
-        placed: list[Job] = []
-        used = 0
-        for k, g in enumerate(sizes):
-            if used + g > capacity:
-                break
-            job = Job(f"j{k}", "PENDING", 1, g, float(k), time_limit=1e6)
-            p = policy.plan(ClusterSnapshot.idle(inv, placed + [job]), 0.0)
-            if not p.starts:
-                continue
-            (s,) = p.starts
-            placed.append(dataclasses.replace(job, state="RUNNING", nodes=s.nodes,
-                                              node_gpus=s.node_gpus, start_time=0.0))
-            used += g
-        alloc = np.asarray(ClusterSnapshot.idle(inv, placed).gpus_alloc, dtype=float)
-        state[name] = (_whole_free_leaves(inv, alloc), len(placed))
-    assert state["kant"][0] >= state["slurm"][0], state
+    policy = get_policy("kant")
+    placed: list[Job] = []
+    for k, g in enumerate(sizes):
+        job = Job(f"j{k}", "PENDING", 1, g, float(k), time_limit=1e6)
+        snap = ClusterSnapshot.idle(inv, placed + [job])
+        p = policy.plan(snap, 0.0)
+        if not p.starts:
+            continue
+        (s,) = p.starts
+        alloc = np.asarray(snap.gpus_alloc)
+        free = np.asarray(inv.gpus_total) - alloc
+        leaf_used = np.bincount(leaf, weights=alloc, minlength=len(names)) > 0
+        chosen = leaf[inv.index[s.nodes[0]]]
+        if not leaf_used[chosen]:
+            room_in_used = (leaf_used[leaf] & (free >= g)).any()
+            assert not room_in_used, (k, g, s.nodes, alloc.tolist())
+        placed.append(dataclasses.replace(job, state="RUNNING", nodes=s.nodes,
+                                          node_gpus=s.node_gpus, start_time=0.0))
 
 
 @SETTINGS
