@@ -495,6 +495,10 @@ class Cycle:
                 self.res_memo[key] = (runtime, res.start, reason)
         return res, reason
 
+    single_fast = True
+    """One-node jobs under whole-node reservations: :meth:`_earliest_single` instead of the
+    matrix (the same answer; a differential test holds it)."""
+
     MATRIX_CELLS = 250_000
     """Above this many (times x nodes) cells the reservation search sweeps instead of building
     the availability profile as one matrix."""
@@ -604,6 +608,11 @@ class Cycle:
         backfill window the times inside it are looked at first; past it only whether some
         time would fit matters (it decides the reason given)."""
         no_start = "no start found: not enough capacity frees up when running jobs end"
+        if (self.single_fast and self.whole_node_reservations and job.num_nodes == 1
+                and job.gpus_per_node >= 1 and self.reservations):
+            got = self._earliest_single(job, runtime, select, usable, t_min, no_start)
+            if got is not None:
+                return got
         ev_times, free_ev = self._free_profile()
         r_end = self._res_arrays()[1]
         lo_t = t_min if np.isfinite(t_min) else -np.inf
@@ -639,6 +648,63 @@ class Cycle:
             if (np.count_nonzero(avail_t >= job.gpus_per_node, axis=0) >= job.num_nodes).any():
                 return None, window
         return None, no_start
+
+    def _earliest_single(self, job: Job, runtime: float, select: Selector, usable: np.ndarray,
+                         t_min: float, no_start: str) -> tuple[_Res | None, str] | None:
+        """:meth:`_profile` for a one-node job under whole-node reservations (Slurm's
+        node_space), without the (times x nodes) matrix: per node, the first candidate time at
+        which it has the GPUs (free GPUs only grow over the profile), pushed past the end of
+        every reservation on it that the window ``[t, t + runtime)`` would overlap, until none
+        does; the earliest over the nodes is the first time the matrix search finds a node.
+        Returns None (use the matrix) when the selector turns that time down."""
+        now = self.now
+        g = job.gpus_per_node
+        ev_times, free_ev = self._free_profile()
+        key = (len(self._extra), g)
+        fc = getattr(self, "_first_free", None)
+        if fc is None or fc[0] != key:
+            ge = free_ev >= g
+            col = np.argmax(ge, axis=1)
+            first = np.where(col == 0, -np.inf, ev_times[np.maximum(col - 1, 0)])
+            first[~ge[:, -1]] = np.inf
+            self._first_free = fc = (key, first)
+        first = fc[1]
+        r_start, r_end, r_lens, r_idx, _ = self._res_arrays()
+        lo = t_min if np.isfinite(t_min) else -np.inf
+        # The first candidate time at or after lo: an expected end or a reservation's end.
+        ev_lo = ev_times[np.searchsorted(ev_times, lo, side="left"):]
+        re_ok = r_end[(r_end > now) & (r_end >= lo)]
+        c0 = min(ev_lo[0] if ev_lo.size else np.inf, re_ok.min() if re_ok.size else np.inf)
+        # Per node: that time, or the first time it has the GPUs if later (an expected end).
+        cur = np.where(usable, np.maximum(first, c0), np.inf)
+        pk = getattr(self, "_pairs", None)
+        if pk is None or pk[0] != len(self.reservations):
+            pk = self._pairs = (len(self.reservations), r_idx, np.repeat(r_start, r_lens),
+                                np.repeat(r_end, r_lens))
+        _, p_node, p_s, p_e = pk
+        while True:
+            st = np.maximum(cur[p_node], now)
+            blk = (st + runtime > p_s) & (st < p_e)
+            if not blk.any():
+                break
+            np.maximum.at(cur, p_node[blk], p_e[blk])
+        t = float(cur.min()) if cur.size else np.inf
+        if not np.isfinite(t):
+            return None, no_start
+        window_end = None if self.reservation_window is None else now + self.reservation_window
+        if window_end is not None and t > window_end:
+            return None, f"no start found inside the backfill window ({self.reservation_window:.0f} s)"
+        start = max(t, now)
+        end = start + runtime
+        held = np.zeros(len(self.free), dtype=bool)
+        held[p_node[(start + runtime > p_s) & (start < p_e)]] = True
+        free_t = free_ev[:, int(np.searchsorted(ev_times, t, side="right"))]
+        col = np.minimum(np.where(held, 0, free_t), self.total)
+        col[~usable] = -1
+        choice = select(self, job, col)
+        if choice is None:
+            return None
+        return self._record(job, float(start), float(end), choice, np.maximum(col, 0)), ""
 
     def _avail_matrix(self, job: Job, runtime: float, usable: np.ndarray, times: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -86,7 +86,7 @@ import numpy as np
 
 from ..model import ClusterSnapshot, Job
 from . import scoring
-from .cycle import Choice, Cycle, Selector, describe_nodes, shape_key
+from .cycle import Choice, Cycle, RunningTable, Selector, describe_nodes, shape_key
 from .estimate import HistoryEstimator, runtime_estimate
 from .plan import Placement, Plan, QueueEntry
 from .pools import pool_key, pool_mask, zone_mask
@@ -232,7 +232,11 @@ class _QueuePolicy:
                 _shape_id(shape_key(job)), scoring._id_key(job.job_id))
 
     # -- the cycle ---------------------------------------------------------------------
+    SKIP_MIN_QUEUE = 64
+    """Queues longer than this pass over runs of memo-decided jobs in one step (``_Skipper``)."""
+
     _table = None
+    _run_table = None
 
     def plan(self, snapshot: ClusterSnapshot, now: float) -> Plan:
         """One planning cycle: pure function of ``snapshot`` and ``now``."""
@@ -243,7 +247,10 @@ class _QueuePolicy:
                       pool_of=self.pool_of(snapshot, ctx),
                       alternatives=cfg.placement.alternatives,
                       spread_per_node=cfg.placement.spread_per_node)
-        cycle.load_running(snapshot.running, self.estimate)
+        rt = self._run_table
+        if rt is None or rt.token is not self.history:  # estimates depend on the history
+            rt = self._run_table = RunningTable(self.history)
+        cycle.load_running(snapshot.running, self.estimate, rt)
         fast = self.fast
         pending = snapshot.pending
         elig_a = None
@@ -283,7 +290,29 @@ class _QueuePolicy:
             alive = _ShapeTracker(now, est_l, elig_a, shape_a)
             fail_memo = cycle.fail_memo
             res_memo = cycle.res_memo
-        for rank, job in enumerate(jobs):
+        # Deep queue, no gates: runs of jobs that the memos already decide (their shape failed
+        # to start with an end at or before theirs, and no reservation is left for them or
+        # their shape's search failed for a runtime at or below theirs) are passed over in one
+        # array operation instead of one walk step each; their reasons are filled in when read.
+        skip = None
+        if fast and n_jobs > self.SKIP_MIN_QUEUE and not self.gates and not self.strict:
+            skip = _Skipper(self, jobs, now, est_l, src_l, elig_a, shape_a, k_max, depth)
+        rank = -1
+        while rank + 1 < n_jobs:
+            rank += 1
+            if skip is not None and first_blocked is not None:
+                nxt = skip.run_end(rank, len(cycle.reservations) >= k_max)
+                if nxt > rank:
+                    memo_hits += skip.take(rank, nxt, alive, fail_memo, res_memo)
+                    rank = nxt - 1
+                    if rank + 1 < n_jobs and (
+                            (depth and rank + 1 >= depth)
+                            or (alive.count == 0 and (len(cycle.reservations) >= k_max
+                                                      or alive.res_count == 0))):
+                        stop = rank + 1
+                        break
+                    continue
+            job = jobs[rank]
             jid = job.job_id
             if est_l is not None:
                 est, src = est_l[rank], src_l[rank]
@@ -363,6 +392,8 @@ class _QueuePolicy:
                 break
             if not fast:
                 continue
+            if skip is not None:
+                skip.learn(rank, cycle)
             # Early stop: nothing behind this job can start, reserve or change state.
             alive.passed(rank, fail_memo, res_memo)
             if rank + 1 < n_jobs and (
@@ -381,10 +412,13 @@ class _QueuePolicy:
                          res_memo)
             memo_hits += tail.memo_rejects()
             explain.tail = tail
+        if skip is not None and skip.count:
+            explain.skipped = skip
         for jid, start, first in res_marks:
             explain.records[jid].append((_backfill_summary, backfills, first, start, now))
         tiers = self.node_tiers(cycle, ctx)
-        blocked_map = LazyBlocked(blocked, tail)
+        blocked_map = LazyBlocked(blocked, tail, skip if skip is not None and skip.count else None,
+                                  stop)
         stats = {
             "pending": n_jobs,
             "running": len(snapshot.running),
@@ -518,15 +552,23 @@ class _ShapeTracker:
         sid = int(self._shape[rank])
         st = self._state.get(sid)
         if st is None:
-            f, c = self._groups[sid]
-            ends = self._ends[self._order[f:f + c]]
-            ests = self._est[self._order[f:f + c]]
-            # [suffix-min ends, suffix-min runtimes, next position, key, may start, may reserve]
-            st = self._state[sid] = [np.minimum.accumulate(ends[::-1])[::-1].tolist(),
-                                     np.minimum.accumulate(ests[::-1])[::-1].tolist(), 0,
-                                     _SHAPE_KEYS[sid], True, True]
+            st = self._init_state(sid)
         if not (st[4] or st[5]):
             return
+        self._check(st, fail_memo, res_memo)
+
+    def _init_state(self, sid: int) -> list:
+        f, c = self._groups[sid]
+        ends = self._ends[self._order[f:f + c]]
+        ests = self._est[self._order[f:f + c]]
+        # [suffix-min ends, suffix-min runtimes, next position, key, may start, may reserve]
+        st = self._state[sid] = [np.minimum.accumulate(ends[::-1])[::-1].tolist(),
+                                 np.minimum.accumulate(ests[::-1])[::-1].tolist(), 0,
+                                 _SHAPE_KEYS[sid], True, True]
+        return st
+
+    def _check(self, st: list, fail_memo: dict, res_memo: dict) -> None:
+        """One more job of the shape has had its turn: is the shape dead now?"""
         st[2] += 1
         p = st[2]
         gone = p >= len(st[0])
@@ -542,6 +584,125 @@ class _ShapeTracker:
             if gone or (r is not None and r[1] is None and st[1][p] >= r[0]):
                 st[5] = False
                 self.res_count -= 1
+
+
+    def passed_many(self, lo: int, hi: int, fail_memo: dict, res_memo: dict) -> None:
+        """Ranks ``lo:hi`` have had their turn (the memos unchanged meanwhile): as many
+        :meth:`passed` calls, one per shape (deadness only grows with the position)."""
+        c = self.cand[lo:hi]
+        sh = self._shape[lo:hi][c]
+        if sh.size == 0:
+            return
+        sids, counts = np.unique(sh, return_counts=True)
+        for sid, cnt in zip(sids.tolist(), counts.tolist()):
+            st = self._state.get(sid)
+            if st is not None and not (st[4] or st[5]):
+                continue
+            if st is None:
+                self._init_state(sid)
+                st = self._state[sid]
+            st[2] += cnt - 1
+            self._check(st, fail_memo, res_memo)
+
+
+class _Skipper:
+    """Runs of queued jobs whose turn the memos already decide, passed over in one step.
+
+    A job's turn changes nothing and ends in a memo reject when the cycle's fail memo holds an
+    end at or before its own for its shape and either every reservation is taken or its
+    shape's reservation search failed for a runtime at or below its estimate (see
+    :meth:`~.cycle.Cycle.try_start`, :meth:`~.cycle.Cycle.reserve`); a job not yet eligible
+    is passed over in any case. Both memos are mirrored here per shape id, updated after each
+    walked job (only that job's shape can change). Reasons are kept as codes and formatted
+    when read.
+    """
+
+    CHUNK = 256
+    _NOT_ELIGIBLE, _ALL_HELD, _WALKED = -1, -2, -3
+
+    def __init__(self, policy, jobs, now, est_l, src_l, elig, shape, k_max, depth) -> None:
+        self.policy, self.jobs, self.now, self.k_max = policy, jobs, now, k_max
+        self.est_l, self.src_l = est_l, src_l
+        n = len(jobs)
+        self.est = np.asarray(est_l, dtype=float)
+        self.end = now + self.est
+        self.cand = ~(elig > now)
+        self.elig = elig
+        self.shape = shape
+        n_sid = int(shape.max()) + 1 if n else 0
+        self.memo_end = np.full(n_sid, np.inf)
+        self.res_rt = np.full(n_sid, np.inf)
+        self.res_reason = np.full(n_sid, -1, dtype=np.int64)
+        self.reasons: list[str] = []
+        self.code = np.full(n, self._WALKED, dtype=np.int64)  # per rank; >= 0: reasons[code]
+        self.limit = min(n, depth) if depth else n  # the depth cut is the walk's own stop
+        self.count = 0
+        self._rank: dict[str, int] | None = None
+
+    def learn(self, rank: int, cycle: Cycle) -> None:
+        """After a walked job: mirror its shape's memos."""
+        sid = int(self.shape[rank])
+        key = _SHAPE_KEYS[sid]
+        m = cycle.fail_memo.get(key)
+        self.memo_end[sid] = np.inf if m is None else m
+        f = cycle.res_fail.get(key)
+        if f is None:
+            self.res_rt[sid] = np.inf
+        elif f[0] != self.res_rt[sid]:
+            self.res_rt[sid] = f[0]
+            self.reasons.append(f"does not fit now; no reservation: {f[1]}")
+            self.res_reason[sid] = len(self.reasons) - 1
+
+    def _mask(self, lo: int, hi: int, all_held: bool) -> np.ndarray:
+        sh = self.shape[lo:hi]
+        dead = self.memo_end[sh] <= self.end[lo:hi]
+        if not all_held:
+            dead &= self.res_rt[sh] <= self.est[lo:hi]
+        return ~self.cand[lo:hi] | dead
+
+    def run_end(self, rank: int, all_held: bool) -> int:
+        """The first rank from ``rank`` on whose turn the memos do not decide."""
+        self._all_held = all_held
+        r = rank
+        while r < self.limit:
+            hi = min(r + self.CHUNK, self.limit)
+            m = self._mask(r, hi, all_held)
+            if not m.all():
+                return r + int(np.argmin(m))
+            r = hi
+        return max(r, rank)
+
+    def take(self, lo: int, hi: int, alive: "_ShapeTracker", fail_memo, res_memo) -> int:
+        """Pass over ranks ``lo:hi`` (all decided by the memos); returns the memo rejects."""
+        all_held = self._all_held
+        el = self.cand[lo:hi]
+        sh = self.shape[lo:hi]
+        code = np.where(el, self._ALL_HELD if all_held else self.res_reason[sh],
+                        self._NOT_ELIGIBLE)
+        self.code[lo:hi] = code
+        self.count += hi - lo
+        alive.passed_many(lo, hi, fail_memo, res_memo)
+        return int(el.sum())
+
+    _all_held = False
+
+    def is_skipped(self, rank: int) -> bool:
+        return self.code[rank] != self._WALKED
+
+    def rank_of(self, job_id: str) -> int | None:
+        if self._rank is None:
+            self._rank = {j.job_id: r for r, j in enumerate(self.jobs)}
+        r = self._rank.get(job_id)
+        return r if r is not None and self.code[r] != self._WALKED else None
+
+    def reason(self, rank: int) -> str:
+        c = int(self.code[rank])
+        if c == self._NOT_ELIGIBLE:
+            return f"not eligible before {_fmt_time(self.jobs[rank].eligible_time, self.now)}"
+        if c == self._ALL_HELD:
+            return (f"does not fit now; no reservation (all {self.k_max} "
+                    f"reservations held by higher-ranked jobs)")
+        return self.reasons[c]
 
 
 class _ShapeKeys(Mapping):
@@ -665,16 +826,24 @@ class LazyOrder(Sequence):
 
 
 class LazyBlocked(Mapping):
-    """``Plan.blocked``: the walked jobs' reasons, then the tail's, worked out when read."""
+    """``Plan.blocked``: the walked jobs' reasons, then the tail's, worked out when read (and
+    those of jobs the walk passed over, see ``_Skipper``), in queue order."""
 
-    def __init__(self, walked: dict[str, str], tail: "_Tail | None") -> None:
+    def __init__(self, walked: dict[str, str], tail: "_Tail | None",
+                 skipped: "_Skipper | None" = None, stop: int = 0) -> None:
         self._walked = walked
         self._tail = tail
+        self._skipped = skipped
+        self._stop = stop
 
     def __getitem__(self, job_id: str) -> str:
         r = self._walked.get(job_id)
         if r is not None:
             return r
+        if self._skipped is not None:
+            rank = self._skipped.rank_of(job_id)
+            if rank is not None:
+                return self._skipped.reason(rank)
         if self._tail is not None:
             rank = self._tail.rank_of(job_id)
             if rank is not None:
@@ -682,12 +851,20 @@ class LazyBlocked(Mapping):
         raise KeyError(job_id)
 
     def __iter__(self):
-        yield from self._walked
+        sk = self._skipped
+        if sk is None:
+            yield from self._walked
+        else:
+            walked = self._walked
+            for r, j in enumerate(sk.jobs[:self._stop]):
+                if sk.is_skipped(r) or j.job_id in walked:
+                    yield j.job_id
         if self._tail is not None:
             yield from self._tail.ids()
 
     def __len__(self) -> int:
-        return len(self._walked) + (len(self._tail) if self._tail is not None else 0)
+        return (len(self._walked) + (self._skipped.count if self._skipped is not None else 0)
+                + (len(self._tail) if self._tail is not None else 0))
 
     def __eq__(self, other):
         if isinstance(other, Mapping):
@@ -711,6 +888,7 @@ class LazyExplain(Mapping):
         self._done: dict[str, tuple[str, ...]] = {}
         self._factors = factors
         self.tail: _Tail | None = None  # jobs after the walk's early stop
+        self.skipped: _Skipper | None = None  # jobs the walk passed over (memo-decided)
 
     def new(self, job_id: str, rank: int, est: float, src: str) -> list:
         rec: list = [(_head_lines_at, self, rank, est, src)]
@@ -721,6 +899,11 @@ class LazyExplain(Mapping):
         rec = self.records.get(job_id)
         if rec is not None:
             return rec
+        sk = self.skipped
+        rank = sk.rank_of(job_id) if sk is not None else None
+        if rank is not None:
+            return [(_head_lines_at, self, rank, sk.est_l[rank], sk.src_l[rank]),
+                    sk.reason(rank)]
         tail = self.tail
         rank = tail.rank_of(job_id) if tail is not None else None
         if rank is None:
@@ -742,12 +925,21 @@ class LazyExplain(Mapping):
         return out
 
     def __iter__(self):
-        yield from self.records
+        sk = self.skipped
+        if sk is None:
+            yield from self.records
+        else:
+            records = self.records
+            stop = self.tail.stop if self.tail is not None else len(sk.jobs)
+            for r, j in enumerate(sk.jobs[:stop]):
+                if sk.is_skipped(r) or j.job_id in records:
+                    yield j.job_id
         if self.tail is not None:
             yield from self.tail.ids()
 
     def __len__(self) -> int:
-        return len(self.records) + (len(self.tail) if self.tail is not None else 0)
+        return (len(self.records) + (self.skipped.count if self.skipped is not None else 0)
+                + (len(self.tail) if self.tail is not None else 0))
 
 
 def _head_lines_at(explain: LazyExplain, rank, est, src):
