@@ -669,19 +669,23 @@ class Cycle:
             first[~ge[:, -1]] = np.inf
             self._first_free = fc = (key, first)
         first = fc[1]
-        r_start, r_end, r_lens, r_idx, _ = self._res_arrays()
         lo = t_min if np.isfinite(t_min) else -np.inf
         # The first candidate time at or after lo: an expected end or a reservation's end.
-        ev_lo = ev_times[np.searchsorted(ev_times, lo, side="left"):]
-        re_ok = r_end[(r_end > now) & (r_end >= lo)]
-        c0 = min(ev_lo[0] if ev_lo.size else np.inf, re_ok.min() if re_ok.size else np.inf)
-        # Per node: that time, or the first time it has the GPUs if later (an expected end).
-        cur = np.where(usable, np.maximum(first, c0), np.inf)
+        k = int(np.searchsorted(ev_times, lo, side="left"))
+        c0 = float(ev_times[k]) if k < ev_times.size else np.inf
         pk = getattr(self, "_pairs", None)
         if pk is None or pk[0] != len(self.reservations):
+            r_start, r_end, r_lens, r_idx, _ = self._res_arrays()
+            ends = np.sort(r_end[r_end > now])
             pk = self._pairs = (len(self.reservations), r_idx, np.repeat(r_start, r_lens),
-                                np.repeat(r_end, r_lens))
-        _, p_node, p_s, p_e = pk
+                                np.repeat(r_end, r_lens), ends)
+        _, p_node, p_s, p_e, res_ends = pk
+        k = int(np.searchsorted(res_ends, lo, side="left"))
+        if k < res_ends.size and res_ends[k] < c0:
+            c0 = float(res_ends[k])
+        # Per node: that time, or the first time it has the GPUs if later (an expected end).
+        cur = np.maximum(first, c0)
+        cur[~usable] = np.inf
         while True:
             st = np.maximum(cur[p_node], now)
             blk = (st + runtime > p_s) & (st < p_e)
@@ -752,8 +756,11 @@ class Cycle:
             r_start, r_end = self._res_arrays()[:2]
             over = np.flatnonzero((r_start < end) & (start < r_end))
             if over.size:
-                cells = np.ix_(over, choice.idx)  # node indices of a choice are distinct
                 mat = self._spare_mat
+                if whole and len(choice.idx) == 1:
+                    mat[over, int(choice.idx[0])] = 0
+                    over = over[:0]
+                cells = np.ix_(over, choice.idx)  # node indices of a choice are distinct
                 if whole:
                     mat[cells] = 0
                 else:
