@@ -11,17 +11,14 @@ Defaults: Philly jobs 50551..50950 of shared/traces/philly-2017-sep-oct.csv (400
 them multi-node), run times and limits / 30, arrivals / 120, jobs cut at 6 h (a partition
 MaxTime), ladder time limits (seed 0); each run takes about 15 minutes.
 
-Measured 2026-11-21 on the 2-core dev machine (trace seconds; waits include ~1-2 s wall of
-Slurm launch latency, x30):
-  --arrival-speedup 900 (queueing):   plain Slurm   steered by kant (daemon --interval 2)
-    GAR mean / GFR mean                0.871 / 0.200  0.843 / 0.235
-    stranded GPU share (node / leaf)   0.729 / 0.821  0.725 / 0.824
-    wait mean / p50 / p90 / p99        614 / 450 / 1380 / 2190   669 / 390 / 1530 / 2310
-    wait mean 1 | 2-8 | 9-64 GPUs      599 | 933 | 206           662 | 926 | 236
-    not started                        0                          0
-    daemon cycles                      442, p50 0.17 s, p95 0.72 s, max 2.5 s (429 under 1 s)
-  --arrival-speedup 120 (light load, no queueing): GFR 0.165 vs 0.198, waits equal within
-    launch latency. Steering did not reach the issue's goals on this slice (see the report).
+Measured 2026-11-21 on the 2-core dev machine (trace seconds; load 2-4 from other work), with
+--arrival-speedup 900, best-fit node weights and multi-node pins (README has the full table):
+                          plain Slurm (2 runs)       kant daemon 2 s   kant daemon 5 s
+    GFR mean              0.200 / 0.268              0.131             0.191
+    wait mean             614 / 618                  739               600
+    8+ GPUs mean / max    440 / 3120, 446 / 3600     451 / 2340        452 / 3270
+    not started           0                          0                 0
+    daemon cycles p95     -                          0.63 s            0.73 s
 """
 
 from __future__ import annotations
