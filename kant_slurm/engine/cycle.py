@@ -499,6 +499,9 @@ class Cycle:
     """One-node jobs under whole-node reservations: :meth:`_earliest_single` instead of the
     matrix (the same answer; a differential test holds it)."""
 
+    PROFILE_CHUNK = 32
+    """Candidate times in the matrix search's first chunk (then 4x as many each time)."""
+
     MATRIX_CELLS = 250_000
     """Above this many (times x nodes) cells the reservation search sweeps instead of building
     the availability profile as one matrix."""
@@ -625,8 +628,14 @@ class Cycle:
         if window_end is not None and times[-1] > window_end:
             cut = int(np.searchsorted(times, window_end, side="right"))
             times, late = times[:cut], times[cut:]
-        if times.size:
-            avail_t, starts, ends = self._avail_matrix(job, runtime, usable, times)
+        # In growing chunks of candidate times: the start is usually among the first few, and
+        # each column depends on its own time only.
+        lo_c, size = 0, self.PROFILE_CHUNK
+        while lo_c < times.size:
+            chunk = times[lo_c:lo_c + size]
+            lo_c += size
+            size *= 4
+            avail_t, starts, ends = self._avail_matrix(job, runtime, usable, chunk)
             ok = np.count_nonzero(avail_t >= job.gpus_per_node, axis=0) >= job.num_nodes
             for row in np.flatnonzero(ok).tolist():
                 col = np.ascontiguousarray(avail_t[:, row])

@@ -18,12 +18,13 @@ from kant_slurm.model import ClusterSnapshot, Job
 from test_engine_fastpath import NOW, _plan_fields, deep_queues
 
 
-def _plans(snap, cfg, single_fast: bool, cycles: int = 3):
-    pol = get_policy("slurm", cfg)
+def _plans(snap, cfg, single_fast: bool, cycles: int = 3, policy: str = "slurm",
+           chunk: int = 32):
+    pol = get_policy(policy, cfg)
     out = []
     now = NOW
-    old = Cycle.single_fast
-    Cycle.single_fast = single_fast
+    old, old_chunk = Cycle.single_fast, Cycle.PROFILE_CHUNK
+    Cycle.single_fast, Cycle.PROFILE_CHUNK = single_fast, chunk
     try:
         for c in range(cycles):
             p = pol.plan(snap, now)
@@ -36,7 +37,7 @@ def _plans(snap, cfg, single_fast: bool, cycles: int = 3):
             now += 600.0
             snap = ClusterSnapshot.idle(snap.inventory, jobs, taken_at=now)
     finally:
-        Cycle.single_fast = old
+        Cycle.single_fast, Cycle.PROFILE_CHUNK = old, old_chunk
     return out
 
 
@@ -45,6 +46,14 @@ def _plans(snap, cfg, single_fast: bool, cycles: int = 3):
 def test_one_node_search_equals_the_matrix_search(snap, max_test):
     cfg = config_from_dict({"backfill": {"max_job_test": max_test}})
     assert _plans(snap, cfg, True) == _plans(snap, cfg, False)
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deep_queues(), st.sampled_from(["kant", "slurm"]), st.sampled_from([1, 3, 8]))
+def test_chunked_matrix_search_equals_the_whole_matrix(snap, policy, k_res):
+    cfg = config_from_dict({"backfill": {"reservations": k_res}})
+    assert (_plans(snap, cfg, False, policy=policy, chunk=2)
+            == _plans(snap, cfg, False, policy=policy, chunk=10**9))
 
 
 def test_one_node_search_is_used_and_finds_the_hand_computed_start():
