@@ -240,6 +240,7 @@ class Cycle:
         self.has_cpus = np.asarray(inv.cpus_total) > 0
         self.weight = np.asarray(snap.weight, dtype=np.int64)
         self._usable_cache: dict = {}
+        self._pool_size: dict = {}
         self._gsum: dict = {}
         self._leaf_aggs: dict = {}
         self._lim_aggs: dict = {}
@@ -255,7 +256,7 @@ class Cycle:
         self.fail_memo = {}
         self.res_memo: dict = {}  # shape -> (runtime, start or None, reason), read by the walk
         self.res_fail: dict = {}  # shape -> (shortest runtime whose search failed, reason)
-        self.res_ok: dict = {}  # shape -> [(runtime, reserved start)]
+        self.res_ok: dict = {}  # shape -> {runtime: latest reserved start}
         self.service_counts = {}
 
     # ----------------------------------------------------------------------------- timeline
@@ -458,9 +459,13 @@ class Cycle:
         usable = self.usable(job)
         need = job.num_nodes * job.gpus_per_node
         key = self.shape_key(job)
-        if int(np.sum(self.total[usable])) < need or int(usable.sum()) < job.num_nodes:
-            reason = (f"can never fit: its pool has {int(usable.sum())} usable nodes with "
-                      f"{int(np.sum(self.total[usable]))} GPUs")
+        size = self._pool_size.get(id(usable))
+        if size is None:  # (usable nodes, their GPUs): per mask object, fixed in a cycle
+            size = self._pool_size[id(usable)] = (int(usable.sum()),
+                                                  int(np.sum(self.total[usable])))
+        if size[1] < need or size[0] < job.num_nodes:
+            reason = (f"can never fit: its pool has {size[0]} usable nodes with "
+                      f"{size[1]} GPUs")
             self.res_memo[key] = (0.0, None, reason)  # the same for every job of this shape
             self.res_fail[key] = (0.0, reason)
             return None, reason
@@ -474,7 +479,7 @@ class Cycle:
         t_min = -np.inf
         oks = self.res_ok.get(key)
         if oks:
-            for r_rt, r_start in oks:
+            for r_rt, r_start in oks.items():
                 if r_rt <= runtime and r_start > t_min:
                     t_min = r_start
         n_times = self.n_events + len(self.reservations)
@@ -488,8 +493,9 @@ class Cycle:
             self.res_memo[key] = (runtime, None, reason)
         else:
             if oks is None:
-                oks = self.res_ok[key] = []
-            oks.append((runtime, res.start))
+                oks = self.res_ok[key] = {}
+            if res.start > oks.get(runtime, -np.inf):  # the latest start per runtime is enough
+                oks[runtime] = res.start
             prev = self.res_memo.get(key)
             if prev is None or (prev[1] is not None and runtime <= prev[0]):
                 self.res_memo[key] = (runtime, res.start, reason)
@@ -756,11 +762,15 @@ class Cycle:
                 avail_now: np.ndarray) -> _Res:
         """Keep a reservation: its spare room, and less room for overlapping earlier ones."""
         whole = self.whole_node_reservations
-        spare = avail_now.astype(np.int64)
-        spare[choice.idx] -= choice.gpus
-        if whole:
+        if whole and avail_now.dtype == np.int64 and (avail_now >= 0).all():
+            spare = avail_now  # a fresh array from the search
             spare[choice.idx] = 0
-        spare = np.maximum(spare, 0)
+        else:
+            spare = avail_now.astype(np.int64)
+            spare[choice.idx] -= choice.gpus
+            if whole:
+                spare[choice.idx] = 0
+            spare = np.maximum(spare, 0)
         if self.reservations:
             r_start, r_end = self._res_arrays()[:2]
             over = np.flatnonzero((r_start < end) & (start < r_end))
