@@ -483,7 +483,15 @@ class Cycle:
                 if r_rt <= runtime and r_start > t_min:
                     t_min = r_start
         n_times = self.n_events + len(self.reservations)
-        if n_times * len(self.free) <= self.MATRIX_CELLS:
+        got = None
+        if (self.single_fast and self.whole_node_reservations and job.num_nodes == 1
+                and job.gpus_per_node >= 1):
+            got = self._earliest_single(job, runtime, select, usable, t_min,
+                                        "no start found: not enough capacity frees up when "
+                                        "running jobs end")
+        if got is not None:
+            res, reason = got
+        elif n_times * len(self.free) <= self.MATRIX_CELLS:
             res, reason = self._profile(job, runtime, select, usable, t_min)
         else:
             res, reason = self._sweep(job, runtime, select, usable, need, t_min)
@@ -555,6 +563,36 @@ class Cycle:
         self._free_cache = (key, (ev_times, free_ev))
         return ev_times, free_ev
 
+    def _node_releases(self):
+        """Releases node by node: (time, node, GPUs free on that node after it) per (release,
+        node) pair, node-major and in time order within a node, plus the unique release
+        times; cached until a job starts. Linear in the releases, whatever the cluster size
+        (the (nodes x times) profile is not built)."""
+        key = len(self._extra)
+        cache = getattr(self, "_nr_cache", None)
+        if cache is not None and cache[0] == key:
+            return cache[1]
+        ev_t, ev_lens, ev_idx, ev_g = self._event_arrays()
+        t = np.repeat(ev_t, ev_lens)
+        order = np.lexsort((t, ev_idx))  # by node, then time (stable: equal times keep order)
+        node, tt, gg = ev_idx[order], t[order], ev_g[order].astype(np.int64)
+        cum = np.cumsum(gg)
+        if node.size:
+            starts = np.flatnonzero(np.r_[True, node[1:] != node[:-1]])
+            base = np.repeat(cum[starts] - gg[starts], np.diff(np.r_[starts, node.size]))
+            cum = cum - base + self.free[node]
+        out = (tt, node, cum, np.unique(ev_t))
+        self._nr_cache = (key, out)
+        return out
+
+    def _free_at(self, t: float) -> np.ndarray:
+        """Free GPUs per node after every release at or before ``t``."""
+        ev_t, ev_lens, ev_idx, ev_g = self._event_arrays()
+        k = int(np.searchsorted(ev_t, t, side="right"))
+        m = int(ev_lens[:k].sum())
+        return self.free + np.bincount(ev_idx[:m], weights=ev_g[:m],
+                                       minlength=len(self.free)).astype(np.int64)
+
     def _res_arrays(self):
         """Reservations as flat arrays: starts, ends, node counts, node indices, GPUs (views of
         buffers grown by doubling as reservations are added, never rebuilt)."""
@@ -617,11 +655,6 @@ class Cycle:
         backfill window the times inside it are looked at first; past it only whether some
         time would fit matters (it decides the reason given)."""
         no_start = "no start found: not enough capacity frees up when running jobs end"
-        if (self.single_fast and self.whole_node_reservations and job.num_nodes == 1
-                and job.gpus_per_node >= 1 and self.reservations):
-            got = self._earliest_single(job, runtime, select, usable, t_min, no_start)
-            if got is not None:
-                return got
         ev_times, free_ev = self._free_profile()
         r_end = self._res_arrays()[1]
         lo_t = t_min if np.isfinite(t_min) else -np.inf
@@ -674,14 +707,17 @@ class Cycle:
         Returns None (use the matrix) when the selector turns that time down."""
         now = self.now
         g = job.gpus_per_node
-        ev_times, free_ev = self._free_profile()
+        p_time, p_node_ev, p_cum, ev_times = self._node_releases()
         key = (len(self._extra), g)
         fc = getattr(self, "_first_free", None)
         if fc is None or fc[0] != key:
-            ge = free_ev >= g
-            col = np.argmax(ge, axis=1)
-            first = np.where(col == 0, -np.inf, ev_times[np.maximum(col - 1, 0)])
-            first[~ge[:, -1]] = np.inf
+            # Per node, the first release after which it has g GPUs free (-inf: free now).
+            first = np.full(len(self.free), np.inf)
+            first[self.free >= g] = -np.inf
+            hit = np.flatnonzero(p_cum >= g)
+            if hit.size:
+                nodes, at = np.unique(p_node_ev[hit], return_index=True)
+                first[nodes] = np.minimum(first[nodes], p_time[hit[at]])
             self._first_free = fc = (key, first)
         first = fc[1]
         lo = t_min if np.isfinite(t_min) else -np.inf
@@ -717,7 +753,7 @@ class Cycle:
         end = start + runtime
         held = np.zeros(len(self.free), dtype=bool)
         held[p_node[(start + runtime > p_s) & (start < p_e)]] = True
-        free_t = free_ev[:, int(np.searchsorted(ev_times, t, side="right"))]
+        free_t = self._free_at(t)
         col = np.minimum(np.where(held, 0, free_t), self.total)
         col[~usable] = -1
         choice = select(self, job, col)
