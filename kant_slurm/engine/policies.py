@@ -197,9 +197,13 @@ class _QueuePolicy:
         rows = table.rows(pending, lambda j: self._static_row(j, snapshot))
         if rows is None:
             return None
-        keys, est, src, elig, shape, idkeys = rows
+        keys, est, src, elig, shape, idkeys, idnum = rows
         if len(pending) == 0:
             perm = np.empty(0, dtype=np.int64)
+        elif not np.isnan(idnum).any():
+            # All ids numeric: the id order is their number, the last sort key.
+            cols = self.sort_keys(keys, now)
+            perm = np.lexsort([idnum] + cols[::-1])
         else:
             cols = self.sort_keys(keys, now)
             perm = np.lexsort(cols[::-1])
@@ -227,9 +231,11 @@ class _QueuePolicy:
         if keys is None:
             return None
         est, src = self.estimate(job)
+        jid = job.job_id
         return (keys, est, src,
                 job.eligible_time if job.eligible_time is not None else np.nan,
-                _shape_id(shape_key(job)), scoring._id_key(job.job_id))
+                _shape_id(shape_key(job)), scoring._id_key(jid),
+                float(jid) if jid.isascii() and jid.isdigit() and len(jid) < 16 else np.nan)
 
     # -- the cycle ---------------------------------------------------------------------
     SKIP_MIN_QUEUE = 64
@@ -462,6 +468,7 @@ class _JobTable:
         self.elig = np.empty(0)
         self.shape = np.empty(0, dtype=np.int64)
         self.idkeys = np.empty(0, dtype=object)
+        self.idnum = np.empty(0)  # the id as a number when it is all digits, else nan
         self.static = True
 
     def rows(self, pending: Sequence[Job], compute):
@@ -498,8 +505,10 @@ class _JobTable:
             elig[h] = self.elig[ph]
             shape[h] = self.shape[ph]
         idkeys = np.empty(n, dtype=object)
+        idnum = np.empty(n)
         if h.size:
             idkeys[h] = self.idkeys[ph]
+            idnum[h] = self.idnum[ph]
         if miss:
             m = np.asarray(miss)
             keys[m] = [r[0] for r in new]
@@ -507,6 +516,7 @@ class _JobTable:
             src[m] = [r[2] for r in new]
             elig[m] = [r[3] for r in new]
             shape[m] = [r[4] for r in new]
+            idnum[m] = [r[6] for r in new]
             for i, r in zip(miss, new):
                 idkeys[i] = r[5]
         srt = np.argsort(ids, kind="stable")
@@ -514,7 +524,8 @@ class _JobTable:
         self.jobs = pending  # keeps the ids valid
         self.keys, self.est, self.src = keys[srt], est[srt], src[srt]
         self.elig, self.shape, self.idkeys = elig[srt], shape[srt], idkeys[srt]
-        return keys, est, src, elig, shape, idkeys
+        self.idnum = idnum[srt]
+        return keys, est, src, elig, shape, idkeys, idnum
 
 
 class _ShapeTracker:
