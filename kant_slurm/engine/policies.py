@@ -293,7 +293,8 @@ class _QueuePolicy:
         n_jobs = len(jobs)
         stop = n_jobs  # rank where the walk stopped (the rest: decided without walking)
         if fast and n_jobs:
-            alive = _ShapeTracker(now, est_l, elig_a, shape_a)
+            # Strict order stops at the first blocked job: no shape tracking needed.
+            alive = _NoTracker() if self.strict else _ShapeTracker(now, est_l, elig_a, shape_a)
             fail_memo = cycle.fail_memo
             res_memo = cycle.res_memo
         # Deep queue, no gates: runs of jobs that the memos already decide (their shape failed
@@ -614,6 +615,18 @@ class _ShapeTracker:
                 st = self._state[sid]
             st[2] += cnt - 1
             self._check(st, fail_memo, res_memo)
+
+
+class _NoTracker:
+    """The shape tracker of a strict-order walk (which stops at its first blocked job)."""
+
+    count = res_count = 1
+
+    def passed(self, rank, fail_memo, res_memo) -> None:
+        pass
+
+    def passed_many(self, lo, hi, fail_memo, res_memo) -> None:
+        pass
 
 
 class _Skipper:
