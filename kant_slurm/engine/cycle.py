@@ -814,12 +814,12 @@ class Cycle:
                 mat = self._spare_mat
                 if whole and len(choice.idx) == 1:
                     mat[over, int(choice.idx[0])] = 0
-                    over = over[:0]
-                cells = np.ix_(over, choice.idx)  # node indices of a choice are distinct
-                if whole:
-                    mat[cells] = 0
                 else:
-                    mat[cells] = np.maximum(mat[cells] - choice.gpus, 0)
+                    cells = np.ix_(over, choice.idx)  # node indices of a choice are distinct
+                    if whole:
+                        mat[cells] = 0
+                    else:
+                        mat[cells] = np.maximum(mat[cells] - choice.gpus, 0)
         res = _Res(job.job_id, start, end, choice.idx, choice.gpus, self._spare_row(spare))
         self.reservations.append(res)
         self.last_reservation_choice = choice
