@@ -108,6 +108,14 @@ def main() -> None:
               f"(plan {r['plan_s']:.1f}s, {r['cycles']:,} cycles, {r['cycles_skipped']:,} "
               f"skipped) total={r['total_s']:.1f}s peak_rss={r['peak_rss_mib']:.0f}MiB",
               flush=True)
+        # The metrics right away too: a long run stopped later keeps the finished policies'.
+        print(f"       GAR={r['gar_mean']:.3f} SOR={r['sor']:.3f} GFR={r['gfr_mean']:.3f} "
+              f"stranded={r['stranded_gpu_share']:.3f} wait mean/p50/p90/p99="
+              f"{r['wait_mean_s']:.0f}/{r['wait_p50_s']:.0f}/{r['wait_p90_s']:.0f}/"
+              f"{r['wait_p99_s']:.0f}s JCT={r['jct_mean_s']:.0f}s backfilled={r['backfilled']:,}",
+              flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1, default=float))
     from kant_slurm.report.tables import headline_table, wait_by_table
 
     print()
