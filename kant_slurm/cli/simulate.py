@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from pathlib import Path
@@ -13,24 +14,38 @@ from .options import echo_json, json_option
 
 
 class _Progress:
-    """A one-line progress bar on stderr, only when stderr is a terminal."""
+    """A one-line progress display on stderr, only when stderr is a terminal: one bar while
+    policies run one after another, one percentage per policy while they run side by side."""
 
-    def __init__(self, enabled: bool) -> None:
+    def __init__(self, enabled: bool, parallel: bool = False) -> None:
         self.enabled = enabled
+        self.parallel = parallel
         self.t0 = time.monotonic()
         self.last = 0.0
+        self.state: dict[str, tuple[int, int]] = {}
 
     def __call__(self, policy: str, done: int, total: int) -> None:
         if not self.enabled:
             return
+        self.state[policy] = (done, total)
         now = time.monotonic()
-        if done < total and now - self.last < 0.2:
+        finished = all(d >= t for d, t in self.state.values())
+        if not (done >= total) and now - self.last < 0.2:
             return
         self.last = now
+        if self.parallel:
+            parts = "  ".join(f"{p} {100 * d // max(t, 1):3d}%" for p, (d, t) in
+                              self.state.items())
+            click.echo(f"\r{parts}  {now - self.t0:5.1f}s", err=True, nl=False)
+            return
         width = 30
         filled = int(width * done / max(total, 1))
         click.echo(f"\r{policy:>6} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} "
-                   f"jobs  {now - self.t0:5.1f}s", err=True, nl=done >= total)
+                   f"jobs  {now - self.t0:5.1f}s", err=True, nl=done >= total and finished)
+
+    def close(self) -> None:
+        if self.enabled and self.parallel and self.state:
+            click.echo("", err=True)
 
 
 def _load_cluster(cluster_path, slurm_conf):
@@ -83,10 +98,13 @@ def _load_cluster(cluster_path, slurm_conf):
               default=None, help="kant config merged over the defaults [env KANT_CONFIG].")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
               help="Also write a self-contained HTML report with plots.")
+@click.option("--workers", type=click.IntRange(1), default=None,
+              help="Policies replayed at once, one process each (default: the CPU count, at "
+                   "most the number of policies; 1 = one after another). Same results.")
 @json_option
 def simulate_cmd(trace_path, trace_format, inference_path, inference_share, inference_offset,
                  cluster_path, slurm_conf, policies, seed, time_limit_model, interval,
-                 procs_per_gpu, openb_mode, config_path, html_path, as_json):
+                 procs_per_gpu, openb_mode, config_path, html_path, workers, as_json):
     """Replay a real job trace on a virtual cluster under each policy and compare the Kant
     metrics side by side: GAR, SOR, GFR (+ stranded GPUs), waits (JWTD), JCT, makespan.
     The simulator drives the real engine; times are trace seconds.
@@ -117,10 +135,13 @@ def simulate_cmd(trace_path, trace_format, inference_path, inference_share, infe
 
         trace = mix_workload(trace, read_alibaba_inference(inference_path), cluster.total_gpus,
                              share=inference_share, seed=seed, offset=inference_offset)
-    progress = _Progress(sys.stderr.isatty() and not as_json)
+    if workers is None:
+        workers = min(len(names), os.cpu_count() or 1)
+    progress = _Progress(sys.stderr.isatty() and not as_json, parallel=workers > 1)
     comparison = compare_policies(trace, cluster, names, config=config, seed=seed,
                                   time_limit_model=time_limit_model, interval=interval,
-                                  progress=progress)
+                                  progress=progress, workers=workers)
+    progress.close()
     if html_path:
         from ..report.html import simulate_html
 

@@ -64,14 +64,100 @@ def _engine_config(config, cluster: ClusterSpec):
     return config
 
 
+# What a worker process needs, set by the parent just before the pool forks (the classifier is a
+# closure and the workload a large table: inherited through fork, not pickled per task).
+_SHARED: dict[str, Any] = {}
+
+
+def _run_policy(name: str, progress: Callable[[int, int], None] | None = None) -> PolicyRun:
+    """Replay the shared workload under one policy and measure it."""
+    from ..engine.registry import get_policy
+
+    sh = _SHARED
+    cluster = sh["cluster"]
+    policy = get_policy(name, sh["config"])
+    result = Simulator(cluster.inventory, sh["workload"], policy, settings=sh["settings"],
+                       classifier=sh["classifier"], progress=progress).run()
+    result.policy = name
+    default_sla = sh["default_sla"]
+    window = scheduling_window(result.records)
+    occ = occupancy(result.records, cluster.inventory, window)
+    head = summarize(result.records, occ, default_sla) | {"sim_seconds": result.sim_seconds}
+    det = details(result.records, occ, cluster.inventory, default_sla) | {
+        "window_s": [window[0], window[1]], "cycles": result.cycles,
+        "cycles_skipped": result.cycles_skipped, "plan_seconds": result.plan_seconds,
+        "preempt_polls": result.preempt_cycles,
+    }
+    if cluster.inference_zone:
+        # GFR inside and outside the inference zone: spread 1-GPU replicas leave zone nodes
+        # partly used by design; training fragmentation shows outside it.
+        zone = np.zeros(len(cluster.inventory), dtype=bool)
+        zone[[cluster.inventory.index[n] for n in cluster.inference_zone]] = True
+        det["gfr_zone_mean"] = occupancy(result.records, cluster.inventory, window,
+                                         nodes=zone).gfr.mean()
+        det["gfr_outside_zone_mean"] = occupancy(result.records, cluster.inventory, window,
+                                                 nodes=~zone).gfr.mean()
+    if result.stopped_full:
+        det["fill_stop"] = {"jobs_started": result.starts,
+                            "gar_at_stop": float(occ.gar.values[-1]),
+                            "gfr_at_stop": float(occ.gfr.values[-1])}
+        result.notes.append(
+            f"{name}: fill stopped after {result.starts:,} jobs started; at the stop GAR "
+            f"{det['fill_stop']['gar_at_stop']:.3f}, GFR {det['fill_stop']['gfr_at_stop']:.3f}")
+    return PolicyRun(result=result, headline=head, detail=det, occupancy=occ)
+
+
+def _worker(name: str) -> PolicyRun:
+    queue = _SHARED.get("queue")
+    report = (lambda done, total: queue.put((name, done, total))) if queue is not None else None
+    return _run_policy(name, report)
+
+
+def _run_parallel(policies: Sequence[str], workers: int,
+                  progress: Callable[[str, int, int], None] | None) -> dict[str, PolicyRun]:
+    """One process per policy, at most ``workers`` at a time; progress relayed from the
+    children through a queue. Each replay is deterministic, so the results are the same as
+    one after another; only the wall time changes."""
+    import concurrent.futures as cf
+    import multiprocessing as mp
+    import queue as queue_mod
+
+    ctx = mp.get_context("fork")
+    q = ctx.Queue() if progress else None
+    _SHARED["queue"] = q
+    runs: dict[str, PolicyRun] = {}
+    try:
+        with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
+            futures = {pool.submit(_worker, name): name for name in policies}
+            pending = set(futures)
+            while pending:
+                done, pending = cf.wait(pending, timeout=0.2)
+                while q is not None:
+                    try:
+                        progress(*q.get_nowait())
+                    except queue_mod.Empty:
+                        break
+                for fut in done:
+                    runs[futures[fut]] = fut.result()  # a child's error is raised here
+    finally:
+        _SHARED.pop("queue", None)
+    return {name: runs[name] for name in policies}
+
+
 def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str], *,
                      config=None, seed: int = 0, time_limit_model: str = "ladder",
                      interval: float = 30.0,
-                     progress: Callable[[str, int, int], None] | None = None) -> Comparison:
-    """Replay ``trace`` on ``cluster`` once per policy (same workload each time) and measure."""
+                     progress: Callable[[str, int, int], None] | None = None,
+                     workers: int = 1) -> Comparison:
+    """Replay ``trace`` on ``cluster`` once per policy (same workload each time) and measure.
+
+    ``workers`` > 1 runs the policies in that many processes at once (Linux fork); the results
+    are identical, the wall time is that of the slowest policy rather than the sum."""
     from ..engine.registry import get_policy
 
     config = _engine_config(config, cluster)
+    for name in policies:  # an unknown name fails here, before any replay or process starts
+        get_policy(name, config)
     try:
         from ..engine.classify import make_classifier
 
@@ -83,38 +169,20 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
     jobs = apply_time_limits(trace.jobs, time_limit_model, seed)
     workload = prepare_workload(jobs, cluster.inventory)
     settings = SimSettings(interval=interval, fill_until_full=trace.fill_until_full)
-    runs: dict[str, PolicyRun] = {}
-    for name in policies:
-        policy = get_policy(name, config)
-        cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
-        result = Simulator(cluster.inventory, workload, policy, settings=settings,
-                           classifier=classifier, progress=cb).run()
-        result.policy = name
-        window = scheduling_window(result.records)
-        occ = occupancy(result.records, cluster.inventory, window)
-        head = summarize(result.records, occ, default_sla) | {"sim_seconds": result.sim_seconds}
-        det = details(result.records, occ, cluster.inventory, default_sla) | {
-            "window_s": [window[0], window[1]], "cycles": result.cycles,
-            "cycles_skipped": result.cycles_skipped, "plan_seconds": result.plan_seconds,
-            "preempt_polls": result.preempt_cycles,
-        }
-        if cluster.inference_zone:
-            # GFR inside and outside the inference zone: spread 1-GPU replicas leave zone nodes
-            # partly used by design; training fragmentation shows outside it.
-            zone = np.zeros(len(cluster.inventory), dtype=bool)
-            zone[[cluster.inventory.index[n] for n in cluster.inference_zone]] = True
-            det["gfr_zone_mean"] = occupancy(result.records, cluster.inventory, window,
-                                             nodes=zone).gfr.mean()
-            det["gfr_outside_zone_mean"] = occupancy(result.records, cluster.inventory, window,
-                                                     nodes=~zone).gfr.mean()
-        if result.stopped_full:
-            det["fill_stop"] = {"jobs_started": result.starts,
-                                "gar_at_stop": float(occ.gar.values[-1]),
-                                "gfr_at_stop": float(occ.gfr.values[-1])}
-            result.notes.append(
-                f"{name}: fill stopped after {result.starts:,} jobs started; at the stop GAR "
-                f"{det['fill_stop']['gar_at_stop']:.3f}, GFR {det['fill_stop']['gfr_at_stop']:.3f}")
-        runs[name] = PolicyRun(result=result, headline=head, detail=det, occupancy=occ)
+    _SHARED.clear()
+    _SHARED.update(cluster=cluster, config=config, workload=workload, settings=settings,
+                   classifier=classifier, default_sla=default_sla)
+    try:
+        if workers > 1 and len(policies) > 1:
+            runs = _run_parallel(policies, min(workers, len(policies)), progress)
+        else:
+            runs = {}
+            for name in policies:
+                cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress \
+                    else None
+                runs[name] = _run_policy(name, cb)
+    finally:
+        _SHARED.clear()
     first = next(iter(runs.values())).result.records if runs else pd.DataFrame()
     counts = Counter(first["job_class"]) if len(first) else Counter()
     sources = Counter(first["class_source"]) if len(first) else Counter()

@@ -45,6 +45,33 @@ def test_json_has_one_object_per_policy_with_the_issue_keys(tmp_path):
     assert doc["job_classes"] == {"training": 150}
 
 
+def test_policies_side_by_side_give_the_same_records_as_one_after_another(tmp_path):
+    import pandas as pd
+
+    from kant_slurm.sim.cluster import load_cluster_spec
+    from kant_slurm.sim.run import compare_policies
+    from kant_slurm.sim.traces import read_trace
+
+    spec = tmp_path / "c.yaml"
+    spec.write_text(CLUSTER)
+    trace = read_trace(_small_trace(tmp_path, 120), "philly")
+    cluster = load_cluster_spec(spec)
+    seen = []
+    one = compare_policies(trace, cluster, ["fifo", "slurm", "kant"], workers=1)
+    two = compare_policies(trace, cluster, ["fifo", "slurm", "kant"], workers=2,
+                           progress=lambda *a: seen.append(a))
+    assert list(two.runs) == ["fifo", "slurm", "kant"]
+    for name in one.runs:
+        pd.testing.assert_frame_equal(one.runs[name].result.records,
+                                      two.runs[name].result.records)
+        a = pd.Series({k: v for k, v in one.runs[name].headline.items() if k != "sim_seconds"})
+        b = pd.Series({k: v for k, v in two.runs[name].headline.items() if k != "sim_seconds"})
+        pd.testing.assert_series_equal(a, b)  # NaN (no inference jobs) equals NaN here
+    # progress came back from the worker processes, ending at 120 of 120 for each policy
+    assert {(p, d, t) for p, d, t in seen if d == t} == {(p, 120, 120)
+                                                         for p in ("fifo", "slurm", "kant")}
+
+
 def test_table_and_html(tmp_path):
     spec = tmp_path / "c.yaml"
     spec.write_text(CLUSTER)
