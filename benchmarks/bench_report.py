@@ -3,7 +3,8 @@
 
 Step 1 (``build``) writes a sacct-format history (``SLURM_TIME_FORMAT=%s sacct -a -X -D -P``
 with the fields of :data:`kant_slurm.slurm.accounting.SACCT_FIELDS`) built from the shapes of the
-real traces in ``shared/traces`` (nothing of them is copied into the repository):
+real traces bundled in the repository (``benchmarks/traces``, ``kant_slurm/data/traces``;
+``KANT_TRACES=DIR`` reads the two CSV files from DIR instead):
 
 - training / batch jobs: (GPUs, run time) pairs drawn with replacement from the Philly trace
   (philly-2017-sep-oct.csv), arrival gaps drawn from its inter-arrival gaps, account = its
@@ -42,7 +43,20 @@ from pathlib import Path
 
 import numpy as np
 
-TRACES = Path(os.environ.get("KANT_TRACES", "/work/shared/traces"))
+ROOT = Path(__file__).resolve().parent.parent
+_TRACES_DIR = os.environ.get("KANT_TRACES")
+
+
+def _trace_file(name: str) -> Path:
+    """``name`` (a CSV) from KANT_TRACES when set, else its gzipped copy bundled in the repo."""
+    if _TRACES_DIR:
+        return Path(_TRACES_DIR) / name
+    for d in (ROOT / "benchmarks" / "traces", ROOT / "kant_slurm" / "data" / "traces"):
+        if (d / f"{name}.gz").exists():
+            return d / f"{name}.gz"
+    raise SystemExit(f"{name}: not bundled and KANT_TRACES is not set")
+
+
 GPN = 8
 LEAF = 8
 T0 = 1_700_000_000.0  # epoch of the first submit (2023-11-14)
@@ -51,7 +65,7 @@ T0 = 1_700_000_000.0  # epoch of the first submit (2023-11-14)
 def _philly(rng: np.random.Generator, n: int):
     import pandas as pd
 
-    d = pd.read_csv(TRACES / "philly-2017-sep-oct.csv", parse_dates=["timestamp"])
+    d = pd.read_csv(_trace_file("philly-2017-sep-oct.csv"), parse_dates=["timestamp"])
     secs = d["timestamp"].to_numpy().astype("datetime64[s]").astype(np.int64)
     gaps = np.diff(secs).astype(float)
     pick = rng.integers(0, len(d), n)
@@ -63,7 +77,7 @@ def _philly(rng: np.random.Generator, n: int):
 def _dlrm_lifetimes(rng: np.random.Generator, n: int) -> np.ndarray:
     import pandas as pd
 
-    a = pd.read_csv(TRACES / "alibaba-dlrm-inference-2025.csv")
+    a = pd.read_csv(_trace_file("alibaba-dlrm-inference-2025.csv"))
     a = a[(a["role"] == "HN")]
     life = (a["deletion_time"] - a["scheduled_time"]).dropna().to_numpy(float)
     life = life[life > 0]

@@ -7,7 +7,7 @@ daemon's cycle times, and writes everything (records included) to --out for sim_
 
     python benchmarks/real_cluster_compare.py --out /tmp/kant-real-compare.json
 
-Defaults: Philly jobs 50551..50950 of shared/traces/philly-2017-sep-oct.csv (400 jobs, 16 of
+Defaults: Philly jobs 50551..50950 of benchmarks/traces/philly-2017-sep-oct.csv.gz (400 jobs, 16 of
 them multi-node), run times and limits / 30, arrivals / 120, jobs cut at 6 h (a partition
 MaxTime), ladder time limits (seed 0); each run takes about 15 minutes.
 
@@ -37,8 +37,9 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_TRACE = Path(os.environ.get("KANT_SHARED", ROOT.parent / "shared")) / "traces" / \
-    "philly-2017-sep-oct.csv"
+DEFAULT_TRACE = (Path(os.environ["KANT_TRACES"]) / "philly-2017-sep-oct.csv"
+                 if os.environ.get("KANT_TRACES")
+                 else ROOT / "benchmarks" / "traces" / "philly-2017-sep-oct.csv.gz")
 
 
 def log(msg: str) -> None:

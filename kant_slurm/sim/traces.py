@@ -458,11 +458,12 @@ def guess_format(path) -> str:
         return "swf"
     if name.endswith(".json"):
         return "sacct"
+    opener = gzip.open if name.endswith(".gz") else open
     try:
-        with open(path, encoding="utf-8", errors="replace") as fh:
+        with opener(path, "rt", encoding="utf-8", errors="replace") as fh:
             first = fh.readline()
     except OSError as exc:
-        raise InputError(f"{path}: cannot read trace ({exc.strerror})") from None
+        raise InputError(f"{path}: cannot read trace ({exc.strerror or exc})") from None
     if first.startswith("timestamp,") or "num_gpus" in first and "cluster" in first:
         return "philly"
     if first.startswith("name,") and "gpu_milli" in first:
