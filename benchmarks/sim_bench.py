@@ -26,7 +26,10 @@ import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SHARED = Path(os.environ.get("KANT_TRACES", "/work/shared/traces"))
+# The Philly Sep-Oct trace bundled gzipped beside the benchmarks; KANT_TRACES=DIR reads
+# DIR/philly-2017-sep-oct.csv instead.
+PHILLY = (Path(os.environ["KANT_TRACES"]) / "philly-2017-sep-oct.csv"
+          if os.environ.get("KANT_TRACES") else HERE / "traces" / "philly-2017-sep-oct.csv.gz")
 
 
 def workload(kind: str):
@@ -37,7 +40,7 @@ def workload(kind: str):
 
     if kind == "default":
         return read_trace(bundled_trace_path()), load_cluster_spec(bundled_cluster_path())
-    trace = read_trace(SHARED / "philly-2017-sep-oct.csv", "philly")
+    trace = read_trace(PHILLY, "philly")
     if kind == "philly":
         return trace, load_cluster_spec(HERE / "philly-64x8.yaml")
     if kind == "philly96":
