@@ -32,11 +32,23 @@ from typing import Any
 import numpy as np
 
 from ..model import ClusterSnapshot, Job
-from .estimate import expected_end
 from .plan import Placement, Reservation
-from .pools import pool_key, pool_mask
+from .pools import pool_key, pool_mask, running_replicas
 
 log = logging.getLogger(__name__)
+
+
+def lookup_ids(known: np.ndarray, objects: Sequence
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(object ids, position in ``known``, found) for each of ``objects``, ``known`` being a
+    sorted array of ``id()``s kept from an earlier cycle: the tables that persist across cycles
+    find the jobs they already hold without a dict look-up per job."""
+    n = len(objects)
+    ids = np.fromiter(map(id, objects), dtype=np.uint64, count=n)
+    if known.size:
+        pos = np.minimum(np.searchsorted(known, ids), known.size - 1)
+        return ids, pos, known[pos] == ids
+    return ids, np.zeros(n, dtype=np.int64), np.zeros(n, dtype=bool)
 
 
 class RunningTable:
@@ -86,13 +98,7 @@ class RunningTable:
             self.__init__(self.token)
             self.inv = inv
         n = len(running)
-        ids = np.fromiter(map(id, running), dtype=np.uint64, count=n)
-        if self.ids.size:
-            pos = np.minimum(np.searchsorted(self.ids, ids), self.ids.size - 1)
-            hit = self.ids[pos] == ids
-        else:
-            pos = np.zeros(n, dtype=np.int64)
-            hit = np.zeros(n, dtype=bool)
+        ids, pos, hit = lookup_ids(self.ids, running)
         start = np.empty(n)
         est = np.empty(n)
         limit = np.empty(n)
@@ -436,13 +442,7 @@ class Cycle:
         """Replicas of ``service`` per node (running plus started this cycle)."""
         arr = self.service_counts.get(service)
         if arr is None:
-            arr = np.zeros(len(self.inv), dtype=np.int64)
-            index = self.inv.index
-            for j in self.snapshot.running:
-                if j.service == service:
-                    for n in j.nodes:
-                        if n in index:
-                            arr[index[n]] += 1
+            arr = running_replicas(self.snapshot, service)
             self.service_counts[service] = arr
         return arr
 
@@ -748,7 +748,8 @@ class Cycle:
             return None, no_start
         window_end = None if self.reservation_window is None else now + self.reservation_window
         if window_end is not None and t > window_end:
-            return None, f"no start found inside the backfill window ({self.reservation_window:.0f} s)"
+            return None, (f"no start found inside the backfill window "
+                          f"({self.reservation_window:.0f} s)")
         start = max(t, now)
         end = start + runtime
         held = np.zeros(len(self.free), dtype=bool)

@@ -86,7 +86,8 @@ import numpy as np
 
 from ..model import ClusterSnapshot, Job
 from . import scoring
-from .cycle import Choice, Cycle, RunningTable, Selector, describe_nodes, shape_key
+from .cycle import (Choice, Cycle, RunningTable, Selector, describe_nodes, lookup_ids,
+                    shape_key)
 from .estimate import HistoryEstimator, runtime_estimate
 from .plan import Placement, Plan, QueueEntry
 from .pools import pool_key, pool_mask, zone_mask
@@ -476,13 +477,7 @@ class _JobTable:
         if not self.static:
             return None
         n = len(pending)
-        ids = np.fromiter(map(id, pending), dtype=np.uint64, count=n)
-        if self.ids.size:
-            pos = np.minimum(np.searchsorted(self.ids, ids), self.ids.size - 1)
-            hit = self.ids[pos] == ids
-        else:
-            pos = np.zeros(n, dtype=np.int64)
-            hit = np.zeros(n, dtype=bool)
+        ids, pos, hit = lookup_ids(self.ids, pending)
         miss = np.flatnonzero(~hit).tolist()
         new = []
         for i in miss:

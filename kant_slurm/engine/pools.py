@@ -110,3 +110,17 @@ def free_cpus(snapshot: ClusterSnapshot) -> np.ndarray:
 def scratch_free_gpus(snapshot: ClusterSnapshot) -> np.ndarray:
     """Free GPUs per node, as a fresh writable int64 array (the cycle's scratch copy)."""
     return np.array(snapshot.free_gpus, dtype=np.int64)
+
+
+def running_replicas(snapshot: ClusterSnapshot, service: str) -> np.ndarray:
+    """Replicas of ``service`` per node among the snapshot's running jobs (a new array, for
+    E-Spread's per-node caps; callers add the starts they plan)."""
+    inv = snapshot.inventory
+    arr = np.zeros(len(inv), dtype=np.int64)
+    index = inv.index
+    for j in snapshot.running:
+        if j.service == service:
+            for n in j.nodes:
+                if n in index:
+                    arr[index[n]] += 1
+    return arr

@@ -97,7 +97,7 @@ from ..model import ClusterSnapshot, Job
 from .classify import JobRules
 from .estimate import runtime_estimate
 from .plan import Placement, Plan, Preemption
-from .pools import pool_mask
+from .pools import pool_mask, running_replicas
 
 log = logging.getLogger(__name__)
 
@@ -268,13 +268,8 @@ class _State:
         """Replicas of ``service`` per node: running, started by the plan, started here."""
         arr = self.service_extra.get(service)
         if arr is None:
-            arr = np.zeros(len(self.inv), dtype=np.int64)
+            arr = running_replicas(self.snapshot, service)
             index = self.inv.index
-            for j in self.snapshot.running:
-                if j.service == service:
-                    for n in j.nodes:
-                        if n in index:
-                            arr[index[n]] += 1
             job_of = self.snapshot.job
             for p in self._plan_starts:
                 j = job_of.get(p.job_id)
