@@ -432,6 +432,28 @@ SIZE_BUCKETS = ("1", "2-8", "9-64", "65+")
 # --------------------------------------------------------------------------------------------
 
 
+class PendingChanges:
+    """An append-only log of pending-queue changes, kept by a producer of successive snapshots
+    (the simulator): ``(+1, job)`` when a job joins the queue, ``(-1, job)`` when it leaves.
+
+    A snapshot carries the log and how many of its events it includes, so a policy that keeps
+    its queue order from the previous cycle applies the new events (a handful per cycle)
+    instead of re-reading and re-sorting thousands of pending jobs. The snapshot's ``pending``
+    stays the truth: a policy checks that its queue has as many jobs and rebuilds when not.
+    """
+
+    __slots__ = ("events",)
+
+    def __init__(self) -> None:
+        self.events: list[tuple[int, Job]] = []
+
+    def add(self, job: Job) -> None:
+        self.events.append((1, job))
+
+    def remove(self, job: Job) -> None:
+        self.events.append((-1, job))
+
+
 def _frozen(arr: np.ndarray, dtype) -> np.ndarray:
     out = np.array(arr, dtype=dtype, copy=True)
     out.setflags(write=False)
@@ -456,6 +478,10 @@ class ClusterSnapshot:
     jobs: tuple[Job, ...]
     taken_at: float = 0.0
     source: str = ""  # "slurm-cli", "simulator", "fixture", ...
+    # (log, events included): how the pending queue changed since earlier snapshots, when the
+    # producer keeps such a log (the simulator). A hint for policies that keep their queue
+    # order across cycles; ``pending`` stays the truth. See :class:`PendingChanges`.
+    pending_changes: "tuple[PendingChanges, int] | None" = None
 
     def __post_init__(self) -> None:
         n = len(self.inventory)

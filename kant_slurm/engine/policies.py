@@ -75,6 +75,7 @@ GPUs for GPU jobs; 22.05 is what is modelled.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import operator
 import time  # formatting given times only: the engine never reads the clock
@@ -189,10 +190,15 @@ class _QueuePolicy:
 
     def _fast_order(self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float,
                     ctx: dict):
-        """(jobs in queue order, their factors by rank, est, src, eligible time, shape id
-        arrays in queue order) or None when the static order does not apply."""
-        table = self._table
+        """(jobs, runtime estimates, estimate sources (lists), eligible times, shape ids,
+        estimates (arrays)), all in queue order, or None when the static order does not
+        apply."""
         token = (snapshot.inventory, self.history)
+        if snapshot.pending_changes is not None:
+            got = self._kept_order(pending, snapshot, now, token)
+            if got is not None:
+                return got
+        table = self._table
         if table is None or table.token[0] is not token[0] or table.token[1] is not token[1]:
             table = self._table = _JobTable(token)
         rows = table.rows(pending, lambda j: self._static_row(j, snapshot))
@@ -225,7 +231,30 @@ class _QueuePolicy:
                         perm[a:b] = run
         jobs = list(operator.itemgetter(*perm.tolist())(pending)) if perm.size > 1 else \
             [pending[i] for i in perm.tolist()]
-        return jobs, est[perm], src[perm], elig[perm], shape[perm]
+        est = est[perm]
+        return jobs, est.tolist(), src[perm].tolist(), elig[perm], shape[perm], est
+
+    def kept_order_valid(self, elig: np.ndarray, now: float) -> bool:
+        """Whether the static keys alone (plus the job id) give this cycle's order, so the
+        queue kept across cycles is in order (kant: only while no job waits to be eligible)."""
+        return True
+
+    def _kept_order(self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float,
+                    token):
+        """:meth:`_fast_order` from the queue kept across cycles (:class:`_SortedQueue`),
+        updated from the snapshot's change log; None when that does not apply."""
+        log, upto = snapshot.pending_changes
+        q = self._queue
+        if q is None or q.token[0] is not token[0] or q.token[1] is not token[1] or q.log is not log:
+            q = self._queue = _SortedQueue(token, log)
+        if not q.update(pending, upto, lambda j: self._static_row(j, snapshot)):
+            return None
+        if not self.kept_order_valid(q.elig, now):
+            return None
+        # Copies: the plan's lazy views keep them while the queue moves on next cycle.
+        return list(q.jobs), list(q.est_l), list(q.src), q.elig, q.shape, q.est
+
+    _queue = None
 
     def _static_row(self, job: Job, snapshot: ClusterSnapshot):
         keys = self.static_keys(job, snapshot)
@@ -263,9 +292,7 @@ class _QueuePolicy:
         elig_a = None
         got = self._fast_order(pending, snapshot, now, ctx) if fast else None
         if got is not None:
-            jobs, est_a, src_a, elig_a, shape_a = got
-            est_l = est_a.tolist()
-            src_l = src_a.tolist()
+            jobs, est_l, src_l, elig_a, shape_a, est_a = got
 
             def factors(rank: int) -> dict[str, Any]:
                 return self.factors_of(jobs[rank], now, ctx)
@@ -282,6 +309,7 @@ class _QueuePolicy:
                 elig_a = np.array([np.nan if j.eligible_time is None else j.eligible_time
                                    for j in jobs], dtype=float)
                 shape_a = np.array([_shape_id(shape_key(j)) for j in jobs], dtype=np.int64)
+                est_a = np.asarray(est_l, dtype=float)
         k_max = self.reservations_k()
         depth = self.max_job_test()
         blocked: dict[str, str] = {}
@@ -295,7 +323,7 @@ class _QueuePolicy:
         stop = n_jobs  # rank where the walk stopped (the rest: decided without walking)
         if fast and n_jobs:
             # Strict order stops at the first blocked job: no shape tracking needed.
-            alive = _NoTracker() if self.strict else _ShapeTracker(now, est_l, elig_a, shape_a)
+            alive = _NoTracker() if self.strict else _ShapeTracker(now, est_a, elig_a, shape_a)
             fail_memo = cycle.fail_memo
             res_memo = cycle.res_memo
         # Deep queue, no gates: runs of jobs that the memos already decide (their shape failed
@@ -304,7 +332,7 @@ class _QueuePolicy:
         # array operation instead of one walk step each; their reasons are filled in when read.
         skip = None
         if fast and n_jobs > self.SKIP_MIN_QUEUE and not self.gates and not self.strict:
-            skip = _Skipper(self, jobs, now, est_l, src_l, elig_a, shape_a, k_max, depth)
+            skip = _Skipper(self, jobs, now, est_l, src_l, est_a, elig_a, shape_a, k_max, depth)
         rank = -1
         while rank + 1 < n_jobs:
             rank += 1
@@ -524,6 +552,122 @@ class _JobTable:
         return keys, est, src, elig, shape, idkeys, idnum
 
 
+class _SortedQueue:
+    """The pending queue in order, kept across cycles and updated from the snapshot's change
+    log (:class:`~kant_slurm.model.PendingChanges`): per cycle the cost is a binary search
+    and a block move per job that joined or left, not a sort of the whole queue.
+
+    Order: the static keys, then the job id (``scoring._id_key``, then the id itself), the
+    order :meth:`_QueuePolicy._fast_order` sorts into whenever ``kept_order_valid`` holds. Per
+    job in that order: the job, its estimate and estimate source (lists), and its estimate,
+    eligible time and shape id (arrays, replaced rather than changed in place, so a plan may
+    keep them).
+    """
+
+    REBUILD = 512  # more changes than this at once: sort the whole queue again
+
+    def __init__(self, token, log) -> None:
+        self.token = token
+        self.log = log
+        self.seen = 0  # log events applied
+        self.static = True  # False: the policy's order has no static keys here
+        self.valid = False  # the lists below hold the queue as of ``seen``
+        self.keys: list[tuple] = []
+        self.jobs: list[Job] = []
+        self.est_l: list[float] = []
+        self.src: list[str] = []
+        self.est = np.empty(0)
+        self.elig = np.empty(0)
+        self.shape = np.empty(0, dtype=np.int64)
+        self.key_of: dict[str, tuple] = {}
+
+    def update(self, pending: Sequence[Job], upto: int, compute) -> bool:
+        """Bring the queue to the log's first ``upto`` events (the snapshot's ``pending``);
+        False when the policy's order is not static (then the caller sorts as before)."""
+        if not self.static:
+            return False
+        events = self.log.events[self.seen:upto]
+        self.seen = upto
+        ok = self._apply(events, compute) if self.valid else None
+        if ok is None or (ok and len(self.jobs) != len(pending)):
+            ok = self._rebuild(pending, compute)  # cannot follow the log: sort it all again
+        self.valid = ok
+        return ok
+
+    def _row(self, job: Job, compute):
+        r = compute(job)
+        if r is None:
+            self.static = False
+            return None
+        return (*r[0], r[5], job.job_id), job, r
+
+    def _apply(self, events, compute) -> bool | None:
+        adds: dict[str, Job] = {}
+        removes: list[tuple] = []
+        key_of = self.key_of
+        for sign, job in events:
+            jid = job.job_id
+            if sign > 0:
+                if jid in key_of or jid in adds:
+                    return None
+                adds[jid] = job
+            elif jid in adds:
+                del adds[jid]
+            else:
+                k = key_of.pop(jid, None)
+                if k is None:
+                    return None
+                removes.append(k)
+        if len(adds) + len(removes) > self.REBUILD:
+            return None
+        rows = []
+        for job in adds.values():
+            row = self._row(job, compute)
+            if row is None:
+                return False
+            rows.append(row)
+        keys = self.keys
+        if removes:
+            pos = sorted((bisect.bisect_left(keys, k) for k in removes), reverse=True)
+            for p in pos:
+                del keys[p], self.jobs[p], self.est_l[p], self.src[p]
+            self.est = np.delete(self.est, pos)
+            self.elig = np.delete(self.elig, pos)
+            self.shape = np.delete(self.shape, pos)
+        if rows:
+            rows.sort(key=lambda x: x[0])
+            at = [bisect.bisect_right(keys, k) for k, _, _ in rows]
+            # Highest position first, so each insert leaves the positions still to do valid.
+            for p, (k, job, r) in zip(reversed(at), reversed(rows)):
+                keys.insert(p, k)
+                self.jobs.insert(p, job)
+                self.est_l.insert(p, r[1])
+                self.src.insert(p, r[2])
+                key_of[job.job_id] = k
+            self.est = np.insert(self.est, at, [r[1] for _, _, r in rows])
+            self.elig = np.insert(self.elig, at, [r[3] for _, _, r in rows])
+            self.shape = np.insert(self.shape, at, [r[4] for _, _, r in rows])
+        return True
+
+    def _rebuild(self, pending: Sequence[Job], compute) -> bool:
+        rows = []
+        for job in pending:
+            row = self._row(job, compute)
+            if row is None:
+                return False
+            rows.append(row)
+        rows.sort(key=lambda x: x[0])
+        self.keys = [k for k, _, _ in rows]
+        self.jobs = [j for _, j, _ in rows]
+        self.est_l = [float(r[1]) for _, _, r in rows]
+        self.src = [r[2] for _, _, r in rows]
+        self.est = np.array(self.est_l, dtype=float)
+        self.elig = np.array([r[3] for _, _, r in rows], dtype=float)
+        self.shape = np.array([r[4] for _, _, r in rows], dtype=np.int64)
+        self.key_of = {j.job_id: k for k, j, _ in rows}
+        return True
+
+
 class _ShapeTracker:
     """How many job shapes ahead in the queue (among eligible jobs) may still start.
 
@@ -533,24 +677,19 @@ class _ShapeTracker:
     only goes up, so a dead shape stays dead.
     """
 
-    def __init__(self, now: float, est: list[float], elig: np.ndarray, shape: np.ndarray
+    def __init__(self, now: float, est: np.ndarray, elig: np.ndarray, shape: np.ndarray
                  ) -> None:
-        ends = now + np.asarray(est, dtype=float)
         cand = ~(elig > now)
         self.cand = cand
-        idx = np.flatnonzero(cand)
-        order = idx[np.argsort(shape[idx], kind="stable")]
-        sids, first, counts = np.unique(shape[order], return_index=True, return_counts=True)
-        self.count = int(sids.size)  # shapes ahead that may still start
-        self.res_count = int(sids.size)  # shapes ahead that may still get a reservation
-        self._est = np.asarray(est, dtype=float)
-        self._groups = {int(s): (int(f), int(c)) for s, f, c in
-                        zip(sids.tolist(), first.tolist(), counts.tolist())}
-        self._order = order
-        self._ends = ends
+        # Linear in the queue (no sort): a shape's positions are found when it is first met.
+        per_shape = np.bincount(shape[cand]) if shape.size else np.empty(0, np.int64)
+        n_shapes = int(np.count_nonzero(per_shape))
+        self.count = n_shapes  # shapes ahead that may still start
+        self.res_count = n_shapes  # shapes ahead that may still get a reservation
+        self._now = now
+        self._est = est
         self._shape = shape
         self._state: dict[int, list] = {}  # shape -> [suffix-min ends, next position, key]
-        self._dead: set[int] = set()
 
     def passed(self, rank: int, fail_memo: dict, res_memo: dict) -> None:
         """The job at ``rank`` has had its turn."""
@@ -565,9 +704,8 @@ class _ShapeTracker:
         self._check(st, fail_memo, res_memo)
 
     def _init_state(self, sid: int) -> list:
-        f, c = self._groups[sid]
-        ends = self._ends[self._order[f:f + c]]
-        ests = self._est[self._order[f:f + c]]
+        ests = self._est[np.flatnonzero(self.cand & (self._shape == sid))]
+        ends = self._now + ests
         # [suffix-min ends, suffix-min runtimes, next position, key, may start, may reserve]
         st = self._state[sid] = [np.minimum.accumulate(ends[::-1])[::-1].tolist(),
                                  np.minimum.accumulate(ests[::-1])[::-1].tolist(), 0,
@@ -639,11 +777,12 @@ class _Skipper:
     CHUNK = 256
     _NOT_ELIGIBLE, _ALL_HELD, _WALKED = -1, -2, -3
 
-    def __init__(self, policy, jobs, now, est_l, src_l, elig, shape, k_max, depth) -> None:
+    def __init__(self, policy, jobs, now, est_l, src_l, est, elig, shape, k_max, depth
+                 ) -> None:
         self.policy, self.jobs, self.now, self.k_max = policy, jobs, now, k_max
         self.est_l, self.src_l = est_l, src_l
         n = len(jobs)
-        self.est = np.asarray(est_l, dtype=float)
+        self.est = est
         self.end = now + self.est
         self.cand = ~(elig > now)
         self.elig = elig
@@ -1216,6 +1355,11 @@ class KantPolicy(_QueuePolicy):
     @property
     def gates(self) -> bool:
         return bool(self.config.quota.accounts)
+
+    def kept_order_valid(self, elig, now):
+        # The age key is max(0, now - since): jobs not yet eligible all have age 0 and go by
+        # job id among the jobs whose ``since`` is now, which no static key can say.
+        return not bool((elig > now).any())
 
     def static_keys(self, job, snapshot):
         cfg = self.config

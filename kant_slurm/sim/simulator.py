@@ -86,7 +86,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, SimulationError
-from ..model import PENDING, RUNNING, ClusterSnapshot, Inventory, Job
+from ..model import PENDING, RUNNING, ClusterSnapshot, Inventory, Job, PendingChanges
 
 log = logging.getLogger(__name__)
 
@@ -341,9 +341,12 @@ class Simulator:
                 set_state(i)
             free_total += job.gpus
 
+        changes = PendingChanges()  # what the policy's kept queue order is updated from
+
         def enqueue(job: Job, r: int) -> None:
             nonlocal pending_inference
             pending[job.job_id] = job
+            changes.add(job)
             pending_row[job.job_id] = r
             pending_sizes[int(gpus_req[r])] += 1
             if job.job_class == "inference":
@@ -454,6 +457,7 @@ class Simulator:
                 memory_alloc_mb=zeros_mem, schedulable=schedulable, weight=weight,
                 node_state=tuple(node_state), jobs=run_jobs + pend_jobs,
                 taken_at=now, source="simulator",
+                pending_changes=(changes, len(changes.events)),
             )
             # The simulator already holds both lists: fill the snapshot's cached properties
             # instead of letting each cycle filter every job by state again.
@@ -506,6 +510,7 @@ class Simulator:
                         f"policy {policy_name!r} at t={now:.0f}s starts job {jid!r}, which is not "
                         f"pending")
                 r = pending_row.pop(jid)
+                changes.remove(job)
                 if len(pl.nodes) != len(pl.node_gpus) or sum(pl.node_gpus) != gpus_req[r]:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s places job {jid!r} "
