@@ -123,6 +123,12 @@ class _QueuePolicy:
     whole_node_reservations = False
     limit_only = False  # estimates: the time limit only
     gates = False  # gate() may hold a job back (it is asked per job only then)
+    starts_only = False
+    """Plan only what starts now (the simulator's use): a blocked job's reservation is worked
+    out only when a job behind it could start otherwise, and the walk stops once no job
+    behind can start. ``Plan.starts`` are those of the full plan; ``Plan.reservations`` holds
+    only the reservations that were worked out (``stats["reservations_deferred"]`` counts the
+    others), and the other jobs' reasons say so."""
 
     def __init__(self, config=None, history: HistoryEstimator | None = None) -> None:
         self.config = _config(config)
@@ -333,17 +339,62 @@ class _QueuePolicy:
         skip = None
         if fast and n_jobs > self.SKIP_MIN_QUEUE and not self.gates and not self.strict:
             skip = _Skipper(self, jobs, now, est_l, src_l, est_a, elig_a, shape_a, k_max, depth)
+        # A starts-only plan (the simulator's, which reads nothing but the starts) works out a
+        # blocked job's reservation only when a later job could start if it were not there:
+        # blocked jobs are queued (ranks, in order) and their reservations made, in that
+        # order, just before a job that fits what the reservations made so far leave starts.
+        # No job starts while any is queued, so each search sees what it would have seen
+        # when the job had its turn: the starts are those of the full plan.
+        defer = self.starts_only and fast and not self.strict
+        deferred: list[tuple[int, int, list | None]] = []  # (first rank, end rank, explain)
+
+        def reserve_job(r: int, job: Job, rec: list | None) -> None:
+            """The reservation (or why none) of the blocked job at rank ``r``."""
+            jid = job.job_id
+            if len(cycle.reservations) < k_max:
+                src = src_l[r] if src_l is not None else self.estimate(job)[1]
+                est = est_l[r] if est_l is not None else self.estimate(job)[0]
+                res, reason = cycle.reserve(job, est, self.selector(job, ctx))
+                if res is not None:
+                    record = cycle.reservation_record(res, src)
+                    reservations.append(record)
+                    if rec is not None:
+                        res_marks.append((jid, res.start, len(backfills)))
+                    why = f"does not fit now; reserved from {_fmt_time(res.start, now)}"
+                    line = (_reservation_lines, record, len(reservations), k_max,
+                            cycle.last_reservation_choice.why, now)
+                else:
+                    why = line = f"does not fit now; no reservation: {reason}"
+            else:
+                why = line = (f"does not fit now; no reservation (all {k_max} "
+                              f"reservations held by higher-ranked jobs)")
+            if rec is None:  # a job the walk passed over
+                skip.set_reason(r, why)
+            else:
+                blocked[jid] = why
+                rec.append(line)
+
+        def resolve() -> None:
+            for lo, hi, rec in deferred:
+                for r in range(lo, hi):
+                    if rec is not None or not elig_a[r] > now:
+                        reserve_job(r, jobs[r], rec)
+            deferred.clear()
+
         rank = -1
         while rank + 1 < n_jobs:
             rank += 1
             if skip is not None and first_blocked is not None:
-                nxt = skip.run_end(rank, len(cycle.reservations) >= k_max)
+                # Deferring: a run needs only the start memo; its reservations are queued.
+                nxt = skip.run_end(rank, defer or len(cycle.reservations) >= k_max)
                 if nxt > rank:
-                    memo_hits += skip.take(rank, nxt, alive, fail_memo, res_memo)
+                    memo_hits += skip.take(rank, nxt, alive, fail_memo, res_memo, defer)
+                    if defer:
+                        deferred.append((rank, nxt, None))
                     rank = nxt - 1
                     if rank + 1 < n_jobs and (
                             (depth and rank + 1 >= depth)
-                            or (alive.count == 0 and (len(cycle.reservations) >= k_max
+                            or (alive.count == 0 and (defer or len(cycle.reservations) >= k_max
                                                       or alive.res_count == 0))):
                         stop = rank + 1
                         break
@@ -379,6 +430,11 @@ class _QueuePolicy:
                 select = self.selector(job, ctx)
                 memo_before = len(cycle.fail_memo)
                 choice = cycle.try_start(job, end, select)
+                if choice is not None and deferred:
+                    # It fits what the reservations made so far leave: make the queued ones
+                    # and ask again.
+                    resolve()
+                    choice = cycle.try_start(job, end, select)
                 if choice is not None:
                     backfilled = first_blocked is not None
                     placement = Placement(
@@ -408,23 +464,10 @@ class _QueuePolicy:
                     blocked[jid] = "does not fit now; strict order: everything behind it waits"
                     rec.append(blocked[jid])
                     break
-                if len(cycle.reservations) < k_max:
-                    res, reason = cycle.reserve(job, est, select)
-                    if res is not None:
-                        record = cycle.reservation_record(res, src)
-                        reservations.append(record)
-                        res_marks.append((jid, res.start, len(backfills)))
-                        blocked[jid] = (f"does not fit now; reserved from "
-                                        f"{_fmt_time(res.start, now)}")
-                        rec.append((_reservation_lines, record, len(reservations), k_max,
-                                    cycle.last_reservation_choice.why, now))
-                    else:
-                        blocked[jid] = f"does not fit now; no reservation: {reason}"
-                        rec.append(blocked[jid])
+                if defer:
+                    deferred.append((rank, rank + 1, rec))
                 else:
-                    blocked[jid] = (f"does not fit now; no reservation (all {k_max} "
-                                    f"reservations held by higher-ranked jobs)")
-                    rec.append(blocked[jid])
+                    reserve_job(rank, job, rec)
                 break
             if not fast:
                 continue
@@ -435,17 +478,26 @@ class _QueuePolicy:
             if rank + 1 < n_jobs and (
                     (self.strict and first_blocked is not None)
                     or (depth and first_blocked is not None and rank + 1 >= depth)
-                    or (alive.count == 0 and (len(cycle.reservations) >= k_max
+                    or (alive.count == 0 and (defer or len(cycle.reservations) >= k_max
                                               or alive.res_count == 0))):
                 stop = rank + 1
                 break
+        n_deferred = 0
+        for lo, hi, rec in deferred:  # never worked out: nothing after them could start
+            for r in range(lo, hi):
+                if rec is not None:
+                    blocked[jobs[r].job_id] = _DEFERRED
+                    rec.append(_DEFERRED)
+                    n_deferred += 1
+                elif not elig_a[r] > now:
+                    n_deferred += 1
         tail = None
         if stop < n_jobs:
             # Reservations still free at the stop: the walk stopped because every shape ahead
             # failed its reservation search, whose remembered reason is each job's.
             res_memo = cycle.res_memo if len(cycle.reservations) < k_max else None
             tail = _Tail(self, jobs, stop, now, ctx, depth, first_blocked, k_max, elig_a,
-                         res_memo)
+                         res_memo, deferred=defer)
             memo_hits += tail.memo_rejects()
             explain.tail = tail
         if skip is not None and skip.count:
@@ -463,6 +515,7 @@ class _QueuePolicy:
             "reservations": len(reservations),
             "blocked": len(blocked_map),
             "memo_rejects": memo_hits,
+            "reservations_deferred": n_deferred,
         }
         return Plan(policy=self.name, now=now, order=LazyOrder(jobs, factors),
                     starts=tuple(cycle.starts), reservations=tuple(reservations),
@@ -470,6 +523,9 @@ class _QueuePolicy:
 
 
 _SHAPE_IDS: dict[tuple, int] = {}
+
+_DEFERRED = ("does not fit now; reservation not worked out (a starts-only plan: no job behind "
+             "it could start)")
 
 
 def _shape_id(key: tuple) -> int:
@@ -775,7 +831,7 @@ class _Skipper:
     """
 
     CHUNK = 256
-    _NOT_ELIGIBLE, _ALL_HELD, _WALKED = -1, -2, -3
+    _NOT_ELIGIBLE, _ALL_HELD, _WALKED, _DEFERRED = -1, -2, -3, -4
 
     def __init__(self, policy, jobs, now, est_l, src_l, est, elig, shape, k_max, depth
                  ) -> None:
@@ -830,12 +886,15 @@ class _Skipper:
             r = hi
         return max(r, rank)
 
-    def take(self, lo: int, hi: int, alive: "_ShapeTracker", fail_memo, res_memo) -> int:
-        """Pass over ranks ``lo:hi`` (all decided by the memos); returns the memo rejects."""
+    def take(self, lo: int, hi: int, alive: "_ShapeTracker", fail_memo, res_memo,
+             deferred: bool = False) -> int:
+        """Pass over ranks ``lo:hi`` (all decided by the memos); returns the memo rejects.
+        ``deferred``: their reservations are worked out later (or never), see ``set_reason``."""
         all_held = self._all_held
         el = self.cand[lo:hi]
         sh = self.shape[lo:hi]
-        code = np.where(el, self._ALL_HELD if all_held else self.res_reason[sh],
+        code = np.where(el, self._DEFERRED if deferred else
+                        self._ALL_HELD if all_held else self.res_reason[sh],
                         self._NOT_ELIGIBLE)
         self.code[lo:hi] = code
         self.count += hi - lo
@@ -853,8 +912,15 @@ class _Skipper:
         r = self._rank.get(job_id)
         return r if r is not None and self.code[r] != self._WALKED else None
 
+    def set_reason(self, rank: int, reason: str) -> None:
+        """The outcome of a passed-over job's reservation, once worked out."""
+        self.reasons.append(reason)
+        self.code[rank] = len(self.reasons) - 1
+
     def reason(self, rank: int) -> str:
         c = int(self.code[rank])
+        if c == self._DEFERRED:
+            return _DEFERRED
         if c == self._NOT_ELIGIBLE:
             return f"not eligible before {_fmt_time(self.jobs[rank].eligible_time, self.now)}"
         if c == self._ALL_HELD:
@@ -891,11 +957,12 @@ class _Tail:
     walk left behind (nothing after the stop changes state), worked out only when read."""
 
     def __init__(self, policy, jobs, stop, now, ctx, depth, first_blocked, k_max, elig,
-                 res_memo=None):
+                 res_memo=None, deferred=False):
         self.policy, self.jobs, self.stop, self.now, self.ctx = policy, jobs, stop, now, ctx
         self.depth, self.first_blocked, self.k_max = depth, first_blocked, k_max
         self.elig = elig
         self.res_memo = res_memo  # per shape (runtime, start, reason); None: all K are held
+        self.deferred = deferred  # a starts-only plan: reservations were not worked out
         self._rank: dict[str, int] | None = None
 
     def __len__(self) -> int:
@@ -927,6 +994,8 @@ class _Tail:
         # Its shape failed already (the walk stops only then): a memo reject.
         if self.policy.strict:
             return "does not fit now; strict order: everything behind it waits"
+        if self.deferred:
+            return _DEFERRED
         job = self.jobs[rank]
         memo = self.res_memo.get(shape_key(job)) if self.res_memo is not None else None
         if memo is not None and memo[1] is None:

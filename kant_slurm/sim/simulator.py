@@ -104,6 +104,7 @@ class SimSettings:
     cpus_per_task: int = 1  # CPUs per node per job when the trace gives none (one task/node)
     may_preempt: bool | None = None  # None: the policy's ``may_preempt`` attribute (else False)
     requeue_delay: float = 121.0  # seconds a requeued job waits before it is eligible again
+    starts_only: bool = True  # let the policy plan only the starts (same starts, faster)
 
     def __post_init__(self) -> None:
         if self.cpus_per_task < 0:
@@ -313,6 +314,12 @@ class Simulator:
         has_service = "service" in tab
         classifier = self.classifier
         plan_fn = self.policy.plan
+        # The replay reads only a plan's starts (and preemptions): a policy that can plan just
+        # those does (see ``_QueuePolicy.starts_only``), unless it preempts, which reads the
+        # plan's reservations.
+        starts_only_was = getattr(self.policy, "starts_only", None)
+        if starts_only_was is not None and not may_preempt and settings.starts_only:
+            self.policy.starts_only = True
         interval = float(settings.interval)
         requeue_delay = float(settings.requeue_delay)
 
@@ -561,6 +568,8 @@ class Simulator:
                 stopped_full = True
                 break
 
+        if starts_only_was is not None:
+            self.policy.starts_only = starts_only_was
         wall = time.perf_counter() - wall0
         from ..metrics.records import make_records
 

@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 from kant_slurm.config import config_from_dict
 from kant_slurm.engine.registry import get_policy
-from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Topology
+from kant_slurm.model import (ClusterSnapshot, Inventory, Job, Partition, PendingChanges,
+                              Topology)
 
 NOW = 10_000.0
 LIMITS = (300.0, 3600.0, 7200.0, 36000.0, None)
@@ -123,6 +124,48 @@ def test_fast_path_plans_equal_the_general_path(snap, name, k_res, max_test, zon
                                             node_gpus=s.node_gpus, start_time=now)
                         if s is not None else j)
         jobs.append(Job(f"new{_cycle}", "PENDING", 1, 1, now, time_limit=600.0))
+        now += 600.0
+        snap = ClusterSnapshot.idle(snap.inventory, jobs, taken_at=now)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deep_queues(), st.sampled_from(["kant", "slurm", "fifo"]), st.sampled_from([0, 1, 3, 8]),
+       st.sampled_from([0, 0, 15]), st.booleans())
+def test_kept_queue_and_starts_only_plans_start_what_the_full_plan_starts(snap, name, k_res,
+                                                                         max_test, zone):
+    """The simulator's way: the queue order kept across cycles from the change log, and
+    reservations worked out only when a start needs them. Same order and starts as the full
+    plan, cycle after cycle; the reservations it did work out are the full plan's first ones."""
+    cfg = config_from_dict({"inference_zone": {"partition": "inf" if zone else ""},
+                            "backfill": {"reservations": k_res, "max_job_test": max_test}})
+    full = get_policy(name, cfg)
+    quick = get_policy(name, cfg)
+    quick.starts_only = True
+    log = PendingChanges()
+    for j in snap.pending:
+        log.add(j)
+    now = NOW
+    for _cycle in range(4):
+        pf = full.plan(snap, now)
+        pq = quick.plan(dataclasses.replace(snap, pending_changes=(log, len(log.events))), now)
+        assert pq.starts == pf.starts
+        assert [(e.job_id, e.rank) for e in pq.order] == [(e.job_id, e.rank) for e in pf.order]
+        assert pq.reservations == pf.reservations[:len(pq.reservations)]
+        assert set(pq.blocked) == set(pf.blocked)
+        started = {s.job_id: s for s in pf.starts}
+        jobs = []
+        for j in snap.jobs:
+            s = started.get(j.job_id)
+            if s is not None:
+                log.remove(j)
+                j = dataclasses.replace(j, state="RUNNING", nodes=s.nodes, node_gpus=s.node_gpus,
+                                        start_time=now)
+            jobs.append(j)
+        for k in range(_cycle + 1):  # arrivals, one of them older than queued jobs
+            new = Job(f"new{_cycle}_{k}", "PENDING", 1, 1 + k % 2, now - 3000.0 * k,
+                      time_limit=600.0 * (k + 1))
+            jobs.append(new)
+            log.add(new)
         now += 600.0
         snap = ClusterSnapshot.idle(snap.inventory, jobs, taken_at=now)
 
