@@ -456,6 +456,14 @@ class Cycle:
         in a sliding window, so a sweep costs O(times + reservations). Returns (reservation or
         None, reason when None).
         """
+        # A reservation shows its nodes and why, not the runner-up groups: selectors skip them.
+        alternatives, self.alternatives = self.alternatives, 0
+        try:
+            return self._reserve(job, runtime, select)
+        finally:
+            self.alternatives = alternatives
+
+    def _reserve(self, job: Job, runtime: float, select: Selector) -> tuple[_Res | None, str]:
         usable = self.usable(job)
         need = job.num_nodes * job.gpus_per_node
         key = self.shape_key(job)

@@ -79,7 +79,7 @@ import bisect
 import logging
 import operator
 import time  # formatting given times only: the engine never reads the clock
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -346,7 +346,7 @@ class _QueuePolicy:
         # No job starts while any is queued, so each search sees what it would have seen
         # when the job had its turn: the starts are those of the full plan.
         defer = self.starts_only and fast and not self.strict
-        deferred: list[tuple[int, int, list | None]] = []  # (first rank, end rank, explain)
+        deferred: deque[list] = deque()  # [first rank, end rank, explain record or None]
 
         def reserve_job(r: int, job: Job, rec: list | None) -> None:
             """The reservation (or why none) of the blocked job at rank ``r``."""
@@ -374,12 +374,28 @@ class _QueuePolicy:
                 blocked[jid] = why
                 rec.append(line)
 
-        def resolve() -> None:
-            for lo, hi, rec in deferred:
-                for r in range(lo, hi):
-                    if rec is not None or not elig_a[r] > now:
-                        reserve_job(r, jobs[r], rec)
-            deferred.clear()
+        def resolve(count: int) -> None:
+            """Work out the next ``count`` queued reservations, in rank order."""
+            while deferred and count > 0:
+                if len(cycle.reservations) >= k_max:  # all held: the rest get none
+                    for lo, hi, rec in deferred:
+                        if rec is None:
+                            codes = skip.code[lo:hi]
+                            codes[codes == skip._DEFERRED] = skip._ALL_HELD
+                        else:
+                            for r in range(lo, hi):
+                                reserve_job(r, jobs[r], rec)
+                    deferred.clear()
+                    return
+                entry = deferred[0]
+                r = entry[0]
+                entry[0] += 1
+                if entry[0] >= entry[1]:
+                    deferred.popleft()
+                if entry[2] is None and elig_a[r] > now:
+                    continue
+                reserve_job(r, jobs[r], entry[2])
+                count -= 1
 
         rank = -1
         while rank + 1 < n_jobs:
@@ -390,7 +406,7 @@ class _QueuePolicy:
                 if nxt > rank:
                     memo_hits += skip.take(rank, nxt, alive, fail_memo, res_memo, defer)
                     if defer:
-                        deferred.append((rank, nxt, None))
+                        deferred.append([rank, nxt, None])
                     rank = nxt - 1
                     if rank + 1 < n_jobs and (
                             (depth and rank + 1 >= depth)
@@ -430,10 +446,12 @@ class _QueuePolicy:
                 select = self.selector(job, ctx)
                 memo_before = len(cycle.fail_memo)
                 choice = cycle.try_start(job, end, select)
-                if choice is not None and deferred:
-                    # It fits what the reservations made so far leave: make the queued ones
-                    # and ask again.
-                    resolve()
+                batch = 1
+                while choice is not None and deferred:
+                    # It fits what the reservations made so far leave: make the queued ones,
+                    # a growing batch at a time, until it no longer fits or none is left.
+                    resolve(batch)
+                    batch *= 2
                     choice = cycle.try_start(job, end, select)
                 if choice is not None:
                     backfilled = first_blocked is not None
@@ -465,7 +483,7 @@ class _QueuePolicy:
                     rec.append(blocked[jid])
                     break
                 if defer:
-                    deferred.append((rank, rank + 1, rec))
+                    deferred.append([rank, rank + 1, rec])
                 else:
                     reserve_job(rank, job, rec)
                 break
@@ -484,13 +502,12 @@ class _QueuePolicy:
                 break
         n_deferred = 0
         for lo, hi, rec in deferred:  # never worked out: nothing after them could start
-            for r in range(lo, hi):
-                if rec is not None:
-                    blocked[jobs[r].job_id] = _DEFERRED
-                    rec.append(_DEFERRED)
-                    n_deferred += 1
-                elif not elig_a[r] > now:
-                    n_deferred += 1
+            if rec is not None:
+                blocked[jobs[lo].job_id] = _DEFERRED
+                rec.append(_DEFERRED)
+                n_deferred += 1
+            else:
+                n_deferred += int(np.count_nonzero(~(elig_a[lo:hi] > now)))
         tail = None
         if stop < n_jobs:
             # Reservations still free at the stop: the walk stopped because every shape ahead
