@@ -442,16 +442,33 @@ class PendingChanges:
     stays the truth: a policy checks that its queue has as many jobs and rebuilds when not.
     """
 
-    __slots__ = ("events",)
+    __slots__ = ("events", "base")
 
     def __init__(self) -> None:
-        self.events: list[tuple[int, Job]] = []
+        self.events: list[tuple[int, Job]] = []  # events base, base + 1, ...
+        self.base = 0  # events dropped by trim()
+
+    def __len__(self) -> int:
+        """Events so far (dropped ones included): what a snapshot says it includes."""
+        return self.base + len(self.events)
 
     def add(self, job: Job) -> None:
         self.events.append((1, job))
 
     def remove(self, job: Job) -> None:
         self.events.append((-1, job))
+
+    def since(self, seen: int, upto: int) -> list[tuple[int, Job]] | None:
+        """Events ``seen`` .. ``upto``; None when some were dropped (read the queue again)."""
+        if seen < self.base:
+            return None
+        return self.events[seen - self.base:upto - self.base]
+
+    def trim(self) -> None:
+        """Drop the events read so far, so that finished jobs are not kept alive by the log
+        (a reader that fell behind reads the whole queue again)."""
+        self.base += len(self.events)
+        self.events = []
 
 
 def _frozen(arr: np.ndarray, dtype) -> np.ndarray:

@@ -659,9 +659,9 @@ class _SortedQueue:
         False when the policy's order is not static (then the caller sorts as before)."""
         if not self.static:
             return False
-        events = self.log.events[self.seen:upto]
+        events = self.log.since(self.seen, upto)
         self.seen = upto
-        ok = self._apply(events, compute) if self.valid else None
+        ok = self._apply(events, compute) if self.valid and events is not None else None
         if ok is None or (ok and len(self.jobs) != len(pending)):
             ok = self._rebuild(pending, compute)  # cannot follow the log: sort it all again
         self.valid = ok

@@ -59,6 +59,15 @@ CPUs
     On nodes with an unknown CPU count (0) CPUs are not checked. (Slurm with ``CR_Core`` on hyperthreaded nodes rounds a
     1-CPU task up to a whole core, 2 CPUs; set ``cpus_per_task`` to match such a site.)
 
+What the policy is given and asked
+    Each snapshot carries the simulator's log of queue changes (``pending_changes``, a
+    :class:`~kant_slurm.model.PendingChanges`: jobs that joined and left the queue), so a
+    policy keeps its sorted queue from cycle to cycle instead of sorting thousands of pending
+    jobs again. A policy that does not preempt is asked for a starts-only plan
+    (``_QueuePolicy.starts_only``; ``SimSettings.starts_only=False`` turns it off): the replay
+    reads nothing but the starts, so reservations are worked out only when a job behind them
+    could start, with the same starts as the full plan (a differential test holds both).
+
 Records
     One row per job. ``start_time`` is the job's *first* start (so its wait is the time to the
     first start, which is what an SLA is about); ``last_start_time`` the start of its last
@@ -464,7 +473,7 @@ class Simulator:
                 memory_alloc_mb=zeros_mem, schedulable=schedulable, weight=weight,
                 node_state=tuple(node_state), jobs=run_jobs + pend_jobs,
                 taken_at=now, source="simulator",
-                pending_changes=(changes, len(changes.events)),
+                pending_changes=(changes, len(changes)),
             )
             # The simulator already holds both lists: fill the snapshot's cached properties
             # instead of letting each cycle filter every job by state again.
@@ -473,6 +482,7 @@ class Simulator:
             p0 = time.perf_counter()
             plan = plan_fn(snapshot, now)
             plan_seconds += time.perf_counter() - p0
+            changes.trim()  # the policy has read them
             for pe in plan.preemptions:
                 jid = pe.job_id
                 job = running.get(jid)
