@@ -264,7 +264,6 @@ class Cycle:
         self.res_fail: dict = {}  # shape -> (shortest runtime whose search failed, reason)
         self.res_ok: dict = {}  # shape -> {runtime: latest reserved start}
         self.service_counts = {}
-        self._first_cache: dict = {}  # (starts so far, GPUs) -> per-node first time free
 
     # ----------------------------------------------------------------------------- timeline
     def add_release(self, end: float, idx: np.ndarray, gpus: np.ndarray) -> None:
@@ -715,8 +714,20 @@ class Cycle:
         does; the earliest over the nodes is the first time the matrix search finds a node.
         Returns None (use the matrix) when the selector turns that time down."""
         now = self.now
+        g = job.gpus_per_node
         p_time, p_node_ev, p_cum, ev_times = self._node_releases()
-        first = self._first_free(job.gpus_per_node)
+        key = (len(self._extra), g)
+        fc = getattr(self, "_first_free", None)
+        if fc is None or fc[0] != key:
+            # Per node, the first release after which it has g GPUs free (-inf: free now).
+            first = np.full(len(self.free), np.inf)
+            first[self.free >= g] = -np.inf
+            hit = np.flatnonzero(p_cum >= g)
+            if hit.size:
+                nodes, at = np.unique(p_node_ev[hit], return_index=True)
+                first[nodes] = np.minimum(first[nodes], p_time[hit[at]])
+            self._first_free = fc = (key, first)
+        first = fc[1]
         lo = t_min if np.isfinite(t_min) else -np.inf
         # The first candidate time at or after lo: an expected end or a reservation's end.
         k = int(np.searchsorted(ev_times, lo, side="left"))
@@ -758,38 +769,6 @@ class Cycle:
         if choice is None:
             return None
         return self._record(job, float(start), float(end), choice, np.maximum(col, 0)), ""
-
-    def _first_free(self, g: int) -> np.ndarray:
-        """Per node, the first expected end after which it has ``g`` GPUs free (-inf: free
-        now, inf: never), ignoring reservations; cached until a job starts."""
-        key = (len(self._extra), g)
-        fc = self._first_cache.get(key)
-        if fc is None:
-            if self._first_cache and next(iter(self._first_cache))[0] != key[0]:
-                self._first_cache.clear()
-            p_time, p_node_ev, p_cum, _ = self._node_releases()
-            fc = np.full(len(self.free), np.inf)
-            fc[self.free >= g] = -np.inf
-            hit = np.flatnonzero(p_cum >= g)
-            if hit.size:
-                nodes, at = np.unique(p_node_ev[hit], return_index=True)
-                fc[nodes] = np.minimum(fc[nodes], p_time[hit[at]])
-            self._first_cache[key] = fc
-        return fc
-
-    def start_bound(self, job: Job) -> float:
-        """A lower bound on the start of a reservation for ``job`` made now: the first
-        expected end after which ``num_nodes`` of its usable nodes each have its GPUs free.
-        Reservations, CPUs and the selector's rules can only make the real start later.
-
-        A job that starts now and ends by this bound cannot change that reservation: until
-        the bound nothing fits anyway, and from it on every node has the same free GPUs
-        whether that job ran or not (a starts-only plan relies on it)."""
-        first = self._first_free(job.gpus_per_node)[self.usable(job)]
-        nn = job.num_nodes
-        if first.size < nn:
-            return np.inf
-        return float(np.partition(first, nn - 1)[nn - 1])
 
     def _avail_matrix(self, job: Job, runtime: float, usable: np.ndarray, times: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -347,27 +347,6 @@ class _QueuePolicy:
         # when the job had its turn: the starts are those of the full plan.
         defer = self.starts_only and fast and not self.strict
         deferred: deque[list] = deque()  # [first rank, end rank, explain record or None]
-        # Per entry: no reservation of it starts before this; None until a start test asks,
-        # which is before any job starts after it was queued, so in the state it was queued in.
-        bounds: deque[float | None] = deque()
-        bound_of: dict[int, float] = {}  # shape id -> Cycle.start_bound, until a job starts
-        n_started = -1
-
-        def bound(lo: int, hi: int) -> float:
-            """The earliest any of ranks ``lo:hi`` could be reserved to start."""
-            nonlocal n_started
-            if n_started != len(cycle.starts):
-                bound_of.clear()
-                n_started = len(cycle.starts)
-            out = np.inf
-            sids = shape_a[lo:hi]
-            for sid in (np.unique(sids).tolist() if hi - lo > 1 else (int(sids[0]),)):
-                b = bound_of.get(sid)
-                if b is None:
-                    r = lo if hi - lo == 1 else lo + int(np.argmax(sids == sid))
-                    b = bound_of[sid] = cycle.start_bound(jobs[r])
-                out = min(out, b)
-            return out
 
         def reserve_job(r: int, job: Job, rec: list | None) -> None:
             """The reservation (or why none) of the blocked job at rank ``r``."""
@@ -395,16 +374,6 @@ class _QueuePolicy:
                 blocked[jid] = why
                 rec.append(line)
 
-        def bounded_before(end: float) -> bool:
-            """Might a queued reservation start before ``end``?"""
-            for i, entry in enumerate(deferred):
-                b = bounds[i]
-                if b is None:
-                    b = bounds[i] = bound(entry[0], entry[1])
-                if b < end:
-                    return True
-            return False
-
         def resolve(count: int) -> None:
             """Work out the next ``count`` queued reservations, in rank order."""
             while deferred and count > 0:
@@ -417,14 +386,12 @@ class _QueuePolicy:
                             for r in range(lo, hi):
                                 reserve_job(r, jobs[r], rec)
                     deferred.clear()
-                    bounds.clear()
                     return
                 entry = deferred[0]
                 r = entry[0]
                 entry[0] += 1
                 if entry[0] >= entry[1]:
                     deferred.popleft()
-                    bounds.popleft()
                 if entry[2] is None and elig_a[r] > now:
                     continue
                 reserve_job(r, jobs[r], entry[2])
@@ -440,7 +407,6 @@ class _QueuePolicy:
                     memo_hits += skip.take(rank, nxt, alive, fail_memo, res_memo, defer)
                     if defer:
                         deferred.append([rank, nxt, None])
-                        bounds.append(None)
                     rank = nxt - 1
                     if rank + 1 < n_jobs and (
                             (depth and rank + 1 >= depth)
@@ -481,13 +447,9 @@ class _QueuePolicy:
                 memo_before = len(cycle.fail_memo)
                 choice = cycle.try_start(job, end, select)
                 batch = 1
-                while choice is not None and deferred and (
-                        job.service is not None or bounded_before(end)):
-                    # It fits what the reservations made so far leave, and it would still run
-                    # when a queued one might start: make the queued ones, a growing batch at
-                    # a time, until it no longer fits or none is left. (One that ends by every
-                    # queued job's start bound changes none of their reservations, see
-                    # Cycle.start_bound, except through a service's replica counts.)
+                while choice is not None and deferred:
+                    # It fits what the reservations made so far leave: make the queued ones,
+                    # a growing batch at a time, until it no longer fits or none is left.
                     resolve(batch)
                     batch *= 2
                     choice = cycle.try_start(job, end, select)
@@ -522,7 +484,6 @@ class _QueuePolicy:
                     break
                 if defer:
                     deferred.append([rank, rank + 1, rec])
-                    bounds.append(None)
                 else:
                     reserve_job(rank, job, rec)
                 break

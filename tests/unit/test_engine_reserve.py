@@ -103,33 +103,3 @@ def test_numeric_ids_order_like_the_general_path(snap, policy):
     fast, slow = get_policy(policy, None), get_policy(policy, None)
     slow.fast = False
     assert _plan_fields(fast.plan(snap, NOW)) == _plan_fields(slow.plan(snap, NOW))
-
-
-def test_start_bound_is_the_first_time_enough_nodes_have_the_gpus():
-    """Node a: 4 of 8 GPUs used until 1000 s, 2 more until 3000 s; node b: 8 used until
-    2000 s; node c: 2 used until 500 s. The bound ignores reservations and node choice."""
-    from kant_slurm.model import Inventory, Partition
-
-    inv = Inventory.build(["a", "b", "c"], [8, 8, 8], [64, 64, 64],
-                          partitions=[Partition("gpu", ("a", "b", "c"), default=True)])
-
-    def run(jid, node, g, limit):
-        return Job(jid, "RUNNING", 1, g, 0.0, nodes=(node,), node_gpus=(g,), start_time=0.0,
-                   time_limit=limit)
-
-    snap = ClusterSnapshot.idle(inv, [run("r1", "a", 4, 1000.0), run("r2", "a", 2, 3000.0),
-                                      run("r3", "b", 8, 2000.0), run("r4", "c", 2, 500.0)],
-                                taken_at=10.0)
-    pol = get_policy("slurm", None)
-    cycle = Cycle(snap, 10.0)
-    cycle.load_running(snap.running, pol.estimate)
-
-    def bound(nodes, gpus):
-        return cycle.start_bound(Job("p", "PENDING", nodes, gpus, 0.0, time_limit=60.0))
-
-    assert bound(1, 6) == -float("inf")  # c has 6 free now
-    assert bound(1, 8) == 500.0  # c is whole at 500 s
-    assert bound(2, 8) == 2000.0  # then b at 2000 s (a only at 3000 s)
-    assert bound(3, 8) == 3000.0
-    assert bound(4, 1) == float("inf")  # three nodes in all
-    assert bound(2, 2) == -float("inf")  # a has 2 free now, c has 6
