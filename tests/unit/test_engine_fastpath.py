@@ -48,7 +48,11 @@ def deep_queues(draw):
         free[cand[0]] -= g
         limit = draw(st.sampled_from(LIMITS[:-1]))
         jobs.append(Job(f"r{k}", "RUNNING", 1, g, 0.0, nodes=(inv.names[cand[0]],),
-                        node_gpus=(g,), start_time=NOW - draw(st.floats(0, 0.9)) * limit,
+                        node_gpus=(g,),
+                        # Quarter steps make expected ends meet pending jobs' (ties matter).
+                        start_time=NOW - draw(st.one_of(st.floats(0, 0.9),
+                                                        st.sampled_from([0.0, 0.25, 0.5, 0.75]))
+                                              ) * limit,
                         time_limit=limit, service=draw(st.sampled_from([None, "svc"])),
                         job_class=draw(st.sampled_from(["training", "inference", "batch"]))))
     n_pending = draw(st.integers(20, 160))
