@@ -352,8 +352,7 @@ class _QueuePolicy:
             """The reservation (or why none) of the blocked job at rank ``r``."""
             jid = job.job_id
             if len(cycle.reservations) < k_max:
-                src = src_l[r] if src_l is not None else self.estimate(job)[1]
-                est = est_l[r] if est_l is not None else self.estimate(job)[0]
+                est, src = (est_l[r], src_l[r]) if est_l is not None else self.estimate(job)
                 res, reason = cycle.reserve(job, est, self.selector(job, ctx))
                 if res is not None:
                     record = cycle.reservation_record(res, src)
