@@ -354,6 +354,8 @@ class _QueuePolicy:
             if len(cycle.reservations) < k_max:
                 est, src = (est_l[r], src_l[r]) if est_l is not None else self.estimate(job)
                 res, reason = cycle.reserve(job, est, self.selector(job, ctx))
+                if skip is not None:  # its shape's search memo may have changed: mirror it
+                    skip.learn(r, cycle)
                 if res is not None:
                     record = cycle.reservation_record(res, src)
                     reservations.append(record)
@@ -388,6 +390,16 @@ class _QueuePolicy:
                     return
                 entry = deferred[0]
                 r = entry[0]
+                if entry[2] is None:
+                    # A passed-over run: jobs whose shape's search already failed for a runtime
+                    # at or below theirs get that answer from the memo mirror in one step (the
+                    # search would return it without a look; nothing changes).
+                    hi = entry[1]
+                    r = skip.decided_prefix(r, hi)
+                    entry[0] = r
+                    if r >= hi:
+                        deferred.popleft()
+                        continue
                 entry[0] += 1
                 if entry[0] >= entry[1]:
                     deferred.popleft()
@@ -927,6 +939,20 @@ class _Skipper:
             self._rank = {j.job_id: r for r, j in enumerate(self.jobs)}
         r = self._rank.get(job_id)
         return r if r is not None and self.code[r] != self._WALKED else None
+
+    def decided_prefix(self, lo: int, hi: int) -> int:
+        """Give the deferred ranks from ``lo`` on whose reservation search the memo answers
+        (not eligible, or their shape's search failed for a runtime at or below theirs) that
+        answer, up to the first one it does not; returns that rank (``hi``: all answered)."""
+        sh = self.shape[lo:hi]
+        failed = self.res_rt[sh] <= self.est[lo:hi]
+        done = ~self.cand[lo:hi] | failed
+        n = hi - lo if done.all() else int(np.argmin(done))
+        if n:
+            hit = failed[:n] & self.cand[lo:lo + n]
+            codes = self.code[lo:lo + n]
+            codes[hit] = self.res_reason[sh[:n][hit]]
+        return lo + n
 
     def set_reason(self, rank: int, reason: str) -> None:
         """The outcome of a passed-over job's reservation, once worked out."""
