@@ -345,12 +345,20 @@ class Cycle:
                 self._leaf_aggs[id(usable)] = agg
             return agg
         n_res = len(self.reservations)
-        if self._lim_n != n_res:  # a new reservation: rebuild the capped view and its aggregates
+        if self._lim_n != n_res:  # a new reservation: the capped view changes
             lim = self.free.copy()
             for r in self.reservations:
                 np.minimum(lim, r.spare, out=lim)
+            old = self.lim_all
+            if old is not None and self._lim_aggs:
+                # Update the aggregates on the nodes whose cap moved (a reservation caps few
+                # nodes) instead of building them again; they hold ``old``'s values, even if
+                # jobs started since (commit_start leaves a stale view alone).
+                moved = np.flatnonzero(lim != old)
+                for agg in self._lim_aggs.values():
+                    agg.update(moved, old[moved], lim[moved])
+                    agg.source = lim
             self.lim_all = lim
-            self._lim_aggs = {}
             self._lim_n = n_res
         agg = self._lim_aggs.get(id(usable))
         if agg is None:

@@ -822,8 +822,10 @@ class _ShapeTracker:
         sh = self._shape[lo:hi][c]
         if sh.size == 0:
             return
-        sids, counts = np.unique(sh, return_counts=True)
-        for sid, cnt in zip(sids.tolist(), counts.tolist()):
+        # Shape ids are small integers: a bincount is cheaper than a sort-based unique.
+        per = np.bincount(sh)
+        sids = np.flatnonzero(per)
+        for sid, cnt in zip(sids.tolist(), per[sids].tolist()):
             st = self._state.get(sid)
             if st is not None and not (st[4] or st[5]):
                 continue
