@@ -78,6 +78,7 @@ from __future__ import annotations
 import bisect
 import logging
 import operator
+import sys
 import time  # formatting given times only: the engine never reads the clock
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
@@ -96,6 +97,8 @@ from .registry import register
 from .select import binpack, first_fit, slurm_cons_tres, spread
 
 log = logging.getLogger(__name__)
+
+_refcount = getattr(sys, "getrefcount", None)
 
 
 def _config(config):
@@ -257,8 +260,9 @@ class _QueuePolicy:
             return None
         if not self.kept_order_valid(q.elig, now):
             return None
-        # Copies: the plan's lazy views keep them while the queue moves on next cycle.
-        return list(q.jobs), list(q.est_l), list(q.src), q.elig, q.shape, q.est
+        # Not copies: the queue copies a list before changing it if anything still holds it
+        # (see _SortedQueue._own_lists).
+        return q.jobs, q.est_l, q.src, q.elig, q.shape, q.est
 
     _queue = None
 
@@ -660,9 +664,7 @@ class _SortedQueue:
         self.jobs: list[Job] = []
         self.est_l: list[float] = []
         self.src: list[str] = []
-        self.est = np.empty(0)
-        self.elig = np.empty(0)
-        self.shape = np.empty(0, dtype=np.int64)
+        self._set_cols(np.empty((3, 0)))
         self.key_of: dict[str, tuple] = {}
 
     def update(self, pending: Sequence[Job], upto: int, compute) -> bool:
@@ -711,13 +713,14 @@ class _SortedQueue:
                 return False
             rows.append(row)
         keys = self.keys
+        if removes or rows:
+            self._own_lists()
+        cols = self._cols
         if removes:
             pos = sorted((bisect.bisect_left(keys, k) for k in removes), reverse=True)
             for p in pos:
                 del keys[p], self.jobs[p], self.est_l[p], self.src[p]
-            self.est = np.delete(self.est, pos)
-            self.elig = np.delete(self.elig, pos)
-            self.shape = np.delete(self.shape, pos)
+            cols = np.delete(cols, pos, axis=1)
         if rows:
             rows.sort(key=lambda x: x[0])
             at = [bisect.bisect_right(keys, k) for k, _, _ in rows]
@@ -728,10 +731,32 @@ class _SortedQueue:
                 self.est_l.insert(p, r[1])
                 self.src.insert(p, r[2])
                 key_of[job.job_id] = k
-            self.est = np.insert(self.est, at, [r[1] for _, _, r in rows])
-            self.elig = np.insert(self.elig, at, [r[3] for _, _, r in rows])
-            self.shape = np.insert(self.shape, at, [r[4] for _, _, r in rows])
+            cols = np.insert(cols, at, [[r[1] for _, _, r in rows], [r[3] for _, _, r in rows],
+                                        [r[4] for _, _, r in rows]], axis=1)
+        if cols is not self._cols:
+            self._set_cols(cols)
         return True
+
+    def _set_cols(self, cols: np.ndarray) -> None:
+        # One (3 x jobs) array moved by one insert or delete per cycle instead of three.
+        # Shape ids are small integers, exact as floats.
+        self._cols = cols
+        self.est, self.elig = cols[0], cols[1]
+        self.shape = cols[2].astype(np.int64)
+
+    def _own_lists(self) -> None:
+        """Copy the job, estimate and source lists before changing them in place if anything
+        but this queue holds them: the last plan's lazy views (order, reasons) read the lists
+        handed out then. The simulator drops each plan before the next cycle, so the lists are
+        usually this queue's alone and thousands of jobs are not copied every cycle. CPython's
+        reference count tells (2: this queue's attribute and the call's argument); without
+        it, always copy."""
+        if _refcount is None or _refcount(self.jobs) > 2:
+            self.jobs = list(self.jobs)
+        if _refcount is None or _refcount(self.est_l) > 2:
+            self.est_l = list(self.est_l)
+        if _refcount is None or _refcount(self.src) > 2:
+            self.src = list(self.src)
 
     def _rebuild(self, pending: Sequence[Job], compute) -> bool:
         rows = []
@@ -745,9 +770,8 @@ class _SortedQueue:
         self.jobs = [j for _, j, _ in rows]
         self.est_l = [float(r[1]) for _, _, r in rows]
         self.src = [r[2] for _, _, r in rows]
-        self.est = np.array(self.est_l, dtype=float)
-        self.elig = np.array([r[3] for _, _, r in rows], dtype=float)
-        self.shape = np.array([r[4] for _, _, r in rows], dtype=np.int64)
+        self._set_cols(np.array([self.est_l, [r[3] for _, _, r in rows],
+                                 [r[4] for _, _, r in rows]], dtype=float).reshape(3, len(rows)))
         self.key_of = {j.job_id: k for k, j, _ in rows}
         return True
 
@@ -1162,7 +1186,10 @@ class LazyExplain(Mapping):
         self.skipped: _Skipper | None = None  # jobs the walk passed over (memo-decided)
 
     def new(self, job_id: str, rank: int, est: float, src: str) -> list:
-        rec: list = [(_head_lines_at, self, rank, est, src)]
+        # The head line is formatted with this explain object, passed when read: a record
+        # holding it would make a reference cycle, and the plan (with the kept queue's lists
+        # it holds) would live until the garbage collector runs.
+        rec: list = [(_head_lines_at, rank, est, src)]
         self.records[job_id] = rec
         return rec
 
@@ -1173,14 +1200,14 @@ class LazyExplain(Mapping):
         sk = self.skipped
         rank = sk.rank_of(job_id) if sk is not None else None
         if rank is not None:
-            return [(_head_lines_at, self, rank, sk.est_l[rank], sk.src_l[rank]),
+            return [(_head_lines_at, rank, sk.est_l[rank], sk.src_l[rank]),
                     sk.reason(rank)]
         tail = self.tail
         rank = tail.rank_of(job_id) if tail is not None else None
         if rank is None:
             raise KeyError(job_id)
         est, src = tail.policy.estimate(tail.jobs[rank])
-        return [(_head_lines_at, self, rank, est, src), tail.reason(rank)]
+        return [(_head_lines_at, rank, est, src), tail.reason(rank)]
 
     def __getitem__(self, job_id: str) -> tuple[str, ...]:
         out = self._done.get(job_id)
@@ -1189,6 +1216,8 @@ class LazyExplain(Mapping):
             for item in self._record(job_id):
                 if isinstance(item, str):
                     lines.append(item)
+                elif item[0] is _head_lines_at:
+                    lines.extend(_head_lines_at(self, *item[1:]))
                 else:
                     lines.extend(item[0](*item[1:]))
             out = tuple(lines)

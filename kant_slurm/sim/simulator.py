@@ -577,6 +577,9 @@ class Simulator:
             if settings.fill_until_full and pending:
                 stopped_full = True
                 break
+            # Drop the plan before the next cycle: its lazy views hold the policy's queue
+            # lists, which the policy would otherwise copy before changing them.
+            plan = None
 
         if starts_only_was is not None:
             self.policy.starts_only = starts_only_was

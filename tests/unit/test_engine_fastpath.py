@@ -212,3 +212,38 @@ def test_walk_stops_early_on_a_deep_full_queue_and_fills_in_the_rest():
     assert p.explain["999"][0].startswith("rank 999 in kant order: class=batch")
     assert p.explain["999"][-1] == p.blocked["999"]
     assert "999" in p.explain and "nope" not in p.explain and "nope" not in p.blocked
+
+
+def test_a_held_plan_keeps_its_order_and_reasons_while_the_kept_queue_moves_on():
+    """The kept queue hands its lists to the plan without copying and changes them in place
+    next cycle unless something still holds them: a plan kept by the caller must still show
+    the queue of its own cycle."""
+    inv = _inventory(2, 8)
+    full = [Job(f"r{k}", "RUNNING", 1, 8, 0.0, nodes=(inv.names[k],), node_gpus=(8,),
+                start_time=0.0, time_limit=7200.0) for k in range(len(inv.names))]
+    pending = [Job(str(100 + k), "PENDING", 1, 1 + k % 8, float(k), time_limit=3600.0)
+               for k in range(60)]
+    # Next cycle: ten jobs left, three arrived (one older than every queued job).
+    arrivals = [Job(f"n{k}", "PENDING", 1, 2, -100.0 + 500.0 * k, time_limit=600.0)
+                for k in range(3)]
+    for name in ("kant", "slurm", "fifo"):
+        pol = get_policy(name, None)
+        pol.starts_only = True
+        log = PendingChanges()
+        for j in pending:
+            log.add(j)
+        snap = ClusterSnapshot.idle(inv, full + pending, taken_at=NOW)
+        held = pol.plan(dataclasses.replace(snap, pending_changes=(log, len(log))), NOW)
+        order = [(e.job_id, e.rank) for e in held.order]
+        reasons = dict(held.blocked)
+        assert len(order) == 60 and len(reasons) == 60
+        log.trim()
+        for j in pending[:10]:
+            log.remove(j)
+        for j in arrivals:
+            log.add(j)
+        snap2 = ClusterSnapshot.idle(inv, full + pending[10:] + arrivals, taken_at=NOW + 60)
+        nxt = pol.plan(dataclasses.replace(snap2, pending_changes=(log, len(log))), NOW + 60)
+        assert [e.job_id for e in nxt.order][0] == "n0"  # the queue did move
+        assert [(e.job_id, e.rank) for e in held.order] == order
+        assert dict(held.blocked) == reasons
