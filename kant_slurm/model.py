@@ -12,6 +12,8 @@ Nothing here talks to Slurm, reads files or looks at the clock.
 
 from __future__ import annotations
 
+import dataclasses
+import operator
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -409,6 +411,23 @@ class Job:
     @property
     def is_running(self) -> bool:
         return self.state == RUNNING
+
+
+_JOB_FIELDS = tuple(f.name for f in dataclasses.fields(Job))
+_JOB_VALUES = operator.attrgetter(*_JOB_FIELDS)
+_JOB_POS = {name: i for i, name in enumerate(_JOB_FIELDS)}
+
+
+def replace_job(job: Job, **changes) -> Job:
+    """``dataclasses.replace(job, **changes)`` in a third of the time (the simulator makes a
+    new Job at every start): every field is an ``__init__`` argument, in field order."""
+    values = list(_JOB_VALUES(job))
+    for name, value in changes.items():
+        pos = _JOB_POS.get(name)
+        if pos is None:
+            raise TypeError(f"Job has no field {name!r}")
+        values[pos] = value
+    return Job(*values)
 
 
 def size_bucket(gpus: int) -> str:

@@ -25,7 +25,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..model import Job
+from ..model import Job, replace_job
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def apply_job_rules(job: Job, rules: JobRules) -> Job:
             changes["sla"] = rules.sla_of(job)
     elif (pre or job.job_class == "training") and job.checkpoint_interval is None:
         changes["checkpoint_interval"] = rules.checkpoint_of(job)
-    return dataclasses.replace(job, **changes) if changes else job
+    return replace_job(job, **changes) if changes else job
 
 
 def make_classifier(config=None) -> Callable[[Job], Job]:

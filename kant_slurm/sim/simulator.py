@@ -95,7 +95,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, SimulationError
-from ..model import PENDING, RUNNING, ClusterSnapshot, Inventory, Job, PendingChanges
+from ..model import (PENDING, RUNNING, ClusterSnapshot, Inventory, Job, PendingChanges,
+                     replace_job)
 
 log = logging.getLogger(__name__)
 
@@ -555,7 +556,7 @@ class Simulator:
                 if job.job_class == "inference":
                     pending_inference -= 1
                     pending_deadline.pop(jid, None)
-                job = dataclasses.replace(job, state=RUNNING, start_time=now,
+                job = replace_job(job, state=RUNNING, start_time=now,
                                           nodes=tuple(pl.nodes), node_gpus=tuple(pl.node_gpus))
                 running[jid] = job
                 running_row[jid] = r

@@ -1,5 +1,7 @@
 """The frozen cluster model: topology levels, inventory indices, snapshot invariants."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,7 @@ from kant_slurm.model import (
     Job,
     Partition,
     Topology,
+    replace_job,
     size_bucket,
 )
 
@@ -122,3 +125,20 @@ def test_unschedulable_node_has_no_free_gpus():
 )
 def test_size_bucket(gpus, bucket):
     assert size_bucket(gpus) == bucket
+
+
+@pytest.mark.parametrize("changes", [
+    {},
+    {"state": "RUNNING", "start_time": 5.0, "nodes": ("a", "b"), "node_gpus": (8, 4)},
+    {"checkpoint_interval": 600.0, "job_id": "x"},  # the last field and the first
+    {"eligible_time": None, "time_limit": None},
+])
+def test_replace_job_equals_dataclasses_replace(changes):
+    job = Job("7", "PENDING", 2, 4, 100.0, name="n", user="u", account="acc",
+              time_limit=3600.0, eligible_time=50.0)
+    assert replace_job(job, **changes) == dataclasses.replace(job, **changes)
+
+
+def test_replace_job_names_an_unknown_field():
+    with pytest.raises(TypeError, match="no field 'bogus'"):
+        replace_job(Job("7", "PENDING", 1, 1, 0.0), bogus=1)
