@@ -241,7 +241,24 @@ class Simulator:
         self.progress = progress
 
     # The loop is long because it is the hot path: attribute look-ups are hoisted into locals.
-    def run(self) -> SimResult:  # noqa: C901
+    def run(self) -> SimResult:
+        """Replay the workload through the policy; the records and figures of the run."""
+        may_preempt = self.settings.may_preempt
+        if may_preempt is None:
+            may_preempt = bool(getattr(self.policy, "may_preempt", False))
+        # The replay reads only a plan's starts (and preemptions): a policy that can plan just
+        # those does (see ``_QueuePolicy.starts_only``), unless it preempts, which reads the
+        # plan's reservations. The policy's own setting comes back however the run ends.
+        starts_only_was = getattr(self.policy, "starts_only", None)
+        if starts_only_was is not None and not may_preempt and self.settings.starts_only:
+            self.policy.starts_only = True
+        try:
+            return self._replay()
+        finally:
+            if starts_only_was is not None:
+                self.policy.starts_only = starts_only_was
+
+    def _replay(self) -> SimResult:  # noqa: C901
         wall0 = time.perf_counter()
         inv = self.inventory
         settings = self.settings
@@ -324,12 +341,6 @@ class Simulator:
         has_service = "service" in tab
         classifier = self.classifier
         plan_fn = self.policy.plan
-        # The replay reads only a plan's starts (and preemptions): a policy that can plan just
-        # those does (see ``_QueuePolicy.starts_only``), unless it preempts, which reads the
-        # plan's reservations.
-        starts_only_was = getattr(self.policy, "starts_only", None)
-        if starts_only_was is not None and not may_preempt and settings.starts_only:
-            self.policy.starts_only = True
         interval = float(settings.interval)
         requeue_delay = float(settings.requeue_delay)
 
@@ -582,8 +593,6 @@ class Simulator:
             # lists, which the policy would otherwise copy before changing them.
             plan = None
 
-        if starts_only_was is not None:
-            self.policy.starts_only = starts_only_was
         wall = time.perf_counter() - wall0
         from ..metrics.records import make_records
 

@@ -104,6 +104,23 @@ def test_unknown_job_in_plan_is_an_error():
         _run([("A", 0, 10, 1, 20)], policy=Bad())
 
 
+def test_a_failed_run_gives_the_policy_its_starts_only_setting_back():
+    """The simulator asks a non-preempting policy for starts-only plans for the run; a plan
+    that stops the run with an error must not leave the policy asking for them afterwards."""
+    class Bad(FirstFit):
+        starts_only = False
+        seen: list = []
+
+        def plan(self, snap, now):
+            self.seen.append(self.starts_only)
+            return Plan("bad", now, starts=(Placement("nope", ("n1",), (1,)),))
+
+    bad = Bad()
+    with pytest.raises(SimulationError):
+        _run([("A", 0, 10, 1, 20)], policy=bad)
+    assert bad.seen == [True] and bad.starts_only is False
+
+
 def test_overcommitting_plan_is_an_error():
     class Over(FirstFit):
         def plan(self, snap, now):
