@@ -71,6 +71,7 @@ class RunningTable:
         self.limit = np.empty(0)  # nan: no time limit
         self.idx = np.empty(0, dtype=object)  # node indices (None: unknown nodes, ignored)
         self.gpus = np.empty(0, dtype=object)
+        self.nlen = np.empty(0, dtype=np.int64)  # nodes per job (-1: unknown nodes)
         self.inv = None
 
     def _row(self, job: Job, index, estimate):
@@ -104,31 +105,31 @@ class RunningTable:
         limit = np.empty(n)
         idx = np.empty(n, dtype=object)
         gpus = np.empty(n, dtype=object)
+        nlen = np.empty(n, dtype=np.int64)
         h = np.flatnonzero(hit)
         if h.size:
             ph = pos[h]
             start[h], est[h], limit[h] = self.start[ph], self.est[ph], self.limit[ph]
-            idx[h], gpus[h] = self.idx[ph], self.gpus[ph]
+            idx[h], gpus[h], nlen[h] = self.idx[ph], self.gpus[ph], self.nlen[ph]
         index = inv.index
         for i in np.flatnonzero(~hit).tolist():
             start[i], est[i], limit[i], idx[i], gpus[i] = self._row(running[i], index, estimate)
+            nlen[i] = -1 if idx[i] is None else len(idx[i])
         srt = np.argsort(ids, kind="stable")
         self.ids, self.jobs = ids[srt], running
         self.start, self.est, self.limit = start[srt], est[srt], limit[srt]
-        self.idx, self.gpus = idx[srt], gpus[srt]
+        self.idx, self.gpus, self.nlen = idx[srt], gpus[srt], nlen[srt]
         # expected_end, vectorised: start + estimate; past it, start + limit; past that, now + 1.
         st = np.where(np.isnan(start), now, start)
         end = st + est
         by_limit = st + limit
         end = np.where(end > now, end, np.where(by_limit > now, by_limit, now + 1.0))
-        keep = np.flatnonzero(np.fromiter((x is not None for x in idx), bool, n)) if n else \
-            np.empty(0, np.int64)
+        keep = np.flatnonzero(nlen >= 0)
         order = keep[np.argsort(end[keep], kind="stable")]
-        o = order.tolist()
-        lens = np.fromiter((len(idx[i]) for i in o), np.int64, len(o))
-        if o:
-            flat_idx = np.concatenate([idx[i] for i in o])
-            flat_g = np.concatenate([gpus[i] for i in o])
+        lens = nlen[order]
+        if order.size:
+            flat_idx = np.concatenate(idx[order].tolist())
+            flat_g = np.concatenate(gpus[order].tolist())
         else:
             flat_idx = flat_g = np.empty(0, np.int64)
         return end[order], lens, flat_idx, flat_g
