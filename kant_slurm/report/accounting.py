@@ -285,23 +285,24 @@ def format_report(report: dict[str, Any]) -> str:
         f"wait            p50 {_dur(report['wait_p50_s'])}  p90 {_dur(report['wait_p90_s'])}  "
         f"p99 {_dur(report['wait_p99_s'])}  mean {_dur(report['wait_mean_s'])}",
         "",
-        "wait by class / size      jobs   p50      p90      p99",
+        # Each table: the header's first column as wide as the rows' indent plus name, so
+        # numbers sit right under their headings.
+        f"{'wait by class / size':<26}{'jobs':>6}   {'p50':<8} {'p90':<8} p99",
     ]
-    for row in report["by_class"]:
-        lines.append(f"  {row['job_class']:<22} {row['jobs']:>6}   {_dur(row['p50']):<8} "
+    for name, row in ([(row["job_class"], row) for row in report["by_class"]]
+                      + [(row["size_bucket"] + " GPU", row) for row in report["by_size"]]):
+        lines.append(f"  {name:<24}{row['jobs']:>6}   {_dur(row['p50']):<8} "
                      f"{_dur(row['p90']):<8} {_dur(row['p99'])}")
-    for row in report["by_size"]:
-        lines.append(f"  {row['size_bucket'] + ' GPU':<22} {row['jobs']:>6}   "
-                     f"{_dur(row['p50']):<8} {_dur(row['p90']):<8} {_dur(row['p99'])}")
-    lines += ["", "time-limit accuracy (elapsed / limit)   jobs   p50     p90"]
+    lines += ["", f"{'time-limit accuracy (elapsed / limit)':<40}{'jobs':>6}   {'p50':<7} p90"]
     for label in ("account", "user"):
         for row in report["time_limit_accuracy"][f"by_{label}"][:TOP_N]:
-            lines.append(f"  {label} {row[label]:<31} {row['jobs']:>6}   "
+            lines.append(f"  {label + ' ' + str(row[label]):<38}{row['jobs']:>6}   "
                          f"{_pct(row['elapsed_over_limit_p50']):<7} "
                          f"{_pct(row['elapsed_over_limit_p90'])}")
     for key, title in (("waiting_gpus", "top users of waiting GPUs"),
                        ("stranded_gpus", "top users of stranded GPUs")):
-        lines += ["", f"{title:<38} GPU-h   share"]
+        lines += ["", f"{title:<38}{'GPU-h':>8}  share"]
         for row in report["top_users"][key]:
-            lines.append(f"  {row['user']:<36} {row['gpu_hours']:>7.1f}  {_pct(row['share'])}")
+            lines.append(f"  {str(row['user']):<36}{row['gpu_hours']:>8.1f}  "
+                         f"{_pct(row['share'])}")
     return "\n".join(lines)

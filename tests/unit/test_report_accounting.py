@@ -124,6 +124,23 @@ def test_tables_and_text(report):
     assert "top users of stranded GPUs" in text
 
 
+def test_text_tables_put_numbers_under_their_headings(report):
+    """Each table of the text report: the count column ends where its heading ends, and the
+    columns after it start where their headings start (user and account rows alike)."""
+    blocks = format_report(report).split("\n\n")[1:]
+    assert len(blocks) == 4
+    for block in blocks:
+        header, *rows = block.splitlines()
+        assert rows
+        first = "jobs" if "jobs" in header else "GPU-h"
+        end = header.index(first) + len(first)
+        starts = [m.start() for m in re.finditer(r"\S+", header[end:])]
+        for row in rows:
+            assert row[end - 1].isdigit() and row[end:end + 1] in ("", " "), (header, row)
+            cells = [m.start() for m in re.finditer(r"\S+", row[end:])]
+            assert cells == starts, (header, row)
+
+
 def test_html_is_self_contained(report):
     html = render_html(_clean(report))
     assert html.startswith("<!DOCTYPE html>")
