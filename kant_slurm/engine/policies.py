@@ -397,7 +397,8 @@ class _QueuePolicy:
                 if entry[2] is None:
                     # A passed-over run: jobs whose shape's search already failed for a runtime
                     # at or below theirs get that answer from the memo mirror in one step (the
-                    # search would return it without a look; nothing changes).
+                    # search would return it without a look; nothing changes). Jobs not yet
+                    # eligible are passed too, so the rank it stops at is eligible.
                     hi = entry[1]
                     r = skip.decided_prefix(r, hi)
                     entry[0] = r
@@ -407,8 +408,6 @@ class _QueuePolicy:
                 entry[0] += 1
                 if entry[0] >= entry[1]:
                     deferred.popleft()
-                if entry[2] is None and elig_a[r] > now:
-                    continue
                 reserve_job(r, jobs[r], entry[2])
                 count -= 1
 
@@ -749,14 +748,12 @@ class _SortedQueue:
         but this queue holds them: the last plan's lazy views (order, reasons) read the lists
         handed out then. The simulator drops each plan before the next cycle, so the lists are
         usually this queue's alone and thousands of jobs are not copied every cycle. CPython's
-        reference count tells (2: this queue's attribute and the call's argument); without
-        it, always copy."""
-        if _refcount is None or _refcount(self.jobs) > 2:
-            self.jobs = list(self.jobs)
-        if _refcount is None or _refcount(self.est_l) > 2:
-            self.est_l = list(self.est_l)
-        if _refcount is None or _refcount(self.src) > 2:
-            self.src = list(self.src)
+        reference count tells; without it, always copy."""
+        for name in ("jobs", "est_l", "src"):
+            # 3: the instance dict's reference, the local name and getrefcount's argument.
+            lst = getattr(self, name)
+            if _refcount is None or _refcount(lst) > 3:
+                setattr(self, name, list(lst))
 
     def _rebuild(self, pending: Sequence[Job], compute) -> bool:
         rows = []

@@ -253,12 +253,12 @@ class Simulator:
         if starts_only_was is not None and not may_preempt and self.settings.starts_only:
             self.policy.starts_only = True
         try:
-            return self._replay()
+            return self._replay(may_preempt)
         finally:
             if starts_only_was is not None:
                 self.policy.starts_only = starts_only_was
 
-    def _replay(self) -> SimResult:  # noqa: C901
+    def _replay(self, may_preempt: bool) -> SimResult:  # noqa: C901
         wall0 = time.perf_counter()
         inv = self.inventory
         settings = self.settings
@@ -266,9 +266,6 @@ class Simulator:
         n_jobs = len(tab)
         n_nodes = len(inv)
         policy_name = getattr(self.policy, "name", type(self.policy).__name__)
-        may_preempt = settings.may_preempt
-        if may_preempt is None:
-            may_preempt = bool(getattr(self.policy, "may_preempt", False))
 
         submit = tab["submit_time"].to_numpy(dtype=float)
         duration = tab["duration"].to_numpy(dtype=float)
@@ -568,7 +565,7 @@ class Simulator:
                     pending_inference -= 1
                     pending_deadline.pop(jid, None)
                 job = replace_job(job, state=RUNNING, start_time=now,
-                                          nodes=tuple(pl.nodes), node_gpus=tuple(pl.node_gpus))
+                                  nodes=tuple(pl.nodes), node_gpus=tuple(pl.node_gpus))
                 running[jid] = job
                 running_row[jid] = r
                 if math.isnan(start_t[r]):
