@@ -692,15 +692,16 @@ class Cycle:
             lo_c += size
             size *= 4
             avail_t, starts, ends = self._avail_matrix(job, runtime, usable, chunk)
-            ok = np.count_nonzero(avail_t >= job.gpus_per_node, axis=0) >= job.num_nodes
+            ok = (np.count_nonzero((avail_t >= job.gpus_per_node) & usable[:, None], axis=0)
+                  >= job.num_nodes)
             for row in np.flatnonzero(ok).tolist():
-                col = np.ascontiguousarray(avail_t[:, row])
-                choice = select(self, job, col)
+                col_all = np.ascontiguousarray(avail_t[:, row])
+                choice = select(self, job, np.where(usable, col_all, -1))
                 if choice is None:
                     continue
-                avail_now = np.maximum(col, 0)
+                # The spare room counts every node, also those outside the job's pool.
                 return self._record(job, float(starts[row]), float(ends[row]), choice,
-                                    avail_now), ""
+                                    col_all), ""
         if late is None:
             return None, no_start
         window = f"no start found inside the backfill window ({self.reservation_window:.0f} s)"
@@ -710,7 +711,8 @@ class Cycle:
             if chunk.size == 0:
                 continue
             avail_t, _, _ = self._avail_matrix(job, runtime, usable, chunk)
-            if (np.count_nonzero(avail_t >= job.gpus_per_node, axis=0) >= job.num_nodes).any():
+            if (np.count_nonzero((avail_t >= job.gpus_per_node) & usable[:, None], axis=0)
+                    >= job.num_nodes).any():
                 return None, window
         return None, no_start
 
@@ -772,17 +774,16 @@ class Cycle:
         held = np.zeros(len(self.free), dtype=bool)
         held[p_node[(start + runtime > p_s) & (start < p_e)]] = True
         free_t = self._free_at(t)
-        col = np.minimum(np.where(held, 0, free_t), self.total)
-        col[~usable] = -1
-        choice = select(self, job, col)
+        col_all = np.minimum(np.where(held, 0, free_t), self.total)
+        choice = select(self, job, np.where(usable, col_all, -1))
         if choice is None:
             return None
-        return self._record(job, float(start), float(end), choice, np.maximum(col, 0)), ""
+        return self._record(job, float(start), float(end), choice, col_all), ""
 
     def _avail_matrix(self, job: Job, runtime: float, usable: np.ndarray, times: np.ndarray
                       ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(nodes x times available GPUs for a job starting at each time and running
-        ``runtime``, -1 outside ``usable``; the starts; the ends)."""
+        ``runtime``, on every node: the caller masks ``usable``; the starts; the ends)."""
         n = len(self.free)
         whole = self.whole_node_reservations
         r_start, r_end, r_lens, r_idx, r_g = self._res_arrays()
@@ -809,7 +810,6 @@ class Cycle:
         else:
             avail_t = np.maximum(free_t, 0)
         np.minimum(avail_t, self.total[:, None], out=avail_t)
-        avail_t[~usable, :] = -1
         return avail_t, starts, ends
 
     def _record(self, job: Job, start: float, end: float, choice: Choice,

@@ -80,6 +80,7 @@ import logging
 import operator
 import sys
 import time  # formatting given times only: the engine never reads the clock
+import weakref
 from collections import defaultdict, deque
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -87,11 +88,11 @@ from typing import Any
 import numpy as np
 
 from ..model import ClusterSnapshot, Job
-from . import scoring
+from . import fastwalk, scoring
 from .cycle import (Choice, Cycle, RunningTable, Selector, describe_nodes, lookup_ids,
                     shape_key)
 from .estimate import HistoryEstimator, runtime_estimate
-from .plan import Placement, Plan, QueueEntry
+from .plan import Placement, Plan, QueueEntry, Reservation
 from .pools import pool_key, pool_mask, zone_mask
 from .registry import register
 from .select import binpack, first_fit, slurm_cons_tres, spread
@@ -277,6 +278,120 @@ class _QueuePolicy:
                 _shape_id(shape_key(job)), scoring._id_key(jid),
                 float(jid) if jid.isascii() and jid.isdigit() and len(jid) < 16 else np.nan)
 
+    # -- the compiled walk ------------------------------------------------------------
+    compiled = True
+    """Starts-only plans (the simulator's) walk the queue in compiled code
+    (:mod:`.fastwalk`) once it is ready in this process (``fastwalk.prepare()``, or the
+    simulator's background compile) and every queued job is of a kind it handles (selector
+    E-Binpack or the Slurm model; no CPU counts; no quota gates). Strict order (fifo) stops at
+    its first blocked job and keeps the Python walk. ``False`` keeps the Python walk, the
+    reference the compiled one is tested against."""
+
+    _shape_info: dict | None = None
+    _shape_token = None
+
+    def _compiled_inputs(self, cycle: Cycle, ctx: dict, jobs, shape_a: np.ndarray):
+        """Per shape id: (nodes, GPUs per node, selector kind, usable-mask row) as arrays, and
+        the masks; None when a queued shape is not one the compiled walk handles. Kept across
+        cycles while the inventory and the schedulable nodes stay the same."""
+        inv = cycle.inv
+        token = (inv, cycle.schedulable.tobytes())
+        if self._shape_token is None or self._shape_token[0] is not inv or \
+                self._shape_token[1] != token[1]:
+            self._shape_token = token
+            self._shape_info = {"rows": {}, "masks": [], "mask_of": {}, "arrays": None}
+        info = self._shape_info
+        rows = info["rows"]
+        present = np.flatnonzero(np.bincount(shape_a)).tolist() if shape_a.size else []
+        new = [sid for sid in present if sid not in rows]
+        if new:
+            kinds = {first_fit: fastwalk.KIND_FIRST_FIT, binpack: fastwalk.KIND_BINPACK,
+                     slurm_cons_tres: fastwalk.KIND_SLURM}
+            for sid in new:
+                job = jobs[int(np.argmax(shape_a == sid))]
+                kind = kinds.get(self.selector(job, ctx))
+                if kind is None or job.cpus_per_node > 0:
+                    rows[sid] = None
+                    continue
+                mask = cycle.usable(job)
+                m = info["mask_of"].setdefault(mask.tobytes(), len(info["masks"]))
+                if m == len(info["masks"]):
+                    info["masks"].append(mask)
+                rows[sid] = (job.num_nodes, job.gpus_per_node, kind, m)
+            arr = np.zeros((4, max(rows) + 1), dtype=np.int64)
+            for sid, row in rows.items():
+                if row is not None:
+                    arr[:, sid] = row
+            masks = np.array(info["masks"], dtype=bool).reshape(len(info["masks"]), len(inv))
+            info["arrays"] = (arr[0], arr[1], arr[2], arr[3], masks)
+        if any(rows[sid] is None for sid in present):
+            return None
+        return info["arrays"] if present else None
+
+    def _compiled_plan(self, snapshot: ClusterSnapshot, now: float, ctx: dict, cycle: Cycle,
+                       got) -> Plan | None:
+        """A starts-only plan from the compiled walk, or None (then the Python walk runs)."""
+        jobs, est_l, src_l, elig_a, shape_a, est_a = got
+        inputs = self._compiled_inputs(cycle, ctx, jobs, shape_a)
+        if inputs is None:
+            return None
+        nn_a, g_a, kind_a, mask_a, masks = inputs
+        inv = cycle.inv
+        levels = _levels_of(inv)
+        ev_t, ev_lens, ev_idx, ev_g = cycle._base_events()
+        window = self.reservation_window()
+        k_max = self.reservations_k()
+        try:
+            (s_rank, s_off, s_idx, s_group, s_level, s_bf, r_rank, r_start, r_end, r_off,
+             r_idx) = fastwalk.run(
+                now, cycle.free, cycle.total, cycle.weight, cycle.cpus_free, cycle.has_cpus,
+                levels[0], levels[1], masks, nn_a, g_a, mask_a, kind_a, est_a, elig_a, shape_a,
+                ev_t, ev_lens, ev_idx, ev_g, k_max, self.max_job_test(), self.strict,
+                self.whole_node_reservations,
+                now + window if window is not None else np.inf)
+        except TypeError as e:  # not the types it was compiled for: nothing was changed yet
+            fastwalk.mark_broken(str(e))
+            return None
+        group_levels = inv.group_levels
+        starts = []
+        for k, rank in enumerate(s_rank.tolist()):
+            job = jobs[rank]
+            idx = s_idx[s_off[k]:s_off[k + 1]]
+            lv, gi = int(s_level[k]), int(s_group[k])
+            group = group_levels[lv][0][gi] if gi >= 0 else None
+            starts.append(Placement(
+                job_id=job.job_id, nodes=cycle.names_of(idx),
+                node_gpus=(job.gpus_per_node,) * len(idx), backfilled=bool(s_bf[k]),
+                group=group, runtime_estimate=est_l[rank], estimate_source=src_l[rank],
+                why=_compiled_why(int(kind_a[shape_a[rank]]), group, lv, job)))
+        cycle.starts = starts
+        reservations = []
+        for k, rank in enumerate(r_rank.tolist()):
+            job = jobs[rank]
+            idx = r_idx[r_off[k]:r_off[k + 1]]
+            reservations.append(Reservation(
+                job_id=job.job_id, start_time=float(r_start[k]), nodes=cycle.names_of(idx),
+                node_gpus=(job.gpus_per_node,) * len(idx),
+                runtime_estimate=float(r_end[k] - r_start[k]), estimate_source=src_l[rank]))
+        started = {p.job_id for p in starts}
+        reasons = _CompiledReasons(jobs, started, {p.job_id: p for p in starts})
+        stats = {
+            "pending": len(jobs),
+            "running": len(snapshot.running),
+            "started": len(starts),
+            "backfilled": sum(p.backfilled for p in starts),
+            "reservations": len(reservations),
+            "blocked": len(jobs) - len(starts),
+            "walk": "compiled",
+        }
+        return Plan(policy=self.name, now=now,
+                    order=LazyOrder(jobs, lambda rank: self.factors_of(jobs[rank], now, ctx)),
+                    starts=tuple(starts), reservations=tuple(reservations),
+                    node_tiers=self.node_tiers(cycle, ctx), blocked=reasons,
+                    explain=_CompiledReasons(jobs, started, {p.job_id: p for p in starts},
+                                             lines=True),
+                    stats=stats)
+
     # -- the cycle ---------------------------------------------------------------------
     SKIP_MIN_QUEUE = 64
     """Queues longer than this pass over runs of memo-decided jobs in one step (``_Skipper``)."""
@@ -301,6 +416,11 @@ class _QueuePolicy:
         pending = snapshot.pending
         elig_a = None
         got = self._fast_order(pending, snapshot, now, ctx) if fast else None
+        if (got is not None and self.starts_only and self.compiled and not self.gates
+                and not self.strict and fastwalk.ready()):
+            plan = self._compiled_plan(snapshot, now, ctx, cycle, got)
+            if plan is not None:
+                return plan
         if got is not None:
             jobs, est_l, src_l, elig_a, shape_a, est_a = got
 
@@ -554,6 +674,77 @@ class _QueuePolicy:
 
 
 _SHAPE_IDS: dict[tuple, int] = {}
+
+_LEVELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+
+
+def _levels_of(inv) -> tuple[np.ndarray, np.ndarray]:
+    """The inventory's topology as (levels x nodes group indices, groups per level)."""
+    got = _LEVELS.get(inv)
+    if got is None:
+        gl = inv.group_levels
+        levels = (np.array([g for _, g in gl], dtype=np.int64).reshape(len(gl), len(inv))
+                  if gl else np.zeros((0, len(inv)), dtype=np.int64))
+        got = _LEVELS[inv] = (levels, np.array([len(n) for n, _ in gl], dtype=np.int64))
+    return got
+
+
+_COMPILED_REASON = ("not started this cycle (a starts-only plan from the compiled walk: "
+                    "reasons are not worked out)")
+
+
+def _compiled_why(kind: int, group: str | None, level: int, job: Job) -> str:
+    shape = f"{job.num_nodes}x{job.gpus_per_node} GPUs"
+    if kind == fastwalk.KIND_BINPACK:
+        if group is None:
+            return "E-Binpack: nodes best-fit by free GPUs over the whole pool"
+        return (f"E-Binpack: {_level_name(level)} {group}, the fullest that holds {shape}; "
+                f"nodes best-fit by free GPUs")
+    if kind == fastwalk.KIND_SLURM:
+        if group is None:
+            return "no topology: fewest free CPUs first (best fit)"
+        return (f"lowest switch that fits: {group} ({_level_name(level)}, fewest usable "
+                f"nodes); nodes in node order (GPUs only checked for sufficiency)")
+    return "first fit: lowest-numbered nodes with room"
+
+
+def _level_name(level: int) -> str:
+    from .select import level_name
+
+    return level_name(level)
+
+
+class _CompiledReasons(Mapping):
+    """``blocked`` (or, with ``lines``, ``explain``) of a compiled starts-only plan: every job
+    not started gets the same short reason; the walk does not record why."""
+
+    def __init__(self, jobs, started: set, placements: dict, lines: bool = False) -> None:
+        self._jobs, self._started, self._placements = jobs, started, placements
+        self._lines = lines
+        self._ids = None
+
+    def _keys(self):
+        if self._ids is None:
+            self._ids = {j.job_id for j in self._jobs}
+        return self._ids
+
+    def __getitem__(self, job_id):
+        if job_id not in self._keys() or (job_id in self._started and not self._lines):
+            raise KeyError(job_id)
+        if not self._lines:
+            return _COMPILED_REASON
+        p = self._placements.get(job_id)
+        if p is not None:
+            return (f"starts now on {describe_nodes(p.nodes, p.node_gpus)}", p.why)
+        return (_COMPILED_REASON,)
+
+    def __iter__(self):
+        for j in self._jobs:
+            if self._lines or j.job_id not in self._started:
+                yield j.job_id
+
+    def __len__(self) -> int:
+        return len(self._jobs) - (0 if self._lines else len(self._started))
 
 _DEFERRED = ("does not fit now; reservation not worked out (a starts-only plan: no job behind "
              "it could start)")

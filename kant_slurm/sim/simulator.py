@@ -252,6 +252,13 @@ class Simulator:
         starts_only_was = getattr(self.policy, "starts_only", None)
         if starts_only_was is not None and not may_preempt and self.settings.starts_only:
             self.policy.starts_only = True
+            if getattr(self.policy, "compiled", False) and not getattr(self.policy, "strict",
+                                                                         False):
+                # The compiled walk, once ready (a child process compiles it the first time;
+                # until then the Python walk plans, with the same starts).
+                from ..engine import fastwalk
+
+                fastwalk.start_warm_up()
         try:
             return self._replay(may_preempt)
         finally:

@@ -143,10 +143,13 @@ def test_kept_queue_and_starts_only_plans_start_what_the_full_plan_starts(snap, 
     cfg = config_from_dict({"inference_zone": {"partition": "inf" if zone else ""},
                             "backfill": {"reservations": k_res, "max_job_test": max_test}})
     full = get_policy(name, cfg)
+    # The Python walk (the compiled one, test_engine_fastwalk.py, is held to it).
     quick = get_policy(name, cfg)
     quick.starts_only = True
+    quick.compiled = False
     late = get_policy(name, cfg)  # plans every other cycle only
     late.starts_only = True
+    late.compiled = False
     log = PendingChanges()
     for j in snap.pending:
         log.add(j)

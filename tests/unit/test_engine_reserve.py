@@ -103,3 +103,20 @@ def test_numeric_ids_order_like_the_general_path(snap, policy):
     fast, slow = get_policy(policy, None), get_policy(policy, None)
     slow.fast = False
     assert _plan_fields(fast.plan(snap, NOW)) == _plan_fields(slow.plan(snap, NOW))
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deep_queues(), st.sampled_from(["kant", "slurm"]), st.booleans())
+def test_sweep_search_equals_the_matrix_search(snap, policy, zone):
+    """Large clusters search by sweeping (``Cycle.MATRIX_CELLS``), small ones by matrix: the
+    same starts and reservations. Both record a reservation's spare room on every node, also
+    outside the job's pool (with an inference zone, pools differ)."""
+    cfg = config_from_dict({"inference_zone": {"partition": "inf" if zone else ""}})
+    old = Cycle.MATRIX_CELLS
+    try:
+        Cycle.MATRIX_CELLS = 0
+        swept = _plans(snap, cfg, False, policy=policy)
+    finally:
+        Cycle.MATRIX_CELLS = old
+    matrix = _plans(snap, cfg, False, policy=policy)
+    assert [(p[1], p[2]) for p in swept] == [(p[1], p[2]) for p in matrix]

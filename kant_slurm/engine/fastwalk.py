@@ -1,0 +1,926 @@
+"""The walk of a starts-only plan in compiled code (numba): the simulator's hot loop.
+
+:meth:`~.policies._QueuePolicy.plan` walks the queue in Python over numpy arrays; a deep queue
+costs it about 10 ms per cycle, most of it interpreter overhead around small array operations.
+This module runs the same walk -- start tests, reservation searches, the node selectors
+``first_fit``, ``binpack`` and ``slurm_cons_tres``, and the bookkeeping of free GPUs and
+reservations' spare room -- as one compiled function over plain arrays. It is used only for
+starts-only plans (what the simulator asks for) and only when every queued job is of a kind it
+handles (see :func:`plan_arrays` callers in ``policies.py``); anything else takes the Python
+walk, which stays the reference: ``tests/unit/test_engine_fastwalk.py`` holds the two to the
+same starts, nodes and reservations on random queues and on real-trace cycles.
+
+What it mirrors, and why its starts are the full plan's:
+
+- **Start test** (:meth:`.cycle.Cycle.try_start`): free GPUs capped on each node by the spare
+  room of every reservation starting before the job's expected end, -1 outside the job's
+  usable nodes, then the policy's selector. A shape that failed with some end fails with any
+  later end (availability only shrinks within a cycle): the same fail memo.
+- **Reservation search** (:meth:`.cycle.Cycle._profile`): candidate times are the expected
+  ends (running jobs and jobs started this cycle) and the reservations' ends, from the start
+  bound of the shape's earlier searches on; at each, free GPUs after the releases up to it,
+  reservations overlapping ``[start, start + runtime)`` held (whole nodes or their GPUs), -1
+  outside usable nodes; the first time whose availability the selector accepts. The spare room
+  recorded is that availability on every node, inside the pool or not. The memos (failed runtime per shape, latest start per shape
+  and runtime) are the same, so the same searches run.
+- **Deferred reservations**: a blocked job's reservation is worked out only when a later job
+  fits what the reservations made so far leave; then the queued ones are made in rank order
+  until it no longer fits (the Python walk does them in doubling batches; the outcome is the
+  same because a start happens only once none is queued, so every search sees the state it
+  would have seen at the job's turn).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+try:  # numba is a dependency; the import is guarded so that a broken install falls back
+    from numba import njit
+except ImportError:  # pragma: no cover - exercised only without numba
+    njit = None
+
+log = logging.getLogger(__name__)
+
+KIND_FIRST_FIT, KIND_BINPACK, KIND_SLURM = 0, 1, 2
+
+_INF = np.inf
+
+
+def available() -> bool:
+    """Whether the compiled walk can run here (numba imported)."""
+    return njit is not None
+
+
+def _jit(fn):
+    return njit(cache=True, nogil=True)(fn) if njit is not None else fn
+
+
+# ------------------------------------------------------------------------------ readiness
+# Compiling the walk takes numba 30-60 s on a small machine; its on-disk cache makes every later
+# process load it in under a second. A simulation does not wait for the first compile: it
+# starts one in a child process (numba writes the cache) and walks in Python until the child
+# is done, then loads the compiled walk. The two walks start the same jobs, so when the switch
+# happens changes no decision.
+
+_state: dict = {"proc": None, "ready": False, "broken": False}
+
+
+def start_warm_up() -> None:
+    """Compile (or find in numba's cache) the walk in a child process, without waiting."""
+    if not available() or _state["ready"] or _state["broken"] or _state["proc"] is not None:
+        return
+    try:
+        # The child imports this very file (numba's cache is per source file), wherever
+        # this process found it.
+        root = str(Path(__file__).resolve().parents[2])
+        code = ("import sys; sys.path.insert(0, sys.argv[1]); "
+                "from kant_slurm.engine import fastwalk; fastwalk._warm_up()")
+        _state["proc"] = subprocess.Popen(
+            [sys.executable, "-c", code, root],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    except OSError as e:  # no child processes here: compile on first use instead
+        log.warning("cannot start the compile of the walk in a child process (%s); "
+                    "compiling here", e)
+        prepare()
+
+
+def prepare() -> bool:
+    """Compile or load the walk in this process now (waits); True when it is usable."""
+    if _state["ready"]:
+        return True
+    if not available() or _state["broken"]:
+        return False
+    try:
+        _warm_up()
+    except Exception as e:  # a numba that cannot compile here: the Python walk stays
+        _state["broken"] = True
+        log.warning("the compiled walk is not usable here (%s); the Python walk is used", e)
+        return False
+    # Any later call with other argument types would compile again for a minute: refuse it
+    # (TypeError, then the Python walk) instead.
+    walk.disable_compile()
+    _state["ready"] = True
+    return True
+
+
+def ready() -> bool:
+    """Whether a plan may use the compiled walk now: it was prepared in this process, or the
+    child started by :func:`start_warm_up` has finished (then it is loaded from the cache)."""
+    if _state["ready"]:
+        return True
+    proc = _state["proc"]
+    if proc is None or _state["broken"] or proc.poll() is None:
+        return False
+    if proc.returncode != 0:
+        err = proc.stderr.read().decode(errors="replace").strip().splitlines() \
+            if proc.stderr else []
+        _state["broken"] = True
+        log.warning("compiling the walk failed (%s); the Python walk is used",
+                    err[-1] if err else f"exit {proc.returncode}")
+        return False
+    return prepare()
+
+
+def mark_broken(reason: str) -> None:
+    """Stop using the compiled walk in this process (a call it refused)."""
+    if not _state["broken"]:
+        log.warning("the compiled walk refused a call (%s); the Python walk is used", reason)
+    _state["broken"] = True
+    _state["ready"] = False
+
+
+def run(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks, shape_nn,
+        shape_g, shape_mask, shape_kind, est, elig, shape, ev_t, ev_lens, ev_idx, ev_g, k_max,
+        depth, strict, whole, window_end):
+    """:func:`walk` with every argument in the one type it is compiled for (``free`` must
+    already be a writable int64 array: the starts are taken from it in place)."""
+    def i64(a):
+        return np.require(a, dtype=np.int64, requirements=("C", "W"))
+
+    def f64(a):
+        return np.require(a, dtype=np.float64, requirements=("C", "W"))
+
+    def b1(a):
+        return np.require(a, dtype=np.bool_, requirements=("C", "W"))
+
+    if free.dtype != np.int64 or not free.flags.c_contiguous or not free.flags.writeable:
+        raise TypeError("free must be a writable, contiguous int64 array")
+    return walk(float(now), free, i64(total), i64(weight), i64(cpus_free), b1(has_cpus),
+                i64(levels), i64(n_groups), b1(masks), i64(shape_nn), i64(shape_g),
+                i64(shape_mask), i64(shape_kind), f64(est), f64(elig), i64(shape), f64(ev_t),
+                i64(ev_lens), i64(ev_idx), i64(ev_g), int(k_max), int(depth), bool(strict),
+                bool(whole), float(window_end))
+
+
+def _warm_up() -> None:
+    """One tiny cycle through :func:`run`: compiles the walk, or loads it from the cache."""
+    n = 2
+    ones = np.ones(n, dtype=np.int64)
+    run(0.0, np.full(n, 4, dtype=np.int64), ones * 4, ones, ones, np.ones(n, dtype=bool),
+        np.zeros((1, n), dtype=np.int64), np.ones(1, dtype=np.int64),
+        np.ones((1, n), dtype=bool), np.ones(1), np.ones(1), np.zeros(1), np.ones(1),
+        np.array([60.0, 60.0]), np.array([np.nan, np.nan]), np.zeros(2),
+        np.array([30.0]), np.ones(1), np.zeros(1), np.array([4]), 8, 0, False, True, np.inf)
+
+
+# ------------------------------------------------------------------------------ selectors
+# Each fills ``out[:count]`` with node indices and returns (count, group, level); count 0 =
+# no choice. GPUs per node are always the job's gpus_per_node.
+
+
+@_jit
+def _first_fit(avail, nn, g, out):
+    c = 0
+    for i in range(avail.size):
+        if avail[i] >= g:
+            out[c] = i
+            c += 1
+            if c == nn:
+                return nn, -1, -1
+    return 0, -1, -1
+
+
+@_jit
+def _better_group(gi, bi, fr, tot):
+    """Is group gi ranked before group bi: fuller (1 - free/total), then fewer free, then
+    lower index (scoring.rank_groups)."""
+    sg = 1.0 - fr[gi] / tot[gi] if tot[gi] > 0 else 0.0
+    sb = 1.0 - fr[bi] / tot[bi] if tot[bi] > 0 else 0.0
+    if sg != sb:
+        return sg > sb
+    if fr[gi] != fr[bi]:
+        return fr[gi] < fr[bi]
+    return gi < bi
+
+
+@_jit
+def _best_fit_into(cand, free, g, count, out, at):
+    """``count`` of the node indices ``cand`` by least left over (free - g), then index, into
+    ``out[at:]``; returns how many were written (0 when fewer candidates)."""
+    m = cand.size
+    if m < count:
+        return 0
+    left = np.empty(m, dtype=np.int64)
+    for k in range(m):
+        left[k] = free[cand[k]] - g
+    _smallest_into(left, cand, count, out, at)
+    return count
+
+
+@_jit
+def _smallest_into(key, items, count, out, at):
+    """The ``count`` items of smallest key, ties in item order, in that order into
+    ``out[at:]``: a selection, O(count x items) -- counts are a job's nodes, and the sorts of
+    numba's numpy would cost most of the compile time."""
+    m = items.size
+    used = np.zeros(m, dtype=np.bool_)
+    for k in range(count):
+        best = -1
+        for j in range(m):
+            if not used[j] and (best < 0 or key[j] < key[best]):
+                best = j
+        used[best] = True
+        out[at + k] = items[best]
+
+
+@_jit
+def _fill_leaves(cand_nodes, avail, total, leaf, n_leaf, g, nn, out):
+    """select._fill_leaves: as few leaf groups as possible; when one leaf can hold the rest,
+    the fullest such leaf, nodes best-fit."""
+    n = avail.size
+    fr = np.zeros(n_leaf)
+    tot = np.zeros(n_leaf)
+    for i in range(n):
+        if avail[i] >= 0 and leaf[i] >= 0:
+            fr[leaf[i]] += avail[i]
+            tot[leaf[i]] += total[i]
+    cand = np.zeros(n, dtype=np.bool_)
+    for i in cand_nodes:
+        cand[i] = True
+    remaining = nn
+    got = 0
+    counts = np.zeros(n_leaf, dtype=np.int64)
+    while remaining > 0:
+        counts[:] = 0
+        s = 0
+        for i in range(n):
+            if cand[i] and leaf[i] >= 0:
+                counts[leaf[i]] += 1
+                s += 1
+        if s == 0:
+            return 0
+        best = -1
+        for lf in range(n_leaf):
+            if counts[lf] >= remaining and (best < 0 or _better_group(lf, best, fr, tot)):
+                best = lf
+        if best >= 0:
+            nodes = np.empty(counts[best], dtype=np.int64)
+            k = 0
+            for i in range(n):
+                if cand[i] and leaf[i] == best:
+                    nodes[k] = i
+                    k += 1
+            free = np.empty(n, dtype=np.int64)
+            for i in range(n):
+                free[i] = avail[i] if avail[i] >= 0 else 0
+            got += _best_fit_into(nodes, free, g, remaining, out, got)
+            break
+        big = 0
+        for lf in range(n_leaf):
+            if counts[lf] > counts[big]:
+                big = lf
+        nodes = np.empty(counts[big], dtype=np.int64)
+        k = 0
+        for i in range(n):
+            if cand[i] and leaf[i] == big:
+                nodes[k] = i
+                k += 1
+        free = np.empty(n, dtype=np.int64)
+        for i in range(n):
+            free[i] = avail[i] if avail[i] >= 0 else 0
+        w = _best_fit_into(nodes, free, g, nodes.size, out, got)
+        for k in range(w):
+            cand[out[got + k]] = False
+        got += w
+        remaining -= nodes.size
+    return got
+
+
+@_jit
+def _binpack(avail, nn, g, total, levels, n_groups, out):
+    """select.binpack (E-Binpack) on an availability vector."""
+    n = avail.size
+    ne = 0
+    for i in range(n):
+        if avail[i] >= g:
+            ne += 1
+    if ne < nn:
+        return 0, -1, -1
+    elig = np.empty(ne, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        if avail[i] >= g:
+            elig[k] = i
+            k += 1
+    for lv in range(levels.shape[0]):
+        gidx = levels[lv]
+        ng = n_groups[lv]
+        counts = np.zeros(ng, dtype=np.int64)
+        for i in elig:
+            if gidx[i] >= 0:
+                counts[gidx[i]] += 1
+        fr = np.zeros(ng)
+        tot = np.zeros(ng)
+        for i in range(n):
+            if avail[i] >= 0 and gidx[i] >= 0:
+                fr[gidx[i]] += avail[i]
+                tot[gidx[i]] += total[i]
+        best = -1
+        for gi in range(ng):
+            if counts[gi] >= nn and (best < 0 or _better_group(gi, best, fr, tot)):
+                best = gi
+        if best < 0:
+            continue
+        in_best = np.empty(counts[best], dtype=np.int64)
+        k = 0
+        for i in elig:
+            if gidx[i] == best:
+                in_best[k] = i
+                k += 1
+        if nn == 1:
+            pick = in_best[0]
+            for i in in_best:
+                if avail[i] < avail[pick]:
+                    pick = i
+            out[0] = pick
+            c = 1
+        elif lv == 0:
+            c = _best_fit_into(in_best, avail, 0, nn, out, 0)
+        else:
+            c = _fill_leaves(in_best, avail, total, levels[0], n_groups[0], g, nn, out)
+        if c < nn:
+            continue
+        return nn, best, lv
+    # No single group holds it (or no topology): best fit over the whole pool.
+    free = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        free[i] = avail[i] if avail[i] >= 0 else 0
+    c = _best_fit_into(elig, free, g, nn, out, 0)
+    if c < nn:
+        return 0, -1, -1
+    return nn, -1, -1
+
+
+@_jit
+def _slurm(avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out):
+    """select.slurm_cons_tres (the stock Slurm 22.05 model) on an availability vector."""
+    n = avail.size
+    ne = 0
+    wmin = np.iinfo(np.int64).max
+    wmax = np.iinfo(np.int64).min
+    for i in range(n):
+        if avail[i] >= g:
+            ne += 1
+            wmin = min(wmin, weight[i])
+            wmax = max(wmax, weight[i])
+    if ne < nn:
+        return 0, -1, -1
+    cap = wmax
+    if wmin != wmax:  # the lightest Weight tiers that together hold the job
+        # the nn-th smallest Weight among the eligible nodes
+        ws = np.empty(ne, dtype=np.int64)
+        k = 0
+        for i in range(n):
+            if avail[i] >= g:
+                ws[k] = weight[i]
+                k += 1
+        picked = np.empty(nn, dtype=np.int64)
+        _smallest_into(ws, ws, nn, picked, 0)
+        cap = picked[nn - 1]
+    m = 0
+    for i in range(n):
+        if avail[i] >= g and weight[i] <= cap:
+            m += 1
+    elig = np.empty(m, dtype=np.int64)
+    k = 0
+    for i in range(n):
+        if avail[i] >= g and weight[i] <= cap:
+            elig[k] = i
+            k += 1
+    if levels.shape[0] == 0:
+        cp = np.empty(m, dtype=np.int64)
+        for k in range(m):
+            cp[k] = cpus_free[elig[k]] if has_cpus[elig[k]] else 0
+        _smallest_into(cp, elig, nn, out, 0)
+        return nn, -1, -1
+    for lv in range(levels.shape[0]):
+        gidx = levels[lv]
+        ng = n_groups[lv]
+        counts = np.zeros(ng, dtype=np.int64)
+        for i in elig:
+            if gidx[i] >= 0:
+                counts[gidx[i]] += 1
+        best = -1
+        for gi in range(ng):
+            if counts[gi] >= nn and (best < 0 or counts[gi] < counts[best]):
+                best = gi
+        if best < 0:
+            continue
+        inside = np.empty(counts[best], dtype=np.int64)
+        k = 0
+        for i in elig:
+            if gidx[i] == best:
+                inside[k] = i
+                k += 1
+        if lv == 0 or nn == 1:
+            for k in range(nn):
+                out[k] = inside[k]
+            return nn, best, lv
+        return _slurm_leaves(inside, levels[0], n_groups[0], nn, out), best, lv
+    return 0, -1, -1
+
+
+@_jit
+def _slurm_leaves(nodes, leaf, n_leaf, nn, out):
+    """select._slurm_leaves: leaf by leaf, one that holds the rest (fewest usable nodes) else
+    the biggest; the picked nodes in node order."""
+    m = nodes.size
+    left = np.ones(m, dtype=np.bool_)
+    counts = np.zeros(n_leaf + 1, dtype=np.int64)  # slot 0: nodes under no leaf (-1)
+    remaining = nn
+    got = 0
+    while remaining > 0:
+        counts[:] = 0
+        any_left = False
+        for k in range(m):
+            if left[k]:
+                counts[leaf[nodes[k]] + 1] += 1
+                any_left = True
+        if not any_left:
+            break
+        hold = -1
+        for s in range(n_leaf + 1):
+            if counts[s] >= remaining and (hold < 0 or counts[s] < counts[hold]):
+                hold = s
+        if hold >= 0:
+            t = 0
+            for k in range(m):
+                if left[k] and leaf[nodes[k]] + 1 == hold and t < remaining:
+                    out[got] = nodes[k]
+                    got += 1
+                    t += 1
+            break
+        big = 0
+        for s in range(n_leaf + 1):
+            if counts[s] > counts[big]:
+                big = s
+        for k in range(m):
+            if left[k] and leaf[nodes[k]] + 1 == big:
+                out[got] = nodes[k]
+                got += 1
+                left[k] = False
+        remaining -= counts[big]
+    _insertion_sort(out, got)
+    return got
+
+
+@_jit
+def _insertion_sort(a, m):
+    """Sort ``a[:m]`` in place (a job's few nodes)."""
+    for k in range(1, m):
+        v = a[k]
+        j = k - 1
+        while j >= 0 and a[j] > v:
+            a[j + 1] = a[j]
+            j -= 1
+        a[j + 1] = v
+
+
+@_jit
+def _select(kind, avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out):
+    if kind == KIND_BINPACK:
+        return _binpack(avail, nn, g, total, levels, n_groups, out)
+    if kind == KIND_SLURM:
+        return _slurm(avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out)
+    return _first_fit(avail, nn, g, out)
+
+
+# ------------------------------------------------------------------------------ the walk
+
+
+@_jit
+def _grow_i(a, need):
+    if need <= a.size:
+        return a
+    b = np.empty(max(need, 2 * a.size), dtype=a.dtype)
+    b[:a.size] = a
+    return b
+
+
+@_jit
+def _grow_f(a, need):
+    if need <= a.size:
+        return a
+    b = np.empty(max(need, 2 * a.size), dtype=a.dtype)
+    b[:a.size] = a
+    return b
+
+
+@_jit
+def _merge_releases(ev_t, ev_lens, ev_idx, ev_g, n_x, x_t, x_off, x_idx, x_g):
+    """Running jobs' releases (in time order) plus those of jobs started this cycle, merged
+    in time order: (times, offsets, nodes, GPUs, unique times)."""
+    nb = ev_t.size
+    m = nb + n_x
+    base_off = np.zeros(nb + 1, dtype=np.int64)
+    for k in range(nb):
+        base_off[k + 1] = base_off[k] + ev_lens[k]
+    x_order = np.arange(n_x)
+    for k in range(1, n_x):  # insertion sort by time (stable; a cycle starts few jobs)
+        v = x_order[k]
+        j = k - 1
+        while j >= 0 and x_t[x_order[j]] > x_t[v]:
+            x_order[j + 1] = x_order[j]
+            j -= 1
+        x_order[j + 1] = v
+    total_len = base_off[nb] + x_off[n_x]
+    off = np.zeros(m + 1, dtype=np.int64)
+    idx = np.empty(total_len, dtype=np.int64)
+    gg = np.empty(total_len, dtype=np.int64)
+    tt = np.empty(m)
+    uniq = np.empty(m)
+    n_u = 0
+    p = 0
+    bi = 0
+    xi = 0
+    for j in range(m):
+        # equal times: running jobs' releases first
+        if xi >= n_x or (bi < nb and ev_t[bi] <= x_t[x_order[xi]]):
+            tt[j] = ev_t[bi]
+            for q in range(base_off[bi], base_off[bi + 1]):
+                idx[p] = ev_idx[q]
+                gg[p] = ev_g[q]
+                p += 1
+            bi += 1
+        else:
+            e = x_order[xi]
+            tt[j] = x_t[e]
+            for q in range(x_off[e], x_off[e + 1]):
+                idx[p] = x_idx[q]
+                gg[p] = x_g[q]
+                p += 1
+            xi += 1
+        off[j + 1] = p
+        if n_u == 0 or tt[j] != uniq[n_u - 1]:
+            uniq[n_u] = tt[j]
+            n_u += 1
+    return tt, off, idx, gg, uniq[:n_u].copy()
+
+
+@_jit
+def _insert_sorted(order, n, key, r):
+    """Put index ``r`` into ``order[:n]`` (sorted by ``key``), after equal keys."""
+    j = n - 1
+    while j >= 0 and key[order[j]] > key[r]:
+        order[j + 1] = order[j]
+        j -= 1
+    order[j + 1] = r
+
+
+@_jit
+def _search(now, runtime, t_min, nn, g, kind, mask, free, total, weight, cpus_free, has_cpus,
+            levels, n_groups, n_res, r_start, r_end, r_off, r_idx, r_gpn, by_start, by_end,
+            whole, window_end, m_t, m_off, m_idx, m_g, m_times, F, hold, avail, out):
+    """Cycle._profile: the earliest candidate time whose availability the selector accepts.
+    Returns (found, start, end, nodes chosen); the choice is in ``out`` and the availability
+    at that time on every node (the spare room to record) in ``avail``."""
+    n = free.size
+    # Candidate times: expected ends and reservations' ends (after now), from t_min on,
+    # merged from the two sorted lists without repeats.
+    times = np.empty(m_times.size + n_res)
+    n_cand = 0
+    ti = 0
+    while ti < m_times.size and m_times[ti] < t_min:
+        ti += 1
+    ri = 0
+    while ti < m_times.size or ri < n_res:
+        if ri < n_res:
+            re = r_end[by_end[ri]]
+            if re <= now or re < t_min:
+                ri += 1
+                continue
+        if ri >= n_res or (ti < m_times.size and m_times[ti] <= re):
+            t = m_times[ti]
+            ti += 1
+        else:
+            t = re
+            ri += 1
+        if n_cand == 0 or t != times[n_cand - 1]:
+            times[n_cand] = t
+            n_cand += 1
+    # Sweep: free GPUs after the releases so far; a reservation is held while the window
+    # [start, start + runtime) overlaps it (it enters as the window's end passes its start
+    # and leaves as the window's start passes its end, both only move later).
+    F[:] = free
+    hold[:] = 0
+    state = np.zeros(n_res, dtype=np.int64)  # 0 not yet, 1 held, 2 done
+    si = 0
+    ei = 0
+    p = 0
+    n_rel = m_t.size
+    touched = True
+    for t in times[:n_cand]:
+        if t > window_end:
+            break
+        while p < n_rel and m_t[p] <= t:
+            for q in range(m_off[p], m_off[p + 1]):
+                F[m_idx[q]] += m_g[q]
+                if mask[m_idx[q]]:
+                    touched = True
+            p += 1
+        start = t if t > now else now
+        end = start + runtime
+        while si < n_res and r_start[by_start[si]] < end:
+            r = by_start[si]
+            si += 1
+            if state[r] == 0:
+                if r_end[r] > start:
+                    state[r] = 1
+                    w = 1 if whole else r_gpn[r]
+                    for q in range(r_off[r], r_off[r + 1]):
+                        hold[r_idx[q]] += w
+                    touched = True
+                else:
+                    state[r] = 2
+        while ei < n_res and r_end[by_end[ei]] <= start:
+            r = by_end[ei]
+            ei += 1
+            if state[r] == 1:
+                w = 1 if whole else r_gpn[r]
+                for q in range(r_off[r], r_off[r + 1]):
+                    hold[r_idx[q]] -= w
+                touched = True
+            state[r] = 2
+        if not touched:
+            continue  # the same availability as the time looked at last: the same answer
+        touched = False
+        cnt = 0
+        for i in range(n):
+            if not mask[i]:
+                avail[i] = -1
+                continue
+            a = F[i]
+            if whole:
+                if hold[i] > 0:
+                    a = 0
+            else:
+                a -= hold[i]
+                if a < 0:
+                    a = 0
+            if a > total[i]:
+                a = total[i]
+            avail[i] = a
+            if a >= g:
+                cnt += 1
+        if cnt < nn:
+            continue
+        c, grp, lvl = _select(kind, avail, nn, g, total, weight, cpus_free, has_cpus, levels,
+                              n_groups, out)
+        if c > 0:
+            # The spare room to record counts every node, also those outside the pool.
+            for i in range(n):
+                if not mask[i]:
+                    a = F[i]
+                    if whole:
+                        if hold[i] > 0:
+                            a = 0
+                    else:
+                        a -= hold[i]
+                        if a < 0:
+                            a = 0
+                    avail[i] = a if a < total[i] else total[i]
+            return True, start, end, c
+    return False, 0.0, 0.0, 0
+
+
+@_jit
+def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
+         shape_nn, shape_g, shape_mask, shape_kind, est, elig, shape,
+         ev_t, ev_lens, ev_idx, ev_g, k_max, depth, strict, whole, window_end):
+    """One cycle's walk over the queue (``est``, ``elig``, ``shape`` in queue order). ``free``
+    is updated in place by the starts. Returns (start ranks, start node offsets, start nodes,
+    start groups, start levels, backfilled flags, reservation ranks, reservation starts,
+    reservation ends, reservation node offsets, reservation nodes)."""
+    n = free.size
+    n_jobs = est.size
+    n_shapes = shape_nn.size
+    fail_end = np.full(n_shapes, _INF)  # shape -> earliest end whose start test failed
+    res_fail = np.full(n_shapes, _INF)  # shape -> runtime whose reservation search failed
+    # Per mask: usable nodes and their GPUs (fixed in a cycle).
+    n_masks = masks.shape[0]
+    mask_nodes = np.zeros(n_masks, dtype=np.int64)
+    mask_gpus = np.zeros(n_masks, dtype=np.int64)
+    for mi in range(n_masks):
+        for i in range(n):
+            if masks[mi, i]:
+                mask_nodes[mi] += 1
+                mask_gpus[mi] += total[i]
+    # Latest reserved start per (shape, runtime): a bound on later searches of the shape.
+    ok_shape = np.empty(16, dtype=np.int64)
+    ok_rt = np.empty(16)
+    ok_start = np.empty(16)
+    n_ok = 0
+    # Reservations, each with its spare room per node (a row of ``spare``).
+    r_start = np.empty(8)
+    r_end = np.empty(8)
+    r_rank = np.empty(8, dtype=np.int64)
+    r_gpn = np.empty(8, dtype=np.int64)
+    by_start = np.empty(8, dtype=np.int64)  # reservation indices by start, then by end
+    by_end = np.empty(8, dtype=np.int64)
+    r_off = np.zeros(9, dtype=np.int64)
+    r_idx = np.empty(64, dtype=np.int64)
+    spare = np.empty((8, n), dtype=np.int64)
+    n_res = 0
+    # Releases of jobs started this cycle, and all releases merged in time order.
+    x_t = np.empty(8)
+    x_off = np.zeros(9, dtype=np.int64)
+    x_idx = np.empty(64, dtype=np.int64)
+    x_g = np.empty(64, dtype=np.int64)
+    n_x = 0
+    m_t, m_off, m_idx, m_g, m_times = _merge_releases(ev_t, ev_lens, ev_idx, ev_g, 0, x_t,
+                                                      x_off, x_idx, x_g)
+    merged_for = 0
+    # Starts.
+    s_rank = np.empty(16, dtype=np.int64)
+    s_off = np.zeros(17, dtype=np.int64)
+    s_idx = np.empty(64, dtype=np.int64)
+    s_group = np.empty(16, dtype=np.int64)
+    s_level = np.empty(16, dtype=np.int64)
+    s_bf = np.empty(16, dtype=np.int64)
+    n_s = 0
+    # Blocked jobs whose reservation is not worked out yet (ranks, in order).
+    dq = np.empty(max(n_jobs, 1), dtype=np.int64)
+    dq_head = 0
+    dq_tail = 0
+
+    avail = np.empty(n, dtype=np.int64)
+    out = np.empty(n, dtype=np.int64)
+    F = np.empty(n, dtype=np.int64)
+    hold = np.empty(n, dtype=np.int64)
+    first_blocked = -1
+
+    for rank in range(n_jobs):
+        if depth > 0 and rank >= depth and first_blocked >= 0:
+            break  # past the depth nothing behind a blocked job is tested
+        if strict and first_blocked >= 0:
+            break
+        if elig[rank] > now:
+            continue
+        s = shape[rank]
+        nn = shape_nn[s]
+        g = shape_g[s]
+        end = now + est[rank]
+        c = 0
+        grp = -1
+        lvl = -1
+        while True:
+            # ---- start test (Cycle.try_start)
+            c = 0
+            if end < fail_end[s]:
+                mk = shape_mask[s]
+                for i in range(n):
+                    avail[i] = free[i] if masks[mk, i] else -1
+                for r in range(n_res):
+                    if r_start[r] < end:
+                        for i in range(n):
+                            if avail[i] > spare[r, i]:
+                                avail[i] = spare[r, i]
+                c, grp, lvl = _select(shape_kind[s], avail, nn, g, total, weight, cpus_free,
+                                      has_cpus, levels, n_groups, out)
+                if c == 0:
+                    fail_end[s] = end
+            if c == 0 or dq_head == dq_tail:
+                break
+            # It fits what the reservations made so far leave: work out the next queued one
+            # (then test again).
+            if n_res >= k_max:
+                dq_head = dq_tail  # every reservation is held: the queued jobs get none
+                continue
+            rq = dq[dq_head]
+            dq_head += 1
+            q_s = shape[rq]
+            todo = True
+            while todo:
+                todo = False
+                # ---- reservation search (Cycle._reserve) for the job at rank rq
+                q_nn = shape_nn[q_s]
+                q_g = shape_g[q_s]
+                q_mk = shape_mask[q_s]
+                rt = est[rq]
+                if mask_gpus[q_mk] < q_nn * q_g or mask_nodes[q_mk] < q_nn:
+                    res_fail[q_s] = 0.0  # can never fit: the same for every job of the shape
+                    break
+                if rt >= res_fail[q_s]:
+                    break
+                t_min = -_INF
+                for k in range(n_ok):
+                    if ok_shape[k] == q_s and ok_rt[k] <= rt and ok_start[k] > t_min:
+                        t_min = ok_start[k]
+                if merged_for != n_x:
+                    m_t, m_off, m_idx, m_g, m_times = _merge_releases(
+                        ev_t, ev_lens, ev_idx, ev_g, n_x, x_t, x_off, x_idx, x_g)
+                    merged_for = n_x
+                found, r_st, r_en, rc = _search(
+                    now, rt, t_min, q_nn, q_g, shape_kind[q_s], masks[q_mk], free, total,
+                    weight, cpus_free, has_cpus, levels, n_groups, n_res, r_start, r_end,
+                    r_off, r_idx, r_gpn, by_start, by_end, whole, window_end, m_t, m_off,
+                    m_idx, m_g, m_times, F, hold, avail, out)
+                if not found:
+                    res_fail[q_s] = rt
+                    break
+                # remember the latest start per (shape, runtime)
+                k_hit = -1
+                for k in range(n_ok):
+                    if ok_shape[k] == q_s and ok_rt[k] == rt:
+                        k_hit = k
+                if k_hit < 0:
+                    ok_shape = _grow_i(ok_shape, n_ok + 1)
+                    ok_rt = _grow_f(ok_rt, n_ok + 1)
+                    ok_start = _grow_f(ok_start, n_ok + 1)
+                    ok_shape[n_ok] = q_s
+                    ok_rt[n_ok] = rt
+                    ok_start[n_ok] = r_st
+                    n_ok += 1
+                elif r_st > ok_start[k_hit]:
+                    ok_start[k_hit] = r_st
+                # ---- record it (Cycle._record): its spare room, less room for earlier ones
+                for k in range(rc):
+                    i = out[k]
+                    if whole:
+                        avail[i] = 0
+                    else:
+                        v = avail[i] - q_g
+                        avail[i] = v if v > 0 else 0
+                for r in range(n_res):
+                    if r_start[r] < r_en and r_st < r_end[r]:
+                        for k in range(rc):
+                            i = out[k]
+                            if whole:
+                                spare[r, i] = 0
+                            else:
+                                v = spare[r, i] - q_g
+                                spare[r, i] = v if v > 0 else 0
+                if n_res + 1 > r_start.size:
+                    cap = 2 * r_start.size
+                    r_start = _grow_f(r_start, cap)
+                    r_end = _grow_f(r_end, cap)
+                    r_rank = _grow_i(r_rank, cap)
+                    r_gpn = _grow_i(r_gpn, cap)
+                    by_start = _grow_i(by_start, cap)
+                    by_end = _grow_i(by_end, cap)
+                    grown = np.empty((cap, n), dtype=np.int64)
+                    grown[:n_res] = spare[:n_res]
+                    spare = grown
+                r_off = _grow_i(r_off, n_res + 2)
+                r_idx = _grow_i(r_idx, r_off[n_res] + rc)
+                r_start[n_res] = r_st
+                r_end[n_res] = r_en
+                r_rank[n_res] = rq
+                r_gpn[n_res] = q_g
+                for k in range(rc):
+                    r_idx[r_off[n_res] + k] = out[k]
+                r_off[n_res + 1] = r_off[n_res] + rc
+                spare[n_res] = avail
+                _insert_sorted(by_start, n_res, r_start, n_res)
+                _insert_sorted(by_end, n_res, r_end, n_res)
+                n_res += 1
+        if c > 0:
+            # ---- commit the start (Cycle.commit_start)
+            for k in range(c):
+                free[out[k]] -= g
+            for r in range(n_res):
+                if r_start[r] < end:
+                    for k in range(c):
+                        v = spare[r, out[k]] - g
+                        spare[r, out[k]] = v if v > 0 else 0
+            x_t = _grow_f(x_t, n_x + 1)
+            x_off = _grow_i(x_off, n_x + 2)
+            x_idx = _grow_i(x_idx, x_off[n_x] + c)
+            x_g = _grow_i(x_g, x_off[n_x] + c)
+            x_t[n_x] = end
+            for k in range(c):
+                x_idx[x_off[n_x] + k] = out[k]
+                x_g[x_off[n_x] + k] = g
+            x_off[n_x + 1] = x_off[n_x] + c
+            n_x += 1
+            s_rank = _grow_i(s_rank, n_s + 1)
+            s_group = _grow_i(s_group, n_s + 1)
+            s_level = _grow_i(s_level, n_s + 1)
+            s_bf = _grow_i(s_bf, n_s + 1)
+            s_off = _grow_i(s_off, n_s + 2)
+            s_idx = _grow_i(s_idx, s_off[n_s] + c)
+            s_rank[n_s] = rank
+            s_group[n_s] = grp
+            s_level[n_s] = lvl
+            s_bf[n_s] = 1 if first_blocked >= 0 else 0
+            for k in range(c):
+                s_idx[s_off[n_s] + k] = out[k]
+            s_off[n_s + 1] = s_off[n_s] + c
+            n_s += 1
+            continue
+        if first_blocked < 0:
+            first_blocked = rank
+        if strict:
+            break
+        # Blocked: its reservation is worked out when a later job could start (defer), or now.
+        dq[dq_tail] = rank
+        dq_tail += 1
+    return (s_rank[:n_s].copy(), s_off[:n_s + 1].copy(), s_idx[:s_off[n_s]].copy(),
+            s_group[:n_s].copy(), s_level[:n_s].copy(), s_bf[:n_s].copy(),
+            r_rank[:n_res].copy(), r_start[:n_res].copy(), r_end[:n_res].copy(),
+            r_off[:n_res + 1].copy(), r_idx[:r_off[n_res]].copy())

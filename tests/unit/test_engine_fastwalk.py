@@ -1,0 +1,131 @@
+"""Differential test of the compiled walk (:mod:`kant_slurm.engine.fastwalk`) against the
+Python walk it mirrors: on random deep queues, cycle after cycle, a starts-only plan from the
+compiled walk starts the same jobs on the same nodes, and the reservations it works out are the
+Python starts-only plan's."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from kant_slurm.config import config_from_dict
+from kant_slurm.engine import fastwalk
+from kant_slurm.engine.registry import get_policy
+from kant_slurm.model import ClusterSnapshot, Job, PendingChanges
+
+from test_engine_fastpath import NOW, deep_queues
+
+
+def _starts(plan):
+    return [(p.job_id, p.nodes, p.node_gpus, p.backfilled, p.group, p.runtime_estimate,
+             p.estimate_source) for p in plan.starts]
+
+
+def _policies(name, cfg):
+    full = get_policy(name, cfg)  # the full plan: every blocked job's reservation
+    ref = get_policy(name, cfg)
+    ref.starts_only = True
+    ref.compiled = False
+    fast = get_policy(name, cfg)
+    fast.starts_only = True
+    return full, ref, fast
+
+
+def run_cycles(snap, name, cfg, cycles=4, weight=None, compiled=True):
+    """Plan ``cycles`` cycles with both walks (the compiled one must be taken, or with
+    ``compiled=False`` must not be); returns how many jobs started. ``weight``: node Weights."""
+    assert fastwalk.prepare()
+    full, ref, fast = _policies(name, cfg)
+    log = PendingChanges()
+    for j in snap.pending:
+        log.add(j)
+    now = NOW
+    started_total = 0
+    for cycle in range(cycles):
+        if weight is not None:
+            snap = dataclasses.replace(snap, weight=weight)
+        logged = dataclasses.replace(snap, pending_changes=(log, len(log)))
+        pf = full.plan(snap, now)
+        pr = ref.plan(logged, now)
+        pc = fast.plan(logged, now)
+        if snap.pending:
+            assert (pc.stats.get("walk") == "compiled") == compiled, pc.stats
+        assert _starts(pc) == _starts(pr) == _starts(pf), (cycle, _starts(pc), _starts(pr))
+        # Both starts-only walks work out a prefix of the full plan's reservations (the Python
+        # one in doubling batches, so it may have worked out more).
+        assert pc.reservations == pf.reservations[:len(pc.reservations)]
+        assert len(pc.reservations) <= len(pr.reservations)
+        assert [(e.job_id, e.rank) for e in pc.order] == [(e.job_id, e.rank) for e in pr.order]
+        assert dict(pc.node_tiers) == dict(pr.node_tiers)
+        log.trim()
+        started = {s.job_id: s for s in pr.starts}
+        started_total += len(started)
+        jobs = []
+        for j in snap.jobs:
+            s = started.get(j.job_id)
+            if s is not None:
+                log.remove(j)
+                j = dataclasses.replace(j, state="RUNNING", nodes=s.nodes, node_gpus=s.node_gpus,
+                                        start_time=now)
+            jobs.append(j)
+        for k in range(cycle + 1):
+            new = Job(f"new{cycle}_{k}", "PENDING", 1 + k % 2, 1 + k % 2, now - 3000.0 * k,
+                      time_limit=600.0 * (k + 1))
+            jobs.append(new)
+            log.add(new)
+        now += 600.0
+        snap = ClusterSnapshot.idle(snap.inventory, jobs, taken_at=now)
+    return started_total
+
+
+def _plain(snap):
+    """The queue without what the compiled walk hands back to Python: CPU counts, and
+    one-node inference jobs (E-Spread in the zone). Multi-node inference jobs stay (E-Binpack
+    inside the zone), so pools differ when there is a zone."""
+    jobs = [dataclasses.replace(
+        j, cpus_per_node=0, service=None, max_per_node=None,
+        job_class="training" if j.job_class == "inference" and j.num_nodes == 1
+        else j.job_class)
+        if j.state == "PENDING" else j for j in snap.jobs]
+    return ClusterSnapshot.idle(snap.inventory, jobs, taken_at=snap.taken_at)
+
+
+def test_numba_is_there_and_the_walk_compiles():
+    assert fastwalk.available()
+    assert fastwalk.prepare()
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deep_queues(), st.sampled_from(["kant", "slurm"]), st.sampled_from([0, 1, 3, 8]),
+       st.sampled_from([0, 0, 15]), st.booleans())
+def test_compiled_walk_starts_what_the_python_walk_starts(snap, name, k_res, max_test, zone):
+    cfg = config_from_dict({"inference_zone": {"partition": "inf" if zone else ""},
+                            "backfill": {"reservations": k_res, "max_job_test": max_test}})
+    run_cycles(_plain(snap), name, cfg)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deep_queues(), st.sampled_from([1, 8]), st.data())
+def test_compiled_walk_with_node_weights(snap, k_res, data):
+    """The Slurm model's lightest-Weight-tiers-first node choice."""
+    n = len(snap.inventory)
+    weight = np.array(data.draw(st.lists(st.sampled_from([1, 1, 5, 10]), min_size=n,
+                                         max_size=n)), dtype=np.int64)
+    cfg = config_from_dict({"backfill": {"reservations": k_res}})
+    run_cycles(_plain(snap), "slurm", cfg, weight=weight)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(deep_queues())
+def test_queues_the_compiled_walk_does_not_handle_take_the_python_walk(snap):
+    """A job with a CPU count in the queue: the plan comes from the Python walk."""
+    jobs = list(_plain(snap).jobs) + [Job("cpu-job", "PENDING", 1, 1, 0.0, time_limit=600.0,
+                                          cpus_per_node=4)]
+    cfg = config_from_dict({})
+    for name in ("kant", "slurm"):
+        run_cycles(ClusterSnapshot.idle(snap.inventory, jobs, taken_at=NOW), name, cfg,
+                   cycles=1, compiled=False)
