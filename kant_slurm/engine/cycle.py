@@ -66,12 +66,12 @@ class RunningTable:
         self.token = token
         self.ids = np.empty(0, dtype=np.uint64)
         self.jobs: Sequence[Job] = ()
-        self.start = np.empty(0)  # nan: no start time (then "now")
-        self.est = np.empty(0)
-        self.limit = np.empty(0)  # nan: no time limit
-        self.idx = np.empty(0, dtype=object)  # node indices (None: unknown nodes, ignored)
-        self.gpus = np.empty(0, dtype=object)
-        self.nlen = np.empty(0, dtype=np.int64)  # nodes per job (-1: unknown nodes)
+        # Per job (columns, in id order): start (nan: none, then "now"), estimate, time limit
+        # (nan: none), offset of its nodes in the pool, node count (-1: unknown nodes, ignored).
+        self.rows = np.empty((5, 0))
+        # Node indices and GPUs of every job seen, back to back (compacted now and then).
+        self.pool_idx = np.empty(0, dtype=np.int64)
+        self.pool_g = np.empty(0, dtype=np.int64)
         self.inv = None
 
     def _row(self, job: Job, index, estimate):
@@ -92,6 +92,14 @@ class RunningTable:
         return (np.nan if job.start_time is None else job.start_time, est,
                 np.nan if job.time_limit is None else job.time_limit, idx, gpus)
 
+    @staticmethod
+    def _gather(off: np.ndarray, lens: np.ndarray) -> np.ndarray:
+        """Pool positions of the node runs (offset, length), back to back."""
+        if lens.size == 0:
+            return np.empty(0, dtype=np.int64)
+        ends = np.cumsum(lens)
+        return np.arange(int(ends[-1]), dtype=np.int64) + np.repeat(off - (ends - lens), lens)
+
     def releases(self, running: Sequence[Job], inv, estimate, now: float):
         """(expected ends ascending, nodes per job, node indices, GPUs) of ``running`` at
         ``now``, as :func:`~.estimate.expected_end` gives them; equal ends in running order."""
@@ -100,25 +108,41 @@ class RunningTable:
             self.inv = inv
         n = len(running)
         ids, pos, hit = lookup_ids(self.ids, running)
-        start = np.empty(n)
-        est = np.empty(n)
-        limit = np.empty(n)
-        idx = np.empty(n, dtype=object)
-        gpus = np.empty(n, dtype=object)
-        nlen = np.empty(n, dtype=np.int64)
+        rows = np.empty((5, n))
         h = np.flatnonzero(hit)
         if h.size:
-            ph = pos[h]
-            start[h], est[h], limit[h] = self.start[ph], self.est[ph], self.limit[ph]
-            idx[h], gpus[h], nlen[h] = self.idx[ph], self.gpus[ph], self.nlen[ph]
-        index = inv.index
-        for i in np.flatnonzero(~hit).tolist():
-            start[i], est[i], limit[i], idx[i], gpus[i] = self._row(running[i], index, estimate)
-            nlen[i] = -1 if idx[i] is None else len(idx[i])
+            rows[:, h] = self.rows[:, pos[h]]
+        miss = np.flatnonzero(~hit).tolist()
+        if miss:
+            index = inv.index
+            add_idx, add_g = [], []
+            at = self.pool_idx.size
+            for i in miss:
+                st, est, lim, idx, gpus = self._row(running[i], index, estimate)
+                if idx is None:
+                    rows[:, i] = (st, est, lim, -1, -1)
+                else:
+                    rows[:, i] = (st, est, lim, at, idx.size)
+                    at += idx.size
+                    add_idx.append(idx)
+                    add_g.append(gpus)
+            if add_idx:
+                self.pool_idx = np.concatenate([self.pool_idx] + add_idx)
+                self.pool_g = np.concatenate([self.pool_g] + add_g)
+        nlen = rows[4].astype(np.int64)
+        off = rows[3].astype(np.int64)
+        live = int(nlen[nlen > 0].sum())
+        if self.pool_idx.size > 2 * live + 4096:  # mostly ended jobs' nodes: compact
+            known = np.flatnonzero(nlen >= 0)
+            take = self._gather(off[known], nlen[known])
+            self.pool_idx, self.pool_g = self.pool_idx[take], self.pool_g[take]
+            new_off = np.cumsum(nlen[known]) - nlen[known]
+            off[known] = new_off
+            rows[3, known] = new_off
         srt = np.argsort(ids, kind="stable")
         self.ids, self.jobs = ids[srt], running
-        self.start, self.est, self.limit = start[srt], est[srt], limit[srt]
-        self.idx, self.gpus, self.nlen = idx[srt], gpus[srt], nlen[srt]
+        self.rows = rows[:, srt]
+        start, est, limit = rows[0], rows[1], rows[2]
         # expected_end, vectorised: start + estimate; past it, start + limit; past that, now + 1.
         st = np.where(np.isnan(start), now, start)
         end = st + est
@@ -127,12 +151,8 @@ class RunningTable:
         keep = np.flatnonzero(nlen >= 0)
         order = keep[np.argsort(end[keep], kind="stable")]
         lens = nlen[order]
-        if order.size:
-            flat_idx = np.concatenate(idx[order].tolist())
-            flat_g = np.concatenate(gpus[order].tolist())
-        else:
-            flat_idx = flat_g = np.empty(0, np.int64)
-        return end[order], lens, flat_idx, flat_g
+        take = self._gather(off[order], lens)
+        return end[order], lens, self.pool_idx[take], self.pool_g[take]
 
 
 @dataclass(slots=True)

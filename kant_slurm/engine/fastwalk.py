@@ -71,7 +71,8 @@ _state: dict = {"proc": None, "ready": False, "broken": False}
 
 
 def start_warm_up() -> None:
-    """Compile (or find in numba's cache) the walk in a child process, without waiting."""
+    """Compile (or find in numba's cache) the walk in a child process, without waiting. The
+    child is left to finish even if this process ends first, so that the cache is written."""
     if not available() or _state["ready"] or _state["broken"] or _state["proc"] is not None:
         return
     try:
@@ -139,14 +140,20 @@ def run(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks, 
         depth, strict, whole, window_end):
     """:func:`walk` with every argument in the one type it is compiled for (``free`` must
     already be a writable int64 array: the starts are taken from it in place)."""
+    def as_type(a, dtype):
+        a = np.asarray(a)
+        if a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable:
+            return a
+        return np.require(a, dtype=dtype, requirements=("C", "W"))  # a writable copy
+
     def i64(a):
-        return np.require(a, dtype=np.int64, requirements=("C", "W"))
+        return as_type(a, np.int64)
 
     def f64(a):
-        return np.require(a, dtype=np.float64, requirements=("C", "W"))
+        return as_type(a, np.float64)
 
     def b1(a):
-        return np.require(a, dtype=np.bool_, requirements=("C", "W"))
+        return as_type(a, np.bool_)
 
     if free.dtype != np.int64 or not free.flags.c_contiguous or not free.flags.writeable:
         raise TypeError("free must be a writable, contiguous int64 array")

@@ -387,7 +387,8 @@ class _QueuePolicy:
         return Plan(policy=self.name, now=now,
                     order=LazyOrder(jobs, lambda rank: self.factors_of(jobs[rank], now, ctx)),
                     starts=tuple(starts), reservations=tuple(reservations),
-                    node_tiers=self.node_tiers(cycle, ctx), blocked=reasons,
+                    node_tiers=_LazyMapping(lambda: self.node_tiers(cycle, ctx)),
+                    blocked=reasons,
                     explain=_CompiledReasons(jobs, started, {p.job_id: p for p in starts},
                                              lines=True),
                     stats=stats)
@@ -712,6 +713,29 @@ def _level_name(level: int) -> str:
     from .select import level_name
 
     return level_name(level)
+
+
+class _LazyMapping(Mapping):
+    """A mapping worked out when first read (the simulator never reads a starts-only plan's
+    node tiers)."""
+
+    def __init__(self, make: Callable[[], Mapping]) -> None:
+        self._make: Callable[[], Mapping] | None = make
+        self._got: Mapping = {}
+
+    def _map(self) -> Mapping:
+        if self._make is not None:
+            self._got, self._make = self._make(), None
+        return self._got
+
+    def __getitem__(self, key):
+        return self._map()[key]
+
+    def __iter__(self):
+        return iter(self._map())
+
+    def __len__(self) -> int:
+        return len(self._map())
 
 
 class _CompiledReasons(Mapping):

@@ -115,10 +115,17 @@ class SimSettings:
     may_preempt: bool | None = None  # None: the policy's ``may_preempt`` attribute (else False)
     requeue_delay: float = 121.0  # seconds a requeued job waits before it is eligible again
     starts_only: bool = True  # let the policy plan only the starts (same starts, faster)
+    # Workloads at least this long use the compiled walk once it is ready (the first time numba
+    # compiles it, in a child process, 30-60 s; the cache serves later runs). Shorter ones
+    # plan in Python, which takes seconds for them. 0: always; a huge number: never.
+    compile_min_jobs: int = 20_000
 
     def __post_init__(self) -> None:
         if self.cpus_per_task < 0:
             raise InputError(f"simulator: cpus_per_task must be >= 0, got {self.cpus_per_task}")
+        if self.compile_min_jobs < 0:
+            raise InputError(f"simulator: compile_min_jobs must be >= 0, got "
+                             f"{self.compile_min_jobs}")
         if not self.requeue_delay >= 0:
             raise InputError(f"simulator: requeue_delay must be >= 0 seconds, got "
                              f"{self.requeue_delay}")
@@ -252,8 +259,9 @@ class Simulator:
         starts_only_was = getattr(self.policy, "starts_only", None)
         if starts_only_was is not None and not may_preempt and self.settings.starts_only:
             self.policy.starts_only = True
-            if getattr(self.policy, "compiled", False) and not getattr(self.policy, "strict",
-                                                                         False):
+            if (getattr(self.policy, "compiled", False)
+                    and not getattr(self.policy, "strict", False)
+                    and len(self.workload.table) >= self.settings.compile_min_jobs):
                 # The compiled walk, once ready (a child process compiles it the first time;
                 # until then the Python walk plans, with the same starts).
                 from ..engine import fastwalk
