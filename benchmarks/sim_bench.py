@@ -78,7 +78,7 @@ def one(kind: str, policy: str, interval: float, seed: int, profile: bool, out) 
         "load_s": load_s, "total_s": time.perf_counter() - t0,
         "peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "cycles": run.detail["cycles"], "cycles_skipped": run.detail["cycles_skipped"],
-        "plan_s": run.detail["plan_seconds"],
+        "plan_s": run.detail["plan_seconds"], "compiled_cycles": run.detail["compiled_cycles"],
         **run.headline,
         "stranded_gpu_share_leaf": run.detail["stranded_gpu_share_leaf"],
         "backfilled": run.detail["backfilled"],
@@ -109,7 +109,8 @@ def main() -> None:
         r = rows[-1]
         print(f"{policy:6} jobs={r['jobs']:,} gpus={r['gpus']:,} sim={r['sim_seconds']:.1f}s "
               f"(plan {r['plan_s']:.1f}s, {r['cycles']:,} cycles, {r['cycles_skipped']:,} "
-              f"skipped) total={r['total_s']:.1f}s peak_rss={r['peak_rss_mib']:.0f}MiB",
+              f"skipped, {r['compiled_cycles']:,} compiled) total={r['total_s']:.1f}s "
+              f"peak_rss={r['peak_rss_mib']:.0f}MiB",
               flush=True)
         # The metrics right away too: a long run stopped later keeps the finished policies'.
         print(f"       GAR={r['gar_mean']:.3f} SOR={r['sor']:.3f} GFR={r['gfr_mean']:.3f} "

@@ -86,7 +86,7 @@ def _run_policy(name: str, progress: Callable[[int, int], None] | None = None) -
     det = details(result.records, occ, cluster.inventory, default_sla) | {
         "window_s": [window[0], window[1]], "cycles": result.cycles,
         "cycles_skipped": result.cycles_skipped, "plan_seconds": result.plan_seconds,
-        "preempt_polls": result.preempt_cycles,
+        "preempt_polls": result.preempt_cycles, "compiled_cycles": result.compiled_cycles,
     }
     if cluster.inference_zone:
         # GFR inside and outside the inference zone: spread 1-GPU replicas leave zone nodes

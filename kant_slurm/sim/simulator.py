@@ -146,6 +146,7 @@ class SimResult:
     stopped_full: bool = False  # fill-until-full stopped at a job that did not fit
     preemptions: int = 0  # victims requeued
     preempt_cycles: int = 0  # cycles run only because an inference job waits (no change)
+    compiled_cycles: int = 0  # cycles planned by the compiled walk (engine/fastwalk.py)
     notes: list[str] = field(default_factory=list)
 
 
@@ -360,7 +361,7 @@ class Simulator:
         last_cycle = -math.inf
         dirty_since: float | None = None  # earliest change not yet seen by a cycle
         now = clock = float(submit[0]) if n_jobs else 0.0
-        cycles = skipped = starts = preemptions = poll_cycles = 0
+        cycles = skipped = starts = preemptions = poll_cycles = compiled_cycles = 0
         plan_seconds = 0.0
         stopped_full = False
         done = 0
@@ -506,6 +507,7 @@ class Simulator:
             p0 = time.perf_counter()
             plan = plan_fn(snapshot, now)
             plan_seconds += time.perf_counter() - p0
+            compiled_cycles += plan.stats.get("walk") == "compiled"
             changes.trim()  # the policy has read them
             for pe in plan.preemptions:
                 jid = pe.job_id
@@ -647,6 +649,7 @@ class Simulator:
         return SimResult(
             policy=policy_name, records=records, end_time=float(clock),
             cycles=cycles, cycles_skipped=skipped, starts=starts, plan_seconds=plan_seconds,
+            compiled_cycles=compiled_cycles,
             sim_seconds=time.perf_counter() - wall0, stopped_full=stopped_full,
             preemptions=preemptions, preempt_cycles=poll_cycles,
             notes=list(self.workload.notes),

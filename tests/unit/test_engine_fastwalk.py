@@ -129,3 +129,35 @@ def test_queues_the_compiled_walk_does_not_handle_take_the_python_walk(snap):
     for name in ("kant", "slurm"):
         run_cycles(ClusterSnapshot.idle(snap.inventory, jobs, taken_at=NOW), name, cfg,
                    cycles=1, compiled=False)
+
+
+def test_a_simulation_of_the_bundled_real_slice_is_the_same_with_the_compiled_walk():
+    """The first 1,200 cycles of the bundled Philly slice (a real trace, with queues): the job
+    records are equal with and without the compiled walk, which planned the cycles."""
+    from kant_slurm.engine.classify import make_classifier
+    from kant_slurm.sim.cluster import bundled_cluster_path, load_cluster_spec
+    from kant_slurm.sim.run import _engine_config
+    from kant_slurm.sim.simulator import SimSettings, Simulator, prepare_workload
+    from kant_slurm.sim.timelimit import apply_time_limits
+    from kant_slurm.sim.traces import bundled_trace_path, read_trace
+
+    assert fastwalk.prepare()
+    cluster = load_cluster_spec(bundled_cluster_path())
+    config = _engine_config(None, cluster)
+    workload = prepare_workload(apply_time_limits(read_trace(bundled_trace_path()).jobs,
+                                                  "ladder", 0), cluster.inventory)
+    for name in ("slurm", "kant"):
+        results = []
+        for compiled in (False, True):
+            policy = get_policy(name, config)
+            policy.compiled = compiled
+            results.append(Simulator(
+                cluster.inventory, workload, policy,
+                settings=SimSettings(max_cycles=1200, compile_min_jobs=0),
+                classifier=make_classifier(config)).run())
+        python, fast = results
+        assert python.compiled_cycles == 0
+        assert fast.compiled_cycles == min(fast.cycles, 1200) == 1200  # (cycles counts the stop)
+        cols = ["job_id", "start_time", "end_time", "nodes", "node_gpus"]
+        assert python.records[cols].astype(str).equals(fast.records[cols].astype(str))
+        assert python.records["start_time"].notna().sum() > 1000
