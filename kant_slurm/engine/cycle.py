@@ -103,6 +103,24 @@ class RunningTable:
     def releases(self, running: Sequence[Job], inv, estimate, now: float):
         """(expected ends ascending, nodes per job, node indices, GPUs) of ``running`` at
         ``now``, as :func:`~.estimate.expected_end` gives them; equal ends in running order."""
+        rows, off, nlen = self.table(running, inv, estimate)
+        start, est, limit = rows[0], rows[1], rows[2]
+        # expected_end, vectorised: start + estimate; past it, start + limit; past that, now + 1.
+        st = np.where(np.isnan(start), now, start)
+        end = st + est
+        by_limit = st + limit
+        end = np.where(end > now, end, np.where(by_limit > now, by_limit, now + 1.0))
+        keep = np.flatnonzero(nlen >= 0)
+        order = keep[np.argsort(end[keep], kind="stable")]
+        lens = nlen[order]
+        take = self._gather(off[order], lens)
+        return end[order], lens, self.pool_idx[take], self.pool_g[take]
+
+    def table(self, running: Sequence[Job], inv, estimate
+              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The rows of ``running`` in its order: ((start, estimate, limit, pool offset, node
+        count) x jobs, pool offsets and node counts as integers); their nodes and GPUs are in
+        ``pool_idx`` and ``pool_g``."""
         if inv is not self.inv:
             self.__init__(self.token)
             self.inv = inv
@@ -142,17 +160,7 @@ class RunningTable:
         srt = np.argsort(ids, kind="stable")
         self.ids, self.jobs = ids[srt], running
         self.rows = rows[:, srt]
-        start, est, limit = rows[0], rows[1], rows[2]
-        # expected_end, vectorised: start + estimate; past it, start + limit; past that, now + 1.
-        st = np.where(np.isnan(start), now, start)
-        end = st + est
-        by_limit = st + limit
-        end = np.where(end > now, end, np.where(by_limit > now, by_limit, now + 1.0))
-        keep = np.flatnonzero(nlen >= 0)
-        order = keep[np.argsort(end[keep], kind="stable")]
-        lens = nlen[order]
-        take = self._gather(off[order], lens)
-        return end[order], lens, self.pool_idx[take], self.pool_g[take]
+        return rows, off, nlen
 
 
 @dataclass(slots=True)
@@ -300,6 +308,17 @@ class Cycle:
         across cycles) holds what does not change while a job runs."""
         self._running = (running, estimate, table if table is not None else RunningTable())
         self._base_ev = None
+
+    def running_table(self):
+        """(rows, pool offsets, node counts, pool node indices, pool GPUs) of the running jobs
+        (:meth:`RunningTable.table`), for the compiled walk, which sorts the releases itself
+        when a search first needs them."""
+        if self._running is None:
+            e = np.empty(0, np.int64)
+            return np.empty((5, 0)), e, e, e, e
+        running, estimate, table = self._running
+        rows, off, nlen = table.table(running, self.inv, estimate)
+        return rows, off, nlen, table.pool_idx, table.pool_g
 
     def _base_events(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """Running jobs' releases: (expected ends ascending, nodes per job, node indices, GPUs),

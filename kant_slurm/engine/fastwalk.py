@@ -136,8 +136,8 @@ def mark_broken(reason: str) -> None:
 
 
 def run(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks, shape_nn,
-        shape_g, shape_mask, shape_kind, est, elig, shape, ev_t, ev_lens, ev_idx, ev_g, k_max,
-        depth, strict, whole, window_end):
+        shape_g, shape_mask, shape_kind, est, elig, shape, run_rows, run_off, run_len,
+        pool_idx, pool_g, k_max, depth, strict, whole, window_end):
     """:func:`walk` with every argument in the one type it is compiled for (``free`` must
     already be a writable int64 array: the starts are taken from it in place)."""
     def as_type(a, dtype):
@@ -159,8 +159,9 @@ def run(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks, 
         raise TypeError("free must be a writable, contiguous int64 array")
     return walk(float(now), free, i64(total), i64(weight), i64(cpus_free), b1(has_cpus),
                 i64(levels), i64(n_groups), b1(masks), i64(shape_nn), i64(shape_g),
-                i64(shape_mask), i64(shape_kind), f64(est), f64(elig), i64(shape), f64(ev_t),
-                i64(ev_lens), i64(ev_idx), i64(ev_g), int(k_max), int(depth), bool(strict),
+                i64(shape_mask), i64(shape_kind), f64(est), f64(elig), i64(shape),
+                f64(run_rows[0]), f64(run_rows[1]), f64(run_rows[2]), i64(run_off),
+                i64(run_len), i64(pool_idx), i64(pool_g), int(k_max), int(depth), bool(strict),
                 bool(whole), float(window_end))
 
 
@@ -172,7 +173,8 @@ def _warm_up() -> None:
         np.zeros((1, n), dtype=np.int64), np.ones(1, dtype=np.int64),
         np.ones((1, n), dtype=bool), np.ones(1), np.ones(1), np.zeros(1), np.ones(1),
         np.array([60.0, 60.0]), np.array([np.nan, np.nan]), np.zeros(2),
-        np.array([30.0]), np.ones(1), np.zeros(1), np.array([4]), 8, 0, False, True, np.inf)
+        np.array([[0.0], [30.0], [np.nan], [0.0], [1.0]]), np.zeros(1), np.ones(1),
+        np.zeros(1), np.array([4]), 8, 0, False, True, np.inf)
 
 
 # ------------------------------------------------------------------------------ selectors
@@ -519,6 +521,73 @@ def _grow_f(a, need):
 
 
 @_jit
+def _base_releases(now, run_start, run_est, run_limit, run_off, run_len, pool_idx, pool_g):
+    """RunningTable.releases: running jobs' expected ends (start + estimate; past it, start +
+    limit; past that, now + 1), ascending (equal ends in running order), with their nodes and
+    GPUs gathered from the pool."""
+    n = run_start.size
+    end = np.empty(n)
+    keep = np.empty(n, dtype=np.int64)
+    n_keep = 0
+    for i in range(n):
+        st = now if np.isnan(run_start[i]) else run_start[i]
+        e = st + run_est[i]
+        if not e > now:
+            by_limit = st + run_limit[i]
+            e = by_limit if by_limit > now else now + 1.0
+        end[i] = e
+        if run_len[i] >= 0:
+            keep[n_keep] = i
+            n_keep += 1
+    # Stable bottom-up merge sort of the kept rows by end.
+    order = keep[:n_keep].copy()
+    tmp = np.empty(n_keep, dtype=np.int64)
+    width = 1
+    while width < n_keep:
+        lo = 0
+        while lo < n_keep:
+            mid = min(lo + width, n_keep)
+            hi = min(lo + 2 * width, n_keep)
+            a, b, k = lo, mid, lo
+            while a < mid and b < hi:
+                if end[order[b]] < end[order[a]]:
+                    tmp[k] = order[b]
+                    b += 1
+                else:
+                    tmp[k] = order[a]
+                    a += 1
+                k += 1
+            while a < mid:
+                tmp[k] = order[a]
+                a += 1
+                k += 1
+            while b < hi:
+                tmp[k] = order[b]
+                b += 1
+                k += 1
+            lo = hi
+        order, tmp = tmp, order
+        width *= 2
+    ev_t = np.empty(n_keep)
+    ev_lens = np.empty(n_keep, dtype=np.int64)
+    total = 0
+    for k in range(n_keep):
+        ev_t[k] = end[order[k]]
+        ev_lens[k] = run_len[order[k]]
+        total += ev_lens[k]
+    ev_idx = np.empty(total, dtype=np.int64)
+    ev_g = np.empty(total, dtype=np.int64)
+    p = 0
+    for k in range(n_keep):
+        o = run_off[order[k]]
+        for q in range(ev_lens[k]):
+            ev_idx[p] = pool_idx[o + q]
+            ev_g[p] = pool_g[o + q]
+            p += 1
+    return ev_t, ev_lens, ev_idx, ev_g
+
+
+@_jit
 def _merge_releases(ev_t, ev_lens, ev_idx, ev_g, n_x, x_t, x_off, x_idx, x_g):
     """Running jobs' releases (in time order) plus those of jobs started this cycle, merged
     in time order: (times, offsets, nodes, GPUs, unique times)."""
@@ -698,7 +767,8 @@ def _search(now, runtime, t_min, nn, g, kind, mask, free, total, weight, cpus_fr
 @_jit
 def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
          shape_nn, shape_g, shape_mask, shape_kind, est, elig, shape,
-         ev_t, ev_lens, ev_idx, ev_g, k_max, depth, strict, whole, window_end):
+         run_start, run_est, run_limit, run_off, run_len, pool_idx, pool_g,
+         k_max, depth, strict, whole, window_end):
     """One cycle's walk over the queue (``est``, ``elig``, ``shape`` in queue order). ``free``
     is updated in place by the starts. Returns (start ranks, start node offsets, start nodes,
     start groups, start levels, backfilled flags, reservation ranks, reservation starts,
@@ -739,9 +809,18 @@ def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
     x_idx = np.empty(64, dtype=np.int64)
     x_g = np.empty(64, dtype=np.int64)
     n_x = 0
-    m_t, m_off, m_idx, m_g, m_times = _merge_releases(ev_t, ev_lens, ev_idx, ev_g, 0, x_t,
-                                                      x_off, x_idx, x_g)
-    merged_for = 0
+    # Running jobs' releases, sorted when the first search needs them.
+    ev_t = np.empty(0)
+    ev_lens = np.empty(0, dtype=np.int64)
+    ev_idx = np.empty(0, dtype=np.int64)
+    ev_g = np.empty(0, dtype=np.int64)
+    have_base = False
+    m_t = np.empty(0)
+    m_off = np.zeros(1, dtype=np.int64)
+    m_idx = np.empty(0, dtype=np.int64)
+    m_g = np.empty(0, dtype=np.int64)
+    m_times = np.empty(0)
+    merged_for = -1
     # Starts.
     s_rank = np.empty(16, dtype=np.int64)
     s_off = np.zeros(17, dtype=np.int64)
@@ -818,6 +897,10 @@ def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
                 for k in range(n_ok):
                     if ok_shape[k] == q_s and ok_rt[k] <= rt and ok_start[k] > t_min:
                         t_min = ok_start[k]
+                if not have_base:
+                    ev_t, ev_lens, ev_idx, ev_g = _base_releases(
+                        now, run_start, run_est, run_limit, run_off, run_len, pool_idx, pool_g)
+                    have_base = True
                 if merged_for != n_x:
                     m_t, m_off, m_idx, m_g, m_times = _merge_releases(
                         ev_t, ev_lens, ev_idx, ev_g, n_x, x_t, x_off, x_idx, x_g)

@@ -338,7 +338,7 @@ class _QueuePolicy:
         nn_a, g_a, kind_a, mask_a, masks = inputs
         inv = cycle.inv
         levels = _levels_of(inv)
-        ev_t, ev_lens, ev_idx, ev_g = cycle._base_events()
+        run_rows, run_off, run_len, pool_idx, pool_g = cycle.running_table()
         window = self.reservation_window()
         k_max = self.reservations_k()
         try:
@@ -346,7 +346,8 @@ class _QueuePolicy:
              r_idx) = fastwalk.run(
                 now, cycle.free, cycle.total, cycle.weight, cycle.cpus_free, cycle.has_cpus,
                 levels[0], levels[1], masks, nn_a, g_a, mask_a, kind_a, est_a, elig_a, shape_a,
-                ev_t, ev_lens, ev_idx, ev_g, k_max, self.max_job_test(), self.strict,
+                run_rows, run_off, run_len, pool_idx, pool_g, k_max, self.max_job_test(),
+                self.strict,
                 self.whole_node_reservations,
                 now + window if window is not None else np.inf)
         except TypeError as e:  # not the types it was compiled for: nothing was changed yet
