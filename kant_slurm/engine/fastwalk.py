@@ -503,16 +503,8 @@ def _select(kind, avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_gr
 
 
 @_jit
-def _grow_i(a, need):
-    if need <= a.size:
-        return a
-    b = np.empty(max(need, 2 * a.size), dtype=a.dtype)
-    b[:a.size] = a
-    return b
-
-
-@_jit
-def _grow_f(a, need):
+def _grow(a, need):
+    """``a``, or a copy at least twice as long when it holds fewer than ``need`` items."""
     if need <= a.size:
         return a
     b = np.empty(max(need, 2 * a.size), dtype=a.dtype)
@@ -776,8 +768,10 @@ def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
     n = free.size
     n_jobs = est.size
     n_shapes = shape_nn.size
-    fail_end = np.full(n_shapes, _INF)  # shape -> earliest end whose start test failed
-    res_fail = np.full(n_shapes, _INF)  # shape -> runtime whose reservation search failed
+    # NaN = none yet (any comparison with it is false, so an infinite estimate is still
+    # tested, as in the Python walk's dict look-ups)
+    fail_end = np.full(n_shapes, np.nan)  # shape -> earliest end whose start test failed
+    res_fail = np.full(n_shapes, np.nan)  # shape -> runtime whose reservation search failed
     # Per mask: usable nodes and their GPUs (fixed in a cycle).
     n_masks = masks.shape[0]
     mask_nodes = np.zeros(n_masks, dtype=np.int64)
@@ -857,7 +851,7 @@ def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
         while True:
             # ---- start test (Cycle.try_start)
             c = 0
-            if end < fail_end[s]:
+            if not end >= fail_end[s]:
                 mk = shape_mask[s]
                 for i in range(n):
                     avail[i] = free[i] if masks[mk, i] else -1
@@ -919,9 +913,9 @@ def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
                     if ok_shape[k] == q_s and ok_rt[k] == rt:
                         k_hit = k
                 if k_hit < 0:
-                    ok_shape = _grow_i(ok_shape, n_ok + 1)
-                    ok_rt = _grow_f(ok_rt, n_ok + 1)
-                    ok_start = _grow_f(ok_start, n_ok + 1)
+                    ok_shape = _grow(ok_shape, n_ok + 1)
+                    ok_rt = _grow(ok_rt, n_ok + 1)
+                    ok_start = _grow(ok_start, n_ok + 1)
                     ok_shape[n_ok] = q_s
                     ok_rt[n_ok] = rt
                     ok_start[n_ok] = r_st
@@ -947,17 +941,17 @@ def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
                                 spare[r, i] = v if v > 0 else 0
                 if n_res + 1 > r_start.size:
                     cap = 2 * r_start.size
-                    r_start = _grow_f(r_start, cap)
-                    r_end = _grow_f(r_end, cap)
-                    r_rank = _grow_i(r_rank, cap)
-                    r_gpn = _grow_i(r_gpn, cap)
-                    by_start = _grow_i(by_start, cap)
-                    by_end = _grow_i(by_end, cap)
+                    r_start = _grow(r_start, cap)
+                    r_end = _grow(r_end, cap)
+                    r_rank = _grow(r_rank, cap)
+                    r_gpn = _grow(r_gpn, cap)
+                    by_start = _grow(by_start, cap)
+                    by_end = _grow(by_end, cap)
                     grown = np.empty((cap, n), dtype=np.int64)
                     grown[:n_res] = spare[:n_res]
                     spare = grown
-                r_off = _grow_i(r_off, n_res + 2)
-                r_idx = _grow_i(r_idx, r_off[n_res] + rc)
+                r_off = _grow(r_off, n_res + 2)
+                r_idx = _grow(r_idx, r_off[n_res] + rc)
                 r_start[n_res] = r_st
                 r_end[n_res] = r_en
                 r_rank[n_res] = rq
@@ -978,22 +972,22 @@ def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
                     for k in range(c):
                         v = spare[r, out[k]] - g
                         spare[r, out[k]] = v if v > 0 else 0
-            x_t = _grow_f(x_t, n_x + 1)
-            x_off = _grow_i(x_off, n_x + 2)
-            x_idx = _grow_i(x_idx, x_off[n_x] + c)
-            x_g = _grow_i(x_g, x_off[n_x] + c)
+            x_t = _grow(x_t, n_x + 1)
+            x_off = _grow(x_off, n_x + 2)
+            x_idx = _grow(x_idx, x_off[n_x] + c)
+            x_g = _grow(x_g, x_off[n_x] + c)
             x_t[n_x] = end
             for k in range(c):
                 x_idx[x_off[n_x] + k] = out[k]
                 x_g[x_off[n_x] + k] = g
             x_off[n_x + 1] = x_off[n_x] + c
             n_x += 1
-            s_rank = _grow_i(s_rank, n_s + 1)
-            s_group = _grow_i(s_group, n_s + 1)
-            s_level = _grow_i(s_level, n_s + 1)
-            s_bf = _grow_i(s_bf, n_s + 1)
-            s_off = _grow_i(s_off, n_s + 2)
-            s_idx = _grow_i(s_idx, s_off[n_s] + c)
+            s_rank = _grow(s_rank, n_s + 1)
+            s_group = _grow(s_group, n_s + 1)
+            s_level = _grow(s_level, n_s + 1)
+            s_bf = _grow(s_bf, n_s + 1)
+            s_off = _grow(s_off, n_s + 2)
+            s_idx = _grow(s_idx, s_off[n_s] + c)
             s_rank[n_s] = rank
             s_group[n_s] = grp
             s_level[n_s] = lvl
