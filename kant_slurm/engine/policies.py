@@ -290,6 +290,12 @@ class _QueuePolicy:
     _shape_info: dict | None = None
     _shape_token = None
 
+    def pools_by_shape(self) -> bool:
+        """Whether a job's usable nodes follow from its shape alone and stay the same from
+        cycle to cycle (for the same inventory and schedulable nodes): the compiled walk keeps
+        one mask per shape across cycles."""
+        return True
+
     def _compiled_inputs(self, cycle: Cycle, ctx: dict, jobs, shape_a: np.ndarray):
         """Per shape id: (nodes, GPUs per node, selector kind, usable-mask row) as arrays, and
         the masks; None when a queued shape is not one the compiled walk handles. Kept across
@@ -331,6 +337,8 @@ class _QueuePolicy:
     def _compiled_plan(self, snapshot: ClusterSnapshot, now: float, ctx: dict, cycle: Cycle,
                        got) -> Plan | None:
         """A starts-only plan from the compiled walk, or None (then the Python walk runs)."""
+        if not self.pools_by_shape():
+            return None
         jobs, est_l, src_l, elig_a, shape_a, est_a = got
         inputs = self._compiled_inputs(cycle, ctx, jobs, shape_a)
         if inputs is None:
@@ -1638,6 +1646,10 @@ class KantPolicy(_QueuePolicy):
 
             plan = kant_preemptions(snapshot, now, plan, self.config, self._zone(snapshot))
         return plan
+
+    def pools_by_shape(self) -> bool:
+        # The elastic zone lends nodes by the job's runtime estimate and the cycle's state.
+        return not self.config.inference_zone.elastic
 
     def pool_of(self, snapshot, ctx):
         if self.config.inference_zone.elastic:  # borrow / lend nodes (engine/zone.py)

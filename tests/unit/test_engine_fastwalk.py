@@ -161,3 +161,16 @@ def test_a_simulation_of_the_bundled_real_slice_is_the_same_with_the_compiled_wa
         cols = ["job_id", "start_time", "end_time", "nodes", "node_gpus"]
         assert python.records[cols].astype(str).equals(fast.records[cols].astype(str))
         assert python.records["start_time"].notna().sum() > 1000
+
+
+def test_an_elastic_zone_takes_the_python_walk():
+    """The elastic zone lends nodes by a job's estimate and the cycle's state, not by its
+    shape alone: those plans stay in Python (with the same starts as the full plan)."""
+    from test_engine_fastpath import _inventory
+
+    inv = _inventory(2, 4)
+    jobs = [Job(f"p{k}", "PENDING", 1, 1 + k % 2, float(k), time_limit=600.0 * (1 + k % 3))
+            for k in range(40)]
+    cfg = config_from_dict({"inference_zone": {"partition": "inf", "elastic": True}})
+    assert run_cycles(ClusterSnapshot.idle(inv, jobs, taken_at=NOW), "kant", cfg, cycles=2,
+                      compiled=False) > 0
