@@ -3,12 +3,13 @@
 :meth:`~.policies._QueuePolicy.plan` walks the queue in Python over numpy arrays; a deep queue
 costs it about 10 ms per cycle, most of it interpreter overhead around small array operations.
 This module runs the same walk -- start tests, reservation searches, the node selectors
-``first_fit``, ``binpack`` and ``slurm_cons_tres``, and the bookkeeping of free GPUs and
-reservations' spare room -- as one compiled function over plain arrays. It is used only for
-starts-only plans (what the simulator asks for) and only when every queued job is of a kind it
-handles (see :func:`plan_arrays` callers in ``policies.py``); anything else takes the Python
-walk, which stays the reference: ``tests/unit/test_engine_fastwalk.py`` holds the two to the
-same starts, nodes and reservations on random queues and on real-trace cycles.
+``binpack`` (E-Binpack) and ``slurm_cons_tres`` (the Slurm model), and the bookkeeping of free
+GPUs and reservations' spare room -- as one compiled function over plain arrays. It is used
+only for starts-only plans (what the simulator asks for) of policies that backfill (fifo's
+strict walk stops at its first blocked job and is cheap in Python), and only when every queued
+job is of a kind it handles (``_QueuePolicy._compiled_inputs``); anything else takes the
+Python walk, which stays the reference: ``tests/unit/test_engine_fastwalk.py`` holds the two
+to the same starts, nodes and reservations on random queues and on real-trace cycles.
 
 What it mirrors, and why its starts are the full plan's:
 
@@ -21,8 +22,9 @@ What it mirrors, and why its starts are the full plan's:
   bound of the shape's earlier searches on; at each, free GPUs after the releases up to it,
   reservations overlapping ``[start, start + runtime)`` held (whole nodes or their GPUs), -1
   outside usable nodes; the first time whose availability the selector accepts. The spare room
-  recorded is that availability on every node, inside the pool or not. The memos (failed runtime per shape, latest start per shape
-  and runtime) are the same, so the same searches run.
+  recorded is that availability on every node, inside the pool or not. The memos (failed
+  runtime per shape, latest start per shape and runtime) are the same, so the same searches
+  run.
 - **Deferred reservations**: a blocked job's reservation is worked out only when a later job
   fits what the reservations made so far leave; then the queued ones are made in rank order
   until it no longer fits (the Python walk does them in doubling batches; the outcome is the
@@ -46,7 +48,7 @@ except ImportError:  # pragma: no cover - exercised only without numba
 
 log = logging.getLogger(__name__)
 
-KIND_FIRST_FIT, KIND_BINPACK, KIND_SLURM = 0, 1, 2
+KIND_BINPACK, KIND_SLURM = 1, 2  # the node selectors it has: select.binpack, slurm_cons_tres
 
 _INF = np.inf
 
@@ -180,18 +182,6 @@ def _warm_up() -> None:
 # ------------------------------------------------------------------------------ selectors
 # Each fills ``out[:count]`` with node indices and returns (count, group, level); count 0 =
 # no choice. GPUs per node are always the job's gpus_per_node.
-
-
-@_jit
-def _first_fit(avail, nn, g, out):
-    c = 0
-    for i in range(avail.size):
-        if avail[i] >= g:
-            out[c] = i
-            c += 1
-            if c == nn:
-                return nn, -1, -1
-    return 0, -1, -1
 
 
 @_jit
@@ -494,9 +484,7 @@ def _insertion_sort(a, m):
 def _select(kind, avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out):
     if kind == KIND_BINPACK:
         return _binpack(avail, nn, g, total, levels, n_groups, out)
-    if kind == KIND_SLURM:
-        return _slurm(avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out)
-    return _first_fit(avail, nn, g, out)
+    return _slurm(avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out)
 
 
 # ------------------------------------------------------------------------------ the walk

@@ -95,7 +95,7 @@ from .estimate import HistoryEstimator, runtime_estimate
 from .plan import Placement, Plan, QueueEntry, Reservation
 from .pools import pool_key, pool_mask, zone_mask
 from .registry import register
-from .select import binpack, first_fit, slurm_cons_tres, spread
+from .select import binpack, first_fit, level_name, slurm_cons_tres, spread
 
 log = logging.getLogger(__name__)
 
@@ -311,8 +311,7 @@ class _QueuePolicy:
         present = np.flatnonzero(np.bincount(shape_a)).tolist() if shape_a.size else []
         new = [sid for sid in present if sid not in rows]
         if new:
-            kinds = {first_fit: fastwalk.KIND_FIRST_FIT, binpack: fastwalk.KIND_BINPACK,
-                     slurm_cons_tres: fastwalk.KIND_SLURM}
+            kinds = {binpack: fastwalk.KIND_BINPACK, slurm_cons_tres: fastwalk.KIND_SLURM}
             for sid in new:
                 job = jobs[int(np.argmax(shape_a == sid))]
                 kind = kinds.get(self.selector(job, ctx))
@@ -708,20 +707,13 @@ def _compiled_why(kind: int, group: str | None, level: int, job: Job) -> str:
     if kind == fastwalk.KIND_BINPACK:
         if group is None:
             return "E-Binpack: nodes best-fit by free GPUs over the whole pool"
-        return (f"E-Binpack: {_level_name(level)} {group}, the fullest that holds {shape}; "
+        return (f"E-Binpack: {level_name(level)} {group}, the fullest that holds {shape}; "
                 f"nodes best-fit by free GPUs")
-    if kind == fastwalk.KIND_SLURM:
-        if group is None:
-            return "no topology: fewest free CPUs first (best fit)"
-        return (f"lowest switch that fits: {group} ({_level_name(level)}, fewest usable "
-                f"nodes); nodes in node order (GPUs only checked for sufficiency)")
-    return "first fit: lowest-numbered nodes with room"
-
-
-def _level_name(level: int) -> str:
-    from .select import level_name
-
-    return level_name(level)
+    # the Slurm model
+    if group is None:
+        return "no topology: fewest free CPUs first (best fit)"
+    return (f"lowest switch that fits: {group} ({level_name(level)}, fewest usable "
+            f"nodes); nodes in node order (GPUs only checked for sufficiency)")
 
 
 class _LazyMapping(Mapping):
