@@ -137,33 +137,38 @@ def mark_broken(reason: str) -> None:
     _state["ready"] = False
 
 
+def _as(a, dtype):
+    """``a`` as a writable C-contiguous array of ``dtype`` (copied only if it is not one)."""
+    a = np.asarray(a)
+    if a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable:
+        return a
+    return np.require(a, dtype=dtype, requirements=("C", "W"))
+
+
+def _i64(a):
+    return _as(a, np.int64)
+
+
+def _f64(a):
+    return _as(a, np.float64)
+
+
+def _b1(a):
+    return _as(a, np.bool_)
+
+
 def run(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks, shape_nn,
         shape_g, shape_mask, shape_kind, est, elig, shape, run_rows, run_off, run_len,
         pool_idx, pool_g, k_max, depth, strict, whole, window_end):
     """:func:`walk` with every argument in the one type it is compiled for (``free`` must
     already be a writable int64 array: the starts are taken from it in place)."""
-    def as_type(a, dtype):
-        a = np.asarray(a)
-        if a.dtype == dtype and a.flags.c_contiguous and a.flags.writeable:
-            return a
-        return np.require(a, dtype=dtype, requirements=("C", "W"))  # a writable copy
-
-    def i64(a):
-        return as_type(a, np.int64)
-
-    def f64(a):
-        return as_type(a, np.float64)
-
-    def b1(a):
-        return as_type(a, np.bool_)
-
     if free.dtype != np.int64 or not free.flags.c_contiguous or not free.flags.writeable:
         raise TypeError("free must be a writable, contiguous int64 array")
-    return walk(float(now), free, i64(total), i64(weight), i64(cpus_free), b1(has_cpus),
-                i64(levels), i64(n_groups), b1(masks), i64(shape_nn), i64(shape_g),
-                i64(shape_mask), i64(shape_kind), f64(est), f64(elig), i64(shape),
-                f64(run_rows[0]), f64(run_rows[1]), f64(run_rows[2]), i64(run_off),
-                i64(run_len), i64(pool_idx), i64(pool_g), int(k_max), int(depth), bool(strict),
+    return walk(float(now), free, _i64(total), _i64(weight), _i64(cpus_free), _b1(has_cpus),
+                _i64(levels), _i64(n_groups), _b1(masks), _i64(shape_nn), _i64(shape_g),
+                _i64(shape_mask), _i64(shape_kind), _f64(est), _f64(elig), _i64(shape),
+                _f64(run_rows[0]), _f64(run_rows[1]), _f64(run_rows[2]), _i64(run_off),
+                _i64(run_len), _i64(pool_idx), _i64(pool_g), int(k_max), int(depth), bool(strict),
                 bool(whole), float(window_end))
 
 
@@ -228,115 +233,103 @@ def _smallest_into(key, items, count, out, at):
 
 
 @_jit
+def _nodes_ge(avail, g):
+    """Node indices with ``avail >= g``, ascending."""
+    nodes = np.empty(avail.size, dtype=np.int64)
+    k = 0
+    for i in range(avail.size):
+        if avail[i] >= g:
+            nodes[k] = i
+            k += 1
+    return nodes[:k]
+
+
+@_jit
+def _in_group(items, gidx, group):
+    """The items (node indices, in order) whose group is ``group``."""
+    nodes = np.empty(items.size, dtype=np.int64)
+    k = 0
+    for i in items:
+        if gidx[i] == group:
+            nodes[k] = i
+            k += 1
+    return nodes[:k]
+
+
+@_jit
+def _group_counts(items, gidx, n_groups):
+    """How many of the items (node indices) each group holds (nodes under none left out)."""
+    counts = np.zeros(n_groups, dtype=np.int64)
+    for i in items:
+        if gidx[i] >= 0:
+            counts[gidx[i]] += 1
+    return counts
+
+
+@_jit
+def _free_sums(avail, total, gidx, n_groups):
+    """Per group, over the usable nodes (avail >= 0): (free GPUs, total GPUs)."""
+    fr = np.zeros(n_groups)
+    tot = np.zeros(n_groups)
+    for i in range(avail.size):
+        if avail[i] >= 0 and gidx[i] >= 0:
+            fr[gidx[i]] += avail[i]
+            tot[gidx[i]] += total[i]
+    return fr, tot
+
+
+@_jit
 def _fill_leaves(cand_nodes, avail, total, leaf, n_leaf, g, nn, out):
     """select._fill_leaves: as few leaf groups as possible; when one leaf can hold the rest,
     the fullest such leaf, nodes best-fit."""
-    n = avail.size
-    fr = np.zeros(n_leaf)
-    tot = np.zeros(n_leaf)
-    for i in range(n):
-        if avail[i] >= 0 and leaf[i] >= 0:
-            fr[leaf[i]] += avail[i]
-            tot[leaf[i]] += total[i]
-    cand = np.zeros(n, dtype=np.bool_)
-    for i in cand_nodes:
-        cand[i] = True
+    fr, tot = _free_sums(avail, total, leaf, n_leaf)
+    free = np.maximum(avail, 0)
+    cand = cand_nodes.copy()
     remaining = nn
     got = 0
-    counts = np.zeros(n_leaf, dtype=np.int64)
     while remaining > 0:
-        counts[:] = 0
-        s = 0
-        for i in range(n):
-            if cand[i] and leaf[i] >= 0:
-                counts[leaf[i]] += 1
-                s += 1
-        if s == 0:
+        counts = _group_counts(cand, leaf, n_leaf)
+        if counts.sum() == 0:
             return 0
         best = -1
         for lf in range(n_leaf):
             if counts[lf] >= remaining and (best < 0 or _better_group(lf, best, fr, tot)):
                 best = lf
-        if best >= 0:
-            nodes = np.empty(counts[best], dtype=np.int64)
-            k = 0
-            for i in range(n):
-                if cand[i] and leaf[i] == best:
-                    nodes[k] = i
-                    k += 1
-            free = np.empty(n, dtype=np.int64)
-            for i in range(n):
-                free[i] = avail[i] if avail[i] >= 0 else 0
-            got += _best_fit_into(nodes, free, g, remaining, out, got)
+        if best >= 0:  # one leaf holds the rest: the fullest such
+            got += _best_fit_into(_in_group(cand, leaf, best), free, g, remaining, out, got)
             break
-        big = 0
-        for lf in range(n_leaf):
-            if counts[lf] > counts[big]:
-                big = lf
-        nodes = np.empty(counts[big], dtype=np.int64)
-        k = 0
-        for i in range(n):
-            if cand[i] and leaf[i] == big:
-                nodes[k] = i
-                k += 1
-        free = np.empty(n, dtype=np.int64)
-        for i in range(n):
-            free[i] = avail[i] if avail[i] >= 0 else 0
-        w = _best_fit_into(nodes, free, g, nodes.size, out, got)
-        for k in range(w):
-            cand[out[got + k]] = False
-        got += w
+        big = int(np.argmax(counts))  # else all of the leaf with the most candidates
+        nodes = _in_group(cand, leaf, big)
+        _best_fit_into(nodes, free, g, nodes.size, out, got)
+        got += nodes.size
         remaining -= nodes.size
+        keep = np.ones(cand.size, dtype=np.bool_)
+        for k in range(cand.size):
+            keep[k] = leaf[cand[k]] != big
+        cand = cand[keep]
     return got
 
 
 @_jit
 def _binpack(avail, nn, g, total, levels, n_groups, out):
     """select.binpack (E-Binpack) on an availability vector."""
-    n = avail.size
-    ne = 0
-    for i in range(n):
-        if avail[i] >= g:
-            ne += 1
-    if ne < nn:
+    elig = _nodes_ge(avail, g)
+    if elig.size < nn:
         return 0, -1, -1
-    elig = np.empty(ne, dtype=np.int64)
-    k = 0
-    for i in range(n):
-        if avail[i] >= g:
-            elig[k] = i
-            k += 1
     for lv in range(levels.shape[0]):
         gidx = levels[lv]
         ng = n_groups[lv]
-        counts = np.zeros(ng, dtype=np.int64)
-        for i in elig:
-            if gidx[i] >= 0:
-                counts[gidx[i]] += 1
-        fr = np.zeros(ng)
-        tot = np.zeros(ng)
-        for i in range(n):
-            if avail[i] >= 0 and gidx[i] >= 0:
-                fr[gidx[i]] += avail[i]
-                tot[gidx[i]] += total[i]
+        counts = _group_counts(elig, gidx, ng)
+        fr, tot = _free_sums(avail, total, gidx, ng)
         best = -1
         for gi in range(ng):
             if counts[gi] >= nn and (best < 0 or _better_group(gi, best, fr, tot)):
                 best = gi
         if best < 0:
             continue
-        in_best = np.empty(counts[best], dtype=np.int64)
-        k = 0
-        for i in elig:
-            if gidx[i] == best:
-                in_best[k] = i
-                k += 1
+        in_best = _in_group(elig, gidx, best)
         if nn == 1:
-            pick = in_best[0]
-            for i in in_best:
-                if avail[i] < avail[pick]:
-                    pick = i
-            out[0] = pick
+            out[0] = in_best[np.argmin(avail[in_best])]  # first minimum = lowest index
             c = 1
         elif lv == 0:
             c = _best_fit_into(in_best, avail, 0, nn, out, 0)
@@ -346,11 +339,7 @@ def _binpack(avail, nn, g, total, levels, n_groups, out):
             continue
         return nn, best, lv
     # No single group holds it (or no topology): best fit over the whole pool.
-    free = np.empty(n, dtype=np.int64)
-    for i in range(n):
-        free[i] = avail[i] if avail[i] >= 0 else 0
-    c = _best_fit_into(elig, free, g, nn, out, 0)
-    if c < nn:
+    if _best_fit_into(elig, np.maximum(avail, 0), g, nn, out, 0) < nn:
         return 0, -1, -1
     return nn, -1, -1
 
@@ -358,67 +347,31 @@ def _binpack(avail, nn, g, total, levels, n_groups, out):
 @_jit
 def _slurm(avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out):
     """select.slurm_cons_tres (the stock Slurm 22.05 model) on an availability vector."""
-    n = avail.size
-    ne = 0
-    wmin = np.iinfo(np.int64).max
-    wmax = np.iinfo(np.int64).min
-    for i in range(n):
-        if avail[i] >= g:
-            ne += 1
-            wmin = min(wmin, weight[i])
-            wmax = max(wmax, weight[i])
-    if ne < nn:
+    elig = _nodes_ge(avail, g)
+    if elig.size < nn:
         return 0, -1, -1
-    cap = wmax
-    if wmin != wmax:  # the lightest Weight tiers that together hold the job
-        # the nn-th smallest Weight among the eligible nodes
-        ws = np.empty(ne, dtype=np.int64)
-        k = 0
-        for i in range(n):
-            if avail[i] >= g:
-                ws[k] = weight[i]
-                k += 1
+    ws = weight[elig]
+    if ws.min() != ws.max():
+        # The lightest Weight tiers that together hold the job: up to the nn-th smallest.
         picked = np.empty(nn, dtype=np.int64)
         _smallest_into(ws, ws, nn, picked, 0)
-        cap = picked[nn - 1]
-    m = 0
-    for i in range(n):
-        if avail[i] >= g and weight[i] <= cap:
-            m += 1
-    elig = np.empty(m, dtype=np.int64)
-    k = 0
-    for i in range(n):
-        if avail[i] >= g and weight[i] <= cap:
-            elig[k] = i
-            k += 1
+        elig = elig[ws <= picked[nn - 1]]
     if levels.shape[0] == 0:
-        cp = np.empty(m, dtype=np.int64)
-        for k in range(m):
-            cp[k] = cpus_free[elig[k]] if has_cpus[elig[k]] else 0
+        cp = np.where(has_cpus[elig], cpus_free[elig], 0)
         _smallest_into(cp, elig, nn, out, 0)
         return nn, -1, -1
     for lv in range(levels.shape[0]):
         gidx = levels[lv]
-        ng = n_groups[lv]
-        counts = np.zeros(ng, dtype=np.int64)
-        for i in elig:
-            if gidx[i] >= 0:
-                counts[gidx[i]] += 1
+        counts = _group_counts(elig, gidx, n_groups[lv])
         best = -1
-        for gi in range(ng):
+        for gi in range(n_groups[lv]):
             if counts[gi] >= nn and (best < 0 or counts[gi] < counts[best]):
                 best = gi
         if best < 0:
             continue
-        inside = np.empty(counts[best], dtype=np.int64)
-        k = 0
-        for i in elig:
-            if gidx[i] == best:
-                inside[k] = i
-                k += 1
+        inside = _in_group(elig, gidx, best)
         if lv == 0 or nn == 1:
-            for k in range(nn):
-                out[k] = inside[k]
+            out[:nn] = inside[:nn]
             return nn, best, lv
         return _slurm_leaves(inside, levels[0], n_groups[0], nn, out), best, lv
     return 0, -1, -1
@@ -629,6 +582,18 @@ def _insert_sorted(order, n, key, r):
 
 
 @_jit
+def _held_avail(free, held, total, whole):
+    """GPUs a job may take on a node with ``free`` GPUs and ``held`` holds of overlapping
+    reservations (whole nodes: any hold empties the node; else the held GPUs), at most its
+    ``total``."""
+    if whole:
+        a = 0 if held > 0 else free
+    else:
+        a = free - held if free > held else 0
+    return a if a < total else total
+
+
+@_jit
 def _search(now, runtime, t_min, nn, g, kind, mask, free, total, weight, cpus_free, has_cpus,
             levels, n_groups, n_res, r_start, r_end, r_off, r_idx, r_gpn, by_start, by_end,
             whole, window_end, m_t, m_off, m_idx, m_g, m_times, F, hold, avail, out):
@@ -710,16 +675,7 @@ def _search(now, runtime, t_min, nn, g, kind, mask, free, total, weight, cpus_fr
             if not mask[i]:
                 avail[i] = -1
                 continue
-            a = F[i]
-            if whole:
-                if hold[i] > 0:
-                    a = 0
-            else:
-                a -= hold[i]
-                if a < 0:
-                    a = 0
-            if a > total[i]:
-                a = total[i]
+            a = _held_avail(F[i], hold[i], total[i], whole)
             avail[i] = a
             if a >= g:
                 cnt += 1
@@ -731,15 +687,7 @@ def _search(now, runtime, t_min, nn, g, kind, mask, free, total, weight, cpus_fr
             # The spare room to record counts every node, also those outside the pool.
             for i in range(n):
                 if not mask[i]:
-                    a = F[i]
-                    if whole:
-                        if hold[i] > 0:
-                            a = 0
-                    else:
-                        a -= hold[i]
-                        if a < 0:
-                            a = 0
-                    avail[i] = a if a < total[i] else total[i]
+                    avail[i] = _held_avail(F[i], hold[i], total[i], whole)
             return True, start, end, c
     return False, 0.0, 0.0, 0
 

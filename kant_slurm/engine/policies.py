@@ -372,7 +372,6 @@ class _QueuePolicy:
                 node_gpus=(job.gpus_per_node,) * len(idx), backfilled=bool(s_bf[k]),
                 group=group, runtime_estimate=est_l[rank], estimate_source=src_l[rank],
                 why=_compiled_why(int(kind_a[shape_a[rank]]), group, lv, job)))
-        cycle.starts = starts
         reservations = []
         for k, rank in enumerate(r_rank.tolist()):
             job = jobs[rank]
@@ -381,8 +380,7 @@ class _QueuePolicy:
                 job_id=job.job_id, start_time=float(r_start[k]), nodes=cycle.names_of(idx),
                 node_gpus=(job.gpus_per_node,) * len(idx),
                 runtime_estimate=float(r_end[k] - r_start[k]), estimate_source=src_l[rank]))
-        started = {p.job_id for p in starts}
-        reasons = _CompiledReasons(jobs, started, {p.job_id: p for p in starts})
+        placed = {p.job_id: p for p in starts}
         stats = {
             "pending": len(jobs),
             "running": len(snapshot.running),
@@ -396,9 +394,8 @@ class _QueuePolicy:
                     order=LazyOrder(jobs, lambda rank: self.factors_of(jobs[rank], now, ctx)),
                     starts=tuple(starts), reservations=tuple(reservations),
                     node_tiers=_LazyMapping(lambda: self.node_tiers(cycle, ctx)),
-                    blocked=reasons,
-                    explain=_CompiledReasons(jobs, started, {p.job_id: p for p in starts},
-                                             lines=True),
+                    blocked=_CompiledReasons(jobs, placed),
+                    explain=_CompiledReasons(jobs, placed, lines=True),
                     stats=stats)
 
     # -- the cycle ---------------------------------------------------------------------
@@ -743,8 +740,8 @@ class _CompiledReasons(Mapping):
     """``blocked`` (or, with ``lines``, ``explain``) of a compiled starts-only plan: every job
     not started gets the same short reason; the walk does not record why."""
 
-    def __init__(self, jobs, started: set, placements: dict, lines: bool = False) -> None:
-        self._jobs, self._started, self._placements = jobs, started, placements
+    def __init__(self, jobs, placements: dict, lines: bool = False) -> None:
+        self._jobs, self._started = jobs, placements  # job id -> Placement of the starts
         self._lines = lines
         self._ids = None
 
@@ -758,7 +755,7 @@ class _CompiledReasons(Mapping):
             raise KeyError(job_id)
         if not self._lines:
             return _COMPILED_REASON
-        p = self._placements.get(job_id)
+        p = self._started.get(job_id)
         if p is not None:
             return (f"starts now on {describe_nodes(p.nodes, p.node_gpus)}", p.why)
         return (_COMPILED_REASON,)
@@ -770,6 +767,7 @@ class _CompiledReasons(Mapping):
 
     def __len__(self) -> int:
         return len(self._jobs) - (0 if self._lines else len(self._started))
+
 
 _DEFERRED = ("does not fit now; reservation not worked out (a starts-only plan: no job behind "
              "it could start)")

@@ -91,6 +91,21 @@ def deep_queues(draw):
     return snap
 
 
+def run_starts(snap, starts, log, now):
+    """The snapshot's jobs with ``starts`` running from ``now`` (the same Job objects for the
+    others, as the simulator passes them), the started ones taken off the change ``log``."""
+    started = {s.job_id: s for s in starts}
+    jobs = []
+    for j in snap.jobs:
+        s = started.get(j.job_id)
+        if s is not None:
+            log.remove(j)
+            j = dataclasses.replace(j, state="RUNNING", nodes=s.nodes, node_gpus=s.node_gpus,
+                                    start_time=now)
+        jobs.append(j)
+    return jobs
+
+
 def _plan_fields(p):
     return (
         [(e.job_id, e.rank, dict(e.factors)) for e in p.order],
@@ -163,15 +178,7 @@ def test_kept_queue_and_starts_only_plans_start_what_the_full_plan_starts(snap, 
             assert pq.reservations == pf.reservations[:len(pq.reservations)]
             assert set(pq.blocked) == set(pf.blocked)
         log.trim()  # as the simulator does: `late`, which skips a cycle, reads the queue again
-        started = {s.job_id: s for s in pf.starts}
-        jobs = []
-        for j in snap.jobs:
-            s = started.get(j.job_id)
-            if s is not None:
-                log.remove(j)
-                j = dataclasses.replace(j, state="RUNNING", nodes=s.nodes, node_gpus=s.node_gpus,
-                                        start_time=now)
-            jobs.append(j)
+        jobs = run_starts(snap, pf.starts, log, now)
         for k in range(_cycle + 1):  # arrivals, one of them older than queued jobs
             new = Job(f"new{_cycle}_{k}", "PENDING", 1, 1 + k % 2, now - 3000.0 * k,
                       time_limit=600.0 * (k + 1))

@@ -17,7 +17,7 @@ from kant_slurm.engine import fastwalk
 from kant_slurm.engine.registry import get_policy
 from kant_slurm.model import ClusterSnapshot, Job, PendingChanges
 
-from test_engine_fastpath import NOW, deep_queues
+from test_engine_fastpath import NOW, deep_queues, run_starts
 
 
 def _starts(plan):
@@ -62,16 +62,8 @@ def run_cycles(snap, name, cfg, cycles=4, weight=None, compiled=True):
         assert [(e.job_id, e.rank) for e in pc.order] == [(e.job_id, e.rank) for e in pr.order]
         assert dict(pc.node_tiers) == dict(pr.node_tiers)
         log.trim()
-        started = {s.job_id: s for s in pr.starts}
-        started_total += len(started)
-        jobs = []
-        for j in snap.jobs:
-            s = started.get(j.job_id)
-            if s is not None:
-                log.remove(j)
-                j = dataclasses.replace(j, state="RUNNING", nodes=s.nodes, node_gpus=s.node_gpus,
-                                        start_time=now)
-            jobs.append(j)
+        started_total += len(pr.starts)
+        jobs = run_starts(snap, pr.starts, log, now)
         for k in range(cycle + 1):
             new = Job(f"new{cycle}_{k}", "PENDING", 1 + k % 2, 1 + k % 2, now - 3000.0 * k,
                       time_limit=600.0 * (k + 1))
