@@ -70,7 +70,7 @@ def snapshot_metrics(snap: ClusterSnapshot) -> dict[str, Any]:
     partly = gpu_node & (alloc > 0) & (alloc < total)
     pending_jobs = {c: 0 for c in WORKLOADS}
     pending_gpus = {c: 0 for c in WORKLOADS}
-    for job in snap.pending:
+    for job in snap.queued:
         pending_jobs[job.job_class] = pending_jobs.get(job.job_class, 0) + 1
         pending_gpus[job.job_class] = pending_gpus.get(job.job_class, 0) + job.gpus
     return {

@@ -396,6 +396,10 @@ class Job:
     # Seconds between this (training) job's checkpoints: work since the last one is lost if it is
     # preempted. None = unknown (the config default applies).
     checkpoint_interval: float | None = None
+    # Why Slurm will not start this pending job now, in Slurm's words (``JobHeldUser``,
+    # ``Dependency``, ``QOSGrpGRES``, ``JobArrayTaskLimit``, ...); None when only room and
+    # priority stand in its way. kant plans, pins and lifts no job that has one (issue 16).
+    slurm_blocked: str | None = None
 
     @property
     def gpus(self) -> int:
@@ -518,6 +522,10 @@ class ClusterSnapshot:
     # producer keeps such a log (the simulator). A hint for policies that keep their queue
     # order across cycles; ``pending`` stays the truth. See :class:`PendingChanges`.
     pending_changes: "tuple[PendingChanges, int] | None" = None
+    # Pending jobs that Slurm will not start now (``Job.slurm_blocked`` set: held, dependency,
+    # limits, ...). They are kept apart from ``jobs`` so that no policy plans, reserves for or
+    # orders them; ``queued`` is every pending job, for counts and for undoing kant's changes.
+    held: tuple[Job, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.inventory)
@@ -580,8 +588,27 @@ class ClusterSnapshot:
         return tuple(j for j in self.jobs if j.is_running)
 
     @cached_property
+    def queued(self) -> tuple[Job, ...]:
+        """Every pending job: those the policies plan, then those Slurm holds back."""
+        return self.pending + self.held
+
+    @cached_property
     def job(self) -> Mapping[str, Job]:
         return MappingProxyType({j.job_id: j for j in self.jobs})
+
+    def released(self, job_ids: Iterable[str] | None = None) -> "ClusterSnapshot":
+        """This snapshot as if the user/admin holds (``JobHeld*``) on ``job_ids`` (all when
+        None) were released: a what-if for ``plan --release-held``, and how tests plan a job
+        that Slurm keeps pending. kant's own cycles never plan a held job."""
+        wanted = None if job_ids is None else set(job_ids)
+        take = [j for j in self.held if (j.slurm_blocked or "").startswith("JobHeld")
+                and (wanted is None or j.job_id in wanted)]
+        if not take:
+            return self
+        ids = {j.job_id for j in take}
+        return dataclasses.replace(
+            self, jobs=self.jobs + tuple(replace_job(j, slurm_blocked=None) for j in take),
+            held=tuple(j for j in self.held if j.job_id not in ids))
 
     def node(self, name_or_index: str | int) -> NodeView:
         inv = self.inventory

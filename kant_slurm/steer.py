@@ -21,6 +21,7 @@ from typing import Any
 
 from .config import KantConfig, load_config
 from .engine.classify import make_classifier
+from .engine.plan import Plan, with_held
 from .engine.registry import get_policy
 from .errors import InputError, KantError, SlurmError, SlurmUnreachable
 from .slurm import actuator as act
@@ -34,6 +35,59 @@ class LockHeld(KantError):
     """Another kant-slurm steering process holds the lock."""
 
     exit_code = 3
+
+
+# ------------------------------------------------------------------------------------------
+# The live plan: one function for `plan`, `schedule` and `daemon`
+# ------------------------------------------------------------------------------------------
+
+HISTORY_DAYS = 14  # finished jobs read for the history estimator
+HISTORY_REFRESH_S = 600.0  # the daemon reads sacct again after this long
+
+
+class HistorySource:
+    """The history estimator of ``estimator.history``, from the last HISTORY_DAYS of sacct.
+
+    Read at the first cycle that needs it and again every ``refresh`` seconds, so that the
+    daemon does not read two weeks of accounting every cycle. None (with a warning) when
+    accounting cannot be read: estimates then fall back to time limits.
+    """
+
+    def __init__(self, refresh: float = HISTORY_REFRESH_S) -> None:
+        self.refresh = refresh
+        self._read_at: float | None = None
+        self._estimator = None
+
+    def get(self, config: KantConfig, now: float):
+        if self._read_at is None or now - self._read_at >= self.refresh:
+            self._estimator = self._read(config, now)
+            self._read_at = now
+        return self._estimator
+
+    @staticmethod
+    def _read(config: KantConfig, now: float):
+        from .engine.estimate import HistoryEstimator
+        from .slurm.accounting import read_sacct_chunks
+
+        est = config.estimator
+        try:
+            table = read_sacct_chunks(now - HISTORY_DAYS * 86400.0, now)
+        except KantError as exc:
+            log.warning("estimator.history: sacct not readable (%s); using time limits", exc)
+            return None
+        return HistoryEstimator.from_table(table, est.history_min_samples,
+                                           est.history_quantile, est.history_margin)
+
+
+def live_plan(config: KantConfig, snapshot, now: float, *, policy: str | None = None,
+              history: HistorySource | None = None) -> Plan:
+    """The plan of a live snapshot, as ``plan`` shows it and ``schedule``/``daemon`` apply it:
+    the policy (``policy`` or the config's) with the history estimator when the config asks
+    for it, and the jobs Slurm holds back named with Slurm's reason (issue 16)."""
+    engine = get_policy(policy or config.policy, config)
+    if config.estimator.history:
+        engine.with_history((history or HistorySource()).get(config, now))
+    return with_held(engine.plan(snapshot, now), snapshot.held)
 
 
 # ------------------------------------------------------------------------------------------
@@ -97,8 +151,10 @@ class CycleReport:
     apply_s: float = 0.0
     duration_s: float = 0.0
     running: int = 0
-    pending: int = 0
+    pending: int = 0  # pending jobs the policy planned
+    held: int = 0  # pending jobs Slurm holds back (not planned, not touched)
     starts: int = 0
+    plan: Plan | None = field(default=None, repr=False)  # the cycle's plan (not in to_dict)
     changes: list[act.Change] = field(default_factory=list)  # planned for this cycle
     applied: list[act.Change] = field(default_factory=list)
     failed: list[tuple[act.Change, str]] = field(default_factory=list)
@@ -137,6 +193,7 @@ class CycleReport:
         kinds = ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items())) or "-"
         return (f"cycle {self.duration_s:.3f}s (read {self.read_s:.3f}s, plan {self.plan_s:.3f}s, "
                 f"apply {self.apply_s:.3f}s): {self.running} running, {self.pending} pending, "
+                f"{self.held} held by Slurm, "
                 f"{self.starts} starts planned; {verb} {done} ({kinds}), failed "
                 f"{len(self.failed) + len(self.preempt_failed)}, deferred "
                 f"{len(self.deferred) + len(self.preempt_deferred)}, not run "
@@ -147,7 +204,7 @@ class CycleReport:
             "ok": self.ok, "error": self.error, "dry_run": self.dry_run, "policy": self.policy,
             "duration_s": self.duration_s, "read_s": self.read_s, "plan_s": self.plan_s,
             "apply_s": self.apply_s, "running": self.running, "pending": self.pending,
-            "starts": self.starts,
+            "held": self.held, "starts": self.starts,
             "changes": [c.to_dict() for c in self.changes],
             "commands": self.preempt_commands() + [cmd.command() for cmd in act.group_changes(
                 self.changes if self.dry_run else self.applied)],
@@ -198,13 +255,15 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
               read: Callable[[], tuple[Any, dict[str, int]]] | None = None,
               runner: Callable[[Sequence[str]], str] = act.run_scontrol,
               before_apply: Callable[[], None] | None = None,
-              clock: Callable[[], float] = time.time) -> CycleReport:
+              clock: Callable[[], float] = time.time,
+              history: HistorySource | None = None) -> CycleReport:
     """Read Slurm, plan, diff against the marks, apply (unless ``dry_run``). Never raises for
     Slurm trouble: the report says what went wrong and nothing was changed.
 
     ``read`` and ``runner`` replace the Slurm reads and scontrol (tests); ``before_apply`` is
     called between the read and the apply (fault tests change Slurm there); ``clock`` is the
-    wall clock the preemption grace time is measured on.
+    wall clock the preemption grace time is measured on; ``history`` keeps the history
+    estimator between cycles (the daemon's), else it is read when the config asks for it.
 
     Preemptions the plan asks for (and requeues whose grace time is over) run first, then the
     other changes: the preempting job's pin to the victims' nodes goes in the same cycle and
@@ -227,8 +286,11 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     t1 = time.monotonic()
     report.read_s = t1 - t0
     report.running, report.pending = len(snapshot.running), len(snapshot.pending)
-    plan = get_policy(report.policy, config).plan(snapshot, snapshot.taken_at or time.time())
+    plan = live_plan(config, snapshot, snapshot.taken_at or time.time(), policy=report.policy,
+                     history=history)
+    report.plan = plan
     report.starts = len(plan.starts)
+    report.held = len(snapshot.held)
     view = act.view_from_snapshot(snapshot, site)
     desired = act.desired_from_plan(plan, snapshot, settings)
     state = _marks_or_rebuild(state_path, view, settings, report.notes, dry_run)
@@ -417,6 +479,7 @@ class Daemon:
         self.reload_requested = False
         self.cycles = 0
         self.failures = 0
+        self.history = HistorySource()
 
     def _on_term(self, signum, frame) -> None:
         log.info("signal %s: stopping after the current cycle", signal.Signals(signum).name)
@@ -472,7 +535,8 @@ class Daemon:
     def _one_cycle(self) -> None:
         state_path, _ = self.paths()
         try:
-            report = run_cycle(self.config, state_path, dry_run=self.dry_run, policy=self.policy)
+            report = run_cycle(self.config, state_path, dry_run=self.dry_run, policy=self.policy,
+                               history=self.history)
         except Exception as exc:  # a bug must not end the loop: log it whole, go on
             self.failures += 1
             log.exception("cycle crashed (failure %d in a row): %s", self.failures, exc)

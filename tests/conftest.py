@@ -167,3 +167,27 @@ def steer_env(slurm_clean, tmp_path):
     yield slurm_clean, config, state
     reset(config, state)
     assert slurm_clean.node_weights() == config_weights(slurm_clean.conf_path)
+
+
+@pytest.fixture
+def read_released():
+    """``read_released(config, *job_ids)``: see :func:`_read_released`."""
+    return _read_released
+
+
+def _read_released(config, *job_ids: str):
+    """A ``run_cycle(read=...)`` that reads the real cluster and plans the named held jobs as
+    if Slurm had released them.
+
+    Tests of the pin mechanism need a job that stays pending whatever the nodes, and only a
+    held one does; kant's own cycles never plan a held job (tests/integration/test_held_jobs.py).
+    """
+    from kant_slurm.engine.classify import make_classifier
+    from kant_slurm.slurm import actuator as act
+    from kant_slurm.slurm import read_snapshot
+
+    def read():
+        snapshot = read_snapshot(classify=make_classifier(config)).released(job_ids)
+        return snapshot, act.read_site_factors()
+
+    return read

@@ -24,37 +24,17 @@ def config_option(f):
     )(f)
 
 
-HISTORY_DAYS = 14  # finished jobs read for the history estimator
-
-
-def history_from_sacct(config, now: float):
-    """The history estimator from the last HISTORY_DAYS of sacct, or None (with a warning)
-    when accounting cannot be read: estimates then fall back to time limits."""
-    from ..engine.estimate import HistoryEstimator
-    from ..errors import KantError
-    from ..slurm.accounting import read_sacct_chunks
-
-    est = config.estimator
-    try:
-        table = read_sacct_chunks(now - HISTORY_DAYS * 86400.0, now)
-    except KantError as exc:
-        log.warning("estimator.history: sacct not readable (%s); using time limits", exc)
-        return None
-    return HistoryEstimator.from_table(table, est.history_min_samples, est.history_quantile,
-                                       est.history_margin)
-
-
-def plan_live(policy: str | None, config_path: str | None):
-    """Read the live cluster and plan once; returns (plan, snapshot)."""
+def plan_live(policy: str | None, config_path: str | None, release_held: bool = False):
+    """Read the live cluster and plan once, as ``schedule`` and ``daemon`` do (with
+    ``release_held``, as if the user/admin holds were released); returns (plan, snapshot)."""
     from ..slurm import read_snapshot  # the only module that talks to Slurm
+    from ..steer import live_plan
 
     config = load_config(config_path)
     snapshot = read_snapshot(classify=make_classifier(config))
-    now = snapshot.taken_at
-    engine = get_policy(policy or config.policy, config)
-    if config.estimator.history:
-        engine.with_history(history_from_sacct(config, now))
-    return engine.plan(snapshot, now), snapshot
+    if release_held:
+        snapshot = snapshot.released()
+    return live_plan(config, snapshot, snapshot.taken_at, policy=policy), snapshot
 
 
 @click.command("plan")
@@ -64,9 +44,12 @@ def plan_live(policy: str | None, config_path: str | None):
               help="Print one pending job's reasoning: order factors, placement or reservation.")
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True,
               help="Rows per table.")
+@click.option("--release-held", is_flag=True,
+              help="What-if: plan as if user/admin holds were released (read-only; schedule "
+                   "and daemon never plan a held job).")
 @config_option
 @json_option
-def plan_cmd(policy, explain_job, limit, config_path, as_json):
+def plan_cmd(policy, explain_job, limit, release_held, config_path, as_json):
     """Plan one cycle on the live cluster, read-only: the queue order with each factor (as
     sprio shows Slurm's), the jobs that would start now with their nodes and why (group chosen,
     the alternatives' scores), reservations with times and nodes, node preference tiers.
@@ -76,8 +59,13 @@ def plan_cmd(policy, explain_job, limit, config_path, as_json):
       kant-slurm plan                       # kant's plan as tables
       kant-slurm plan --policy slurm --json # what stock Slurm would do, as JSON
       kant-slurm plan --explain 42          # why job 42 waits, and what may backfill
+      kant-slurm plan --release-held        # what would start if the held jobs were released
+
+    Jobs that Slurm itself would not start now (held, dependency, begin time, association or
+    QOS limit, partition down, reservation, licences, array throttle) are listed with
+    Slurm's reason and left alone: no start, pin, reservation or SiteFactor.
     """
-    plan, _ = plan_live(policy, config_path)
+    plan, _ = plan_live(policy, config_path, release_held)
     if explain_job is not None:
         if explain_job not in plan.explain:
             pending = ", ".join(e.job_id for e in plan.order[:10]) or "(none)"

@@ -5,9 +5,13 @@ The simulator carries out ``starts``; the actuator turns the whole plan into ``s
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from collections import ChainMap
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ..model import Job
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +77,8 @@ class Plan:
     stats: Mapping[str, Any] = field(default_factory=dict)  # counts and timings of the cycle
     # Running jobs to stop before ``starts`` are carried out; ``starts`` may use their GPUs.
     preemptions: tuple[Preemption, ...] = ()
+    # Pending jobs Slurm will not start now -> Slurm's reason; the policy never saw them.
+    held: Mapping[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with stable keys."""
@@ -89,4 +95,26 @@ class Plan:
             "explain": {k: list(v) for k, v in self.explain.items()},
             "stats": dict(self.stats),
             "preemptions": [asdict(p) for p in self.preemptions],
+            "held": dict(self.held),
         }
+
+
+def with_held(plan: Plan, held: Sequence["Job"]) -> Plan:
+    """``plan`` with the pending jobs Slurm holds back (``ClusterSnapshot.held``) in
+    ``blocked`` and ``explain``, each with Slurm's own reason. The policy never saw them, so
+    they have no place in the order, no start and no reservation."""
+    if not held:
+        return plan
+    blocked = dict(plan.blocked)
+    reasons: dict[str, str] = {}
+    lines: dict[str, tuple[str, ...]] = {}
+    for job in held:
+        reason = reasons[job.job_id] = job.slurm_blocked or "?"
+        blocked[job.job_id] = f"Slurm will not start it now: {reason}"
+        lines[job.job_id] = (
+            f"Slurm's reason: {reason} (held, dependency, begin time, limit, reservation or "
+            f"array throttle)",
+            "not planned: kant gives it no start, pin, reservation or SiteFactor until Slurm "
+            "would start it",
+        )
+    return replace(plan, blocked=blocked, explain=ChainMap(lines, plan.explain), held=reasons)

@@ -74,6 +74,13 @@ def format_plan(plan: Plan, limit: int = 50) -> str:
         out.append(f"  {r.job_id:<12} from {_at(r.start_time)} ({_when(r.start_time, plan.now)}) "
                    f"on {hostlist.compress(r.nodes)} ({sum(r.node_gpus)} GPUs) "
                    f"[{r.estimate_source} {r.runtime_estimate or 0:.0f}s]")
+    if plan.held:
+        out.append("")
+        out.append("Held back by Slurm (not planned, not touched)")
+        for job_id, reason in list(plan.held.items())[:limit]:
+            out.append(f"  {job_id:<12} {reason}")
+        if len(plan.held) > limit:
+            out.append(f"  ... {len(plan.held) - limit} more")
     if plan.node_tiers:
         out.append("")
         out.append("Node preference tiers (0 = used first)")

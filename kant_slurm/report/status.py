@@ -34,7 +34,7 @@ def status_summary(snap: ClusterSnapshot) -> dict:
             "gpus_allocated": int(alloc[mask].sum()),
             "free_nodes": int(free_whole[mask].sum()),
         })
-    pending = snap.pending
+    pending = snap.queued  # array tasks one by one; held and dependent jobs included
     by_size = Counter(size_bucket(j.gpus) for j in pending)
     return {
         "nodes": [
@@ -57,6 +57,7 @@ def status_summary(snap: ClusterSnapshot) -> dict:
         "pending_jobs": {
             "count": len(pending),
             "gpus": int(sum(j.gpus for j in pending)),
+            "held_by_slurm": len(snap.held),
             "by_gpu_size": {b: by_size.get(b, 0) for b in ("0",) + SIZE_BUCKETS if b != "0" or by_size.get(b)},
         },
         "running_jobs": len(snap.running),
@@ -101,5 +102,7 @@ def format_status(summary: dict) -> str:
         f"stranded GPU share  {_pct(summary['stranded_gpu_share'])}   (free GPUs on partly used nodes)",
         f"running jobs        {summary['running_jobs']}",
         f"pending jobs        {pend['count']} ({pend['gpus']} GPUs; {sizes})",
+        f"  held by Slurm     {pend['held_by_slurm']}   (held, dependency, limit, throttle: "
+        f"kant leaves them alone)",
     ]
     return "\n".join(lines)

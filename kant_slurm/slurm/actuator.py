@@ -259,7 +259,9 @@ def view_from_snapshot(snapshot: ClusterSnapshot,
     """The :class:`SlurmView` of a snapshot plus the pending jobs' SiteFactors (from sprio)."""
     names = snapshot.inventory.names
     weights = {names[i]: int(w) for i, w in enumerate(snapshot.weight)}
-    pending = snapshot.pending
+    # Jobs Slurm holds back are in the view too: kant wants nothing of them, so the diff
+    # takes back whatever kant set on one before Slurm held it.
+    pending = snapshot.queued
     return SlurmView(
         weights=weights,
         # sprio leaves out jobs with priority 0 (held): their SiteFactor is unknown (None),
@@ -672,7 +674,8 @@ def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
     """
     out = PreemptDiff()
     running = {j.job_id: j for j in snapshot.running}
-    pending = {j.job_id for j in snapshot.pending}
+    pending = {j.job_id for j in snapshot.queued}  # a requeued victim may be held
+    startable = {j.job_id for j in snapshot.pending}  # no victim is requeued for a held job
     busy_for: set[str] = set()
     planned_victims = {p.job_id for p in preemptions}
     starts = starts or {}
@@ -708,7 +711,7 @@ def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
                              f"{now - rec.signalled_at:.0f}s of {settings.preempt_grace:.0f}s "
                              f"grace")
             busy_for.add(rec.for_job)
-        elif rec.for_job not in pending:
+        elif rec.for_job not in startable:
             out.forget.append(victim)
             out.notes.append(f"victim {victim}: grace over but job {rec.for_job} no longer "
                              f"waits; not requeued (it got the signal)")

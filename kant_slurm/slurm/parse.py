@@ -408,16 +408,75 @@ def _gpus_requested(job: Mapping, num_nodes: int) -> tuple[int, str | None]:
     return 0, gtype
 
 
+# Pending reasons under which Slurm starts a job as soon as room and priority allow ("None":
+# not looked at yet). Every other reason means Slurm would not start the job now: held
+# (JobHeldUser/Admin), Dependency, BeginTime, association and QOS limits (AssocGrp*, AssocMax*,
+# QOSGrp*, QOSMax*), PartitionDown/Inactive, ReqNodeNotAvail, Reservation, Licenses,
+# JobArrayTaskLimit, ... A reason this list does not know counts as such too: kant would
+# rather leave a startable job to Slurm than pin or lift one that Slurm will not start.
+STARTABLE_REASONS = frozenset({"None", "Priority", "Resources"})
+
+
+def slurm_block(reason: str | None, held: bool, eligible_time: float | None) -> str | None:
+    """Why Slurm will not start a pending job now (its own reason), or None when only room and
+    priority stand in its way. Pure.
+
+    ``eligible_time`` is what Slurm printed: 0 means "not known yet" (a dependency or throttle
+    has not been resolved), never "eligible now".
+    """
+    reason = (reason or "None").strip() or "None"
+    if held:
+        return reason if reason.startswith("JobHeld") else "JobHeldUser"
+    if reason not in STARTABLE_REASONS:
+        return reason
+    if not eligible_time:
+        return "EligibleTimeUnknown"
+    return None
+
+
+def array_tasks(text: str) -> list[int] | None:
+    """A pending array's ``array_task_string`` -> its task ids: ``1-3``, ``1-5%1``, ``4,6,8-10``,
+    ``0-9:3``. None when the text has another form (the caller keeps the array out of
+    steering rather than guess)."""
+    text = text.split("%", 1)[0].strip()
+    out: list[int] = []
+    for part in text.split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", part.strip())
+        if not m:
+            return None
+        lo = int(m.group(1))
+        hi = int(m.group(2)) if m.group(2) else lo
+        step = int(m.group(3)) if m.group(3) else 1
+        if hi < lo or step < 1:
+            return None
+        out.extend(range(lo, hi + 1, step))
+    return out or None
+
+
+def _array_running(jobs: Sequence[Mapping]) -> dict[int, int]:
+    """Array job id -> tasks of it running now (what its ``%`` throttle counts)."""
+    out: dict[int, int] = {}
+    for job in jobs:
+        array_id = integer(job.get("array_job_id"), "array_job_id")
+        if array_id and _job_state(job.get("job_state")) == RUNNING:
+            out[array_id] = out.get(array_id, 0) + 1
+    return out
+
+
 def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None) -> list[Job]:
     """``squeue --json`` -> running and pending Jobs (others are left out).
 
     ``details`` (from :func:`job_gpu_details`) gives exact per-node GPUs and indices; without
-    it they come from the JSON's ``gres_detail``, else an even split.
+    it they come from the JSON's ``gres_detail``, else an even split. Each pending job carries
+    :attr:`Job.slurm_blocked` from its state reason, hold flag and eligible time; a pending
+    array record becomes one Job per task (``8_1``, ``8_2``, ...), and the tasks beyond its
+    ``%`` throttle are blocked with ``JobArrayTaskLimit``.
     """
     jobs = data.get("jobs")
     if not isinstance(jobs, list):
         raise SlurmError("squeue --json: no 'jobs' list in the reply")
     out = []
+    array_running = _array_running(jobs)
     for i, job in enumerate(jobs):
         state = _job_state(job.get("job_state"))
         if state not in (RUNNING, PENDING):
@@ -451,6 +510,11 @@ def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None) ->
         limit = number(job.get("time_limit"), f"{where}.time_limit")  # minutes
         start = number(job.get("start_time"), f"{where}.start_time")
         admin = job.get("admin_comment") or ""
+        eligible = number(job.get("eligible_time"), f"{where}.eligible_time")
+        blocked = None
+        if state == PENDING:
+            held = bool(job.get("hold")) or str(job.get("state_reason") or "").startswith("JobHeld")
+            blocked = slurm_block(job.get("state_reason"), held, eligible)
         fields = dict(
             job_id=job_id,
             state=state,
@@ -466,7 +530,7 @@ def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None) ->
             cpus_per_node=(integer(job.get("cpus"), f"{where}.cpus") // num_nodes) if num_nodes else 0,
             time_limit=limit * 60 if limit is not None else None,
             start_time=start if state == RUNNING and start else None,
-            eligible_time=number(job.get("eligible_time"), f"{where}.eligible_time") or None,
+            eligible_time=eligible or None,
             nodes=nodes,
             node_gpus=node_gpus,
             priority=integer(job.get("priority"), f"{where}.priority"),
@@ -478,8 +542,32 @@ def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None) ->
             exclusive=_exclusive(job.get("shared")),
             features=job.get("features") or None,
             node_gpu_indices=node_idx,
+            slurm_blocked=blocked,
         )
-        out.append(apply_tag(Job(**fields)))
+        task_text = job.get("array_task_string") or ""
+        if state == PENDING and task_text:
+            out.extend(_array_task_jobs(fields, task_text, job, array_running, where))
+        else:
+            out.append(apply_tag(Job(**fields)))
+    return out
+
+
+def _array_task_jobs(fields: dict, task_text: str, job: Mapping, array_running: Mapping[int, int],
+                     where: str) -> list[Job]:
+    """A pending array record -> one Job per task; tasks past the throttle are blocked."""
+    array_id = integer(job.get("array_job_id"), f"{where}.array_job_id") or int(fields["job_id"])
+    tasks = array_tasks(task_text)
+    if tasks is None:
+        log.warning("job %s: array tasks %r not understood; leaving it to Slurm",
+                    fields["job_id"], task_text)
+        return [apply_tag(Job(**(fields | {"slurm_blocked": f"ArrayTasks={task_text}"})))]
+    throttle = integer(job.get("array_max_tasks"), f"{where}.array_max_tasks")
+    free = max(throttle - array_running.get(array_id, 0), 0) if throttle else len(tasks)
+    out = []
+    for n, task in enumerate(tasks):
+        blocked = fields["slurm_blocked"] or (None if n < free else "JobArrayTaskLimit")
+        out.append(apply_tag(Job(**(fields | {"job_id": f"{array_id}_{task}",
+                                               "slurm_blocked": blocked}))))
     return out
 
 
@@ -527,7 +615,8 @@ def build_snapshot(
     source: str = "slurm-cli",
     classify: Callable[[Job], Job] | None = None,
 ) -> ClusterSnapshot:
-    """Assemble the frozen snapshot; jobs on unknown nodes are an error naming them."""
+    """Assemble the frozen snapshot; jobs on unknown nodes are an error naming them. Pending
+    jobs that Slurm will not start (``Job.slurm_blocked``) go to ``held``, not ``jobs``."""
     names = [n.name for n in nodes]
     known = set(names)
     parts = [replace(p, nodes=tuple(x for x in p.nodes if x in known)) for p in partitions]
@@ -549,6 +638,9 @@ def build_snapshot(
             raise SlurmError(f"job {job.job_id} runs on nodes Slurm did not list: {unknown[:3]}")
     if classify is not None:
         job_list = [classify(j) for j in job_list]
+    held = tuple(j for j in job_list if j.is_pending and j.slurm_blocked)
+    if held:
+        job_list = [j for j in job_list if not (j.is_pending and j.slurm_blocked)]
     return ClusterSnapshot(
         inventory=inventory,
         gpus_alloc=np.array([min(n.gpus_alloc, n.gpus_total) for n in nodes], dtype=np.int32),
@@ -560,6 +652,7 @@ def build_snapshot(
         jobs=tuple(job_list),
         taken_at=taken_at,
         source=source,
+        held=held,
     )
 
 

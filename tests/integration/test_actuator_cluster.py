@@ -57,13 +57,14 @@ def test_dry_run_changes_nothing_then_apply_then_idempotent(steer_env):
     assert second["last_cycle_timestamp_seconds"] >= first["last_cycle_timestamp_seconds"]
 
 
-def test_pin_for_a_start_and_stale_pin_cleared(steer_env):
+def test_pin_for_a_start_and_stale_pin_cleared(steer_env, read_released):
     cluster, config, state = steer_env
     fill(cluster, 8, cluster.nodes[1:])  # only gn01 is free
-    # A held job stays pending whatever the nodes; the engine still plans it, so kant pins it
-    # to the one node where it fits.
+    # A held job stays pending whatever the nodes; planned as if released, kant pins it to
+    # the one node where it fits.
     small = cluster.sbatch("--gres=gpu:2", "-t", "1", "--hold", "--wrap", "sleep 30")
-    report = run_cycle(config, state)
+    read = read_released(config, small)
+    report = run_cycle(config, state, read=read)
     assert report.ok
     others = tuple(cluster.nodes[1:])
     assert {c.target: c.value for c in report.applied if c.kind == "pin"} == {small: others}
@@ -72,7 +73,7 @@ def test_pin_for_a_start_and_stale_pin_cleared(steer_env):
     # A user's own job takes gn01 whole: the plan no longer starts `small`, so its pin is stale.
     taker = cluster.sbatch("--nodelist=gn01", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 60")
     cluster.wait_running([taker])
-    report2 = run_cycle(config, state)
+    report2 = run_cycle(config, state, read=read)
     assert report2.ok
     assert [(c.kind, c.target, c.action) for c in report2.applied if c.kind == "pin"] == \
         [("pin", small, "restore")]

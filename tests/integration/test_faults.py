@@ -129,7 +129,7 @@ def test_jobs_cancelled_between_read_and_apply(steer_env):
     desired_in_force(cluster, config, state)
 
 
-def test_job_started_between_read_and_pin_is_not_resized(steer_env):
+def test_job_started_between_read_and_pin_is_not_resized(steer_env, read_released):
     # ReqNodeList on a running job would be a resize request to Slurm; kant pins with
     # ExcNodeList, which Slurm refuses cleanly on a running job.
     cluster, config, state = steer_env
@@ -142,7 +142,7 @@ def test_job_started_between_read_and_pin_is_not_resized(steer_env):
         cluster.run("scontrol", "release", small)
         cluster.wait_running([small])
 
-    report = run_cycle(config, state, before_apply=start_it)
+    report = run_cycle(config, state, before_apply=start_it, read=read_released(config, small))
     assert report.ok
     assert [(c.kind, c.target) for c, _ in report.failed] == [("pin", small)]
     assert "no longer pending" in report.failed[0][1]
@@ -152,14 +152,14 @@ def test_job_started_between_read_and_pin_is_not_resized(steer_env):
     assert "RESIZING" not in states, states
 
 
-def test_drained_node(steer_env):
+def test_drained_node(steer_env, read_released):
     cluster, config, state = steer_env
     busy(cluster, ["gn01"])
     assert run_cycle(config, state).ok
     cluster.run("scontrol", "update", "NodeName=gn02", "State=DRAIN", "Reason=kant-test")
     try:
         held = cluster.sbatch("--gres=gpu:2", "-t", "1", "--hold", "--wrap", "sleep 1")
-        report = run_cycle(config, state)
+        report = run_cycle(config, state, read=read_released(config, held))
         assert report.ok and not report.failed
         pins = [c for c in report.applied if c.kind == "pin"]
         assert [c.target for c in pins] == [held]

@@ -7,8 +7,9 @@ reservation for the 2 x 8 job and which small jobs may backfill.
 What keeps it deterministic: the running fillers are pinned one per node (``-w``) with time
 limits that differ per node, so the earliest time two whole nodes of one leaf are free is known
 (gn01 and gn02, when the filler of gn02 reaches its limit). Every pending job is submitted
-``--hold``, so Slurm never starts one while the test reads the plan (the engine plans held jobs
-as pending, which is what the test wants to see).
+``--hold``, so Slurm never starts one while the test reads the plan, and the plan is asked
+with ``--release-held``: planned as if the holds were released (kant's own cycles leave held
+jobs alone; tests/integration/test_held_jobs.py).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ def test_plan_explain_shows_reservation_and_backfill(slurm_clean):
     long = cluster.sbatch("--hold", "--job-name=long", "--gres=gpu:2", "--time=120",
                           "--wrap", "sleep 60")
 
-    r = _kant(cluster, "plan", "--explain", big)
+    r = _kant(cluster, "plan", "--release-held", "--explain", big)
     assert r.returncode == 0, r.stderr
     text = r.stdout
     print(text)  # shown with -s: the reasoning the issue asks to see
@@ -56,7 +57,7 @@ def test_plan_explain_shows_reservation_and_backfill(slurm_clean):
     assert f"{short} (ends" in text and "before it starts" in text
     assert f"{long} (ends" in text and "uses spare room" in text
 
-    r = _kant(cluster, "plan", "--json")
+    r = _kant(cluster, "plan", "--release-held", "--json")
     assert r.returncode == 0, r.stderr
     plan = json.loads(r.stdout)
     (res,) = [x for x in plan["reservations"] if x["job_id"] == big]
@@ -70,9 +71,16 @@ def test_plan_explain_shows_reservation_and_backfill(slurm_clean):
     assert [e["job_id"] for e in plan["order"]] == [big, short, long]
 
     # The stock-Slurm model reserves too (whole nodes) and says so.
-    r = _kant(cluster, "plan", "--policy", "slurm", "--explain", big)
+    r = _kant(cluster, "plan", "--release-held", "--policy", "slurm", "--explain", big)
     assert r.returncode == 0, r.stderr
     assert "reservation 1 of 500: starts" in r.stdout
+
+    # As they are, held, the three jobs are not planned at all: Slurm's reason is shown.
+    r = _kant(cluster, "plan", "--json")
+    assert r.returncode == 0, r.stderr
+    plan = json.loads(r.stdout)
+    assert plan["held"] == {big: "JobHeldUser", short: "JobHeldUser", long: "JobHeldUser"}
+    assert not plan["starts"] and not plan["reservations"] and not plan["order"]
 
     # Nothing was changed: plan is read-only; the held jobs are still pending and held.
     out = cluster.run("squeue", "-h", "-o", "%i %T %r", "-j", f"{big},{short},{long}").stdout

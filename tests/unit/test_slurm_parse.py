@@ -135,7 +135,10 @@ def test_snapshot_from_recorded_output():
     # Node-side allocation equals the sum over running jobs, node by node.
     from kant_slurm.model import ClusterSnapshot
     assert list(ClusterSnapshot.idle(snap.inventory, snap.jobs).gpus_alloc) == list(snap.gpus_alloc)
-    assert len(snap.pending) == 3 and len(snap.running) == 4
+    # The held job (7, JobHeldUser) is kept apart from the jobs the policies plan.
+    assert len(snap.pending) == 2 and len(snap.running) == 4
+    assert [(j.job_id, j.slurm_blocked) for j in snap.held] == [("7", "JobHeldUser")]
+    assert [j.job_id for j in snap.queued] == ["5", "6", "7"]
 
 
 def test_malformed_replies_are_errors_naming_the_place():

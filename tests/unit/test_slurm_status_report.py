@@ -24,7 +24,8 @@ def snapshot():
     return ClusterSnapshot(inventory=inv, gpus_alloc=base.gpus_alloc, cpus_alloc=base.cpus_alloc,
                            memory_alloc_mb=base.memory_alloc_mb, schedulable=schedulable,
                            weight=base.weight, node_state=("MIXED", "IDLE", "ALLOCATED", "IDLE+DRAIN"),
-                           jobs=tuple(jobs))
+                           jobs=tuple(jobs),
+                           held=(Job("6", "PENDING", 1, 2, 0.0, slurm_blocked="JobHeldUser"),))
 
 
 def test_summary_figures():
@@ -39,7 +40,9 @@ def test_summary_figures():
         {"name": "leaf1", "nodes": ["gn01", "gn02"], "gpus_total": 16, "gpus_allocated": 6, "free_nodes": 1},
         {"name": "leaf2", "nodes": ["gn03", "gn04"], "gpus_total": 16, "gpus_allocated": 8, "free_nodes": 0},
     ]
-    assert s["pending_jobs"] == {"count": 2, "gpus": 17, "by_gpu_size": {"1": 1, "2-8": 0, "9-64": 1, "65+": 0}}
+    # Pending counts every job in the queue, the held one too, and says how many are held.
+    assert s["pending_jobs"] == {"count": 3, "gpus": 19, "held_by_slurm": 1,
+                                 "by_gpu_size": {"1": 1, "2-8": 1, "9-64": 1, "65+": 0}}
     assert [n["leaf_group"] for n in s["nodes"]] == ["leaf1", "leaf1", "leaf2", "leaf2"]
 
 
@@ -49,6 +52,7 @@ def test_table_shows_bars_by_leaf_group():
     assert "gn01       [######..] 6/8" in text
     assert "gn04       [xxxxxxxx] 0/8  idle+drain" in text
     assert "GAR                 58.3%" in text and "GFR                 33.3%" in text
+    assert "pending jobs        3 (19 GPUs;" in text and "  held by Slurm     1 " in text
 
 
 def test_gpu_bar():
