@@ -169,3 +169,34 @@ def test_kants_change_on_a_job_slurm_now_holds_is_taken_back():
     # Held jobs are not in sprio (priority 0): their SiteFactor is unknown, so it is neither
     # set nor forgotten until Slurm shows it again.
     assert "3" in state.marks[SITE_FACTOR] and (SITE_FACTOR, "3") not in d.forget
+
+
+# -- One live plan for `plan`, `schedule` and `daemon` ---------------------------------------
+
+
+def test_schedule_and_daemon_plan_what_plan_shows_history_estimates_included(tmp_path,
+                                                                            monkeypatch):
+    from kant_slurm.engine.estimate import HistoryEstimator, history_key
+    from kant_slurm.steer import HistorySource, run_cycle
+
+    reads = []
+
+    def fake_read(config, now):  # sacct stands here: two weeks of jobs of user "" say 40 s
+        reads.append(now)
+        return HistoryEstimator({history_key("", "", ""): 40.0})
+
+    monkeypatch.setattr(HistorySource, "_read", staticmethod(fake_read))
+    config = load_config()
+    config = dataclasses.replace(config, estimator=dataclasses.replace(config.estimator,
+                                                                       history=True))
+    snap = _snapshot()
+    shown = live_plan(config, snap, NOW)  # what `kant-slurm plan` computes
+    assert {p.estimate_source for p in shown.starts} == {"history"}
+    history = HistorySource(refresh=600)
+    for cycle in range(2):  # the daemon: one HistorySource across cycles
+        report = run_cycle(config, tmp_path / "state.json", dry_run=True,
+                           read=lambda: (snap, {}), history=history)
+        assert report.ok and report.held == len(snap.held)
+        assert report.plan.to_dict() == shown.to_dict()
+    # plan read sacct once; the daemon's two cycles read it once (within the refresh time).
+    assert len(reads) == 2
