@@ -41,6 +41,7 @@ class LockHeld(KantError):
 # The live plan: one function for `plan`, `schedule` and `daemon`
 # ------------------------------------------------------------------------------------------
 
+DAEMON_INTERVAL_S = 30.0  # `kant-slurm daemon --interval` default (kant-steered's too)
 HISTORY_DAYS = 14  # finished jobs read for the history estimator
 HISTORY_REFRESH_S = 600.0  # the daemon reads sacct again after this long
 

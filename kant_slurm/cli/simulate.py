@@ -10,6 +10,7 @@ from pathlib import Path
 import click
 
 from ..errors import InputError
+from ..steer import DAEMON_INTERVAL_S
 from .options import echo_json, json_option
 
 
@@ -82,8 +83,13 @@ def _load_cluster(cluster_path, slurm_conf):
               help="Cluster spec YAML (default: the bundled 48 x 8 GPU cluster).")
 @click.option("--slurm-conf", type=click.Path(dir_okay=False), default=None,
               help="Use a site's slurm.conf (+ gres.conf, topology.conf beside it) as the cluster.")
-@click.option("--policies", default="fifo,slurm,kant", show_default=True,
-              help="Comma-separated policies to compare.")
+@click.option("--policies", default="fifo,slurm,kant-steered,kant", show_default=True,
+              help="Comma-separated policies to compare: fifo, slurm (stock Slurm), "
+                   "kant-steered (stock Slurm steered by kant's daemon: what a site deploys), "
+                   "kant (kant's own scheduler, the ideal).")
+@click.option("--steer-interval", type=click.FloatRange(0), default=DAEMON_INTERVAL_S,
+              show_default=True,
+              help="kant-steered: seconds of trace time between two daemon cycles.")
 @click.option("--seed", type=int, default=0, show_default=True,
               help="Seed of the time-limit model.")
 @click.option("--time-limit-model", default="ladder", show_default=True,
@@ -103,8 +109,8 @@ def _load_cluster(cluster_path, slurm_conf):
                    "most the number of policies; 1 = one after another). Same results.")
 @json_option
 def simulate_cmd(trace_path, trace_format, inference_path, inference_share, inference_offset,
-                 cluster_path, slurm_conf, policies, seed, time_limit_model, interval,
-                 procs_per_gpu, openb_mode, config_path, html_path, workers, as_json):
+                 cluster_path, slurm_conf, policies, steer_interval, seed, time_limit_model,
+                 interval, procs_per_gpu, openb_mode, config_path, html_path, workers, as_json):
     """Replay a real job trace on a virtual cluster under each policy and compare the Kant
     metrics side by side: GAR, SOR, GFR (+ stranded GPUs), waits (JWTD), JCT, makespan.
     The simulator drives the real engine; times are trace seconds. On traces of 20,000 jobs
@@ -114,7 +120,8 @@ def simulate_cmd(trace_path, trace_format, inference_path, inference_share, infe
 
     \b
     Examples:
-      kant-slurm simulate          # bundled Philly slice on 48 x 8 GPUs: fifo vs slurm vs kant
+      kant-slurm simulate          # bundled Philly slice on 48 x 8 GPUs, all four policies
+      kant-slurm simulate --policies slurm,kant-steered --steer-interval 10
       kant-slurm simulate --trace philly-2017-sep-oct.csv --cluster site.yaml --json
       kant-slurm simulate --trace pods.csv --trace-format openb --openb-mode fill
       kant-slurm simulate --slurm-conf /etc/slurm/slurm.conf --html report.html
@@ -143,7 +150,8 @@ def simulate_cmd(trace_path, trace_format, inference_path, inference_share, infe
     progress = _Progress(sys.stderr.isatty() and not as_json, parallel=workers > 1)
     comparison = compare_policies(trace, cluster, names, config=config, seed=seed,
                                   time_limit_model=time_limit_model, interval=interval,
-                                  progress=progress, workers=workers)
+                                  progress=progress, workers=workers,
+                                  steer_interval=steer_interval)
     progress.close()
     if html_path:
         from ..report.html import simulate_html
@@ -166,6 +174,7 @@ def comparison_json(c) -> dict:
         "time_limit_model": c.time_limit_model,
         "seed": c.seed,
         "interval_s": c.interval,
+        "steer_interval_s": c.steer_interval,
         "job_classes": c.class_counts,
         "class_sources": c.class_sources,
         "notes": c.notes,
@@ -188,7 +197,9 @@ def comparison_text(c) -> str:
         f"trace:   {Path(c.trace.source).name} ({c.trace.fmt}, {len(c.trace.jobs):,} jobs)",
         f"cluster: {c.cluster.describe()}",
         f"model:   time limits {c.time_limit_model} (seed {c.seed}); a cycle at most every "
-        f"{c.interval:g}s{window}",
+        f"{c.interval:g}s{window}"
+        + (f"; kant-steered: a daemon cycle every {c.steer_interval:g}s"
+           if "kant-steered" in c.runs else ""),
         f"classes: {classes} (class from: {sources})",
     ]
     lines += [f"note:    {n}" for n in c.notes]

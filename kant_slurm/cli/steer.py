@@ -9,6 +9,7 @@ import click
 
 from ..config import load_config
 from ..errors import InputError, KantError
+from ..steer import DAEMON_INTERVAL_S
 from .options import echo_json, json_option
 from .plan import config_option
 
@@ -97,7 +98,8 @@ def schedule_cmd(once, dry_run, policy, state_file, lock_file, config_path, as_j
 
 
 @click.command("daemon")
-@click.option("--interval", type=click.FloatRange(0.1), default=30.0, show_default=True,
+@click.option("--interval", type=click.FloatRange(0.1), default=DAEMON_INTERVAL_S,
+              show_default=True,
               help="Seconds between the starts of two cycles.")
 @click.option("--dry-run", is_flag=True, help="Plan and log, apply nothing.")
 @click.option("--syslog", is_flag=True, help="Log to syslog (/dev/log) as well as stderr.")

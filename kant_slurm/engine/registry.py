@@ -62,3 +62,4 @@ def get_policy(name: str, config=None) -> Policy:
 def _load_builtin() -> None:
     # Imported for their @register side effect; late so that the registry has no import cycle.
     from . import policies  # noqa: F401
+    from ..sim import steered  # noqa: F401  (kant-steered: stock Slurm steered by kant)

@@ -48,6 +48,7 @@ class Comparison:
     seed: int = 0
     interval: float = 30.0
     default_sla: float | None = None  # the config's inference SLA (jobs without their own)
+    steer_interval: float = 30.0  # kant-steered: seconds of trace time between daemon cycles
 
 
 def _engine_config(config, cluster: ClusterSpec):
@@ -76,6 +77,8 @@ def _run_policy(name: str, progress: Callable[[int, int], None] | None = None) -
     sh = _SHARED
     cluster = sh["cluster"]
     policy = get_policy(name, sh["config"])
+    if hasattr(policy, "steer_interval"):
+        policy.steer_interval = float(sh["steer_interval"])
     result = Simulator(cluster.inventory, sh["workload"], policy, settings=sh["settings"],
                        classifier=sh["classifier"], progress=progress).run()
     result.policy = name
@@ -148,7 +151,7 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
                      config=None, seed: int = 0, time_limit_model: str = "ladder",
                      interval: float = 30.0,
                      progress: Callable[[str, int, int], None] | None = None,
-                     workers: int = 1) -> Comparison:
+                     workers: int = 1, steer_interval: float | None = None) -> Comparison:
     """Replay ``trace`` on ``cluster`` once per policy (same workload each time) and measure.
 
     ``workers`` > 1 runs the policies in that many processes at once (Linux fork); the results
@@ -156,6 +159,10 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
     from ..engine.registry import get_policy
 
     config = _engine_config(config, cluster)
+    if steer_interval is None:
+        from ..steer import DAEMON_INTERVAL_S
+
+        steer_interval = DAEMON_INTERVAL_S
     for name in policies:  # an unknown name fails here, before any replay or process starts
         get_policy(name, config)
     try:
@@ -171,7 +178,7 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
     settings = SimSettings(interval=interval, fill_until_full=trace.fill_until_full)
     _SHARED.clear()
     _SHARED.update(cluster=cluster, config=config, workload=workload, settings=settings,
-                   classifier=classifier, default_sla=default_sla)
+                   classifier=classifier, default_sla=default_sla, steer_interval=steer_interval)
     try:
         if workers > 1 and len(policies) > 1:
             runs = _run_parallel(policies, min(workers, len(policies)), progress)
@@ -193,4 +200,5 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
                                                    for n in r.result.notes[len(workload.notes):]],
         time_limit_model=time_limit_model, seed=seed, interval=interval,
         default_sla=default_sla,
+        steer_interval=steer_interval,
     )

@@ -494,6 +494,15 @@ def edit_marks(state: SteerState, d: Diff) -> None:
             state.put(kind, target, value, mark.set, at=mark.at)
 
 
+def mark_applied(state: SteerState, change: Change, at: float | None = None) -> None:
+    """Record that ``change`` is in force: a set is marked (with what to restore), a restore
+    unmarked. What :func:`apply_changes` records for each command Slurm accepts."""
+    if change.action == "set":
+        state.put(change.kind, change.target, change.orig, change.value, at=at)
+    else:
+        state.drop(change.kind, change.target)
+
+
 MAX_GROUP = 100  # targets per grouped command (keeps the command line short)
 
 
@@ -583,8 +592,8 @@ def apply_changes(changes: Sequence[Change], state: SteerState, state_path: str 
             log.warning("%s failed (%s); left as it was", ch.command(), exc)
             continue
         for c in cmd.changes:
-            if c.action == "restore":
-                state.drop(c.kind, c.target)
+            if c.action == "restore":  # a set was marked before its command ran
+                mark_applied(state, c)
             result.applied.append(c)
         done += len(cmd.changes)
         log.info("%s  # %s", cmd.command(), cmd.reason)
