@@ -487,11 +487,14 @@ class PendingChanges:
             return None
         return self.events[seen - self.base:upto - self.base]
 
-    def trim(self) -> None:
-        """Drop the events read so far, so that finished jobs are not kept alive by the log
-        (a reader that fell behind reads the whole queue again)."""
-        self.base += len(self.events)
-        self.events = []
+    def trim(self, upto: int | None = None) -> None:
+        """Drop the events before ``upto`` (all when None): those read by every reader, so
+        that finished jobs are not kept alive by the log (a reader that fell behind reads the
+        whole queue again)."""
+        drop = len(self.events) if upto is None else max(0, min(upto - self.base,
+                                                                 len(self.events)))
+        self.base += drop
+        del self.events[:drop]
 
 
 def _frozen(arr: np.ndarray, dtype) -> np.ndarray:

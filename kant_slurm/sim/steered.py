@@ -39,7 +39,10 @@ class SteeredKant:
     def __init__(self, config=None, steer_interval: float = DAEMON_INTERVAL_S) -> None:
         self.slurm = SlurmPolicy(config)
         self.config = self.slurm.config
-        self.kant = KantPolicy(self.config)  # a full plan: the actuator reads order and tiers
+        self.kant = KantPolicy(self.config)
+        # The actuator reads the order, the node tiers and the starts, which a starts-only plan
+        # gives as the full plan does; kant's preemptions read the reservations too.
+        self.kant.starts_only = not self.kant.may_preempt
         self.settings = act.ActuatorSettings.from_config(self.config)
         if not steer_interval >= 0:
             raise ValueError(f"steer interval must be >= 0 seconds, got {steer_interval}")
@@ -58,6 +61,7 @@ class SteeredKant:
         self._base: dict[str, Job] = {}  # pending job id -> the producer's Job
         self._shown: dict[str, Job] = {}  # pending job id -> that Job with the levers
         self._log: PendingChanges | None = None  # changes of ``_shown``, for the policies
+        self._kant_seen = 0  # events of ``_log`` kant's policy has read (slurm's reads all)
 
     # The simulator sets these on the policy that makes the starts.
     @property
@@ -160,6 +164,7 @@ class SteeredKant:
         """One daemon cycle on the simulated Slurm: plan, diff, apply; kant's plan."""
         self.last_steer = now
         shown = self.shown(snapshot)
+        self._kant_seen = len(self._log) if self._log is not None else 0
         plan = self.kant.plan(shown, now)
         site_now = {j.job_id: j.site_factor for j in shown.pending}
         view = act.view_from_snapshot(shown, site_now)
@@ -190,6 +195,6 @@ class SteeredKant:
             taken = {p.job_id for p in plan.preemptions}  # Slurm's own preemption, if on
             plan = dataclasses.replace(plan, preemptions=tuple(plan.preemptions) + tuple(
                 p for p in preemptions if p.job_id not in taken))
-        if self._log is not None:
-            self._log.trim()  # both policies have read it (kant, behind, reads the queue again)
+        if self._log is not None:  # drop what both policies have read
+            self._log.trim(self._kant_seen)
         return plan

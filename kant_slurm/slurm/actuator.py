@@ -39,6 +39,7 @@ cannot be undone.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -217,11 +218,15 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
     so they cannot go stale that way.
     """
     site: dict[str, int] = {}
+    by_tier: dict[tuple[int, int], int] = {}  # a handful of tiers for thousands of jobs
     for entry in plan.order:
         f = entry.factors
         if "class_tier" in f:
-            site[entry.job_id] = tier_site_factor(f["class_tier"], f.get("quota_tier", 0),
-                                                  settings)
+            tier = (f["class_tier"], f.get("quota_tier", 0))
+            value = by_tier.get(tier)
+            if value is None:
+                value = by_tier[tier] = tier_site_factor(*tier, settings)
+            site[entry.job_id] = value
     weights = {node: settings.tier_base + int(tier) * settings.tier_step
                for node, tier in plan.node_tiers.items()}
     if settings.best_fit and weights:
@@ -343,6 +348,7 @@ def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int 
     return out
 
 
+@functools.lru_cache(maxsize=1 << 16)  # the same jobs and nodes come back every cycle
 def _target_key(target: str) -> tuple:
     # Job ids sort numerically (array tasks after their parent), node names as text.
     m = re.fullmatch(r"(\d+)(?:_(\d+))?", target)
