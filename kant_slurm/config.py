@@ -2,9 +2,15 @@
 
 ``load_config(path)`` reads a YAML or TOML file and merges it over
 ``kant_slurm/data/default-config.yaml``. The result is a tree of frozen dataclasses
-(:class:`KantConfig`). Strict, as Slurm is with slurm.conf: an unknown key, a value of the wrong
-type or a value out of range is a :class:`~kant_slurm.errors.ConfigError` that names the dotted
-key (``backfill.reservations``), the file and what is allowed.
+(:class:`KantConfig`). Strict, as Slurm is with slurm.conf: an unknown key, a key given twice,
+a value of the wrong type or out of range, or a file that is not UTF-8 is a
+:class:`~kant_slurm.errors.ConfigError` that names the file, the line (YAML through the composed
+node tree's marks; TOML from its table headers and ``key =`` lines, else the parent's line), the
+dotted key (``backfill.reservations``) and what is allowed. Validation goes on past the first
+error: the ConfigError holds every one, one per line, in file order.
+
+Rules between keys are :data:`CROSS_FIELD_RULES`; the ones marked ``steering`` (they only matter
+where kant steers a live Slurm) are checked with ``steering=True`` (``kant-slurm config check``).
 
 The schema is declared once, as the dataclasses below; each field's ``metadata`` carries its
 bounds or allowed values and a one-line help text (``kant-slurm config show`` prints them).

@@ -20,7 +20,7 @@ def config_group():
     Examples:
       kant-slurm config show                     # the shipped defaults
       kant-slurm config show --config kant.yaml  # a site file merged over them
-      kant-slurm config check site-config/kant.yaml
+      kant-slurm config check site-config/kant.yaml   # every error, with file and line
     """
 
 
