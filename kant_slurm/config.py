@@ -240,7 +240,8 @@ class PreemptionConfig:
         default=180.0,
         metadata=_spec("kant preempts once an inference job is this close to its SLA deadline "
                        "(or past it) and the plan does not start it in time; keep it above "
-                       "grace_seconds plus one cycle", lo=0.0, hi=1e9))
+                       "grace_seconds plus one cycle (config check refuses it at or below "
+                       "grace_seconds)", lo=0.0, hi=1e9))
     max_victims: int = field(
         default=8, metadata=_spec("jobs preempted per cycle at most", lo=1, hi=100_000))
     slurm: bool = field(
@@ -312,7 +313,7 @@ def _bounds(meta: Mapping[str, Any]) -> str:
     return ""
 
 
-Path_ = tuple[str, ...]
+KeyPath = tuple[str, ...]
 """A key's place in the config: ``("backfill", "reservations")``."""
 
 _BAD = object()
@@ -325,13 +326,13 @@ class _Problems:
     Validation goes on past the first error so that one ``config check`` shows them all.
     """
 
-    def __init__(self, where: str, lines: Mapping[Path_, int] | None = None):
+    def __init__(self, where: str, lines: Mapping[KeyPath, int] | None = None):
         self.where = where
         self.lines = lines or {}
         self.items: list[tuple[float, int, str]] = []
-        self.values: dict[Path_, Any] = {}  # every leaf that passed, for cross-field rules
+        self.values: dict[KeyPath, Any] = {}  # every leaf that passed, for cross-field rules
 
-    def line(self, *paths: Path_) -> int | None:
+    def line(self, *paths: KeyPath) -> int | None:
         """The line of the first of ``paths`` written in the file, else of the nearest parent
         of the first that has one (a key inside a TOML inline table, a default's section)."""
         for path in paths:
@@ -343,7 +344,7 @@ class _Problems:
                     return self.lines[path[:i]]
         return None
 
-    def add(self, path: Path_, text: str, *more: Path_) -> None:
+    def add(self, path: KeyPath, text: str, *more: KeyPath) -> None:
         self.add_at(self.line(path, *more), text)
 
     def add_at(self, line: int | None, text: str) -> None:
@@ -356,11 +357,11 @@ class _Problems:
             raise ConfigError("\n".join(text for _, _, text in sorted(self.items)))
 
 
-def _dotted(path: Path_) -> str:
+def _dotted(path: KeyPath) -> str:
     return ".".join(str(k) for k in path)
 
 
-def _check_scalar(value: Any, tp: Any, path: Path_, meta: Mapping[str, Any],
+def _check_scalar(value: Any, tp: Any, path: KeyPath, meta: Mapping[str, Any],
                   problems: _Problems) -> Any:
     given = value  # as written (an int given for a float key is shown as written)
 
@@ -393,7 +394,7 @@ def _check_scalar(value: Any, tp: Any, path: Path_, meta: Mapping[str, Any],
     return value
 
 
-def _build(cls: type, raw: Any, prefix: Path_, problems: _Problems) -> Any:
+def _build(cls: type, raw: Any, prefix: KeyPath, problems: _Problems) -> Any:
     """Validate ``raw`` (a mapping) against dataclass ``cls``; unknown keys are errors."""
     if not isinstance(raw, Mapping):
         problems.add(prefix, f"{_dotted(prefix) or 'top level'} must be a mapping, got {raw!r}")
@@ -415,7 +416,7 @@ def _build(cls: type, raw: Any, prefix: Path_, problems: _Problems) -> Any:
     return cls(**kwargs) if ok else _BAD
 
 
-def _value(tp: Any, value: Any, path: Path_, meta: Mapping[str, Any],
+def _value(tp: Any, value: Any, path: KeyPath, meta: Mapping[str, Any],
            problems: _Problems) -> Any:
     key = _dotted(path)
     if dataclasses.is_dataclass(tp):
@@ -477,7 +478,7 @@ def _value(tp: Any, value: Any, path: Path_, meta: Mapping[str, Any],
 class CrossFieldRule:
     """A rule between keys; ``steering`` rules hold only where kant steers a live Slurm."""
 
-    keys: tuple[Path_, ...]
+    keys: tuple[KeyPath, ...]
     holds: typing.Callable[..., bool]
     explain: typing.Callable[..., str]
     steering: bool = False
@@ -533,16 +534,16 @@ class ConfigFile:
 
     path: Path
     data: dict[str, Any]
-    lines: Mapping[Path_, int]
+    lines: Mapping[KeyPath, int]
     duplicates: tuple[tuple[int, str], ...] = ()  # (line, message): keys given twice
 
 
-def _yaml_key_lines(node: yaml.Node, problems: list[tuple[int, str]]) -> dict[Path_, int]:
+def _yaml_key_lines(node: yaml.Node, problems: list[tuple[int, str]]) -> dict[KeyPath, int]:
     """The line of every mapping key under ``node``; a key given twice in one mapping is a
     problem (PyYAML would silently keep the last one)."""
-    lines: dict[Path_, int] = {}
+    lines: dict[KeyPath, int] = {}
 
-    def walk(n: yaml.Node, path: Path_) -> None:
+    def walk(n: yaml.Node, path: KeyPath) -> None:
         if isinstance(n, yaml.MappingNode):
             seen: dict[Any, int] = {}
             for key_node, value_node in n.value:
@@ -571,15 +572,15 @@ _TOML_KEY = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
 _TOML_DOTTED = re.compile(rf"\s*({_TOML_KEY}(?:\s*\.\s*{_TOML_KEY})*)\s*")
 
 
-def _toml_path(dotted: str) -> Path_:
+def _toml_path(dotted: str) -> KeyPath:
     parts = re.findall(_TOML_KEY, dotted)
     return tuple(tomllib.loads(f"k = {p}")["k"] if p[0] in "\"'" else p for p in parts)
 
 
-def _toml_keys(text: str) -> typing.Iterator[tuple[Path_, int]]:
+def _toml_keys(text: str) -> typing.Iterator[tuple[KeyPath, int]]:
     """Every table header and ``key =`` of a TOML text as (key path, line), in file order
     (best effort: a key inside an inline table or a multi-line value is not seen)."""
-    table: Path_ = ()
+    table: KeyPath = ()
     for number, raw in enumerate(text.splitlines(), 1):
         stripped = raw.strip()
         header = re.fullmatch(rf"\[\[?{_TOML_DOTTED.pattern}\]\]?\s*(#.*)?", stripped)
@@ -595,9 +596,9 @@ def _toml_keys(text: str) -> typing.Iterator[tuple[Path_, int]]:
                 yield path[:i], number
 
 
-def _toml_key_lines(text: str) -> dict[Path_, int]:
+def _toml_key_lines(text: str) -> dict[KeyPath, int]:
     """The line of each key of a TOML text (a key missing here gets its parent's line)."""
-    lines: dict[Path_, int] = {}
+    lines: dict[KeyPath, int] = {}
     for path, number in _toml_keys(text):
         lines.setdefault(path, number)
     return lines
@@ -687,7 +688,7 @@ def default_config_text() -> str:
 
 
 def config_from_dict(raw: Mapping[str, Any], where: str = "config", *,
-                     lines: Mapping[Path_, int] | None = None,
+                     lines: Mapping[KeyPath, int] | None = None,
                      duplicates: typing.Sequence[tuple[int, str]] = (),
                      steering: bool = False) -> KantConfig:
     """Validate a mapping merged over the shipped defaults.
