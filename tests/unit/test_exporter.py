@@ -372,8 +372,9 @@ def test_cli_port_in_use_is_one_line():
     ("198.51.100.7", "not an address of this machine"),
 ])
 def test_cli_bad_address_is_one_line(address, fragment):
-    line = _one_line_error(_exporter_cli("--address", address, "--port", "1", "--max-seconds",
-                                         "0"))
+    # An unprivileged port: the address must be the only thing wrong.
+    line = _one_line_error(_exporter_cli("--address", address, "--port", str(_free_port()),
+                                         "--max-seconds", "0"))
     assert f"--address {address!r}: {fragment}" in line
 
 
