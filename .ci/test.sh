@@ -14,7 +14,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
 
-packages=(munge slurm-wlm slurmdbd slurm-client libslurm-dev mariadb-server shellcheck lua5.3 gcc make)
+packages=(munge slurm-wlm slurmdbd slurm-client libslurm-dev mariadb-server shellcheck lua5.3 gcc make prometheus)
 missing=()
 for pkg in "${packages[@]}"; do
     if ! dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q 'install ok installed'; then

@@ -2,9 +2,15 @@
 
 ``load_config(path)`` reads a YAML or TOML file and merges it over
 ``kant_slurm/data/default-config.yaml``. The result is a tree of frozen dataclasses
-(:class:`KantConfig`). Strict, as Slurm is with slurm.conf: an unknown key, a value of the wrong
-type or a value out of range is a :class:`~kant_slurm.errors.ConfigError` that names the dotted
-key (``backfill.reservations``), the file and what is allowed.
+(:class:`KantConfig`). Strict, as Slurm is with slurm.conf: an unknown key, a key given twice,
+a value of the wrong type or out of range, or a file that is not UTF-8 is a
+:class:`~kant_slurm.errors.ConfigError` that names the file, the line (YAML through the composed
+node tree's marks; TOML from its table headers and ``key =`` lines, else the parent's line), the
+dotted key (``backfill.reservations``) and what is allowed. Validation goes on past the first
+error: the ConfigError holds every one, one per line, in file order.
+
+Rules between keys are :data:`CROSS_FIELD_RULES`; the ones marked ``steering`` (they only matter
+where kant steers a live Slurm) are checked with ``steering=True`` (``kant-slurm config check``).
 
 The schema is declared once, as the dataclasses below; each field's ``metadata`` carries its
 bounds or allowed values and a one-line help text (``kant-slurm config show`` prints them).
@@ -16,6 +22,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+import re
 import tomllib
 import types
 import typing
@@ -233,7 +240,8 @@ class PreemptionConfig:
         default=180.0,
         metadata=_spec("kant preempts once an inference job is this close to its SLA deadline "
                        "(or past it) and the plan does not start it in time; keep it above "
-                       "grace_seconds plus one cycle", lo=0.0, hi=1e9))
+                       "grace_seconds plus one cycle (config check refuses it at or below "
+                       "grace_seconds)", lo=0.0, hi=1e9))
     max_victims: int = field(
         default=8, metadata=_spec("jobs preempted per cycle at most", lo=1, hi=100_000))
     slurm: bool = field(
@@ -305,99 +313,204 @@ def _bounds(meta: Mapping[str, Any]) -> str:
     return ""
 
 
-def _check_scalar(value: Any, tp: Any, key: str, meta: Mapping[str, Any], where: str) -> Any:
+KeyPath = tuple[str, ...]
+"""A key's place in the config: ``("backfill", "reservations")``."""
+
+_BAD = object()
+"""What a validator returns for a value it reported as wrong (the caller builds nothing)."""
+
+
+class _Problems:
+    """Every error of one config, each with the file line its key is on when that is known.
+
+    Validation goes on past the first error so that one ``config check`` shows them all.
+    """
+
+    def __init__(self, where: str, lines: Mapping[KeyPath, int] | None = None):
+        self.where = where
+        self.lines = lines or {}
+        self.items: list[tuple[float, int, str]] = []
+        self.values: dict[KeyPath, Any] = {}  # every leaf that passed, for cross-field rules
+
+    def line(self, *paths: KeyPath) -> int | None:
+        """The line of the first of ``paths`` written in the file, else of the nearest parent
+        of the first that has one (a key inside a TOML inline table, a default's section)."""
+        for path in paths:
+            if path in self.lines:
+                return self.lines[path]
+        for path in paths:
+            for i in range(len(path) - 1, 0, -1):
+                if path[:i] in self.lines:
+                    return self.lines[path[:i]]
+        return None
+
+    def add(self, path: KeyPath, text: str, *more: KeyPath) -> None:
+        self.add_at(self.line(path, *more), text)
+
+    def add_at(self, line: int | None, text: str) -> None:
+        place = f"{self.where}:{line}" if line else self.where
+        # Sorted by line so that a long list reads top to bottom like the file.
+        self.items.append((line or float("inf"), len(self.items), f"{place}: {text}"))
+
+    def raise_if_any(self) -> None:
+        if self.items:
+            raise ConfigError("\n".join(text for _, _, text in sorted(self.items)))
+
+
+def _dotted(path: KeyPath) -> str:
+    return ".".join(str(k) for k in path)
+
+
+def _check_scalar(value: Any, tp: Any, path: KeyPath, meta: Mapping[str, Any],
+                  problems: _Problems) -> Any:
     given = value  # as written (an int given for a float key is shown as written)
 
-    def bad(expected: str) -> ConfigError:
-        return ConfigError(f"{where}: {key} = {given!r}: expected {expected}")
+    def bad(expected: str) -> Any:
+        problems.add(path, f"{_dotted(path)} = {given!r}: expected {expected}")
+        return _BAD
 
     if tp is bool:
         if not isinstance(value, bool):
-            raise bad("true or false")
+            return bad("true or false")
         return value
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise bad("an integer" + _bounds(meta))
+            return bad("an integer" + _bounds(meta))
     elif tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise bad("a number" + _bounds(meta))
+            return bad("a number" + _bounds(meta))
         value = float(value)
     elif tp is str:
         if not isinstance(value, str):
-            raise bad("a string" + (f", one of: {', '.join(meta['choices'])}"
-                                    if meta.get("choices") else ""))
+            return bad("a string" + (f", one of: {', '.join(meta['choices'])}"
+                                     if meta.get("choices") else ""))
         choices = meta.get("choices")
         if choices and value not in choices:
-            raise bad(f"one of: {', '.join(choices)}")
+            return bad(f"one of: {', '.join(choices)}")
         return value
     lo, hi = meta.get("lo"), meta.get("hi")
     if (lo is not None and value < lo) or (hi is not None and value > hi):
-        raise bad(f"{_type_name(tp)}{_bounds(meta)}")
+        return bad(f"{_type_name(tp)}{_bounds(meta)}")
     return value
 
 
-def _build(cls: type, raw: Any, prefix: str, where: str) -> Any:
+def _build(cls: type, raw: Any, prefix: KeyPath, problems: _Problems) -> Any:
     """Validate ``raw`` (a mapping) against dataclass ``cls``; unknown keys are errors."""
     if not isinstance(raw, Mapping):
-        raise ConfigError(f"{where}: {prefix or 'top level'} must be a mapping, got {raw!r}")
+        problems.add(prefix, f"{_dotted(prefix) or 'top level'} must be a mapping, got {raw!r}")
+        return _BAD
     fields = {f.name: f for f in dataclasses.fields(cls)}
     hints = typing.get_type_hints(cls)
+    ok = True
     for key in raw:
         if key not in fields:
-            dotted = f"{prefix}.{key}" if prefix else str(key)
-            raise ConfigError(
-                f"{where}: unknown key {dotted!r}; allowed here: {', '.join(fields)}")
+            problems.add(prefix + (key,), f"unknown key {_dotted(prefix + (key,))!r}; allowed "
+                         f"here: {', '.join(fields)}")
+            ok = False
     kwargs = {}
     for name, f in fields.items():
         if name not in raw:
             continue
-        dotted = f"{prefix}.{name}" if prefix else name
-        kwargs[name] = _value(hints[name], raw[name], dotted, f.metadata, where)
-    return cls(**kwargs)
+        kwargs[name] = _value(hints[name], raw[name], prefix + (name,), f.metadata, problems)
+        ok = ok and kwargs[name] is not _BAD
+    return cls(**kwargs) if ok else _BAD
 
 
-def _value(tp: Any, value: Any, key: str, meta: Mapping[str, Any], where: str) -> Any:
+def _value(tp: Any, value: Any, path: KeyPath, meta: Mapping[str, Any],
+           problems: _Problems) -> Any:
+    key = _dotted(path)
     if dataclasses.is_dataclass(tp):
-        return _build(tp, value, key, where)
+        return _build(tp, value, path, problems)
     origin = typing.get_origin(tp)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
-            raise ConfigError(f"{where}: {key} = {value!r}: expected a list of strings")
+            problems.add(path, f"{key} = {value!r}: expected a list of strings")
+            return _BAD
         allowed = meta.get("values")
-        if allowed:
-            for v in value:
-                if v not in allowed:
-                    raise ConfigError(f"{where}: {key} = {list(value)!r}: {v!r} is not one "
-                                      f"of: {', '.join(allowed)}")
+        wrong = [v for v in value if allowed and v not in allowed]
+        if wrong:
+            problems.add(path, f"{key} = {list(value)!r}: {wrong[0]!r} is not one of: "
+                         f"{', '.join(allowed)}")
+            return _BAD
         choices = meta.get("choices")
-        if choices:
-            if sorted(value) != sorted(choices):
-                raise ConfigError(
-                    f"{where}: {key} = {list(value)!r}: expected each of "
-                    f"{', '.join(choices)} exactly once")
+        if choices and sorted(value) != sorted(choices):
+            problems.add(path, f"{key} = {list(value)!r}: expected each of "
+                         f"{', '.join(choices)} exactly once")
+            return _BAD
+        problems.values[path] = tuple(value)
         return tuple(value)
     if origin in (Mapping, dict):
         _, vtp = typing.get_args(tp)
         if value is None:
             value = {}
         if not isinstance(value, Mapping):
-            raise ConfigError(f"{where}: {key} = {value!r}: expected {_type_name(tp)}")
+            problems.add(path, f"{key} = {value!r}: expected {_type_name(tp)}")
+            return _BAD
         out = {}
         for k, v in value.items():
-            sub = f"{key}.{k}"
+            sub = path + (k,)
             if not isinstance(k, str):
-                raise ConfigError(f"{where}: {sub}: keys must be strings")
-            if typing.get_origin(vtp) in (Mapping, dict):
-                out[k] = _value(vtp, v, sub, meta, where)
+                problems.add(sub, f"{_dotted(sub)}: keys must be strings")
+                out[k] = _BAD
+            elif typing.get_origin(vtp) in (Mapping, dict):
+                out[k] = _value(vtp, v, sub, meta, problems)
+            elif meta.get("values") and v not in meta["values"]:
+                problems.add(sub, f"{_dotted(sub)} = {v!r}: expected one of: "
+                             f"{', '.join(meta['values'])}")
+                out[k] = _BAD
             else:
-                allowed = meta.get("values")
-                if allowed:
-                    if v not in allowed:
-                        raise ConfigError(
-                            f"{where}: {sub} = {v!r}: expected one of: {', '.join(allowed)}")
-                out[k] = _check_scalar(v, vtp, sub, meta, where)
+                out[k] = _check_scalar(v, vtp, sub, meta, problems)
+        if any(v is _BAD for v in out.values()):
+            return _BAD
         return MappingProxyType(out)
-    return _check_scalar(value, tp, key, meta, where)
+    checked = _check_scalar(value, tp, path, meta, problems)
+    if checked is not _BAD:
+        problems.values[path] = checked
+    return checked
+
+
+# --------------------------------------------------------------------------------------------
+# Cross-field rules
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CrossFieldRule:
+    """A rule between keys; ``steering`` rules hold only where kant steers a live Slurm."""
+
+    keys: tuple[KeyPath, ...]
+    holds: typing.Callable[..., bool]
+    explain: typing.Callable[..., str]
+    steering: bool = False
+
+
+CROSS_FIELD_RULES = (
+    # The victim gets grace_seconds to checkpoint before Slurm requeues it, and kant acts once
+    # per cycle: preempting any later than grace + a cycle before the deadline misses the SLA.
+    # The simulator models no grace time (benchmarks/mixed-kant.yaml runs lead 30 s), hence a
+    # steering rule.
+    CrossFieldRule(
+        keys=(("preemption", "lead_seconds"), ("preemption", "grace_seconds")),
+        holds=lambda lead, grace: lead > grace,
+        explain=lambda lead, grace: (
+            f"preemption.lead_seconds = {lead:g} is not above preemption.grace_seconds = "
+            f"{grace:g}: expected more than grace_seconds plus one daemon cycle (--interval, "
+            f"30 s by default), e.g. {grace + 60:g}, so that a victim's grace time ends before "
+            "the inference job's deadline"),
+        steering=True),
+)
+
+
+def _check_cross_fields(problems: _Problems, steering: bool) -> None:
+    """Add a problem for every broken rule whose keys all passed their own checks."""
+    for rule in CROSS_FIELD_RULES:
+        if rule.steering and not steering:
+            continue
+        if not all(k in problems.values for k in rule.keys):
+            continue  # a key already has its own error
+        args = [problems.values[k] for k in rule.keys]
+        if not rule.holds(*args):
+            problems.add(rule.keys[0], rule.explain(*args), *rule.keys[1:])
 
 
 def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, Any]:
@@ -410,29 +523,163 @@ def _deep_merge(base: Mapping[str, Any], over: Mapping[str, Any]) -> dict[str, A
     return out
 
 
-def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
-    """Parse a YAML (.yaml/.yml) or TOML (.toml) file into a plain mapping."""
+# --------------------------------------------------------------------------------------------
+# Reading files, with the line of every key
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ConfigFile:
+    """A parsed config file: its plain mapping and the line each key path is on."""
+
+    path: Path
+    data: dict[str, Any]
+    lines: Mapping[KeyPath, int]
+    duplicates: tuple[tuple[int, str], ...] = ()  # (line, message): keys given twice
+
+
+def _yaml_key_lines(node: yaml.Node, problems: list[tuple[int, str]]) -> dict[KeyPath, int]:
+    """The line of every mapping key under ``node``; a key given twice in one mapping is a
+    problem (PyYAML would silently keep the last one)."""
+    lines: dict[KeyPath, int] = {}
+
+    def walk(n: yaml.Node, path: KeyPath) -> None:
+        if isinstance(n, yaml.MappingNode):
+            seen: dict[Any, int] = {}
+            for key_node, value_node in n.value:
+                key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
+                line = key_node.start_mark.line + 1
+                if key is None:
+                    continue  # a complex key: validation reports it
+                sub = path + (key,)
+                if key in seen:
+                    problems.append((line, f"duplicate key {_dotted(sub)!r} (first at line "
+                                           f"{seen[key]}); expected each key once"))
+                else:
+                    seen[key] = line
+                # The last one is the value in force: its errors point at it.
+                lines[sub] = line
+                walk(value_node, sub)
+        elif isinstance(n, yaml.SequenceNode):
+            for item in n.value:
+                walk(item, path)
+
+    walk(node, ())
+    return lines
+
+
+_TOML_KEY = r'(?:[A-Za-z0-9_-]+|"(?:[^"\\]|\\.)*"|\'[^\']*\')'
+_TOML_DOTTED = re.compile(rf"\s*({_TOML_KEY}(?:\s*\.\s*{_TOML_KEY})*)\s*")
+
+
+def _toml_path(dotted: str) -> KeyPath:
+    parts = re.findall(_TOML_KEY, dotted)
+    return tuple(tomllib.loads(f"k = {p}")["k"] if p[0] in "\"'" else p for p in parts)
+
+
+def _toml_keys(text: str) -> typing.Iterator[tuple[KeyPath, int]]:
+    """Every table header and ``key =`` of a TOML text as (key path, line), in file order
+    (best effort: a key inside an inline table or a multi-line value is not seen)."""
+    table: KeyPath = ()
+    for number, raw in enumerate(text.splitlines(), 1):
+        stripped = raw.strip()
+        header = re.fullmatch(rf"\[\[?{_TOML_DOTTED.pattern}\]\]?\s*(#.*)?", stripped)
+        if header:
+            table = _toml_path(header.group(1))
+            yield table, number
+            continue
+        assign = re.match(rf"{_TOML_DOTTED.pattern}=", stripped)
+        if assign:
+            path = table + _toml_path(assign.group(1))
+            # A dotted key (quota.borrow_limit = 1) also places its parents.
+            for i in range(len(table) + 1, len(path) + 1):
+                yield path[:i], number
+
+
+def _toml_key_lines(text: str) -> dict[KeyPath, int]:
+    """The line of each key of a TOML text (a key missing here gets its parent's line)."""
+    lines: dict[KeyPath, int] = {}
+    for path, number in _toml_keys(text):
+        lines.setdefault(path, number)
+    return lines
+
+
+def _toml_error(p: Path, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError:
+    """tomllib's message with the file:line prefix, naming the key when tomllib refuses a
+    key given twice (its message names only line and column)."""
+    msg = str(exc)
+    at = re.search(r"at line (\d+)", msg)
+    if at is None:
+        return ConfigError(f"{p}: not valid TOML: {msg}")
+    line = int(at.group(1))
+    if msg.startswith(("Cannot overwrite a value", "Cannot declare")):
+        keys = [k for k, n in _toml_keys(text) if n == line]
+        if keys:
+            key = _dotted(max(keys, key=len))
+            return ConfigError(f"{p}:{line}: duplicate key {key!r} (TOML: {msg}); expected "
+                               "each key once")
+    return ConfigError(f"{p}:{line}: not valid TOML: {msg}")
+
+
+def _decode(p: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw[:exc.start].count(b"\n") + 1
+        raise ConfigError(f"{p}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); expected "
+                          "a UTF-8 YAML or TOML file") from None
+
+
+def parse_config_file(path: str | os.PathLike) -> ConfigFile:
+    """Parse a YAML (.yaml/.yml) or TOML (.toml) file, keeping the line of every key.
+
+    A file that cannot be read, is not UTF-8 or is not valid YAML/TOML is a
+    :class:`ConfigError` naming file and line. A key given twice in one YAML mapping (PyYAML
+    keeps the last silently; TOML refuses it itself) is listed in ``duplicates`` so that
+    validation reports it with the other errors.
+    """
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8")
+        raw = p.read_bytes()
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from None
-    try:
-        if p.suffix.lower() == ".toml":
+    text = _decode(p, raw)
+    if p.suffix.lower() == ".toml":
+        try:
             data = tomllib.loads(text)
-        else:
-            data = yaml.safe_load(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: not valid TOML: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise _toml_error(p, text, exc) from None
+        return ConfigFile(p, data, _toml_key_lines(text))
+    try:
+        loader = yaml.SafeLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = loader.construct_document(node) if node is not None else None
+        finally:
+            loader.dispose()
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        at = f" line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}:{at} not valid YAML: {getattr(exc, 'problem', exc)}") from None
+        at = f":{mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{p}{at}: not valid YAML: {getattr(exc, 'problem', None) or exc}"
+                          ) from None
     if data is None:
-        return {}
+        return ConfigFile(p, {}, {})
     if not isinstance(data, Mapping):
         raise ConfigError(f"{p}: the top level must be a mapping of sections")
-    return dict(data)
+    duplicates: list[tuple[int, str]] = []
+    lines = _yaml_key_lines(node, duplicates)
+    return ConfigFile(p, dict(data), lines, tuple(duplicates))
+
+
+def read_config_file(path: str | os.PathLike) -> dict[str, Any]:
+    """Parse a YAML (.yaml/.yml) or TOML (.toml) file into a plain mapping (a duplicate key
+    is an error)."""
+    parsed = parse_config_file(path)
+    problems = _Problems(str(path))
+    for line, text in parsed.duplicates:
+        problems.add_at(line, text)
+    problems.raise_if_any()
+    return parsed.data
 
 
 def default_config_text() -> str:
@@ -440,22 +687,40 @@ def default_config_text() -> str:
     return resources.files("kant_slurm").joinpath("data/default-config.yaml").read_text("utf-8")
 
 
-def config_from_dict(raw: Mapping[str, Any], where: str = "config") -> KantConfig:
-    """Validate a mapping merged over the shipped defaults."""
+def config_from_dict(raw: Mapping[str, Any], where: str = "config", *,
+                     lines: Mapping[KeyPath, int] | None = None,
+                     duplicates: typing.Sequence[tuple[int, str]] = (),
+                     steering: bool = False) -> KantConfig:
+    """Validate a mapping merged over the shipped defaults.
+
+    Every error is reported at once, one line each, sorted by the line of its key (``lines``,
+    from :func:`parse_config_file`), ``duplicates`` among them. With ``steering``, the
+    cross-field rules of live steering are checked too.
+    """
     defaults = yaml.safe_load(default_config_text()) or {}
-    return _build(KantConfig, _deep_merge(defaults, raw), "", where)
+    problems = _Problems(where, lines)
+    for line, text in duplicates:
+        problems.add_at(line, text)
+    config = _build(KantConfig, _deep_merge(defaults, raw), (), problems)
+    _check_cross_fields(problems, steering)
+    problems.raise_if_any()
+    return config
 
 
-def load_config(path: str | os.PathLike | None = None) -> KantConfig:
+def load_config(path: str | os.PathLike | None = None, *, steering: bool = False) -> KantConfig:
     """The shipped defaults, with ``path`` (YAML or TOML) merged over them.
 
     With ``path`` None, the file named by ``$KANT_CONFIG`` is used if set, else the defaults.
+    ``steering`` adds the cross-field rules that matter where kant steers a live Slurm
+    (:data:`CROSS_FIELD_RULES`; ``kant-slurm config check`` applies them).
     """
     if path is None:
         path = os.environ.get(CONFIG_ENV) or None
     if path is None:
-        return config_from_dict({}, "default-config.yaml")
-    return config_from_dict(read_config_file(path), str(path))
+        return config_from_dict({}, "default-config.yaml", steering=steering)
+    parsed = parse_config_file(path)
+    return config_from_dict(parsed.data, str(path), lines=parsed.lines,
+                            duplicates=parsed.duplicates, steering=steering)
 
 
 def describe_schema() -> list[tuple[str, str, str]]:

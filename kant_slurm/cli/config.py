@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 import yaml
 
 from ..config import describe_schema, load_config
+from ..errors import ConfigError
 from .options import echo_json, json_option
 
 
@@ -17,7 +20,7 @@ def config_group():
     Examples:
       kant-slurm config show                     # the shipped defaults
       kant-slurm config show --config kant.yaml  # a site file merged over them
-      kant-slurm config check site-config/kant.yaml
+      kant-slurm config check site-config/kant.yaml   # every error, with file and line
     """
 
 
@@ -50,15 +53,26 @@ def show_cmd(config_path, schema, as_json):
 
 @config_group.command("check")
 @click.argument("file", type=click.Path(dir_okay=False))
-def check_cmd(file):
-    """Validate FILE (YAML or TOML): unknown keys, wrong types and out-of-range values are
-    errors naming the key and what is allowed; exit 0 when valid.
+@click.option("--simulation", is_flag=True,
+              help="FILE is for the simulator only: skip the rules of live steering "
+                   "(preemption.lead_seconds > grace_seconds; the simulator models no grace).")
+def check_cmd(file, simulation):
+    """Validate FILE (YAML or TOML): unknown and duplicate keys, wrong types, out-of-range
+    values and broken rules between keys are errors naming file, line, key and what is
+    allowed. Every error is printed, one per line; exit 0 when valid, 1 when not.
 
     \b
-    Example:
+    Examples:
       kant-slurm config check site-config/kant.yaml
+      kant-slurm config check --simulation benchmarks/mixed-kant.yaml
     """
-    load_config(file)
+    try:
+        load_config(file, steering=not simulation)
+    except ConfigError as exc:
+        # One "error:" line per problem, all of them, so one run shows what to fix.
+        for line in str(exc).splitlines():
+            click.echo(f"error: {line}", err=True)
+        sys.exit(exc.exit_code)
     click.echo(f"{file}: ok")
 
 

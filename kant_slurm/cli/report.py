@@ -140,9 +140,9 @@ def _pool_inventory(inventory, partition: str):
 
 @click.command("exporter")
 @click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Serve /metrics over HTTP on this port.")
-@click.option("--address", default="0.0.0.0", show_default=True,
-              help="Address the HTTP endpoint listens on.")
+              help="Serve /metrics over HTTP on this port  [default: 9810 unless --textfile].")
+@click.option("--address", default="127.0.0.1", show_default=True,
+              help="Address the HTTP endpoint listens on (0.0.0.0 or :: = every interface).")
 @click.option("--textfile", type=click.Path(dir_okay=False), default=None, metavar="PATH",
               help="Write the metrics once to PATH (node_exporter textfile collector; *.prom).")
 @click.option("--state-file", type=click.Path(dir_okay=False), default=None,
@@ -157,17 +157,19 @@ def exporter_cmd(port, address, textfile, state_file, config_path, max_seconds):
 
     \b
     Examples:
-      kant-slurm exporter --port 9798
-      kant-slurm exporter --textfile /var/lib/node_exporter/textfile/kant.prom   # from cron
-    Each scrape reads Slurm afresh; kant_slurm_up is 0 when Slurm does not answer.
+      kant-slurm exporter                          # http://127.0.0.1:9810/metrics
+      kant-slurm exporter --address 0.0.0.0 --port 9810   # scraped from another host
+      kant-slurm exporter --textfile /var/lib/prometheus/node-exporter/kant.prom   # from cron
+    Each scrape reads Slurm afresh; kant_slurm_up is 0 when it does not answer. Alert rules:
+    site-config/prometheus/kant-slurm-rules.yml; dashboard: site-config/grafana/.
     """
     from ..config import load_config
     from ..engine.classify import make_classifier
-    from ..exporter import make_registry, serve, write_textfile
+    from ..exporter import DEFAULT_PORT, make_registry, serve, write_textfile
     from ..slurm import read_snapshot
 
-    if (port is None) == (textfile is None):
-        raise InputError("exporter: give exactly one of --port PORT or --textfile PATH")
+    if port is not None and textfile is not None:
+        raise InputError("exporter: --port and --textfile exclude each other; give one")
     config = load_config(config_path)
     classify = make_classifier(config)
     state_path = state_file or config.actuator.state_file
@@ -176,13 +178,16 @@ def exporter_cmd(port, address, textfile, state_file, config_path, max_seconds):
         write_textfile(textfile, registry)
         click.echo(f"wrote {textfile}")
         return
-    server, _thread = serve(port, registry, address)
-    click.echo(f"serving metrics on http://{address}:{port}/metrics", err=True)
+    port = DEFAULT_PORT if port is None else port
+    server, thread = serve(port, registry, address)
+    host = f"[{address}]" if ":" in address else address
+    click.echo(f"serving metrics on http://{host}:{port}/metrics", err=True)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
     stop.wait(max_seconds)
     server.shutdown()
+    thread.join(timeout=10)
 
 
 commands = [report_cmd, exporter_cmd]

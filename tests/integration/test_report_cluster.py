@@ -137,10 +137,10 @@ def test_exporter_textfile_and_http_on_the_live_cluster(slurm_clean, tmp_path):
     assert res.returncode == 0, res.stderr
     fam = _families(out.read_text())
     assert fam["kant_slurm_up"][()] == 1
-    assert fam["kant_slurm_gpus_total"][()] == 128
+    assert fam["kant_slurm_gpus"][()] == 128
     assert fam["kant_slurm_gpus_allocated"][()] == 2
     assert fam["kant_slurm_stranded_gpus"][()] == 6
-    assert fam["kant_slurm_gfr"][()] == pytest.approx(1 / 16)
+    assert fam["kant_slurm_gpu_fragmentation_ratio"][()] == pytest.approx(1 / 16)
     assert fam["kant_slurm_free_whole_nodes"][()] == 15
     leaf_free = fam["kant_slurm_leaf_free_whole_nodes"]
     assert sorted(leaf_free.values()) == [3, 4, 4, 4]

@@ -88,7 +88,7 @@ def test_yaml_and_toml_files(tmp_path):
 def test_file_errors_name_the_file_and_line(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("backfill:\n  reservations: [1\n")
-    with pytest.raises(ConfigError, match=r"bad.yaml: line \d+ not valid YAML"):
+    with pytest.raises(ConfigError, match=r"bad.yaml:3: not valid YAML: expected ','"):
         load_config(bad)
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(tmp_path / "missing.yaml")
