@@ -33,7 +33,7 @@ import numpy as np
 
 from ..model import ClusterSnapshot, Job
 from .plan import Placement, Reservation
-from .pools import pool_key, pool_mask, running_replicas
+from .pools import pool_key, pool_mask, room_mask, running_replicas
 
 log = logging.getLogger(__name__)
 
@@ -339,12 +339,18 @@ class Cycle:
 
     # ----------------------------------------------------------------------------- masks
     def usable(self, job: Job) -> np.ndarray:
-        """Nodes the job may use at all: its pool, schedulable, enough CPUs in total."""
+        """Nodes the job may use at all: its pool, its room by the cluster's rules,
+        schedulable, enough CPUs in total."""
         pool = self.pool_of(job) if self.pool_of else pool_mask(self.inv, job)
-        key = (id(pool), job.cpus_per_node, job.gpus_per_node)
+        # The live cluster's rules (reservations, partition limits, memory, --exclusive);
+        # None in the simulator.
+        room = room_mask(self.snapshot, job, self.now)
+        key = (id(pool), id(room), job.cpus_per_node, job.gpus_per_node)
         m = self._usable_cache.get(key)
         if m is None:
             m = pool & self.schedulable & (self.total >= job.gpus_per_node)
+            if room is not None:
+                m &= room
             if job.cpus_per_node > 0:
                 m &= ~self.has_cpus | (np.asarray(self.inv.cpus_total) >= job.cpus_per_node)
             for other in self._usable_cache.values():  # one object per distinct mask

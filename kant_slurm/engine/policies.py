@@ -93,7 +93,7 @@ from .cycle import (Choice, Cycle, RunningTable, Selector, describe_nodes, looku
                     shape_key)
 from .estimate import HistoryEstimator, runtime_estimate
 from .plan import Placement, Plan, QueueEntry, Reservation
-from .pools import pool_key, pool_mask, zone_mask
+from .pools import has_room_rules, pool_key, pool_mask, zone_mask
 from .registry import register
 from .select import binpack, first_fit, level_name, slurm_cons_tres, spread
 
@@ -336,7 +336,7 @@ class _QueuePolicy:
     def _compiled_plan(self, snapshot: ClusterSnapshot, now: float, ctx: dict, cycle: Cycle,
                        got) -> Plan | None:
         """A starts-only plan from the compiled walk, or None (then the Python walk runs)."""
-        if not self.pools_by_shape():
+        if not self.pools_by_shape() or has_room_rules(snapshot):  # masks per job, not shape
             return None
         jobs, est_l, src_l, elig_a, shape_a, est_a = got
         inputs = self._compiled_inputs(cycle, ctx, jobs, shape_a)
