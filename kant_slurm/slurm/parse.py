@@ -349,9 +349,9 @@ def parse_nodes_json(data: Mapping) -> list[NodeRecord]:
 
 
 def reserved_flag(state: str) -> bool:
-    """Whether a node state (``IDLE+MAINT``, ``MIXED+RESERVED``) says the node is in an advance
-    reservation."""
-    return any(w in _RESERVED_FLAGS for w in state_words(state))
+    """Whether a node state (``IDLE+MAINTENANCE+RESERVED``, as 22.05 prints a MAINT
+    reservation's node, or ``MIXED+RESERVED``) says the node is in an advance reservation."""
+    return any(w.startswith(_RESERVED_FLAGS) for w in state_words(state))
 
 
 # --------------------------------------------------------------------------------------------
@@ -644,7 +644,7 @@ def build_snapshot(
         ok = n.schedulable
         if not ok and reserved_flag(n.state):
             if n.name in covered:
-                words = [w for w in state_words(n.state) if w not in _RESERVED_FLAGS]
+                words = [w for w in state_words(n.state) if not w.startswith(_RESERVED_FLAGS)]
                 ok = schedulable_state(words)
             else:
                 log.info("node %s is %s but in no open reservation read: kept out of planning",

@@ -130,7 +130,8 @@ def test_reservation_window_overlap(start, end, overlaps):
     ("DOWN", False), ("DOWN*", False), ("IDLE+NOT_RESPONDING", False), ("IDLE*", False),
     ("IDLE+FAIL", False), ("MIXED+FAIL", False), ("FAILING", False),
     # In a reservation: closed as a state; build_snapshot opens it when the reservation is read.
-    ("IDLE+MAINT", False), ("IDLE+RESERVED", False), ("idle$", False),
+    ("IDLE+MAINTENANCE+RESERVED", False), ("IDLE+MAINT", False), ("IDLE+RESERVED", False),
+    ("idle$", False),
     ("IDLE+PLANNED", True), ("idle-", True),  # held by backfill for a job the engine plans
     ("IDLE+POWERED_DOWN", True), ("idle~", True),  # power saving resumes it for a job
     ("IDLE+POWERING_UP", True), ("idle#", True),
@@ -156,7 +157,7 @@ def _records(states):
 
 
 def test_reserved_node_opens_only_under_an_open_reservation():
-    nodes = _records(["IDLE+MAINT", "IDLE+MAINT", "IDLE+RESERVED", "IDLE",
+    nodes = _records(["IDLE+MAINTENANCE+RESERVED", "IDLE+MAINT", "IDLE+RESERVED", "IDLE",
                       "IDLE+MAINT+DRAIN"])
     part = [Partition("gpu", tuple(n.name for n in nodes), default=True)]
     res = [Reservation("maint", NOW - 10, NOW + HOUR, ("gn01", "gn05"), ("MAINT",)),
@@ -168,12 +169,29 @@ def test_reserved_node_opens_only_under_an_open_reservation():
     assert [r.name for r in snap.reservations] == ["maint", "later"]
 
 
-def test_recorded_node_states():
-    records = {r.name: r for r in parse_nodes_scontrol(
-        (FIXTURES / "scontrol_show_node_states.txt").read_text())}
-    assert not records["gn03"].schedulable and "DRAIN" in records["gn03"].state
-    assert records["gn01"].schedulable and "MAINT" in records["gn01"].state
-    assert records["gn05"].schedulable
+def test_recorded_node_states_and_reservations():
+    nodes = parse_nodes_scontrol((FIXTURES / "scontrol_show_node_states.txt").read_text())
+    records = {r.name: r for r in nodes}
+    assert records["gn01"].state == "IDLE+MAINTENANCE+RESERVED"
+    assert records["gn03"].state == "IDLE+DRAIN" and records["gn15"].state == "MIXED+RESERVED"
+    res = parse_reservations((FIXTURES / "scontrol_show_reservation.txt").read_text())
+    snap = build_snapshot(nodes, parse_partitions_scontrol(
+        (FIXTURES / "scontrol_show_partition_limits.txt").read_text()), Topology.empty(), [],
+        taken_at=res[0].start_time + 60, reservations=res)
+    sched = dict(zip(snap.inventory.names, snap.schedulable.tolist()))
+    # Reserved nodes are open under their reservations (room_mask decides who); gn03 drained.
+    assert (sched["gn01"], sched["gn03"], sched["gn15"], sched["gn06"]) == (True, False, True,
+                                                                          True)
+    outside = Job("x", "PENDING", 1, 1, 0.0, time_limit=HOUR)
+    inside = Job("y", "PENDING", 1, 1, 0.0, time_limit=HOUR, reservation="team")
+    now = res[0].start_time + 60
+    assert not {"gn01", "gn02", "gn15", "gn16"} & set(
+        names_of(snap.inventory, room_mask(snap, outside, now)))
+    assert names_of(snap.inventory, room_mask(snap, inside, now)) == ["gn15", "gn16"]
+    # Read before the reservations existed: every reserved node is kept out.
+    snap = build_snapshot(nodes, [], Topology.empty(), [], taken_at=now)
+    assert not dict(zip(snap.inventory.names, snap.schedulable.tolist()))["gn01"]
+    assert parse_reservations((FIXTURES / "scontrol_show_reservation_none.txt").read_text()) == []
 
 
 # --------------------------------------------------------------------------------------------
