@@ -93,7 +93,7 @@ from .cycle import (Choice, Cycle, RunningTable, Selector, describe_nodes, looku
                     shape_key)
 from .estimate import HistoryEstimator, runtime_estimate
 from .plan import Placement, Plan, QueueEntry, Reservation
-from .pools import has_room_rules, pool_key, pool_mask, zone_mask
+from .pools import has_room_rules, job_has_room_rules, pool_key, pool_mask, zone_mask
 from .registry import register
 from .select import binpack, first_fit, level_name, slurm_cons_tres, spread
 
@@ -315,7 +315,7 @@ class _QueuePolicy:
             for sid in new:
                 job = jobs[int(np.argmax(shape_a == sid))]
                 kind = kinds.get(self.selector(job, ctx))
-                if kind is None or job.cpus_per_node > 0:
+                if kind is None or job.cpus_per_node > 0 or job_has_room_rules(job):
                     rows[sid] = None
                     continue
                 mask = cycle.usable(job)

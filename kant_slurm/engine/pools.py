@@ -236,7 +236,7 @@ def room_mask(snapshot: ClusterSnapshot, job: Job, now: float) -> np.ndarray | N
       no other job.
     """
     rules = _rules(snapshot)
-    if rules["quiet"] and not (job.reservation or job.mem_per_node_mb or job.exclusive):
+    if rules["quiet"] and not job_has_room_rules(job):
         return None  # the simulator's case, asked once per job tried: kept cheap
     inv = snapshot.inventory
     limit_end = None if job.time_limit is None else now + job.time_limit
@@ -285,12 +285,17 @@ def room_mask(snapshot: ClusterSnapshot, job: Job, now: float) -> np.ndarray | N
 
 
 def has_room_rules(snapshot: ClusterSnapshot) -> bool:
-    """Whether any rule of :func:`room_mask` can apply in this snapshot (for code that keeps
-    per-shape masks across cycles, which such rules would make stale)."""
-    rules = _rules(snapshot)
-    return bool(snapshot.reservations or rules["limited"] or rules["held"] is not None
-                or any(j.mem_per_node_mb or j.exclusive or j.reservation
-                       for j in snapshot.pending))
+    """Whether a rule of :func:`room_mask` that holds for every job can apply in this
+    snapshot (reservations, partition limits, running exclusive jobs); with
+    :func:`job_has_room_rules`, for code that keeps one mask per job shape across cycles,
+    which such rules would make wrong."""
+    return not _rules(snapshot)["quiet"]
+
+
+def job_has_room_rules(job: Job) -> bool:
+    """Whether :func:`room_mask` limits this job by what it asks for (a reservation, memory,
+    --exclusive), whatever the snapshot."""
+    return bool(job.reservation or job.mem_per_node_mb or job.exclusive)
 
 
 def _admits(part, job: Job) -> bool:

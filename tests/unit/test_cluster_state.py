@@ -13,7 +13,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kant_slurm.engine.pools import constraint_mask, parse_constraint, pool_mask, room_mask
+from kant_slurm.engine.pools import (constraint_mask, has_room_rules, job_has_room_rules,
+                                     parse_constraint, pool_key, pool_mask, room_mask)
 from kant_slurm.engine.registry import get_policy
 from kant_slurm.errors import DevClusterError, InputError, SlurmError
 from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Reservation, Topology
@@ -454,3 +455,28 @@ def test_dev_cluster_two_gpu_types(tmp_path):
 def test_dev_cluster_bad_gpu_types(value, why):
     with pytest.raises(DevClusterError, match=why):
         dc.DevClusterSpec(nodes=6, gpu_types=value).validate()
+
+
+# --------------------------------------------------------------------------------------------
+# What keeps the simulator as it was
+# --------------------------------------------------------------------------------------------
+
+
+def test_room_rules_switch_the_per_shape_masks_off():
+    inv = cluster()
+    assert not has_room_rules(snapshot(inv, [pending("a")]))
+    assert has_room_rules(snapshot(inv, [pending("a")], [MAINT]))
+    assert has_room_rules(snapshot(cluster(partitions=PARTS), [pending("a")]))
+    assert has_room_rules(snapshot(inv, [running("x", ["gn01"], 1, exclusive=True)]))
+    assert not job_has_room_rules(pending("a"))
+    for change in ({"reservation": "team"}, {"mem_per_node_mb": 1}, {"exclusive": True}):
+        assert job_has_room_rules(pending("a", **change)), change
+
+
+def test_pool_key_splits_only_on_what_decides_the_nodes():
+    # Jobs that ask for none of the new things share a key exactly when they did before.
+    a, b = pending("a"), pending("b", limit=9 * HOUR)
+    assert pool_key(a) == pool_key(b)
+    assert pool_key(a) != pool_key(pending("c", features="ib"))
+    assert pool_key(pending("d", features="[ib|nvl]")) != pool_key(
+        pending("e", 2, features="[ib|nvl]"))
