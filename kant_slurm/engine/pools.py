@@ -226,8 +226,8 @@ def room_mask(snapshot: ClusterSnapshot, job: Job, now: float) -> np.ndarray | N
 
     - Advance reservations: a node of a reservation the job does not name is closed to it when
       the job's run, ``now`` to ``now`` + its time limit (no limit: no end), would meet the
-      reservation's window. A job naming a reservation runs only on its nodes, and only once
-      its window is open.
+      reservation's window. A job naming a reservation runs only on its nodes (with the FLEX
+      flag, on other free nodes too), and only once its window is open.
     - Partitions: a partition that is not up, or whose MaxTime is below the job's time limit,
       does not start it (its nodes stay open through the job's other partitions).
     - Memory: a node needs the job's memory per node free (nodes reporting no memory count
@@ -271,7 +271,7 @@ def room_mask(snapshot: ClusterSnapshot, job: Job, now: float) -> np.ndarray | N
     if job.reservation:
         if own is None or not own_open:
             m[:] = False  # Slurm holds it until its reservation opens (or exists)
-        else:
+        elif "FLEX" not in own.flags:  # FLEX lets its jobs use nodes outside it as well
             m &= rules["nodes_of"][own.name]
     if job.mem_per_node_mb:
         m &= ~rules["has_memory"] | (rules["free_memory"] >= job.mem_per_node_mb)

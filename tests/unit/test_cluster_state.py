@@ -295,6 +295,14 @@ def test_reservation_room(job, expect):
     assert names_of(inv, room) == expect
 
 
+def test_flex_reservation_lets_its_jobs_out():
+    inv = cluster()
+    flex = dataclasses.replace(OPEN, flags=("FLEX",))
+    job = pending("in", limit=3 * HOUR, reservation="team")
+    room = room_mask(snapshot(inv, [job], [MAINT, flex]), job, NOW)
+    assert names_of(inv, room) == ["gn03", "gn04", "gn05", "gn06", "gn07", "gn08"]
+
+
 def test_no_rule_no_room_mask():
     inv = cluster()
     job = pending("a")
