@@ -363,7 +363,7 @@ _NO_RESERVATIONS = "No reservations in the system"
 
 def parse_reservations(text: str) -> list[Reservation]:
     """``scontrol show reservation -o`` -> Reservations (none for "No reservations in the
-    system"). A record without a name, start or nodes is a SlurmError naming its line."""
+    system"). A record without a name or a readable start is a SlurmError naming its line."""
     out = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.strip().startswith(_NO_RESERVATIONS):
@@ -375,24 +375,24 @@ def parse_reservations(text: str) -> list[Reservation]:
         name = rec.get("ReservationName")
         if not name:
             raise SlurmError(f"{where}: expected ReservationName=..., got {line[:80]!r}")
-        times = {}
-        for key in ("StartTime", "EndTime"):
+
+        def stamp(key: str, required: bool) -> float | None:
+            bad = SlurmError(f"{where} ({name}): expected {key}=YYYY-MM-DDTHH:MM:SS, "
+                             f"got {rec.get(key)!r}")
             try:
-                times[key] = parse_timestamp(rec.get(key))
+                t = parse_timestamp(rec.get(key))
             except SlurmError:
-                times[key] = None
-                if key == "EndTime":
-                    raise SlurmError(f"{where} ({name}): expected EndTime=YYYY-MM-DDTHH:MM:SS, "
-                                     f"got {rec.get(key)!r}") from None
-        if times["StartTime"] is None:
-            raise SlurmError(f"{where} ({name}): expected StartTime=YYYY-MM-DDTHH:MM:SS, "
-                             f"got {rec.get('StartTime')!r}")
-        nodes = _null(rec.get("Nodes"))
+                raise bad from None
+            if t is None and required:
+                raise bad
+            return t
+
+        nodes = _null(rec.get("Nodes"))  # none: a reservation of licences or burst buffers
         out.append(Reservation(
             name=name,
-            start_time=times["StartTime"],
+            start_time=stamp("StartTime", True),
             # An open-ended reservation prints an unknown end: None.
-            end_time=times["EndTime"],
+            end_time=stamp("EndTime", False),
             nodes=tuple(expand(nodes)) if nodes else (),
             flags=tuple(f.strip().upper() for f in _null(rec.get("Flags")).split(",")
                         if f.strip()),

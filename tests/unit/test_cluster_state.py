@@ -488,3 +488,11 @@ def test_pool_key_splits_only_on_what_decides_the_nodes():
     assert pool_key(a) != pool_key(pending("c", features="ib"))
     assert pool_key(pending("d", features="[ib|nvl]")) != pool_key(
         pending("e", 2, features="[ib|nvl]"))
+
+
+def test_reservation_of_licences_and_bad_end():
+    (lic,) = parse_reservations("ReservationName=lic StartTime=2026-12-06T22:00:00 "
+                                "EndTime=Unknown Nodes=(null) Licenses=matlab:2 Flags=(null)")
+    assert (lic.nodes, lic.end_time, lic.flags) == ((), None, ())
+    with pytest.raises(SlurmError, match=r"line 1 \(x\): expected EndTime=.*got 'garbage'"):
+        parse_reservations("ReservationName=x StartTime=2026-12-06T22:00:00 EndTime=garbage")
