@@ -496,3 +496,15 @@ def test_reservation_of_licences_and_bad_end():
     assert (lic.nodes, lic.end_time, lic.flags) == ((), None, ())
     with pytest.raises(SlurmError, match=r"line 1 \(x\): expected EndTime=.*got 'garbage'"):
         parse_reservations("ReservationName=x StartTime=2026-12-06T22:00:00 EndTime=garbage")
+
+
+def test_shared_nodes_go_to_the_higher_priority_tier_first():
+    # gn05-08 are in both partitions; the older job of the lower tier waits (slurm model).
+    inv = cluster(partitions=PARTS)
+    jobs = [running(f"r{i}", [f"gn0{i}"], 8) for i in range(1, 5)]
+    jobs += [dataclasses.replace(pending("old-long", 4, 8, partitions=("long",)),
+                                 submit_time=NOW - 500),
+             pending("new-short", 4, 8, limit=HOUR, partitions=("short",))]
+    got, plan = starts("slurm", snapshot(inv, jobs))
+    assert got == {"new-short": ("gn05", "gn06", "gn07", "gn08")}
+    assert [e.job_id for e in plan.order][:2] == ["new-short", "old-long"]
