@@ -390,6 +390,9 @@ class Job:
     preemptible: bool = False
     features: str | None = None  # the job's --constraint expression, kept verbatim
     reservation: str | None = None  # the advance reservation it runs in (--reservation)
+    # Of its partitions, those that will not start it (down, or MaxTime below its time limit);
+    # set by the reader of a live cluster.
+    closed_partitions: tuple[str, ...] = ()
     # Per node of ``nodes``, the GPU indices Slurm gave (running jobs read from Slurm; else empty).
     node_gpu_indices: tuple[tuple[int, ...], ...] = ()
     # Inference start-time SLA: the longest this job may wait to start, seconds (issue 8).

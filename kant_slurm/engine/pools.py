@@ -1,6 +1,6 @@
-"""Which nodes a job may use: its pool (partition, GPU type, --constraint), the live
-cluster's rules (advance reservations, partition limits, memory, --exclusive), per-cycle node
-usage.
+"""Which nodes a job may use: its pool (partitions open to it, GPU type, --constraint), the
+live cluster's rules that change with the snapshot (advance reservations, free memory),
+per-cycle node usage.
 
 Pool masks are cached per inventory, since the inventory does not change between cycles and a
 cluster has few distinct (partitions, GPU type, constraint) keys. Room masks
@@ -44,14 +44,14 @@ def pool_key(job: Job) -> tuple:
     return (job.partitions, job.gpu_type, job.required_nodes, job.excluded_nodes,
             # A matching OR ("[a|b]") means something else for several nodes than for one.
             (job.features, job.num_nodes > 1) if job.features else None,
-            job.reservation, job.mem_per_node_mb)
+            job.closed_partitions, job.reservation, job.mem_per_node_mb)
 
 
 def pool_mask(inv: Inventory, job: Job) -> np.ndarray:
-    """Read-only boolean node mask of the job's pool: its partitions (or the default one), its
-    GPU type if it asks for one, its --constraint, its required nodes (if any) minus its
-    excluded nodes. A constraint this module cannot read gives a pool of no node (the job is
-    left out of steering: no start, no pin), with one log line."""
+    """Read-only boolean node mask of the job's pool: its partitions (or the default one) but
+    those closed to it, its GPU type if it asks for one, its --constraint, its required nodes
+    (if any) minus its excluded nodes. A constraint this module cannot read gives a pool of no
+    node (the job is left out of steering: no start, no pin), with one log line."""
     key = ("pool",) + pool_key(job)
     cache = _cache(inv)
     mask = cache.get(key)
@@ -63,7 +63,8 @@ def pool_mask(inv: Inventory, job: Job) -> np.ndarray:
         mask = np.zeros(n, dtype=bool)
         for p in parts:
             pm = inv.partition_mask.get(p)
-            if pm is not None:
+            # A node in a closed and an open partition of the job stays in its pool.
+            if pm is not None and p not in job.closed_partitions:
                 mask |= pm
     else:  # an inventory without partitions: every node
         mask = np.ones(n, dtype=bool)
@@ -221,88 +222,62 @@ def _has_or(node: tuple) -> bool:
 
 
 def room_mask(snapshot: ClusterSnapshot, job: Job, now: float) -> np.ndarray | None:
-    """Nodes the job may start on now by the rules of the live cluster beyond its pool (None:
-    no rule limits it, the simulator's case). Read-only; one object per distinct rule set.
+    """Nodes the job may start on now by the live cluster's rules that depend on the snapshot
+    and ``now`` (None: no such rule limits it, the simulator's case). Read-only; one object
+    per distinct rule set.
 
     - Advance reservations: a node of a reservation the job does not name is closed to it when
       the job's run, ``now`` to ``now`` + its time limit (no limit: no end), would meet the
       reservation's window. A job naming a reservation runs only on its nodes (with the FLEX
       flag, on other free nodes too), and only once its window is open.
-    - Partitions: a partition that is not up, or whose MaxTime is below the job's time limit,
-      does not start it (its nodes stay open through the job's other partitions).
     - Memory: a node needs the job's memory per node free (nodes reporting no memory count
       as enough).
-    - ``--exclusive``: only nodes with nothing allocated; nodes of running exclusive jobs take
-      no other job.
+
+    Rules that follow from the job and the partitions alone (closed partitions, --exclusive)
+    are set on the job by the reader (:func:`kant_slurm.slurm.parse.admit_jobs`), so that
+    they stay part of the job's pool.
     """
     rules = _rules(snapshot)
     if rules["quiet"] and not job_has_room_rules(job):
         return None  # the simulator's case, asked once per job tried: kept cheap
-    inv = snapshot.inventory
     limit_end = None if job.time_limit is None else now + job.time_limit
     met = tuple(r.name for r in snapshot.reservations
                 if r.name != job.reservation and r.overlaps(now, limit_end))
-    parts = job.partitions or ((inv.default_partition,) if inv.default_partition else ())
-    barred = tuple(p for p in parts if p in rules["limited"] and not _admits(
-        inv.partition[p], job))
-    if not (met or barred or job.reservation or job.mem_per_node_mb or job.exclusive
-            or rules["held"] is not None):
+    if not (met or job.reservation or job.mem_per_node_mb):
         return None
-    own = None
-    if job.reservation:
-        own = rules["by_name"].get(job.reservation)
-        own_open = own is not None and own.active(now)
-    key = (met, barred, parts if barred else (), job.reservation,
-           own_open if job.reservation else None, job.mem_per_node_mb, job.exclusive)
+    own = rules["by_name"].get(job.reservation) if job.reservation else None
+    own_open = own is not None and own.active(now)
+    key = (met, job.reservation, own_open, job.mem_per_node_mb)
     cache = rules["masks"]
     m = cache.get(key)
     if m is not None:
         return m
-    m = np.ones(len(inv), dtype=bool)
-    if barred:
-        open_parts = np.zeros(len(inv), dtype=bool)
-        for p in parts:
-            pm = inv.partition_mask.get(p)
-            if pm is not None and p not in barred:
-                open_parts |= pm
-        m &= open_parts
+    m = np.ones(len(snapshot.inventory), dtype=bool)
     for name in met:
         m &= ~rules["nodes_of"][name]
     if job.reservation:
-        if own is None or not own_open:
+        if not own_open:
             m[:] = False  # Slurm holds it until its reservation opens (or exists)
         elif "FLEX" not in own.flags:  # FLEX lets its jobs use nodes outside it as well
             m &= rules["nodes_of"][own.name]
     if job.mem_per_node_mb:
         m &= ~rules["has_memory"] | (rules["free_memory"] >= job.mem_per_node_mb)
-    if job.exclusive:
-        m &= rules["idle"]
-    if rules["held"] is not None:
-        m &= ~rules["held"]
     m.setflags(write=False)
     cache[key] = m
     return m
 
 
 def has_room_rules(snapshot: ClusterSnapshot) -> bool:
-    """Whether a rule of :func:`room_mask` that holds for every job can apply in this
-    snapshot (reservations, partition limits, running exclusive jobs); with
-    :func:`job_has_room_rules`, for code that keeps one mask per job shape across cycles,
-    which such rules would make wrong."""
+    """Whether a rule of :func:`room_mask` that holds for every job (an advance reservation)
+    applies in this snapshot; with :func:`job_has_room_rules`, for code that keeps one mask per
+    job shape across cycles, which such rules would make wrong."""
     return not _rules(snapshot)["quiet"]
 
 
 def job_has_room_rules(job: Job) -> bool:
-    """Whether :func:`room_mask` limits this job by what it asks for (a reservation, memory,
-    --exclusive), whatever the snapshot."""
-    return bool(job.reservation or job.mem_per_node_mb or job.exclusive)
-
-
-def _admits(part, job: Job) -> bool:
-    # No time limit: Slurm gives the job the partition's default, which is within MaxTime.
-    if not part.up:
-        return False
-    return part.max_time is None or job.time_limit is None or job.time_limit <= part.max_time
+    """Whether :func:`room_mask` limits this job by what it asks for (a reservation, memory),
+    whatever the snapshot."""
+    return bool(job.reservation or job.mem_per_node_mb)
 
 
 def _rules(snapshot: ClusterSnapshot) -> dict:
@@ -318,25 +293,15 @@ def _rules(snapshot: ClusterSnapshot) -> dict:
         nm = np.zeros(n, dtype=bool)
         nm[[inv.index[x] for x in r.nodes if x in inv.index]] = True
         nodes_of[r.name] = nm
-    held = None
-    for j in snapshot.running:
-        if j.exclusive and j.nodes:
-            if held is None:
-                held = np.zeros(n, dtype=bool)
-            held[[inv.index[x] for x in j.nodes if x in inv.index]] = True
     memory = np.asarray(inv.memory_mb, dtype=np.int64)
     rules = {
+        "quiet": not snapshot.reservations,
         "by_name": {r.name: r for r in snapshot.reservations},
         "nodes_of": nodes_of,
-        "limited": frozenset(p.name for p in inv.partitions
-                             if not p.up or p.max_time is not None),
-        "held": held,
         "has_memory": memory > 0,
         "free_memory": memory - np.asarray(snapshot.memory_alloc_mb, dtype=np.int64),
-        "idle": (np.asarray(snapshot.gpus_alloc) == 0) & (np.asarray(snapshot.cpus_alloc) == 0),
         "masks": {},
     }
-    rules["quiet"] = not (snapshot.reservations or rules["limited"] or held is not None)
     _ROOM_CACHE[snapshot] = rules
     return rules
 

@@ -418,9 +418,53 @@ def parse_partitions_scontrol(text: str) -> list[Partition]:
             default=rec.get("Default", "NO").upper() == "YES",
             max_time=parse_duration(rec.get("MaxTime")),
             priority_tier=integer(rec.get("PriorityTier"), "PriorityTier", 1),
-            up=rec.get("State", "UP").upper() == "UP",
+            # DRAIN takes no new submissions but still starts the jobs queued in it; DOWN
+            # queues jobs and starts none; INACTIVE does neither.
+            up=rec.get("State", "UP").upper() in ("UP", "DRAIN"),
         ))
     return out
+
+
+def admit_jobs(jobs: Iterable[Job], partitions: Sequence[Partition],
+               nodes: Sequence[NodeRecord]) -> list[Job]:
+    """What the partitions and nodes say about each pending job, set on it (pure):
+
+    - ``closed_partitions``: of its partitions (none named: the default one), those that will
+      not start it: not up, or a MaxTime below its time limit (Slurm leaves it pending there
+      with PartitionDown / PartitionTimeLimit and may start it in its other partitions). No
+      time limit: Slurm gives it the partition's default, within MaxTime.
+    - ``--exclusive``: Slurm allocates every GPU of each node to the job (a ``gpu:1``
+      exclusive job holds ``gres/gpu=8``, checked on 22.05), so it asks for as many GPUs per
+      node as the largest node of its partitions (and GPU type) has: it then fits only on
+      nodes with every GPU free, and nothing joins it there.
+    """
+    by_name = {p.name: p for p in partitions}
+    default = next((p.name for p in partitions if p.default), None)
+    out = []
+    for job in jobs:
+        if not job.is_pending:
+            out.append(job)
+            continue
+        names = job.partitions or ((default,) if default else ())
+        closed = tuple(p for p in names if p in by_name and not _admits(by_name[p], job))
+        changes: dict = {}
+        if closed != job.closed_partitions:
+            changes["closed_partitions"] = closed
+        if job.exclusive:
+            members = {x for p in names if p in by_name and p not in closed
+                       for x in by_name[p].nodes}
+            whole = max((n.gpus_total for n in nodes if n.name in members
+                         and (job.gpu_type is None or n.gpu_type == job.gpu_type)), default=0)
+            if whole > job.gpus_per_node:
+                changes["gpus_per_node"] = whole
+        out.append(replace(job, **changes) if changes else job)
+    return out
+
+
+def _admits(part: Partition, job: Job) -> bool:
+    if not part.up:
+        return False
+    return part.max_time is None or job.time_limit is None or job.time_limit <= part.max_time
 
 
 def parse_topology(text: str, node_order: Sequence[str] | None = None) -> Topology:
@@ -662,7 +706,7 @@ def build_snapshot(
         topology=topology,
         config_weight=[n.weight for n in nodes],
     )
-    job_list = list(jobs)
+    job_list = admit_jobs(jobs, parts, nodes)
     for job in job_list:
         unknown = [n for n in job.nodes if n not in known]
         if unknown:

@@ -19,7 +19,7 @@ from kant_slurm.engine.registry import get_policy
 from kant_slurm.errors import DevClusterError, InputError, SlurmError
 from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Reservation, Topology
 from kant_slurm.slurm import devcluster as dc
-from kant_slurm.slurm.parse import (NodeRecord, build_snapshot, parse_jobs_json,
+from kant_slurm.slurm.parse import (NodeRecord, admit_jobs, build_snapshot, parse_jobs_json,
                                     parse_nodes_scontrol, parse_partitions_scontrol,
                                     parse_reservations, schedulable_state, state_words)
 
@@ -334,30 +334,39 @@ PARTS = [Partition("short", tuple(f"gn{i:02d}" for i in range(1, 9)), default=Tr
          Partition("off", ("gn01",), up=False)]
 
 
-@pytest.mark.parametrize("partitions, limit, expect", [
-    (("short",), HOUR, [f"gn{i:02d}" for i in range(1, 9)]),
-    (("short",), 3 * HOUR, []),  # above MaxTime: not startable there
-    (("short", "long"), 3 * HOUR, ["gn05", "gn06", "gn07", "gn08"]),
-    ((), 3 * HOUR, []),  # the default partition is `short`
-    (("short",), None, [f"gn{i:02d}" for i in range(1, 9)]),  # gets the partition's default
-    (("off",), HOUR, []),  # partition not up
+@pytest.mark.parametrize("partitions, limit, closed, expect", [
+    (("short",), HOUR, (), [f"gn{i:02d}" for i in range(1, 9)]),
+    (("short",), 3 * HOUR, ("short",), []),  # above MaxTime: not startable there
+    (("short", "long"), 3 * HOUR, ("short",), ["gn05", "gn06", "gn07", "gn08"]),
+    ((), 3 * HOUR, ("short",), []),  # the default partition is `short`
+    (("short",), None, (), [f"gn{i:02d}" for i in range(1, 9)]),  # gets the default limit
+    (("off",), HOUR, ("off",), []),  # partition not up
 ])
-def test_partition_limits(partitions, limit, expect):
+def test_partition_limits(partitions, limit, closed, expect):
     inv = cluster(partitions=PARTS)
-    job = pending("p", limit=limit, partitions=partitions)
-    room = room_mask(snapshot(inv, [job]), job, NOW)  # None: no partition of its bars it
-    usable = pool_mask(inv, job) if room is None else pool_mask(inv, job) & room
-    assert names_of(inv, usable) == expect
+    (job,) = admit_jobs([pending("p", limit=limit, partitions=partitions)], PARTS,
+                        _records(["IDLE"] * 8))
+    assert job.closed_partitions == closed
+    assert names_of(inv, pool_mask(inv, job)) == expect
 
 
 def test_plan_respects_max_time():
     inv = cluster(partitions=PARTS)
-    snap = snapshot(inv, [pending("too-long", limit=3 * HOUR, partitions=("short",)),
-                          pending("either", limit=3 * HOUR, partitions=("short", "long"))])
+    jobs = admit_jobs([pending("too-long", limit=3 * HOUR, partitions=("short",)),
+                       pending("either", limit=3 * HOUR, partitions=("short", "long"))],
+                      PARTS, _records(["IDLE"] * 8))
+    snap = snapshot(inv, jobs)
     for policy in ("fifo", "slurm", "kant"):
         got, _ = starts(policy, snap)
         assert "too-long" not in got, policy
         assert got["either"][0] in ("gn05", "gn06", "gn07", "gn08"), policy
+
+
+def test_drained_partition_still_starts_its_queued_jobs():
+    line = "PartitionName=p Nodes=gn01 MaxTime=UNLIMITED State={}"
+    up = [parse_partitions_scontrol(line.format(s))[0].up for s in ("UP", "DRAIN", "DOWN",
+                                                                    "INACTIVE")]
+    assert up == [True, True, False, False]
 
 
 def test_recorded_partition_limits():
@@ -380,14 +389,25 @@ def test_memory_per_node_against_free_memory():
     assert names_of(inv, room_mask(snap, job, NOW)) == ["gn02", "gn04"]
 
 
-def test_exclusive_takes_idle_nodes_and_holds_them():
-    inv = cluster(n=4)
-    jobs = [running("r", ["gn01"], 1), running("rx", ["gn02"], 1, exclusive=True),
-            pending("x", g=1, exclusive=True), pending("s", g=1)]
-    snap = snapshot(inv, jobs)
-    assert names_of(inv, room_mask(snap, jobs[2], NOW)) == ["gn03", "gn04"]
-    # Nobody joins an exclusive job's node, though it has 7 GPUs free.
-    assert names_of(inv, room_mask(snap, jobs[3], NOW)) == ["gn01", "gn03", "gn04"]
+def test_exclusive_job_asks_for_whole_nodes():
+    # Slurm gives an exclusive job every GPU of its nodes: it fits only where all are free,
+    # and nothing joins it there.
+    inv = cluster(n=4, types=["h100"] * 2 + ["a100"] * 2, gpus=8)
+    nodes = _records(["IDLE"] * 4)
+    nodes[2] = dataclasses.replace(nodes[2], gpus_total=4, gpu_type="a100")
+    nodes[3] = dataclasses.replace(nodes[3], gpu_type="a100")
+    part = [Partition("gpu", inv.names, default=True)]
+    x, a, plain = admit_jobs([pending("x", g=1, exclusive=True),
+                              pending("a", g=1, exclusive=True, gpu_type="a100"),
+                              pending("s", g=1)], part, nodes)
+    assert (x.gpus_per_node, a.gpus_per_node, plain.gpus_per_node) == (8, 8, 1)
+    snap = snapshot(inv, [running("r", ["gn01"], 1), dataclasses.replace(x, job_id="1x"),
+                          dataclasses.replace(plain, job_id="2s")])
+    for policy in ("fifo", "slurm", "kant"):
+        got, plan = starts(policy, snap)
+        assert got["1x"] in (("gn02",), ("gn04",)), policy  # every GPU free there
+        assert {p.job_id: p.node_gpus for p in plan.starts}["1x"] == (8,), policy
+        assert got["2s"] != got["1x"], policy
 
 
 def test_two_gpu_types():
@@ -474,10 +494,9 @@ def test_room_rules_switch_the_per_shape_masks_off():
     inv = cluster()
     assert not has_room_rules(snapshot(inv, [pending("a")]))
     assert has_room_rules(snapshot(inv, [pending("a")], [MAINT]))
-    assert has_room_rules(snapshot(cluster(partitions=PARTS), [pending("a")]))
-    assert has_room_rules(snapshot(inv, [running("x", ["gn01"], 1, exclusive=True)]))
-    assert not job_has_room_rules(pending("a"))
-    for change in ({"reservation": "team"}, {"mem_per_node_mb": 1}, {"exclusive": True}):
+    assert not has_room_rules(snapshot(cluster(partitions=PARTS), [pending("a")]))
+    assert not job_has_room_rules(pending("a", exclusive=True, closed_partitions=("x",)))
+    for change in ({"reservation": "team"}, {"mem_per_node_mb": 1}):
         assert job_has_room_rules(pending("a", **change)), change
 
 
@@ -486,6 +505,7 @@ def test_pool_key_splits_only_on_what_decides_the_nodes():
     a, b = pending("a"), pending("b", limit=9 * HOUR)
     assert pool_key(a) == pool_key(b)
     assert pool_key(a) != pool_key(pending("c", features="ib"))
+    assert pool_key(a) != pool_key(pending("c", closed_partitions=("gpu",)))
     assert pool_key(pending("d", features="[ib|nvl]")) != pool_key(
         pending("e", 2, features="[ib|nvl]"))
 
