@@ -3,12 +3,14 @@
 Scenario: a maintenance reservation open now on the first two nodes, a user reservation open
 now on the last two, a reservation opening in two hours on nodes 9-10, a drained node 3; then
 (all ``--hold``, so Slurm starts none of them while the plan is read) a constrained job
-(``--constraint=leaf2``), a job bound to the user reservation, a 5-hour job, and 16 fillers of
-30 minutes that want every node. The plan, read through ``read_snapshot`` as ``kant-slurm plan``
+(``--constraint=leaf2``), a job bound to the user reservation, a 5-hour job, a job over the
+MaxTime of its partition, an ``--exclusive`` 1-GPU job, and 16 fillers of 30 minutes that want
+every node. The plan, read through ``read_snapshot`` as ``kant-slurm plan``
 reads it, must place nothing on the reserved or drained nodes, the bound job only inside its
 reservation, the constrained job only on leaf2 nodes, the 5-hour job off the nodes of the
-later reservation and the 30-minute fillers on them. Every cluster-wide change is undone in a
-``finally`` (reservations deleted, node resumed); ``slurm_clean`` cancels the jobs.
+later reservation and 30-minute jobs on them, the job over MaxTime nowhere, and the exclusive
+job on a whole node (8 GPUs) alone. Every cluster-wide change is undone in a ``finally``
+(jobs cancelled, reservations and partition deleted, node resumed).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ pytestmark = pytest.mark.slurm
 
 REPO = Path(__file__).resolve().parents[2]
 RESERVATIONS = ("kant-test-maint", "kant-test-team", "kant-test-later")
+SHORT = "kant-test-short"  # a partition with MaxTime 30 minutes
 
 
 def _restore(cluster, drained: str) -> None:
@@ -52,6 +55,9 @@ def _restore(cluster, drained: str) -> None:
                 left.append(name)
                 break
             time.sleep(0.5)
+    cluster.run("scontrol", "delete", f"PartitionName={SHORT}", check=False)
+    if SHORT in cluster.run("scontrol", "show", "partition", "-o", check=False).stdout:
+        left.append(f"partition {SHORT}")
     cluster.run("scontrol", "update", f"nodename={drained}", "state=resume", check=False)
     # The node answers as idle again within a ping; the next test wants every node idle.
     deadline = time.monotonic() + 60
@@ -90,6 +96,9 @@ def test_plan_keeps_to_reservations_drains_and_constraints(slurm_clean):
                     "Users=root")
         cluster.run("scontrol", "update", f"nodename={drained}", "state=drain",
                     "reason=kant-test-drain")
+        # EnforcePartLimits=NO (the default): a job over MaxTime is queued and never started.
+        cluster.run("scontrol", "create", f"PartitionName={SHORT}",
+                    f"Nodes={','.join(nodes[4:8])}", "MaxTime=30", "State=UP")
 
         def hold(name, *args):
             job = cluster.sbatch("--hold", f"--job-name={name}", *args, "--wrap", "sleep 600")
@@ -104,6 +113,8 @@ def test_plan_keeps_to_reservations_drains_and_constraints(slurm_clean):
         last_type = cluster.spec.node_gpu_types[-1]
         two_types = len(set(cluster.spec.node_gpu_types)) > 1
         typed = hold("typed", f"--gres=gpu:{last_type}:8", "--time=30") if two_types else None
+        too_long = hold("too-long", "-p", SHORT, "--gres=gpu:1", "--time=60")
+        exclusive = hold("exclusive", "--exclusive", "--gres=gpu:1", "--time=30")
         fillers = [cluster.sbatch("--hold", f"--job-name=filler{i}", "--gres=gpu:8",
                                   "--time=30", "--wrap", "sleep 600") for i in range(len(nodes))]
 
@@ -112,6 +123,8 @@ def test_plan_keeps_to_reservations_drains_and_constraints(slurm_clean):
         by_id = snap.job
         assert by_id[bound].reservation == "kant-test-team"
         assert by_id[constrained].features == "leaf2"
+        assert by_id[too_long].closed_partitions == (SHORT,)
+        assert by_id[exclusive].gpus_per_node == 8
         state = dict(zip(snap.inventory.names, snap.node_state))
         assert "DRAIN" in state[drained] and "MAINT" in state[maint[0]], state
         leaf2 = {n for n, f in zip(snap.inventory.names, snap.inventory.features) if "leaf2" in f}
@@ -131,8 +144,14 @@ def test_plan_keeps_to_reservations_drains_and_constraints(slurm_clean):
             assert starts[bound] <= set(team), policy
             assert starts[constrained] <= leaf2, policy
             assert not starts[long] & set(later), policy  # 5 h would run into the window
-            on_later = [j for j in fillers if starts.get(j, set()) & set(later)]
-            assert len(on_later) == 2, (policy, starts)  # 30 min end before it opens
+            # 30-minute jobs end before it opens: they use its nodes.
+            assert set(later) <= set().union(*(starts.get(j, set()) for j in fillers
+                                               + [exclusive])), (policy, starts)
+            assert too_long not in starts, policy  # over its partition's MaxTime
+            node_gpus = {p.job_id: p.node_gpus for p in plan.starts}
+            assert node_gpus[exclusive] == (8,), policy  # Slurm gives it the whole node
+            assert all(not used & starts[exclusive] for j, used in starts.items()
+                       if j != exclusive), policy
             if typed is not None:
                 assert {gpu_type[n] for n in starts[typed]} == {last_type}, policy
 
