@@ -342,8 +342,8 @@ class Cycle:
         """Nodes the job may use at all: its pool, its room by the cluster's rules,
         schedulable, enough CPUs in total."""
         pool = self.pool_of(job) if self.pool_of else pool_mask(self.inv, job)
-        # The live cluster's rules (reservations, partition limits, memory, --exclusive);
-        # None in the simulator.
+        # The live cluster's rules that change with the snapshot (advance reservations, free
+        # memory); None in the simulator.
         room = room_mask(self.snapshot, job, self.now)
         key = (id(pool), id(room), job.cpus_per_node, job.gpus_per_node)
         m = self._usable_cache.get(key)

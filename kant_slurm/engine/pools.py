@@ -217,7 +217,7 @@ def _has_or(node: tuple) -> bool:
 
 
 # --------------------------------------------------------------------------------------------
-# The live cluster's rules: reservations, partition limits, memory, --exclusive
+# The live cluster's rules that change with the snapshot: reservations, free memory
 # --------------------------------------------------------------------------------------------
 
 

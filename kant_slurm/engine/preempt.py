@@ -288,7 +288,7 @@ class _State:
         """Nodes the job may use at all: its pool, schedulable, big enough, below its cap."""
         g = job.gpus_per_node
         m = pool_mask(self.inv, job) & self.schedulable & (self.total >= g)
-        room = room_mask(self.snapshot, job, self.now)  # reservations, limits (live only)
+        room = room_mask(self.snapshot, job, self.now)  # reservations, memory (live only)
         if room is not None:
             m &= room
         if job.cpus_per_node > 0:
