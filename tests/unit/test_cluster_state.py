@@ -528,3 +528,15 @@ def test_shared_nodes_go_to_the_higher_priority_tier_first():
     got, plan = starts("slurm", snapshot(inv, jobs))
     assert got == {"new-short": ("gn05", "gn06", "gn07", "gn08")}
     assert [e.job_id for e in plan.order][:2] == ["new-short", "old-long"]
+
+
+def test_devcluster_up_gpu_types_option_errors_in_one_line(tmp_path):
+    from click.testing import CliRunner
+
+    from kant_slurm.cli import cli
+
+    r = CliRunner().invoke(cli, ["devcluster", "up", "--nodes", "4", "--gpu-types", "h100:3",
+                                 "--dir", str(tmp_path / "dc"), "--no-install"])
+    assert r.exit_code == 1
+    assert r.output == "error: --gpu-types 'h100:3' names 3 nodes; expected --nodes 4\n"
+    assert not (tmp_path / "dc").exists()  # nothing was started or written
