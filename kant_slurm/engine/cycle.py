@@ -273,6 +273,7 @@ class Cycle:
         self.cpus_free = np.where(self.schedulable, inv.cpus_total - snap.cpus_alloc, 0).astype(
             np.int64)
         self.has_cpus = np.asarray(inv.cpus_total) > 0
+        self._mem_free: np.ndarray | None = None  # made when a job asking for memory comes
         self.weight = np.asarray(snap.weight, dtype=np.int64)
         self._usable_cache: dict = {}
         self._pool_size: dict = {}
@@ -430,7 +431,7 @@ class Cycle:
                 limit = np.minimum(limit, r.spare)
                 limited = True
         fast = getattr(select, "fast", None)
-        if fast is not None and job.cpus_per_node == 0:
+        if fast is not None and job.cpus_per_node == 0 and not job.mem_per_node_mb:
             # The leaf aggregates answer for a job limited by no reservation, or by every one
             # (it runs through all of them, which the "through all" aggregate tracks as jobs
             # start); a job overlapping only some takes the general path below.
@@ -446,12 +447,24 @@ class Cycle:
         avail = np.where(usable, limit, -1)
         if job.cpus_per_node > 0:
             avail[self.has_cpus & (self.cpus_free < job.cpus_per_node)] = -1
+        if job.mem_per_node_mb:  # what jobs started this cycle took counts too
+            has_memory, mem_free = self.memory_free()
+            avail[has_memory & (mem_free < job.mem_per_node_mb)] = -1
+            limited = True  # group sums come from avail, not the plain free GPUs
         self.cur_usable, self.cur_limited = usable, limited
         choice = select(self, job, avail)
         self.cur_usable, self.cur_limited = None, True
         if choice is None:
             self._remember_failure(key, end)
         return choice
+
+    def memory_free(self) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes that report memory, free MB per node after this cycle's starts)."""
+        if self._mem_free is None:
+            mem = np.asarray(self.inv.memory_mb, dtype=np.int64)
+            self._mem_free = (mem > 0, mem - np.asarray(self.snapshot.memory_alloc_mb,
+                                                         dtype=np.int64))
+        return self._mem_free
 
     def _remember_failure(self, key: tuple, end: float) -> None:
         # A shape that cannot start with this end cannot start with any later end either
@@ -467,6 +480,8 @@ class Cycle:
             agg.update(idx, old, old - gpus)
         if job.cpus_per_node > 0:
             self.cpus_free[idx] -= job.cpus_per_node
+        if job.mem_per_node_mb:
+            self.memory_free()[1][idx] -= job.mem_per_node_mb
         for r in self.reservations:
             if r.start < end:
                 r.spare[idx] = np.maximum(r.spare[idx] - gpus, 0)

@@ -540,3 +540,15 @@ def test_devcluster_up_gpu_types_option_errors_in_one_line(tmp_path):
     assert r.exit_code == 1
     assert r.output == "error: --gpu-types 'h100:3' names 3 nodes; expected --nodes 4\n"
     assert not (tmp_path / "dc").exists()  # nothing was started or written
+
+
+def test_memory_taken_this_cycle_counts():
+    # Two 1-GPU jobs of 150 GB each do not share a 256 GB node, though it has the GPUs.
+    inv = cluster(n=4, memory=[256000] * 4)
+    jobs = [pending(f"m{i}", g=1, mem_per_node_mb=150000) for i in range(3)]
+    snap = snapshot(inv, jobs + [running("r", ["gn01"], 1), running("r2", ["gn02"], 1)],
+                    memory_alloc_mb=np.array([200000, 0, 0, 0], dtype=np.int64))
+    for policy in ("fifo", "slurm", "kant"):
+        got, _ = starts(policy, snap)
+        placed = sorted(n for nodes in got.values() for n in nodes)
+        assert placed == ["gn02", "gn03", "gn04"], (policy, got)
