@@ -61,9 +61,11 @@ Node order                 with a tree: node order inside the leaf; without:    
 Left out of the ``slurm`` model: fair-share and the other multifactor terms (the priority is read,
 not computed), ``bf_resolution`` rounding (60 s), ``bf_continue``, ``bf_max_time`` and
 ``bf_yield_interval`` (cycle time limits), ``default_queue_depth`` and the timing of main and
-backfill cycles, per-user/partition backfill limits, memory, sockets and GRES binding,
-``max_switch_wait`` and ``--switches``, licences, advance reservations, job arrays
-as a unit, heterogeneous jobs, ``OverSubscribe``. Preemption is off as in a default slurm.conf;
+backfill cycles, per-user/partition backfill limits, sockets and GRES binding,
+``max_switch_wait`` and ``--switches``, licences, job arrays as a unit, heterogeneous jobs,
+``OverSubscribe``. What a live cluster reads beyond that holds for every policy through the
+job's pool (:mod:`.pools`): advance reservations, closed partitions (down, MaxTime),
+``--constraint``, ``--exclusive`` and memory per node. Preemption is off as in a default slurm.conf;
 ``preemption.slurm: true`` adds ``PreemptType=preempt/qos`` with ``PreemptMode=REQUEUE`` for
 inference jobs (modelled in :mod:`.preempt`). Newer releases (23.x+) also rank nodes by free
 GPUs for GPU jobs; 22.05 is what is modelled.
