@@ -65,10 +65,10 @@ backfill cycles, per-user/partition backfill limits, sockets and GRES binding,
 ``max_switch_wait`` and ``--switches``, licences, job arrays as a unit, heterogeneous jobs,
 ``OverSubscribe``. What a live cluster reads beyond that holds for every policy through the
 job's pool (:mod:`.pools`): advance reservations, closed partitions (down, MaxTime),
-``--constraint``, ``--exclusive`` and memory per node. Preemption is off as in a default slurm.conf;
-``preemption.slurm: true`` adds ``PreemptType=preempt/qos`` with ``PreemptMode=REQUEUE`` for
-inference jobs (modelled in :mod:`.preempt`). Newer releases (23.x+) also rank nodes by free
-GPUs for GPU jobs; 22.05 is what is modelled.
+``--constraint``, ``--exclusive`` and memory per node. Preemption is off as in a default
+slurm.conf; ``preemption.slurm: true`` adds ``PreemptType=preempt/qos`` with
+``PreemptMode=REQUEUE`` for inference jobs (modelled in :mod:`.preempt`). Newer releases (23.x+)
+also rank nodes by free GPUs for GPU jobs; 22.05 is what is modelled.
 
 ``fifo``
     Strict arrival order, first fit by node index, no backfill: the first job that does not fit
