@@ -389,6 +389,10 @@ class Job:
     exclusive: bool = False
     preemptible: bool = False
     features: str | None = None  # the job's --constraint expression, kept verbatim
+    reservation: str | None = None  # the advance reservation it runs in (--reservation)
+    # Of its partitions, those that will not start it (down, or MaxTime below its time limit);
+    # set by the reader of a live cluster.
+    closed_partitions: tuple[str, ...] = ()
     # Per node of ``nodes``, the GPU indices Slurm gave (running jobs read from Slurm; else empty).
     node_gpu_indices: tuple[tuple[int, ...], ...] = ()
     # Inference start-time SLA: the longest this job may wait to start, seconds (issue 8).
@@ -448,6 +452,36 @@ def size_bucket(gpus: int) -> str:
 
 
 SIZE_BUCKETS = ("1", "2-8", "9-64", "65+")
+
+
+# --------------------------------------------------------------------------------------------
+# Advance reservations
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """An advance reservation of Slurm (``scontrol show reservation``): from ``start_time`` to
+    ``end_time`` (epoch seconds; None = no end) its nodes run only jobs that name it.
+
+    Not to be confused with :class:`kant_slurm.engine.plan.Reservation`, the engine's planned
+    start of a blocked job.
+    """
+
+    name: str
+    start_time: float
+    end_time: float | None
+    nodes: tuple[str, ...]
+    flags: tuple[str, ...] = ()  # MAINT, IGNORE_JOBS, ... as Slurm prints them
+
+    def overlaps(self, start: float, end: float | None) -> bool:
+        """Whether ``[start, end)`` (end None = no end) meets the reservation's window."""
+        return (end is None or end > self.start_time) and (
+            self.end_time is None or start < self.end_time)
+
+    def active(self, now: float) -> bool:
+        """Whether the window is open at ``now``."""
+        return self.overlaps(now, now + 1e-9)
 
 
 # --------------------------------------------------------------------------------------------
@@ -529,6 +563,9 @@ class ClusterSnapshot:
     # limits, ...). They are kept apart from ``jobs`` so that no policy plans, reserves for or
     # orders them; ``queued`` is every pending job, for counts and for undoing kant's changes.
     held: tuple[Job, ...] = ()
+    # Slurm's advance reservations (empty in the simulator): pools.room_mask keeps other jobs
+    # off their nodes during their windows and reservation-bound jobs inside them.
+    reservations: tuple[Reservation, ...] = ()
 
     def __post_init__(self) -> None:
         n = len(self.inventory)

@@ -38,21 +38,24 @@ def devcluster() -> None:
 @click.option("--gpus-per-node", default=8, show_default=True, help="GPUs declared per node.")
 @click.option("--leaf-size", default=4, show_default=True, help="Nodes per leaf switch.")
 @click.option("--gpu-type", default="h100", show_default=True, help="GRES type (gpu:<type>:<n>).")
+@click.option("--gpu-types", default="", metavar="TYPE:NODES,...",
+              help="Several GPU types in node order, e.g. h100:12,a100:4 (default: --gpu-type "
+                   "on every node).")
 @click.option("--inference-nodes", default=0, show_default=True,
               help="The last K nodes are also in partition 'infer'.")
 @click.option("--port-base", type=int, default=None,
               help="First port used (default $KANT_DEVCLUSTER_PORT_BASE, else 16800).")
 @click.option("--no-install", is_flag=True, help="Do not apt-get install missing packages.")
 @click.option("--timeout", default=180, show_default=True, help="Seconds to wait for idle nodes.")
-def up(directory, nodes, gpus_per_node, leaf_size, gpu_type, inference_nodes, port_base,
-       no_install, timeout) -> None:
+def up(directory, nodes, gpus_per_node, leaf_size, gpu_type, gpu_types, inference_nodes,
+       port_base, no_install, timeout) -> None:
     """Install missing Debian packages, start the cluster, wait until every node is idle.
 
     Example: kant-slurm devcluster up --nodes 16 --gpus-per-node 8 --leaf-size 4
     """
     spec = dc.DevClusterSpec(
         nodes=nodes, gpus_per_node=gpus_per_node, leaf_size=leaf_size, gpu_type=gpu_type,
-        inference_nodes=inference_nodes,
+        gpu_types=gpu_types, inference_nodes=inference_nodes,
         port_base=port_base if port_base is not None else dc.default_port_base(),
     )
     target = directory or dc.default_dir()

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..model import ClusterSnapshot, Job
 from .plan import Placement, Reservation
-from .pools import pool_key, pool_mask, running_replicas
+from .pools import pool_key, pool_mask, room_mask, running_replicas
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,7 @@ class Cycle:
         self.cpus_free = np.where(self.schedulable, inv.cpus_total - snap.cpus_alloc, 0).astype(
             np.int64)
         self.has_cpus = np.asarray(inv.cpus_total) > 0
+        self._mem_free: np.ndarray | None = None  # made when a job asking for memory comes
         self.weight = np.asarray(snap.weight, dtype=np.int64)
         self._usable_cache: dict = {}
         self._pool_size: dict = {}
@@ -339,12 +340,18 @@ class Cycle:
 
     # ----------------------------------------------------------------------------- masks
     def usable(self, job: Job) -> np.ndarray:
-        """Nodes the job may use at all: its pool, schedulable, enough CPUs in total."""
+        """Nodes the job may use at all: its pool, its room by the cluster's rules,
+        schedulable, enough CPUs in total."""
         pool = self.pool_of(job) if self.pool_of else pool_mask(self.inv, job)
-        key = (id(pool), job.cpus_per_node, job.gpus_per_node)
+        # The live cluster's rules that change with the snapshot (advance reservations, free
+        # memory); None in the simulator.
+        room = room_mask(self.snapshot, job, self.now)
+        key = (id(pool), id(room), job.cpus_per_node, job.gpus_per_node)
         m = self._usable_cache.get(key)
         if m is None:
             m = pool & self.schedulable & (self.total >= job.gpus_per_node)
+            if room is not None:
+                m &= room
             if job.cpus_per_node > 0:
                 m &= ~self.has_cpus | (np.asarray(self.inv.cpus_total) >= job.cpus_per_node)
             for other in self._usable_cache.values():  # one object per distinct mask
@@ -424,7 +431,7 @@ class Cycle:
                 limit = np.minimum(limit, r.spare)
                 limited = True
         fast = getattr(select, "fast", None)
-        if fast is not None and job.cpus_per_node == 0:
+        if fast is not None and job.cpus_per_node == 0 and not job.mem_per_node_mb:
             # The leaf aggregates answer for a job limited by no reservation, or by every one
             # (it runs through all of them, which the "through all" aggregate tracks as jobs
             # start); a job overlapping only some takes the general path below.
@@ -440,12 +447,24 @@ class Cycle:
         avail = np.where(usable, limit, -1)
         if job.cpus_per_node > 0:
             avail[self.has_cpus & (self.cpus_free < job.cpus_per_node)] = -1
+        if job.mem_per_node_mb:  # what jobs started this cycle took counts too
+            has_memory, mem_free = self.memory_free()
+            avail[has_memory & (mem_free < job.mem_per_node_mb)] = -1
+            limited = True  # group sums come from avail, not the plain free GPUs
         self.cur_usable, self.cur_limited = usable, limited
         choice = select(self, job, avail)
         self.cur_usable, self.cur_limited = None, True
         if choice is None:
             self._remember_failure(key, end)
         return choice
+
+    def memory_free(self) -> tuple[np.ndarray, np.ndarray]:
+        """(nodes that report memory, free MB per node after this cycle's starts)."""
+        if self._mem_free is None:
+            mem = np.asarray(self.inv.memory_mb, dtype=np.int64)
+            self._mem_free = (mem > 0, mem - np.asarray(self.snapshot.memory_alloc_mb,
+                                                         dtype=np.int64))
+        return self._mem_free
 
     def _remember_failure(self, key: tuple, end: float) -> None:
         # A shape that cannot start with this end cannot start with any later end either
@@ -461,6 +480,8 @@ class Cycle:
             agg.update(idx, old, old - gpus)
         if job.cpus_per_node > 0:
             self.cpus_free[idx] -= job.cpus_per_node
+        if job.mem_per_node_mb:
+            self.memory_free()[1][idx] -= job.mem_per_node_mb
         for r in self.reservations:
             if r.start < end:
                 r.spare[idx] = np.maximum(r.spare[idx] - gpus, 0)

@@ -61,12 +61,14 @@ Node order                 with a tree: node order inside the leaf; without:    
 Left out of the ``slurm`` model: fair-share and the other multifactor terms (the priority is read,
 not computed), ``bf_resolution`` rounding (60 s), ``bf_continue``, ``bf_max_time`` and
 ``bf_yield_interval`` (cycle time limits), ``default_queue_depth`` and the timing of main and
-backfill cycles, per-user/partition backfill limits, memory, sockets and GRES binding,
-``max_switch_wait`` and ``--switches``, licences, advance reservations, job arrays
-as a unit, heterogeneous jobs, ``OverSubscribe``. Preemption is off as in a default slurm.conf;
-``preemption.slurm: true`` adds ``PreemptType=preempt/qos`` with ``PreemptMode=REQUEUE`` for
-inference jobs (modelled in :mod:`.preempt`). Newer releases (23.x+) also rank nodes by free
-GPUs for GPU jobs; 22.05 is what is modelled.
+backfill cycles, per-user/partition backfill limits, sockets and GRES binding,
+``max_switch_wait`` and ``--switches``, licences, job arrays as a unit, heterogeneous jobs,
+``OverSubscribe``. What a live cluster reads beyond that holds for every policy through the
+job's pool (:mod:`.pools`): advance reservations, closed partitions (down, MaxTime),
+``--constraint``, ``--exclusive`` and memory per node. Preemption is off as in a default
+slurm.conf; ``preemption.slurm: true`` adds ``PreemptType=preempt/qos`` with
+``PreemptMode=REQUEUE`` for inference jobs (modelled in :mod:`.preempt`). Newer releases (23.x+)
+also rank nodes by free GPUs for GPU jobs; 22.05 is what is modelled.
 
 ``fifo``
     Strict arrival order, first fit by node index, no backfill: the first job that does not fit
@@ -93,7 +95,7 @@ from .cycle import (Choice, Cycle, RunningTable, Selector, describe_nodes, looku
                     shape_key)
 from .estimate import HistoryEstimator, runtime_estimate
 from .plan import Placement, Plan, QueueEntry, Reservation
-from .pools import pool_key, pool_mask, zone_mask
+from .pools import has_room_rules, job_has_room_rules, pool_key, pool_mask, zone_mask
 from .registry import register
 from .select import binpack, first_fit, level_name, slurm_cons_tres, spread
 
@@ -315,7 +317,7 @@ class _QueuePolicy:
             for sid in new:
                 job = jobs[int(np.argmax(shape_a == sid))]
                 kind = kinds.get(self.selector(job, ctx))
-                if kind is None or job.cpus_per_node > 0:
+                if kind is None or job.cpus_per_node > 0 or job_has_room_rules(job):
                     rows[sid] = None
                     continue
                 mask = cycle.usable(job)
@@ -336,7 +338,7 @@ class _QueuePolicy:
     def _compiled_plan(self, snapshot: ClusterSnapshot, now: float, ctx: dict, cycle: Cycle,
                        got) -> Plan | None:
         """A starts-only plan from the compiled walk, or None (then the Python walk runs)."""
-        if not self.pools_by_shape():
+        if not self.pools_by_shape() or has_room_rules(snapshot):  # masks per job, not shape
             return None
         jobs, est_l, src_l, elig_a, shape_a, est_a = got
         inputs = self._compiled_inputs(cycle, ctx, jobs, shape_a)

@@ -97,7 +97,7 @@ from ..model import ClusterSnapshot, Job
 from .classify import JobRules
 from .estimate import runtime_estimate
 from .plan import Placement, Plan, Preemption
-from .pools import pool_mask, running_replicas
+from .pools import pool_mask, room_mask, running_replicas
 
 log = logging.getLogger(__name__)
 
@@ -144,6 +144,7 @@ class _State:
         inv = snapshot.inventory
         self.inv = inv
         self.snapshot = snapshot
+        self.now = now
         self.total = np.asarray(inv.gpus_total, dtype=np.int64)
         self.free = np.array(snapshot.free_gpus, dtype=np.int64)
         self.schedulable = np.asarray(snapshot.schedulable, dtype=bool)
@@ -287,6 +288,9 @@ class _State:
         """Nodes the job may use at all: its pool, schedulable, big enough, below its cap."""
         g = job.gpus_per_node
         m = pool_mask(self.inv, job) & self.schedulable & (self.total >= g)
+        room = room_mask(self.snapshot, job, self.now)  # reservations, memory (live only)
+        if room is not None:
+            m &= room
         if job.cpus_per_node > 0:
             m &= ~self.has_cpus | (np.asarray(self.inv.cpus_total) >= job.cpus_per_node)
         if job.service is not None and job.max_per_node:

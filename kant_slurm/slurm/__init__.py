@@ -25,7 +25,8 @@ __all__ = ["read_snapshot", "parse_kant_tag", "select_backend", "CliBackend", "S
 
 def read_snapshot(classify: Callable[[Job], Job] | None = None,
                   backend: SlurmReader | None = None) -> ClusterSnapshot:
-    """Read nodes, partitions, switch tree and running/pending jobs into one snapshot.
+    """Read nodes, partitions, switch tree, running/pending jobs and advance reservations into
+    one snapshot.
 
     ``classify`` (Job -> Job) is applied to every job after the kant tag is read, so the
     engine's rules see Slurm's data. Raises SlurmUnreachable when slurmctld does not answer.
@@ -40,7 +41,8 @@ def read_snapshot(classify: Callable[[Job], Job] | None = None,
     partitions = reader.partitions()
     topology = reader.topology([n.name for n in nodes])
     jobs = reader.jobs()
+    reservations = reader.reservations()
     snap = build_snapshot(nodes, partitions, topology, jobs, taken_at=taken_at,
-                          source=reader.name, classify=classify)
+                          source=reader.name, classify=classify, reservations=reservations)
     log.debug("read %d nodes and %d jobs via %s", len(nodes), len(jobs), reader.name)
     return snap

@@ -1,6 +1,7 @@
 """Backends that read a live Slurm: the CLI one (default) and pyslurm when it matches Slurm.
 
-Both answer the same four questions (nodes, partitions, topology, jobs); the parsers in
+Both answer the same five questions (nodes, partitions, topology, jobs, advance
+reservations); the parsers in
 :mod:`kant_slurm.slurm.parse` turn answers into the model. Only this module and devcluster run
 Slurm commands.
 """
@@ -17,7 +18,7 @@ from dataclasses import replace
 from typing import Protocol
 
 from ..errors import SlurmError, SlurmUnreachable
-from ..model import Job, Partition, Topology
+from ..model import Job, Partition, Reservation, Topology
 from . import parse
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,8 @@ class SlurmReader(Protocol):
     def topology(self, node_order: Sequence[str]) -> Topology: ...
 
     def jobs(self) -> list[Job]: ...
+
+    def reservations(self) -> list[Reservation]: ...
 
 
 def run_slurm(argv: Sequence[str], timeout: float = 30.0) -> str:
@@ -106,6 +109,10 @@ class CliBackend:
             log.info("no switch tree (%s)", exc)
             return Topology.empty()
         return parse.parse_topology(text, node_order=node_order)
+
+    def reservations(self) -> list[Reservation]:
+        # 22.05 has no JSON for reservations; the one-line text has every field.
+        return parse.parse_reservations(run_slurm(["scontrol", "show", "reservation", "-o"]))
 
     def jobs(self) -> list[Job]:
         data = _json(["squeue", "--json"])

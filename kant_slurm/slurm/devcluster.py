@@ -60,6 +60,9 @@ class DevClusterSpec:
     cpus_per_node: int = 32
     memory_mb: int = 256000
     cluster_name: str = "kantdev"
+    # Several GPU types, in node order: "h100:12,a100:4" = the first 12 nodes h100, the last 4
+    # a100 (the counts add up to `nodes`). Empty: every node is `gpu_type`.
+    gpu_types: str = ""
 
     def validate(self) -> None:
         """Raise DevClusterError naming the option that is out of range."""
@@ -77,6 +80,27 @@ class DevClusterSpec:
             raise DevClusterError(
                 f"--gpu-type {self.gpu_type!r}: expected letters, digits, '-' or '_' (e.g. h100)"
             )
+        types = self.node_gpu_types
+        if len(types) != self.nodes:
+            raise DevClusterError(
+                f"--gpu-types {self.gpu_types!r} names {len(types)} nodes; expected --nodes "
+                f"{self.nodes}")
+
+    @property
+    def node_gpu_types(self) -> list[str]:
+        """Each node's GPU type, in node order (``gpu_types``, else ``gpu_type`` everywhere)."""
+        if not self.gpu_types:
+            return [self.gpu_type] * self.nodes
+        out: list[str] = []
+        for item in self.gpu_types.split(","):
+            typ, _, count = item.strip().partition(":")
+            if (not typ.replace("_", "").replace("-", "").isalnum() or not count.isdigit()
+                    or int(count) < 1):
+                raise DevClusterError(
+                    f"--gpu-types {self.gpu_types!r}: expected TYPE:NODES[,TYPE:NODES...] "
+                    f"(e.g. h100:12,a100:4), got {item.strip()!r}")
+            out += [typ] * int(count)
+        return out
 
     @property
     def node_names(self) -> list[str]:
@@ -238,6 +262,13 @@ def render_configs(
     names = spec.node_names
     leaves = spec.leaves
     leaf_of = {n: leaf for leaf, members in leaves for n in members}
+    types = spec.node_gpu_types
+    type_groups: list[dict] = []  # runs of nodes of one GPU type (gres.conf lines)
+    for n, typ in zip(names, types):
+        if type_groups and type_groups[-1]["type"] == typ:
+            type_groups[-1]["names"].append(n)
+        else:
+            type_groups.append({"type": typ, "names": [n]})
     values = dict(
         dir=str(paths.dir),
         cluster_name=spec.cluster_name,
@@ -245,8 +276,10 @@ def render_configs(
         ports=spec.ports,
         munge_socket=str(paths.munge_socket),
         nodes=[
-            {"name": n, "port": spec.node_port(i), "leaf": leaf_of[n]} for i, n in enumerate(names)
+            {"name": n, "port": spec.node_port(i), "leaf": leaf_of[n], "gpu_type": types[i]}
+            for i, n in enumerate(names)
         ],
+        gpu_groups=[{"type": g["type"], "nodes": compress(g["names"])} for g in type_groups],
         all_nodes=compress(names),
         inference_nodes=compress(names[len(names) - spec.inference_nodes :])
         if spec.inference_nodes

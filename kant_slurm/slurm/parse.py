@@ -19,16 +19,33 @@ import numpy as np
 
 from ..errors import SlurmError
 from ..hostlist import expand
-from ..model import PENDING, RUNNING, ClusterSnapshot, Inventory, Job, Partition, Topology
+from ..model import (PENDING, RUNNING, ClusterSnapshot, Inventory, Job, Partition, Reservation,
+                     Topology)
 from .tags import parse_kant_tag
 
 log = logging.getLogger(__name__)
 
 # States and flags of a node that may take no new work. Slurm prints a base state plus flags
-# ("IDLE+DRAIN", "MIXED*"); PLANNED (backfill has planned the node for a job) and COMPLETING
-# do not make a node unschedulable.
-_UNSCHEDULABLE = ("DOWN", "DRAIN", "FAIL", "INVAL", "MAINT", "REBOOT", "POWERED_DOWN", "POWER_DOWN",
-                  "NOT_RESPONDING", "FUTURE", "UNKNOWN", "RESERVED")
+# ("IDLE+DRAIN", "MIXED*"); a word matches by prefix, so DRAIN covers DRAINING (still runs its
+# jobs, takes no new ones) and DRAINED, FAIL covers FAILING. POWERING_DOWN cannot run jobs until
+# it is off; POWER_DOWN is a pending power-off (Slurm gives the node no new work).
+# Schedulable on purpose:
+# - PLANNED: Slurm's backfill holds the node for a higher-priority pending job. That job is in
+#   the snapshot and the engine plans it (and keeps later jobs out of its way) itself; marking
+#   the node unschedulable would hide it from that very job.
+# - POWERED_DOWN / POWERING_UP (idle~ / idle#): power saving resumes the node when a job is
+#   given to it, so it is capacity with a boot delay, not lost capacity.
+# - COMPLETING: its last jobs are ending; it takes work again.
+# MAINT / RESERVED (the node is in an advance reservation) are unschedulable here; build_snapshot
+# opens such a node again when a reservation read beside the nodes covers it, since then
+# pools.room_mask keeps other jobs off it and lets the reservation's own jobs in.
+_RESERVED_FLAGS = ("MAINT", "RESERVED")
+_UNSCHEDULABLE = ("DOWN", "DRAIN", "FAIL", "INVAL", "REBOOT", "POWER_DOWN", "POWERING_DOWN",
+                  "NOT_RESPONDING", "FUTURE", "UNKNOWN") + _RESERVED_FLAGS
+# sinfo's one-character state suffixes (sinfo(1), NODE STATE CODES), as the flags they stand for.
+_SUFFIX_FLAGS = {"*": "NOT_RESPONDING", "~": "POWERED_DOWN", "#": "POWERING_UP",
+                 "%": "POWERING_DOWN", "!": "POWER_DOWN", "$": "MAINT", "@": "REBOOT_REQUESTED",
+                 "^": "REBOOT_ISSUED", "-": "PLANNED"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -65,12 +82,22 @@ def integer(value, field: str = "value", default: int = 0) -> int:
 
 
 def state_words(value) -> list[str]:
-    """``"MIXED+DRAIN"``, ``"mixed"``, ``["MIXED", "DRAIN"]`` -> ``["MIXED", "DRAIN"]``."""
+    """``"MIXED+DRAIN"``, ``"mixed"``, ``["MIXED", "DRAIN"]`` -> ``["MIXED", "DRAIN"]``;
+    ``"IDLE*"`` -> ``["IDLE", "NOT_RESPONDING"]`` (a suffix becomes its flag)."""
     if value is None:
         return []
     if isinstance(value, str):
         value = re.split(r"[+,]", value)
-    return [str(v).strip().rstrip("*~#!%$@^-").upper() for v in value if str(v).strip()]
+    out: list[str] = []
+    for v in value:
+        word = str(v).strip()
+        base = word.rstrip("*~#!%$@^-")
+        if not base:
+            continue
+        out.append(base.upper())
+        # "IDLE*" is a node that does not respond, "idle~" one powered down: keep the flag.
+        out.extend(_SUFFIX_FLAGS[c] for c in word[len(base):] if _SUFFIX_FLAGS[c] not in out)
+    return out
 
 
 def schedulable_state(words: Sequence[str], state_flags: Sequence[str] = ()) -> bool:
@@ -321,6 +348,58 @@ def parse_nodes_json(data: Mapping) -> list[NodeRecord]:
     return out
 
 
+def reserved_flag(state: str) -> bool:
+    """Whether a node state (``IDLE+MAINTENANCE+RESERVED``, as 22.05 prints a MAINT
+    reservation's node, or ``MIXED+RESERVED``) says the node is in an advance reservation."""
+    return any(w.startswith(_RESERVED_FLAGS) for w in state_words(state))
+
+
+# --------------------------------------------------------------------------------------------
+# Advance reservations
+# --------------------------------------------------------------------------------------------
+
+_NO_RESERVATIONS = "No reservations in the system"
+
+
+def parse_reservations(text: str) -> list[Reservation]:
+    """``scontrol show reservation -o`` -> Reservations (none for "No reservations in the
+    system"). A record without a name or a readable start is a SlurmError naming its line."""
+    out = []
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.strip().startswith(_NO_RESERVATIONS):
+            continue
+        rec: dict[str, str] = {}
+        for k, v in scontrol_pairs(line):
+            rec.setdefault(k, v)
+        where = f"scontrol show reservation line {n}"
+        name = rec.get("ReservationName")
+        if not name:
+            raise SlurmError(f"{where}: expected ReservationName=..., got {line[:80]!r}")
+
+        def stamp(key: str, required: bool) -> float | None:
+            bad = SlurmError(f"{where} ({name}): expected {key}=YYYY-MM-DDTHH:MM:SS, "
+                             f"got {rec.get(key)!r}")
+            try:
+                t = parse_timestamp(rec.get(key))
+            except SlurmError:
+                raise bad from None
+            if t is None and required:
+                raise bad
+            return t
+
+        nodes = _null(rec.get("Nodes"))  # none: a reservation of licences or burst buffers
+        out.append(Reservation(
+            name=name,
+            start_time=stamp("StartTime", True),
+            # An open-ended reservation prints an unknown end: None.
+            end_time=stamp("EndTime", False),
+            nodes=tuple(expand(nodes)) if nodes else (),
+            flags=tuple(f.strip().upper() for f in _null(rec.get("Flags")).split(",")
+                        if f.strip()),
+        ))
+    return out
+
+
 # --------------------------------------------------------------------------------------------
 # Partitions and topology
 # --------------------------------------------------------------------------------------------
@@ -339,9 +418,53 @@ def parse_partitions_scontrol(text: str) -> list[Partition]:
             default=rec.get("Default", "NO").upper() == "YES",
             max_time=parse_duration(rec.get("MaxTime")),
             priority_tier=integer(rec.get("PriorityTier"), "PriorityTier", 1),
-            up=rec.get("State", "UP").upper() == "UP",
+            # DRAIN takes no new submissions but still starts the jobs queued in it; DOWN
+            # queues jobs and starts none; INACTIVE does neither.
+            up=rec.get("State", "UP").upper() in ("UP", "DRAIN"),
         ))
     return out
+
+
+def admit_jobs(jobs: Iterable[Job], partitions: Sequence[Partition],
+               nodes: Sequence[NodeRecord]) -> list[Job]:
+    """What the partitions and nodes say about each pending job, set on it (pure):
+
+    - ``closed_partitions``: of its partitions (none named: the default one), those that will
+      not start it: not up, or a MaxTime below its time limit (Slurm leaves it pending there
+      with PartitionDown / PartitionTimeLimit and may start it in its other partitions). No
+      time limit: Slurm gives it the partition's default, within MaxTime.
+    - ``--exclusive``: Slurm allocates every GPU of each node to the job (a ``gpu:1``
+      exclusive job holds ``gres/gpu=8``, checked on 22.05), so it asks for as many GPUs per
+      node as the largest node of its partitions (and GPU type) has: it then fits only on
+      nodes with every GPU free, and nothing joins it there.
+    """
+    by_name = {p.name: p for p in partitions}
+    default = next((p.name for p in partitions if p.default), None)
+    out = []
+    for job in jobs:
+        if not job.is_pending:
+            out.append(job)
+            continue
+        names = job.partitions or ((default,) if default else ())
+        closed = tuple(p for p in names if p in by_name and not _admits(by_name[p], job))
+        changes: dict = {}
+        if closed != job.closed_partitions:
+            changes["closed_partitions"] = closed
+        if job.exclusive:
+            members = {x for p in names if p in by_name and p not in closed
+                       for x in by_name[p].nodes}
+            whole = max((n.gpus_total for n in nodes if n.name in members
+                         and (job.gpu_type is None or n.gpu_type == job.gpu_type)), default=0)
+            if whole > job.gpus_per_node:
+                changes["gpus_per_node"] = whole
+        out.append(replace(job, **changes) if changes else job)
+    return out
+
+
+def _admits(part: Partition, job: Job) -> bool:
+    if not part.up:
+        return False
+    return part.max_time is None or job.time_limit is None or job.time_limit <= part.max_time
 
 
 def parse_topology(text: str, node_order: Sequence[str] | None = None) -> Topology:
@@ -541,6 +664,8 @@ def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None) ->
             admin_comment=admin,
             exclusive=_exclusive(job.get("shared")),
             features=job.get("features") or None,
+            reservation=job.get("resv_name") or None,
+            mem_per_node_mb=_memory_per_node(job, num_nodes, where),
             node_gpu_indices=node_idx,
             slurm_blocked=blocked,
         )
@@ -569,6 +694,25 @@ def _array_task_jobs(fields: dict, task_text: str, job: Mapping, array_running: 
         out.append(apply_tag(Job(**(fields | {"job_id": f"{array_id}_{task}",
                                                "slurm_blocked": blocked}))))
     return out
+
+
+def _memory_per_node(job: Mapping, num_nodes: int, where: str) -> int:
+    """MB per node the job asked for (--mem, or --mem-per-cpu x its CPUs per node); 0 = none.
+
+    The TRES request (``mem=250G``) is not used: with DefMemPerNode=UNLIMITED it shows every
+    job asking for whole nodes' memory, which says nothing about what the job needs.
+    """
+    # v0.0.38 names (22.05) first, then the v0.0.40+ ones.
+    per_node = (number(job.get("memory_per_node"), f"{where}.memory_per_node")
+                or number(job.get("minimum_memory_per_node"), f"{where}.minimum_memory_per_node"))
+    if per_node:
+        return int(per_node)
+    per_cpu = (number(job.get("memory_per_cpu"), f"{where}.memory_per_cpu")
+               or number(job.get("minimum_memory_per_cpu"), f"{where}.minimum_memory_per_cpu"))
+    if per_cpu and num_nodes:
+        cpus = integer(job.get("cpus"), f"{where}.cpus")
+        return int(per_cpu) * max(1, -(-cpus // num_nodes))
+    return 0
 
 
 def _exclusive(shared) -> bool:
@@ -614,11 +758,31 @@ def build_snapshot(
     taken_at: float = 0.0,
     source: str = "slurm-cli",
     classify: Callable[[Job], Job] | None = None,
+    reservations: Sequence[Reservation] = (),
 ) -> ClusterSnapshot:
     """Assemble the frozen snapshot; jobs on unknown nodes are an error naming them. Pending
-    jobs that Slurm will not start (``Job.slurm_blocked``) go to ``held``, not ``jobs``."""
+    jobs that Slurm will not start (``Job.slurm_blocked``) go to ``held``, not ``jobs``.
+
+    A node flagged MAINT or RESERVED (unschedulable as a state) is schedulable again when a
+    reservation open at ``taken_at`` covers it and nothing else keeps it out: the reservation
+    then says which jobs may use it (:func:`kant_slurm.engine.pools.room_mask`).
+    """
     names = [n.name for n in nodes]
     known = set(names)
+    reservations = tuple(replace(r, nodes=tuple(x for x in r.nodes if x in known))
+                         for r in reservations)
+    covered = {x for r in reservations if r.active(taken_at) for x in r.nodes}
+    schedulable = []
+    for n in nodes:
+        ok = n.schedulable
+        if not ok and reserved_flag(n.state):
+            if n.name in covered:
+                words = [w for w in state_words(n.state) if not w.startswith(_RESERVED_FLAGS)]
+                ok = schedulable_state(words)
+            else:
+                log.info("node %s is %s but in no open reservation read: kept out of planning",
+                         n.name, n.state)
+        schedulable.append(ok)
     parts = [replace(p, nodes=tuple(x for x in p.nodes if x in known)) for p in partitions]
     inventory = Inventory.build(
         names=names,
@@ -631,7 +795,7 @@ def build_snapshot(
         topology=topology,
         config_weight=[n.weight for n in nodes],
     )
-    job_list = list(jobs)
+    job_list = admit_jobs(jobs, parts, nodes)
     for job in job_list:
         unknown = [n for n in job.nodes if n not in known]
         if unknown:
@@ -646,13 +810,14 @@ def build_snapshot(
         gpus_alloc=np.array([min(n.gpus_alloc, n.gpus_total) for n in nodes], dtype=np.int32),
         cpus_alloc=np.array([n.cpus_alloc for n in nodes], dtype=np.int32),
         memory_alloc_mb=np.array([n.memory_alloc_mb for n in nodes], dtype=np.int64),
-        schedulable=np.array([n.schedulable for n in nodes], dtype=bool),
+        schedulable=np.array(schedulable, dtype=bool),
         weight=np.array([n.weight for n in nodes], dtype=np.int64),
         node_state=tuple(n.state for n in nodes),
         jobs=tuple(job_list),
         taken_at=taken_at,
         source=source,
         held=held,
+        reservations=reservations,
     )
 
 

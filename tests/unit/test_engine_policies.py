@@ -48,8 +48,9 @@ def started(p):
 
 
 def test_registry_names_and_unknown_policy():
-    assert policy_names() == ("fifo", "kant", "slurm")
-    with pytest.raises(ConfigError, match="unknown policy 'lsf'; choose one of: fifo, kant, slurm"):
+    assert policy_names() == ("fifo", "kant", "kant-steered", "slurm")
+    with pytest.raises(ConfigError,
+                       match="unknown policy 'lsf'; choose one of: fifo, kant, kant-steered, slurm"):
         get_policy("lsf")
 
 
