@@ -191,3 +191,29 @@ def _read_released(config, *job_ids: str):
         return snapshot, act.read_site_factors()
 
     return read
+
+
+@pytest.fixture(scope="module")
+def production_cluster(tmp_path_factory):
+    """A second dev cluster shaped like a production site (16 nodes: 12 x 8 h100 and 4 x 8
+    a100, leaves of 4), on ports 40 above the session cluster's; up for one test module."""
+    directory = Path(tmp_path_factory.mktemp("production")).resolve()
+    spec = dc.DevClusterSpec(port_base=dc.default_port_base() + 40, gpu_types="h100:12,a100:4",
+                             cluster_name="kantprod")
+    try:
+        dc.up(directory, spec)
+    except KantError as exc:
+        pytest.fail(f"the production-day dev cluster did not start: {exc}", pytrace=False)
+    paths = dc.DevClusterPaths(directory)
+    cluster = SlurmCluster(dir=directory, conf_path=paths.slurm_conf, spec=spec,
+                           started_here=True, paths=paths)
+    old_conf = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(paths.slurm_conf)
+    try:
+        yield cluster
+    finally:
+        if old_conf is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old_conf
+        dc.down(directory)
