@@ -165,7 +165,7 @@ def _cell(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, float):
-        return f"{value:.6g}"
+        return str(int(value)) if value.is_integer() else f"{value:.6g}"
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return str(value)

@@ -35,7 +35,8 @@ REPORT_FIELDS = ("since", "until", "jobs", "runs_started", "gpus_total", "gpu_ho
 
 def report_row(report: dict) -> dict:
     """The report's scalar figures as one table row (``-o``/``-P``/``-h``), window first."""
-    row = {"since": report["window"]["since"], "until": report["window"]["until"]}
+    # Times as sacct prints them (local ISO), not epoch floats.
+    row = {"since": _when(report["window"]["since"]), "until": _when(report["window"]["until"])}
     row.update({k: v for k, v in report.items()
                 if k != "window" and not isinstance(v, (dict, list))})
     return row
