@@ -230,7 +230,9 @@ def replay_cmd(trace_path, trace_format, speedup, arrival_speedup, max_runtime, 
                as_json):
     """Submit a trace to the live cluster as `sleep` jobs (its GPUs, nodes and time limits,
     arrival gaps and durations divided by --speedup), wait for them, read sacct, print the
-    metrics. Ctrl-C cancels every job it submitted.
+    metrics. Ctrl-C or SIGTERM cancels every job it submitted (then exit 1 after SIGTERM).
+    A replay lasts the trace's span divided by --speedup, plus the longest job: --limit 300 of
+    the Philly trace at --speedup 60 takes about 2 hours.
 
     \b
     Examples:
