@@ -11,15 +11,18 @@ from __future__ import annotations
 EXIT_OK = 0
 EXIT_ERROR = 1  # a KantError: bad input file, failed Slurm command, incomplete reset ...
 EXIT_USAGE = 2  # bad option or argument (click's own code for usage errors)
-EXIT_UNREACHABLE = 3  # slurmctld/slurmdbd did not answer: nothing was read or changed
+# slurmctld/slurmdbd did not answer, or another steering instance holds the lock: nothing was
+# read or changed, and the same command later may succeed (cron and systemd treat it so).
+EXIT_UNREACHABLE = 3
 EXIT_PARTIAL = 4  # schedule applied some changes and some failed
 
 EXIT_CODES_HELP = """\b
 Exit codes:
   0  success
-  1  error (bad input file, failed Slurm command, lock held, reset incomplete)
+  1  error (bad input file, failed Slurm command, reset incomplete)
   2  usage (unknown option, bad option value)
-  3  Slurm not answering (slurmctld/slurmdbd down; nothing was read or changed)
+  3  Slurm not answering (slurmctld/slurmdbd down), or another kant-slurm steering
+     process holds the lock: nothing was read or changed; retry later
   4  partial apply (schedule: some scontrol changes failed, the others were applied)
 """
 

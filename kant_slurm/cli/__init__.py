@@ -32,14 +32,13 @@ COMMAND_MODULES = (
 
 
 def exit_code_of(exc: KantError) -> int:
-    """The documented exit code of ``exc`` (see :data:`kant_slurm.errors.EXIT_CODES_HELP`).
-
-    3 is kept for "Slurm not answering" alone, so a script can retry on 3 and give up on the
-    rest; an error class that still carries another meaning of 3 (steer.LockHeld) exits 1.
-    """
+    """The documented exit code of ``exc`` (see :data:`kant_slurm.errors.EXIT_CODES_HELP`):
+    3 for Slurm not answering and for the steering lock held (steer.LockHeld), the error's own
+    code when it is one of the documented ones, else 1."""
     if isinstance(exc, SlurmUnreachable):
         return EXIT_UNREACHABLE
-    return exc.exit_code if exc.exit_code in (EXIT_ERROR, EXIT_USAGE, EXIT_PARTIAL) else EXIT_ERROR
+    documented = (EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL)
+    return exc.exit_code if exc.exit_code in documented else EXIT_ERROR
 
 
 class KantGroup(click.Group):

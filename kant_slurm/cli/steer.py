@@ -91,8 +91,8 @@ def schedule_exit_code(report, read_error: Exception | None) -> int:
 def schedule_cmd(once, dry_run, policy, state_file, lock_file, config_path, as_json):
     """One read-plan-apply cycle: read Slurm, plan, change what differs from what kant set
     last time, print what it changed and why. Exit 3 when Slurm did not answer (nothing more
-    was changed), 4 when some scontrol changes failed (the others were applied), 1 when another
-    instance holds the lock. `daemon` runs cycles in a loop.
+    was changed) or another instance holds the lock, 4 when some scontrol changes failed (the
+    others were applied). `daemon` runs cycles in a loop.
 
     \b
     Examples:

@@ -233,13 +233,13 @@ def test_schedule_exit_codes(tmp_path, monkeypatch, fields, code):
     assert res.exit_code == code, res.output
 
 
-def test_lock_held_exits_1_not_3(tmp_path, monkeypatch):
-    # 3 means "Slurm not answering" alone; steer.LockHeld still carries 3, the CLI maps it to 1.
+def test_lock_held_exits_3(tmp_path, monkeypatch):
+    # 3: nothing was read or changed, retry later (cron, systemd and test_faults rely on it).
     from kant_slurm.steer import SteerLock
 
     lock = tmp_path / "lock"
     with SteerLock(str(lock)):
         res = run(["schedule", "--state-file", str(tmp_path / "s.json"), "--lock-file",
                    str(lock)])
-    assert res.exit_code == 1, res.output
+    assert res.exit_code == 3, res.output
     assert res.output.startswith("error: another kant-slurm steering process")
