@@ -14,7 +14,8 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import KantError
+from ..errors import (EXIT_CODES_HELP, EXIT_ERROR, EXIT_PARTIAL, EXIT_UNREACHABLE, EXIT_USAGE,
+                      KantError, SlurmUnreachable)
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = (
@@ -30,15 +31,25 @@ COMMAND_MODULES = (
 )
 
 
+def exit_code_of(exc: KantError) -> int:
+    """The documented exit code of ``exc`` (see :data:`kant_slurm.errors.EXIT_CODES_HELP`):
+    3 for Slurm not answering and for the steering lock held (steer.LockHeld), the error's own
+    code when it is one of the documented ones, else 1."""
+    if isinstance(exc, SlurmUnreachable):
+        return EXIT_UNREACHABLE
+    documented = (EXIT_ERROR, EXIT_USAGE, EXIT_UNREACHABLE, EXIT_PARTIAL)
+    return exc.exit_code if exc.exit_code in documented else EXIT_ERROR
+
+
 class KantGroup(click.Group):
-    """Turns KantError into `error: ...` on stderr with the error's exit code."""
+    """Turns KantError into `error: ...` on stderr with its documented exit code."""
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
         except KantError as exc:
             click.echo(f"error: {exc}", err=True)
-            sys.exit(exc.exit_code)
+            sys.exit(exit_code_of(exc))
 
 
 @click.group(
@@ -50,7 +61,7 @@ Examples:
   kant-slurm devcluster up --nodes 16      # a real local Slurm with 16 x 8 GPUs
   kant-slurm status                        # GPUs, leaf groups, GAR/GFR of the live cluster
   kant-slurm plan --explain 42             # why job 42 waits, and what may backfill
-""",
+""" + "\n" + EXIT_CODES_HELP,
 )
 @click.version_option(__version__, prog_name="kant-slurm")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")

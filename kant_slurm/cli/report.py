@@ -10,8 +10,9 @@ from pathlib import Path
 
 import click
 
-from ..errors import InputError
-from .options import _clean, echo_json
+from ..errors import InputError, UsageError
+from .options import (NO_HELP_SHORTCUT, _clean, echo_json, format_table, table_options,
+                      wants_table, window_options)
 
 log = logging.getLogger(__name__)
 
@@ -27,11 +28,41 @@ def _inventory(slurm_conf: str | None):
     return read_snapshot().inventory
 
 
-@click.command("report")
-@click.option("--since", default="now-1d", show_default=True, metavar="DATE",
-              help="Window start: YYYY-MM-DD[THH:MM[:SS]] (local), epoch seconds, now-N[smhd].")
-@click.option("--until", "until", default="now", show_default=True, metavar="DATE",
-              help="Window end (same forms).")
+REPORT_FIELDS = ("since", "until", "jobs", "runs_started", "gpus_total", "gpu_hours_allocated",
+                 "gpu_hours_capacity", "gar_mean", "sor", "gfr_mean", "stranded_gpu_share",
+                 "wait_p50_s", "wait_p90_s", "wait_p99_s")
+
+
+def report_row(report: dict) -> dict:
+    """The report's scalar figures as one table row (``-o``/``-P``/``-h``), window first."""
+    # Times as sacct prints them (local ISO), not epoch floats.
+    row = {"since": _when(report["window"]["since"]), "until": _when(report["window"]["until"])}
+    row.update({k: v for k, v in report.items()
+                if k != "window" and not isinstance(v, (dict, list))})
+    return row
+
+
+def resolve_window(since: str | None, until: str | None, now: float,
+                   span: tuple[float, float] | None) -> tuple[float, float]:
+    """The report's window: the options where given, else the dump's own span (``span``), else
+    the last day up to now."""
+    from .options import parse_slurm_time
+
+    t0 = parse_slurm_time(since, now) if since else (span[0] if span else now - 86400.0)
+    t1 = parse_slurm_time(until, now) if until else (span[1] if span else now)
+    if not span and t1 > now:
+        # The future holds no accounting; a window into it would dilute GAR with empty time.
+        log.info("--endtime is in the future: the window ends now")
+        t1 = now
+    return t0, t1
+
+
+def _when(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
+
+
+@click.command("report", context_settings=NO_HELP_SHORTCUT)
+@window_options
 @click.option("--partition", "-p", default=None, help="Only jobs of this partition "
               "(and the occupancy of its nodes).")
 @click.option("--account", "-A", default=None, help="Only jobs of this account.")
@@ -42,9 +73,10 @@ def _inventory(slurm_conf: str | None):
               metavar="DIR", help="Write the report's tables as CSV files into DIR.")
 @click.option("--html", "html_out", type=click.Path(dir_okay=False), default=None,
               metavar="OUT.html", help="Write one self-contained HTML page with plots.")
+@table_options
 @click.option("--input", "dump", type=click.Path(exists=True, dir_okay=False), default=None,
-              metavar="DUMP", help="Read a saved `sacct -a -X -D -P` dump instead of calling "
-              "sacct.")
+              metavar="DUMP", help="Read a saved `sacct -a -X -D -P` or `sacct -a -X --json` "
+              "dump instead of calling sacct; the window defaults to the dump's own span.")
 @click.option("--slurm-conf", type=click.Path(exists=True, dir_okay=False), default=None,
               metavar="PATH", help="Node inventory from this slurm.conf (+ gres.conf, "
               "topology.conf beside it) instead of the live cluster.")
@@ -52,45 +84,65 @@ def _inventory(slurm_conf: str | None):
               default=None, help="kant config (class rules by QOS/partition).")
 @click.option("--chunk-hours", type=click.FloatRange(min=0.01), default=24.0,
               show_default=True, help="sacct is read in chunks of this many hours.")
-def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, html_out, dump,
-               slurm_conf, config_path, chunk_hours):
+def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, html_out,
+               noheader, parsable, fields, dump, slurm_conf, config_path, chunk_hours):
     """GAR, SOR, GFR, stranded GPUs, waits by class and size, time-limit accuracy and top users
     of one accounting window.
 
     \b
     Examples:
-      kant-slurm report --since 2026-11-01 --until 2026-11-08
-      kant-slurm report --since now-7d --partition gpu --json | jq .gar_mean
-      kant-slurm report --since now-30d --html /tmp/gpu-report.html
+      kant-slurm report -S 2026-11-01 -E 2026-11-08
+      kant-slurm report -S now-7days -p gpu --json | jq .gar_mean
+      kant-slurm report -S now-30days --html /tmp/gpu-report.html
+      kant-slurm report -S now-1day -P -o since,until,jobs,gar_mean,gfr_mean
       kant-slurm report --input sacct-dump.txt --slurm-conf /etc/slurm/slurm.conf --csv out/
     A dump is `SLURM_TIME_FORMAT=%s sacct -a -X -D -P --format=<fields> -S .. -E ..`
-    (fields: see kant_slurm.slurm.accounting.SACCT_FIELDS; ISO times work too).
+    (fields: see kant_slurm.slurm.accounting.SACCT_FIELDS; ISO times work too) or
+    `sacct -a -X --json -S .. -E ..`. -h is --noheader here, as in sacct.
     """
     from ..config import load_config
     from ..engine.classify import make_classifier
     from ..report.accounting import build_report, format_report, report_tables
+    from ..report.sacct_input import dump_span, read_dump
     from ..slurm import accounting as acct
 
-    if sum(bool(x) for x in (as_json, csv_dir, html_out)) > 1:
-        raise InputError("--json, --csv and --html: choose one")
+    table = wants_table(fields, parsable, noheader)
+    if sum(bool(x) for x in (as_json, csv_dir, html_out, table)) > 1:
+        raise UsageError("--json, --csv, --html and the field table (-o/-P/-h): choose one")
+    if html_out and not Path(html_out).resolve().parent.is_dir():
+        # Checked before sacct is read: a month of accounting is minutes of work.
+        raise InputError(f"--html {html_out}: directory {Path(html_out).parent} does not exist")
     now = time.time()
-    t0 = acct.parse_when(since, "--since", now)
-    t1 = acct.parse_when(until, "--until", now)
-    if t1 > now and not dump:
-        # The future holds no accounting; a window into it would dilute GAR with empty time.
-        log.info("--until is in the future: the window ends now")
-        t1 = now
-    if t1 <= t0:
-        raise InputError(f"--until {until!r} is not after --since {since!r}")
     classify = make_classifier(load_config(config_path))
     if dump:
-        with open(dump, encoding="utf-8", errors="replace") as fh:
-            frame = acct.read_sacct_dump(fh, since=t0, until=t1, classify=classify, source=dump)
+        span = None
+        if since is None or until is None:
+            # The dump's own span, read with the window open: a dump of last month is
+            # reported over last month, not over an empty "last day".
+            whole = read_dump(dump, since=None, until=None, classify=classify)
+            span = dump_span(whole)
+            if span is None:
+                raise InputError(f"{dump}: no job in the dump; expected a sacct -P dump with "
+                                 "its header line, or sacct --json")
+        t0, t1 = resolve_window(since, until, now, span)
+        if t1 <= t0:
+            raise UsageError(f"--endtime {_when(t1)} is not after --starttime {_when(t0)}")
+        frame = whole if since is None and until is None else \
+            read_dump(dump, since=t0, until=t1, classify=classify)
+        if not len(frame):
+            full = span or dump_span(read_dump(dump, since=None, until=None, classify=classify))
+            where = (f"it spans {_when(full[0])} .. {_when(full[1])}" if full
+                     else "it holds no job")
+            raise InputError(f"{dump}: no job in the window {_when(t0)} .. {_when(t1)} ({where}; "
+                             "omit -S/-E to report the whole dump)")
         if partition:
             frame = frame[frame["partition"] == partition]
         if account:
             frame = frame[frame["account"] == account]
     else:
+        t0, t1 = resolve_window(since, until, now, None)
+        if t1 <= t0:
+            raise UsageError(f"--endtime {_when(t1)} is not after --starttime {_when(t0)}")
         frame = acct.read_sacct_chunks(t0, t1, chunk_s=chunk_hours * 3600, partition=partition,
                                        account=account, classify=classify)
     if job_class:
@@ -102,13 +154,20 @@ def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, ht
     report = build_report(records, inventory, (t0, t1),
                           filters={"partition": partition, "account": account,
                                    "class": job_class, "input": dump})
+    if not len(records):
+        # Capacity alone makes GAR 0% look like a finding; say that the window was empty.
+        click.echo(f"note: no job in the window {_when(t0)} .. {_when(t1)} (after the "
+                   "filters): the figures below count capacity only", err=True)
     if as_json:
         echo_json(report)
+    elif table:
+        click.echo(format_table([report_row(report)], fields, REPORT_FIELDS,
+                                parsable=parsable, noheader=noheader))
     elif csv_dir:
         out = Path(csv_dir)
         out.mkdir(parents=True, exist_ok=True)
-        for stem, table in report_tables(report).items():
-            table.to_csv(out / f"{stem}.csv", index=False)
+        for stem, table_df in report_tables(report).items():
+            table_df.to_csv(out / f"{stem}.csv", index=False)
         records.assign(nodes=records["nodes"].map(",".join),
                        node_gpus=records["node_gpus"].map(lambda g: ",".join(map(str, g)))
                        ).to_csv(out / "jobs.csv", index=False)

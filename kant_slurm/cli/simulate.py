@@ -166,7 +166,12 @@ def simulate_cmd(trace_path, trace_format, inference_path, inference_share, infe
 
 
 def comparison_json(c) -> dict:
-    """The --json document: run settings, job classes, and one object per policy."""
+    """The --json document: run settings, job classes, and one object per policy.
+
+    Each policy's object holds its headline keys (as before) and ``detail``: every other figure
+    the table and the HTML print (waits by GPU size and by class, JTTED, gangs, backfill counts,
+    GAR/GFR spread, time-limit accuracy, inference SLA, preemptions, cycle counts).
+    """
     return {
         "trace": {"path": c.trace.source, "format": c.trace.fmt, "jobs": len(c.trace.jobs)},
         "cluster": {"name": c.cluster.name, "gpus": c.cluster.total_gpus,
@@ -175,10 +180,12 @@ def comparison_json(c) -> dict:
         "seed": c.seed,
         "interval_s": c.interval,
         "steer_interval_s": c.steer_interval,
+        # One window for every policy (sim.run.shared_window): first submit .. last start.
+        "window_s": list(c.window),
         "job_classes": c.class_counts,
         "class_sources": c.class_sources,
         "notes": c.notes,
-        "policies": {name: run.headline for name, run in c.runs.items()},
+        "policies": {name: run.headline | {"detail": run.detail} for name, run in c.runs.items()},
     }
 
 
@@ -186,11 +193,11 @@ def comparison_text(c) -> str:
     from ..report.tables import (detail_table, fmt_ratio, headline_table, inference_table,
                                  wait_by_table)
 
-    first = next(iter(c.runs.values()), None)
     window = ""
-    if first is not None:
-        t0, t1 = first.detail["window_s"]
-        window = f"; metrics over first submit .. last start ({(t1 - t0) / 86400:.1f} days)"
+    if c.runs:
+        t0, t1 = c.window
+        window = (f"; metrics over first submit .. last start of any policy "
+                  f"({(t1 - t0) / 86400:.1f} days, the same for all)")
     classes = ", ".join(f"{k} {v:,}" for k, v in c.class_counts.items())
     sources = ", ".join(f"{k} {v:,}" for k, v in c.class_sources.items())
     lines = [

@@ -64,9 +64,24 @@ def _print_cycle(report, as_json: bool) -> None:
     click.echo(f"# {report.summary()}")
 
 
+def schedule_exit_code(report, read_error: Exception | None) -> int:
+    """The exit code of one ``schedule`` cycle: 3 when Slurm did not answer (reading, or
+    mid-apply), 1 when reading failed otherwise, 4 when some changes failed, else 0."""
+    from ..errors import EXIT_ERROR, EXIT_OK, EXIT_PARTIAL, EXIT_UNREACHABLE, SlurmUnreachable
+
+    if not report.ok:
+        if read_error is not None and not isinstance(read_error, SlurmUnreachable):
+            return EXIT_ERROR
+        return EXIT_UNREACHABLE
+    if report.failed or report.preempt_failed:
+        return EXIT_PARTIAL
+    return EXIT_OK
+
+
 @click.command("schedule")
-@click.option("--once", is_flag=True, required=True,
-              help="Run one read-plan-apply cycle and exit (for cron; required).")
+@click.option("--once", is_flag=True,
+              help="One read-plan-apply cycle and exit (the default; kept for cron lines "
+                   "that name it).")
 @click.option("--dry-run", is_flag=True,
               help="Print the exact scontrol commands and apply none.")
 @_policy_option
@@ -75,26 +90,42 @@ def _print_cycle(report, as_json: bool) -> None:
 @json_option
 def schedule_cmd(once, dry_run, policy, state_file, lock_file, config_path, as_json):
     """One read-plan-apply cycle: read Slurm, plan, change what differs from what kant set
-    last time, print what it changed and why. Exit 2 when Slurm did not answer (nothing
-    changed), 3 when another instance holds the lock.
+    last time, print what it changed and why. Exit 3 when Slurm did not answer (nothing more
+    was changed) or another instance holds the lock, 4 when some scontrol changes failed (the
+    others were applied). `daemon` runs cycles in a loop.
 
     \b
     Examples:
-      kant-slurm schedule --once --dry-run     # the scontrol commands it would run
-      kant-slurm schedule --once --json        # apply, report as JSON
+      kant-slurm schedule --dry-run            # the scontrol commands it would run
+      kant-slurm schedule --json               # apply, report as JSON
     """
+    from ..engine.classify import make_classifier
+    from ..slurm import actuator as act
+    from ..slurm import read_snapshot
     from ..steer import SteerLock, run_cycle
 
     config = load_config(config_path)
     state_path = state_file or config.actuator.state_file
+    read_error: list[Exception] = []
+
+    def read():
+        # run_cycle's own read, but keeping the error: the report holds only its text, and
+        # "Slurm not answering" (exit 3) must be told from "Slurm answered nonsense" (exit 1).
+        try:
+            return read_snapshot(classify=make_classifier(config)), act.read_site_factors()
+        except Exception as exc:
+            read_error.append(exc)
+            raise
+
     if dry_run:
-        report = run_cycle(config, state_path, dry_run=True, policy=policy)
+        report = run_cycle(config, state_path, dry_run=True, policy=policy, read=read)
     else:
         with SteerLock(lock_file or config.actuator.lock_file):
-            report = run_cycle(config, state_path, dry_run=False, policy=policy)
+            report = run_cycle(config, state_path, dry_run=False, policy=policy, read=read)
     _print_cycle(report, as_json)
-    if not report.ok:
-        sys.exit(2)
+    code = schedule_exit_code(report, read_error[0] if read_error else None)
+    if code:
+        sys.exit(code)
 
 
 @click.command("daemon")
@@ -199,7 +230,9 @@ def replay_cmd(trace_path, trace_format, speedup, arrival_speedup, max_runtime, 
                as_json):
     """Submit a trace to the live cluster as `sleep` jobs (its GPUs, nodes and time limits,
     arrival gaps and durations divided by --speedup), wait for them, read sacct, print the
-    metrics. Ctrl-C cancels every job it submitted.
+    metrics. Ctrl-C or SIGTERM cancels every job it submitted (then exit 1 after SIGTERM).
+    A replay lasts the trace's span divided by --speedup, plus the longest job: --limit 300 of
+    the Philly trace at --speedup 60 takes about 2 hours.
 
     \b
     Examples:

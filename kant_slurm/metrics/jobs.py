@@ -119,6 +119,22 @@ def placement_tiers(records: pd.DataFrame, inventory: Inventory) -> pd.Series:
     return pd.Series(out, index=records.index, name="tier")
 
 
+def gang_placement(records: pd.DataFrame, inventory: Inventory) -> dict[str, float]:
+    """Gangs (started jobs on more than one node, of any class) and the share of them placed
+    under one leaf switch (NaN when there is no gang: no figure, rather than a perfect 1.00).
+
+    Single-node jobs are left out: they are inside one leaf by construction, and counting them
+    made a scheduler that splits every multi-node gang across spines score near 1.00.
+    """
+    multi = records[records["nodes"].map(len) > 1]
+    if multi.empty:
+        return {"gangs": 0, "in_one_leaf": 0, "in_one_leaf_share": float("nan")}
+    tiers = placement_tiers(multi, inventory)
+    in_leaf = int((tiers == "leaf").sum())
+    return {"gangs": int(len(multi)), "in_one_leaf": in_leaf,
+            "in_one_leaf_share": in_leaf / len(multi)}
+
+
 def jtted(records: pd.DataFrame, inventory: Inventory,
           slowdown: dict[str, float] | None = None) -> pd.DataFrame:
     """JTTED rows for started training jobs: job_id, gpus, num_nodes, tier, slowdown, runtime,

@@ -15,8 +15,8 @@ import pandas as pd
 
 from ..model import Inventory
 from .inference import inference_wait_stats, preemption_stats, sla_attainment
-from .jobs import (estimate_accuracy, jct_stats, jtted, jtted_summary, makespan, wait_stats,
-                   wait_table)
+from .jobs import (estimate_accuracy, gang_placement, jct_stats, jtted, jtted_summary, makespan,
+                   wait_stats, wait_table)
 from .timeline import Occupancy, occupancy
 
 HEADLINE_KEYS = (
@@ -70,6 +70,7 @@ def details(records: pd.DataFrame, occ: Occupancy, inventory: Inventory,
     out["by_size"] = wait_table(records, "size_bucket").to_dict("records")
     out["by_class"] = wait_table(records, "job_class").to_dict("records")
     out["jtted"] = jtted_summary(jtted(records, inventory))
+    out["gangs"] = gang_placement(records, inventory)
     out["estimate_accuracy"] = estimate_accuracy(records)
     out["inference"] = sla_attainment(records, default_sla) | {
         "wait": inference_wait_stats(records)}

@@ -6,6 +6,7 @@ file opens in a browser with no network and can be mailed as it is.
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -13,7 +14,7 @@ import jinja2
 import numpy as np
 
 from .accounting import _dur, _pct
-from .html import png_b64
+from .html import SMALL_SAMPLE, human_log_axis, png_b64, small_sample_note
 
 
 def _plots(report: dict[str, Any]) -> dict[str, str]:
@@ -46,16 +47,20 @@ def _plots(report: dict[str, Any]) -> dict[str, str]:
         out["occupancy"] = _uri(occupancy, (9, 3.4))
     cdf = report["wait_cdf"]
     if cdf["wait_s"]:
+        started = int(report.get("runs_started", len(cdf["wait_s"])))
+
         def wait_cdf(fig):
             ax = fig.add_subplot()
             w = np.maximum(np.array(cdf["wait_s"], dtype=float), 1.0)
-            ax.step(w, np.array(cdf["share"]) * 100, where="post")
-            ax.set_xscale("log")
-            ax.set_xlabel("wait (s, log; waits under 1 s shown at 1 s)")
+            few = started < SMALL_SAMPLE
+            ax.step(w, np.array(cdf["share"]) * 100, where="post", ls="--" if few else "-",
+                    marker="o" if few else None, ms=3)
+            human_log_axis(ax, "wait (log; waits under 1s shown at 1s)")
             ax.set_ylabel("% of jobs waiting at most")
             ax.set_ylim(0, 102)
             ax.grid(alpha=0.3)
-            ax.set_title("Job waiting time CDF")
+            ax.set_title(f"Job waiting time CDF ({started:,} jobs){small_sample_note(started)}",
+                         fontsize=10 if few else 12, color="#b00" if few else "black")
 
         out["wait_cdf"] = _uri(wait_cdf, (4.6, 3.4))
     rows = [r for r in report["by_size"] if r["jobs"]]
@@ -181,7 +186,9 @@ def render_html(report: dict[str, Any]) -> str:
                  for row in r["top_users"][key]])
         for key, title in (("waiting_gpus", "waiting GPUs: user"),
                            ("stranded_gpus", "stranded GPUs: user"))]
-    filters = ", ".join(f"{k}={v}" for k, v in (r.get("filters") or {}).items() if v)
+    # The dump's file name only: its directory is this machine's business, not the page's.
+    filters = ", ".join(f"{k}={os.path.basename(str(v)) if k == 'input' else v}"
+                        for k, v in (r.get("filters") or {}).items() if v)
     return _TEMPLATE.render(
         r=r, since=time.strftime(fmt, time.localtime(r["window"]["since"])),
         until=time.strftime(fmt, time.localtime(r["window"]["until"])), cards=cards,

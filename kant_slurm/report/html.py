@@ -13,6 +13,7 @@ import base64
 import html
 import io
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 
@@ -24,6 +25,29 @@ from .tables import HEADLINE_COLUMNS, fmt_duration, inference_rows
 
 COLOURS = {"fifo": "#8c8c8c", "slurm": "#d95f02", "kant": "#1b9e77"}
 _FALLBACK = ["#7570b3", "#e7298a", "#66a61e", "#e6ab02", "#a6761d"]
+
+
+# A CDF of fewer jobs than this is drawn, but marked: 2 jobs make a staircase that reads like a
+# distribution.
+SMALL_SAMPLE = 20
+# Log-scale ticks in the units people read waits in.
+_HUMAN_TICKS = ((1, "1s"), (10, "10s"), (60, "1m"), (600, "10m"), (3600, "1h"), (6 * 3600, "6h"),
+                (86400, "1d"), (7 * 86400, "7d"), (30 * 86400, "30d"), (365 * 86400, "1y"))
+
+
+def human_log_axis(ax, label: str) -> None:
+    """A log-scale x axis of seconds labelled 1s, 1m, 1h, 1d ... instead of 10^k seconds."""
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    ticks = [(v, t) for v, t in _HUMAN_TICKS if lo <= v <= hi] or list(_HUMAN_TICKS[:2])
+    ax.set_xticks([v for v, _ in ticks], [t for _, t in ticks])
+    ax.minorticks_off()
+    ax.set_xlabel(label)
+
+
+def small_sample_note(n: int) -> str:
+    """`` - small sample`` for fewer than :data:`SMALL_SAMPLE` jobs, else nothing."""
+    return f" - small sample (<{SMALL_SAMPLE}), read with care" if n < SMALL_SAMPLE else ""
 
 
 def _colour(name: str, k: int) -> str:
@@ -68,17 +92,22 @@ def _cdf_panels(runs, key: str, groups: list[str], title: str):
         n = max(1, len(groups))
         for i, g in enumerate(groups):
             ax = fig.add_subplot(1, n, i + 1)
+            jobs = 0
             for k, (name, run) in enumerate(runs.items()):
                 rec = run.result.records
                 sel = (size_buckets(rec) == g) if key == "size_bucket" else (rec[key] == g)
+                jobs = int(sel.sum())
                 w, frac = wait_cdf(rec[sel])
                 if len(w):
+                    # A few jobs: the steps drawn with their points, so each job shows.
+                    few = len(w) < SMALL_SAMPLE
                     ax.step(np.maximum(w, 1), frac, where="post", label=name,
-                            color=_colour(name, k), lw=1.2)
-            ax.set_xscale("log")
+                            color=_colour(name, k), lw=1.2, ls="--" if few else "-",
+                            marker="o" if few else None, ms=3)
             ax.set_ylim(0, 1.01)
-            ax.set_title(f"{title} {g} ({int(sel.sum()):,} jobs)", fontsize=9)
-            ax.set_xlabel("wait (s, log; 0 drawn at 1)")
+            ax.set_title(f"{title} {g} ({jobs:,} jobs){small_sample_note(jobs)}", fontsize=9,
+                         color="#b00" if jobs < SMALL_SAMPLE else "black")
+            human_log_axis(ax, "wait (log; 0 drawn at 1s)")
             if i == 0:
                 ax.set_ylabel("share of jobs started")
             ax.grid(alpha=0.3)
@@ -111,8 +140,7 @@ def _jtted(runs, inventory):
                 ax2.step(np.maximum(v, 1), np.arange(1, len(v) + 1) / len(v), where="post",
                          label=f"{name} (x{(multi['estimated'].sum() / multi['runtime'].sum()):.3f})",
                          color=_colour(name, k))
-        ax2.set_xscale("log")
-        ax2.set_xlabel("estimated training time under placement (s, log)")
+        human_log_axis(ax2, "estimated training time under placement (log)")
         ax2.set_title("JTTED of multi-GPU training jobs (slowdown in legend)", fontsize=9)
         ax2.grid(alpha=0.3)
         ax2.legend(fontsize=7)
@@ -136,6 +164,7 @@ def _inference_cdf(runs, default_sla: float | None):
                      else f"{name}") + (f", {head.get('preemptions', 0):,} preemptions, "
                                         f"{head.get('preempted_gpu_hours', 0.0):,.1f} GPU-h lost")
             if len(w):
+                label += small_sample_note(len(inf))
                 ax.step(np.concatenate([[1], np.maximum(w, 1)]),
                         np.concatenate([[0], frac]), where="post", label=label,
                         color=_colour(name, k), lw=1.4)
@@ -143,9 +172,8 @@ def _inference_cdf(runs, default_sla: float | None):
             ax.axvline(max(sla, 1), color="#444", ls="--", lw=1)
             ax.text(max(sla, 1), 0.5, f"SLA {fmt_duration(sla)} ", fontsize=8, color="#444",
                     rotation=90, ha="right", va="center")
-        ax.set_xscale("log")
         ax.set_ylim(0, 1.01)
-        ax.set_xlabel("inference wait to first start (s, log; 0 drawn at 1)")
+        human_log_axis(ax, "inference wait to first start (log; 0 drawn at 1s)")
         ax.set_ylabel("share of inference jobs started")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8, loc="lower left", bbox_to_anchor=(0.02, 0.02))
@@ -175,7 +203,7 @@ def simulate_html(comparison) -> str:
     c = comparison
     runs = c.runs
     first = next(iter(runs.values()))
-    t0 = first.detail["window_s"][0]
+    t0 = first.detail["window_s"][0]  # the same window for every policy (sim.run.shared_window)
     span = first.detail["window_s"][1] - t0
     bin_s = 3600.0 if span > 2 * 86400 else 600.0
     header = "".join(f"<th>{html.escape(label)}</th>" for _, label, _ in HEADLINE_COLUMNS)
@@ -216,11 +244,16 @@ def simulate_html(comparison) -> str:
         f"<h2>{html.escape(title)}</h2><img alt=\"{html.escape(title)}\" "
         f"src=\"data:image/png;base64,{png_b64(draw, size)}\">"
         for title, draw, size in plots)
-    meta = (f"trace {html.escape(c.trace.source)} ({c.trace.fmt}, {len(c.trace.jobs):,} jobs); "
+    # The trace's file name only: its directory is this machine's (for the bundled trace, the
+    # install path), which a page meant to be shared should not carry.
+    source_dir = str(Path(c.trace.source).resolve().parent)
+    notes = [n.replace(source_dir + "/", "").replace(str(Path(c.trace.source).parent) + "/", "")
+             for n in c.notes]
+    meta = (f"trace {html.escape(Path(c.trace.source).name)} ({c.trace.fmt}, {len(c.trace.jobs):,} jobs); "
             f"cluster {html.escape(c.cluster.describe())}; time limits {c.time_limit_model} "
             f"(seed {c.seed}); a cycle at most every {c.interval:g}s; metrics over first submit "
             f"to last start ({fmt_duration(span)}). Classes: "
             + ", ".join(f"{k} {v:,}" for k, v in c.class_counts.items())
-            + "".join(f"; {html.escape(n)}" for n in c.notes))
+            + "".join(f"; {html.escape(n)}" for n in notes))
     return PAGE.format(title="kant-slurm simulate: " + " vs ".join(runs), meta=meta,
                        table=table, sections=sections)

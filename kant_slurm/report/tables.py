@@ -71,7 +71,8 @@ def detail_table(details: Mapping[str, Mapping[str, Any]], first: str = "policy"
     body = []
     for name, d in details.items():
         jt = d.get("jtted", {})
-        gangs = sum(jt.get(f"multi_gpu_share_{t}", 0.0) for t in ("node", "leaf"))
+        # Multi-node jobs only; "-" when the run has none (see metrics.jobs.gang_placement).
+        gangs = d.get("gangs", {}).get("in_one_leaf_share")
         body.append([
             name, fmt_ratio(d.get("stranded_gpu_share_leaf")),
             f"{fmt_ratio(d.get('gar_p10'), 2)}-{fmt_ratio(d.get('gar_p90'), 2)}",

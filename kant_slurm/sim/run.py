@@ -48,6 +48,7 @@ class Comparison:
     seed: int = 0
     interval: float = 30.0
     default_sla: float | None = None  # the config's inference SLA (jobs without their own)
+    window: tuple[float, float] = (0.0, 0.0)  # the metrics window every policy is measured over
     steer_interval: float = 30.0  # kant-steered: seconds of trace time between daemon cycles
 
 
@@ -70,8 +71,8 @@ def _engine_config(config, cluster: ClusterSpec):
 _SHARED: dict[str, Any] = {}
 
 
-def _run_policy(name: str, progress: Callable[[int, int], None] | None = None) -> PolicyRun:
-    """Replay the shared workload under one policy and measure it."""
+def _run_policy(name: str, progress: Callable[[int, int], None] | None = None) -> SimResult:
+    """Replay the shared workload under one policy (measured later, over the shared window)."""
     from ..engine.registry import get_policy
 
     sh = _SHARED
@@ -82,8 +83,25 @@ def _run_policy(name: str, progress: Callable[[int, int], None] | None = None) -
     result = Simulator(cluster.inventory, sh["workload"], policy, settings=sh["settings"],
                        classifier=sh["classifier"], progress=progress).run()
     result.policy = name
-    default_sla = sh["default_sla"]
-    window = scheduling_window(result.records)
+    return result
+
+
+def shared_window(results: Sequence[SimResult]) -> tuple[float, float]:
+    """The one metrics window of a run: the first submit to the last start of any policy.
+
+    Each policy's own window (first submit .. its own last start) would measure GAR and SOR of
+    a policy that starts its last job later over more time, while the header prints one window;
+    one window for all keeps the figures comparable.
+    """
+    spans = [scheduling_window(r.records) for r in results if len(r.records)]
+    if not spans:
+        return (0.0, 0.0)
+    return (min(t0 for t0, _ in spans), max(t1 for _, t1 in spans))
+
+
+def measure_run(name: str, result: SimResult, cluster: ClusterSpec,
+                window: tuple[float, float], default_sla: float | None = None) -> PolicyRun:
+    """One policy's metrics over ``window`` (the headline, the details and the occupancy)."""
     occ = occupancy(result.records, cluster.inventory, window)
     head = summarize(result.records, occ, default_sla) | {"sim_seconds": result.sim_seconds}
     det = details(result.records, occ, cluster.inventory, default_sla) | {
@@ -110,14 +128,14 @@ def _run_policy(name: str, progress: Callable[[int, int], None] | None = None) -
     return PolicyRun(result=result, headline=head, detail=det, occupancy=occ)
 
 
-def _worker(name: str) -> PolicyRun:
+def _worker(name: str) -> SimResult:
     queue = _SHARED.get("queue")
     report = (lambda done, total: queue.put((name, done, total))) if queue is not None else None
     return _run_policy(name, report)
 
 
 def _run_parallel(policies: Sequence[str], workers: int,
-                  progress: Callable[[str, int, int], None] | None) -> dict[str, PolicyRun]:
+                  progress: Callable[[str, int, int], None] | None) -> dict[str, SimResult]:
     """One process per policy, at most ``workers`` at a time; progress relayed from the
     children through a queue. Each replay is deterministic, so the results are the same as
     one after another; only the wall time changes."""
@@ -128,7 +146,7 @@ def _run_parallel(policies: Sequence[str], workers: int,
     ctx = mp.get_context("fork")
     q = ctx.Queue() if progress else None
     _SHARED["queue"] = q
-    runs: dict[str, PolicyRun] = {}
+    runs: dict[str, SimResult] = {}
     try:
         with cf.ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
             futures = {pool.submit(_worker, name): name for name in policies}
@@ -181,15 +199,17 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
                    classifier=classifier, default_sla=default_sla, steer_interval=steer_interval)
     try:
         if workers > 1 and len(policies) > 1:
-            runs = _run_parallel(policies, min(workers, len(policies)), progress)
+            results = _run_parallel(policies, min(workers, len(policies)), progress)
         else:
-            runs = {}
+            results = {}
             for name in policies:
                 cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress \
                     else None
-                runs[name] = _run_policy(name, cb)
+                results[name] = _run_policy(name, cb)
     finally:
         _SHARED.clear()
+    window = shared_window(list(results.values()))
+    runs = {name: measure_run(name, r, cluster, window, default_sla) for name, r in results.items()}
     first = next(iter(runs.values())).result.records if runs else pd.DataFrame()
     counts = Counter(first["job_class"]) if len(first) else Counter()
     sources = Counter(first["class_source"]) if len(first) else Counter()
@@ -199,6 +219,6 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
         notes=list(trace.notes) + workload.notes + [n for r in runs.values()
                                                    for n in r.result.notes[len(workload.notes):]],
         time_limit_model=time_limit_model, seed=seed, interval=interval,
-        default_sla=default_sla,
+        default_sla=default_sla, window=window,
         steer_interval=steer_interval,
     )

@@ -90,19 +90,46 @@ def _empty_rows() -> dict[str, list]:
     return {c: [] for c in WORKLOAD_COLUMNS}
 
 
-def _num(value: str, path, line: int, fieldname: str, kind=float, minimum=None) -> float:
+def _num(value: str, path, line: int, fieldname: str, kind=float, minimum=None,
+         column: int | None = None) -> float:
+    """``value`` as a finite number of ``kind``; InputError naming file:line[:column] and field.
+
+    inf and NaN are refused: an infinite submit time sorts last and an infinite run time never
+    ends, so either would turn a typo into a silently wrong simulation.
+    """
+    where = f"{path}:{line}" + (f":{column}" if column else "")
     try:
         out = kind(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise InputError(
-            f"{path}:{line}: field {fieldname!r}: expected a{'n integer' if kind is int else ' number'},"
+            f"{where}: field {fieldname!r}: expected a{'n integer' if kind is int else ' number'},"
             f" got {value!r}"
         ) from None
-    if isinstance(out, float) and math.isnan(out):
-        raise InputError(f"{path}:{line}: field {fieldname!r}: expected a number, got NaN")
+    if isinstance(out, float) and not math.isfinite(out):
+        raise InputError(f"{where}: field {fieldname!r}: expected a finite number, got {value!r}")
     if minimum is not None and out < minimum:
-        raise InputError(f"{path}:{line}: field {fieldname!r}: must be >= {minimum}, got {value!r}")
+        raise InputError(f"{where}: field {fieldname!r}: must be >= {minimum}, got {value!r}")
     return out
+
+
+def _cell(row: dict, name: str, path, line: int, kind=float, minimum=None,
+          value: str | None = None) -> float:
+    """:func:`_num` of CSV cell ``name`` (or of ``value`` standing in for it), with its column."""
+    columns = getattr(row, "columns", ())
+    column = columns.index(name) + 1 if name in columns else None
+    return _num(row[name] if value is None else value, path, line, name, kind, minimum, column)
+
+
+def _where(row: dict, name: str, path, line: int) -> str:
+    """``path:line:column`` of CSV cell ``name`` (``path:line`` when the header lacks it)."""
+    columns = getattr(row, "columns", ())
+    return f"{path}:{line}" + (f":{columns.index(name) + 1}" if name in columns else "")
+
+
+class _Row(dict):
+    """A CSV row that knows its header, so a bad cell is named by its column number too."""
+
+    columns: tuple[str, ...] = ()
 
 
 def _open(path) -> str:
@@ -133,7 +160,9 @@ def _csv_rows(path, required: tuple[str, ...]):
         if None in row:  # more cells than header columns
             raise InputError(f"{path}:{reader.line_num}: {len(header) + len(row[None])} fields, "
                              f"header has {len(header)}")
-        yield reader.line_num, row
+        cells = _Row(row)
+        cells.columns = tuple(header)
+        yield reader.line_num, cells
 
 
 # --------------------------------------------------------------------------------------------
@@ -156,15 +185,17 @@ def read_philly(path) -> Trace:
             ts = datetime.strptime(row["timestamp"].strip(), fmt)
         except ValueError:
             raise InputError(
-                f"{path}:{line}: field 'timestamp': expected YYYY-MM-DD HH:MM:SS, "
+                f"{_where(row, 'timestamp', path, line)}: field 'timestamp': expected YYYY-MM-DD HH:MM:SS, "
                 f"got {row['timestamp']!r}"
             ) from None
         stamps.append(ts.timestamp())
-        rows["duration"].append(_num(row["duration"], path, line, "duration", float, 0))
-        gpus = _num(row["num_gpus"], path, line, "num_gpus", float, 1)
+        rows["duration"].append(_cell(row, "duration", path, line, float, 0))
+        gpus = _cell(row, "num_gpus", path, line, float, 1)
         if gpus != int(gpus):
-            raise InputError(f"{path}:{line}: field 'num_gpus': expected a whole number, got "
-                             f"{row['num_gpus']!r}")
+            raise InputError(
+                f"{_where(row, 'num_gpus', path, line)}: "
+                f"field 'num_gpus': expected a whole number, got "
+                f"{row['num_gpus']!r}")
         rows["gpus"].append(int(gpus))
         rows["job_id"].append(str(len(stamps)))
         rows["num_nodes"].append(0)
@@ -193,18 +224,22 @@ SWF_FIELDS = (
 )
 
 
+SWF_CANCELLED = 5  # SWF field 11 "status": 1 completed, 0 failed, 5 cancelled
+
+
 def read_swf(path, procs_per_gpu: int = 1) -> Trace:
     """The Parallel Workloads Archive's Standard Workload Format.
 
     18 whitespace-separated fields per line, ``;`` starts a header comment, -1 means unknown.
     GPUs = ceil(processors / ``procs_per_gpu``) (allocated processors, else requested).
-    Requested time becomes the time limit. Jobs with unknown run time or processors are dropped
-    and counted in the notes. Queue number becomes the partition name ``q<N>`` only when known.
+    Requested time becomes the time limit. Jobs cancelled before they ran (status 5, run time
+    <= 0) and jobs with unknown run time or processors are dropped and counted in the notes;
+    a job cancelled while running (status 5, run time > 0) held its processors and is kept. Queue number becomes the partition name ``q<N>`` only when known.
     """
     if procs_per_gpu < 1:
         raise InputError(f"swf: procs_per_gpu must be >= 1, got {procs_per_gpu}")
     rows = _empty_rows()
-    dropped = 0
+    dropped = cancelled = 0
     for line, raw in enumerate(_open(path).splitlines(), start=1):
         text = raw.split(";", 1)[0].strip()
         if not text:
@@ -213,9 +248,16 @@ def read_swf(path, procs_per_gpu: int = 1) -> Trace:
         if len(parts) != 18:
             raise InputError(f"{path}:{line}: {len(parts)} fields, SWF has 18 "
                              f"({' '.join(SWF_FIELDS[:4])} ...)")
-        vals = [_num(p, path, line, SWF_FIELDS[k], float) for k, p in enumerate(parts)]
+        # Column = the field's place among the 18 (SWF has no header to name it by).
+        vals = [_num(p, path, line, SWF_FIELDS[k], float, column=k + 1)
+                for k, p in enumerate(parts)]
         rec = dict(zip(SWF_FIELDS, vals))
         procs = rec["allocated_processors"] if rec["allocated_processors"] > 0 else rec["requested_processors"]
+        if rec["status"] == SWF_CANCELLED and rec["run_time"] <= 0:
+            # The SWF definition: status 5 = cancelled; a cancelled job that never ran has run
+            # time 0 or -1. It held no processor, so it is not a job to replay.
+            cancelled += 1
+            continue
         if rec["run_time"] < 0 or procs <= 0 or rec["submit_time"] < 0:
             dropped += 1
             continue
@@ -234,6 +276,9 @@ def read_swf(path, procs_per_gpu: int = 1) -> Trace:
     trace = Trace(jobs=_frame(rows, str(path)), source=str(path), fmt="swf")
     if procs_per_gpu != 1:
         trace.notes.append(f"{procs_per_gpu} processors = 1 GPU")
+    if cancelled:
+        trace.notes.append(f"dropped {cancelled} jobs cancelled before they ran (SWF status 5, "
+                           f"run time <= 0)")
     if dropped:
         trace.notes.append(f"dropped {dropped} jobs with unknown run time or processors")
     return trace
@@ -262,28 +307,30 @@ def read_openb(path, mode: str = "arrival") -> Trace:
     cpu_only = shared = 0
     need = ("name", "num_gpu", "gpu_milli", "qos", "creation_time", "deletion_time", "scheduled_time")
     for line, row in _csv_rows(path, need):
-        gpus = int(_num(row["num_gpu"], path, line, "num_gpu", int, 0))
+        gpus = int(_cell(row, "num_gpu", path, line, int, 0))
         if gpus == 0:
             cpu_only += 1
             continue
-        milli = _num(row["gpu_milli"] or "1000", path, line, "gpu_milli", float, 0)
+        milli = _cell(row, "gpu_milli", path, line, float, 0, value=row["gpu_milli"] or "1000")
         if gpus == 1 and milli < 1000:
             shared += 1
         qos = row["qos"].strip()
         if qos not in OPENB_QOS_CLASS:
-            raise InputError(f"{path}:{line}: field 'qos': expected one of "
+            raise InputError(f"{_where(row, 'qos', path, line)}: field 'qos': expected one of "
                              f"{', '.join(OPENB_QOS_CLASS)}, got {qos!r}")
         if mode == "fill":
             submit, duration = float(len(rows["job_id"])), float("inf")
         else:
-            created = _num(row["creation_time"], path, line, "creation_time", float, 0)
+            created = _cell(row, "creation_time", path, line, float, 0)
             sched = row["scheduled_time"].strip()
-            begin = _num(sched, path, line, "scheduled_time", float, 0) if sched else created
+            begin = _cell(row, "scheduled_time", path, line, float, 0, value=sched) if sched else created
             deleted = row["deletion_time"].strip()
-            end = _num(deleted, path, line, "deletion_time", float, 0) if deleted else float("inf")
+            end = _cell(row, "deletion_time", path, line, float, 0, value=deleted) if deleted else float("inf")
             if end < begin:
-                raise InputError(f"{path}:{line}: field 'deletion_time': {end:g} is before the pod "
-                                 f"started ({begin:g})")
+                raise InputError(
+                    f"{_where(row, 'deletion_time', path, line)}: "
+                    f"field 'deletion_time': {end:g} is before the pod "
+                    f"started ({begin:g})")
             submit, duration = created, end - begin
         rows["job_id"].append(row["name"].strip() or str(line))
         rows["submit_time"].append(submit)
@@ -342,40 +389,52 @@ def read_alibaba_inference(path) -> Trace:
     for line, row in _csv_rows(path, _ALIBABA_NEED):
         role = row["role"].strip()
         if role not in ("HN", "CN"):
-            raise InputError(f"{path}:{line}: field 'role': expected HN (GPU instance) or CN "
-                             f"(CPU-only), got {row['role']!r}")
+            raise InputError(
+                f"{_where(row, 'role', path, line)}: "
+                f"field 'role': expected HN (GPU instance) or CN "
+                f"(CPU-only), got {row['role']!r}")
         if role == "CN":
             cpu_only += 1
             continue
-        gpus = int(_num(row["gpu_request"], path, line, "gpu_request", int, 1))
-        cpus = int(_num(row["cpu_request"], path, line, "cpu_request", int, 0))
-        cap = int(_num(row["max_instance_per_node"], path, line, "max_instance_per_node", int, -1))
+        gpus = int(_cell(row, "gpu_request", path, line, int, 1))
+        cpus = int(_cell(row, "cpu_request", path, line, int, 0))
+        cap = int(_cell(row, "max_instance_per_node", path, line, int, -1))
         if cap == 0:
-            raise InputError(f"{path}:{line}: field 'max_instance_per_node': expected -1 (no "
-                             f"cap) or a positive number of replicas, got 0")
+            raise InputError(
+                f"{_where(row, 'max_instance_per_node', path, line)}: "
+                f"field 'max_instance_per_node': expected -1 (no "
+                f"cap) or a positive number of replicas, got 0")
         app = row["app_name"].strip()
         if not app:
-            raise InputError(f"{path}:{line}: field 'app_name': empty (every instance belongs "
-                             f"to an app)")
+            raise InputError(
+                f"{_where(row, 'app_name', path, line)}: "
+                f"field 'app_name': empty (every instance belongs "
+                f"to an app)")
         created_s, sched_s, deleted_s = (row[k].strip() for k in
                                          ("creation_time", "scheduled_time", "deletion_time"))
         if created_s:
-            created = _num(created_s, path, line, "creation_time", float, 0)
-            begin = _num(sched_s, path, line, "scheduled_time", float, 0) if sched_s else created
+            created = _cell(row, "creation_time", path, line, float, 0, value=created_s)
+            begin = _cell(row, "scheduled_time", path, line, float, 0, value=sched_s) if sched_s else created
             if begin < created:
-                raise InputError(f"{path}:{line}: field 'scheduled_time': {begin:g} is before "
-                                 f"creation_time {created:g}")
+                raise InputError(
+                    f"{_where(row, 'scheduled_time', path, line)}: "
+                    f"field 'scheduled_time': {begin:g} is before "
+                    f"creation_time {created:g}")
         else:
             if sched_s:
-                raise InputError(f"{path}:{line}: field 'creation_time': empty while "
-                                 f"scheduled_time is {sched_s!r} (expected both or neither)")
+                raise InputError(
+                    f"{_where(row, 'creation_time', path, line)}: "
+                    f"field 'creation_time': empty while "
+                    f"scheduled_time is {sched_s!r} (expected both or neither)")
             created = begin = 0.0
             before += 1
         if deleted_s:
-            end = _num(deleted_s, path, line, "deletion_time", float, 0)
+            end = _cell(row, "deletion_time", path, line, float, 0, value=deleted_s)
             if end < begin:
-                raise InputError(f"{path}:{line}: field 'deletion_time': {end:g} is before the "
-                                 f"instance started ({begin:g})")
+                raise InputError(
+                    f"{_where(row, 'deletion_time', path, line)}: "
+                    f"field 'deletion_time': {end:g} is before the "
+                    f"instance started ({begin:g})")
         else:
             end = math.inf
             after += 1
@@ -480,19 +539,24 @@ def guess_format(path) -> str:
 
 def read_trace(path, fmt: str | None = None, *, procs_per_gpu: int = 1,
                openb_mode: str = "arrival") -> Trace:
-    """Read a trace of format ``fmt`` (guessed when None)."""
+    """Read a trace of format ``fmt`` (guessed when None). A trace with no job to replay (a
+    header only, or every job dropped) is an InputError: a run over nothing has no result."""
     fmt = fmt or guess_format(path)
-    if fmt == "philly":
-        return read_philly(path)
-    if fmt == "swf":
-        return read_swf(path, procs_per_gpu=procs_per_gpu)
-    if fmt == "openb":
-        return read_openb(path, mode=openb_mode)
-    if fmt == "sacct":
-        return read_sacct(path)
-    if fmt == "alibaba-inference":
-        return read_alibaba_inference(path)
-    raise InputError(f"unknown trace format {fmt!r}; choose one of: {', '.join(TRACE_FORMATS)}")
+    readers = {
+        "philly": read_philly,
+        "swf": lambda p: read_swf(p, procs_per_gpu=procs_per_gpu),
+        "openb": lambda p: read_openb(p, mode=openb_mode),
+        "sacct": read_sacct,
+        "alibaba-inference": read_alibaba_inference,
+    }
+    if fmt not in readers:
+        raise InputError(f"unknown trace format {fmt!r}; choose one of: {', '.join(TRACE_FORMATS)}")
+    trace = readers[fmt](path)
+    if not len(trace):
+        why = f" ({'; '.join(trace.notes)})" if any("dropped" in n for n in trace.notes) else ""
+        raise InputError(f"{path}: no job in the {fmt} trace{why}; expected at least one job "
+                         "line after the header")
+    return trace
 
 
 def bundled_trace_path() -> Path:

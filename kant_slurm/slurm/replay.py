@@ -15,10 +15,13 @@ every value goes to ``sbatch`` as one argument of an argument list (no shell).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
 import re
+import signal
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,7 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..errors import InputError, SlurmError
+from ..errors import InputError, KantError, SlurmError
 from ..hostlist import expand
 from ..model import Inventory
 from .backend import run_slurm
@@ -305,12 +308,39 @@ def read_back(slurm_ids: dict[str, str], speedup: float, t0: float,
             os.environ[env_key] = old
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that a replay unwinds as it does on Ctrl-C.
+
+    A BaseException, like KeyboardInterrupt, so no ``except Exception`` on the way swallows it.
+    """
+
+
+def _raise_terminated(signum, frame):
+    raise _Terminated()
+
+
+@contextlib.contextmanager
+def _sigterm_unwinds():
+    """While inside, SIGTERM raises :class:`_Terminated` (main thread only: Python delivers
+    signals there, and elsewhere signal.signal cannot be called)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, old)
+
+
 def replay_trace(jobs: ReplayJobs, *, speedup: float | None = None, timeout: float | None = None,
                  poll: float = 2.0, on_progress: Callable[[str], None] | None = None,
                  gres_type: str | None = None) -> ReplayResult:
     """Submit every job at its compressed time, wait for all to end, measure.
 
-    Ctrl-C (KeyboardInterrupt) or ``timeout`` cancels every job this replay submitted.
+    Ctrl-C (KeyboardInterrupt), SIGTERM (systemd, kill, a CI job's timeout) or ``timeout``
+    cancels every job this replay submitted. After SIGTERM it raises KantError naming how many
+    jobs it cancelled; after Ctrl-C it raises KeyboardInterrupt again.
     """
     from ..metrics.summary import all_metrics
     from ..metrics.timeline import scheduling_window
@@ -323,35 +353,26 @@ def replay_trace(jobs: ReplayJobs, *, speedup: float | None = None, timeout: flo
     t0 = time.time()
     deadline = wall0 + timeout if timeout else math.inf
     try:
-        for row in rows:
-            due = wall0 + float(row["submit_time"])
-            while time.monotonic() < due:
-                if time.monotonic() > deadline:
-                    raise TimeoutError
-                time.sleep(min(0.5, max(0.0, due - time.monotonic())))
-            try:
-                slurm_ids[str(row["job_id"])] = _submit(sbatch_argv(row, gres_type))
-            except SlurmError as exc:
-                failed.append(f"{row['job_id']}: {exc}")
-                log.warning("trace job %s not submitted: %s", row["job_id"], exc)
-            if time.monotonic() > deadline:
-                raise TimeoutError
-        left = set(slurm_ids.values())
-        last_report = 0.0
-        while left:
-            if time.monotonic() > deadline:
-                raise TimeoutError
-            time.sleep(poll)
-            left = _alive(left)
-            if on_progress and time.monotonic() - last_report > 30:
-                last_report = time.monotonic()
-                on_progress(f"{len(left)} of {len(slurm_ids)} replay jobs not finished")
-    except (KeyboardInterrupt, TimeoutError) as exc:
-        log.warning("replay interrupted (%s): cancelling %d submitted jobs",
-                    type(exc).__name__, len(slurm_ids))
-        _cancel(list(slurm_ids.values()))
+        with _sigterm_unwinds():
+            _submit_and_wait(rows, slurm_ids, failed, wall0, deadline, poll, on_progress,
+                             gres_type)
+    except (KeyboardInterrupt, _Terminated, TimeoutError) as exc:
+        why = "SIGTERM" if isinstance(exc, _Terminated) else type(exc).__name__
+        log.warning("replay interrupted (%s): cancelling %d submitted jobs", why, len(slurm_ids))
+        # A second SIGTERM (systemd repeats it, a user presses twice) must not cut the scancel
+        # short and leave jobs queued; SIGKILL still ends everything.
+        old = (signal.signal(signal.SIGTERM, signal.SIG_IGN)
+               if threading.current_thread() is threading.main_thread() else None)
+        try:
+            _cancel(list(slurm_ids.values()))
+        finally:
+            if old is not None:
+                signal.signal(signal.SIGTERM, old)
         if isinstance(exc, KeyboardInterrupt):
             raise
+        if isinstance(exc, _Terminated):
+            raise KantError(f"replay stopped by SIGTERM: cancelled the {len(slurm_ids)} jobs it "
+                            "had submitted") from None
     wall = time.monotonic() - wall0
     records = read_back(slurm_ids, speedup, t0)
     window = scheduling_window(records) if len(records) else None
@@ -359,3 +380,32 @@ def replay_trace(jobs: ReplayJobs, *, speedup: float | None = None, timeout: flo
     return ReplayResult(records=records, headline=headline, detail=detail,
                         submitted=len(slurm_ids), failed_submits=failed, wall_s=wall,
                         speedup=speedup, notes=list(jobs.notes), slurm_ids=slurm_ids)
+
+
+def _submit_and_wait(rows, slurm_ids: dict[str, str], failed: list[str], wall0: float,
+                     deadline: float, poll: float,
+                     on_progress: Callable[[str], None] | None, gres_type: str | None) -> None:
+    """Submit each row at its time (ids into ``slurm_ids`` as they come), then wait for all."""
+    for row in rows:
+        due = wall0 + float(row["submit_time"])
+        while time.monotonic() < due:
+            if time.monotonic() > deadline:
+                raise TimeoutError
+            time.sleep(min(0.5, max(0.0, due - time.monotonic())))
+        try:
+            slurm_ids[str(row["job_id"])] = _submit(sbatch_argv(row, gres_type))
+        except SlurmError as exc:
+            failed.append(f"{row['job_id']}: {exc}")
+            log.warning("trace job %s not submitted: %s", row["job_id"], exc)
+        if time.monotonic() > deadline:
+            raise TimeoutError
+    left = set(slurm_ids.values())
+    last_report = 0.0
+    while left:
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        time.sleep(poll)
+        left = _alive(left)
+        if on_progress and time.monotonic() - last_report > 30:
+            last_report = time.monotonic()
+            on_progress(f"{len(left)} of {len(slurm_ids)} replay jobs not finished")

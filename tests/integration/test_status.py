@@ -59,7 +59,7 @@ def test_two_three_gpu_jobs_give_six_gpus_and_gfr_matching_squeue(slurm_clean):
     assert data["pending_jobs"]["count"] == 1 and data["pending_jobs"]["by_gpu_size"]["65+"] == 1
 
 
-def test_unreachable_slurmctld_exits_2_with_one_line(slurm_cluster, tmp_path):
+def test_unreachable_slurmctld_exits_3_with_one_line(slurm_cluster, tmp_path):
     # A copy of the cluster's config whose slurmctld port nobody listens on.
     conf = slurm_cluster.conf_path.read_text()
     port = slurm_cluster.port_base + 9
@@ -70,6 +70,6 @@ def test_unreachable_slurmctld_exits_2_with_one_line(slurm_cluster, tmp_path):
         shutil.copy(slurm_cluster.conf_path.parent / name, tmp_path / name)
     env = dict(slurm_cluster.env, SLURM_CONF=str(tmp_path / "slurm.conf"))
     res = subprocess.run(["kant-slurm", "status"], env=env, capture_output=True, text=True, timeout=120)
-    assert res.returncode == 2
+    assert res.returncode == 3  # issue 19: 3 = Slurm not answering
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "slurmctld" in lines[0] and "Traceback" not in res.stderr

@@ -40,7 +40,7 @@ def test_controller_down_is_unreachable(monkeypatch):
         1, "slurm_load_node error: Unable to contact slurm controller (connect failure)\n"))
     with pytest.raises(SlurmUnreachable, match="slurmctld does not answer `scontrol show node`") as err:
         backend.run_slurm(["scontrol", "show", "node"])
-    assert err.value.exit_code == 2
+    assert err.value.exit_code == 3  # issue 19: 3 = Slurm not answering, 2 = usage
 
 
 def test_other_failures_are_slurm_errors_naming_the_command(monkeypatch):

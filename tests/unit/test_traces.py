@@ -34,10 +34,10 @@ def test_philly_rows(tmp_path):
 
 
 @pytest.mark.parametrize("row,match", [
-    ("2017-13-01 00:00:00,1,1,1,a", r"p.csv:2: field 'timestamp'"),
-    ("2017-10-01 00:00:00,abc,1,1,a", r"p.csv:2: field 'duration': expected a number"),
-    ("2017-10-01 00:00:00,1,0,1,a", r"p.csv:2: field 'num_gpus': must be >= 1"),
-    ("2017-10-01 00:00:00,1,1.5,1,a", r"p.csv:2: field 'num_gpus': expected a whole number"),
+    ("2017-13-01 00:00:00,1,1,1,a", r"p.csv:2:1: field 'timestamp'"),
+    ("2017-10-01 00:00:00,abc,1,1,a", r"p.csv:2:2: field 'duration': expected a number"),
+    ("2017-10-01 00:00:00,1,0,1,a", r"p.csv:2:3: field 'num_gpus': must be >= 1"),
+    ("2017-10-01 00:00:00,1,1.5,1,a", r"p.csv:2:3: field 'num_gpus': expected a whole number"),
     ("2017-10-01 00:00:00,1,1,1,a,extra", r"p.csv:2: 6 fields, header has 5"),
 ])
 def test_philly_errors_name_line_and_field(tmp_path, row, match):
@@ -77,7 +77,7 @@ def test_swf_wrong_field_count(tmp_path):
 
 def test_swf_bad_number_names_field(tmp_path):
     line = "1 0 5 x 4 -1 -1 4 200 -1 1 3 7 -1 1 -1 -1 -1\n"
-    with pytest.raises(InputError, match=r"w.swf:1: field 'run_time'"):
+    with pytest.raises(InputError, match=r"w.swf:1:4: field 'run_time'"):
         read_swf(_write(tmp_path, "w.swf", line))
 
 
@@ -102,7 +102,7 @@ def test_openb_arrival_and_fill(tmp_path):
 
 def test_openb_bad_qos(tmp_path):
     p = _write(tmp_path, "pods.csv", OPENB.replace(",LS,", ",XX,"))
-    with pytest.raises(InputError, match=r"pods.csv:2: field 'qos'"):
+    with pytest.raises(InputError, match=r"pods.csv:2:7: field 'qos'"):
         read_openb(p)
 
 

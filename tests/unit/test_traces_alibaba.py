@@ -75,7 +75,8 @@ def test_malformed_rows_name_file_line_field(tmp_path, row, field):
     with pytest.raises(InputError) as exc:
         read_alibaba_inference(p)
     msg = str(exc.value)
-    assert msg.startswith(f"{p}:3: field {field}"), msg
+    column = HEADER.split(",").index(field.strip("'")) + 1
+    assert msg.startswith(f"{p}:3:{column}: field {field}"), msg
 
 
 def test_missing_column(tmp_path):
