@@ -48,12 +48,12 @@ def test_dry_run_changes_nothing_then_apply_then_idempotent(steer_env):
     assert cluster.site_factors()[pending] == 500_000
     # Each applying cycle leaves its figures for the exporter, a cycle with no change too.
     first = cycle_metrics(state)
-    assert first["last_cycle_changes"] == len(applied.applied) > 0
+    assert first["last_cycle_applied_changes"] == len(applied.applied) > 0
     assert first["last_cycle_duration_seconds"] == pytest.approx(applied.duration_s, abs=0.05)
     again = run_cycle(config, state)
     assert again.ok and again.changes == [] and again.applied == []
     second = cycle_metrics(state)
-    assert second["last_cycle_changes"] == 0
+    assert second["last_cycle_applied_changes"] == 0
     assert second["last_cycle_timestamp_seconds"] >= first["last_cycle_timestamp_seconds"]
 
 

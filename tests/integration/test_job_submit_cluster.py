@@ -29,7 +29,7 @@ def test_comment_tag_becomes_the_admin_tag(slurm_clean):
     cluster = slurm_clean
     job = cluster.sbatch("--hold", "--comment=kant:workload=training;est=7200", "--wrap", "true")
     assert _admin_comment(cluster, job) == "kant:workload=training;est=7200"
-    j = read_snapshot().job[job]
+    j = read_snapshot().released().job[job]  # held: Slurm starts none of them
     assert (j.job_class, j.class_source, j.est_runtime) == ("training", "tag", 7200.0)
 
 
@@ -42,7 +42,7 @@ def test_comment_est_as_slurm_time_is_converted(slurm_clean):
 def test_untagged_job_stays_untagged_and_reads_as_batch(slurm_clean):
     job = slurm_clean.sbatch("--hold", "--comment=just a note", "--wrap", "true")
     assert _admin_comment(slurm_clean, job) == ""
-    j = read_snapshot().job[job]
+    j = read_snapshot().released().job[job]  # held: Slurm starts none of them
     assert (j.job_class, j.class_source) == ("batch", "default")
 
 
