@@ -2,18 +2,13 @@
 
 from __future__ import annotations
 
-import logging
-
 import click
 
 from ..config import load_config
 from ..engine.classify import make_classifier
-from ..engine.registry import get_policy, policy_names
 from ..engine.render import format_explain, format_plan
 from ..errors import InputError
 from .options import echo_json, json_option
-
-log = logging.getLogger(__name__)
 
 
 def config_option(f):
@@ -89,5 +84,4 @@ def plan_cmd(policy, explain_job, limit, release_held, config_path, as_json):
         click.echo(format_plan(plan, limit=limit))
 
 
-_ = policy_names
 commands = [plan_cmd]
