@@ -5,6 +5,8 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
@@ -13,14 +15,8 @@ from kant_slurm.cli import cli  # noqa: E402
 from kant_slurm.report import html as html_mod  # noqa: E402
 from kant_slurm.sim.traces import bundled_trace_path  # noqa: E402
 
-CLUSTER = """name: tiny
-pools:
-  - name: gpu
-    gpu_type: v100
-    nodes: 4
-    gpus_per_node: 8
-    leaf_size: 2
-"""
+# 4 x 8 GPUs, leaves of 2 (shared by the simulator CLI tests).
+CLUSTER = (Path(__file__).parents[1] / "fixtures" / "clusters" / "tiny.yaml").read_text()
 
 
 class _Axis:

@@ -1,6 +1,7 @@
 """`kant-slurm simulate` end to end on small real-trace pieces, with the real engine."""
 
 import json
+from pathlib import Path
 
 from click.testing import CliRunner
 
@@ -12,14 +13,8 @@ KEYS = ["jobs", "gar_mean", "sor", "gfr_mean", "stranded_gpu_share", "wait_mean_
         "inference_sla_attainment", "inference_wait_p99_s", "preempted_gpu_hours", "preemptions",
         "sim_seconds"]
 
-CLUSTER = """name: tiny
-pools:
-  - name: gpu
-    gpu_type: v100
-    nodes: 4
-    gpus_per_node: 8
-    leaf_size: 2
-"""
+# 4 x 8 GPUs, leaves of 2 (shared by the simulator CLI tests).
+CLUSTER = (Path(__file__).parents[1] / "fixtures" / "clusters" / "tiny.yaml").read_text()
 
 
 def _small_trace(tmp_path, n=150):

@@ -3,6 +3,7 @@ of a run is measured over one window."""
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -14,14 +15,8 @@ from kant_slurm.model import Inventory, Partition, Topology
 from kant_slurm.report.tables import detail_table
 from kant_slurm.sim.traces import bundled_trace_path
 
-CLUSTER = """name: tiny
-pools:
-  - name: gpu
-    gpu_type: v100
-    nodes: 4
-    gpus_per_node: 8
-    leaf_size: 2
-"""
+# 4 x 8 GPUs, leaves of 2 (shared by the simulator CLI tests).
+CLUSTER = (Path(__file__).parents[1] / "fixtures" / "clusters" / "tiny.yaml").read_text()
 
 
 def _inventory():
