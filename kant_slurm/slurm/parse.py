@@ -285,12 +285,24 @@ def _listish(value) -> tuple[str, ...]:
 
 
 def parse_nodes_json(data: Mapping) -> list[NodeRecord]:
-    """``sinfo --json`` / slurmrestd ``/nodes`` (v0.0.38 .. v0.0.40+) -> NodeRecords."""
+    """``sinfo --json`` / slurmrestd ``/nodes`` -> NodeRecords, one per node.
+
+    Slurm 22.05 (v0.0.38) and slurmrestd list nodes under ``nodes``; ``sinfo --json`` of 24.11
+    and later lists sinfo's grouped records under ``sinfo`` instead (see
+    :func:`_nodes_from_sinfo_records`).
+    """
+    if not isinstance(data, Mapping):
+        raise SlurmError("sinfo --json: expected a JSON object")
+    if isinstance(data.get("sinfo"), list):
+        return _nodes_from_sinfo_records(data["sinfo"])
     nodes = data.get("nodes")
     if not isinstance(nodes, list):
-        raise SlurmError("sinfo --json: no 'nodes' list in the reply")
+        raise SlurmError("sinfo --json: expected a 'nodes' list (Slurm 22.05) or a 'sinfo' list "
+                         "(Slurm 24.11 and later) in the reply")
     out = []
     for i, node in enumerate(nodes):
+        if not isinstance(node, Mapping):
+            raise SlurmError(f"sinfo --json: nodes[{i}]: expected an object")
         name = node.get("name")
         if not name:
             raise SlurmError(f"sinfo --json: node #{i} has no name")
@@ -319,6 +331,70 @@ def parse_nodes_json(data: Mapping) -> list[NodeRecord]:
             weight=integer(node.get("weight"), f"nodes[{i}].weight", 1),
         ))
     return out
+
+
+def _sub(record: Mapping, where: str, *keys: str):
+    """``record[k1][k2]...``; a missing level is None, a non-object level is an error."""
+    value = record
+    for k in keys:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise SlurmError(f"sinfo --json: {where}: expected an object at {k!r}")
+        value = value.get(k)
+    return value
+
+
+def _nodes_from_sinfo_records(records: Sequence) -> list[NodeRecord]:
+    """The ``sinfo`` list of Slurm 24.11+ -> one NodeRecord per node.
+
+    Each record is one of sinfo's summary lines: the nodes in ``nodes.nodes`` share its state,
+    partition, GRES strings, features and weight, and its CPU and memory counts are their sums.
+    sinfo only groups nodes whose lines match, so a sum is split evenly among them (the
+    remainder on the first ones). A node in several partitions comes once per partition;
+    its partitions are merged into one record.
+    """
+    by_name: dict[str, NodeRecord] = {}
+    for i, rec in enumerate(records):
+        where = f"sinfo[{i}]"
+        if not isinstance(rec, Mapping):
+            raise SlurmError(f"sinfo --json: {where}: expected an object")
+        names = _listish(_sub(rec, where, "nodes", "nodes"))
+        if not names:
+            raise SlurmError(f"sinfo --json: {where}: no node names in 'nodes.nodes'")
+        k = len(names)
+        words = state_words(_sub(rec, where, "node", "state"))
+        base = words[:1]
+        gpus_total, gtype, _ = parse_gpu_gres(_sub(rec, where, "gres", "total"))
+        used, _, used_idx = parse_gpu_gres(_sub(rec, where, "gres", "used"))
+        if used_idx is not None:
+            used = len(used_idx)
+        cpus_alloc = integer(_sub(rec, where, "cpus", "allocated"), f"{where}.cpus.allocated")
+        mem_alloc = integer(_sub(rec, where, "memory", "allocated"), f"{where}.memory.allocated")
+        partition = _sub(rec, where, "partition", "name")
+        for j, name in enumerate(names):
+            old = by_name.get(name)
+            parts = (old.partitions if old else ()) + ((str(partition),) if partition else ())
+            if old is not None:
+                by_name[name] = replace(old, partitions=tuple(dict.fromkeys(parts)))
+                continue
+            by_name[name] = NodeRecord(
+                name=name,
+                state="+".join(base + [w for w in words[1:] if w not in base]),
+                schedulable=schedulable_state(words),
+                gpus_total=gpus_total,
+                gpus_alloc=used,
+                gpu_type=gtype,
+                cpus_total=integer(_sub(rec, where, "cpus", "minimum"), f"{where}.cpus.minimum"),
+                cpus_alloc=cpus_alloc // k + (1 if j < cpus_alloc % k else 0),
+                memory_mb=integer(_sub(rec, where, "memory", "minimum"), f"{where}.memory.minimum"),
+                memory_alloc_mb=mem_alloc // k + (1 if j < mem_alloc % k else 0),
+                features=_listish(_sub(rec, where, "features", "active")
+                                  or _sub(rec, where, "features", "total")),
+                partitions=tuple(parts),
+                weight=integer(_sub(rec, where, "weight", "minimum"), f"{where}.weight.minimum", 1),
+            )
+    return list(by_name.values())
 
 
 # --------------------------------------------------------------------------------------------
