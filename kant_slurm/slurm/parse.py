@@ -354,6 +354,11 @@ def _nodes_from_sinfo_records(records: Sequence) -> list[NodeRecord]:
     remainder on the first ones). A node in several partitions comes once per partition;
     its partitions are merged into one record.
     """
+    if not records:
+        # sinfo always prints at least one line for a cluster's nodes: an empty list is a reply
+        # cut short, not a cluster without nodes.
+        raise SlurmError("sinfo --json: the 'sinfo' list is empty: expected one record per "
+                         "group of nodes")
     by_name: dict[str, NodeRecord] = {}
     for i, rec in enumerate(records):
         where = f"sinfo[{i}]"
