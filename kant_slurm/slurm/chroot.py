@@ -222,18 +222,8 @@ def ensure_root(version: str, roots: Path | None = None) -> Path:
     return root
 
 
-def compat_libmariadb_dir() -> Path | None:
-    """The directory with Debian 12's libmariadb.so.3 when this machine's MariaDB client library
-    is 11.x (slurmdbd needs the older one there); None when the local one works."""
-    res = subprocess.run(["dpkg-query", "-W", "-f=${Version}", "libmariadb3"],
-                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
-    major = parse_debian_version(res.stdout.split(":")[-1]) if res.returncode == 0 else None
-    if major is None or int(major.split(".")[0]) < 11:
-        return None
-    compat = Path(COMPAT_LIBMARIADB_DIR)
-    if not (compat / "libmariadb.so.3").is_file():
-        raise DevClusterError(
-            f"slurmdbd cannot use MariaDB {major}'s client library and {compat}/libmariadb.so.3 "
-            "is missing: rebuild this root with `kant-slurm devcluster root --rebuild`"
-        )
-    return compat
+def remove_root(root: Path) -> None:
+    """Delete a root (``devcluster root --rebuild``); only a directory this module built."""
+    if not (root / ROOT_MARKER).is_file() and not (root / "debootstrap").exists():
+        raise DevClusterError(f"{root} is not a kant-slurm root (no {ROOT_MARKER}): not deleting it")
+    shutil.rmtree(root)
