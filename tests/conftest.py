@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from kant_slurm.errors import KantError
+from kant_slurm.slurm import chroot
 from kant_slurm.slurm import devcluster as dc
 
 
@@ -101,7 +102,19 @@ class SlurmCluster:
 def slurm_cluster(tmp_path_factory):
     """The dev cluster, up once per session; torn down at the end if this session started it."""
     directory = Path(os.environ.get(dc.DIR_ENV) or tmp_path_factory.mktemp("devcluster")).resolve()
-    spec = dc.DevClusterSpec(port_base=dc.default_port_base())
+    # The Slurm under test: $KANT_TEST_SLURM_VERSION, else the one installed here. The tests run
+    # Slurm's client commands themselves, so a newer release is tested from inside its root
+    # (`bash .ci/test.sh --slurm-version 24.11 -m slurm`), where it is the installed one.
+    version = (os.environ.get("KANT_TEST_SLURM_VERSION") or chroot.local_slurm_version()
+               or chroot.DEFAULT_VERSION)
+    try:
+        if chroot.needs_root(version):
+            pytest.fail(f"Slurm {version} is not the Slurm installed here: run the Slurm tests "
+                        f"inside its root with `bash .ci/test.sh --slurm-version {version} -m slurm`",
+                        pytrace=False)
+    except KantError as exc:
+        pytest.fail(f"KANT_TEST_SLURM_VERSION: {exc}", pytrace=False)
+    spec = dc.DevClusterSpec(port_base=dc.default_port_base(), slurm_version=version)
     before = dc.status(directory)
     try:
         dc.up(directory, spec)

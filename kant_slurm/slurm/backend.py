@@ -91,8 +91,10 @@ class CliBackend:
         except SlurmUnreachable:
             raise
         except SlurmError as exc:
-            log.info("scontrol show node failed (%s); trying sinfo --json", exc)
-            return parse.parse_nodes_json(_json(["sinfo", "--json"]))
+            log.info("scontrol show node failed (%s); trying sinfo -N --json", exc)
+            # -N: one record per node on 24.11+ (without it sinfo groups nodes and shows the
+            # first node's features for the whole group); 22.05 lists every node either way.
+            return parse.parse_nodes_json(_json(["sinfo", "-N", "--json"]))
 
     def partitions(self) -> list[Partition]:
         return parse.parse_partitions_scontrol(run_slurm(["scontrol", "show", "partition", "-o"]))

@@ -348,11 +348,13 @@ def _sub(record: Mapping, where: str, *keys: str):
 def _nodes_from_sinfo_records(records: Sequence) -> list[NodeRecord]:
     """The ``sinfo`` list of Slurm 24.11+ -> one NodeRecord per node.
 
-    Each record is one of sinfo's summary lines: the nodes in ``nodes.nodes`` share its state,
-    partition, GRES strings, features and weight, and its CPU and memory counts are their sums.
-    sinfo only groups nodes whose lines match, so a sum is split evenly among them (the
-    remainder on the first ones). A node in several partitions comes once per partition;
-    its partitions are merged into one record.
+    With ``sinfo -N --json`` (what the backend asks) each record holds one node. Without -N a
+    record is one of sinfo's summary lines: its nodes share its state, partition and GRES
+    strings, its CPU and memory counts are their sums (split evenly here, the remainder on the
+    first nodes), but its features are those of the first node only (recorded on 24.11: idle
+    nodes of leaf2..leaf4 in one record saying leaf2), so a grouped node gets no features rather
+    than wrong ones. A node in several partitions comes once per partition; its partitions are
+    merged into one record.
     """
     if not records:
         # sinfo always prints at least one line for a cluster's nodes: an empty list is a reply
@@ -395,7 +397,7 @@ def _nodes_from_sinfo_records(records: Sequence) -> list[NodeRecord]:
                 memory_mb=integer(_sub(rec, where, "memory", "minimum"), f"{where}.memory.minimum"),
                 memory_alloc_mb=mem_alloc // k + (1 if j < mem_alloc % k else 0),
                 features=_listish(_sub(rec, where, "features", "active")
-                                  or _sub(rec, where, "features", "total")),
+                                  or _sub(rec, where, "features", "total")) if k == 1 else (),
                 partitions=tuple(parts),
                 weight=integer(_sub(rec, where, "weight", "minimum"), f"{where}.weight.minimum", 1),
             )
