@@ -17,10 +17,10 @@ from .options import echo_json, json_option
 
 def _slurm_version_option(f):
     return click.option(
-        "--slurm-version", default=chroot.DEFAULT_VERSION, show_default=True,
-        metavar="|".join(chroot.VERSIONS),
+        "--slurm-version", default=None, metavar="|".join(chroot.VERSIONS),
         help="Slurm release: 22.05 from this machine's Debian 12 packages; 24.11 (Debian 13) "
-             "and 26.05 (Debian sid) from a cached Debian root.",
+             "and 26.05 (Debian sid) from a cached Debian root. Default: the Slurm installed "
+             "here, else 22.05.",
     )(f)
 
 
@@ -85,7 +85,7 @@ def up(directory, nodes, gpus_per_node, leaf_size, gpu_type, inference_nodes, po
         nodes=nodes, gpus_per_node=gpus_per_node, leaf_size=leaf_size, gpu_type=gpu_type,
         inference_nodes=inference_nodes,
         port_base=port_base if port_base is not None else dc.default_port_base(),
-        slurm_version=slurm_version,
+        slurm_version=slurm_version or chroot.default_version(),
     )
     target = directory or dc.default_dir()
     before = dc.status(target)
@@ -165,7 +165,7 @@ def root(slurm_version, rebuild) -> None:
     The root lives in $KANT_SLURM_ROOTS/<suite> (default /var/cache/kant-slurm/roots); `up`
     builds it when missing. Example: kant-slurm devcluster root --slurm-version 24.11
     """
-    chroot.check_version(slurm_version)
+    slurm_version = chroot.check_version(slurm_version or chroot.default_version())
     if slurm_version == chroot.DEFAULT_VERSION:
         raise DevClusterError("--slurm-version 22.05 runs from this machine's Debian 12 "
                               "packages: it has no root")

@@ -9,6 +9,7 @@ comes from the root; shared/SLURM-LOCAL.md has the facts this relies on.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import os
@@ -61,6 +62,14 @@ def root_path(version: str, roots: Path | None = None) -> Path:
     return (roots or roots_dir()) / SUITES[check_version(version)]
 
 
+def default_version() -> str:
+    """The Slurm installed here when it is a supported release (24.11 inside its root), else
+    22.05 (Debian 12's, which `devcluster up` installs)."""
+    local = local_slurm_version()
+    return local if local in SUITES else DEFAULT_VERSION
+
+
+@functools.lru_cache(maxsize=1)
 def local_slurm_version() -> str | None:
     """major.minor of the Slurm installed here (``22.05``), or None when there is none."""
     try:

@@ -70,7 +70,8 @@ class DevClusterSpec:
     cpus_per_node: int = 32
     memory_mb: int = 256000
     cluster_name: str = "kantdev"
-    slurm_version: str = chroot.DEFAULT_VERSION
+    # Default: the Slurm installed here (22.05 on Debian 12; 24.11 inside the 24.11 root).
+    slurm_version: str = field(default_factory=chroot.default_version)
 
     def validate(self) -> None:
         """Raise DevClusterError naming the option that is out of range."""
@@ -359,19 +360,29 @@ def _root_of(paths: DevClusterPaths) -> Path | None:
 
 
 def _start_namespace(paths: DevClusterPaths, root: Path | None) -> dict:
-    """Start the cluster's PID namespace (its init is ``sleep infinity``) and record it."""
+    """Start the cluster's PID namespace (its init is a reaping bash loop) and record it."""
     # Inside: a private mount namespace with its own /proc (proctrack/linuxproc walks /proc and
     # must see the namespace's pids); for a root, /proc, /sys, /dev and the cluster directory
     # mounted into it. These mounts go away with the namespace: nothing to unmount on the host.
+    propagation = "private"
     setup = "mount --make-rprivate / && mount -t proc proc /proc"
+    if chroot.inside_root() is not None:
+        # Inside a root (the test suite of a newer release) "/" is no mount point: its
+        # propagation cannot change (EINVAL); whoever entered the root made it private already.
+        propagation = "unchanged"
+        setup = "mount -t proc proc /proc"
     if root is not None:
         setup += (' && mount -t proc proc "$1/proc" && mount --rbind /sys "$1/sys"'
                   ' && mount --rbind /dev "$1/dev" && mkdir -p "$1$2" && mount --bind "$2" "$1$2"')
-    setup += " && exec sleep infinity"
+    # The init must reap: slurmstepd and job processes that lose their parent are reparented to
+    # it, and unreaped they stay as zombies that look alive to kill(pid, 0). bash reaps any
+    # child in its SIGCHLD handler; as a namespace's init it ignores SIGTERM.
+    setup += ' && exec bash -c "while :; do sleep 5 & wait; done"'
     logf = paths.log_file("namespace")
     with open(logf, "ab") as out:
         proc = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount", "--", "sh", "-c", setup, "kant-namespace",
+            ["unshare", "--pid", "--fork", "--mount", f"--propagation={propagation}", "--",
+             "sh", "-c", setup, "kant-namespace",
              str(root or ""), str(paths.dir)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
             cwd=str(paths.dir),
@@ -385,7 +396,7 @@ def _start_namespace(paths: DevClusterPaths, root: Path | None) -> dict:
             comm = Path(f"/proc/{init}/comm").read_text().strip()
         except OSError:
             comm = ""
-        if comm == "sleep" and _pid_ns(init) not in (None, _pid_ns(os.getpid())):
+        if comm == "bash" and _pid_ns(init) not in (None, _pid_ns(os.getpid())):
             ns = {"init": init, "pid_ns": _pid_ns(init)}
             paths.namespace_file.write_text(json.dumps(ns) + "\n")
             return ns
@@ -434,6 +445,17 @@ def _client_env(paths: DevClusterPaths) -> dict[str, str]:
     return env
 
 
+def _nsenter(ns: dict, paths: DevClusterPaths) -> list[str]:
+    """The command prefix that enters the cluster's PID and mount namespaces.
+
+    Entering a mount namespace moves to its real root; --root keeps the namespace init's root
+    instead (it differs when the cluster itself runs inside a Debian root, as the test suite of
+    a newer release does) and --wd the cluster directory as working directory.
+    """
+    return ["nsenter", f"--target={ns['init']}", "--pid", "--mount", "--root", f"--wd={paths.dir}",
+            "--"]
+
+
 def client_argv(paths: DevClusterPaths, argv: Sequence[str]) -> list[str]:
     """``argv`` as it must run to talk to this cluster: unchanged for the machine's own Slurm;
     for a cluster from a Debian root, inside that root (through the cluster's namespace, which
@@ -445,8 +467,7 @@ def client_argv(paths: DevClusterPaths, argv: Sequence[str]) -> list[str]:
     if ns is None:
         raise DevClusterError(f"the dev cluster in {paths.dir} does not run: "
                               "start it with `kant-slurm devcluster up` first")
-    return ["nsenter", f"--target={ns['init']}", "--pid", "--mount", "--", "chroot", str(root),
-            *argv]
+    return [*_nsenter(ns, paths), "chroot", str(root), *argv]
 
 
 def _run(argv: Sequence[str], env: dict | None = None, timeout: float = 60, input: str | None = None):
@@ -496,7 +517,7 @@ def _spawn(name: str, argv: list[str], paths: DevClusterPaths, executable: str |
         raise DevClusterError(f"{name}: the cluster's PID namespace is gone; see {paths.log_file('namespace')}")
     if executable is not None:
         argv = ["bash", "-c", 'exec -a "$0" "$@"', argv[0], executable, *argv[1:]]
-    wrapped = ["nsenter", f"--target={ns['init']}", "--pid", "--mount", "--"]
+    wrapped = _nsenter(ns, paths)
     root = _root_of(paths)
     if root is not None:
         wrapped += ["chroot", str(root)]
