@@ -65,7 +65,8 @@ if [[ -n $version && $version != 22.05 ]]; then
     inner_results=${results#"$root"}
     status=0
     # A private mount namespace: /proc, /sys, /dev and the repository are mounted into the root
-    # for this run only and vanish with it, whatever happens.
+    # for this run only and vanish with it, whatever happens. The host's TMPDIR is not in the
+    # root: the run inside uses the root's /tmp.
     unshare --mount -- bash -c '
         set -e
         root=$1 repo=$2; shift 2
@@ -76,7 +77,7 @@ if [[ -n $version && $version != 22.05 ]]; then
         mkdir -p "$root/mnt/kant-src"
         mount --bind "$repo" "$root/mnt/kant-src"
         exec chroot "$root" "$@"' kant-test-root "$root" "$repo" \
-        env ${KANT_JUNIT:+KANT_JUNIT="$inner_results/junit.xml"} \
+        env -u TMPDIR ${KANT_JUNIT:+KANT_JUNIT="$inner_results/junit.xml"} \
             ${KANT_SLURM_TESTS_REPORT:+KANT_SLURM_TESTS_REPORT="$inner_results/slurm-tests-ran"} \
             PIP_FIND_LINKS= KANT_TEST_SLURM_VERSION="$version" \
         bash -c 'set -e
