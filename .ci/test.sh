@@ -63,10 +63,15 @@ if [[ -n $version && $version != 22.05 ]]; then
     # Reports are written inside the root and copied out afterwards.
     results=$(mktemp -d "$root/tmp/kant-ci-results.XXXXXX")
     inner_results=${results#"$root"}
+    inner_env=(PIP_FIND_LINKS= KANT_TEST_SLURM_VERSION="$version")
+    [[ -z ${KANT_JUNIT:-} ]] || inner_env+=(KANT_JUNIT="$inner_results/junit.xml")
+    [[ -z ${KANT_SLURM_TESTS_REPORT:-} ]] || inner_env+=(KANT_SLURM_TESTS_REPORT="$inner_results/slurm-tests-ran")
     status=0
     # A private mount namespace: /proc, /sys, /dev and the repository are mounted into the root
     # for this run only and vanish with it, whatever happens. The host's TMPDIR is not in the
-    # root: the run inside uses the root's /tmp.
+    # root: the run inside uses the root's /tmp. (The scripts are single-quoted on purpose: they
+    # take their values as arguments.)
+    # shellcheck disable=SC2016
     unshare --mount -- bash -c '
         set -e
         root=$1 repo=$2; shift 2
@@ -77,10 +82,7 @@ if [[ -n $version && $version != 22.05 ]]; then
         mkdir -p "$root/mnt/kant-src"
         mount --bind "$repo" "$root/mnt/kant-src"
         exec chroot "$root" "$@"' kant-test-root "$root" "$repo" \
-        env -u TMPDIR ${KANT_JUNIT:+KANT_JUNIT="$inner_results/junit.xml"} \
-            ${KANT_SLURM_TESTS_REPORT:+KANT_SLURM_TESTS_REPORT="$inner_results/slurm-tests-ran"} \
-            PIP_FIND_LINKS= KANT_TEST_SLURM_VERSION="$version" \
-        bash -c 'set -e
+        env -u TMPDIR "${inner_env[@]}" bash -c 'set -e
             if [[ ! -x /opt/kant-venv/bin/python ]]; then python3 -m venv /opt/kant-venv; fi
             export VIRTUAL_ENV=/opt/kant-venv PATH=/opt/kant-venv/bin:$PATH PYTHON=/opt/kant-venv/bin/python
             cd /mnt/kant-src && exec bash .ci/test.sh "$@"' kant-test "$@" || status=$?
