@@ -149,7 +149,8 @@ def exec_(directory, command) -> None:
         raise DevClusterError(f"no running dev cluster in {st.dir}: start it with "
                               "`kant-slurm devcluster up` first")
     argv = dc.client_argv(dc.DevClusterPaths(Path(st.dir)), list(command))
-    env = dict(os.environ, SLURM_CONF=st.slurm_conf)
+    env = chroot.root_env() if st.root else dict(os.environ)
+    env["SLURM_CONF"] = st.slurm_conf
     try:
         res = subprocess.run(argv, env=env)
     except FileNotFoundError:

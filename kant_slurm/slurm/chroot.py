@@ -134,6 +134,15 @@ def _run_logged(argv: list[str], logf: Path, what: str, env: dict | None = None)
         raise DevClusterError(f"{what} failed (exit {res.returncode}); see its log {logf}")
 
 
+def root_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """``env`` (default os.environ) for a process inside a root: without TMPDIR, which names a
+    directory of the host that the root does not have (ca-certificates' postinst and mariadbd
+    fail on it)."""
+    out = dict(os.environ if env is None else env)
+    out.pop("TMPDIR", None)
+    return out
+
+
 def in_root(root: Path, argv: list[str]) -> list[str]:
     """``argv`` to run inside ``root`` with /proc, /sys and /dev mounted in a private mount
     namespace, so nothing stays mounted on the host afterwards."""
@@ -207,8 +216,10 @@ def ensure_root(version: str, roots: Path | None = None) -> Path:
         _run_logged(["debootstrap", "--variant=minbase", suite, str(partial), host_mirror()],
                     logf, f"debootstrap {suite}")
     _copy_host_settings(partial)
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", LC_ALL="C.UTF-8")
+    env = dict(root_env(), DEBIAN_FRONTEND="noninteractive", LC_ALL="C.UTF-8")
     _run_logged(in_root(partial, ["apt-get", "update", "-q"]), logf, f"apt-get update in {partial}", env)
+    # A build cut short may have left packages unconfigured; apt-get install would stop on them.
+    _run_logged(in_root(partial, ["dpkg", "--configure", "-a"]), logf, f"dpkg --configure -a in {partial}", env)
     _run_logged(in_root(partial, ["apt-get", "install", "-y", "-q", "--no-install-recommends",
                                   *ROOT_PACKAGES]), logf, f"apt-get install in {partial}", env)
     _run_logged(in_root(partial, ["update-ca-certificates"]), logf, "update-ca-certificates", env)

@@ -434,15 +434,13 @@ def _port_free(port: int) -> bool:
 
 
 def _daemon_env(paths: DevClusterPaths) -> dict[str, str]:
-    env = dict(os.environ)
+    env = chroot.root_env() if _root_of(paths) is not None else dict(os.environ)
     env["SLURM_CONF"] = str(paths.slurm_conf)
     return env
 
 
 def _client_env(paths: DevClusterPaths) -> dict[str, str]:
-    env = dict(os.environ)
-    env["SLURM_CONF"] = str(paths.slurm_conf)
-    return env
+    return _daemon_env(paths)
 
 
 def _nsenter(ns: dict, paths: DevClusterPaths) -> list[str]:

@@ -219,3 +219,10 @@ def test_down_kills_nothing_when_the_recorded_init_is_not_in_the_recorded_namesp
     finally:
         bystander.kill()
         bystander.wait()
+
+
+def test_processes_in_a_root_do_not_get_the_host_tmpdir(monkeypatch):
+    # The host's TMPDIR does not exist in the root: ca-certificates' postinst failed on it.
+    monkeypatch.setenv("TMPDIR", "/tmp/host-only")
+    assert "TMPDIR" not in chroot.root_env()
+    assert chroot.root_env({"A": "1", "TMPDIR": "/y"}) == {"A": "1"}
