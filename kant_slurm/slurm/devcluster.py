@@ -976,8 +976,16 @@ def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: flo
             f"--dir {str(paths.dir)!r}: choose a path without spaces, quotes, '#' or '=' "
             "(slurm.conf and mariadb-install-db cannot take them)"
         )
-    if len(str(paths.munge_socket)) > 100:
-        raise DevClusterError(f"--dir {paths.dir} is too long for a unix socket path; choose a shorter one")
+    # slurmstepd's socket is <spool>/slurmd-<node>/<node>_<job id>.<step id>: the batch step's
+    # id has 10 digits, a dev cluster's job ids up to 6. A unix socket path has at most 107
+    # characters: longer, and every job fails to launch ("Unix socket path ... is too long")
+    # while the cluster itself comes up idle.
+    node = spec.node_names[-1]
+    step_socket = f"{paths.dir}/spool/slurmd-{node}/{node}_{'9' * 6}.{'9' * 10}"
+    if len(str(paths.munge_socket)) > 100 or len(step_socket) > 107:
+        raise DevClusterError(f"--dir {paths.dir} is too long for a unix socket path; choose a "
+                              f"shorter one (at most {107 - len(step_socket) + len(str(paths.dir))} "
+                              "characters)")
     current = status(paths.dir)
     if current.running:
         old = DevClusterSpec(**current.spec) if current.spec else None

@@ -226,3 +226,11 @@ def test_processes_in_a_root_do_not_get_the_host_tmpdir(monkeypatch):
     monkeypatch.setenv("TMPDIR", "/tmp/host-only")
     assert "TMPDIR" not in chroot.root_env()
     assert chroot.root_env({"A": "1", "TMPDIR": "/y"}) == {"A": "1"}
+
+
+def test_a_dir_too_long_for_slurmstepd_sockets_is_a_one_line_error(tmp_path):
+    # Recorded: with 117 characters every job failed to launch while the cluster came up idle.
+    deep = Path("/tmp") / ("d" * 70)
+    with pytest.raises(DevClusterError, match=r"too long for a unix socket path.*at most 66 ") as err:
+        dc.up(deep, dc.DevClusterSpec(nodes=3, port_base=31000, slurm_version="22.05"))
+    assert "\n" not in str(err.value)
