@@ -1,18 +1,29 @@
 #!/usr/bin/env bash
 # The test command of the README: installs what the tests need, then runs every test.
 #
-#   bash .ci/test.sh              # all tests (the Slurm ones start a real local cluster)
-#   bash .ci/test.sh -k status    # extra arguments go to pytest
+#   bash .ci/test.sh                                # all tests, Slurm ones on Debian 12's 22.05
+#   bash .ci/test.sh -k status                      # extra arguments go to pytest
+#   bash .ci/test.sh --slurm-version 24.11 -m slurm # the Slurm tests on 24.11 (or 26.05)
 #
 # As root on Debian 12 it first apt-installs the missing packages: Slurm 22.05 (slurmctld,
 # slurmd, slurmdbd, client, libslurm-dev), munge, MariaDB, shellcheck, lua5.3, gcc, make.
+# With --slurm-version 24.11|26.05 the tests run INSIDE that release's Debian root (built once
+# and cached by `kant-slurm devcluster root`), so the Slurm commands the tests run are the ones
+# of that release: the repository is bind-mounted at /mnt/kant-src, a virtualenv in the root
+# (/opt/kant-venv, kept) gets `pip install -e .[test]`, and this script runs again in there.
 # Environment: KANT_DEVCLUSTER_DIR / KANT_DEVCLUSTER_PORT_BASE choose the test cluster's state
 # directory and ports; KANT_JUNIT=path writes a JUnit report; KANT_SLURM_TESTS_REPORT=path gets
-# the number of Slurm-marked tests that ran.
+# the number of Slurm-marked tests that ran; KANT_SLURM_ROOTS where the roots are cached.
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$repo"
+
+version=""
+if [[ ${1:-} == --slurm-version ]]; then
+    version=${2:?--slurm-version: expected one of 22.05, 24.11, 26.05}
+    shift 2
+fi
 
 packages=(munge slurm-wlm slurmdbd slurm-client libslurm-dev mariadb-server shellcheck lua5.3 gcc make prometheus)
 missing=()
@@ -43,6 +54,43 @@ if [[ -z "${VIRTUAL_ENV:-}" ]]; then
     export PIP_BREAK_SYSTEM_PACKAGES=1
 fi
 "$python" -m pip install -q --disable-pip-version-check -e ".[test]"
+
+if [[ -n $version && $version != 22.05 ]]; then
+    # Build (or find) the root with the product's own code, then run this script inside it.
+    root=$("$python" -c 'import sys; from kant_slurm.cli import main; sys.argv[0] = "kant-slurm"; main()' \
+        devcluster root --slurm-version "$version" | tail -n 1)
+    [[ -f $root/etc/kant-slurm-root.json ]] || { echo "test.sh: no Slurm $version root ($root)" >&2; exit 1; }
+    # Reports are written inside the root and copied out afterwards.
+    results=$(mktemp -d "$root/tmp/kant-ci-results.XXXXXX")
+    inner_results=${results#"$root"}
+    inner_env=(PIP_FIND_LINKS= KANT_TEST_SLURM_VERSION="$version")
+    [[ -z ${KANT_JUNIT:-} ]] || inner_env+=(KANT_JUNIT="$inner_results/junit.xml")
+    [[ -z ${KANT_SLURM_TESTS_REPORT:-} ]] || inner_env+=(KANT_SLURM_TESTS_REPORT="$inner_results/slurm-tests-ran")
+    status=0
+    # A private mount namespace: /proc, /sys, /dev and the repository are mounted into the root
+    # for this run only and vanish with it, whatever happens. The host's TMPDIR is not in the
+    # root: the run inside uses the root's /tmp. (The scripts are single-quoted on purpose: they
+    # take their values as arguments.)
+    # shellcheck disable=SC2016
+    unshare --mount -- bash -c '
+        set -e
+        root=$1 repo=$2; shift 2
+        mount --make-rprivate /
+        mount -t proc proc "$root/proc"
+        mount --rbind /sys "$root/sys"
+        mount --rbind /dev "$root/dev"
+        mkdir -p "$root/mnt/kant-src"
+        mount --bind "$repo" "$root/mnt/kant-src"
+        exec chroot "$root" "$@"' kant-test-root "$root" "$repo" \
+        env -u TMPDIR "${inner_env[@]}" bash -c 'set -e
+            if [[ ! -x /opt/kant-venv/bin/python ]]; then python3 -m venv /opt/kant-venv; fi
+            export VIRTUAL_ENV=/opt/kant-venv PATH=/opt/kant-venv/bin:$PATH PYTHON=/opt/kant-venv/bin/python
+            cd /mnt/kant-src && exec bash .ci/test.sh "$@"' kant-test "$@" || status=$?
+    [[ -z ${KANT_JUNIT:-} ]] || cp "$results/junit.xml" "$KANT_JUNIT" 2>/dev/null || true
+    [[ -z ${KANT_SLURM_TESTS_REPORT:-} ]] || cp "$results/slurm-tests-ran" "$KANT_SLURM_TESTS_REPORT" 2>/dev/null || true
+    rm -rf "$results"
+    exit "$status"
+fi
 
 args=()
 if [[ -n "${KANT_JUNIT:-}" ]]; then

@@ -9,6 +9,7 @@ waits for idle nodes so each test starts from an empty cluster.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import os
@@ -20,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from kant_slurm.errors import KantError
+from kant_slurm.slurm import chroot
 from kant_slurm.slurm import devcluster as dc
 
 
@@ -97,11 +99,41 @@ class SlurmCluster:
         raise AssertionError(f"jobs not running after {timeout:.0f}s: {states}")
 
 
+def _slurm_under_test() -> str:
+    """The Slurm under test: $KANT_TEST_SLURM_VERSION, else the one installed here. The tests run
+    Slurm's client commands themselves, so a newer release is tested from inside its root
+    (`bash .ci/test.sh --slurm-version 24.11 -m slurm`), where it is the installed one."""
+    version = (os.environ.get("KANT_TEST_SLURM_VERSION") or chroot.local_slurm_version()
+               or chroot.DEFAULT_VERSION)
+    try:
+        if chroot.needs_root(version):
+            pytest.fail(f"Slurm {version} is not the Slurm installed here: run the Slurm tests "
+                        f"inside its root with `bash .ci/test.sh --slurm-version {version} -m slurm`",
+                        pytrace=False)
+    except KantError as exc:
+        pytest.fail(f"KANT_TEST_SLURM_VERSION: {exc}", pytrace=False)
+    return version
+
+
+@contextlib.contextmanager
+def _slurm_conf(path: Path):
+    """SLURM_CONF points at ``path`` inside the block, as before after it."""
+    old_conf = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = str(path)
+    try:
+        yield
+    finally:
+        if old_conf is None:
+            os.environ.pop("SLURM_CONF", None)
+        else:
+            os.environ["SLURM_CONF"] = old_conf
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(tmp_path_factory):
     """The dev cluster, up once per session; torn down at the end if this session started it."""
     directory = Path(os.environ.get(dc.DIR_ENV) or tmp_path_factory.mktemp("devcluster")).resolve()
-    spec = dc.DevClusterSpec(port_base=dc.default_port_base())
+    spec = dc.DevClusterSpec(port_base=dc.default_port_base(), slurm_version=_slurm_under_test())
     before = dc.status(directory)
     try:
         dc.up(directory, spec)
@@ -112,15 +144,10 @@ def slurm_cluster(tmp_path_factory):
     running_spec = dc.DevClusterSpec(**state.spec) if state.spec else spec
     cluster = SlurmCluster(dir=directory, conf_path=paths.slurm_conf, spec=running_spec,
                            started_here=not before.running, paths=paths)
-    old_conf = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(paths.slurm_conf)
     try:
-        yield cluster
+        with _slurm_conf(paths.slurm_conf):
+            yield cluster
     finally:
-        if old_conf is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = old_conf
         if cluster.started_here:
             dc.down(directory)
 
@@ -199,7 +226,7 @@ def production_cluster(tmp_path_factory):
     a100, leaves of 4), on ports 40 above the session cluster's; up for one test module."""
     directory = Path(tmp_path_factory.mktemp("production")).resolve()
     spec = dc.DevClusterSpec(port_base=dc.default_port_base() + 40, gpu_types="h100:12,a100:4",
-                             cluster_name="kantprod")
+                             cluster_name="kantprod", slurm_version=_slurm_under_test())
     try:
         dc.up(directory, spec)
     except KantError as exc:
@@ -207,13 +234,8 @@ def production_cluster(tmp_path_factory):
     paths = dc.DevClusterPaths(directory)
     cluster = SlurmCluster(dir=directory, conf_path=paths.slurm_conf, spec=spec,
                            started_here=True, paths=paths)
-    old_conf = os.environ.get("SLURM_CONF")
-    os.environ["SLURM_CONF"] = str(paths.slurm_conf)
     try:
-        yield cluster
+        with _slurm_conf(paths.slurm_conf):
+            yield cluster
     finally:
-        if old_conf is None:
-            os.environ.pop("SLURM_CONF", None)
-        else:
-            os.environ["SLURM_CONF"] = old_conf
         dc.down(directory)

@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import click
 
+from ..errors import DevClusterError
+from ..slurm import chroot
 from ..slurm import devcluster as dc
 from .options import echo_json, json_option
+
+
+def _slurm_version_option(f):
+    return click.option(
+        "--slurm-version", default=None, metavar="|".join(chroot.VERSIONS),
+        help="Slurm release: 22.05 from this machine's Debian 12 packages; 24.11 (Debian 13) "
+             "and 26.05 (Debian sid) from a cached Debian root. Default: the Slurm installed "
+             "here, else 22.05.",
+    )(f)
 
 
 def _dir_option(f):
@@ -29,6 +43,9 @@ def devcluster() -> None:
       kant-slurm devcluster up --nodes 8 --inference-nodes 2 --port-base 17000 --dir /tmp/c2
       kant-slurm devcluster status --json
       kant-slurm devcluster down
+      kant-slurm devcluster up --slurm-version 24.11 --dir /tmp/c24 --port-base 18800
+      kant-slurm devcluster exec --dir /tmp/c24 -- sinfo   # 24.11's sinfo, from its root
+      kant-slurm devcluster down --dir /tmp/c24
     """
 
 
@@ -45,18 +62,34 @@ def devcluster() -> None:
               help="The last K nodes are also in partition 'infer'.")
 @click.option("--port-base", type=int, default=None,
               help="First port used (default $KANT_DEVCLUSTER_PORT_BASE, else 16800).")
-@click.option("--no-install", is_flag=True, help="Do not apt-get install missing packages.")
+@_slurm_version_option
+@click.option("--no-install", is_flag=True,
+              help="Do not apt-get install missing packages nor build a missing root.")
 @click.option("--timeout", default=180, show_default=True, help="Seconds to wait for idle nodes.")
 def up(directory, nodes, gpus_per_node, leaf_size, gpu_type, gpu_types, inference_nodes,
-       port_base, no_install, timeout) -> None:
+       port_base, slurm_version, no_install, timeout) -> None:
     """Install missing Debian packages, start the cluster, wait until every node is idle.
 
-    Example: kant-slurm devcluster up --nodes 16 --gpus-per-node 8 --leaf-size 4
+    \b
+    Slurm versions (the Slurm test suite passes on all three; CI runs it on 22.05 and
+    24.11, and on 26.05 with KANT_CI_SLURM_VERSIONS="24.11 26.05"):
+      22.05  Debian 12's packages on this machine (apt-get installs them when missing).
+      24.11  Debian 13 (trixie), 26.05  Debian sid: run from a Debian root built once with
+             debootstrap (about 1.5 to 2 minutes, 1.2 GB) and cached in $KANT_SLURM_ROOTS
+             (default /var/cache/kant-slurm/roots/<suite>). Everything runs from the root;
+             run its client commands with `devcluster exec`.
+
+    \b
+    Examples:
+      kant-slurm devcluster up --nodes 16 --gpus-per-node 8 --leaf-size 4
+      kant-slurm devcluster up --slurm-version 24.11 --dir /tmp/c24 --port-base 18800
+      kant-slurm devcluster exec --dir /tmp/c24 -- squeue
     """
     spec = dc.DevClusterSpec(
         nodes=nodes, gpus_per_node=gpus_per_node, leaf_size=leaf_size, gpu_type=gpu_type,
         gpu_types=gpu_types, inference_nodes=inference_nodes,
         port_base=port_base if port_base is not None else dc.default_port_base(),
+        slurm_version=slurm_version or chroot.default_version(),
     )
     target = directory or dc.default_dir()
     before = dc.status(target)
@@ -66,9 +99,12 @@ def up(directory, nodes, gpus_per_node, leaf_size, gpu_type, gpu_types, inferenc
     click.echo(
         f"dev cluster {verb}: {shape.get('nodes')} nodes x {shape.get('gpus_per_node')} "
         f"{shape.get('gpu_type')} GPUs, leaf size {shape.get('leaf_size')}, "
-        f"port base {shape.get('port_base')}, dir {st.dir}"
+        f"port base {shape.get('port_base')}, Slurm {shape.get('slurm_version')}, dir {st.dir}"
     )
     click.echo(f"export SLURM_CONF={st.slurm_conf}")
+    if st.root:
+        click.echo(f"# Slurm {shape.get('slurm_version')} runs from {st.root}: run its commands "
+                   f"with `kant-slurm devcluster exec --dir {st.dir} -- <command>`")
 
 
 @devcluster.command("down")
@@ -99,6 +135,49 @@ def status(directory, as_json) -> None:
         click.echo(f"  {name:<16} {'pid ' + str(pid) if pid else 'stopped'}")
     if st.running:
         click.echo(f"export SLURM_CONF={st.slurm_conf}")
+
+
+@devcluster.command("exec", context_settings={"ignore_unknown_options": True})
+@_dir_option
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def exec_(directory, command) -> None:
+    """Run a command against the cluster: SLURM_CONF set, and inside the cluster's Debian root
+    when its Slurm comes from one (24.11, 26.05). Its exit status is the command's.
+
+    Example: kant-slurm devcluster exec --dir /tmp/c24 -- sbatch --gres=gpu:1 --wrap 'sleep 60'
+    """
+    target = directory or dc.default_dir()
+    st = dc.status(target)
+    if not st.running:
+        raise DevClusterError(f"no running dev cluster in {st.dir}: start it with "
+                              "`kant-slurm devcluster up` first")
+    argv = dc.client_argv(dc.DevClusterPaths(Path(st.dir)), list(command))
+    env = chroot.root_env() if st.root else dict(os.environ)
+    env["SLURM_CONF"] = st.slurm_conf
+    try:
+        res = subprocess.run(argv, env=env)
+    except FileNotFoundError:
+        raise DevClusterError(f"{command[0]}: command not found") from None
+    sys.exit(res.returncode)
+
+
+@devcluster.command("root")
+@_slurm_version_option
+@click.option("--rebuild", is_flag=True, help="Build the root again from scratch.")
+def root(slurm_version, rebuild) -> None:
+    """Build (once) the Debian root of a Slurm release and print its path.
+
+    The root lives in $KANT_SLURM_ROOTS/<suite> (default /var/cache/kant-slurm/roots); `up`
+    builds it when missing. Example: kant-slurm devcluster root --slurm-version 24.11
+    """
+    slurm_version = chroot.check_version(slurm_version or chroot.default_version())
+    if slurm_version == chroot.DEFAULT_VERSION:
+        raise DevClusterError("--slurm-version 22.05 runs from this machine's Debian 12 "
+                              "packages: it has no root")
+    path = chroot.root_path(slurm_version)
+    if rebuild and path.exists():
+        chroot.remove_root(path)
+    click.echo(chroot.ensure_root(slurm_version))
 
 
 commands = [devcluster]

@@ -94,8 +94,10 @@ class CliBackend:
         except SlurmUnreachable:
             raise
         except SlurmError as exc:
-            log.info("scontrol show node failed (%s); trying sinfo --json", exc)
-            return parse.parse_nodes_json(_json(["sinfo", "--json"]))
+            log.info("scontrol show node failed (%s); trying sinfo -N --json", exc)
+            # -N: one record per node on 24.11+ (without it sinfo groups nodes and shows the
+            # first node's features for the whole group); 22.05 lists every node either way.
+            return parse.parse_nodes_json(_json(["sinfo", "-N", "--json"]))
 
     def partitions(self) -> list[Partition]:
         return parse.parse_partitions_scontrol(run_slurm(["scontrol", "show", "partition", "-o"]))
@@ -116,8 +118,9 @@ class CliBackend:
 
     def jobs(self) -> list[Job]:
         data = _json(["squeue", "--json"])
-        details = parse.job_gpu_details(run_slurm(["scontrol", "show", "job", "-d", "-o"]))
-        jobs = parse.parse_jobs_json(data, details)
+        shown = run_slurm(["scontrol", "show", "job", "-d", "-o"])
+        jobs = parse.parse_jobs_json(data, parse.job_gpu_details(shown),
+                                     exclusive=parse.exclusive_jobs(shown))
         if not any(j.is_pending for j in jobs):
             return jobs
         # squeue's JSON has no SiteFactor in 22.05; sprio has it for pending jobs (not held ones,

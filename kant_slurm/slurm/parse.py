@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 
@@ -312,12 +312,24 @@ def _listish(value) -> tuple[str, ...]:
 
 
 def parse_nodes_json(data: Mapping) -> list[NodeRecord]:
-    """``sinfo --json`` / slurmrestd ``/nodes`` (v0.0.38 .. v0.0.40+) -> NodeRecords."""
+    """``sinfo --json`` / slurmrestd ``/nodes`` -> NodeRecords, one per node.
+
+    Slurm 22.05 (v0.0.38) and slurmrestd list nodes under ``nodes``; ``sinfo --json`` of 24.11
+    and later lists sinfo's grouped records under ``sinfo`` instead (see
+    :func:`_nodes_from_sinfo_records`).
+    """
+    if not isinstance(data, Mapping):
+        raise SlurmError("sinfo --json: expected a JSON object")
+    if isinstance(data.get("sinfo"), list):
+        return _nodes_from_sinfo_records(data["sinfo"])
     nodes = data.get("nodes")
     if not isinstance(nodes, list):
-        raise SlurmError("sinfo --json: no 'nodes' list in the reply")
+        raise SlurmError("sinfo --json: expected a 'nodes' list (Slurm 22.05) or a 'sinfo' list "
+                         "(Slurm 24.11 and later) in the reply")
     out = []
     for i, node in enumerate(nodes):
+        if not isinstance(node, Mapping):
+            raise SlurmError(f"sinfo --json: nodes[{i}]: expected an object")
         name = node.get("name")
         if not name:
             raise SlurmError(f"sinfo --json: node #{i} has no name")
@@ -398,6 +410,77 @@ def parse_reservations(text: str) -> list[Reservation]:
                         if f.strip()),
         ))
     return out
+
+
+def _sub(record: Mapping, where: str, *keys: str):
+    """``record[k1][k2]...``; a missing level is None, a non-object level is an error."""
+    value = record
+    for k in keys:
+        if value is None:
+            return None
+        if not isinstance(value, Mapping):
+            raise SlurmError(f"sinfo --json: {where}: expected an object at {k!r}")
+        value = value.get(k)
+    return value
+
+
+def _nodes_from_sinfo_records(records: Sequence) -> list[NodeRecord]:
+    """The ``sinfo`` list of Slurm 24.11+ -> one NodeRecord per node.
+
+    With ``sinfo -N --json`` (what the backend asks) each record holds one node. Without -N a
+    record is one of sinfo's summary lines: its nodes share its state, partition and GRES
+    strings, its CPU and memory counts are their sums (split evenly here, the remainder on the
+    first nodes), but its features are those of the first node only (recorded on 24.11: idle
+    nodes of leaf2..leaf4 in one record saying leaf2), so a grouped node gets no features rather
+    than wrong ones. A node in several partitions comes once per partition; its partitions are
+    merged into one record.
+    """
+    if not records:
+        # sinfo always prints at least one line for a cluster's nodes: an empty list is a reply
+        # cut short, not a cluster without nodes.
+        raise SlurmError("sinfo --json: the 'sinfo' list is empty: expected one record per "
+                         "group of nodes")
+    by_name: dict[str, NodeRecord] = {}
+    for i, rec in enumerate(records):
+        where = f"sinfo[{i}]"
+        if not isinstance(rec, Mapping):
+            raise SlurmError(f"sinfo --json: {where}: expected an object")
+        names = _listish(_sub(rec, where, "nodes", "nodes"))
+        if not names:
+            raise SlurmError(f"sinfo --json: {where}: no node names in 'nodes.nodes'")
+        k = len(names)
+        words = state_words(_sub(rec, where, "node", "state"))
+        base = words[:1]
+        gpus_total, gtype, _ = parse_gpu_gres(_sub(rec, where, "gres", "total"))
+        used, _, used_idx = parse_gpu_gres(_sub(rec, where, "gres", "used"))
+        if used_idx is not None:
+            used = len(used_idx)
+        cpus_alloc = integer(_sub(rec, where, "cpus", "allocated"), f"{where}.cpus.allocated")
+        mem_alloc = integer(_sub(rec, where, "memory", "allocated"), f"{where}.memory.allocated")
+        partition = _sub(rec, where, "partition", "name")
+        for j, name in enumerate(names):
+            old = by_name.get(name)
+            parts = (old.partitions if old else ()) + ((str(partition),) if partition else ())
+            if old is not None:
+                by_name[name] = replace(old, partitions=tuple(dict.fromkeys(parts)))
+                continue
+            by_name[name] = NodeRecord(
+                name=name,
+                state="+".join(base + [w for w in words[1:] if w not in base]),
+                schedulable=schedulable_state(words),
+                gpus_total=gpus_total,
+                gpus_alloc=used,
+                gpu_type=gtype,
+                cpus_total=integer(_sub(rec, where, "cpus", "minimum"), f"{where}.cpus.minimum"),
+                cpus_alloc=cpus_alloc // k + (1 if j < cpus_alloc % k else 0),
+                memory_mb=integer(_sub(rec, where, "memory", "minimum"), f"{where}.memory.minimum"),
+                memory_alloc_mb=mem_alloc // k + (1 if j < mem_alloc % k else 0),
+                features=_listish(_sub(rec, where, "features", "active")
+                                  or _sub(rec, where, "features", "total")) if k == 1 else (),
+                partitions=tuple(parts),
+                weight=integer(_sub(rec, where, "weight", "minimum"), f"{where}.weight.minimum", 1),
+            )
+    return list(by_name.values())
 
 
 # --------------------------------------------------------------------------------------------
@@ -488,6 +571,17 @@ def parse_topology(text: str, node_order: Sequence[str] | None = None) -> Topolo
 # --------------------------------------------------------------------------------------------
 # Jobs
 # --------------------------------------------------------------------------------------------
+
+
+def exclusive_jobs(text: str) -> set[str]:
+    """``scontrol show job -o`` -> ids of the jobs with ``--exclusive`` (``Exclusive=NODE``,
+    ``USER``, ``MCS`` or ``TOPO``). Slurm 26.05's squeue JSON no longer says so (``shared`` is
+    empty for such a job); its scontrol does. Releases that print no ``Exclusive=`` add none."""
+    out = set()
+    for rec in scontrol_records(text):
+        if rec.get("Exclusive", "NO").upper() not in ("NO", "") and rec.get("JobId"):
+            out.add(rec["JobId"])
+    return out
 
 
 def job_gpu_details(text: str) -> dict[str, list[tuple[str, int, tuple[int, ...]]]]:
@@ -586,11 +680,14 @@ def _array_running(jobs: Sequence[Mapping]) -> dict[int, int]:
     return out
 
 
-def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None) -> list[Job]:
+def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None,
+                    exclusive: Collection[str] = ()) -> list[Job]:
     """``squeue --json`` -> running and pending Jobs (others are left out).
 
     ``details`` (from :func:`job_gpu_details`) gives exact per-node GPUs and indices; without
-    it they come from the JSON's ``gres_detail``, else an even split. Each pending job carries
+    it they come from the JSON's ``gres_detail``, else an even split. ``exclusive`` (from
+    :func:`exclusive_jobs`) names raw job ids run with ``--exclusive`` besides those the JSON's
+    ``shared`` says. Each pending job carries
     :attr:`Job.slurm_blocked` from its state reason, hold flag and eligible time; a pending
     array record becomes one Job per task (``8_1``, ``8_2``, ...), and the tasks beyond its
     ``%`` throttle are blocked with ``JobArrayTaskLimit``.
@@ -662,7 +759,8 @@ def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None) ->
             excluded_nodes=tuple(expand(job.get("excluded_nodes") or "")),
             comment=job.get("comment") or "",
             admin_comment=admin,
-            exclusive=_exclusive(job.get("shared")),
+            exclusive=_exclusive(job.get("shared")) or str(
+                integer(job.get("job_id"), f"{where}.job_id")) in exclusive,
             features=job.get("features") or None,
             reservation=job.get("resv_name") or None,
             mem_per_node_mb=_memory_per_node(job, num_nodes, where),

@@ -35,9 +35,16 @@ def _num(value: Any) -> float | None:
         return None
 
 
+# Slurm's "no value" and "infinite" sentinels of 32-bit fields (NO_VAL, INFINITE). sacct --json of
+# 24.11 and 26.05 gives a job cancelled while pending the start time NO_VAL; taken as a time it
+# would be a start in 2106 and a negative run time.
+_NO_VAL32 = 0xFFFFFFFE
+
+
 def _epoch(value: Any) -> float:
+    """A Unix time; unset, zero and Slurm's NO_VAL/INFINITE sentinels are NaN (no time)."""
     v = _num(value)
-    return float("nan") if v is None or v <= 0 else v
+    return float("nan") if v is None or v <= 0 or v >= _NO_VAL32 else v
 
 
 def _gpus_of(tres: Any) -> int:

@@ -6,6 +6,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -96,9 +97,38 @@ def _up_down_twice(directory: Path, args: list[str]) -> None:
         for daemon in DAEMONS:
             assert any(name.startswith(daemon) for name in running), (daemon, running)
         assert sum(name in ("slurmd", "slurmd-wlm") for name in running) == 3
+        escaped = _leave_a_detached_job_process(directory, env)
+        # A process outside the cluster with the very same command line must survive its down.
+        bystander = subprocess.Popen(["sleep", "4711"], start_new_session=True)
 
         res = _cli("down", "--dir", str(directory))
-        assert res.returncode == 0, res.stderr
-        assert _daemons_of(directory) == []
+        try:
+            assert res.returncode == 0, res.stderr
+            assert _daemons_of(directory) == []
+            assert not Path(f"/proc/{escaped}").exists(), "a job's detached process outlived down"
+            assert bystander.poll() is None, "down killed a process that is not the cluster's"
+        finally:
+            bystander.kill()
+            bystander.wait()
         status = json.loads(_cli("status", "--dir", str(directory), "--json").stdout)
         assert status["running"] is False and not any(status["daemons"].values())
+
+
+def _leave_a_detached_job_process(directory: Path, env: dict) -> int:
+    """Run a job whose process detaches (new session, empty environment, parent gone): Slurm's
+    proctrack/linuxproc no longer finds it and 26.05 steps never had the slurmd's environment.
+    Return its pid once it runs."""
+    res = subprocess.run(["sbatch", "--parsable", "--output=/dev/null", "--chdir=/tmp", "--wrap",
+                          "(setsid env -i sleep 4711 &); sleep 600"],
+                         env=env, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 0, res.stderr
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        for pid in dc.running_processes(directory):
+            try:
+                if Path(f"/proc/{pid}/cmdline").read_bytes() == b"sleep\x004711\x00":
+                    return pid
+            except OSError:
+                pass
+        time.sleep(0.5)
+    raise AssertionError("the job's detached sleep 4711 did not show up in the cluster")

@@ -1,5 +1,8 @@
 """The dev cluster's config rendering and its checks that need no running Slurm."""
 
+import json
+import os
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -116,3 +119,118 @@ def test_dev_cluster_conf_states_the_preemption_setup(tmp_path):
         ("preempt/none", "0", "2000")
     assert list(dc.DEV_QOS) == ["training", "inference"]  # Preempt=training needs it first
     assert "Preempt=training" in dc.DEV_QOS["inference"]
+
+
+# --- Slurm releases and the cluster's PID namespace -----------------------------------------
+
+from kant_slurm.slurm import chroot  # noqa: E402
+
+
+def test_unknown_slurm_version_is_a_one_line_error_naming_the_choices(tmp_path):
+    with pytest.raises(DevClusterError) as err:
+        dc.up(tmp_path / "c", dc.DevClusterSpec(nodes=1, port_base=31000, slurm_version="23.02"))
+    assert str(err.value) == "--slurm-version 23.02: expected one of 22.05, 24.11, 26.05"
+
+
+def test_cli_unknown_slurm_version_is_one_line(tmp_path):
+    import subprocess
+    import sys
+
+    res = subprocess.run(
+        [sys.executable, "-c", "import sys; from kant_slurm.cli import main; sys.argv[0] = 'kant-slurm'; main()",
+         "devcluster", "up", "--slurm-version", "23.02", "--dir", str(tmp_path / "c")],
+        capture_output=True, text=True)
+    assert res.returncode != 0 and res.stdout == ""
+    assert res.stderr.strip().splitlines() == [
+        "error: --slurm-version 23.02: expected one of 22.05, 24.11, 26.05"]
+
+
+@pytest.mark.parametrize("text, version", [
+    ("22.05.8-4+deb12u3", "22.05"), ("24.11.5-4+deb13u1", "24.11"), ("26.05.5-1", "26.05"),
+    ("1:11.8.3-1", "11.08"), ("garbage", None),
+])
+def test_parse_debian_version(text, version):
+    assert chroot.parse_debian_version(text) == version
+
+
+@pytest.mark.parametrize("local, wanted, root", [
+    ("22.05", "22.05", False), ("22.05", "24.11", True), ("22.05", "26.05", True),
+    ("24.11", "24.11", False), (None, "22.05", False), (None, "24.11", True),
+])
+def test_needs_root_when_the_installed_slurm_is_another_release(monkeypatch, local, wanted, root):
+    monkeypatch.setattr(chroot, "local_slurm_version", lambda: local)
+    monkeypatch.setattr(chroot, "inside_root", lambda: None)
+    assert chroot.needs_root(wanted) is root
+
+
+def test_roots_are_cached_per_suite_and_overridable(monkeypatch, tmp_path):
+    monkeypatch.delenv(chroot.ROOTS_ENV, raising=False)
+    assert chroot.root_path("24.11") == Path("/var/cache/kant-slurm/roots/trixie")
+    monkeypatch.setenv(chroot.ROOTS_ENV, str(tmp_path))
+    assert chroot.root_path("26.05") == tmp_path / "sid"
+    assert not chroot.root_ready(tmp_path / "sid")
+
+
+def test_in_root_mounts_privately_and_quotes_nothing_into_a_shell(tmp_path):
+    root = tmp_path / "r o'ot"
+    argv = chroot.in_root(root, ["apt-get", "install", "-y", "x; rm -rf /"])
+    assert argv[:4] == ["unshare", "--mount", "--", "sh"]
+    # The root and the command are positional arguments of the script, never part of its text.
+    script = argv[5]
+    assert str(root) not in script and "apt-get" not in script
+    assert argv[6:] == [str(root), str(root), "apt-get", "install", "-y", "x; rm -rf /"]
+
+
+def _fake_cluster(tmp_path, root: str | None, init: int, pid_ns: str | None) -> dc.DevClusterPaths:
+    paths = dc.DevClusterPaths(tmp_path)
+    paths.run.mkdir(parents=True)
+    paths.state_file.write_text(json.dumps({"spec": {"nodes": 1, "slurm_version": "24.11"},
+                                            "root": root}))
+    paths.namespace_file.write_text(json.dumps({"init": init, "pid_ns": pid_ns}))
+    return paths
+
+
+def test_client_argv_enters_the_root_through_the_cluster_namespace(tmp_path):
+    me = os.getpid()
+    paths = _fake_cluster(tmp_path, "/roots/trixie", me, os.readlink(f"/proc/{me}/ns/pid"))
+    assert dc.client_argv(paths, ["sinfo", "-N"]) == [
+        "nsenter", f"--target={me}", "--pid", "--mount", "--root", f"--wd={tmp_path}", "--",
+        "chroot", "/roots/trixie", "sinfo", "-N"]
+    native = _fake_cluster(tmp_path / "n", None, me, os.readlink(f"/proc/{me}/ns/pid"))
+    assert dc.client_argv(native, ["sinfo"]) == ["sinfo"]
+
+
+def test_client_argv_of_a_stopped_root_cluster_is_an_error(tmp_path):
+    paths = _fake_cluster(tmp_path, "/roots/trixie", 2**22 + 12345, "pid:[1]")
+    with pytest.raises(DevClusterError, match="does not run"):
+        dc.client_argv(paths, ["sinfo"])
+
+
+def test_down_kills_nothing_when_the_recorded_init_is_not_in_the_recorded_namespace(tmp_path):
+    # A recycled pid: the recorded init now is some other process, in another PID namespace.
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        paths = _fake_cluster(tmp_path, None, bystander.pid, "pid:[4026531999]")
+        paths.pid_file("slurmctld").write_text(f"{bystander.pid}\n")
+        assert dc.running_processes(tmp_path) == []
+        assert dc.down(tmp_path) == []
+        assert bystander.poll() is None
+        assert dc.status(tmp_path).daemons.get("slurmctld") is None
+    finally:
+        bystander.kill()
+        bystander.wait()
+
+
+def test_processes_in_a_root_do_not_get_the_host_tmpdir(monkeypatch):
+    # The host's TMPDIR does not exist in the root: ca-certificates' postinst failed on it.
+    monkeypatch.setenv("TMPDIR", "/tmp/host-only")
+    assert "TMPDIR" not in chroot.root_env()
+    assert chroot.root_env({"A": "1", "TMPDIR": "/y"}) == {"A": "1"}
+
+
+def test_a_dir_too_long_for_slurmstepd_sockets_is_a_one_line_error(tmp_path):
+    # Recorded: with 117 characters every job failed to launch while the cluster came up idle.
+    deep = Path("/tmp") / ("d" * 70)
+    with pytest.raises(DevClusterError, match=r"too long for a unix socket path.*at most 66 ") as err:
+        dc.up(deep, dc.DevClusterSpec(nodes=3, port_base=31000, slurm_version="22.05"))
+    assert "\n" not in str(err.value)
