@@ -71,8 +71,8 @@ def up(directory, nodes, gpus_per_node, leaf_size, gpu_type, gpu_types, inferenc
     """Install missing Debian packages, start the cluster, wait until every node is idle.
 
     \b
-    Slurm versions (the Slurm test suite passes on all three; CI runs it on 22.05 and
-    24.11, and on 26.05 with KANT_CI_SLURM_VERSIONS="24.11 26.05"):
+    Slurm versions (CI runs the Slurm test suite on 22.05 and 24.11, and on 26.05 with
+    KANT_CI_SLURM_VERSIONS="24.11 26.05"):
       22.05  Debian 12's packages on this machine (apt-get installs them when missing).
       24.11  Debian 13 (trixie), 26.05  Debian sid: run from a Debian root built once with
              debootstrap (about 1.5 to 2 minutes, 1.2 GB) and cached in $KANT_SLURM_ROOTS
