@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
+import tempfile
 import time
 from pathlib import Path
 
@@ -56,7 +58,17 @@ def test_second_up_reports_the_running_cluster(slurm_cluster):
     assert f"export SLURM_CONF={slurm_cluster.conf_path}" in res.stdout.splitlines()
 
 
-def test_port_in_use_is_a_one_line_error(slurm_cluster, tmp_path):
+@pytest.fixture
+def short_tmp():
+    """A directory with a short path: a cluster's unix sockets live under it, and pytest's
+    tmp_path (its run counter, the test's name) can be longer than a socket path may be."""
+    path = Path(tempfile.mkdtemp(prefix="kdc-", dir="/tmp"))
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def test_port_in_use_is_a_one_line_error(slurm_cluster, short_tmp):
+    tmp_path = short_tmp
     base = slurm_cluster.port_base + 600
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", base + 2))  # slurmctld's port of that cluster
@@ -69,7 +81,8 @@ def test_port_in_use_is_a_one_line_error(slurm_cluster, tmp_path):
     assert not _daemons_of(tmp_path / "c")
 
 
-def test_up_down_up_down_leaves_nothing_running(slurm_cluster, tmp_path):
+def test_up_down_up_down_leaves_nothing_running(slurm_cluster, short_tmp):
+    tmp_path = short_tmp
     bad = _cli("up", "--dir", str(tmp_path / "with space"), "--nodes", "1")
     assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "spaces" in bad.stderr
     directory = tmp_path / "small"
