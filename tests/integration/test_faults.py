@@ -52,9 +52,15 @@ def _slurmctld_pid(cluster) -> int:
 def stop_slurmctld(cluster) -> None:
     pid = _slurmctld_pid(cluster)
     os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
-        if cluster.run("scontrol", "ping", check=False, timeout=20).stdout.count("DOWN"):
+        try:
+            pong = cluster.run("scontrol", "ping", check=False, timeout=25).stdout
+        except subprocess.TimeoutExpired:
+            # A slurmctld still shutting down may take the connection and never answer (24.11
+            # waits up to MessageTimeout, 20 s here): not stopped yet.
+            continue
+        if pong.count("DOWN"):
             try:
                 os.waitpid(pid, os.WNOHANG)  # reap it when this process started it
             except ChildProcessError:
