@@ -57,7 +57,7 @@ class KantGroup(click.Group):
     context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
     epilog="""\b
 Examples:
-  kant-slurm simulate                      # the bundled Philly slice: fifo vs slurm vs kant
+  kant-slurm simulate                      # the bundled Philly slice, four policies
   kant-slurm devcluster up --nodes 16      # a real local Slurm with 16 x 8 GPUs
   kant-slurm status                        # GPUs, leaf groups, GAR/GFR of the live cluster
   kant-slurm plan --explain 42             # why job 42 waits, and what may backfill

@@ -113,10 +113,12 @@ def simulate_cmd(trace_path, trace_format, inference_path, inference_share, infe
                  interval, procs_per_gpu, openb_mode, config_path, html_path, workers, as_json):
     """Replay a real job trace on a virtual cluster under each policy and compare the Kant
     metrics side by side: GAR, SOR, GFR (+ stranded GPUs), waits (JWTD), JCT, makespan.
-    The simulator drives the real engine; times are trace seconds. On traces of 20,000 jobs
-    or more, slurm and kant walk the queue in compiled code (numba); the first such run
-    compiles it once in a child process (about 40 s) and plans in Python meanwhile, with the
-    same decisions.
+    The simulator drives the real engine; times are trace seconds. `kant-steered` is what a
+    site deploys: stock Slurm's model makes every start, steered by kant's daemon through
+    SiteFactor, node Weight and pins every --steer-interval; `kant` is kant's own scheduler,
+    the ideal. On traces of 20,000 jobs or more, slurm and kant walk the queue in compiled
+    code (numba); the first such run compiles it once in a child process (about 40 s) and
+    plans in Python meanwhile, with the same decisions.
 
     \b
     Examples:
