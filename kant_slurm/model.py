@@ -377,8 +377,12 @@ class Job:
     nodes: tuple[str, ...] = ()
     node_gpus: tuple[int, ...] = ()
     node_cpus: tuple[int, ...] = ()
-    priority: int = 0
+    priority: int = 0  # the priority Slurm orders by now (squeue)
     site_factor: int = 0
+    # The priority the job's own factors give (sprio, with SiteFactor); None when not read.
+    # Slurm's backfill can put back the value ``priority`` had when its cycle began, after a
+    # SiteFactor update made during the cycle: the two then differ (see actuator.diff).
+    factor_priority: int | None = None
     nice: int = 0
     required_nodes: tuple[str, ...] = ()
     excluded_nodes: tuple[str, ...] = ()

@@ -292,7 +292,8 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     report.plan = plan
     report.starts = len(plan.starts)
     report.held = len(snapshot.held)
-    view = act.view_from_snapshot(snapshot, site)
+    view = act.view_from_snapshot(snapshot, site,
+                                  lag_tolerance=settings.site_factor_scale // 2)
     desired = act.desired_from_plan(plan, snapshot, settings)
     state = _marks_or_rebuild(state_path, view, settings, report.notes, dry_run)
     d = act.diff(desired, view, state, settings.max_changes)

@@ -139,6 +139,9 @@ class SlurmView:
     weights: Mapping[str, int]
     site_factors: Mapping[str, int | None]  # None: pending but not shown by sprio (held)
     pins: Mapping[str, tuple[str, ...]]  # pending job -> its ExcNodeList
+    # Pending jobs whose priority (what Slurm orders by) lags the priority their factors give
+    # by half a SiteFactor step or more: see :func:`diff`.
+    lagging: frozenset[str] = frozenset()
 
     def of(self, kind: str) -> Mapping[str, Any]:
         return {WEIGHT: self.weights, SITE_FACTOR: self.site_factors, PIN: self.pins}[kind]
@@ -155,6 +158,7 @@ class Change:
     orig: Any  # what `reset` restores (kept in the state file)
     action: str  # "set" (kant's value) or "restore" (back to orig)
     reason: str = ""
+    again: bool = False  # the same value sent again, for Slurm to recompute the job's priority
 
     def argv(self) -> list[str]:
         """The command as an argument list (no shell is involved when it runs)."""
@@ -259,9 +263,12 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
     return Desired(weights=weights, site_factors=site, pins=pins, pin_nodes=pin_nodes)
 
 
-def view_from_snapshot(snapshot: ClusterSnapshot,
-                       site_factors: Mapping[str, int]) -> SlurmView:
-    """The :class:`SlurmView` of a snapshot plus the pending jobs' SiteFactors (from sprio)."""
+def view_from_snapshot(snapshot: ClusterSnapshot, site_factors: Mapping[str, int],
+                       lag_tolerance: int | None = None) -> SlurmView:
+    """The :class:`SlurmView` of a snapshot plus the pending jobs' SiteFactors (from sprio).
+
+    With ``lag_tolerance``, a pending job whose priority differs from the priority its factors
+    give (``Job.factor_priority``) by that much or more is ``lagging``."""
     names = snapshot.inventory.names
     weights = {names[i]: int(w) for i, w in enumerate(snapshot.weight)}
     # Jobs Slurm holds back are in the view too: kant wants nothing of them, so the diff
@@ -274,6 +281,9 @@ def view_from_snapshot(snapshot: ClusterSnapshot,
         site_factors={j.job_id: (int(site_factors[j.job_id]) if j.job_id in site_factors
                                  else None) for j in pending},
         pins={j.job_id: tuple(j.excluded_nodes) for j in pending},
+        lagging=frozenset() if lag_tolerance is None else frozenset(
+            j.job_id for j in pending if j.factor_priority is not None
+            and abs(j.priority - j.factor_priority) >= lag_tolerance),
     )
 
 
@@ -290,6 +300,16 @@ def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int 
     restore; a target kant no longer wants goes back to its original value. A pin keeps a
     user's own ExcNodeList (it must be inside kant's, else the job is not pinned).
     ``max_changes`` > 0 keeps the first that many, in the order pins, order, weights.
+
+    A SiteFactor that Slurm shows as kant wants it, on a job whose priority lags its factors
+    (``view.lagging``), is sent again (``again``), at most :data:`MAX_REAPPLY` times per job.
+    Why: Slurm's backfill takes each job's priority when its cycle begins and writes it back
+    when it reaches the job (``job_ptr->priority = bf_job_priority`` in backfill.c, 22.05 to
+    26.05). A SiteFactor update made while backfill yields its locks (``bf_continue``) thus
+    leaves the new SiteFactor with the old priority until the next PriorityCalcPeriod, and
+    Slurm orders by the old one; an update recomputes it. A priority an administrator set
+    does not lag (sprio shows it as it is). Not covered: a job kant restored to its
+    original SiteFactor, whose mark is gone once the restore is applied.
     """
     out = Diff()
     every: list[Change] = []
@@ -330,6 +350,14 @@ def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int 
                 if not same:
                     every.append(Change(kind, target, want, shown, orig, "set",
                                         _reason(kind, desired.pin_nodes.get(target, want))))
+                elif kind == SITE_FACTOR and target in view.lagging:
+                    if mark is not None and mark.reapplied >= MAX_REAPPLY:
+                        out.notes.append(f"job {target}: its priority still lags SiteFactor "
+                                         f"{want} after {mark.reapplied} re-applies; left to "
+                                         f"Slurm's next priority calculation")
+                    else:
+                        every.append(Change(kind, target, want, shown, orig, "set",
+                                            _LAG_REASON, again=True))
             elif mark is not None:
                 same = _same_pin(shown, orig) if kind == PIN else shown == orig
                 if same:
@@ -355,6 +383,14 @@ def _target_key(target: str) -> tuple:
     if m:
         return (0, int(m.group(1)), int(m.group(2) or -1), "")
     return (1, 0, 0, target)
+
+
+# Re-applies of one job's SiteFactor whose priority lags (see :func:`diff`): Slurm recomputes
+# every priority each PriorityCalcPeriod (5 min by default) anyway, which 10 daemon cycles of
+# 30 s outlast; a job still lagging then lags for a reason a re-apply does not cure.
+MAX_REAPPLY = 10
+_LAG_REASON = ("its priority lags its SiteFactor (Slurm's backfill put back an older value): "
+               "sent again so that Slurm recomputes it")
 
 
 def _show(value: Any) -> str:
@@ -497,14 +533,17 @@ def edit_marks(state: SteerState, d: Diff) -> None:
     for kind, target, value in d.adopt:
         mark = state.get(kind, target)
         if mark is not None:
-            state.put(kind, target, value, mark.set, at=mark.at)
+            state.put(kind, target, value, mark.set, at=mark.at, reapplied=mark.reapplied)
 
 
 def mark_applied(state: SteerState, change: Change, at: float | None = None) -> None:
     """Record that ``change`` is in force: a set is marked (with what to restore), a restore
     unmarked. What :func:`apply_changes` records for each command Slurm accepts."""
     if change.action == "set":
-        state.put(change.kind, change.target, change.orig, change.value, at=at)
+        before = state.get(change.kind, change.target)
+        again = (before.reapplied + 1 if before is not None else 1) if change.again else 0
+        state.put(change.kind, change.target, change.orig, change.value, at=at,
+                  reapplied=again)
     else:
         state.drop(change.kind, change.target)
 
@@ -547,6 +586,7 @@ def group_changes(changes: Sequence[Change]) -> list[Command]:
         prev = out[-1][-1] if out else None
         if (prev is not None and ch.kind in (WEIGHT, SITE_FACTOR) and prev.kind == ch.kind
                 and ch.value == prev.value and ch.action == prev.action
+                and ch.again == prev.again
                 and len(out[-1]) < MAX_GROUP):
             out[-1].append(ch)
         else:
@@ -573,7 +613,7 @@ def apply_changes(changes: Sequence[Change], state: SteerState, state_path: str 
         before = {c.target: state.get(c.kind, c.target) for c in cmd.changes}
         for c in cmd.changes:
             if c.action == "set":
-                state.put(c.kind, c.target, c.orig, c.value)
+                mark_applied(state, c)
         if any(c.action == "set" for c in cmd.changes):
             save_state(state, state_path)
         try:

@@ -124,10 +124,17 @@ class CliBackend:
         if not any(j.is_pending for j in jobs):
             return jobs
         # squeue's JSON has no SiteFactor in 22.05; sprio has it for pending jobs (not held ones,
-        # whose priority is 0: they keep what squeue said).
-        site = parse.parse_sprio_site(run_slurm(["sprio", "-h", "-o", "%i %S"]))
-        return [replace(j, site_factor=site[j.job_id]) if j.is_pending and j.job_id in site else j
+        # whose priority is 0: they keep what squeue said), and the priority their factors give.
+        rows = parse.parse_sprio_priorities(run_slurm(["sprio", "-h", "-o", "%i %S %Y"]))
+        return [_with_sprio(j, rows[j.job_id]) if j.is_pending and j.job_id in rows else j
                 for j in jobs]
+
+
+def _with_sprio(job: Job, rows: list[tuple[int, int]]) -> Job:
+    """``job`` with sprio's SiteFactor and factor priority; of a job's partitions, the line
+    nearest the priority squeue shows (the partition it is being considered for)."""
+    site, priority = min(rows, key=lambda r: abs(r[1] - job.priority))
+    return replace(job, site_factor=site, factor_priority=priority)
 
 
 def slurm_version() -> tuple[int, int] | None:

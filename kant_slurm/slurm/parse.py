@@ -919,6 +919,21 @@ def build_snapshot(
     )
 
 
+def parse_sprio_priorities(text: str) -> dict[str, list[tuple[int, int]]]:
+    """``sprio -h -o '%i %S %Y'`` -> {job id: [(SiteFactor, priority), ...]}. Pure.
+
+    A job pending in several partitions has one line, and one priority, per partition."""
+    out: dict[str, list[tuple[int, int]]] = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        parts = line.split()
+        if not parts:
+            continue
+        if len(parts) != 3 or not all(re.fullmatch(r"-?\d+", p) for p in parts[1:]):
+            raise SlurmError(f"sprio line {n}: expected 'JOBID SITE PRIORITY', got {line!r}")
+        out.setdefault(parts[0], []).append((int(parts[1]), int(parts[2])))
+    return out
+
+
 def parse_sprio_site(text: str) -> dict[str, int]:
     """``sprio -h -o '%i %S'`` -> {job id: SiteFactor}. Pure."""
     out: dict[str, int] = {}

@@ -54,6 +54,7 @@ class Mark:
     orig: Any
     set: Any
     at: float = 0.0  # when kant set it (epoch seconds)
+    reapplied: int = 0  # times the same SiteFactor was sent again (actuator.MAX_REAPPLY)
 
 
 # Preemption steps (kant's record of a victim, see :class:`PreemptRecord`).
@@ -100,9 +101,11 @@ class SteerState:
     def get(self, kind: str, target: str) -> Mark | None:
         return self.marks[kind].get(target)
 
-    def put(self, kind: str, target: str, orig: Any, value: Any, at: float | None = None) -> None:
+    def put(self, kind: str, target: str, orig: Any, value: Any, at: float | None = None,
+            reapplied: int = 0) -> None:
         self.marks[kind][target] = Mark(orig=_norm(kind, orig), set=_norm(kind, value),
-                                        at=time.time() if at is None else at)
+                                        at=time.time() if at is None else at,
+                                        reapplied=reapplied)
 
     def drop(self, kind: str, target: str) -> None:
         self.marks[kind].pop(target, None)
@@ -120,10 +123,16 @@ class SteerState:
             "updated_at": self.updated_at,
             "last_cycle": self.last_cycle,
             "preemptions": {job: rec.to_dict() for job, rec in sorted(self.preemptions.items())},
-            "marks": {kind: {t: {"orig": _plain(m.orig), "set": _plain(m.set), "at": m.at}
-                             for t, m in sorted(entries.items())}
+            "marks": {kind: {t: _mark_dict(m) for t, m in sorted(entries.items())}
                       for kind, entries in self.marks.items()},
         }
+
+
+def _mark_dict(mark: Mark) -> dict[str, Any]:
+    out = {"orig": _plain(mark.orig), "set": _plain(mark.set), "at": mark.at}
+    if mark.reapplied:  # absent when 0, as in files of earlier versions
+        out["reapplied"] = mark.reapplied
+    return out
 
 
 def _norm(kind: str, value: Any) -> Any:
@@ -182,8 +191,11 @@ def state_from_dict(data: Any, where: str) -> SteerState:
                 if not ok:
                     want = "a list of node names" if kind == PIN else "an integer"
                     raise StateCorrupt(f"{at}.{key} = {v!r}: expected {want}")
+            reapplied = entry.get("reapplied", 0)
+            if not isinstance(reapplied, int) or isinstance(reapplied, bool) or reapplied < 0:
+                raise StateCorrupt(f"{at}.reapplied = {reapplied!r}: expected a count >= 0")
             state.put(kind, str(target), entry["orig"], entry["set"],
-                      at=float(entry.get("at") or 0.0))
+                      at=float(entry.get("at") or 0.0), reapplied=reapplied)
     return state
 
 

@@ -12,6 +12,7 @@ from kant_slurm.engine.plan import Placement, Plan, QueueEntry
 from kant_slurm.errors import InputError, SlurmError, SlurmUnreachable
 from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Topology
 from kant_slurm.slurm import actuator as act
+from kant_slurm.slurm.parse import parse_sprio_priorities
 from kant_slurm.slurm.state import PIN, SITE_FACTOR, WEIGHT, SteerState, load_state
 
 S = act.ActuatorSettings(tier_base=1, tier_step=10, site_factor_scale=1000, class_levels=4,
@@ -343,3 +344,59 @@ def test_refused_group_is_retried_node_by_node(tmp_path):
     assert [c.target for c in res.applied] == ["gn01", "gn02", "gn04"]
     assert [c.target for c, _ in res.failed] == ["gn03"]
     assert sorted(load_state(tmp_path / "s.json").marks[WEIGHT]) == ["gn01", "gn02", "gn04"]
+
+
+# -- a priority that lags its SiteFactor (Slurm's backfill put back an older one) -------------
+
+@pytest.mark.parametrize("priority, factor_priority, lagging", [
+    (8_100, 8_100, False),  # Slurm orders by what the factors give
+    (100, 8_100, True),  # the lift of 8000 was undone: 8000 >= tolerance 500
+    (8_100, 100, True),  # the other way: an older, higher value came back
+    (8_100, 7_700, False),  # 400 below the tolerance (age grew between two calculations)
+    (100, None, False),  # sprio not read: nothing known
+])
+def test_view_marks_jobs_whose_priority_lags_their_factors(priority, factor_priority, lagging):
+    snap = small_snapshot([Job("7", "PENDING", 1, 1, 0.0, priority=priority,
+                               factor_priority=factor_priority)])
+    assert (act.view_from_snapshot(snap, {"7": 8000}, lag_tolerance=500).lagging
+            == ({"7"} if lagging else set()))
+    assert act.view_from_snapshot(snap, {"7": 8000}).lagging == frozenset()  # not asked
+
+
+@pytest.mark.parametrize("wanted, shown, reapplied, expected", [
+    (8000, 8000, 0, [("set", 8000, True)]),  # in force but lagging: sent again
+    (8000, 8000, act.MAX_REAPPLY - 1, [("set", 8000, True)]),
+    (8000, 8000, act.MAX_REAPPLY, []),  # enough: left to Slurm's next calculation
+    (9000, 8000, act.MAX_REAPPLY, [("set", 9000, False)]),  # a new value is an ordinary set
+])
+def test_lagging_site_factor_is_sent_again_up_to_the_cap(wanted, shown, reapplied, expected):
+    st = SteerState()
+    st.put(SITE_FACTOR, "7", 0, 8000, reapplied=reapplied)
+    lagging = act.SlurmView(weights={}, site_factors={"7": shown, "8": 8000}, pins={},
+                            lagging=frozenset({"7"}))
+    d = act.diff(act.Desired(site_factors={"7": wanted, "8": 8000}), lagging, st)
+    assert [(c.action, c.value, c.again) for c in d.changes] == expected
+    assert all(c.target == "7" for c in d.changes)  # job 8 does not lag: no command
+    assert bool(d.notes) == (not expected)  # the cap is said, once per cycle
+
+
+def test_reapplies_are_counted_in_the_state_file_and_reset_by_a_new_value(tmp_path):
+    st = SteerState()
+    st.put(SITE_FACTOR, "7", 0, 8000)
+    lagging = act.SlurmView(weights={}, site_factors={"7": 8000}, pins={},
+                            lagging=frozenset({"7"}))
+    for n in (1, 2):
+        d = act.diff(act.Desired(site_factors={"7": 8000}), lagging, st)
+        act.apply_changes(d.changes, st, tmp_path / "s.json", runner=lambda a: "")
+        mark = load_state(tmp_path / "s.json").get(SITE_FACTOR, "7")
+        assert (mark.orig, mark.set, mark.reapplied) == (0, 8000, n)
+    d = act.diff(act.Desired(site_factors={"7": 9000}), lagging, st)
+    act.apply_changes(d.changes, st, tmp_path / "s.json", runner=lambda a: "")
+    assert load_state(tmp_path / "s.json").get(SITE_FACTOR, "7").reapplied == 0
+
+
+def test_parse_sprio_priorities():
+    text = "     12   500   1500\n 13_4 0 7\n 13_4 0 9\n\n"
+    assert parse_sprio_priorities(text) == {"12": [(500, 1500)], "13_4": [(0, 7), (0, 9)]}
+    with pytest.raises(SlurmError, match="line 1"):
+        parse_sprio_priorities("12 500\n")
