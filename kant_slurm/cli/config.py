@@ -7,7 +7,7 @@ import sys
 import click
 import yaml
 
-from ..config import describe_schema, load_config
+from ..config import describe_schema, inference_advice, load_config
 from ..errors import ConfigError
 from .options import echo_json, json_option
 
@@ -67,12 +67,14 @@ def check_cmd(file, simulation):
       kant-slurm config check --simulation benchmarks/mixed-kant.yaml
     """
     try:
-        load_config(file, steering=not simulation)
+        config = load_config(file, steering=not simulation)
     except ConfigError as exc:
         # One "error:" line per problem, all of them, so one run shows what to fix.
         for line in str(exc).splitlines():
             click.echo(f"error: {line}", err=True)
         sys.exit(exc.exit_code)
+    for line in inference_advice(config):
+        click.echo(f"warning: {file}: {line}", err=True)
     click.echo(f"{file}: ok")
 
 

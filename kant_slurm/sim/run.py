@@ -213,11 +213,17 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
     first = next(iter(runs.values())).result.records if runs else pd.DataFrame()
     counts = Counter(first["job_class"]) if len(first) else Counter()
     sources = Counter(first["class_source"]) if len(first) else Counter()
+    # kant's own config decides whether the inference in the workload is served well.
+    from ..config import KantConfig, inference_advice
+
+    advice = inference_advice(config, counts.get("inference", 0)) if isinstance(
+        config, KantConfig) and any(name.startswith("kant") for name in policies) else []
     return Comparison(
         trace=trace, cluster=cluster, runs=runs, class_counts=dict(sorted(counts.items())),
         class_sources=dict(sorted(sources.items())),
         notes=list(trace.notes) + workload.notes + [n for r in runs.values()
-                                                   for n in r.result.notes[len(workload.notes):]],
+                                                   for n in r.result.notes[len(workload.notes):]]
+        + advice,
         time_limit_model=time_limit_model, seed=seed, interval=interval,
         default_sla=default_sla, window=window,
         steer_interval=steer_interval,

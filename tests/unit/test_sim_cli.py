@@ -152,3 +152,24 @@ def test_mixed_training_and_inference(tmp_path):
     page = out.read_text()
     assert page.count("data:image/png;base64,") == 7
     assert "Inference wait CDF against the SLA" in page
+
+
+def test_inference_without_zone_or_preemption_is_noted(tmp_path):
+    # The defaults must not be a trap (issue 15): a mixed workload run with kant's default
+    # config says what the config lacks; the README's mixed config has both.
+    spec = tmp_path / "c.yaml"
+    spec.write_text(CLUSTER)
+    mixed = ["--trace", str(_small_trace(tmp_path)), "--cluster", str(spec),
+             "--inference-trace", str(bundled_trace_path().parent
+                                      / "alibaba-dlrm-inference-2025.csv.gz"),
+             "--inference-offset", "1728000", "--inference-share", "0.5",
+             "--policies", "kant", "--json"]
+    doc = json.loads(CliRunner().invoke(cli, ["simulate", *mixed]).stdout)
+    assert doc["job_classes"]["inference"] > 0
+    advice = [n for n in doc["notes"] if "inference jobs but" in n]
+    assert len(advice) == 2
+    config = Path(__file__).parents[2] / "benchmarks" / "mixed-kant.yaml"
+    doc = json.loads(CliRunner().invoke(
+        cli, ["simulate", *mixed, "--config", str(config)]).stdout)
+    assert [n for n in doc["notes"] if "inference jobs but" in n] == \
+        [n for n in advice if "no inference zone" in n]  # preemption on, still no zone
