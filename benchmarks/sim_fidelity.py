@@ -9,6 +9,13 @@ whether the job landed on the same leaf group(s).
     python benchmarks/real_cluster_compare.py --only slurm --out /tmp/kant-real-compare.json
     python benchmarks/sim_fidelity.py --real /tmp/kant-real-compare.json
 
+The steered product the same way (issue 15): the real run with `kant-slurm daemon` against the
+simulator's ``kant-steered`` (the ``slurm`` model steered by kant's cycle every daemon
+interval of the real run, through the same actuator diff):
+
+    python benchmarks/real_cluster_compare.py --only kant --interval 5 --out /tmp/kant-real-compare.json
+    python benchmarks/sim_fidelity.py --real /tmp/kant-real-compare.json --run kant
+
 Measured 2026-11-21 (400 Philly jobs, 32 x 8 GPUs, leaf 4, run times / 30, arrivals / 900):
 start real - sim (wall s) p10 -0.6, p50 +1.6, p90 +4.7, |diff| p90 5.6, 99% within 10 s;
 mean wait real 20.5 s vs sim 18.2 s; same leaf group 34% (multi-node jobs 69%), same nodes
@@ -51,6 +58,9 @@ def main() -> int:
                     help="simulator cycle interval in replay (wall) seconds (2 s matched the "
                          "dev cluster best: 1, 2, 3, 5 s tried, see the docstring)")
     ap.add_argument("--json", default=None, help="also write the figures here")
+    ap.add_argument("--run", choices=["slurm", "kant"], default="slurm",
+                    help="the real run to compare: plain Slurm against the `slurm` model, or "
+                         "the daemon-steered one against `kant-steered`")
     args = ap.parse_args()
 
     from kant_slurm.config import load_config
@@ -61,7 +71,11 @@ def main() -> int:
 
     data = json.loads(Path(args.real).read_text())
     a = data["args"]
-    run = next(r for r in data["runs"] if r["label"] == "slurm")
+    try:
+        run = next(r for r in data["runs"] if r["label"] == args.run)
+    except StopIteration:
+        sys.exit(f"sim_fidelity: {args.real} has no {args.run!r} run "
+                 f"(real_cluster_compare.py --only {args.run})")
     if not os.environ.get("SLURM_CONF"):
         os.environ["SLURM_CONF"] = str(Path(a["dir"]) / "etc" / "slurm.conf")
     inventory = read_snapshot().inventory
@@ -77,8 +91,12 @@ def main() -> int:
                           max_runtime=a["max_runtime"], seed=a["seed"], inventory=inventory)
     workload = prepare_workload(jobs.table, inventory)
     config = load_config()
-    sim = Simulator(inventory, workload, get_policy("slurm", config),
-                    settings=SimSettings(interval=args.interval)).run()
+    policy = get_policy("slurm" if args.run == "slurm" else "kant-steered", config)
+    if args.run == "kant":
+        # The daemon's cycle interval of the real run, in the replay's wall seconds as the
+        # simulated times here are.
+        policy.steer_interval = float(a["interval"])
+    sim = Simulator(inventory, workload, policy, settings=SimSettings(interval=args.interval)).run()
     s = sim.records.set_index("job_id")
     real = pd.DataFrame(run["records"]).set_index("job_id")
     speed = float(a["speedup"])
@@ -115,9 +133,14 @@ def main() -> int:
         "same_leaf_group_share_multinode": float(np.mean(same_leaf_multi)) if multi else None,
         "multinode_jobs": len(multi),
         "sim_interval_s": args.interval,
+        "policy": policy.name,
+        "steer_interval_s": float(a["interval"]) if args.run == "kant" else None,
         "units": "wall seconds of the replay (x speedup for trace seconds)",
     }
-    out["per_decision"] = per_decision(real, inventory, config, speed)
+    # Per decision needs the Weights in force at each real start, which a steered run changed
+    # between reads: only for the plain run.
+    if args.run == "slurm":
+        out["per_decision"] = per_decision(real, inventory, config, speed)
     print(json.dumps(out, indent=2))
     # The worst disagreements, to see why the model diverges.
     order = np.argsort(-np.abs(diff))[:10]
