@@ -32,6 +32,21 @@ def plan_live(policy: str | None, config_path: str | None, release_held: bool = 
     return live_plan(config, snapshot, snapshot.taken_at, policy=policy), snapshot
 
 
+def unexplained_job_message(job_id: str, snapshot) -> str:
+    """The one-line error for ``--explain JOBID`` when the plan has no reasoning for that job:
+    what the job is instead (running, or not in the queue) and the pending jobs it could be."""
+    job = next((j for j in snapshot.jobs + snapshot.held if j.job_id == job_id), None)
+    if job is None:
+        what = f"no job {job_id} in the queue"
+    else:
+        what = f"job {job_id} is {job.state.lower()}"
+    queued = [j.job_id for j in snapshot.queued]
+    pending = ", ".join(queued[:10]) or "(none)"
+    more = f", ... ({len(queued)} in all)" if len(queued) > 10 else ""
+    return (f"--explain {job_id}: not a pending job in the snapshot: {what}; "
+            f"pending: {pending}{more}")
+
+
 @click.command("plan")
 @click.option("--policy", type=click.Choice(["kant", "slurm", "fifo"]), default=None,
               help="Policy to plan with (default: the config's `policy`, kant).")
@@ -60,12 +75,13 @@ def plan_cmd(policy, explain_job, limit, release_held, config_path, as_json):
     QOS limit, partition down, reservation, licences, array throttle) are listed with
     Slurm's reason and left alone: no start, pin, reservation or SiteFactor.
     """
-    plan, _ = plan_live(policy, config_path, release_held)
+    if explain_job is not None and not explain_job.strip():
+        raise click.BadParameter("expected a pending job id (squeue -h -t PD -o %i lists them), "
+                                 "got ''", param_hint="--explain")
+    plan, snapshot = plan_live(policy, config_path, release_held)
     if explain_job is not None:
         if explain_job not in plan.explain:
-            pending = ", ".join(e.job_id for e in plan.order[:10]) or "(none)"
-            raise InputError(f"--explain {explain_job}: not a pending job in the snapshot; "
-                             f"pending: {pending}")
+            raise InputError(unexplained_job_message(explain_job, snapshot))
         if as_json:
             data = {"job_id": explain_job, "policy": plan.policy,
                     "lines": list(plan.explain[explain_job]),
