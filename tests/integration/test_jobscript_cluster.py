@@ -235,7 +235,13 @@ def test_toy_training_checkpoints_and_resumes_after_requeue(slurm_clean, tmp_pat
     assert len(saved) == 1, log.read_text()
     step = int(saved[0].split("checkpoint at step ")[1].split()[0])
     assert 10 <= step < steps
-    # Slurm holds a requeued job back (AuthInfo cred_expire, 120 s); let it start now.
+    # Slurm holds a requeued job back (AuthInfo cred_expire, 120 s) because the nodes revoked
+    # the first run's credential: a launch in the second of the requeue is refused (slurmd:
+    # "Job N already killed, do not launch batch job", and the run fails at once; seen here).
+    # Once the job is pending and a few seconds (whole-second timestamps) have passed, it may
+    # start now.
+    _wait(lambda: _job_fields(cluster, job)["JobState"] == "PENDING", 30, f"job {job} pending")
+    time.sleep(3)
     cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
     _wait(lambda: (_sacct_states(cluster, job) or [""])[-1] == "COMPLETED" or None, 90,
           f"job {job} completes")
