@@ -9,8 +9,11 @@
 # slurmd, slurmdbd, client, libslurm-dev), munge, MariaDB, shellcheck, lua5.3, gcc, make.
 # With --slurm-version 24.11|26.05 the tests run INSIDE that release's Debian root (built once
 # and cached by `kant-slurm devcluster root`), so the Slurm commands the tests run are the ones
-# of that release: the repository is bind-mounted at /mnt/kant-src, a virtualenv in the root
-# (/opt/kant-venv, kept) gets `pip install -e .[test]`, and this script runs again in there.
+# of that release: the repository is bind-mounted at /mnt/kant-src, and this script runs again
+# in there with the root's own test virtualenv (/opt/kant-venv, kept).
+# Python: the tests run in a virtualenv of their own, .venv-test in the repository (or
+# $KANT_TEST_VENV), made with $PYTHON (default python3) and given `pip install -e .[test]`; the
+# caller's Python, virtualenv and kant-slurm install are not touched.
 # Environment: KANT_DEVCLUSTER_DIR / KANT_DEVCLUSTER_PORT_BASE choose the test cluster's state
 # directory and ports; KANT_JUNIT=path writes a JUnit report; KANT_SLURM_TESTS_REPORT=path gets
 # the number of Slurm-marked tests that ran; KANT_SLURM_ROOTS where the roots are cached.
@@ -51,12 +54,27 @@ if readlink -f /usr/sbin/slurmctld 2>/dev/null | grep -q emulator; then
     echo "test.sh: warning: /usr/sbin/slurmctld is the emulator build (slurm-wlm-emulator)" >&2
 fi
 
-python=${PYTHON:-python3}
-# Debian's system Python refuses pip installs (PEP 668) outside a virtualenv.
-if [[ -z "${VIRTUAL_ENV:-}" ]]; then
-    export PIP_BREAK_SYSTEM_PACKAGES=1
+# The tests run from a virtualenv of their own ($KANT_TEST_VENV, default .venv-test in the
+# repository), made with $PYTHON (default python3) when missing: whatever Python or virtualenv
+# the caller has, with kant-slurm installed in it or not, is left as it was.
+venv=${KANT_TEST_VENV:-$repo/.venv-test}
+if [[ ! -x $venv/bin/python ]]; then
+    if ! "${PYTHON:-python3}" -m venv "$venv" && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        # Debian's python3 makes virtualenvs only with python3-venv (ensurepip) installed.
+        echo "test.sh: installing python3-venv" >&2
+        rm -rf "$venv"
+        apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends python3-venv </dev/null
+        "${PYTHON:-python3}" -m venv "$venv" || true
+    fi
+    if [[ ! -x $venv/bin/python ]]; then
+        echo "test.sh: cannot make the test virtualenv $venv with ${PYTHON:-python3} (on Debian: apt-get install python3-venv)" >&2
+        exit 1
+    fi
 fi
+python=$venv/bin/python
 "$python" -m pip install -q --disable-pip-version-check -e ".[test]"
+# The tests run `kant-slurm` and `python` as the user would: the test virtualenv's.
+export VIRTUAL_ENV=$venv PATH=$venv/bin:$PATH
 
 if [[ -n $version && $version != 22.05 ]]; then
     # Build (or find) the root with the product's own code, then run this script inside it.
@@ -85,10 +103,8 @@ if [[ -n $version && $version != 22.05 ]]; then
         mkdir -p "$root/mnt/kant-src"
         mount --bind "$repo" "$root/mnt/kant-src"
         exec chroot "$root" "$@"' kant-test-root "$root" "$repo" \
-        env -u TMPDIR "${inner_env[@]}" bash -c 'set -e
-            if [[ ! -x /opt/kant-venv/bin/python ]]; then python3 -m venv /opt/kant-venv; fi
-            export VIRTUAL_ENV=/opt/kant-venv PATH=/opt/kant-venv/bin:$PATH PYTHON=/opt/kant-venv/bin/python
-            cd /mnt/kant-src && exec bash .ci/test.sh "$@"' kant-test "$@" || status=$?
+        env -u TMPDIR -u VIRTUAL_ENV -u PYTHON "${inner_env[@]}" KANT_TEST_VENV=/opt/kant-venv \
+        bash -c 'cd /mnt/kant-src && exec bash .ci/test.sh "$@"' kant-test "$@" || status=$?
     [[ -z ${KANT_JUNIT:-} ]] || cp "$results/junit.xml" "$KANT_JUNIT" 2>/dev/null || true
     [[ -z ${KANT_SLURM_TESTS_REPORT:-} ]] || cp "$results/slurm-tests-ran" "$KANT_SLURM_TESTS_REPORT" 2>/dev/null || true
     rm -rf "$results"

@@ -89,7 +89,9 @@ def submit_cmd(template: str, values_file: str | None, sets: tuple[str, ...], dr
     \b
     Examples:
       kant-slurm submit inference-service --set service=chat --set port=8000 \\
-          --set 'command=python -m http.server 8000'
+          --set 'command=python3 -m kant_slurm.examples.toy_server'
+      kant-slurm submit training --set nodes=2 --set time=30:00 --set launcher=command \\
+          --set 'program=python3 -m kant_slurm.examples.toy_train --checkpoint-dir ckpt'
       kant-slurm submit training --values run.yaml --dry-run
     """
     script = jobscript.render(template, _layers(values_file, sets))

@@ -6,9 +6,10 @@ import click
 
 from ..config import load_config
 from ..engine.classify import make_classifier
-from ..engine.render import format_explain, format_plan
+from ..engine.render import PLAN_ROW_FIELDS, format_explain, format_plan, plan_rows
 from ..errors import InputError
-from .options import echo_json, json_option
+from .options import (NO_HELP_SHORTCUT, echo_json, format_table, json_option, table_options,
+                      wants_table)
 
 
 def config_option(f):
@@ -32,7 +33,22 @@ def plan_live(policy: str | None, config_path: str | None, release_held: bool = 
     return live_plan(config, snapshot, snapshot.taken_at, policy=policy), snapshot
 
 
-@click.command("plan")
+def unexplained_job_message(job_id: str, snapshot) -> str:
+    """The one-line error for ``--explain JOBID`` when the plan has no reasoning for that job:
+    what the job is instead (running, or not in the queue) and the pending jobs it could be."""
+    job = next((j for j in snapshot.jobs + snapshot.held if j.job_id == job_id), None)
+    if job is None:
+        what = f"no job {job_id} in the queue"
+    else:
+        what = f"job {job_id} is {job.state.lower()}"
+    queued = [j.job_id for j in snapshot.queued]
+    pending = ", ".join(queued[:10]) or "(none)"
+    more = f", ... ({len(queued)} in all)" if len(queued) > 10 else ""
+    return (f"--explain {job_id}: not a pending job in the snapshot: {what}; "
+            f"pending: {pending}{more}")
+
+
+@click.command("plan", context_settings=NO_HELP_SHORTCUT)
 @click.option("--policy", type=click.Choice(["kant", "slurm", "fifo"]), default=None,
               help="Policy to plan with (default: the config's `policy`, kant).")
 @click.option("--explain", "explain_job", metavar="JOBID", default=None,
@@ -44,7 +60,9 @@ def plan_live(policy: str | None, config_path: str | None, release_held: bool = 
                    "and daemon never plan a held job).")
 @config_option
 @json_option
-def plan_cmd(policy, explain_job, limit, release_held, config_path, as_json):
+@table_options
+def plan_cmd(policy, explain_job, limit, release_held, config_path, as_json, noheader, parsable,
+             fields):
     """Plan one cycle on the live cluster, read-only: the queue order with each factor (as
     sprio shows Slurm's), the jobs that would start now with their nodes and why (group chosen,
     the alternatives' scores), reservations with times and nodes, node preference tiers.
@@ -55,17 +73,27 @@ def plan_cmd(policy, explain_job, limit, release_held, config_path, as_json):
       kant-slurm plan --policy slurm --json # what stock Slurm would do, as JSON
       kant-slurm plan --explain 42          # why job 42 waits, and what may backfill
       kant-slurm plan --release-held        # what would start if the held jobs were released
+      kant-slurm plan -P -h -o job_id,outcome,nodes   # one row per pending job, like squeue
 
     Jobs that Slurm itself would not start now (held, dependency, begin time, association or
     QOS limit, partition down, reservation, licences, array throttle) are listed with
     Slurm's reason and left alone: no start, pin, reservation or SiteFactor.
+
+    -o, -P and -h (--noheader, as in squeue) print one row per pending job, every one
+    (--limit is for the tables): its rank, outcome (start, backfill, reserved, waits, held),
+    GPUs, start time, nodes and reason; -o help lists every field, the order factors included.
     """
-    plan, _ = plan_live(policy, config_path, release_held)
+    table = wants_table(fields, parsable, noheader)
+    if table and (as_json or explain_job is not None):
+        raise click.UsageError(f"{'--json' if as_json else '--explain'} and the job table "
+                               f"(-o/-P/-h): choose one")
+    if explain_job is not None and not explain_job.strip():
+        raise click.BadParameter("expected a pending job id (squeue -h -t PD -o %i lists them), "
+                                 "got ''", param_hint="--explain")
+    plan, snapshot = plan_live(policy, config_path, release_held)
     if explain_job is not None:
         if explain_job not in plan.explain:
-            pending = ", ".join(e.job_id for e in plan.order[:10]) or "(none)"
-            raise InputError(f"--explain {explain_job}: not a pending job in the snapshot; "
-                             f"pending: {pending}")
+            raise InputError(unexplained_job_message(explain_job, snapshot))
         if as_json:
             data = {"job_id": explain_job, "policy": plan.policy,
                     "lines": list(plan.explain[explain_job]),
@@ -80,6 +108,10 @@ def plan_cmd(policy, explain_job, limit, release_held, config_path, as_json):
         return
     if as_json:
         echo_json(plan.to_dict())
+    elif table:
+        job_gpus = {j.job_id: j.gpus for j in snapshot.jobs + snapshot.held}
+        click.echo(format_table(plan_rows(plan, job_gpus), fields, PLAN_ROW_FIELDS,
+                                parsable=parsable, noheader=noheader))
     else:
         click.echo(format_plan(plan, limit=limit))
 

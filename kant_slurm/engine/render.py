@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
+from collections.abc import Mapping
+from typing import Any
 
 from .. import hostlist
 from .plan import Plan
@@ -96,3 +98,48 @@ def format_explain(plan: Plan, job_id: str) -> str:
     """One job's reasoning, as ``plan --explain`` prints it."""
     lines = plan.explain[job_id]
     return "\n".join([f"job {job_id} ({plan.policy}):"] + [f"  {x}" for x in lines])
+
+
+# The fields of ``plan -o/-P/-h`` that print when -o names none (``plan -o help`` lists all).
+PLAN_ROW_FIELDS = ("job_id", "rank", "outcome", "gpus", "start_time", "nodes", "reason")
+
+
+def plan_rows(plan: Plan, job_gpus: Mapping[str, int] | None = None) -> list[dict[str, Any]]:
+    """One row per pending job, as squeue/sprio print one line per job: the jobs in queue
+    order, then those Slurm holds back. ``outcome`` is ``start``, ``backfill``, ``reserved``,
+    ``waits`` or ``held``; ``start_time`` is now for a start and the reservation's time for a
+    reserved job; every order factor is a field of its own (empty where a job has none).
+    ``job_gpus`` (job id -> GPUs asked) fills ``gpus`` of jobs that neither start nor reserve."""
+    job_gpus = job_gpus or {}
+    starts = {p.job_id: p for p in plan.starts}
+    reserved = {r.job_id: r for r in plan.reservations}
+    factor_keys: list[str] = []
+    for e in plan.order:
+        for k in e.factors:
+            if k not in factor_keys:
+                factor_keys.append(k)
+    rows: list[dict[str, Any]] = []
+    for e in plan.order:
+        p, r = starts.get(e.job_id), reserved.get(e.job_id)
+        if p is not None:
+            outcome, when, nodes, gpus = ("backfill" if p.backfilled else "start"), plan.now, \
+                p.nodes, sum(p.node_gpus)
+            estimate, source = p.runtime_estimate, p.estimate_source
+        elif r is not None:
+            outcome, when, nodes, gpus = "reserved", r.start_time, r.nodes, sum(r.node_gpus)
+            estimate, source = r.runtime_estimate, r.estimate_source
+        else:
+            outcome, when, nodes, gpus = "waits", None, (), job_gpus.get(e.job_id)
+            estimate, source = None, None
+        rows.append({"job_id": e.job_id, "rank": e.rank, "outcome": outcome, "gpus": gpus,
+                     "start_time": _at(when) if when is not None else None,
+                     "nodes": hostlist.compress(nodes) if nodes else None,
+                     **{k: e.factors.get(k) for k in factor_keys},
+                     "estimate_s": estimate, "estimate_source": source,
+                     "reason": "" if p is not None else plan.blocked.get(e.job_id, "")})
+    for job_id, reason in plan.held.items():
+        rows.append({"job_id": job_id, "rank": None, "outcome": "held",
+                     "gpus": job_gpus.get(job_id), "start_time": None, "nodes": None,
+                     **{k: None for k in factor_keys}, "estimate_s": None,
+                     "estimate_source": None, "reason": reason})
+    return rows

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from ..errors import SlurmUnreachable
 from ..model import ClusterSnapshot, Job
-from .backend import CliBackend, SlurmReader, select_backend
+from .backend import CliBackend, SlurmReader, check_controller, select_backend
 from .parse import build_snapshot
 from .tags import parse_kant_tag
 
@@ -35,6 +35,8 @@ def read_snapshot(classify: Callable[[Job], Job] | None = None,
     if conf and not os.path.isfile(conf):
         # Slurm commands would hang on DNS lookups for a config server instead of failing.
         raise SlurmUnreachable(f"SLURM_CONF={conf} does not exist: no Slurm cluster to read")
+    if backend is None:
+        check_controller()  # a stopped slurmctld fails here at once, not after MessageTimeout
     reader = backend or select_backend()
     taken_at = time.time()
     nodes = reader.nodes()

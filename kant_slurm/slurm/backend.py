@@ -69,6 +69,42 @@ def run_slurm(argv: Sequence[str], timeout: float = 30.0) -> str:
     return res.stdout
 
 
+_PING_UP = re.compile(r"\bis UP\b")
+_PING_DOWN = re.compile(r"^Slurmctld\(\w+\) at \S+ is DOWN", re.M)
+
+
+def check_controller(timeout: float = 30.0) -> None:
+    """Raise SlurmUnreachable at once when no slurmctld answers ``scontrol ping``.
+
+    sinfo, squeue and scontrol's reads retry a refused connection for MessageTimeout seconds
+    (19 s on the dev cluster) before they say "Unable to contact slurm controller"; ``scontrol
+    ping`` asks each controller once, so a stopped controller is known in milliseconds. A
+    controller that takes the connection and does not answer still costs MessageTimeout, as
+    with Slurm's own commands. Output in another form than "... is UP/DOWN" leaves the verdict
+    to the reads that follow.
+    """
+    try:
+        res = subprocess.run(["scontrol", "ping"], capture_output=True, text=True,
+                             timeout=timeout, stdin=subprocess.DEVNULL)
+    except FileNotFoundError:
+        raise SlurmUnreachable(
+            "scontrol: command not found; install slurm-client or run `kant-slurm devcluster up`"
+        ) from None
+    except subprocess.TimeoutExpired:
+        raise SlurmUnreachable(f"`scontrol ping` got no answer within {timeout:.0f}s") from None
+    if _PING_UP.search(res.stdout):
+        return
+    conf = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
+    down = _PING_DOWN.findall(res.stdout)
+    if down:
+        raise SlurmUnreachable(
+            f"slurmctld does not answer `scontrol ping` (SLURM_CONF={conf}): Unable to contact "
+            f"slurm controller ({'; '.join(down)})")
+    if res.returncode != 0 and _UNREACHABLE.search(res.stderr):
+        err = " ".join(res.stderr.strip().splitlines()[-2:])
+        raise SlurmUnreachable(f"slurmctld does not answer `scontrol ping` (SLURM_CONF={conf}): {err}")
+
+
 def _json(argv: Sequence[str]) -> dict:
     out = run_slurm(argv)
     try:

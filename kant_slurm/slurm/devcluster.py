@@ -311,6 +311,8 @@ def render_configs(
         db_user="slurm",
         db_password=db_password,
         job_submit_lua=job_submit_lua,
+        # plugstack.conf names the plugin only when it is there (write_plugstack after a build).
+        spank_plugin=str(paths.spank_plugin) if paths.spank_plugin.is_file() else "",
     )
     out = {}
     for name in ("slurm.conf", "gres.conf", "topology.conf", "slurmdbd.conf", "plugstack.conf"):
@@ -712,8 +714,8 @@ def _prepare_dirs(paths: DevClusterPaths, spec: DevClusterSpec) -> None:
 def _build_spank_plugin(paths: DevClusterPaths) -> None:
     """Compile spank/kant_spank.c into the path plugstack.conf names, when we can.
 
-    Best effort: without it every sbatch prints a dlopen error for the `optional` plugin line,
-    but the cluster works. Only a source checkout has spank/.
+    Best effort: without it the cluster works, and plugstack.conf names no plugin
+    (:func:`write_plugstack`). Only a source checkout has spank/.
     """
     source = Path(__file__).resolve().parents[2] / "spank"
     root = _root_of(paths)
@@ -734,8 +736,28 @@ def _build_spank_plugin(paths: DevClusterPaths) -> None:
     res = subprocess.run(client_argv(paths, ["make", "-s", "-C", str(source), f"OUT={paths.dir}", "all"]),
                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if res.returncode != 0:
-        log.warning("building the kant SPANK plugin failed (sbatch will warn about %s): %s",
+        log.warning("building the kant SPANK plugin into %s failed (the cluster runs without "
+                    "it, or with an earlier build): %s",
                     paths.spank_plugin, (res.stderr.strip().splitlines() or ["?"])[-1])
+
+
+def write_plugstack(paths: DevClusterPaths) -> bool:
+    """Write the cluster's plugstack.conf for the plugin as it is now: its line when
+    ``paths.spank_plugin`` exists, none when it does not (sbatch would print a Dlopen error on
+    every call). Slurm reads the file at each sbatch and job step, so no restart is needed.
+    Returns whether the plugin is named."""
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())),
+                             undefined=jinja2.StrictUndefined, trim_blocks=True,
+                             lstrip_blocks=True, keep_trailing_newline=True)
+    built = paths.spank_plugin.is_file()
+    try:
+        text = env.get_template("plugstack.conf.j2").render(
+            spank_plugin=str(paths.spank_plugin) if built else "")
+    except jinja2.TemplateError as exc:
+        raise DevClusterError(f"template plugstack.conf.j2: {exc}") from None
+    paths.plugstack_conf.write_text(text)
+    os.chmod(paths.plugstack_conf, 0o644)
+    return built
 
 
 def _write_configs(paths: DevClusterPaths, spec: DevClusterSpec, db_password: str) -> bool:
@@ -1055,6 +1077,7 @@ def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: flo
     try:
         _start_namespace(paths, root)
         _build_spank_plugin(paths)
+        write_plugstack(paths)
         _start_munged(paths)
         _start_mariadb(paths, spec_to_use, db_password)
         _start_slurmdbd(paths, spec_to_use)

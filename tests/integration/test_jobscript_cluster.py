@@ -15,6 +15,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -118,9 +119,11 @@ def test_training_warning_signal_checkpoints_and_requeues(slurm_clean, tmp_path)
         time.sleep(600)
         """))
     worker.chmod(0o755)
-    # A 2-minute limit and a 110 s warning: Slurm sends USR1 within its ~60 s signal granularity.
+    # A 3-minute limit and a 110 s warning: due 70 s after the start, and Slurm may send it up
+    # to 60 s early (sbatch(1), --signal), so not before the worker set its USR2 handler (with
+    # a 2-minute limit it came 1 s after the start once, and the worker died of the USR2).
     job = kant(cluster, "submit", "training", "--set", "nodes=1", "--set", "gpus_per_node=1",
-               "--set", "time=2", "--set", "warning_seconds=110", "--set", "launcher=command",
+               "--set", "time=3", "--set", "warning_seconds=110", "--set", "launcher=command",
                "--set", f"program={worker}", "--set", "checkpoint_wait=20",
                "--set", f"workdir={tmp_path}").stdout.strip()
     _wait(lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 150, f"job {job} requeues")
@@ -139,7 +142,7 @@ def _free_port() -> int:
 
 
 def _server_pid(port: int) -> int | None:
-    """The pid of the job's `python -m http.server PORT` (all slurmds share this host)."""
+    """The pid of the job's toy server on ``port`` (all slurmds share this host)."""
     for proc in Path("/proc").iterdir():
         if not proc.name.isdigit():
             continue
@@ -147,22 +150,32 @@ def _server_pid(port: int) -> int | None:
             argv = (proc / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"http.server" in argv and str(port).encode() in argv and \
+        if b"kant_slurm.examples.toy_server" in argv and str(port).encode() in argv and \
                 not argv[0].endswith(b"srun"):
             return int(proc.name)
     return None
+
+
+def _toy_server(port: int, *args: str) -> str:
+    """The bundled toy server's command line, as the README's example gives it (with this
+    test's Python, which has kant_slurm; the job inherits PYTHONPATH)."""
+    return shlex.join([sys.executable, "-m", "kant_slurm.examples.toy_server", "--port",
+                       str(port), *args])
 
 
 def test_inference_service_health_then_kill_requeues(slurm_clean, tmp_path):
     cluster = slurm_clean
     port = _free_port()
     job = kant(cluster, "submit", "inference-service", "--set", "service=web",
-               "--set", f"port={port}", "--set", "health_path=/", "--set", "health_interval=1",
+               "--set", f"port={port}", "--set", "health_interval=1",
                "--set", "health_failures=2", "--set", "startup_timeout=60", "--set", "time=30",
-               "--set", f"command=python3 -m http.server {port} --bind 127.0.0.1",
+               "--set", f"command={_toy_server(port)}",
                "--set", f"workdir={tmp_path}", "--set", "est_runtime=2:00:00").stdout.strip()
     log = tmp_path / f"web-{job}.out"
     _wait(lambda: log.exists() and "healthy: " in log.read_text(), 60, "the server is healthy")
+    assert f"healthy: http://127.0.0.1:{port}/health" in log.read_text()  # the default path
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/generate?prompt=a+b", timeout=10) as r:
+        assert json.loads(r.read())["completion"] == "b a"
     fields = _job_fields(cluster, job)
     assert fields["JobName"] == "web"
     assert fields["AdminComment"] == "kant:workload=inference;service=web;est=7200"
@@ -178,6 +191,65 @@ def test_inference_service_health_then_kill_requeues(slurm_clean, tmp_path):
     assert "web exited (status 137); requeueing (restart 1 of at most 10)" in log.read_text()
     assert cluster.run("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() == "PENDING"
     cluster.run("scancel", job)
+
+
+def test_inference_service_unhealthy_requeues(slurm_clean, tmp_path):
+    """The server runs on but /health answers 503: after health_failures checks in a row the
+    job stops it and requeues itself."""
+    cluster = slurm_clean
+    port = _free_port()
+    job = kant(cluster, "submit", "inference-service", "--set", "service=sick",
+               "--set", f"port={port}", "--set", "health_interval=1",
+               "--set", "health_failures=2", "--set", "time=30",
+               "--set", f"command={_toy_server(port, '--healthy-for', '3')}",
+               "--set", f"workdir={tmp_path}").stdout.strip()
+    log = tmp_path / f"sick-{job}.out"
+    _wait(lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, f"job {job} requeues")
+    text = log.read_text()
+    assert text.index(f"healthy: http://127.0.0.1:{port}/health") < \
+        text.index("health check failed (1 of 2 in a row)") < \
+        text.index("health check failed (2 of 2 in a row)") < \
+        text.index("sick is unhealthy; requeueing (restart 1 of at most 10)")
+    cluster.run("scancel", job)
+
+
+def test_toy_training_checkpoints_and_resumes_after_requeue(slurm_clean, tmp_path):
+    """The bundled training program on 2 nodes: the warning (USR1 to the batch shell, as the
+    time limit and kant's preemption send it) makes it save and the job requeue; started again,
+    it resumes from the step it saved and finishes."""
+    cluster = slurm_clean
+    steps = 150
+    program = shlex.join([sys.executable, "-m", "kant_slurm.examples.toy_train", "--steps",
+                          str(steps), "--step-seconds", "0.1", "--checkpoint-every", "10",
+                          "--checkpoint-dir", "ckpt"])
+    job = kant(cluster, "submit", "training", "--set", "nodes=2", "--set", "gpus_per_node=1",
+               "--set", "time=10", "--set", "launcher=command", "--set", f"program={program}",
+               "--set", f"workdir={tmp_path}").stdout.strip()
+    ckpt = tmp_path / "ckpt" / "toy-train.json"
+    _wait(lambda: ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 10, 60,
+          "the first checkpoint")
+    cluster.run("scancel", "--signal=USR1", "--batch", job)
+    _wait(lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, f"job {job} requeues")
+    log = tmp_path / f"train-{job}.out"
+    saved = [line for line in log.read_text().splitlines() if "(signal)" in line]
+    assert len(saved) == 1, log.read_text()
+    step = int(saved[0].split("checkpoint at step ")[1].split()[0])
+    assert 10 <= step < steps
+    # Slurm holds a requeued job back (AuthInfo cred_expire, 120 s) because the nodes revoked
+    # the first run's credential: a launch in the second of the requeue is refused (slurmd:
+    # "Job N already killed, do not launch batch job", and the run fails at once; seen here).
+    # Once the job is pending and a few seconds (whole-second timestamps) have passed, it may
+    # start now.
+    _wait(lambda: _job_fields(cluster, job)["JobState"] == "PENDING", 30, f"job {job} pending")
+    time.sleep(3)
+    cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
+    _wait(lambda: (_sacct_states(cluster, job) or [""])[-1] == "COMPLETED" or None, 90,
+          f"job {job} completes")
+    text = log.read_text()
+    for rank in (0, 1):
+        assert f"toy_train[job {job} rank {rank}]: resumed from step {step} of {steps}" in text
+    assert f"toy_train[job {job} rank 0]: done, {steps} steps" in text
+    assert json.loads(ckpt.read_text())["step"] == steps
 
 
 def test_singleton_keeps_one_instance_per_service(slurm_clean, tmp_path):

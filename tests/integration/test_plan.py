@@ -89,6 +89,25 @@ def test_plan_explain_shows_reservation_and_backfill(slurm_clean):
 
 
 def test_plan_explain_unknown_job_is_a_clear_error(slurm_clean):
-    r = _kant(slurm_clean, "plan", "--explain", "999999")
+    cluster = slurm_clean
+    held = cluster.sbatch("--hold", "--gres=gpu:1", "--wrap", "sleep 60")
+    r = _kant(cluster, "plan", "--explain", "999999")
     assert r.returncode == 1
-    assert r.stderr.startswith("error: --explain 999999: not a pending job in the snapshot")
+    assert r.stderr == (f"error: --explain 999999: not a pending job in the snapshot: no job "
+                        f"999999 in the queue; pending: {held}\n")
+
+
+def test_plan_explain_running_job_says_it_runs(slurm_clean):
+    cluster = slurm_clean
+    running = cluster.sbatch("--gres=gpu:1", "--wrap", "sleep 60")
+    cluster.wait_running([running])
+    r = _kant(cluster, "plan", "--explain", running)
+    assert r.returncode == 1
+    assert r.stderr == (f"error: --explain {running}: not a pending job in the snapshot: job "
+                        f"{running} is running; pending: (none)\n")
+
+
+def test_plan_explain_empty_job_id_is_a_usage_error(slurm_clean):
+    r = _kant(slurm_clean, "plan", "--explain", "")
+    assert r.returncode == 2
+    assert "Invalid value for --explain: expected a pending job id" in r.stderr

@@ -9,6 +9,7 @@ that the snapshot reader classifies jobs by.
 from __future__ import annotations
 
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -16,11 +17,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kant_slurm.jobscript import parse_duration
+from kant_slurm.slurm import devcluster as dc
 from kant_slurm.slurm import read_snapshot
 
 pytestmark = pytest.mark.slurm
 
 SPANK_DIR = Path(__file__).resolve().parents[2] / "spank"
+SHIPPED_PLUGSTACK = Path(__file__).resolve().parents[2] / "site-config" / "plugstack.conf"
 
 
 @pytest.fixture(scope="session")
@@ -31,6 +34,7 @@ def kant_spank(slurm_cluster):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert target.is_file()
+    dc.write_plugstack(slurm_cluster.paths)  # named now, should `devcluster up` not have built it
     assert str(target) in Path(slurm_cluster.paths.plugstack_conf).read_text()
     help_text = slurm_cluster.run("sbatch", "--help").stdout
     assert "--workload=training|inference|batch" in help_text, "sbatch did not load the plugin"
@@ -123,3 +127,78 @@ def test_templates_with_spank_tags(kant_spank, slurm_clean, tmp_path, template, 
     assert "#SBATCH --workload=" in script and "--comment" not in script
     job = submit(script, ["--hold"])
     assert _admin_comment(slurm_clean, job) == tag
+
+
+def _sacct_state(cluster, job_id: str) -> str:
+    out = cluster.run("sacct", "-n", "-X", "-P", "-j", job_id, "-o", "State", check=False).stdout
+    return out.strip().splitlines()[-1] if out.strip() else ""
+
+
+def _wait(predicate, seconds: float, what: str):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.5)
+    raise AssertionError(f"{what}: not within {seconds:.0f}s")
+
+
+def test_installed_plugin_loads_through_the_shipped_plugstack(kant_spank, slurm_clean, tmp_path):
+    """As a site sets it up: `make -C spank install` and site-config/plugstack.conf (its
+    `required` line) as the cluster's plugstack.conf, read by sbatch and by the nodes' job steps
+    (a required plugin that does not load fails the submission or the job)."""
+    cluster = slurm_clean
+    shipped = SHIPPED_PLUGSTACK.read_text()
+    [(kind, path)] = [line.split()[:2] for line in shipped.splitlines()
+                      if line.strip() and not line.lstrip().startswith("#")]
+    assert kind == "required"
+    installed = Path(path)
+    before = installed.read_bytes() if installed.exists() else None
+    made_dir = not installed.parent.exists()
+    dev_plugstack = cluster.paths.plugstack_conf.read_text()
+    try:
+        # OUT: the build goes to tmp_path, not spank/ (a build there for another Slurm release
+        # would look up to date to make).
+        proc = subprocess.run(["make", "-C", str(SPANK_DIR), f"OUT={tmp_path}", "install"],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+        assert installed.is_file()
+        cluster.paths.plugstack_conf.write_text(shipped)
+        help_run = cluster.run("sbatch", "--help")
+        assert "--workload=training|inference|batch" in help_run.stdout
+        assert "Dlopen" not in help_run.stderr and "error" not in help_run.stderr
+        job = cluster.sbatch("--workload=inference", "--service=chat", "--gres=gpu:1", "-t", "5",
+                             "--wrap", "true")
+        assert _admin_comment(cluster, job) == "kant:workload=inference;service=chat"
+        # The job step loaded the required plugin on its node too, or the job would fail.
+        assert _wait(lambda: _sacct_state(cluster, job) in ("COMPLETED", "FAILED") and
+                     _sacct_state(cluster, job), 60, f"job {job} ends") == "COMPLETED"
+    finally:
+        cluster.paths.plugstack_conf.write_text(dev_plugstack)
+        if before is None:
+            installed.unlink(missing_ok=True)
+            if made_dir:
+                installed.parent.rmdir()
+        else:
+            installed.write_bytes(before)
+
+
+def test_no_dlopen_error_when_the_plugin_was_not_built(kant_spank, slurm_clean):
+    """devcluster names the plugin in plugstack.conf only when it is there (issue 19: two
+    "Dlopen of plugin file failed" errors on every sbatch)."""
+    cluster = slurm_clean
+    plugin = Path(cluster.paths.spank_plugin)
+    away = plugin.with_name(plugin.name + ".away")
+    plugin.rename(away)
+    try:
+        # What the dev cluster wrote before: a line naming the missing file.
+        cluster.paths.plugstack_conf.write_text(f"optional {plugin}\n")
+        res = cluster.run("sbatch", "--hold", "--output=/dev/null", "--wrap", "true")
+        assert "Dlopen of plugin file failed" in res.stderr
+        assert dc.write_plugstack(cluster.paths) is False
+        res = cluster.run("sbatch", "--hold", "--output=/dev/null", "--wrap", "true")
+        assert res.stderr == "", res.stderr
+    finally:
+        away.rename(plugin)
+        assert dc.write_plugstack(cluster.paths) is True

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
+import time
 
 import pytest
 
@@ -69,7 +71,14 @@ def test_unreachable_slurmctld_exits_3_with_one_line(slurm_cluster, tmp_path):
     for name in ("gres.conf", "topology.conf", "plugstack.conf"):
         shutil.copy(slurm_cluster.conf_path.parent / name, tmp_path / name)
     env = dict(slurm_cluster.env, SLURM_CONF=str(tmp_path / "slurm.conf"))
+    started = time.monotonic()
     res = subprocess.run(["kant-slurm", "status"], env=env, capture_output=True, text=True, timeout=120)
+    took = time.monotonic() - started
     assert res.returncode == 3  # issue 19: 3 = Slurm not answering
     lines = res.stderr.strip().splitlines()
     assert len(lines) == 1 and "slurmctld" in lines[0] and "Traceback" not in res.stderr
+    assert "Unable to contact slurm controller" in lines[0]
+    # Fast: Slurm's reads retry a refused connection for MessageTimeout seconds before they
+    # give up (issue 19: "status against a stopped cluster waits 19 s"); kant asks once.
+    message_timeout = int(re.search(r"^MessageTimeout=(\d+)", conf, re.M).group(1))
+    assert took < message_timeout / 2, f"status took {took:.1f}s to fail"

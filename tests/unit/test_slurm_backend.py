@@ -57,3 +57,28 @@ def test_json_errors_are_reported(monkeypatch):
     monkeypatch.setattr(backend.subprocess, "run", _fake_run(0, stdout="not json"))
     with pytest.raises(SlurmError, match="not JSON"):
         backend._json(["squeue", "--json"])
+
+
+PING_DOWN = ("Slurmctld(primary) at vm is DOWN\n*****************************************\n"
+             "** RESTORE SLURMCTLD DAEMON TO SERVICE **\n*****************************************\n")
+
+
+@pytest.mark.parametrize("returncode, stdout, stderr, raises", [
+    (0, "Slurmctld(primary) at vm is UP\n", "", False),
+    (0, "Slurmctld(primary) at a is DOWN\nSlurmctld(backup) at b is UP\n", "", False),
+    (1, PING_DOWN, "", True),
+    (1, "", "scontrol: error: Could not establish a configuration source\n", True),
+    (0, "a reply in another form\n", "", False),  # the reads that follow decide
+])
+def test_ping_fails_fast_only_when_no_controller_is_up(monkeypatch, returncode, stdout, stderr,
+                                                       raises):
+    monkeypatch.setattr(backend.subprocess, "run", _fake_run(returncode, stderr, stdout))
+    if not raises:
+        backend.check_controller()
+        return
+    with pytest.raises(SlurmUnreachable, match="slurmctld does not answer `scontrol ping`") as err:
+        backend.check_controller()
+    assert err.value.exit_code == 3 and "\n" not in str(err.value)
+    if stdout:
+        assert str(err.value).endswith(
+            "Unable to contact slurm controller (Slurmctld(primary) at vm is DOWN)")

@@ -40,7 +40,7 @@ def test_default_shape_16x8_four_leaves(tmp_path):
                     "SwitchName=spine Switches=leaf1,leaf2,leaf3,leaf4"]
     assert conf_lines(files["gres.conf"]) == [
         "AutoDetect=off", f"NodeName=gn[01-16] Name=gpu Type=h100 File={paths.gpus}/nvidia[0-7]"]
-    assert conf_lines(files["plugstack.conf"]) == [f"optional {paths.spank_plugin}"]
+    assert conf_lines(files["plugstack.conf"]) == []  # no plugin built in tmp_path
     dbd = files["slurmdbd.conf"]
     assert "StorageHost=127.0.0.1" in dbd and "StoragePort=16800" in dbd and "DbdPort=16801" in dbd
     assert f"AuthInfo=socket={paths.munge_socket}" in dbd and "StoragePass=pw'1" in dbd
@@ -234,3 +234,22 @@ def test_a_dir_too_long_for_slurmstepd_sockets_is_a_one_line_error(tmp_path):
     with pytest.raises(DevClusterError, match=r"too long for a unix socket path.*at most 66 ") as err:
         dc.up(deep, dc.DevClusterSpec(nodes=3, port_base=31000, slurm_version="22.05"))
     assert "\n" not in str(err.value)
+
+
+def test_plugstack_names_the_spank_plugin_only_when_it_is_there(tmp_path):
+    # A line naming a missing plugin makes every sbatch print "Dlopen of plugin file failed".
+    paths = dc.DevClusterPaths(tmp_path)
+    paths.etc.mkdir(parents=True)
+
+    def plugin_lines() -> list[str]:
+        return [line for line in paths.plugstack_conf.read_text().splitlines()
+                if line and not line.startswith("#")]
+
+    assert dc.write_plugstack(paths) is False and plugin_lines() == []
+    assert dc.render_configs(dc.DevClusterSpec(nodes=2), paths, "pw", "h")["plugstack.conf"] == \
+        paths.plugstack_conf.read_text()
+    paths.spank_plugin.write_bytes(b"")
+    assert dc.write_plugstack(paths) is True
+    assert plugin_lines() == [f"optional {paths.spank_plugin}"]
+    assert dc.render_configs(dc.DevClusterSpec(nodes=2), paths, "pw", "h")["plugstack.conf"] == \
+        paths.plugstack_conf.read_text()
