@@ -27,14 +27,20 @@ class Progress:
     """Progress on stderr: one line rewritten on a terminal, a new line per change otherwise
     (a log file then reads as a history)."""
 
-    def __init__(self) -> None:
+    def __init__(self, every_s: float = 2.0) -> None:
         self.tty = sys.stderr.isatty()
         self.last = ""
+        self.every_s = every_s  # not a terminal: at most one line this often (unless forced)
+        self.printed_at = -float("inf")
 
-    def __call__(self, text: str) -> None:
+    def __call__(self, text: str, force: bool = False) -> None:
         if text == self.last:
             return
+        now = time.monotonic()
+        if not self.tty and not force and now - self.printed_at < self.every_s:
+            return
         self.last = text
+        self.printed_at = now
         if self.tty:
             click.echo(f"\r{text}\033[K", err=True, nl=False)
         else:
@@ -141,7 +147,7 @@ def sweep_cmd(grid_path, out_dir, backend, workers, job_name, sbatch_args, no_wa
 
         def show(done, failed, total, elapsed):
             progress(f"cells {done}/{total} done" + (f", {failed} failed" if failed else "")
-                     + f"  {elapsed:.0f}s")
+                     + f"  {elapsed:.0f}s", force=done == total)
 
         run_local(out, grid, invoked_command(), workers or os.cpu_count() or 1, show)
         progress.close()

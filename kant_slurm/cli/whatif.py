@@ -9,10 +9,15 @@ from pathlib import Path
 
 import click
 
+from ..errors import InputError
 from .options import TIME_FORMS, SlurmTime, echo_json, json_option, parse_slurm_time
 from .sweep import Progress
 
 DEFAULT_POLICIES = "slurm,kant-steered,kant"
+
+
+def _local(t: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(t))
 
 
 def _seeds(text: str) -> list[int]:
@@ -95,8 +100,13 @@ def whatif_cmd(since, until, dump_path, slurm_conf, cluster_path, policies, seed
         try:
             progress("reading sacct history")
             lines = history.dump_live_history(t0, t1, Path(keep))
-            progress(f"sacct: {lines:,} allocations")
-            trace = history.read_history(keep)
+            progress(f"sacct: {lines:,} allocations", force=True)
+            try:
+                trace = history.read_history(keep)
+            except InputError as exc:
+                raise InputError(f"sacct -S {_local(t0)} -E {_local(t1)}: {lines:,} "
+                                 "allocations, none that started holding a GPU; expected GPU "
+                                 "jobs in the window (widen it with -S/-E)") from exc
         finally:
             if not save_history:
                 os.unlink(keep)
