@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shlex
 import sys
 import time
@@ -140,7 +141,9 @@ def sweep_cmd(grid_path, out_dir, backend, workers, job_name, sbatch_args, no_wa
     if not grid_path:
         raise click.UsageError("give the grid file: kant-slurm sweep GRID.yaml")
     grid = load_grid(grid_path)
-    out = prepare_out(out_dir or f"sweep-{grid.name}", grid, invoked_command())
+    # The grid's name is free text; as a directory name it keeps only safe characters.
+    default_out = "sweep-" + re.sub(r"[^A-Za-z0-9._-]+", "_", grid.name)
+    out = prepare_out(out_dir or default_out, grid, invoked_command())
     progress = Progress()
     if backend == "local":
         from ..whatif.local import run_local

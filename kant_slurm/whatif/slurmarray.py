@@ -125,6 +125,9 @@ def submit(out: Path, grid: Grid, *, job_name: str, extra: Sequence[str] = (),
         argv = sbatch_argv(script, job_name=job_name, output=str(out / "logs" / "cell-%a.out"),
                            extra=extra, array=array_spec(todo, limit))
         array_id = _job_id(runner(argv, timeout=60))
+        # Recorded at once: should the merge's sbatch fail, a rerun still sees the array.
+        write_json(out / JOBS_FILE, {"array_id": array_id, "merge_id": None, "cells": todo,
+                                     "submitted_at": time.time()})
     script = out / "slurm-merge.sh"
     script.write_text(task_script(out, merge=True, **common))
     argv = sbatch_argv(script, job_name=f"{job_name}-merge", output=str(out / "logs" /
