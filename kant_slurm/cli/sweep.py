@@ -160,9 +160,11 @@ def sweep_cmd(grid_path, out_dir, backend, workers, job_name, sbatch_args, no_wa
 
     name = job_name or f"kant-sweep-{grid.name}"
     sub = slurmarray.submit(out, grid, job_name=name, extra=sbatch_args, limit=workers)
-    where = f"array job {sub.array_id} ({len(sub.cells)} cells)" if sub.array_id else \
-        "no cell left to run"
-    click.echo(f"submitted {where}; merge job {sub.merge_id}", err=True)
+    if sub.array_id:
+        click.echo(f"submitted array job {sub.array_id} ({len(sub.cells)} cells); merge job "
+                   f"{sub.merge_id}", err=True)
+    else:
+        click.echo(f"no cell left to run; submitted merge job {sub.merge_id}", err=True)
     if no_wait:
         click.echo(f"results will be in {out}; rerun the same command to see them", err=True)
         return

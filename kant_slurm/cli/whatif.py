@@ -135,8 +135,8 @@ def whatif_cmd(since, until, dump_path, slurm_conf, cluster_path, policies, seed
     advice = recommend.recommend(cells)
     limits_given = bool(trace.jobs["time_limit"].notna().all())
     if limits_given and len(seeds) > 1:
-        notes = notes + ["every job has its own time limit in the history, so the seeds replay "
-                         "the same workload and the spread over them is 0"]
+        notes = notes + [("every job has its own time limit in the history, so the seeds replay "
+                          "the same workload and the spread over them is 0")]
     elapsed = time.monotonic() - t_start
     window = None
     if trace.epoch is not None and len(trace.jobs):

@@ -63,8 +63,8 @@ def recommend(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     by_policy = {c["spec"]["policy"]: c for c in cells}
     base = by_policy.get(BASELINE)
     if base is None or base["status"] != "done":
-        return {"per_policy": {}, "lines": ["no recommendation: stock Slurm (policy slurm) "
-                                            "did not run"], "summary": "no recommendation"}
+        why = "no recommendation: stock Slurm (policy slurm) did not run"
+        return {"per_policy": {}, "lines": [why], "summary": why}
     per_policy: dict[str, Any] = {}
     lines: list[str] = []
     for name, cell in by_policy.items():

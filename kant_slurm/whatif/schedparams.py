@@ -73,7 +73,7 @@ def check_value(name: str, value: Any) -> str | None:
     expected (for grid errors)."""
     if name not in MODELLED:
         return f"one of the modelled SchedulerParameters: {', '.join(MODELLED)}"
-    kind, lo, what = MODELLED[name]
+    _, lo, what = MODELLED[name]
     if isinstance(value, bool) or not isinstance(value, int) or value < lo:
         return f"a whole number >= {lo} ({what})"
     return None

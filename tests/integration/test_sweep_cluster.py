@@ -84,7 +84,7 @@ def test_slurm_array_sweep_kill_resume_and_same_table_as_local(slurm_clean, tmp_
     # Resume: the same command runs only the cancelled cell.
     t1 = time.monotonic()
     proc = _sweep(cluster, grid, out, "--backend", "slurm", "--job-name", JOB_NAME)
-    stdout_slurm, stderr = proc.communicate(timeout=240)
+    _, stderr = proc.communicate(timeout=240)
     resume_s = time.monotonic() - t1
     assert proc.returncode == 0, stderr
     assert "(1 cells)" in stderr
@@ -94,7 +94,7 @@ def test_slurm_array_sweep_kill_resume_and_same_table_as_local(slurm_clean, tmp_
     # The same grid on the local backend: the same merged table.
     local = tmp_path / "local-run"
     proc = _sweep(cluster, grid, local, "--backend", "local", "--workers", "2")
-    stdout_local, stderr = proc.communicate(timeout=240)
+    _, stderr = proc.communicate(timeout=240)
     assert proc.returncode == 0, stderr
     assert (local / "table.txt").read_text() == (out / "table.txt").read_text()
     assert (local / "cells.csv").read_text() == (out / "cells.csv").read_text()
