@@ -29,8 +29,15 @@ def _bars(cells: Sequence[Mapping[str, Any]], key: str, label: str, kind: str):
         scale = 3600.0 if kind == "duration" else 1.0
         means = [c["metrics"][key]["mean"] / scale for c in shown]
         errs = [(c["metrics"][key]["ci95"] or 0.0) / scale for c in shown]
-        colours = [_colour(c["spec"]["policy"], i) for i, c in enumerate(shown)]
-        ax.bar(range(len(shown)), means, yerr=errs, capsize=3, color=colours)
+        # One colour per policy (the fallback palette indexed by the policy's first cell).
+        policies = list(dict.fromkeys(c["spec"]["policy"] for c in cells))
+        colour = {p: _colour(p, k) for k, p in enumerate(policies)}
+        ax.bar(range(len(shown)), means, yerr=errs, capsize=3,
+               color=[colour[c["spec"]["policy"]] for c in shown])
+        from matplotlib.patches import Patch
+
+        ax.legend(handles=[Patch(color=colour[p], label=p) for p in policies], fontsize=8,
+                  loc="lower right")
         ax.set_xticks(range(len(shown)))
         ax.set_xticklabels([str(c["index"]) for c in shown])
         ax.set_xlabel("cell # (see the table)")

@@ -76,6 +76,9 @@ def test_resume_runs_only_what_is_missing_and_merges_the_same(grid_file, tmp_pat
     out = tmp_path / "o"
     assert _sweep(grid_file, out, "--workers", "1").exit_code == 0
     table = (out / "table.txt").read_text()
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len(stats.METRICS)  # one chart per metric
+    assert "slurm backfill.reservations=8" in page
     grid = load_grid(grid_file)
     cells = grid.cells()
     files = {(c.index, s): result_path(out.resolve(), c, s) for c in cells for s in grid.seeds}
