@@ -3,9 +3,10 @@ against N x the single-run time / workers (issue 18's target: at most 1.2 x that
 
     python benchmarks/sweep_bench.py --cells 64 --workers 2
 
-The single-run time is measured here first: one cell of each (policy, time-limit model) kind of
-the grid, one after another in this process (after one warm-up run), each timed as the sweep
-times it (reading the trace and cluster included). Then ``kant-slurm sweep`` runs the whole grid
+The single-run time is measured here first: ``--sample`` cells drawn from the grid (seeded, so
+every K and bf_max_job_test can be drawn: they change a run's time), one after another in this
+process after one warm-up run, each timed as the sweep times it (reading the trace and cluster
+included); their mean is the single-run time. Then ``kant-slurm sweep`` runs the whole grid
 in a fresh directory with ``--workers``; its wall time includes starting the command. Prints
 figures; asserts nothing.
 
@@ -22,6 +23,7 @@ import argparse
 import itertools
 import json
 import os
+import random
 import resource
 import subprocess
 import sys
@@ -62,23 +64,21 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cells", type=int, default=64)
     ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--sample", type=int, default=12, help="cells timed for the single run")
     args = ap.parse_args()
     with tempfile.TemporaryDirectory(prefix="kant-sweep-bench-") as tmp:
         grid_path = Path(tmp) / "grid.yaml"
         grid_path.write_text(grid_yaml(args.cells))
         grid = load_grid(grid_path)
         cells = grid.cells()
-        kinds = {}
-        for c in cells:
-            kinds.setdefault((c.policy, dict(c.overrides)["sim.time_limit_model"]), c)
+        sample = random.Random(0).sample(cells, min(args.sample, len(cells)))
         run_seed(cells[0], grid, 0)  # warm-up: imports, first-use caches
         single, single_cpu = {}, {}
-        for kind, cell in kinds.items():
+        for cell in sample:
             t0, c0 = time.monotonic(), time.process_time()
             run_seed(cell, grid, 0)
-            single[kind] = time.monotonic() - t0
-            single_cpu[kind] = time.process_time() - c0
-        # Each kind is an equal share of the grid, so the mean is the grid's mean run time.
+            single[cell.index] = time.monotonic() - t0
+            single_cpu[cell.index] = time.process_time() - c0
         single_mean = sum(single.values()) / len(single)
         single_cpu_mean = sum(single_cpu.values()) / len(single_cpu)
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -96,7 +96,7 @@ def main() -> None:
     target = len(cells) * single_mean / args.workers * 1.2
     print(json.dumps({
         "cells": len(cells), "cells_done": done, "workers": args.workers,
-        "single_run_s": {f"{p}/{t}": round(s, 2) for (p, t), s in single.items()},
+        "single_run_s": {cells[i].label(grid): round(t, 2) for i, t in sorted(single.items())},
         "single_run_mean_s": round(single_mean, 2), "sweep_wall_s": round(wall, 1),
         "target_s": round(target, 1), "wall_over_ideal": round(
             wall / (len(cells) * single_mean / args.workers), 2),
