@@ -28,6 +28,8 @@ COMMAND_MODULES = (
     "jobs",
     "steer",
     "report",
+    "whatif",
+    "sweep",
 )
 
 

@@ -80,6 +80,8 @@ def _run_policy(name: str, progress: Callable[[int, int], None] | None = None) -
     policy = get_policy(name, sh["config"])
     if hasattr(policy, "steer_interval"):
         policy.steer_interval = float(sh["steer_interval"])
+    if sh.get("policy_setup") is not None:
+        sh["policy_setup"](policy)
     result = Simulator(cluster.inventory, sh["workload"], policy, settings=sh["settings"],
                        classifier=sh["classifier"], progress=progress).run()
     result.policy = name
@@ -169,11 +171,14 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
                      config=None, seed: int = 0, time_limit_model: str = "ladder",
                      interval: float = 30.0,
                      progress: Callable[[str, int, int], None] | None = None,
-                     workers: int = 1, steer_interval: float | None = None) -> Comparison:
+                     workers: int = 1, steer_interval: float | None = None,
+                     policy_setup: Callable[[Any], None] | None = None) -> Comparison:
     """Replay ``trace`` on ``cluster`` once per policy (same workload each time) and measure.
 
     ``workers`` > 1 runs the policies in that many processes at once (Linux fork); the results
-    are identical, the wall time is that of the slowest policy rather than the sum."""
+    are identical, the wall time is that of the slowest policy rather than the sum.
+    ``policy_setup`` is called on each policy object before its replay (the sweeps set the
+    ``slurm`` model's SchedulerParameters through it: kant_slurm/whatif/schedparams.py)."""
     from ..engine.registry import get_policy
 
     config = _engine_config(config, cluster)
@@ -196,7 +201,8 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
     settings = SimSettings(interval=interval, fill_until_full=trace.fill_until_full)
     _SHARED.clear()
     _SHARED.update(cluster=cluster, config=config, workload=workload, settings=settings,
-                   classifier=classifier, default_sla=default_sla, steer_interval=steer_interval)
+                   classifier=classifier, default_sla=default_sla, steer_interval=steer_interval,
+                   policy_setup=policy_setup)
     try:
         if workers > 1 and len(policies) > 1:
             results = _run_parallel(policies, min(workers, len(policies)), progress)
