@@ -111,6 +111,11 @@ HOW: list[tuple[str, str, str]] = [
     (r"^kant-slurm bench plan", PARSE_ONLY,
      "synthetic planning benchmarks of seconds to minutes; tests/unit/test_engine_* plan the "
      "same shapes"),
+    (r"^kant-slurm whatif --input tests/fixtures/", OFFLINE, ""),
+    (r"^kant-slurm whatif\b", CLUSTER, ""),
+    (r"^kant-slurm sweep ", PARSE_ONLY,
+     "grids of 6 to 16 cells take minutes; tests/unit/test_sweep_run.py and tests/integration/"
+     "test_sweep_cluster.py run both backends on small grids"),
     (r"^python benchmarks/", PARSE_ONLY,
      "benchmarks of minutes to hours; the script must exist (checked)"),
 ]
