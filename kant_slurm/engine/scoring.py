@@ -186,6 +186,8 @@ def tier_weight(tier: int, base: int, step: int) -> int:
     it from a leaf that would hold it whole (issue 15: gn04 + gn05 instead of gn05-06). One
     Weight leaves the choice to Slurm's tightest-fit leaf, which already prefers used leaves:
     they have fewer idle nodes. Whole-node gangs then land as with stock Weights.
+    Left: a partly used node keeps its lighter Weight until the next cycle, so if it empties
+    meanwhile it is forced into the next gang like any lighter node.
     """
     rank = TIER_IDLE_IN_USED_LEAF if tier == TIER_IDLE_LEAF else tier
     return base + rank * step

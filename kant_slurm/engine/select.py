@@ -275,7 +275,7 @@ def _tree_tables(inv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return got
 
 
-_TREES: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_TREES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _hops(anc: np.ndarray, level: int, leaf: int) -> np.ndarray:
@@ -353,9 +353,9 @@ def _tree_pick(levels: np.ndarray, n_groups: np.ndarray, anc: np.ndarray, weight
     left = cnt[0].copy()
     left[spent] = 0
     dist = np.zeros(left.size)
-    for lv in range(n_lv):
-        for x in np.unique(leaf[forced]) if lv == 0 else _leaves_below(anc, lv, levels[lv][forced]):
-            dist += _hops(anc, lv, int(x))
+    for lv in range(n_lv):  # every switch above a forced node is "required"
+        for x in _leaves_below(anc, lv, levels[lv][forced]):
+            dist += _hops(anc, lv, x)
     while rem > 0:
         cand = np.flatnonzero((left > 0) & (dist < _FAR))
         if cand.size == 0:
@@ -415,7 +415,8 @@ def _tree_choice(inv, weight: np.ndarray, usable: np.ndarray, job: Job) -> Choic
     if pick.size == 0:
         # topology.conf(5): "Jobs can only span nodes connected by the same switch fabric".
         return None
-    lv = next(lv for lv in range(levels.shape[0]) if np.all(levels[lv][pick] == levels[lv][pick[0]]))
+    lv = next(lv for lv in range(levels.shape[0])
+              if np.all(levels[lv][pick] == levels[lv][pick[0]]))
     names = inv.group_levels[lv][0]
     group = names[int(levels[lv][pick[0]])]
     wnote = (f"{forced} node(s) lighter than Weight {cut} taken whole, then " if forced
