@@ -10,11 +10,10 @@ same A/B on a real Slurm.
 from __future__ import annotations
 
 import pytest
+from test_slurm_tree_weights import _inventory
 
 from kant_slurm.engine.registry import get_policy
 from kant_slurm.model import ClusterSnapshot, Job
-
-from test_slurm_tree_weights import _inventory
 
 NOW = 10_000.0
 
