@@ -329,15 +329,25 @@ def _tree_pick(levels: np.ndarray, n_groups: np.ndarray, anc: np.ndarray, weight
     if fits.size == 0:
         return usable[:0], 0, 0
     w = weight[usable]
-    lightest = np.full(counts.size, np.iinfo(np.int64).max, dtype=np.int64)
-    np.minimum.at(lightest, tops, w)
-    best_top = fits[lightest[fits] == lightest[fits].min()][-1]
-    inside = tops == best_top
-    under, w = usable[inside], w[inside]
+    if counts.size > 1:
+        lightest = np.full(counts.size, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(lightest, tops, w)
+        best_top = fits[lightest[fits] == lightest[fits].min()][-1]
+        inside = tops == best_top
+        usable, w = usable[inside], w[inside]
+    leaf = levels[0]
+    if nn == 1:
+        # Nothing is lighter than the lightest Weight, so nothing is forced and every leaf is
+        # as close: the leaf with the fewest nodes of that Weight (first on ties), first node.
+        cut = int(w.min())
+        pool = usable[w == cut]
+        per_leaf = np.bincount(leaf[pool], minlength=int(n_groups[0]))
+        x = int(np.argmin(np.where(per_leaf > 0, per_leaf, np.iinfo(np.int64).max)))
+        return pool[leaf[pool] == x][:1], cut, 0
+    under = usable
     cut = int(np.partition(w, nn - 1)[nn - 1])
     forced = under[w < cut]
     pool = under[w <= cut]
-    leaf = levels[0]
     taken = np.zeros(leaf.size, dtype=bool)
     taken[forced] = True
     rem = nn - forced.size
