@@ -346,79 +346,171 @@ def _binpack(avail, nn, g, total, levels, n_groups, out):
 
 @_jit
 def _slurm(avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out):
-    """select.slurm_cons_tres (the stock Slurm 22.05 model) on an availability vector."""
+    """select.slurm_cons_tres (the stock Slurm model) on an availability vector."""
     elig = _nodes_ge(avail, g)
     if elig.size < nn:
         return 0, -1, -1
+    if levels.shape[0] > 0:
+        return _slurm_tree(elig, nn, weight, levels, n_groups, out)
     ws = weight[elig]
     if ws.min() != ws.max():
         # The lightest Weight tiers that together hold the job: up to the nn-th smallest.
         picked = np.empty(nn, dtype=np.int64)
         _smallest_into(ws, ws, nn, picked, 0)
         elig = elig[ws <= picked[nn - 1]]
-    if levels.shape[0] == 0:
-        cp = np.where(has_cpus[elig], cpus_free[elig], 0)
-        _smallest_into(cp, elig, nn, out, 0)
-        return nn, -1, -1
-    for lv in range(levels.shape[0]):
-        gidx = levels[lv]
-        counts = _group_counts(elig, gidx, n_groups[lv])
-        best = -1
-        for gi in range(n_groups[lv]):
-            if counts[gi] >= nn and (best < 0 or counts[gi] < counts[best]):
-                best = gi
-        if best < 0:
-            continue
-        inside = _in_group(elig, gidx, best)
-        if lv == 0 or nn == 1:
-            out[:nn] = inside[:nn]
-            return nn, best, lv
-        return _slurm_leaves(inside, levels[0], n_groups[0], nn, out), best, lv
-    return 0, -1, -1
+    cp = np.where(has_cpus[elig], cpus_free[elig], 0)
+    _smallest_into(cp, elig, nn, out, 0)
+    return nn, -1, -1
 
 
 @_jit
-def _slurm_leaves(nodes, leaf, n_leaf, nn, out):
-    """select._slurm_leaves: leaf by leaf, one that holds the rest (fewest usable nodes) else
-    the biggest; the picked nodes in node order."""
-    m = nodes.size
-    left = np.ones(m, dtype=np.bool_)
-    counts = np.zeros(n_leaf + 1, dtype=np.int64)  # slot 0: nodes under no leaf (-1)
-    remaining = nn
+def _hops_into(anc, level, leaf, dist):
+    """select._hops added to ``dist``: links from the switch at ``level`` above ``leaf`` to
+    each leaf (infinite when unconnected)."""
+    n_lv = anc.shape[1]
+    for y in range(anc.shape[0]):
+        d = _INF
+        for m in range(level, n_lv):
+            if anc[y, m] == anc[leaf, m]:
+                d = float((m - level) + m)
+                break
+        dist[y] += d
+
+
+@_jit
+def _compare_leaves(i, j, left, cnt, anc, rem):
+    """select._compare_leaves (Slurm's _topo_compare_switches)."""
+    lv = 0
+    a = left[i]
+    b = left[j]
+    while True:
+        fa = a >= rem
+        fb = b >= rem
+        if fa and fb:
+            if a < b:
+                return 1
+            if a > b:
+                return -1
+            return 0
+        if fa != fb:
+            return 1 if fa else -1
+        if lv + 1 < anc.shape[1] and anc[i, lv + 1] != anc[j, lv + 1]:
+            lv += 1
+            a = cnt[lv, anc[i, lv]]
+            b = cnt[lv, anc[j, lv]]
+            continue
+        if a > b:
+            return 1
+        if a < b:
+            return -1
+        return 0
+
+
+@_jit
+def _slurm_tree(usable, nn, weight, levels, n_groups, out):
+    """select._tree_pick (Slurm's _eval_nodes_topo: lighter Weight groups taken whole, then
+    leaves by distance and fit); returns (count, group, level) of the lowest group holding
+    every picked node."""
+    n_lv = levels.shape[0]
+    n = levels.shape[1]
+    top = levels[n_lv - 1]
+    n_top = n_groups[n_lv - 1]
+    counts = np.zeros(n_top, dtype=np.int64)
+    lightest = np.zeros(n_top, dtype=np.int64)
+    for i in usable:
+        t = top[i]
+        if t >= 0:
+            if counts[t] == 0 or weight[i] < lightest[t]:
+                lightest[t] = weight[i]
+            counts[t] += 1
+    best_top = -1
+    for t in range(n_top):
+        if counts[t] >= nn and (best_top < 0 or lightest[t] <= lightest[best_top]):
+            best_top = t
+    if best_top < 0:
+        return 0, -1, -1
+    under = _in_group(usable, top, best_top)
+    wu = weight[under]
+    cut_of = np.empty(nn, dtype=np.int64)
+    _smallest_into(wu, wu, nn, cut_of, 0)
+    cut = cut_of[nn - 1]
+    leaf = levels[0]
+    n_leaf = n_groups[0]
+    anc = np.full((n_leaf, n_lv), -1, dtype=np.int64)
+    for i in range(n):
+        if leaf[i] >= 0:
+            for lv in range(n_lv):
+                anc[leaf[i], lv] = levels[lv, i]
+    in_pool = np.zeros(n, dtype=np.bool_)
+    taken = np.zeros(n, dtype=np.bool_)
+    spent = np.zeros(n_leaf, dtype=np.bool_)
+    width = n_groups.max()
+    cnt = np.zeros((n_lv, width), dtype=np.int64)
+    required = np.zeros((n_lv, width), dtype=np.bool_)
+    rem = nn
+    for k in range(under.size):
+        i = under[k]
+        if wu[k] <= cut:
+            in_pool[i] = True
+            for lv in range(n_lv):
+                cnt[lv, levels[lv, i]] += 1
+        if wu[k] < cut:
+            taken[i] = True
+            rem -= 1
+            spent[leaf[i]] = True
+            for lv in range(n_lv):
+                required[lv, levels[lv, i]] = True
+    for x in range(n_leaf):
+        if spent[x]:
+            for i in range(n):
+                if rem > 0 and in_pool[i] and not taken[i] and leaf[i] == x:
+                    taken[i] = True
+                    rem -= 1
+    left = cnt[0, :n_leaf].copy()
+    dist = np.zeros(n_leaf)
+    for x in range(n_leaf):
+        if spent[x]:
+            left[x] = 0
+    for lv in range(n_lv):
+        for gi in range(n_groups[lv]):
+            if required[lv, gi]:
+                for x in range(n_leaf):
+                    if anc[x, lv] == gi:
+                        _hops_into(anc, lv, x, dist)
+                        break
+    while rem > 0:
+        best = -1
+        for x in range(n_leaf):
+            if left[x] == 0 or dist[x] == _INF:
+                continue
+            if best < 0:
+                best = x
+                continue
+            tcs = _compare_leaves(x, best, left, cnt, anc, rem)
+            if (dist[x] < dist[best] and tcs >= 0) or (dist[x] == dist[best] and tcs > 0):
+                best = x
+        if best < 0:
+            return 0, -1, -1
+        for i in range(n):
+            if rem > 0 and in_pool[i] and not taken[i] and leaf[i] == best:
+                taken[i] = True
+                rem -= 1
+        left[best] = 0
+        _hops_into(anc, 0, best, dist)
     got = 0
-    while remaining > 0:
-        counts[:] = 0
-        any_left = False
-        for k in range(m):
-            if left[k]:
-                counts[leaf[nodes[k]] + 1] += 1
-                any_left = True
-        if not any_left:
-            break
-        hold = -1
-        for s in range(n_leaf + 1):
-            if counts[s] >= remaining and (hold < 0 or counts[s] < counts[hold]):
-                hold = s
-        if hold >= 0:
-            t = 0
-            for k in range(m):
-                if left[k] and leaf[nodes[k]] + 1 == hold and t < remaining:
-                    out[got] = nodes[k]
-                    got += 1
-                    t += 1
-            break
-        big = 0
-        for s in range(n_leaf + 1):
-            if counts[s] > counts[big]:
-                big = s
-        for k in range(m):
-            if left[k] and leaf[nodes[k]] + 1 == big:
-                out[got] = nodes[k]
-                got += 1
-                left[k] = False
-        remaining -= counts[big]
-    _insertion_sort(out, got)
-    return got
+    for i in range(n):
+        if taken[i]:
+            out[got] = i
+            got += 1
+    for lv in range(n_lv):
+        same = True
+        for k in range(1, got):
+            if levels[lv, out[k]] != levels[lv, out[0]]:
+                same = False
+                break
+        if same:
+            return got, levels[lv, out[0]], lv
+    return got, -1, -1
 
 
 @_jit

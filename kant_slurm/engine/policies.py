@@ -39,13 +39,16 @@ Runtime                    the time limit only (no estimates); no limit: the    
                            partition's MaxTime, else estimator.unlimited_runtime
 Node sufficiency           a node needs enough free GPUs of the asked type      [4] (GPUs only
                            (only checked, not ranked) and CPUs if asked         for sufficiency)
-Node Weight                lightest Weight tiers first, heavier ones only if    [1] Weight: "the
-                           the lighter cannot hold the job                      lowest weight
-                                                                                ... first"
-Switch choice              the lowest-level switch that holds the job; among    [5] best fit on
-                           those the one with the fewest usable nodes (best     the tree;
-                           fit); a job never spans switch fabrics; inside a     _eval_nodes_topo
-                           spine: a leaf that holds the rest, else the biggest  [4]
+Node Weight                Weight groups lightest first until they hold the     [1] Weight: "the
+                           job; with a tree, every usable node of the lighter   lowest weight
+                           groups is taken whole and the tree chooses only      ... first"; [4]
+                           within the heaviest group needed (so a lighter node  _eval_nodes_topo
+                           in another leaf splits a gang)                       req2_nodes_bitmap
+Switch choice              leaves of the lighter nodes first; then leaf by      [4] _topo_choose_
+                           leaf: closest to the switches used, then tightest    best_switch,
+                           fit (fewest usable nodes that hold the rest; none:   _topo_compare_
+                           parents compared, then the biggest); a job never     switches; [5]
+                           spans switch fabrics (select._tree_pick)
 Node order                 with a tree: node order inside the leaf; without:    [4], [5] native
                            fewest free CPUs first (best fit), then node order   best fit
 =========================  ===================================================  ================

@@ -177,5 +177,17 @@ def node_tiers(gpus_alloc: np.ndarray, gpus_total: np.ndarray, leaf_index: np.nd
 
 
 def tier_weight(tier: int, base: int, step: int) -> int:
-    """Slurm node Weight for a preference tier (lower Weight = Slurm uses it first)."""
-    return base + tier * step
+    """Slurm node Weight for a preference tier (lower Weight = Slurm uses it first).
+
+    Idle nodes share one Weight whether their leaf is used or idle. Slurm's topology/tree
+    selection takes every node of a lighter Weight whole and lets the switch tree choose only
+    among the heaviest Weight a job needs (rule and source in :func:`.select._tree_pick`), so a
+    lighter idle node in a used leaf is forced into any gang that needs more nodes, and splits
+    it from a leaf that would hold it whole (issue 15: gn04 + gn05 instead of gn05-06). One
+    Weight leaves the choice to Slurm's tightest-fit leaf, which already prefers used leaves:
+    they have fewer idle nodes. Whole-node gangs then land as with stock Weights.
+    Left: a partly used node keeps its lighter Weight until the next cycle, so if it empties
+    meanwhile it is forced into the next gang like any lighter node.
+    """
+    rank = TIER_IDLE_IN_USED_LEAF if tier == TIER_IDLE_LEAF else tier
+    return base + rank * step

@@ -14,6 +14,8 @@ at T" (the cycle passes the availability of that moment).
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from ..model import Job
@@ -225,18 +227,20 @@ def spread(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
 
 
 def slurm_cons_tres(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
-    """Stock Slurm 22.05 node choice, as modelled (table in :mod:`.policies`).
+    """Stock Slurm's node choice, as modelled (table in :mod:`.policies`).
 
-    Nodes need enough free GPUs (sufficiency only). Node Weight first: the lightest weight
-    tiers that together hold the job. With a switch tree: the lowest-level switch that holds
-    the job, the one with the fewest usable nodes (best fit); inside a switch above the leaves,
-    a leaf that holds the rest (fewest nodes) else the leaf with the most nodes; nodes in node
-    order. Without a tree: fewest free CPUs first (best fit), then node order.
+    Nodes need enough free GPUs (sufficiency only). With a switch tree, :func:`_tree_pick`
+    (Slurm's ``_eval_nodes_topo``: node Weight groups, then leaf switches). Without a tree:
+    the lightest Weight tiers that together hold the job, then fewest free CPUs first (best
+    fit), then node order.
     """
     g, nn = job.gpus_per_node, job.num_nodes
     idx_e = np.flatnonzero(avail >= g)
     if idx_e.size < nn:
         return None
+    inv = cycle.inv
+    if inv.group_levels:
+        return _tree_choice(inv, cycle.weight, idx_e, job)
     w = cycle.weight[idx_e]
     wnote = ""
     if w.size and w.min() != w.max():
@@ -245,62 +249,201 @@ def slurm_cons_tres(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
                 idx_e = idx_e[w <= tier]
                 wnote = f"nodes of Weight <= {int(tier)}; "
                 break
-    inv = cycle.inv
-    levels = inv.group_levels
-    if not levels:
-        cpus = np.where(cycle.has_cpus[idx_e], cycle.cpus_free[idx_e], 0)
-        pick = idx_e[np.lexsort((idx_e, cpus))[:nn]]
-        return Choice(pick, _gpus(pick, job), None,
-                      wnote + "no topology: fewest free CPUs first (best fit), GPUs only "
-                      "checked for sufficiency")
-    for lv, (names, gidx) in enumerate(levels):
-        ge = gidx[idx_e]
-        counts = np.bincount(ge[ge >= 0], minlength=len(names))
-        fits = np.flatnonzero(counts >= nn)
-        if fits.size == 0:
-            continue
-        best = int(fits[np.argmin(counts[fits])])  # first minimum = lowest index
-        inside = idx_e[ge == best]
-        if lv == 0 or nn == 1:
-            pick = inside[:nn]
+    cpus = np.where(cycle.has_cpus[idx_e], cycle.cpus_free[idx_e], 0)
+    pick = idx_e[np.lexsort((idx_e, cpus))[:nn]]
+    return Choice(pick, _gpus(pick, job), None,
+                  wnote + "no topology: fewest free CPUs first (best fit), GPUs only "
+                  "checked for sufficiency")
+
+
+# Slurm's switches_dist between two unconnected switches (INFINITE): a leaf in another fabric.
+_FAR = np.inf
+
+
+def _tree_tables(inv) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(levels x nodes group index, groups per level, leaves x levels ancestor group index),
+    cached per inventory."""
+    got = _TREES.get(inv)
+    if got is None:
+        gl = inv.group_levels
+        levels = np.array([gi for _, gi in gl], dtype=np.int64).reshape(len(gl), len(inv))
+        n_groups = np.array([len(names) for names, _ in gl], dtype=np.int64)
+        anc = np.full((int(n_groups[0]), len(gl)), -1, dtype=np.int64)
+        grouped = np.flatnonzero(levels[0] >= 0)
+        anc[levels[0][grouped]] = levels[:, grouped].T
+        got = _TREES[inv] = (levels, n_groups, anc)
+    return got
+
+
+_TREES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _hops(anc: np.ndarray, level: int, leaf: int) -> np.ndarray:
+    """Slurm's switches_dist from the switch at ``level`` above ``leaf`` to every leaf: links
+    up to the lowest common switch and down again (every switch one level above its children);
+    unconnected: :data:`_FAR`."""
+    same = anc[:, level:] == anc[leaf, level:]
+    joined = same.any(axis=1)
+    top = np.argmax(same, axis=1) + level
+    return np.where(joined, (top - level) + top, _FAR)
+
+
+def _tree_pick(levels: np.ndarray, n_groups: np.ndarray, anc: np.ndarray, weight: np.ndarray,
+               usable: np.ndarray, nn: int) -> tuple[np.ndarray, int, int]:
+    """Nodes Slurm's topology/tree selection gives an ``nn``-node job: (nodes ascending, their
+    node Weight cut-off, how many lighter nodes were taken whole); empty when none.
+
+    The rule, read in slurm-22-05-8-1 ``src/plugins/select/cons_tres/job_test.c``
+    ``_eval_nodes_topo`` (unchanged in substance in slurm-24-11-5-1 and slurm-26-05-3-1
+    ``src/plugins/topology/tree/eval_nodes_tree.c`` ``_eval_nodes_topo``):
+
+    1. Top switch: of the switches that hold ``nn`` usable nodes, the highest-level one whose
+       lightest usable node is lightest (``top_switch_lowest_weight``; a later switch replaces
+       on an equal Weight). In a connected tree that is the root.
+    2. Weight groups, lightest first (``node_weight_list``): the usable nodes under the top
+       switch are added group by group until they hold the job. **Every node of the lighter
+       groups is taken as if required** (``req2_nodes_bitmap``: "All of the lower priority
+       nodes should be included in the job's allocation"); only the last group is chosen from.
+    3. Leaves holding those taken nodes are filled first, in switch order, nodes in node order
+       ("Add additional resources for already required leaf switches").
+    4. Then leaf by leaf (``_topo_choose_best_switch``): each candidate leaf's distance is the
+       sum of hops to the switches already used (``_topo_add_dist``); a leaf replaces the best
+       so far when it is closer and not a worse fit, or as close and a better fit
+       (``_topo_compare_switches``: a leaf that holds the rest beats one that does not, the
+       fewer nodes the better; when neither holds it, the parents are compared the same way,
+       then the bigger). Its nodes are taken in node order; it is then spent.
+
+    Consequence for the Weight lever: a lighter node is forced into every multi-node job that
+    needs more nodes than the lighter groups hold, whatever leaf it is in, so two Weights on
+    idle nodes split gangs that one Weight would keep in a leaf.
+    Modelled as 22.05 does it: the parents' counts are not lowered as leaves are spent (24.11
+    lowers them, ``_decrement_node_cnt``, and compares CPU counts too); switch order is leaf
+    index order; with several fabrics, step 1 looks at the top level only.
+    """
+    n_lv = levels.shape[0]
+    top = levels[n_lv - 1]
+    usable = usable[top[usable] >= 0]
+    tops = top[usable]
+    counts = np.bincount(tops, minlength=int(n_groups[-1]))
+    fits = np.flatnonzero(counts >= nn)
+    if fits.size == 0:
+        return usable[:0], 0, 0
+    w = weight[usable]
+    if counts.size > 1:
+        lightest = np.full(counts.size, np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(lightest, tops, w)
+        best_top = fits[lightest[fits] == lightest[fits].min()][-1]
+        inside = tops == best_top
+        usable, w = usable[inside], w[inside]
+    leaf = levels[0]
+    if nn == 1:
+        # Nothing is lighter than the lightest Weight, so nothing is forced and every leaf is
+        # as close: the leaf with the fewest nodes of that Weight (first on ties), first node.
+        cut = int(w.min())
+        pool = usable[w == cut]
+        per_leaf = np.bincount(leaf[pool], minlength=int(n_groups[0]))
+        x = int(np.argmin(np.where(per_leaf > 0, per_leaf, np.iinfo(np.int64).max)))
+        return pool[leaf[pool] == x][:1], cut, 0
+    under = usable
+    cut = int(np.partition(w, nn - 1)[nn - 1])
+    forced = under[w < cut]
+    pool = under[w <= cut]
+    taken = np.zeros(leaf.size, dtype=bool)
+    taken[forced] = True
+    rem = nn - forced.size
+    spent = np.zeros(int(n_groups[0]), dtype=bool)  # required leaves, then chosen ones
+    spent[leaf[forced]] = True
+    for x in np.flatnonzero(spent):  # step 3
+        if rem <= 0:
+            break
+        more = pool[(leaf[pool] == x) & ~taken[pool]][:rem]
+        taken[more] = True
+        rem -= more.size
+    cnt = [np.bincount(levels[lv][pool], minlength=int(n_groups[lv])) for lv in range(n_lv)]
+    left = cnt[0].copy()
+    left[spent] = 0
+    dist = np.zeros(left.size)
+    for lv in range(n_lv):  # every switch above a forced node is "required"
+        for x in _leaves_below(anc, lv, levels[lv][forced]):
+            dist += _hops(anc, lv, x)
+    while rem > 0:
+        cand = np.flatnonzero((left > 0) & (dist < _FAR))
+        if cand.size == 0:
+            break
+        holds = cand[left[cand] >= rem]
+        if holds.size and np.all(dist[cand] == dist[cand[0]]):
+            # Every candidate as close: the tightest leaf that holds the rest, first on ties.
+            x = int(holds[np.argmin(left[holds])])
         else:
-            pick = _slurm_leaves(inv.leaf_index[inside], inside, nn)
-        why = (f"{wnote}lowest switch that fits: {names[best]} ({level_name(lv)}, "
-               f"{int(counts[best])} usable nodes, fewest of {fits.size}); nodes in node order "
-               f"(GPUs only checked for sufficiency)")
-        return Choice(pick, _gpus(pick, job), names[best], why)
-    # topology.conf(5): "Jobs can only span nodes connected by the same switch fabric".
-    return None
+            x = _choose_leaf(cand, left, cnt, anc, dist, rem)
+        more = pool[(leaf[pool] == x) & ~taken[pool]][:rem]
+        taken[more] = True
+        rem -= more.size
+        left[x] = 0
+        dist += _hops(anc, 0, x)
+    if rem > 0:
+        return usable[:0], cut, forced.size
+    return np.flatnonzero(taken), cut, forced.size
 
 
-def _slurm_leaves(leaf_of: np.ndarray, nodes: np.ndarray, nn: int) -> np.ndarray:
-    """Leaf by leaf: one that holds the rest (fewest usable nodes) else the biggest."""
-    picked: list[np.ndarray] = []
-    remaining = nn
-    left = np.ones(len(nodes), dtype=bool)
-    while remaining > 0:
-        leaves, counts = np.unique(leaf_of[left], return_counts=True)
-        if leaves.size == 0:
-            break
-        holds = counts >= remaining
-        if holds.any():
-            lf = leaves[holds][np.argmin(counts[holds])]
-            picked.append(nodes[left & (leaf_of == lf)][:remaining])
-            break
-        lf = leaves[np.argmax(counts)]
-        sel = left & (leaf_of == lf)
-        picked.append(nodes[sel])
-        remaining -= int(sel.sum())
-        left &= ~sel
-    return np.sort(np.concatenate(picked)) if picked else nodes[:0]
+def _leaves_below(anc: np.ndarray, level: int, groups: np.ndarray) -> list[int]:
+    """One leaf under each distinct switch of ``groups`` at ``level`` (its representative)."""
+    return [int(np.flatnonzero(anc[:, level] == gi)[0]) for gi in np.unique(groups)]
+
+
+def _choose_leaf(cand: np.ndarray, left: np.ndarray, cnt: list, anc: np.ndarray,
+                 dist: np.ndarray, rem: int) -> int:
+    """``_topo_choose_best_switch`` over the candidate leaves, in switch order."""
+    best = int(cand[0])
+    for x in cand[1:].tolist():
+        tcs = _compare_leaves(x, best, left, cnt, anc, rem)
+        if (dist[x] < dist[best] and tcs >= 0) or (dist[x] == dist[best] and tcs > 0):
+            best = x
+    return best
+
+
+def _compare_leaves(i: int, j: int, left: np.ndarray, cnt: list, anc: np.ndarray,
+                    rem: int) -> int:
+    """``_topo_compare_switches``: 1 when leaf ``i`` fits better, -1 when ``j`` does, else 0."""
+    lv, a, b = 0, left[i], left[j]
+    while True:
+        fa, fb = a >= rem, b >= rem
+        if fa and fb:
+            return 1 if a < b else -1 if a > b else 0
+        if fa != fb:
+            return 1 if fa else -1
+        if lv + 1 < anc.shape[1] and anc[i, lv + 1] != anc[j, lv + 1]:
+            lv += 1
+            a, b = cnt[lv][anc[i, lv]], cnt[lv][anc[j, lv]]
+            continue
+        return 1 if a > b else -1 if a < b else 0
+
+
+def _tree_choice(inv, weight: np.ndarray, usable: np.ndarray, job: Job) -> Choice | None:
+    levels, n_groups, anc = _tree_tables(inv)
+    pick, cut, forced = _tree_pick(levels, n_groups, anc, weight, usable, job.num_nodes)
+    if pick.size == 0:
+        # topology.conf(5): "Jobs can only span nodes connected by the same switch fabric".
+        return None
+    lv = next(lv for lv in range(levels.shape[0])
+              if np.all(levels[lv][pick] == levels[lv][pick[0]]))
+    names = inv.group_levels[lv][0]
+    group = names[int(levels[lv][pick[0]])]
+    wnote = (f"{forced} node(s) lighter than Weight {cut} taken whole, then " if forced
+             else f"nodes of Weight {cut}: " if weight[usable].min() != weight[usable].max()
+             else "")
+    why = (f"{wnote}leaf switches by distance and tightest fit, within {group} "
+           f"({level_name(lv)}); nodes in node order (GPUs only checked for sufficiency)")
+    return Choice(pick, _gpus(pick, job), group, why)
 
 
 def _slurm_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
     """:func:`slurm_cons_tres` for a single-node job when every usable node has the same
-    Weight: the leaf with the fewest usable nodes that fits, then node order (with topology)
-    or fewest free CPUs (without)."""
+    Weight and the tree has one top switch: the leaf with the fewest usable nodes that fits,
+    then node order (with topology) or fewest free CPUs (without)."""
     g = job.gpus_per_node
-    if job.num_nodes != 1 or not agg.equal_weight:
+    levels = cycle.inv.group_levels
+    if job.num_nodes != 1 or not agg.equal_weight or (levels and len(levels[-1][0]) > 1):
         return NotImplemented
     if g > agg.gmax:
         return None

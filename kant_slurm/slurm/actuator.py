@@ -51,7 +51,7 @@ from pathlib import Path
 from typing import Any
 
 from ..engine.plan import Plan
-from ..engine.scoring import TIER_PARTLY_USED
+from ..engine.scoring import TIER_PARTLY_USED, tier_weight
 from ..errors import InputError, SlurmError, SlurmUnreachable
 from ..hostlist import compress, expand
 from ..model import ClusterSnapshot
@@ -231,7 +231,7 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
             if value is None:
                 value = by_tier[tier] = tier_site_factor(*tier, settings)
             site[entry.job_id] = value
-    weights = {node: settings.tier_base + int(tier) * settings.tier_step
+    weights = {node: tier_weight(int(tier), settings.tier_base, settings.tier_step)
                for node, tier in plan.node_tiers.items()}
     if settings.best_fit and weights:
         inv = snapshot.inventory

@@ -42,8 +42,8 @@ def test_dry_run_changes_nothing_then_apply_then_idempotent(steer_env):
         [c.command() for c in dry.changes]
     w = cluster.node_weights()
     # gn01-03 partly used (tier 0 -> 1, + 1 free GPU for best fit = 2); gn04 idle in a used
-    # leaf (tier 1 -> 11); gn05-16 idle in idle leaves (tier 2 -> 21).
-    assert [w[n] for n in ("gn01", "gn03", "gn04", "gn05", "gn16")] == [2, 2, 11, 21, 21]
+    # leaf (tier 1) and gn05-16 idle in idle leaves (tier 2) share Weight 11.
+    assert [w[n] for n in ("gn01", "gn03", "gn04", "gn05", "gn16")] == [2, 2, 11, 11, 11]
     # A job of class batch (tier 2), quota within (0): key 6 of 12 -> 100000 * 5.
     assert cluster.site_factors()[pending] == 500_000
     # Each applying cycle leaves its figures for the exporter, a cycle with no change too.
@@ -104,13 +104,11 @@ def test_cli_schedule_dry_run_prints_quoted_commands_and_reset(steer_env, tmp_pa
                          timeout=60)
     assert dry.returncode == 0, dry.stderr
     lines = [x for x in dry.stdout.splitlines() if x.startswith("scontrol update")]
-    # gn01 partly used (tier 0, weight 1 + 3 free GPUs = 4), gn02-04 idle in a used
-    # leaf (11, one command), gn05-16 idle in idle leaves (21, one command).
+    # gn01 partly used (tier 0, weight 1 + 3 free GPUs = 4), gn02-16 idle, in a used leaf
+    # or not (11, one command).
     assert lines == ["scontrol update NodeName=gn01 Weight=4  # node preference tier "
                      "(partly used nodes and used leaves first)",
-                     "scontrol update 'NodeName=gn[02-04]' Weight=11  # node preference tier "
-                     "(partly used nodes and used leaves first)",
-                     "scontrol update 'NodeName=gn[05-16]' Weight=21  # node preference tier "
+                     "scontrol update 'NodeName=gn[02-16]' Weight=11  # node preference tier "
                      "(partly used nodes and used leaves first)"]
     assert lines and not state.exists()
     js = subprocess.run(base + ["--json"], env=cluster.env, capture_output=True, text=True,

@@ -66,16 +66,18 @@ def test_desired_from_plan_maps_tiers_weights_and_pins():
                 node_tiers={"gn01": 0, "gn02": 1, "gn03": 2, "gn04": 2})
     d = act.desired_from_plan(plan, snap, dataclasses.replace(S, best_fit=False, pin_jobs="all"))
     assert d.site_factors == {"2": 8000, "3": 5000}  # keys 3 and 6
-    assert d.weights == {"gn01": 1, "gn02": 11, "gn03": 21, "gn04": 21}
+    # Idle nodes of a used (gn02) and of an idle leaf (gn03-04) share one Weight: see
+    # scoring.tier_weight.
+    assert d.weights == {"gn01": 1, "gn02": 11, "gn03": 11, "gn04": 11}
     # Job 2 may only use gn01: every other node is excluded. Job 1 runs already: no pin.
     assert d.pins == {"2": ("gn02", "gn03", "gn04")} and d.pin_nodes == {"2": ("gn01",)}
 
 
 @pytest.mark.parametrize("pin_jobs, best_fit, weights, pinned", [
-    # best fit: gn01 (tier 0) has 8 - 4 = 4 free GPUs -> 1 + 4; idle tiers unchanged
-    ("multi-node", True, {"gn01": 5, "gn02": 11, "gn03": 21, "gn04": 21}, {"5"}),
-    ("all", True, {"gn01": 5, "gn02": 11, "gn03": 21, "gn04": 21}, {"2", "5"}),
-    ("none", False, {"gn01": 1, "gn02": 11, "gn03": 21, "gn04": 21}, set()),
+    # best fit: gn01 (tier 0) has 8 - 4 = 4 free GPUs -> 1 + 4; idle nodes unchanged
+    ("multi-node", True, {"gn01": 5, "gn02": 11, "gn03": 11, "gn04": 11}, {"5"}),
+    ("all", True, {"gn01": 5, "gn02": 11, "gn03": 11, "gn04": 11}, {"2", "5"}),
+    ("none", False, {"gn01": 1, "gn02": 11, "gn03": 11, "gn04": 11}, set()),
 ])
 def test_desired_pin_modes_and_best_fit_weights(pin_jobs, best_fit, weights, pinned):
     jobs = [Job("1", "RUNNING", 1, 4, 0.0, nodes=("gn01",), node_gpus=(4,), start_time=1.0),
