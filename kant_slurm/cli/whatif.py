@@ -104,9 +104,10 @@ def whatif_cmd(since, until, dump_path, slurm_conf, cluster_path, policies, seed
             try:
                 trace = history.read_history(keep)
             except InputError as exc:
-                raise InputError(f"sacct -S {_local(t0)} -E {_local(t1)}: {lines:,} "
-                                 "allocations, none that started holding a GPU; expected GPU "
-                                 "jobs in the window (widen it with -S/-E)") from exc
+                # Say which window was read; the reader's own message says what is wrong
+                # (no GPU job started in it, or a record it cannot read).
+                raise InputError(f"sacct -S {_local(t0)} -E {_local(t1)} ({lines:,} "
+                                 f"allocations): {exc}") from exc
         finally:
             if not save_history:
                 os.unlink(keep)

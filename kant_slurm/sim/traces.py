@@ -34,6 +34,7 @@ import csv
 import gzip
 import logging
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -485,8 +486,17 @@ def read_sacct(path) -> Trace:
     started = records[records["start_time"].notna() & (records["gpus"] > 0)]
     dropped = len(records) - len(started)
     end = started["end_time"].fillna(np.inf)
+    # One job id can have several records: ``sacct -D`` lists each run of a requeued job, and a
+    # controller whose state was cleared hands out ids again. Each record is a job of the
+    # trace; a repeated id gets its run number (``123-run2``) and a note says how many.
+    seen: Counter[str] = Counter()
+    job_ids = []
+    for jid in started["job_id"].astype(str):
+        seen[jid] += 1
+        job_ids.append(jid if seen[jid] == 1 else f"{jid}-run{seen[jid]}")
+    repeated = sum(n - 1 for n in seen.values())
     rows = {
-        "job_id": started["job_id"].astype(str).tolist(),
+        "job_id": job_ids,
         "submit_time": started["submit_time"].astype(float).tolist(),
         "duration": (end - started["start_time"]).clip(lower=0).tolist(),
         "gpus": started["gpus"].astype(int).tolist(),
@@ -506,6 +516,9 @@ def read_sacct(path) -> Trace:
     trace = Trace(jobs=_frame(rows, str(path)), source=str(path), fmt="sacct", epoch=epoch)
     if dropped:
         trace.notes.append(f"dropped {dropped} jobs that never started or hold no GPU")
+    if repeated:
+        trace.notes.append(f"{repeated} records repeat a job id (requeued runs, or ids handed "
+                           f"out again): each is a job, its id suffixed -runN")
     return trace
 
 

@@ -198,3 +198,21 @@ def test_bundled_cluster_loads(tmp_path):
     bad = _write(tmp_path, "c.yaml", "name: x\npools: [\n")
     with pytest.raises(ConfigError, match=r"c.yaml:\d+: not valid YAML"):
         load_cluster_spec(bad)
+
+
+def test_sacct_dump_with_a_requeued_job_keeps_each_run(tmp_path):
+    # `sacct -D` lists each run of a requeued job under one id (and a controller started with
+    # cleared state hands ids out again): each record is a job, the later ones suffixed -runN.
+    header = ("JobID|JobIDRaw|JobName|User|Account|Partition|QOS|State|Submit|Start|End|"
+              "ElapsedRaw|TimelimitRaw|NNodes|NodeList|AllocTRES|ReqTRES|AdminComment")
+    run = ("7|7|train|u|a|gpu|normal|{state}|{sub}|{start}|{end}|{el}|60|1|gn01|"
+           "billing=1,cpu=1,gres/gpu=2,node=1|billing=1,cpu=1,gres/gpu=2,node=1|")
+    dump = tmp_path / "sacct.txt"
+    dump.write_text("\n".join([header,
+                               run.format(state="REQUEUED", sub=1000, start=1010, end=1100, el=90),
+                               run.format(state="COMPLETED", sub=1000, start=1250, end=1400,
+                                          el=150)]) + "\n")
+    trace = read_trace(dump, "sacct")
+    assert trace.jobs["job_id"].tolist() == ["7", "7-run2"]
+    assert trace.jobs["duration"].tolist() == [90.0, 150.0]
+    assert any("repeat a job id" in n for n in trace.notes)
