@@ -15,6 +15,13 @@ simulated Slurm as ``scontrol update`` would apply them:
 
 Nothing kant-specific reaches the model any other way: between two steering cycles the model
 keeps deciding with the levers last set, as Slurm's scheduler does between two daemon cycles.
+
+Speed: the daemon reads every queued job each cycle; here, with thousands queued and a cycle
+every 30 s of trace, that made ``kant-steered`` 40 times slower than ``slurm``. So each cycle
+after the first gives the diff only the targets that may need something (the jobs that joined
+or left the queue, the plan's weights and pins that moved, what the last diff acted on; see
+:meth:`SteeredKant._kept_inputs`); :func:`~kant_slurm.slurm.actuator.diff` decides each of
+them as it does for the daemon. The unit tests hold it to the whole diff, cycle by cycle.
 """
 
 from __future__ import annotations
