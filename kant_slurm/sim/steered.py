@@ -17,11 +17,12 @@ Nothing kant-specific reaches the model any other way: between two steering cycl
 keeps deciding with the levers last set, as Slurm's scheduler does between two daemon cycles.
 
 Speed: the daemon reads every queued job each cycle; here, with thousands queued and a cycle
-every 30 s of trace, that made ``kant-steered`` many times slower than ``slurm`` (benchmarks/README.md). So each cycle
-after the first gives the diff only the targets that may need something (the jobs that joined
-or left the queue, the plan's weights and pins that moved, what the last diff acted on; see
-:meth:`SteeredKant._kept_inputs`); :func:`~kant_slurm.slurm.actuator.diff` decides each of
-them as it does for the daemon. The unit tests hold it to the whole diff, cycle by cycle.
+every 30 s of trace, that made ``kant-steered`` many times slower than ``slurm``
+(benchmarks/README.md). So each cycle after the first gives the diff only the targets that may
+need something (the jobs that joined or left the queue, the plan's weights and pins that moved,
+what the last diff acted on; see :meth:`SteeredKant._kept_inputs`);
+:func:`~kant_slurm.slurm.actuator.diff` decides each of them as it does for the daemon. The
+unit tests hold it to the whole diff, cycle by cycle.
 """
 
 from __future__ import annotations
