@@ -93,7 +93,7 @@ def figures_of(run) -> dict:
         "wait_mean_s": float(run.headline["wait_mean_s"]),
         "wait_p99_s": float(run.headline["wait_p99_s"]),
         "wait_p99_big_s": float(wait_stats(big)["p99"]) if len(big) else math.nan,
-        "big_jobs": int(len(big)),
+        "big_jobs": len(big),
         "p99_by_size": {str(r["size_bucket"]): float(r["p99"])
                         for r in run.detail["by_size"]},
         "sim_seconds": float(run.headline["sim_seconds"]),
@@ -203,11 +203,11 @@ def header(args) -> list[str]:
     return [
         "# Issue 15 quality table",
         "",
-        f"- generated: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC by "
-        f"`{' '.join(['python benchmarks/quality_tables.py', *args.argv])}`",
+        (f"- generated: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by "
+         f"`{' '.join(['python benchmarks/quality_tables.py', *args.argv])}`"),
         f"- commit: {commit}",
-        f"- machine: {u.system} {u.release} {u.machine}, {os.cpu_count()} CPUs; "
-        f"{args.workers} policies at a time",
+        (f"- machine: {u.system} {u.release} {u.machine}, {os.cpu_count()} CPUs; "
+         f"{args.workers} policies at a time"),
         f"- seeds of the time-limit model (ladder): {', '.join(map(str, args.seeds))}",
         "- figures: mean over the seeds (min-max); waits in hours",
         "",
@@ -284,7 +284,7 @@ def main() -> int:
                  f"found; pass --openb FILE, set KANT_TRACES, or leave the load out")
 
     def progress(msg: str) -> None:
-        print(f"[{dt.datetime.now(dt.timezone.utc):%H:%M:%S}] {msg}", file=sys.stderr,
+        print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", file=sys.stderr,
               flush=True)
 
     results = {}

@@ -29,8 +29,10 @@ COLUMNS = ("job_id", "submit_time", "start_time", "end_time", "nodes", "node_gpu
 
 
 def workload(kind: str):
+    from sim_bench import PHILLY
+    from sim_bench import workload as bench_workload
+
     from kant_slurm.sim.cluster import load_cluster_spec
-    from sim_bench import PHILLY, workload as bench_workload
 
     if kind == "philly48":
         from kant_slurm.sim.traces import read_trace
