@@ -293,17 +293,22 @@ def main() -> int:
         summary = summarize_load(runs)
         results[name] = {"runs": runs, "summary": summary,
                          "targets": judge(name, runs, summary["stats"])}
+        # The files after each load: a long run stopped later keeps the loads done.
+        write(args, results, progress, final=name == loads[-1])
+    return 0
+
+
+def write(args, results: dict, progress, final: bool) -> None:
     text = markdown(args, results)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(text)
-        progress(f"table written to {args.out}")
-    else:
+        progress(f"table of {', '.join(results)} written to {args.out}")
+    elif final:
         sys.stdout.write(text)
     if args.json:
-        args.json.write_text(json.dumps(_plain({"argv": argv, "results": results}), indent=1))
-        progress(f"figures written to {args.json}")
-    return 0
+        args.json.write_text(json.dumps(_plain({"argv": args.argv, "results": results}),
+                                        indent=1))
 
 
 if __name__ == "__main__":
