@@ -45,7 +45,7 @@ import os
 import re
 import shlex
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -205,8 +205,17 @@ def tier_site_factor(class_tier: int, quota_tier: int, settings: ActuatorSetting
     return settings.site_factor_scale * (settings.order_levels - 1 - key)
 
 
-def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
-                      settings: ActuatorSettings) -> Desired:
+def site_factor_of(factors: Mapping[str, Any], settings: ActuatorSettings) -> int | None:
+    """The SiteFactor a queue entry's factors ask for: its tier's, when they carry
+    ``class_tier`` (the kant policy); None for the baselines, which leave SiteFactor alone."""
+    if "class_tier" not in factors:
+        return None
+    return tier_site_factor(factors["class_tier"], factors.get("quota_tier", 0), settings)
+
+
+def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot, settings: ActuatorSettings, *,
+                      site_factors: Mapping[str, int] | None = None,
+                      pending: Mapping[str, Any] | None = None) -> Desired:
     """What ``plan`` wants Slurm to show. Pure.
 
     Order: only from plans whose queue factors carry ``class_tier`` (the kant policy); the
@@ -220,17 +229,19 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
     stale pin makes its job wait for a node that is full (on the 32-node dev cluster 98 of 216
     pins had to be cleared as stale). The Weights are read by Slurm when it starts the job,
     so they cannot go stale that way.
+
+    A caller that keeps these between cycles (the simulator, thousands of queued jobs, one
+    cycle per 30 s of trace) passes ``site_factors``, the plan's order's SiteFactors as
+    :func:`site_factor_of` gives them, and ``pending``, the snapshot's pending jobs by id;
+    each is worked out from ``plan`` and ``snapshot`` when not given.
     """
-    site: dict[str, int] = {}
-    by_tier: dict[tuple[int, int], int] = {}  # a handful of tiers for thousands of jobs
-    for entry in plan.order:
-        f = entry.factors
-        if "class_tier" in f:
-            tier = (f["class_tier"], f.get("quota_tier", 0))
-            value = by_tier.get(tier)
-            if value is None:
-                value = by_tier[tier] = tier_site_factor(*tier, settings)
-            site[entry.job_id] = value
+    site = site_factors
+    if site is None:
+        site = {}
+        for entry in plan.order:
+            value = site_factor_of(entry.factors, settings)
+            if value is not None:
+                site[entry.job_id] = value
     weights = {node: tier_weight(int(tier), settings.tier_base, settings.tier_step)
                for node, tier in plan.node_tiers.items()}
     if settings.best_fit and weights:
@@ -242,7 +253,8 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot,
                 continue
             free = int(inv.gpus_total[i]) - int(snapshot.gpus_alloc[i])
             weights[node] += min(max(free, 0), settings.tier_step - 1)
-    pending = {j.job_id: j for j in snapshot.pending}
+    if pending is None:
+        pending = {j.job_id: j for j in snapshot.pending}
     names = snapshot.inventory.names
     preempting = {p.for_job for p in getattr(plan, "preemptions", ())}
     pins: dict[str, tuple[str, ...]] = {}
@@ -291,7 +303,8 @@ def _same_pin(a: Sequence[str], b: Sequence[str]) -> bool:
     return sorted(a) == sorted(b)
 
 
-def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int = 0) -> Diff:
+def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int = 0,
+         targets: Mapping[str, Iterable[str]] | None = None) -> Diff:
     """The changes that make Slurm show ``desired``, given kant's marks and Slurm's values. Pure.
 
     Per target: a value equal to what Slurm shows needs no command (so an unchanged plan
@@ -310,6 +323,11 @@ def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int 
     Slurm orders by the old one; an update recomputes it. A priority an administrator set
     does not lag (sprio shows it as it is). Not covered: a job kant restored to its
     original SiteFactor, whose mark is gone once the restore is applied.
+
+    ``targets`` (kind -> targets) limits the diff to those targets, for a caller that knows
+    every other one needs nothing: its wanted value, Slurm's value and kant's mark are those
+    of an earlier diff that gave it no change, deferral or edit of the marks (the simulator,
+    which keeps its queue between cycles). The notes then speak of those targets only.
     """
     out = Diff()
     every: list[Change] = []
@@ -317,7 +335,11 @@ def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int 
         want_all = desired.of(kind)
         shown_all = view.of(kind)
         marks = state.marks[kind]
-        for target in sorted(set(want_all) | set(marks), key=_target_key):
+        if targets is None:
+            asked = set(want_all) | set(marks)
+        else:
+            asked = {t for t in targets.get(kind, ()) if t in want_all or t in marks}
+        for target in sorted(asked, key=_target_key):
             mark = marks.get(target)
             if target not in shown_all:
                 if mark is not None:

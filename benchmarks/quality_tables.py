@@ -1,0 +1,316 @@
+#!/usr/bin/env python
+"""The quality table of issue 15, regenerated from runs: ``slurm``, ``kant-steered`` and
+``kant`` on each load, over seeds of the time-limit model, each target marked MET or MISSED.
+
+  python benchmarks/quality_tables.py                        # everything, Markdown on stdout
+  python benchmarks/quality_tables.py --out benchmarks/results/quality-tables.md --json q.json
+  python benchmarks/quality_tables.py --loads philly-64x8 --seeds 0   # a quick subset
+
+Loads: Philly Sep-Oct (52,849 jobs) on 48 x 8, 64 x 8 and 96 x 8 GPUs (``philly-*.yaml``
+beside this script), and the openb pods (Alibaba cluster-trace-gpu-v2023) replayed by arrival
+on ``openb-6x8.yaml``. Traces: the bundled Philly Sep-Oct copy, or ``KANT_TRACES=DIR`` (its
+``philly-2017-sep-oct.csv`` and ``openb_pod_list_default.csv``); ``--openb FILE`` names the
+openb file directly. Each (load, seed) runs the three policies through the library's
+``compare_policies``, ``--workers`` of them at once (at most 2).
+
+Per load and policy the table gives the mean over the seeds and the spread (min-max) of: GFR,
+stranded GPU share, mean wait, p99 wait, and p99 wait of the jobs of 9 or more GPUs. Targets
+(issue 15), judged on the means over the seeds, with how many seeds meet each one alone:
+``kant-steered`` against ``slurm``: GFR at most 0.6x, stranded share at most 0.7x, mean wait
+not higher, p99 wait at most 1.05x, p99 wait of 9+ GPU jobs not higher; ``kant``: GFR at most
+1% on every seed (64 x 8 only), no GPU-size bucket's p99 wait more than 5% above ``slurm``'s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+POLICIES = ("slurm", "kant-steered", "kant")
+LOADS = {  # name -> (trace kind, cluster spec beside this script)
+    "philly-48x8": ("philly", "philly-48x8.yaml"),
+    "philly-64x8": ("philly", "philly-64x8.yaml"),
+    "philly-96x8": ("philly", "philly-96x8.yaml"),
+    "openb-6x8": ("openb", "openb-6x8.yaml"),
+}
+BIG_GPUS = 9  # "9+ GPU jobs": those spanning nodes of 8 GPUs
+# (key, label, format) of the figures per policy.
+FIGURES = (
+    ("gfr", "GFR", "{:.3f}"),
+    ("stranded", "stranded share", "{:.3f}"),
+    ("wait_mean_s", "mean wait", "h"),
+    ("wait_p99_s", "p99 wait", "h"),
+    ("wait_p99_big_s", f"p99 wait, {BIG_GPUS}+ GPUs", "h"),
+)
+# kant-steered against slurm: (figure, the largest ratio that meets the target, wording).
+STEERED_TARGETS = (
+    ("gfr", 0.6, "GFR <= 0.6x slurm"),
+    ("stranded", 0.7, "stranded share <= 0.7x slurm"),
+    ("wait_mean_s", 1.0, "mean wait not higher than slurm"),
+    ("wait_p99_s", 1.05, "p99 wait <= 1.05x slurm"),
+    ("wait_p99_big_s", 1.0, f"p99 wait of {BIG_GPUS}+ GPU jobs not higher than slurm"),
+)
+KANT_GFR_MAX, KANT_GFR_LOAD = 0.01, "philly-64x8"
+KANT_BUCKET_P99_MAX = 1.05
+
+
+def openb_default() -> Path | None:
+    d = os.environ.get("KANT_TRACES")
+    return Path(d) / "openb_pod_list_default.csv" if d else None
+
+
+def read_load_trace(kind: str, openb: Path | None):
+    from kant_slurm.sim.traces import read_trace
+
+    if kind == "philly":
+        from sim_bench import PHILLY
+
+        return read_trace(PHILLY, "philly")
+    return read_trace(openb, "openb", openb_mode="arrival")
+
+
+def figures_of(run) -> dict:
+    """The table's figures of one policy's run (seconds for waits)."""
+    from kant_slurm.metrics.jobs import wait_stats
+
+    rec = run.result.records
+    big = rec[rec["gpus"] >= BIG_GPUS]
+    return {
+        "gfr": float(run.headline["gfr_mean"]),
+        "stranded": float(run.headline["stranded_gpu_share"]),
+        "wait_mean_s": float(run.headline["wait_mean_s"]),
+        "wait_p99_s": float(run.headline["wait_p99_s"]),
+        "wait_p99_big_s": float(wait_stats(big)["p99"]) if len(big) else math.nan,
+        "big_jobs": len(big),
+        "p99_by_size": {str(r["size_bucket"]): float(r["p99"])
+                        for r in run.detail["by_size"]},
+        "sim_seconds": float(run.headline["sim_seconds"]),
+    }
+
+
+def run_load(name: str, seeds, workers: int, openb: Path | None, progress) -> dict:
+    """{seed: {policy: figures}} of one load."""
+    from kant_slurm.sim.cluster import load_cluster_spec
+    from kant_slurm.sim.run import compare_policies
+
+    kind, spec = LOADS[name]
+    trace = read_load_trace(kind, openb)
+    cluster = load_cluster_spec(HERE / spec)
+    out = {}
+    for seed in seeds:
+        t0 = time.perf_counter()
+        c = compare_policies(trace, cluster, list(POLICIES), seed=seed, workers=workers)
+        out[seed] = {p: figures_of(c.runs[p]) for p in POLICIES}
+        progress(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s (" + ", ".join(
+            f"{p} {out[seed][p]['sim_seconds']:.0f} s" for p in POLICIES) + ")")
+    return out
+
+
+def _mean(values):
+    v = [x for x in values if not math.isnan(x)]
+    return statistics.fmean(v) if v else math.nan
+
+
+def summarize_load(runs: dict) -> dict:
+    """Means and spreads over the seeds, and every target of the load judged."""
+    seeds = sorted(runs)
+    stats = {}
+    for p in POLICIES:
+        stats[p] = {}
+        for key, _, _ in FIGURES:
+            vals = [runs[s][p][key] for s in seeds]
+            stats[p][key] = {"mean": _mean(vals), "min": min(vals), "max": max(vals)}
+    return {"seeds": seeds, "stats": stats}
+
+
+def judge(name: str, runs: dict, stats: dict) -> list[dict]:
+    """The issue-15 targets of one load: figure, limit, met (on the seed means), seeds met."""
+    seeds = sorted(runs)
+    out = []
+    for key, limit, what in STEERED_TARGETS:
+        a, b = stats["kant-steered"][key]["mean"], stats["slurm"][key]["mean"]
+        if math.isnan(a) or math.isnan(b):
+            out.append({"target": f"kant-steered: {what}", "status": "n/a",
+                        "detail": "no such jobs in this trace"})
+            continue
+        per_seed = [runs[s]["kant-steered"][key] <= limit * runs[s]["slurm"][key]
+                    for s in seeds]
+        ratio = a / b if b else (math.inf if a > 0 else 1.0)
+        out.append({"target": f"kant-steered: {what}", "status": _met(a <= limit * b),
+                    "detail": f"{ratio:.2f}x ({_fmt(key, a)} vs {_fmt(key, b)}); "
+                              f"{sum(per_seed)} of {len(seeds)} seeds"})
+    if name == KANT_GFR_LOAD:
+        gfrs = [runs[s]["kant"]["gfr"] for s in seeds]
+        out.append({"target": f"kant: GFR <= {KANT_GFR_MAX:.0%} on every seed",
+                    "status": _met(all(g <= KANT_GFR_MAX for g in gfrs)),
+                    "detail": "seeds: " + ", ".join(f"{g:.3f}" for g in gfrs)})
+    worst = None
+    for bucket in runs[seeds[0]]["slurm"]["p99_by_size"]:
+        k = _mean([runs[s]["kant"]["p99_by_size"].get(bucket, math.nan) for s in seeds])
+        sl = _mean([runs[s]["slurm"]["p99_by_size"].get(bucket, math.nan) for s in seeds])
+        if math.isnan(k) or math.isnan(sl):
+            continue
+        ratio = k / sl if sl else (math.inf if k > 0 else 1.0)
+        if worst is None or ratio > worst[1]:
+            worst = (bucket, ratio, k, sl)
+    if worst is not None:
+        bucket, ratio, k, sl = worst
+        out.append({"target": f"kant: no GPU-size bucket's p99 wait > "
+                              f"{KANT_BUCKET_P99_MAX - 1:.0%} above slurm's",
+                    "status": _met(ratio <= KANT_BUCKET_P99_MAX),
+                    "detail": f"worst bucket {bucket} GPUs: {ratio:.2f}x "
+                              f"({_hours(k)} vs {_hours(sl)})"})
+    return out
+
+
+def _met(ok: bool) -> str:
+    return "MET" if ok else "MISSED"
+
+
+def _hours(seconds: float) -> str:
+    return "-" if math.isnan(seconds) else f"{seconds / 3600:.1f}h"
+
+
+def _fmt(key: str, v: float) -> str:
+    form = next(f for k, _, f in FIGURES if k == key)
+    if math.isnan(v):
+        return "-"
+    return _hours(v) if form == "h" else form.format(v)
+
+
+def header(args) -> list[str]:
+    try:
+        commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain",
+                                "--untracked-files=no"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+        commit += " (with uncommitted changes)" if dirty else ""
+    except (OSError, subprocess.CalledProcessError):
+        commit = "unknown (not a git checkout)"
+    u = platform.uname()
+    return [
+        "# Issue 15 quality table",
+        "",
+        (f"- generated: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by "
+         f"`{' '.join(['python benchmarks/quality_tables.py', *args.argv])}`"),
+        f"- commit: {commit}",
+        (f"- machine: {u.system} {u.release} {u.machine}, {os.cpu_count()} CPUs; "
+         f"{args.workers} policies at a time"),
+        f"- seeds of the time-limit model (ladder): {', '.join(map(str, args.seeds))}",
+        "- figures: mean over the seeds (min-max); waits in hours",
+        "",
+    ]
+
+
+def markdown(args, results: dict) -> str:
+    lines = header(args)
+    for name, res in results.items():
+        stats, runs = res["summary"]["stats"], res["runs"]
+        kind, spec = LOADS[name]
+        lines += [f"## {name} ({kind}, `{spec}`)", "",
+                  "| figure | " + " | ".join(POLICIES) + " |",
+                  "|---|" + "---|" * len(POLICIES)]
+        for key, label, _ in FIGURES:
+            cells = []
+            for p in POLICIES:
+                s = stats[p][key]
+                cells.append("-" if math.isnan(s["mean"]) else
+                             f"{_fmt(key, s['mean'])} ({_fmt(key, s['min'])}-"
+                             f"{_fmt(key, s['max'])})")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        secs = {p: _mean([runs[s][p]["sim_seconds"] for s in runs]) for p in POLICIES}
+        lines.append("| replay seconds (mean) | " + " | ".join(f"{secs[p]:.0f}"
+                                                              for p in POLICIES) + " |")
+        lines += ["", "| target | status | figures |", "|---|---|---|"]
+        lines += [f"| {t['target']} | **{t['status']}** | {t['detail']} |"
+                  for t in res["targets"]]
+        lines.append("")
+    return "\n".join(lines) + "\n"
+
+
+def _plain(value):
+    """JSON-ready: NaN (no such jobs) as null, seeds as keys in text."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    return value
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--loads", default=",".join(LOADS),
+                    help=f"comma-separated, of: {', '.join(LOADS)} (default: all)")
+    ap.add_argument("--seeds", default="0,1,2", help="time-limit model seeds (default: 0,1,2)")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="policies replayed at once, one process each: 1 or 2 (default: 2)")
+    ap.add_argument("--openb", type=Path, default=openb_default(),
+                    help="openb_pod_list_default.csv (default: in $KANT_TRACES)")
+    ap.add_argument("--out", type=Path, help="write the Markdown table here (default: stdout)")
+    ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
+    argv = sys.argv[1:]
+    args = ap.parse_args(argv)
+    args.argv = argv
+    loads = [x.strip() for x in args.loads.split(",") if x.strip()]
+    unknown = [x for x in loads if x not in LOADS]
+    if unknown or not loads:
+        ap.error(f"--loads: unknown load {unknown[0] if unknown else '(none)'!r}; "
+                 f"choose from {', '.join(LOADS)}")
+    try:
+        args.seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        ap.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
+    if not args.seeds:
+        ap.error("--seeds: give at least one seed")
+    if args.workers not in (1, 2):
+        ap.error(f"--workers: 1 or 2 (the machine is shared), got {args.workers}")
+    if "openb-6x8" in loads and (args.openb is None or not args.openb.is_file()):
+        ap.error(f"openb-6x8: openb trace {str(args.openb) if args.openb else '(none)'} not "
+                 f"found; pass --openb FILE, set KANT_TRACES, or leave the load out")
+
+    def progress(msg: str) -> None:
+        print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", file=sys.stderr,
+              flush=True)
+
+    results = {}
+    for name in loads:
+        runs = run_load(name, args.seeds, args.workers, args.openb, progress)
+        summary = summarize_load(runs)
+        results[name] = {"runs": runs, "summary": summary,
+                         "targets": judge(name, runs, summary["stats"])}
+        # The files after each load: a long run stopped later keeps the loads done.
+        write(args, results, progress, final=name == loads[-1])
+    return 0
+
+
+def write(args, results: dict, progress, final: bool) -> None:
+    text = markdown(args, results)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(text)
+        progress(f"table of {', '.join(results)} written to {args.out}")
+    elif final:
+        sys.stdout.write(text)
+    if args.json:
+        args.json.write_text(json.dumps(_plain({"argv": args.argv, "results": results}),
+                                        indent=1))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
