@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import functools
 import json
 import math
 import os
@@ -190,7 +191,10 @@ def _fmt(key: str, v: float) -> str:
     return _hours(v) if form == "h" else form.format(v)
 
 
-def header(args) -> list[str]:
+@functools.cache
+def _commit() -> str:
+    """HEAD when the run began (asked once: the run rewrites its own tracked output files,
+    which must not count as uncommitted changes of the code measured)."""
     try:
         commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
                                 capture_output=True, text=True, check=True).stdout.strip()
@@ -200,6 +204,11 @@ def header(args) -> list[str]:
         commit += " (with uncommitted changes)" if dirty else ""
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown (not a git checkout)"
+    return commit
+
+
+def header(args) -> list[str]:
+    commit = _commit()
     u = platform.uname()
     return [
         "# Issue 15 quality table",
@@ -288,6 +297,7 @@ def main() -> int:
         print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", file=sys.stderr,
               flush=True)
 
+    _commit()  # the code measured is HEAD as the run begins
     results = {}
     for name in loads:
         runs = run_load(name, args.seeds, args.workers, args.openb, progress)
