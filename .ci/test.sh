@@ -12,7 +12,7 @@
 # of that release: the repository is bind-mounted at /mnt/kant-src, and this script runs again
 # in there with the root's own test virtualenv (/opt/kant-venv, kept).
 # Python: the tests run in a virtualenv of their own, .venv-test in the repository (or
-# $KANT_TEST_VENV), made with $PYTHON (default python3) and given `pip install -e .[test]`; the
+# $KANT_TEST_VENV), made with $PYTHON (default python3) and given `pip install -e .[test,sim,plots]`; the
 # caller's Python, virtualenv and kant-slurm install are not touched.
 # Environment: KANT_DEVCLUSTER_DIR / KANT_DEVCLUSTER_PORT_BASE choose the test cluster's state
 # directory and ports; KANT_JUNIT=path writes a JUnit report; KANT_SLURM_TESTS_REPORT=path gets
@@ -72,7 +72,7 @@ if [[ ! -x $venv/bin/python ]]; then
     fi
 fi
 python=$venv/bin/python
-"$python" -m pip install -q --disable-pip-version-check -e ".[test]"
+"$python" -m pip install -q --disable-pip-version-check -e ".[test,sim,plots]"
 # The tests run `kant-slurm` and `python` as the user would: the test virtualenv's.
 export VIRTUAL_ENV=$venv PATH=$venv/bin:$PATH
 

@@ -112,6 +112,10 @@ def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, ht
     if html_out and not Path(html_out).resolve().parent.is_dir():
         # Checked before sacct is read: a month of accounting is minutes of work.
         raise InputError(f"--html {html_out}: directory {Path(html_out).parent} does not exist")
+    if html_out:
+        from ..report.html import require_plotting
+
+        require_plotting("--html")
     now = time.time()
     classify = make_classifier(load_config(config_path))
     if dump:

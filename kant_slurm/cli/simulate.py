@@ -134,6 +134,10 @@ def simulate_cmd(trace_path, trace_format, inference_path, inference_share, infe
     from ..sim.run import compare_policies
     from ..sim.traces import bundled_trace_path, read_trace
 
+    if html_path:
+        from ..report.html import require_plotting
+
+        require_plotting("--html")
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:
         raise InputError("--policies: give at least one policy, e.g. fifo,slurm,kant")

@@ -80,6 +80,10 @@ def whatif_cmd(since, until, dump_path, slurm_conf, cluster_path, policies, seed
 
     if slurm_conf and cluster_path:
         raise click.UsageError("give --slurm-conf or --cluster, not both")
+    if html_path:
+        from ..report.html import require_plotting
+
+        require_plotting("--html")
     names = [p.strip() for p in policies.split(",") if p.strip()]
     if not names:
         raise click.UsageError("--policies: give at least one policy, e.g. slurm,kant")

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import base64
 import html
+import importlib.util
 import io
 from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from ..errors import InputError
 from ..metrics.inference import inference_wait_cdf, job_slas
 from ..metrics.jobs import TIERS, jtted, wait_cdf
 from ..metrics.records import size_buckets
@@ -52,6 +54,22 @@ def small_sample_note(n: int) -> str:
 
 def _colour(name: str, k: int) -> str:
     return COLOURS.get(name, _FALLBACK[k % len(_FALLBACK)])
+
+
+PLOTS_EXTRA = "pip install 'kant-slurm[plots]'"
+
+
+def plotting_available() -> bool:
+    """Whether matplotlib, which draws the HTML pages' plots, is installed (the ``plots``
+    extra: the daemon and the reports' tables do without its 100 MB)."""
+    return importlib.util.find_spec("matplotlib") is not None
+
+
+def require_plotting(option: str = "--html") -> None:
+    """Fail before any long work when ``option`` asks for plots that cannot be drawn."""
+    if not plotting_available():
+        raise InputError(f"{option}: the HTML report draws its plots with matplotlib, which is "
+                         f"not installed here: {PLOTS_EXTRA}")
 
 
 def png_b64(draw: Callable, figsize=(9, 3.2)) -> str:

@@ -7,7 +7,7 @@ import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ..report.html import PAGE, _colour, png_b64
+from ..report.html import PAGE, PLOTS_EXTRA, _colour, plotting_available, png_b64
 from . import stats
 
 
@@ -46,6 +46,8 @@ def _bars(cells: Sequence[Mapping[str, Any]], key: str, label: str, kind: str):
 
 
 def _charts(cells: Sequence[Mapping[str, Any]]) -> str:
+    if not plotting_available():  # a sweep's page is written whatever is installed
+        return f"<p>Charts need matplotlib: {html.escape(PLOTS_EXTRA)}</p>"
     parts = []
     width = max(6.0, min(14.0, 0.35 * len(cells) + 3))
     for key, label, kind, better in stats.METRICS:
