@@ -57,7 +57,7 @@ class Topology:
     switches: Mapping[str, Switch]
 
     @staticmethod
-    def empty() -> "Topology":
+    def empty() -> Topology:
         return Topology(MappingProxyType({}))
 
     @staticmethod
@@ -65,7 +65,7 @@ class Topology:
         leaf_nodes: Mapping[str, Sequence[str]],
         switch_children: Mapping[str, Sequence[str]] | None = None,
         node_order: Sequence[str] | None = None,
-    ) -> "Topology":
+    ) -> Topology:
         """Build from ``leaf -> nodes`` and ``switch -> child switches`` (as in topology.conf).
 
         Raises :class:`InputError` on a cycle, a child with two parents or an unknown child.
@@ -236,7 +236,7 @@ class Inventory:
         partitions: Sequence[Partition] = (),
         topology: Topology | None = None,
         config_weight: Sequence[int] | None = None,
-    ) -> "Inventory":
+    ) -> Inventory:
         """Convenience constructor from plain sequences (tests, simulator, readers)."""
         n = len(names)
         return Inventory(
@@ -562,7 +562,7 @@ class ClusterSnapshot:
     # (log, events included): how the pending queue changed since earlier snapshots, when the
     # producer keeps such a log (the simulator). A hint for policies that keep their queue
     # order across cycles; ``pending`` stays the truth. See :class:`PendingChanges`.
-    pending_changes: "tuple[PendingChanges, int] | None" = None
+    pending_changes: tuple[PendingChanges, int] | None = None
     # Pending jobs that Slurm will not start now (``Job.slurm_blocked`` set: held, dependency,
     # limits, ...). They are kept apart from ``jobs`` so that no policy plans, reserves for or
     # orders them; ``queued`` is every pending job, for counts and for undoing kant's changes.
@@ -591,7 +591,7 @@ class ClusterSnapshot:
 
     @staticmethod
     def idle(inventory: Inventory, jobs: Sequence[Job] = (), taken_at: float = 0.0,
-             source: str = "") -> "ClusterSnapshot":
+             source: str = "") -> ClusterSnapshot:
         """A snapshot whose node usage is exactly what ``jobs``' running entries hold."""
         n = len(inventory)
         gpus = np.zeros(n, dtype=np.int32)
@@ -640,7 +640,7 @@ class ClusterSnapshot:
     def job(self) -> Mapping[str, Job]:
         return MappingProxyType({j.job_id: j for j in self.jobs})
 
-    def released(self, job_ids: Iterable[str] | None = None) -> "ClusterSnapshot":
+    def released(self, job_ids: Iterable[str] | None = None) -> ClusterSnapshot:
         """This snapshot as if the user/admin holds (``JobHeld*``) on ``job_ids`` (all when
         None) were released: a what-if for ``plan --release-held``, and how tests plan a job
         that Slurm keeps pending. kant's own cycles never plan a held job."""

@@ -106,7 +106,7 @@ class SteerLock:
         self.path = Path(path)
         self._fd: int | None = None
 
-    def acquire(self) -> "SteerLock":
+    def acquire(self) -> SteerLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -127,7 +127,7 @@ class SteerLock:
             os.close(self._fd)
             self._fd = None
 
-    def __enter__(self) -> "SteerLock":
+    def __enter__(self) -> SteerLock:
         return self.acquire()
 
     def __exit__(self, *exc) -> None:

@@ -53,7 +53,7 @@ class JobRules:
     checkpoint_interval: float = 3600.0
 
     @staticmethod
-    def from_config(config) -> "JobRules":
+    def from_config(config) -> JobRules:
         p = config.preemption
         return JobRules(frozenset(p.qos), frozenset(p.partitions), frozenset(p.classes),
                         float(config.inference.sla), float(p.checkpoint_interval))

@@ -194,7 +194,7 @@ class LeafAgg:
     and the free/total GPU sums. Kept up to date as jobs start, so that placing a single-node
     job costs O(leaf groups), not O(nodes). Without topology all nodes form one group."""
 
-    def __init__(self, cycle: "Cycle", usable: np.ndarray, source: np.ndarray | None = None
+    def __init__(self, cycle: Cycle, usable: np.ndarray, source: np.ndarray | None = None
                  ) -> None:
         inv = cycle.inv
         # What "free" means for this aggregate: the plain free GPUs, or what a job running
@@ -301,7 +301,7 @@ class Cycle:
         self._extra.append((end, idx, gpus))
 
     def load_running(self, running: Sequence[Job], estimate: Callable[[Job], tuple[float, str]],
-                     table: "RunningTable | None" = None) -> None:
+                     table: RunningTable | None = None) -> None:
         """Expected ends of running jobs into the timeline.
 
         Only a reservation search reads the timeline, so the releases are worked out when the

@@ -34,7 +34,7 @@ class HistoryEstimator:
 
     @staticmethod
     def from_records(records: Iterable[Mapping[str, Any]], min_samples: int = 3,
-                     quantile: float = 0.9, margin: float = 1.1) -> "HistoryEstimator":
+                     quantile: float = 0.9, margin: float = 1.1) -> HistoryEstimator:
         """``records``: mappings with ``user``, ``account``, ``name`` and ``runtime`` seconds
         (``elapsed`` is accepted as a synonym). Records without a runtime are skipped."""
         runs: dict[tuple[str, str, str], list[float]] = defaultdict(list)
@@ -57,7 +57,7 @@ class HistoryEstimator:
 
     @staticmethod
     def from_table(table, min_samples: int = 3, quantile: float = 0.9, margin: float = 1.1
-                   ) -> "HistoryEstimator":
+                   ) -> HistoryEstimator:
         """From a job-record table (:mod:`kant_slurm.metrics.records`): finished rows with a
         ``duration``. Tables without a ``name`` column key by user and account only."""
         if table is None or len(table) == 0:

@@ -99,7 +99,7 @@ class Plan:
         }
 
 
-def with_held(plan: Plan, held: Sequence["Job"]) -> Plan:
+def with_held(plan: Plan, held: Sequence[Job]) -> Plan:
     """``plan`` with the pending jobs Slurm holds back (``ClusterSnapshot.held``) in
     ``blocked`` and ``explain``, each with Slurm's own reason. The policy never saw them, so
     they have no place in the order, no start and no reservation."""

@@ -143,7 +143,7 @@ class _QueuePolicy:
         self.config = _config(config)
         self.history = history if self.config.estimator.history else None
 
-    def with_history(self, history: HistoryEstimator | None) -> "_QueuePolicy":
+    def with_history(self, history: HistoryEstimator | None) -> _QueuePolicy:
         """Use runtime estimates from past jobs (when ``estimator.history`` is on)."""
         self.history = history if self.config.estimator.history else None
         return self
@@ -686,7 +686,7 @@ class _QueuePolicy:
 
 _SHAPE_IDS: dict[tuple, int] = {}
 
-_LEVELS: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_LEVELS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
 def _levels_of(inv) -> tuple[np.ndarray, np.ndarray]:
@@ -1156,7 +1156,7 @@ class _Skipper:
             r = hi
         return max(r, rank)
 
-    def take(self, lo: int, hi: int, alive: "_ShapeTracker", fail_memo, res_memo,
+    def take(self, lo: int, hi: int, alive: _ShapeTracker, fail_memo, res_memo,
              deferred: bool = False) -> int:
         """Pass over ranks ``lo:hi`` (all decided by the memos); returns the memo rejects.
         ``deferred``: their reservations are worked out later (or never), see ``set_reason``."""
@@ -1340,8 +1340,8 @@ class LazyBlocked(Mapping):
     """``Plan.blocked``: the walked jobs' reasons, then the tail's, worked out when read (and
     those of jobs the walk passed over, see ``_Skipper``), in queue order."""
 
-    def __init__(self, walked: dict[str, str], tail: "_Tail | None",
-                 skipped: "_Skipper | None" = None, stop: int = 0) -> None:
+    def __init__(self, walked: dict[str, str], tail: _Tail | None,
+                 skipped: _Skipper | None = None, stop: int = 0) -> None:
         self._walked = walked
         self._tail = tail
         self._skipped = skipped

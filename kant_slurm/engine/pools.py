@@ -21,8 +21,8 @@ from ..model import ClusterSnapshot, Inventory, Job
 
 log = logging.getLogger(__name__)
 
-_POOL_CACHE: "weakref.WeakKeyDictionary[Inventory, dict]" = weakref.WeakKeyDictionary()
-_ROOM_CACHE: "weakref.WeakKeyDictionary[ClusterSnapshot, dict]" = weakref.WeakKeyDictionary()
+_POOL_CACHE: weakref.WeakKeyDictionary[Inventory, dict] = weakref.WeakKeyDictionary()
+_ROOM_CACHE: weakref.WeakKeyDictionary[ClusterSnapshot, dict] = weakref.WeakKeyDictionary()
 
 
 def _cache(inv: Inventory) -> dict:

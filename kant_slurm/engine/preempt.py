@@ -104,7 +104,7 @@ log = logging.getLogger(__name__)
 LOST_RESOLUTION_S = 60.0
 """Lost work is compared in whole GPU-minutes (rule 1), so near ties go to the next rules."""
 
-_JOB_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_JOB_CACHE: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 """inventory -> {id(job): (job, rules, (node indices, GPUs, interval) or None)}."""
 
 _ROOM_REASONS = ("does not fit now", "not tested by backfill")

@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 class Policy(Protocol):
     name: str
 
-    def plan(self, snapshot: "ClusterSnapshot", now: float) -> "Plan": ...
+    def plan(self, snapshot: ClusterSnapshot, now: float) -> Plan: ...
 
 
 PolicyFactory = Callable[..., Policy]

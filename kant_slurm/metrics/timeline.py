@@ -83,7 +83,7 @@ class Timeline:
             means = np.diff(area) / widths
         return edges[:-1], means
 
-    def ratio(self, other: "Timeline", empty: float = 0.0) -> "Timeline":
+    def ratio(self, other: Timeline, empty: float = 0.0) -> Timeline:
         """This / other on the same breakpoints (``empty`` where other is 0)."""
         with np.errstate(invalid="ignore", divide="ignore"):
             vals = np.where(other.values > 0, self.values / np.where(other.values > 0,

@@ -92,7 +92,7 @@ class ActuatorSettings:
         return self.class_levels * QUOTA_TIERS
 
     @staticmethod
-    def from_config(config) -> "ActuatorSettings":
+    def from_config(config) -> ActuatorSettings:
         act = getattr(config, "actuator", None)
         pre = getattr(config, "preemption", None)
         return ActuatorSettings(

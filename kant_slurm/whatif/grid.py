@@ -89,7 +89,7 @@ class Cell:
         text = json.dumps(self.spec(), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    def label(self, grid: "Grid") -> str:
+    def label(self, grid: Grid) -> str:
         """The cell's row name: the policy, and each dimension that varies in the grid."""
         parts = [self.policy]
         parts += [f"{k}={_show(v)}" for k, v in self.overrides if len(grid.values_of(k)) > 1]
@@ -133,7 +133,7 @@ class Grid:
                 "config": self.config_path}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "Grid":
+    def from_dict(cls, data: Mapping[str, Any]) -> Grid:
         return cls(source=data["source"], name=data["name"], policies=tuple(data["policies"]),
                    seeds=tuple(data["seeds"]),
                    traces=tuple(TraceRef(t["path"], t["format"]) for t in data["traces"]),

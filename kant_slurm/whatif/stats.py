@@ -13,7 +13,7 @@ import csv
 import io
 import math
 from collections.abc import Mapping, Sequence
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 from ..report.tables import fmt_duration, fmt_ratio, render_table
@@ -33,7 +33,7 @@ METRICS = (
 METRIC_KEYS = tuple(m[0] for m in METRICS)
 
 
-@lru_cache(maxsize=None)
+@cache
 def t_quantile_975(dof: int) -> float:
     """The 0.975 quantile of Student's t with ``dof`` degrees of freedom (bisection on the
     CDF, the density integrated by Simpson's rule; good to 1e-4, which a 3-digit table needs)."""
