@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from typing import Any
@@ -17,10 +18,8 @@ def json_option(f):
 def _clean(value: Any) -> Any:
     # NaN/inf are not JSON; numpy scalars are not JSON-serialisable either.
     if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
-        try:
+        with contextlib.suppress(AttributeError, ValueError):
             value = value.item()
-        except (AttributeError, ValueError):
-            pass
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):

@@ -955,10 +955,7 @@ class Cycle:
                 touched = True
             if not touched or pool_free < need:
                 continue
-            if whole:
-                avail_now = np.where(hold > 0, 0, F)
-            else:
-                avail_now = np.maximum(F - hold, 0)
+            avail_now = np.where(hold > 0, 0, F) if whole else np.maximum(F - hold, 0)
             avail_now = np.minimum(avail_now, self.total)
             avail = np.where(usable, avail_now, -1)
             if np.count_nonzero(avail >= job.gpus_per_node) < job.num_nodes:

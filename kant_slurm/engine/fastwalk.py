@@ -678,10 +678,7 @@ def _held_avail(free, held, total, whole):
     """GPUs a job may take on a node with ``free`` GPUs and ``held`` holds of overlapping
     reservations (whole nodes: any hold empties the node; else the held GPUs), at most its
     ``total``."""
-    if whole:
-        a = 0 if held > 0 else free
-    else:
-        a = free - held if free > held else 0
+    a = (0 if held > 0 else free) if whole else (free - held if free > held else 0)
     return a if a < total else total
 
 

@@ -62,7 +62,7 @@ def make_handler(started: float, healthy_for: float | None):
             self._answer(200, {"prompt": prompt, "completion": complete(prompt)})
 
         def log_message(self, fmt: str, *args) -> None:
-            sys.stderr.write("toy_server: %s %s\n" % (self.address_string(), fmt % args))
+            sys.stderr.write(f"toy_server: {self.address_string()} {fmt % args}\n")
 
     return Handler
 

@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         state["loss"] = error * error
         state["step"] += 1
         if state["step"] % every == 0 or state["step"] == args.steps:
-            save("every %d steps" % every if state["step"] < args.steps else "done")
+            save(f"every {every} steps" if state["step"] < args.steps else "done")
         time.sleep(args.step_seconds)
     print(f"toy_train[job {job} rank {rank}]: done, {args.steps} steps: a={state['a']:.3f} "
           f"b={state['b']:.3f} (true {TRUE_A}, {TRUE_B})", flush=True)

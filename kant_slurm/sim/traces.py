@@ -72,7 +72,7 @@ class Trace:
 def _frame(rows: dict[str, list], source: str, shift: bool = True) -> pd.DataFrame:
     """The workload table of ``rows``; ``shift``: submit times from the first submit."""
     df = pd.DataFrame({c: rows[c] for c in WORKLOAD_COLUMNS})
-    for c, default in OPTIONAL_COLUMNS.items():
+    for c in OPTIONAL_COLUMNS:
         if c in rows:
             df[c] = rows[c]
     df = df.astype({

@@ -24,6 +24,7 @@ root too: :func:`client_argv` (``kant-slurm devcluster exec``) runs them there.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -443,10 +444,8 @@ def _start_namespace(paths: DevClusterPaths, root: Path | None) -> dict:
 
 
 def _kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.kill(pid, sig)
-    except ProcessLookupError:
-        pass
     _reap([pid])
 
 
@@ -1143,10 +1142,8 @@ def down(directory: Path, timeout: float = 30) -> list[str]:
                   ["mariadbd"], ["munged"]):
         group = [n for n in group if n in pids]
         for name in group:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pids[name], signal.SIGTERM)
-            except ProcessLookupError:
-                pass
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and any(_pid_alive(pids[n]) for n in group):
             _reap(pids[n] for n in group)
@@ -1200,10 +1197,8 @@ def _reap(pids) -> None:
     # Daemons started by this very process (the test fixture) are our children: reap them so
     # they do not linger as zombies.
     for pid in pids:
-        try:
+        with contextlib.suppress(ChildProcessError):
             os.waitpid(pid, os.WNOHANG)
-        except ChildProcessError:
-            pass
 
 
 def running_processes(directory: Path) -> list[int]:

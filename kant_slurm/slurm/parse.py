@@ -388,7 +388,8 @@ def parse_reservations(text: str) -> list[Reservation]:
         if not name:
             raise SlurmError(f"{where}: expected ReservationName=..., got {line[:80]!r}")
 
-        def stamp(key: str, required: bool) -> float | None:
+        def stamp(key: str, required: bool, where: str = where, name: str = name,
+                  rec: dict[str, str] = rec) -> float | None:
             bad = SlurmError(f"{where} ({name}): expected {key}=YYYY-MM-DDTHH:MM:SS, "
                              f"got {rec.get(key)!r}")
             try:

@@ -17,6 +17,7 @@ old or the new record, never half of one. An entry is written *before* its ``sco
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -267,10 +268,8 @@ def save_state(state: SteerState, path: str | os.PathLike) -> None:
             os.fsync(fh.fileno())
         os.replace(tmp, p)
     except BaseException:
-        try:
+        with contextlib.suppress(OSError):
             os.unlink(tmp)
-        except OSError:
-            pass
         raise
 
 
