@@ -153,9 +153,9 @@ def format_table(rows: list[dict[str, Any]], fields: str | None, default: tuple[
         lines = ([] if noheader else ["|".join(cols)]) + ["|".join(r) for r in cells]
         return "\n".join(lines)
     width = [max([len(c)] + [len(r[k]) for r in cells]) for k, c in enumerate(cols)]
-    out = [] if noheader else [" ".join(c.rjust(w) for c, w in zip(cols, width)),
+    out = [] if noheader else [" ".join(c.rjust(w) for c, w in zip(cols, width, strict=True)),
                                " ".join("-" * w for w in width)]
-    out += [" ".join(v.rjust(w) for v, w in zip(r, width)) for r in cells]
+    out += [" ".join(v.rjust(w) for v, w in zip(r, width, strict=True)) for r in cells]
     return "\n".join(out)
 
 

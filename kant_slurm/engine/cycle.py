@@ -228,7 +228,7 @@ class LeafAgg:
         """Nodes ``idx`` went from ``old`` to ``new`` (source) GPUs."""
         usable, leaf, gmax = self.usable, self.leaf, self.gmax
         cnt_ge, fr, tot, score = self.cnt_ge, self.fr, self.tot, self.score
-        for i, a, b in zip(idx.tolist(), old.tolist(), new.tolist()):
+        for i, a, b in zip(idx.tolist(), old.tolist(), new.tolist(), strict=True):
             if not usable[i]:
                 continue
             lf = int(leaf[i])
@@ -496,7 +496,7 @@ class Cycle:
         self.add_release(end, idx, gpus)
         if self._gsum:
             levels = self.inv.group_levels
-            pairs = list(zip(idx.tolist(), gpus.tolist()))
+            pairs = list(zip(idx.tolist(), gpus.tolist(), strict=True))
             for (_, level), (fr, _tot, m) in self._gsum.items():
                 gidx = levels[level][1]
                 for i, g in pairs:
@@ -992,7 +992,7 @@ def shape_key(job: Job) -> tuple:
 
 def describe_nodes(names: Sequence[str], gpus: Sequence[int]) -> str:
     """``gn01:4,gn02:8`` style, shortened for long lists."""
-    parts = [f"{n}:{int(g)}" for n, g in zip(names, gpus)]
+    parts = [f"{n}:{int(g)}" for n, g in zip(names, gpus, strict=False)]
     if len(parts) > 8:
         return ",".join(parts[:8]) + f",... ({len(parts)} nodes)"
     return ",".join(parts)

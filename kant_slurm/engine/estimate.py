@@ -65,7 +65,7 @@ class HistoryEstimator:
         done = table[table["duration"].notna()] if "duration" in table else table.iloc[:0]
         names = done["name"] if "name" in done else [""] * len(done)
         recs = ({"user": u, "account": a, "name": nm, "runtime": d}
-                for u, a, nm, d in zip(done["user"], done["account"], names, done["duration"]))
+                for u, a, nm, d in zip(done["user"], done["account"], names, done["duration"], strict=True))
         return HistoryEstimator.from_records(recs, min_samples, quantile, margin)
 
     def get(self, job: Job) -> float | None:

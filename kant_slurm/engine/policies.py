@@ -240,7 +240,7 @@ class _QueuePolicy:
                     lo = np.flatnonzero(edges == 1)
                     hi = np.flatnonzero(edges == -1) + 1
                     perm = perm.copy()
-                    for a, b in zip(lo.tolist(), hi.tolist()):
+                    for a, b in zip(lo.tolist(), hi.tolist(), strict=True):
                         run = perm[a:b].tolist()
                         run.sort(key=idkeys.__getitem__)
                         perm[a:b] = run
@@ -847,7 +847,7 @@ class _JobTable:
             elig[m] = [r[3] for r in new]
             shape[m] = [r[4] for r in new]
             idnum[m] = [r[6] for r in new]
-            for i, r in zip(miss, new):
+            for i, r in zip(miss, new, strict=True):
                 idkeys[i] = r[5]
         srt = np.argsort(ids, kind="stable")
         self.ids = ids[srt]
@@ -943,7 +943,7 @@ class _SortedQueue:
             rows.sort(key=lambda x: x[0])
             at = [bisect.bisect_right(keys, k) for k, _, _ in rows]
             # Highest position first, so each insert leaves the positions still to do valid.
-            for p, (k, job, r) in zip(reversed(at), reversed(rows)):
+            for p, (k, job, r) in zip(reversed(at), reversed(rows), strict=True):
                 keys.insert(p, k)
                 self.jobs.insert(p, job)
                 self.est_l.insert(p, r[1])
@@ -1065,7 +1065,7 @@ class _ShapeTracker:
         # Shape ids are small integers: a bincount is cheaper than a sort-based unique.
         per = np.bincount(sh)
         sids = np.flatnonzero(per)
-        for sid, cnt in zip(sids.tolist(), per[sids].tolist()):
+        for sid, cnt in zip(sids.tolist(), per[sids].tolist(), strict=True):
             st = self._state.get(sid)
             if st is not None and not (st[4] or st[5]):
                 continue
@@ -1330,7 +1330,7 @@ class LazyOrder(Sequence):
 
     def __eq__(self, other):
         if isinstance(other, (LazyOrder, tuple, list)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other))
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=False))
         return NotImplemented
 
     __hash__ = None
@@ -1687,7 +1687,7 @@ class KantPolicy(_QueuePolicy):
             index = inv.index
             for j in snapshot.running:
                 gpus = j.node_gpus or (j.gpus_per_node,) * len(j.nodes)
-                for n, g in zip(j.nodes, gpus):
+                for n, g in zip(j.nodes, gpus, strict=False):
                     t = inv.gpu_type[index[n]] if n in index else None
                     usage[(j.account, t or "*")] += int(g)
                     if t:
@@ -1773,7 +1773,7 @@ class KantPolicy(_QueuePolicy):
         snap = cycle.snapshot
         alloc = np.where(cycle.schedulable, cycle.total - cycle.free, snap.gpus_alloc)
         tiers = scoring.node_tiers(alloc, cycle.total, inv.leaf_index, ctx["zone"])
-        return dict(zip(inv.names, tiers.tolist()))
+        return dict(zip(inv.names, tiers.tolist(), strict=True))
 
 
 _ = Choice

@@ -158,7 +158,7 @@ class _State:
         for p in plan.starts:
             started = job_of.get(p.job_id)
             cpn = started.cpus_per_node if started is not None else 0
-            for n, g in zip(p.nodes, p.node_gpus):
+            for n, g in zip(p.nodes, p.node_gpus, strict=False):
                 self.free[index[n]] -= int(g)
                 self.cpus_free[index[n]] -= cpn
         jobs: list[Job] = []
@@ -235,7 +235,7 @@ class _State:
         if out is None:
             sl = self._by_order[self._by_bounds[i]:self._by_bounds[i + 1]]
             out = list(zip(self.f_vic[sl].tolist(), self.f_gpus[sl].tolist(),
-                           self.f_cpus[sl].tolist()))
+                           self.f_cpus[sl].tolist(), strict=True))
             self._by_node[i] = out
         return out
 
@@ -398,7 +398,7 @@ def _single(state: _State, job: Job, cand: np.ndarray, budget: int, zone, zone_l
     cneed = state.need_cpus(job)
     nodes, lbs = _candidates(state, g, cand, state.free, state.pre_gpus, (), cneed,
                              state.cpus_free, state.pre_cpus)
-    for i, lb in zip(nodes.tolist(), lbs.tolist()):
+    for i, lb in zip(nodes.tolist(), lbs.tolist(), strict=True):
         if best_key is not None and _q(lb) > best_key[0]:
             break  # every node left loses more than the best (rule 1)
         got = _node_victims(state, i, int(g - max(state.free[i], 0)), budget, (),
@@ -442,7 +442,7 @@ def _pick_nodes(state: _State, job: Job, cand: np.ndarray, budget: int, zone, zo
     for _ in range(nn):
         best = None
         nodes, lbs = _candidates(state, g, cand, free, pre, chosen_vics, cneed, cfree, cpre)
-        for i, lb in zip(nodes.tolist(), lbs.tolist()):
+        for i, lb in zip(nodes.tolist(), lbs.tolist(), strict=True):
             if best is not None and _q(lb) > best[0][0]:
                 break
             got = _node_victims(state, i, int(g - max(free[i], 0)), budget - len(chosen_vics),

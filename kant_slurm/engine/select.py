@@ -61,7 +61,7 @@ def _alternatives(names, ranked: np.ndarray, scores: np.ndarray, fr: np.ndarray,
     return tuple(
         {"group": names[int(gi)], "level": level, "score": round(float(sc), 4),
          "free_gpus": int(fr[gi])}
-        for gi, sc in zip(ranked[1:limit + 1], scores[1:limit + 1])
+        for gi, sc in zip(ranked[1:limit + 1], scores[1:limit + 1], strict=True)
     )
 
 
@@ -183,7 +183,7 @@ def _fast_alternatives(cycle: Cycle, agg, masked: np.ndarray, best: int) -> tupl
     k = min(n_alt + 1, size)
     part = np.argpartition(masked, size - k)[size - k:] if size > k else np.arange(size)
     rows = sorted((-v, f, i) for v, f, i in zip(masked[part].tolist(), agg.fr[part].tolist(),
-                                                part.tolist()) if v >= 0 and i != best)
+                                                part.tolist(), strict=True) if v >= 0 and i != best)
     names = agg.names
     return tuple({"group": names[i], "level": 0, "score": round(-v, 4), "free_gpus": int(f)}
                  for v, f, i in rows[:n_alt])

@@ -69,7 +69,7 @@ def parse_duration(text: str) -> int:
         m = regex.fullmatch(text)
         if m is None:
             continue
-        seconds = sum(int(v) * _UNIT_S[u] for v, u in zip(m.groups(), units))
+        seconds = sum(int(v) * _UNIT_S[u] for v, u in zip(m.groups(), units, strict=True))
         if seconds <= 0:
             raise ValueError(f"duration {text!r} is zero; expected more than 0")
         if seconds > MAX_DURATION_S:

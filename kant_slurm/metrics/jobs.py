@@ -62,7 +62,7 @@ def wait_table(records: pd.DataFrame, by: str = "size_bucket") -> pd.DataFrame:
     for name, grp in frame.groupby(keys, sort=False):
         name = name if isinstance(name, tuple) else (name,)
         st = _stats(grp["wait"].to_numpy(dtype=float))
-        rows.append(dict(zip(keys, name)) | {"jobs": len(grp),
+        rows.append(dict(zip(keys, name, strict=True)) | {"jobs": len(grp),
                                              "not_started": int(grp["wait"].isna().sum())} | st)
     out = pd.DataFrame(rows, columns=keys + ["jobs", "not_started", "mean", "p50", "p90",
                                              "p99", "max"])

@@ -194,7 +194,7 @@ def _preempted_allocations(records: pd.DataFrame, index
         return None
     s, e, idx, g = [], [], [], []
     for start, end, nodes, gpus in runs:
-        for name, n in zip(nodes, gpus):
+        for name, n in zip(nodes, gpus, strict=False):
             try:
                 idx.append(index[name])
             except KeyError:

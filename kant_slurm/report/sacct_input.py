@@ -37,7 +37,7 @@ def json_dump_columns(data: str | Mapping, source: str) -> dict[str, list[str]]:
     cols: dict[str, list[str]] = {k: [] for k in (
         "JobID", "JobIDRaw", "User", "Account", "Partition", "QOS", "State", "Submit", "Start",
         "End", "ElapsedRaw", "TimelimitRaw", "NNodes", "NodeList", "AllocTRES", "AdminComment")}
-    for job, rec in zip(jobs, records.itertuples(index=False)):
+    for job, rec in zip(jobs, records.itertuples(index=False), strict=True):
         comment = job.get("comment") or {}
         admin = comment.get("administrator") if isinstance(comment, Mapping) else None
         limit = rec.time_limit

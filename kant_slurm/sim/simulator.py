@@ -210,7 +210,7 @@ def prepare_workload(jobs: pd.DataFrame, inventory: Inventory) -> Workload:
             continue
         # nodes able to hold gpus_per_node (and the trace's CPUs per node where a node's CPU
         # count is known), per distinct per-node shape
-        for size, cpus in set(zip(per_node[sel].tolist(), cpn[sel].tolist())):
+        for size, cpus in set(zip(per_node[sel].tolist(), cpn[sel].tolist(), strict=True)):
             able = int(((g >= size) & ((c == 0) | (c >= cpus))).sum())
             s2 = sel & (per_node == size) & (cpn == cpus)
             fits[s2] = nodes[s2] <= able
@@ -375,7 +375,7 @@ class Simulator:
         def release(job: Job, r: int) -> None:
             nonlocal free_total
             cpn = int(cpus_req[r])
-            for name, g in zip(job.nodes, job.node_gpus):
+            for name, g in zip(job.nodes, job.node_gpus, strict=True):
                 i = index[name]
                 gpus_alloc[i] -= g
                 cpus_alloc[i] -= cpn
@@ -516,11 +516,11 @@ class Simulator:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s preempts job {jid!r}, which is "
                         f"not running")
-                if sorted(zip(pe.nodes, pe.node_gpus)) != sorted(zip(job.nodes, job.node_gpus)):
+                if sorted(zip(pe.nodes, pe.node_gpus, strict=False)) != sorted(zip(job.nodes, job.node_gpus, strict=False)):
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s preempts job {jid!r} as "
-                        f"{list(zip(pe.nodes, pe.node_gpus))}, but it runs on "
-                        f"{list(zip(job.nodes, job.node_gpus))}")
+                        f"{list(zip(pe.nodes, pe.node_gpus, strict=False))}, but it runs on "
+                        f"{list(zip(job.nodes, job.node_gpus, strict=False))}")
                 r = running_row.pop(jid)
                 del running[jid]
                 release(job, r)
@@ -557,13 +557,13 @@ class Simulator:
                 if len(pl.nodes) != len(pl.node_gpus) or sum(pl.node_gpus) != gpus_req[r]:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s places job {jid!r} "
-                        f"({int(gpus_req[r])} GPUs) as {list(zip(pl.nodes, pl.node_gpus))}")
+                        f"({int(gpus_req[r])} GPUs) as {list(zip(pl.nodes, pl.node_gpus, strict=False))}")
                 if job.eligible_time is not None and job.eligible_time > now:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s starts job {jid!r}, which is not "
                         f"eligible before t={job.eligible_time:.0f}s")
                 cpn = int(cpus_req[r])
-                for name, g in zip(pl.nodes, pl.node_gpus):
+                for name, g in zip(pl.nodes, pl.node_gpus, strict=True):
                     i = index.get(name)
                     if i is None or gpus_alloc[i] + g > gpus_total[i] or g <= 0:
                         raise SimulationError(

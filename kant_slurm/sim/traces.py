@@ -252,7 +252,7 @@ def read_swf(path, procs_per_gpu: int = 1) -> Trace:
         # Column = the field's place among the 18 (SWF has no header to name it by).
         vals = [_num(p, path, line, SWF_FIELDS[k], float, column=k + 1)
                 for k, p in enumerate(parts)]
-        rec = dict(zip(SWF_FIELDS, vals))
+        rec = dict(zip(SWF_FIELDS, vals, strict=True))
         procs = rec["allocated_processors"] if rec["allocated_processors"] > 0 else rec["requested_processors"]
         if rec["status"] == SWF_CANCELLED and rec["run_time"] <= 0:
             # The SWF definition: status 5 = cancelled; a cancelled job that never ran has run
@@ -503,7 +503,7 @@ def read_sacct(path) -> Trace:
         "num_nodes": started["num_nodes"].astype(int).tolist(),
         "time_limit": started["time_limit"].astype(float).tolist(),
         "job_class": [c if s == "tag" else "" for c, s in zip(started["job_class"],
-                                                             started["class_source"])],
+                                                             started["class_source"], strict=True)],
         "user": started["user"].tolist(),
         "account": started["account"].tolist(),
         "partition": started["partition"].tolist(),

@@ -102,7 +102,7 @@ def split_sacct_lines(text: str, fields: Sequence[str] | None = None,
                          f"{n} ({'|'.join(fields)}): {lines[lineno - 1][:120]!r}")
     if not rows:
         return {f: [] for f in fields}
-    return {f: list(col) for f, col in zip(fields, zip(*rows))}
+    return {f: list(col) for f, col in zip(fields, zip(*rows, strict=True), strict=True)}
 
 
 def _numbers(values: Sequence[str]) -> np.ndarray:
@@ -233,7 +233,7 @@ def classify_rows(qos: Sequence[str], partition: Sequence[str],
     """Class and class source from config rules, once per distinct (QOS, partition) pair."""
     classes, sources = [], []
     memo: dict[tuple[str, str], tuple[str, str]] = {}
-    for q, p in zip(qos, partition):
+    for q, p in zip(qos, partition, strict=True):
         key = (q, p)
         hit = memo.get(key)
         if hit is None:
@@ -347,8 +347,8 @@ def records_from_columns(cols: dict[str, list[str]], *, since: float | None = No
     partition = col("Partition")
     qos = col("QOS")
     rule_class, rule_source = classify_rows(qos, partition, classify)
-    job_class = [t or r for t, r in zip(tag_class, rule_class)]
-    class_source = ["tag" if t else s for t, s in zip(tag_class, rule_source)]
+    job_class = [t or r for t, r in zip(tag_class, rule_class, strict=True)]
+    class_source = ["tag" if t else s for t, s in zip(tag_class, rule_source, strict=True)]
     key = [f"{r}/{cols['Submit'][i]}/{cols['Start'][i]}" for i, r in enumerate(raw)]
 
     frame = make_records(
@@ -473,7 +473,7 @@ def chunk_bounds(since: float, until: float, chunk_s: float) -> list[tuple[float
     if chunk_s <= 0:
         raise InputError(f"accounting chunk: {chunk_s} s; expected a positive number of seconds")
     edges = list(np.arange(since, until, chunk_s)) + [until]
-    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:]) if b > a]
+    return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
 def read_sacct_chunks(since: float, until: float, *, chunk_s: float = DEFAULT_CHUNK_S,

@@ -282,7 +282,7 @@ def render_configs(
     leaf_of = {n: leaf for leaf, members in leaves for n in members}
     types = spec.node_gpu_types
     type_groups: list[dict] = []  # runs of nodes of one GPU type (gres.conf lines)
-    for n, typ in zip(names, types):
+    for n, typ in zip(names, types, strict=False):
         if type_groups and type_groups[-1]["type"] == typ:
             type_groups[-1]["names"].append(n)
         else:

@@ -121,7 +121,7 @@ class Grid:
         out: list[Cell] = []
         for trace, cluster, combo, policy in itertools.product(self.traces, self.clusters,
                                                                combos, self.policies):
-            out.append(Cell(len(out), policy, tuple(zip(keys, combo)), trace, cluster))
+            out.append(Cell(len(out), policy, tuple(zip(keys, combo, strict=True)), trace, cluster))
         return out
 
     def to_dict(self) -> dict[str, Any]:
