@@ -223,7 +223,8 @@ class Inventory:
         for p in self.partitions:
             missing = [x for x in p.nodes if x not in known]
             if missing:
-                raise InputError(f"inventory: partition {p.name!r} names unknown nodes {missing[:3]}")
+                raise InputError(f"inventory: partition {p.name!r} names unknown nodes "
+                                 f"{missing[:3]}")
 
     @staticmethod
     def build(
@@ -242,7 +243,8 @@ class Inventory:
         return Inventory(
             names=tuple(names),
             gpus_total=np.asarray(gpus_total, dtype=np.int32),
-            cpus_total=np.asarray(cpus_total if cpus_total is not None else [0] * n, dtype=np.int32),
+            cpus_total=np.asarray(cpus_total if cpus_total is not None else [0] * n,
+                                  dtype=np.int32),
             memory_mb=np.asarray(memory_mb if memory_mb is not None else [0] * n, dtype=np.int64),
             gpu_type=tuple(gpu_type) if gpu_type is not None else (None,) * n,
             features=tuple(tuple(f) for f in features) if features is not None else ((),) * n,
@@ -366,7 +368,8 @@ class Job:
     partitions: tuple[str, ...] = ()  # empty = the default partition
     qos: str = ""
     job_class: str = "batch"
-    class_source: str = "default"  # where job_class came from: tag, qos, partition, trace, rule, default
+    # where job_class came from: tag, qos, partition, trace, rule, default
+    class_source: str = "default"
     gpu_type: str | None = None  # a GRES type constraint, e.g. "h100"
     cpus_per_node: int = 0
     mem_per_node_mb: int = 0
@@ -443,7 +446,8 @@ def replace_job(job: Job, **changes) -> Job:
 
 
 def size_bucket(gpus: int) -> str:
-    """The GPU size bucket of shared/DESIGN.md: ``1``, ``2-8``, ``9-64``, ``65+`` (``0`` for CPU)."""
+    """The GPU size bucket of shared/DESIGN.md: ``1``, ``2-8``, ``9-64``, ``65+`` (``0`` for
+    CPU)."""
     if gpus <= 0:
         return "0"
     if gpus == 1:
@@ -580,7 +584,8 @@ class ClusterSnapshot:
             if arr.flags.writeable:
                 object.__setattr__(self, label, _frozen(arr, arr.dtype))
         if len(self.node_state) != n:
-            raise InputError(f"snapshot: node_state has {len(self.node_state)} entries for {n} nodes")
+            raise InputError(f"snapshot: node_state has {len(self.node_state)} entries for "
+                             f"{n} nodes")
         over = np.nonzero(self.gpus_alloc > self.inventory.gpus_total)[0]
         if len(over):
             i = int(over[0])

@@ -1,4 +1,5 @@
-"""``kant-slurm devcluster up|down|status``: a real local Slurm GPU cluster for trying things out."""
+"""``kant-slurm devcluster up|down|status``: a real local Slurm GPU cluster for trying things
+out."""
 
 from __future__ import annotations
 

@@ -79,7 +79,8 @@ def render_cmd(template: str, values_file: str | None, sets: tuple[str, ...]) ->
 @click.command("submit")
 @click.argument("template")
 @_value_options
-@click.option("--dry-run", is_flag=True, help="Print the sbatch command and the script; submit nothing.")
+@click.option("--dry-run", is_flag=True,
+              help="Print the sbatch command and the script; submit nothing.")
 @click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
               help="Extra argument for sbatch (e.g. --sbatch-arg=--hold); repeat.")
 def submit_cmd(template: str, values_file: str | None, sets: tuple[str, ...], dry_run: bool,

@@ -1,4 +1,5 @@
-"""``kant-slurm report`` (accounting metrics from sacct) and ``kant-slurm exporter`` (Prometheus)."""
+"""``kant-slurm report`` (accounting metrics from sacct) and ``kant-slurm exporter``
+(Prometheus)."""
 
 from __future__ import annotations
 

@@ -222,12 +222,13 @@ def reset_cmd(dry_run, state_file, lock_file, config_path, as_json):
 @click.option("--skip", type=click.IntRange(0), default=0, help="Skip the first N jobs.")
 @click.option("--time-limits", "time_limit_model", default="ladder", show_default=True,
               help="Time-limit model for traces without limits (see simulate).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the time-limit model.")
+@click.option("--seed", type=int, default=0, show_default=True,
+              help="Seed of the time-limit model.")
 @click.option("--timeout", type=click.FloatRange(min=1.0), default=None,
               help="Give up waiting after this many seconds (cancels what is left).")
 @json_option
-def replay_cmd(trace_path, trace_format, speedup, arrival_speedup, max_runtime, limit, skip, time_limit_model, seed, timeout,
-               as_json):
+def replay_cmd(trace_path, trace_format, speedup, arrival_speedup, max_runtime, limit, skip,
+               time_limit_model, seed, timeout, as_json):
     """Submit a trace to the live cluster as `sleep` jobs (its GPUs, nodes and time limits,
     arrival gaps and durations divided by --speedup), wait for them, read sacct, print the
     metrics. Ctrl-C or SIGTERM cancels every job it submitted (then exit 1 after SIGTERM).

@@ -133,7 +133,8 @@ def sweep_cmd(grid_path, out_dir, backend, workers, job_name, sbatch_args, no_wa
             return
         cells = grid.cells()
         if cell_index >= len(cells):
-            raise GridError(f"--cell {cell_index}: the sweep in {out} has cells 0..{len(cells) - 1}")
+            raise GridError(f"--cell {cell_index}: the sweep in {out} has cells "
+                            f"0..{len(cells) - 1}")
         errors = run_cell(out, grid, cells[cell_index], invoked_command())
         for seed, text in errors.items():
             click.echo(f"error: cell {cell_index} seed {seed}: {text}", err=True)

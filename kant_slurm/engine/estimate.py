@@ -48,7 +48,8 @@ class HistoryEstimator:
                 continue
             if not math.isfinite(rt) or rt < 0:
                 continue
-            runs[history_key(rec.get("user", ""), rec.get("account", ""), rec.get("name", ""))].append(rt)
+            runs[history_key(rec.get("user", ""), rec.get("account", ""),
+                             rec.get("name", ""))].append(rt)
         out = {}
         for key, vals in runs.items():
             if len(vals) >= min_samples:
@@ -65,7 +66,8 @@ class HistoryEstimator:
         done = table[table["duration"].notna()] if "duration" in table else table.iloc[:0]
         names = done["name"] if "name" in done else [""] * len(done)
         recs = ({"user": u, "account": a, "name": nm, "runtime": d}
-                for u, a, nm, d in zip(done["user"], done["account"], names, done["duration"], strict=True))
+                for u, a, nm, d in zip(done["user"], done["account"], names, done["duration"],
+                                       strict=True))
         return HistoryEstimator.from_records(recs, min_samples, quantile, margin)
 
     def get(self, job: Job) -> float | None:

@@ -260,7 +260,8 @@ class _QueuePolicy:
         updated from the snapshot's change log; None when that does not apply."""
         log, upto = snapshot.pending_changes
         q = self._queue
-        if q is None or q.token[0] is not token[0] or q.token[1] is not token[1] or q.log is not log:
+        if (q is None or q.token[0] is not token[0] or q.token[1] is not token[1]
+                or q.log is not log):
             q = self._queue = _SortedQueue(token, log)
         if not q.update(pending, upto, lambda j: self._static_row(j, snapshot)):
             return None
@@ -1330,7 +1331,8 @@ class LazyOrder(Sequence):
 
     def __eq__(self, other):
         if isinstance(other, (LazyOrder, tuple, list)):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=False))
+            return (len(self) == len(other)
+                    and all(a == b for a, b in zip(self, other, strict=False)))
         return NotImplemented
 
     __hash__ = None

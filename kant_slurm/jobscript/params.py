@@ -320,10 +320,13 @@ def parse_spec(name: str, data: Any, source: str) -> TemplateSpec:
     checks = tuple(data.get("checks") or ())
     for c in checks:
         ok = (isinstance(c, Mapping) and not set(c) - {"param", "below", "at_most", "message"}
-              and c.get("param") in names and (c.get("below") in names) != (c.get("at_most") in names))
+              and c.get("param") in names
+              and (c.get("below") in names) != (c.get("at_most") in names))
         if not ok:
-            raise TemplateError(f"{source}: checks: expected entries {{param: P, below: Q, message: M}} "
-                                f"or {{param: P, at_most: Q, message: M}} naming parameters, got {c!r}")
+            raise TemplateError(f"{source}: checks: expected entries "
+                                f"{{param: P, below: Q, message: M}} or "
+                                f"{{param: P, at_most: Q, message: M}} naming parameters, "
+                                f"got {c!r}")
     return TemplateSpec(name=name, description=str(data.get("description", "")).strip(),
                         params=tuple(params), source=source, checks=checks)
 
@@ -392,7 +395,8 @@ def resolve_values(spec: TemplateSpec, layers: list[tuple[str, Mapping[str, Any]
             rel = "less than" if "below" in c else "at most"
 
             def show(name: str, v: int) -> str:
-                return f"{format_duration(v)} ({v} s)" if by_name[name].type == "duration" else str(v)
+                return (f"{format_duration(v)} ({v} s)" if by_name[name].type == "duration"
+                        else str(v))
 
             raise TemplateError(
                 f"template {spec.name!r}: {c['param']}={show(c['param'], lo)} must be {rel} "

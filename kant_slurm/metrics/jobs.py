@@ -170,7 +170,8 @@ def jtted_summary(table: pd.DataFrame) -> dict[str, float]:
     }
     multi = table[table["gpus"] > 1]
     for tier in TIERS:
-        out[f"multi_gpu_share_{tier}"] = float((multi["tier"] == tier).mean()) if len(multi) else 0.0
+        out[f"multi_gpu_share_{tier}"] = (float((multi["tier"] == tier).mean()) if len(multi)
+                                          else 0.0)
     return out
 
 

@@ -91,7 +91,8 @@ class Timeline:
         return Timeline(self.times, vals)
 
 
-def _value_on_grid(grid: np.ndarray, times: np.ndarray, deltas: np.ndarray, base: float) -> np.ndarray:
+def _value_on_grid(grid: np.ndarray, times: np.ndarray, deltas: np.ndarray, base: float
+                   ) -> np.ndarray:
     """The step function base + sum(deltas of events at or before t), at grid[:-1]."""
     if len(times) == 0:
         return np.full(len(grid) - 1, float(base))

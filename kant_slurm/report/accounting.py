@@ -36,7 +36,8 @@ REPORT_KEYS = (
 
 
 def allocated_gpu_seconds(records: pd.DataFrame, window: tuple[float, float]) -> np.ndarray:
-    """Per job, GPUs x its run time inside ``window`` (a job with no end runs to the window's end)."""
+    """Per job, GPUs x its run time inside ``window`` (a job with no end runs to the window's
+    end)."""
     t0, t1 = window
     start = records["start_time"].to_numpy(dtype=float)
     end = records["end_time"].to_numpy(dtype=float)

@@ -110,13 +110,16 @@ img { max-width: 100%; } .row { display: flex; gap: 12px; flex-wrap: wrap; }
 </style></head><body>
 <h1>kant-slurm accounting report</h1>
 <div class="sub">{{ since }} .. {{ until }} · {{ r.jobs }} jobs ({{ r.runs_started }} started)
- · {{ r.gpus_total }} GPUs on {{ r.gpu_nodes }} nodes{% if filters %} · {{ filters }}{% endif %}</div>
+ · {{ r.gpus_total }} GPUs on {{ r.gpu_nodes }} nodes\
+{% if filters %} · {{ filters }}{% endif %}</div>
 <div class="cards">
-{% for k, v in cards %}<div class="card"><div class="v">{{ v }}</div><div class="k">{{ k }}</div></div>
+{% for k, v in cards %}<div class="card"><div class="v">{{ v }}</div>\
+<div class="k">{{ k }}</div></div>
 {% endfor %}</div>
 <h2>Occupancy</h2>
 <table><tr><th>metric</th><th>mean</th><th>p10</th><th>p50</th><th>p90</th></tr>
-{% for name, row in occ_rows %}<tr><td>{{ name }}</td>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>
+{% for name, row in occ_rows %}<tr><td>{{ name }}</td>\
+{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 {% if plots.occupancy %}<img alt="occupancy over time" src="{{ plots.occupancy }}">{% endif %}
 <p class="note">GAR: allocated / GPUs. GFR: share of GPU nodes partly allocated. Stranded share:
@@ -125,18 +128,21 @@ GPU-time.</p>
 <h2>Waiting (JWTD)</h2>
 <div class="row">{% if plots.wait_cdf %}<img alt="wait CDF" src="{{ plots.wait_cdf }}">{% endif %}
 {% if plots.wait_by_size %}<img alt="wait by size" src="{{ plots.wait_by_size }}">{% endif %}</div>
-<table><tr><th>class / size</th><th>jobs</th><th>not started</th><th>mean</th><th>p50</th><th>p90</th><th>p99</th><th>max</th></tr>
+<table><tr><th>class / size</th><th>jobs</th><th>not started</th><th>mean</th><th>p50</th>\
+<th>p90</th><th>p99</th><th>max</th></tr>
 {% for row in wait_rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>
 {% endfor %}</table>
 <h2>Time-limit accuracy (elapsed / limit)</h2>
 <p class="note">Backfill plans with time limits: jobs that use a small share of their limit leave
 holes backfill cannot plan for.</p>
-{% for label, rows in tl_tables %}<table><tr><th>{{ label }}</th><th>jobs</th><th>mean</th><th>p10</th><th>p50</th><th>p90</th><th>timeouts</th></tr>
+{% for label, rows in tl_tables %}<table><tr><th>{{ label }}</th><th>jobs</th><th>mean</th>\
+<th>p10</th><th>p50</th><th>p90</th><th>timeouts</th></tr>
 {% for row in rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>
 {% else %}<tr><td colspan="7">no ended job with a time limit</td></tr>{% endfor %}</table>
 {% endfor %}
 <h2>Top users</h2>
-<div class="row">{% for title, rows in top_tables %}<table><tr><th>{{ title }}</th><th>GPU-hours</th><th>share</th><th>jobs</th></tr>
+<div class="row">{% for title, rows in top_tables %}<table><tr><th>{{ title }}</th>\
+<th>GPU-hours</th><th>share</th><th>jobs</th></tr>
 {% for row in rows %}<tr>{% for v in row %}<td>{{ v }}</td>{% endfor %}</tr>
 {% else %}<tr><td colspan="4">none</td></tr>{% endfor %}</table>{% endfor %}</div>
 <p class="note">Stranded GPU-hours are the free GPUs on partly used nodes, shared among the jobs

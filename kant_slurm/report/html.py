@@ -156,7 +156,8 @@ def _jtted(runs, inventory):
             v = np.sort(multi["estimated"].to_numpy(dtype=float))
             if len(v):
                 ax2.step(np.maximum(v, 1), np.arange(1, len(v) + 1) / len(v), where="post",
-                         label=f"{name} (x{(multi['estimated'].sum() / multi['runtime'].sum()):.3f})",
+                         label=f"{name} "
+                               f"(x{(multi['estimated'].sum() / multi['runtime'].sum()):.3f})",
                          color=_colour(name, k))
         human_log_axis(ax2, "estimated training time under placement (log)")
         ax2.set_title("JTTED of multi-GPU training jobs (slowdown in legend)", fontsize=9)
@@ -267,7 +268,8 @@ def simulate_html(comparison) -> str:
     source_dir = str(Path(c.trace.source).resolve().parent)
     notes = [n.replace(source_dir + "/", "").replace(str(Path(c.trace.source).parent) + "/", "")
              for n in c.notes]
-    meta = (f"trace {html.escape(Path(c.trace.source).name)} ({c.trace.fmt}, {len(c.trace.jobs):,} jobs); "
+    meta = (f"trace {html.escape(Path(c.trace.source).name)} ({c.trace.fmt}, "
+            f"{len(c.trace.jobs):,} jobs); "
             f"cluster {html.escape(c.cluster.describe())}; time limits {c.time_limit_model} "
             f"(seed {c.seed}); a cycle at most every {c.interval:g}s; metrics over first submit "
             f"to last start ({fmt_duration(span)}). Classes: "

@@ -16,7 +16,8 @@ NO_GROUP = "(no switch)"
 
 
 def status_summary(snap: ClusterSnapshot) -> dict:
-    """The figures of ``status --json``: nodes, GPUs, leaf groups, GAR, GFR, stranded share, pending."""
+    """The figures of ``status --json``: nodes, GPUs, leaf groups, GAR, GFR, stranded share,
+    pending."""
     inv = snap.inventory
     total = np.asarray(inv.gpus_total)
     alloc = np.asarray(snap.gpus_alloc)
@@ -58,7 +59,8 @@ def status_summary(snap: ClusterSnapshot) -> dict:
             "count": len(pending),
             "gpus": int(sum(j.gpus for j in pending)),
             "held_by_slurm": len(snap.held),
-            "by_gpu_size": {b: by_size.get(b, 0) for b in ("0",) + SIZE_BUCKETS if b != "0" or by_size.get(b)},
+            "by_gpu_size": {b: by_size.get(b, 0) for b in ("0",) + SIZE_BUCKETS
+                            if b != "0" or by_size.get(b)},
         },
         "running_jobs": len(snap.running),
     }
@@ -99,7 +101,8 @@ def format_status(summary: dict) -> str:
         f"GPUs allocated      {summary['gpus_allocated']}/{summary['gpus_total']}",
         f"GAR                 {_pct(summary['gar'])}   (allocated / schedulable GPUs)",
         f"GFR                 {_pct(summary['gfr'])}   (partly allocated GPU nodes)",
-        f"stranded GPU share  {_pct(summary['stranded_gpu_share'])}   (free GPUs on partly used nodes)",
+        (f"stranded GPU share  {_pct(summary['stranded_gpu_share'])}   "
+         "(free GPUs on partly used nodes)"),
         f"running jobs        {summary['running_jobs']}",
         f"pending jobs        {pend['count']} ({pend['gpus']} GPUs; {sizes})",
         f"  held by Slurm     {pend['held_by_slurm']}   (held, dependency, limit, throttle: "

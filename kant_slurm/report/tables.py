@@ -133,7 +133,8 @@ def inference_rows(details: Mapping[str, Mapping[str, Any]], first: str = "polic
             fmt_duration(w.get("max")), f"{pre.get('preemptions', 0):,}",
             f"{pre.get('preempted_gpu_hours', 0.0):,.1f}",
             fmt_ratio(pre.get("preemptions_per_training_job"), 4),
-            fmt_duration(tr.get("wait", {}).get("p50")), fmt_duration(tr.get("wait", {}).get("p99")),
+            fmt_duration(tr.get("wait", {}).get("p50")),
+            fmt_duration(tr.get("wait", {}).get("p99")),
             fmt_duration(tr.get("jct", {}).get("mean")),
         ])
     return header, body

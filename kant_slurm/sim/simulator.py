@@ -56,8 +56,9 @@ CPUs
     carries its ``cpus_per_node`` so a policy checks CPU room, except when no CPU check can
     fail: a node holds at most one job per GPU, so with CPUs >= GPUs x the largest request on
     every node Jobs say 0 and the policies keep their GPU-only fast paths (same decisions).
-    On nodes with an unknown CPU count (0) CPUs are not checked. (Slurm with ``CR_Core`` on hyperthreaded nodes rounds a
-    1-CPU task up to a whole core, 2 CPUs; set ``cpus_per_task`` to match such a site.)
+    On nodes with an unknown CPU count (0) CPUs are not checked. (Slurm with ``CR_Core`` on
+    hyperthreaded nodes rounds a 1-CPU task up to a whole core, 2 CPUs; set ``cpus_per_task``
+    to match such a site.)
 
 What the policy is given and asked
     Each snapshot carries the simulator's log of queue changes (``pending_changes``, a
@@ -155,7 +156,8 @@ class SimResult:
 # --------------------------------------------------------------------------------------------
 
 
-def job_shapes(gpus: np.ndarray, num_nodes: np.ndarray, node_gpus_max: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def job_shapes(gpus: np.ndarray, num_nodes: np.ndarray, node_gpus_max: np.ndarray
+               ) -> tuple[np.ndarray, np.ndarray]:
     """(num_nodes, gpus_per_node) per job on pools whose largest node has ``node_gpus_max`` GPUs.
 
     A job that fits one node stays on one node; a bigger one takes ceil(gpus / max) nodes with
@@ -516,7 +518,8 @@ class Simulator:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s preempts job {jid!r}, which is "
                         f"not running")
-                if sorted(zip(pe.nodes, pe.node_gpus, strict=False)) != sorted(zip(job.nodes, job.node_gpus, strict=False)):
+                if (sorted(zip(pe.nodes, pe.node_gpus, strict=False))
+                        != sorted(zip(job.nodes, job.node_gpus, strict=False))):
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s preempts job {jid!r} as "
                         f"{list(zip(pe.nodes, pe.node_gpus, strict=False))}, but it runs on "
@@ -557,7 +560,8 @@ class Simulator:
                 if len(pl.nodes) != len(pl.node_gpus) or sum(pl.node_gpus) != gpus_req[r]:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s places job {jid!r} "
-                        f"({int(gpus_req[r])} GPUs) as {list(zip(pl.nodes, pl.node_gpus, strict=False))}")
+                        f"({int(gpus_req[r])} GPUs) as "
+                        f"{list(zip(pl.nodes, pl.node_gpus, strict=False))}")
                 if job.eligible_time is not None and job.eligible_time > now:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s starts job {jid!r}, which is not "

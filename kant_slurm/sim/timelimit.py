@@ -11,8 +11,8 @@ Models:
     1 d, 2 d, 3 d, 7 d, 14 d, 30 d, 60 d). ``f`` is log-normal per job with median 2 and
     sigma 0.6, clipped to [1, 10] (users rarely ask for less than they need, often for twice as
     much; batch-system studies find actual/limit around 0.2-0.5). Above the top rung the limit is
-    the run time times ``f`` rounded up to a whole day. Drawn with ``numpy.random.default_rng(seed)``
-    in trace order, so a seed gives the same limits.
+    the run time times ``f`` rounded up to a whole day. Drawn with
+    ``numpy.random.default_rng(seed)`` in trace order, so a seed gives the same limits.
 ``exact``
     The limit is the run time (perfect estimates: the best case for backfill).
 ``fixed:SECONDS``

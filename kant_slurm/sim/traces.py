@@ -141,7 +141,8 @@ def _open(path) -> str:
         return Path(path).read_text()
     except (OSError, EOFError) as exc:
         if isinstance(exc, EOFError) or not getattr(exc, "strerror", None):
-            raise InputError(f"{path}: cannot read trace (not a complete gzip file: {exc})") from None
+            raise InputError(f"{path}: cannot read trace (not a complete gzip file: "
+                             f"{exc})") from None
         raise InputError(f"{path}: cannot read trace ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
@@ -186,8 +187,8 @@ def read_philly(path) -> Trace:
             ts = datetime.strptime(row["timestamp"].strip(), fmt)
         except ValueError:
             raise InputError(
-                f"{_where(row, 'timestamp', path, line)}: field 'timestamp': expected YYYY-MM-DD HH:MM:SS, "
-                f"got {row['timestamp']!r}"
+                f"{_where(row, 'timestamp', path, line)}: field 'timestamp': expected "
+                f"YYYY-MM-DD HH:MM:SS, got {row['timestamp']!r}"
             ) from None
         stamps.append(ts.timestamp())
         rows["duration"].append(_cell(row, "duration", path, line, float, 0))
@@ -235,7 +236,8 @@ def read_swf(path, procs_per_gpu: int = 1) -> Trace:
     GPUs = ceil(processors / ``procs_per_gpu``) (allocated processors, else requested).
     Requested time becomes the time limit. Jobs cancelled before they ran (status 5, run time
     <= 0) and jobs with unknown run time or processors are dropped and counted in the notes;
-    a job cancelled while running (status 5, run time > 0) held its processors and is kept. Queue number becomes the partition name ``q<N>`` only when known.
+    a job cancelled while running (status 5, run time > 0) held its processors and is kept.
+    Queue number becomes the partition name ``q<N>`` only when known.
     """
     if procs_per_gpu < 1:
         raise InputError(f"swf: procs_per_gpu must be >= 1, got {procs_per_gpu}")
@@ -253,7 +255,8 @@ def read_swf(path, procs_per_gpu: int = 1) -> Trace:
         vals = [_num(p, path, line, SWF_FIELDS[k], float, column=k + 1)
                 for k, p in enumerate(parts)]
         rec = dict(zip(SWF_FIELDS, vals, strict=True))
-        procs = rec["allocated_processors"] if rec["allocated_processors"] > 0 else rec["requested_processors"]
+        procs = (rec["allocated_processors"] if rec["allocated_processors"] > 0
+                 else rec["requested_processors"])
         if rec["status"] == SWF_CANCELLED and rec["run_time"] <= 0:
             # The SWF definition: status 5 = cancelled; a cancelled job that never ran has run
             # time 0 or -1. It held no processor, so it is not a job to replay.
@@ -267,7 +270,8 @@ def read_swf(path, procs_per_gpu: int = 1) -> Trace:
         rows["duration"].append(rec["run_time"])
         rows["gpus"].append(int(math.ceil(procs / procs_per_gpu)))
         rows["num_nodes"].append(0)
-        rows["time_limit"].append(rec["requested_time"] if rec["requested_time"] > 0 else float("nan"))
+        rows["time_limit"].append(rec["requested_time"] if rec["requested_time"] > 0
+                                  else float("nan"))
         rows["job_class"].append("")
         rows["user"].append(f"u{int(rec['user_id'])}" if rec["user_id"] >= 0 else "")
         rows["account"].append(f"g{int(rec['group_id'])}" if rec["group_id"] >= 0 else "")
@@ -306,7 +310,8 @@ def read_openb(path, mode: str = "arrival") -> Trace:
         raise InputError(f"openb: mode must be 'arrival' or 'fill', got {mode!r}")
     rows = _empty_rows()
     cpu_only = shared = 0
-    need = ("name", "num_gpu", "gpu_milli", "qos", "creation_time", "deletion_time", "scheduled_time")
+    need = ("name", "num_gpu", "gpu_milli", "qos", "creation_time", "deletion_time",
+            "scheduled_time")
     for line, row in _csv_rows(path, need):
         gpus = int(_cell(row, "num_gpu", path, line, int, 0))
         if gpus == 0:
@@ -324,9 +329,11 @@ def read_openb(path, mode: str = "arrival") -> Trace:
         else:
             created = _cell(row, "creation_time", path, line, float, 0)
             sched = row["scheduled_time"].strip()
-            begin = _cell(row, "scheduled_time", path, line, float, 0, value=sched) if sched else created
+            begin = (_cell(row, "scheduled_time", path, line, float, 0, value=sched) if sched
+                     else created)
             deleted = row["deletion_time"].strip()
-            end = _cell(row, "deletion_time", path, line, float, 0, value=deleted) if deleted else float("inf")
+            end = (_cell(row, "deletion_time", path, line, float, 0, value=deleted) if deleted
+                   else float("inf"))
             if end < begin:
                 raise InputError(
                     f"{_where(row, 'deletion_time', path, line)}: "
@@ -415,7 +422,8 @@ def read_alibaba_inference(path) -> Trace:
                                          ("creation_time", "scheduled_time", "deletion_time"))
         if created_s:
             created = _cell(row, "creation_time", path, line, float, 0, value=created_s)
-            begin = _cell(row, "scheduled_time", path, line, float, 0, value=sched_s) if sched_s else created
+            begin = (_cell(row, "scheduled_time", path, line, float, 0, value=sched_s)
+                     if sched_s else created)
             if begin < created:
                 raise InputError(
                     f"{_where(row, 'scheduled_time', path, line)}: "
@@ -503,7 +511,8 @@ def read_sacct(path) -> Trace:
         "num_nodes": started["num_nodes"].astype(int).tolist(),
         "time_limit": started["time_limit"].astype(float).tolist(),
         "job_class": [c if s == "tag" else "" for c, s in zip(started["job_class"],
-                                                             started["class_source"], strict=True)],
+                                                             started["class_source"],
+                                                             strict=True)],
         "user": started["user"].tolist(),
         "account": started["account"].tolist(),
         "partition": started["partition"].tolist(),
@@ -574,5 +583,6 @@ def read_trace(path, fmt: str | None = None, *, procs_per_gpu: int = 1,
 
 def bundled_trace_path() -> Path:
     """The Philly slice shipped inside the package (see data/traces/README.md)."""
-    return Path(__file__).resolve().parent.parent / "data" / "traces" / "philly-2017-10-16-to-18.csv"
+    return (Path(__file__).resolve().parent.parent / "data" / "traces"
+            / "philly-2017-10-16-to-18.csv")
 
