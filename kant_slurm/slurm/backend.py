@@ -59,12 +59,14 @@ def run_slurm(argv: Sequence[str], timeout: float = 30.0) -> str:
             f"{argv[0]}: command not found; install slurm-client or run `kant-slurm devcluster up`"
         ) from None
     except subprocess.TimeoutExpired:
-        raise SlurmUnreachable(f"`{' '.join(argv[:3])}` got no answer within {timeout:.0f}s") from None
+        raise SlurmUnreachable(f"`{' '.join(argv[:3])}` got no answer within "
+                               f"{timeout:.0f}s") from None
     if res.returncode != 0:
         err = " ".join(res.stderr.strip().splitlines()[-2:]) or f"exit code {res.returncode}"
         conf = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
         if _UNREACHABLE.search(res.stderr):
-            raise SlurmUnreachable(f"slurmctld does not answer `{' '.join(argv[:3])}` (SLURM_CONF={conf}): {err}")
+            raise SlurmUnreachable(f"slurmctld does not answer `{' '.join(argv[:3])}` "
+                                   f"(SLURM_CONF={conf}): {err}")
         raise SlurmError(f"`{' '.join(argv)}` failed: {err}")
     return res.stdout
 
@@ -102,7 +104,8 @@ def check_controller(timeout: float = 30.0) -> None:
             f"slurm controller ({'; '.join(down)})")
     if res.returncode != 0 and _UNREACHABLE.search(res.stderr):
         err = " ".join(res.stderr.strip().splitlines()[-2:])
-        raise SlurmUnreachable(f"slurmctld does not answer `scontrol ping` (SLURM_CONF={conf}): {err}")
+        raise SlurmUnreachable("slurmctld does not answer `scontrol ping` "
+                               f"(SLURM_CONF={conf}): {err}")
 
 
 def _json(argv: Sequence[str]) -> dict:
@@ -176,7 +179,8 @@ def _with_sprio(job: Job, rows: list[tuple[int, int]]) -> Job:
 def slurm_version() -> tuple[int, int] | None:
     """major.minor of the installed Slurm (``sinfo --version``), None when unknown."""
     try:
-        out = subprocess.run(["sinfo", "--version"], capture_output=True, text=True, timeout=10).stdout
+        out = subprocess.run(["sinfo", "--version"], capture_output=True, text=True,
+                             timeout=10).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"(\d+)\.(\d+)", out)

@@ -119,7 +119,8 @@ def host_mirror() -> str:
             text = src.read_text()
         except OSError:
             continue
-        for m in re.finditer(r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s", text, re.M):
+        for m in re.finditer(r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s", text,
+                             re.M):
             return m.group(1)
     return DEFAULT_MIRROR
 
@@ -188,7 +189,8 @@ def _host_libmariadb() -> Path:
     for line in res.stdout.splitlines():
         if line.endswith("/libmariadb.so.3"):
             return Path(line).resolve()
-    raise DevClusterError("libmariadb3 lists no libmariadb.so.3: reinstall it (apt-get install --reinstall libmariadb3)")
+    raise DevClusterError("libmariadb3 lists no libmariadb.so.3: reinstall it "
+                          "(apt-get install --reinstall libmariadb3)")
 
 
 def ensure_root(version: str, roots: Path | None = None) -> Path:
@@ -197,9 +199,11 @@ def ensure_root(version: str, roots: Path | None = None) -> Path:
     if root_ready(root):
         return root
     if os.geteuid() != 0:
-        raise DevClusterError(f"the Slurm {version} root {root} is missing: run as root to build it")
+        raise DevClusterError(f"the Slurm {version} root {root} is missing: run as root to "
+                              "build it")
     if os.uname().machine != "x86_64":
-        raise DevClusterError(f"Slurm {version} roots are built for x86_64, not {os.uname().machine}")
+        raise DevClusterError(f"Slurm {version} roots are built for x86_64, not "
+                              f"{os.uname().machine}")
     from .devcluster import ensure_packages
 
     ensure_packages(["debootstrap"])
@@ -217,9 +221,11 @@ def ensure_root(version: str, roots: Path | None = None) -> Path:
                     logf, f"debootstrap {suite}")
     _copy_host_settings(partial)
     env = dict(root_env(), DEBIAN_FRONTEND="noninteractive", LC_ALL="C.UTF-8")
-    _run_logged(in_root(partial, ["apt-get", "update", "-q"]), logf, f"apt-get update in {partial}", env)
+    _run_logged(in_root(partial, ["apt-get", "update", "-q"]), logf,
+                f"apt-get update in {partial}", env)
     # A build cut short may have left packages unconfigured; apt-get install would stop on them.
-    _run_logged(in_root(partial, ["dpkg", "--configure", "-a"]), logf, f"dpkg --configure -a in {partial}", env)
+    _run_logged(in_root(partial, ["dpkg", "--configure", "-a"]), logf,
+                f"dpkg --configure -a in {partial}", env)
     _run_logged(in_root(partial, ["apt-get", "install", "-y", "-q", "--no-install-recommends",
                                   *ROOT_PACKAGES]), logf, f"apt-get install in {partial}", env)
     _run_logged(in_root(partial, ["update-ca-certificates"]), logf, "update-ca-certificates", env)
@@ -245,5 +251,6 @@ def ensure_root(version: str, roots: Path | None = None) -> Path:
 def remove_root(root: Path) -> None:
     """Delete a root (``devcluster root --rebuild``); only a directory this module built."""
     if not (root / ROOT_MARKER).is_file() and not (root / "debootstrap").exists():
-        raise DevClusterError(f"{root} is not a kant-slurm root (no {ROOT_MARKER}): not deleting it")
+        raise DevClusterError(f"{root} is not a kant-slurm root (no {ROOT_MARKER}): "
+                              "not deleting it")
     shutil.rmtree(root)

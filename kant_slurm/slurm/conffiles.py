@@ -65,7 +65,8 @@ def _hosts(value: str, source: str, line: int, key: str) -> list[str]:
     try:
         return list(expand(value))
     except Exception as exc:  # noqa: BLE001 - any hostlist error names the place
-        raise InputError(f"{source}:{line}: {key}={value!r}: not a Slurm host list ({exc})") from None
+        raise InputError(f"{source}:{line}: {key}={value!r}: not a Slurm host list "
+                         f"({exc})") from None
 
 
 def gpu_gres(value: str, source: str, line: int) -> tuple[int | None, str | None]:
@@ -221,7 +222,8 @@ def inventory_from_conf(slurm_conf: str, gres_conf: str | None = None,
     for rec in part_recs:
         src, line = rec["_source"], rec["_line"]
         spec = rec.get("nodes", "")
-        members = names if spec.upper() == "ALL" else _hosts(spec, src, line, "Nodes") if spec else []
+        members = (names if spec.upper() == "ALL"
+                   else _hosts(spec, src, line, "Nodes") if spec else [])
         missing = [m for m in members if m not in set(names)]
         if missing:
             raise InputError(f"{src}:{line}: partition {rec['partitionname']!r} names node "

@@ -230,7 +230,8 @@ def default_port_base() -> int:
     try:
         return int(raw)
     except ValueError:
-        raise DevClusterError(f"{PORT_BASE_ENV}={raw!r}: expected a port number like 16800") from None
+        raise DevClusterError(f"{PORT_BASE_ENV}={raw!r}: expected a port number like "
+                              "16800") from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -440,7 +441,8 @@ def _start_namespace(paths: DevClusterPaths, root: Path | None) -> dict:
             break
         time.sleep(0.05)
     _kill_pid(proc.pid)
-    raise DevClusterError(f"could not start the cluster's PID namespace (unshare --pid); see {logf}")
+    raise DevClusterError("could not start the cluster's PID namespace (unshare --pid); "
+                          f"see {logf}")
 
 
 def _kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -502,14 +504,16 @@ def client_argv(paths: DevClusterPaths, argv: Sequence[str]) -> list[str]:
     return [*_nsenter(ns, paths), "chroot", str(root), *argv]
 
 
-def _run(argv: Sequence[str], env: dict | None = None, timeout: float = 60, input: str | None = None):
+def _run(argv: Sequence[str], env: dict | None = None, timeout: float = 60,
+         input: str | None = None):
     try:
         return subprocess.run(
             list(argv), env=env, capture_output=True, text=True, timeout=timeout, input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
         )
     except FileNotFoundError:
-        raise DevClusterError(f"{argv[0]}: command not found (is its Debian package installed?)") from None
+        raise DevClusterError(f"{argv[0]}: command not found (is its Debian package "
+                              "installed?)") from None
     except subprocess.TimeoutExpired:
         raise DevClusterError(f"{' '.join(argv[:3])}: no answer within {timeout:.0f}s") from None
 
@@ -525,7 +529,8 @@ def _binary(*candidates: str, root: Path | None = None) -> str:
     the one inside it)."""
     for cand in candidates:
         if root is None:
-            found = shutil.which(cand) or (cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None)
+            found = shutil.which(cand) or (cand if os.path.isabs(cand)
+                                           and os.access(cand, os.X_OK) else None)
             if found:
                 return found
             continue
@@ -534,7 +539,8 @@ def _binary(*candidates: str, root: Path | None = None) -> str:
             if os.access(str(root) + path, os.X_OK):
                 return path
     where = f" in {root}" if root is not None else ""
-    raise DevClusterError(f"{candidates[0]} not found{where}: install the Debian package that has it")
+    raise DevClusterError(f"{candidates[0]} not found{where}: install the Debian package "
+                          "that has it")
 
 
 def _spawn(name: str, argv: list[str], paths: DevClusterPaths, executable: str | None = None,
@@ -546,7 +552,8 @@ def _spawn(name: str, argv: list[str], paths: DevClusterPaths, executable: str |
     """
     ns = _namespace(paths)
     if ns is None:
-        raise DevClusterError(f"{name}: the cluster's PID namespace is gone; see {paths.log_file('namespace')}")
+        raise DevClusterError(f"{name}: the cluster's PID namespace is gone; see "
+                              f"{paths.log_file('namespace')}")
     if executable is not None:
         argv = ["bash", "-c", 'exec -a "$0" "$@"', argv[0], executable, *argv[1:]]
     wrapped = _nsenter(ns, paths)
@@ -585,7 +592,8 @@ def _wait_for(name: str, pid: int, ready, paths: DevClusterPaths, timeout: float
         except DevClusterError:
             pass
         if time.monotonic() > deadline:
-            raise DevClusterError(f"{name} did not become ready within {timeout:.0f}s; see its log {logp}")
+            raise DevClusterError(f"{name} did not become ready within {timeout:.0f}s; "
+                                  f"see its log {logp}")
         time.sleep(0.3)
 
 
@@ -619,12 +627,14 @@ def ensure_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> list[str]:
             "this needs Debian 12 or the packages installed by hand"
         )
     if os.geteuid() != 0:
-        raise DevClusterError(f"Debian packages missing ({' '.join(missing)}): run as root to install them")
+        raise DevClusterError(f"Debian packages missing ({' '.join(missing)}): run as root "
+                              "to install them")
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     log.warning("installing Debian packages: %s", " ".join(missing))
     for argv in (["apt-get", "update"],
                  ["apt-get", "install", "-y", "--no-install-recommends", *missing]):
-        res = subprocess.run(argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        res = subprocess.run(argv, env=env, capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL)
         if res.returncode != 0:
             tail = (res.stderr.strip().splitlines() or ["?"])[-1]
             raise DevClusterError(f"{' '.join(argv[:2])} failed: {tail}")
@@ -653,7 +663,8 @@ class DevClusterStatus:
 
 
 def _daemon_names(spec: DevClusterSpec) -> list[str]:
-    return ["munged", "mariadbd", "slurmdbd", "slurmctld"] + [f"slurmd-{n}" for n in spec.node_names]
+    return (["munged", "mariadbd", "slurmdbd", "slurmctld"]
+            + [f"slurmd-{n}" for n in spec.node_names])
 
 
 def _load_state(paths: DevClusterPaths) -> dict | None:
@@ -698,8 +709,9 @@ def status(directory: Path) -> DevClusterStatus:
 
 
 def _prepare_dirs(paths: DevClusterPaths, spec: DevClusterSpec) -> None:
-    for sub in (paths.dir, paths.etc, paths.log, paths.run, paths.dir / "state", paths.dir / "spool",
-                paths.munge_socket.parent, paths.mariadb_socket.parent, paths.gpus):
+    for sub in (paths.dir, paths.etc, paths.log, paths.run, paths.dir / "state",
+                paths.dir / "spool", paths.munge_socket.parent, paths.mariadb_socket.parent,
+                paths.gpus):
         sub.mkdir(parents=True, exist_ok=True)
     # munged refuses directories that others can write to.
     for sub in (paths.dir, paths.munge_socket.parent, paths.etc):
@@ -732,7 +744,8 @@ def _build_spank_plugin(paths: DevClusterPaths) -> None:
     if not (source / "Makefile").is_file():
         log.info("SPANK plugin not built (no spank/ sources)")
         return
-    res = subprocess.run(client_argv(paths, ["make", "-s", "-C", str(source), f"OUT={paths.dir}", "all"]),
+    res = subprocess.run(client_argv(paths, ["make", "-s", "-C", str(source), f"OUT={paths.dir}",
+                                             "all"]),
                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
     if res.returncode != 0:
         log.warning("building the kant SPANK plugin into %s failed (the cluster runs without "
@@ -807,8 +820,10 @@ def _mysql(paths: DevClusterPaths, sql: str) -> subprocess.CompletedProcess:
 def _start_mariadb(paths: DevClusterPaths, spec: DevClusterSpec, db_password: str) -> None:
     if not (paths.mariadb_data / "mysql").is_dir():
         install = _binary("mariadb-install-db", "mysql_install_db", root=_root_of(paths))
-        res = _crun(paths, [install, "--no-defaults", "--user=root", f"--datadir={paths.mariadb_data}",
-                    "--auth-root-authentication-method=socket", "--skip-test-db"], timeout=180)
+        res = _crun(paths, [install, "--no-defaults", "--user=root",
+                            f"--datadir={paths.mariadb_data}",
+                            "--auth-root-authentication-method=socket", "--skip-test-db"],
+                    timeout=180)
         if res.returncode != 0:
             paths.log_file("mariadb-install-db").write_text(res.stdout + res.stderr)
             raise DevClusterError(
@@ -867,22 +882,26 @@ def _slurmdbd_env(paths: DevClusterPaths) -> dict[str, str]:
     compat = chroot.COMPAT_LIBMARIADB_DIR
     if not os.path.isfile(f"{root or ''}{compat}/libmariadb.so.3"):
         raise DevClusterError(
-            f"slurmdbd cannot use MariaDB 11's client library and {root or ''}{compat}/libmariadb.so.3 "
+            "slurmdbd cannot use MariaDB 11's client library and "
+            f"{root or ''}{compat}/libmariadb.so.3 "
             "is missing: rebuild the root with `kant-slurm devcluster root --rebuild`"
         )
-    env["LD_LIBRARY_PATH"] = compat + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else "")
+    env["LD_LIBRARY_PATH"] = compat + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH")
+                                       else "")
     return env
 
 
 def _start_slurmdbd(paths: DevClusterPaths, spec: DevClusterSpec) -> None:
-    pid = _spawn("slurmdbd", [_binary("slurmdbd", "/usr/sbin/slurmdbd", root=_root_of(paths)), "-D"],
+    pid = _spawn("slurmdbd",
+                 [_binary("slurmdbd", "/usr/sbin/slurmdbd", root=_root_of(paths)), "-D"],
                  paths, env=_slurmdbd_env(paths))
 
     def ready() -> bool:
         return _crun(paths, ["sacctmgr", "-n", "-P", "show", "cluster"], timeout=20).returncode == 0
 
     _wait_for("slurmdbd", pid, ready, paths, 120, paths.log / "slurmdbd.log")
-    listed = _crun(paths, ["sacctmgr", "-n", "-P", "show", "cluster", "format=cluster"]).stdout.split()
+    listed = _crun(paths, ["sacctmgr", "-n", "-P", "show", "cluster",
+                           "format=cluster"]).stdout.split()
     if spec.cluster_name not in listed:
         res = _crun(paths, ["sacctmgr", "-i", "add", "cluster", spec.cluster_name])
         if res.returncode != 0:
@@ -954,7 +973,8 @@ def _start_slurmds(paths: DevClusterPaths, spec: DevClusterSpec) -> dict[str, in
     slurmd = _binary("/usr/sbin/slurmd-wlm", "slurmd", root=_root_of(paths))
     pids = {}
     for name in spec.node_names:
-        pids[name] = _spawn(f"slurmd-{name}", ["slurmd", "-D", "-N", name, "-f", str(paths.slurm_conf)],
+        pids[name] = _spawn(f"slurmd-{name}",
+                            ["slurmd", "-D", "-N", name, "-f", str(paths.slurm_conf)],
                             paths, executable=slurmd)
     return pids
 
@@ -963,8 +983,8 @@ def node_states(slurm_conf: Path, prefix: Sequence[str] = ()) -> dict[str, str]:
     """node -> its state word from ``sinfo -N`` (e.g. ``idle``, ``mix``, ``down*``).
 
     ``prefix`` runs sinfo inside a cluster's root (see :func:`client_argv`)."""
-    res = _run([*prefix, "sinfo", "-h", "-N", "-o", "%N %t"], env=dict(os.environ, SLURM_CONF=str(slurm_conf)),
-               timeout=20)
+    res = _run([*prefix, "sinfo", "-h", "-N", "-o", "%N %t"],
+               env=dict(os.environ, SLURM_CONF=str(slurm_conf)), timeout=20)
     if res.returncode != 0:
         raise DevClusterError(f"sinfo failed: {res.stderr.strip()[:200]}")
     out = {}
@@ -984,7 +1004,8 @@ def wait_idle(paths: DevClusterPaths, spec: DevClusterSpec, slurmd_pids: dict[st
         for name, pid in (slurmd_pids or {}).items():
             if not _pid_alive(pid):
                 raise DevClusterError(
-                    f"slurmd -N {name} died on start; see its log {paths.log / f'slurmd-{name}.log'}"
+                    f"slurmd -N {name} died on start; see its log "
+                    f"{paths.log / f'slurmd-{name}.log'}"
                 )
         try:
             states = node_states(paths.slurm_conf, client_argv(paths, []))
@@ -1003,7 +1024,8 @@ def wait_idle(paths: DevClusterPaths, spec: DevClusterSpec, slurmd_pids: dict[st
     first = next(iter(bad), spec.node_names[0])
     raise DevClusterError(
         f"nodes not idle after {timeout:.0f}s ({compress(bad) or 'none listed'}: "
-        f"{', '.join(sorted(set(bad.values()))) or 'no answer'}); see {paths.log / f'slurmd-{first}.log'}"
+        f"{', '.join(sorted(set(bad.values()))) or 'no answer'}); see "
+        f"{paths.log / f'slurmd-{first}.log'}"
         f" and {paths.log / 'slurmctld.log'}"
     )
 
@@ -1021,7 +1043,8 @@ def _check_ports(spec: DevClusterSpec) -> None:
             )
 
 
-def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: float = 180) -> DevClusterStatus:
+def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: float = 180
+       ) -> DevClusterStatus:
     """Start the cluster (or report the running one); return its status once all nodes are idle."""
     spec.validate()
     paths = DevClusterPaths(Path(directory).resolve())
@@ -1038,19 +1061,22 @@ def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: flo
     step_socket = f"{paths.dir}/spool/slurmd-{node}/{node}_{'9' * 6}.{'9' * 10}"
     if len(str(paths.munge_socket)) > 100 or len(step_socket) > 107:
         raise DevClusterError(f"--dir {paths.dir} is too long for a unix socket path; choose a "
-                              f"shorter one (at most {107 - len(step_socket) + len(str(paths.dir))} "
+                              "shorter one (at most "
+                              f"{107 - len(step_socket) + len(str(paths.dir))} "
                               "characters)")
     current = status(paths.dir)
     if current.running:
         old = DevClusterSpec(**current.spec) if current.spec else None
         if old is not None and old != spec:
-            log.warning("a dev cluster already runs in %s with another shape (%s nodes, port base %s);"
+            log.warning("a dev cluster already runs in %s with another shape (%s nodes, "
+                        "port base %s);"
                         " run `kant-slurm devcluster down` first to change it",
                         paths.dir, old.nodes, old.port_base)
         log.info("dev cluster in %s already runs", paths.dir)
         return current
     if os.geteuid() != 0:
-        raise DevClusterError("devcluster up must run as root (it starts munged, MariaDB and Slurm daemons)")
+        raise DevClusterError("devcluster up must run as root (it starts munged, MariaDB and "
+                              "Slurm daemons)")
     root = _slurm_root(spec.slurm_version, install)
     # Leftovers of a half-started cluster go first, so the ports and pid files are ours again.
     if any(v is not None for v in current.daemons.values()) or _namespace(paths) is not None:
@@ -1177,7 +1203,8 @@ def _in_namespace(pid_ns: str) -> list[int]:
     """Live pids in the PID namespace ``pid_ns``."""
     out = []
     for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and _pid_ns(int(entry.name)) == pid_ns and _pid_alive(int(entry.name)):
+        if (entry.name.isdigit() and _pid_ns(int(entry.name)) == pid_ns
+                and _pid_alive(int(entry.name))):
             out.append(int(entry.name))
     return out
 

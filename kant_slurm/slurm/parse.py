@@ -102,10 +102,12 @@ def state_words(value) -> list[str]:
 
 def schedulable_state(words: Sequence[str], state_flags: Sequence[str] = ()) -> bool:
     """False when the node is down, drained, failing, ... (no new work may land on it)."""
-    return not any(w in _UNSCHEDULABLE or w.startswith(_UNSCHEDULABLE) for w in list(words) + list(state_flags))
+    return not any(w in _UNSCHEDULABLE or w.startswith(_UNSCHEDULABLE)
+                   for w in list(words) + list(state_flags))
 
 
-_GRES_ITEM = re.compile(r"^(?:gres[:/])?(?P<name>[a-zA-Z_]+)(?::(?P<type>[^:(]+?))?(?::(?P<count>\d+))?"
+_GRES_ITEM = re.compile(r"^(?:gres[:/])?(?P<name>[a-zA-Z_]+)(?::(?P<type>[^:(]+?))?"
+                        r"(?::(?P<count>\d+))?"
                         r"(?:\((?P<extra>[^)]*)\))?$")
 
 
@@ -748,7 +750,8 @@ def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None,
             partitions=tuple(p for p in (job.get("partition") or "").split(",") if p),
             qos=job.get("qos") or "",
             gpu_type=gtype,
-            cpus_per_node=(integer(job.get("cpus"), f"{where}.cpus") // num_nodes) if num_nodes else 0,
+            cpus_per_node=((integer(job.get("cpus"), f"{where}.cpus") // num_nodes)
+                           if num_nodes else 0),
             time_limit=limit * 60 if limit is not None else None,
             start_time=start if state == RUNNING and start else None,
             eligible_time=eligible or None,

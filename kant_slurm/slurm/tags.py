@@ -20,7 +20,8 @@ _KNOWN = ("workload", "service", "est", "sla", "ckpt")
 
 def _seconds(field: str, value: str, text: str) -> int:
     if not value.isdigit():
-        raise InputError(f"kant tag {text!r}: field {field}={value!r} is not a whole number of seconds")
+        raise InputError(f"kant tag {text!r}: field {field}={value!r} is not a whole number "
+                         "of seconds")
     return int(value)
 
 
@@ -41,7 +42,8 @@ def parse_kant_tag(text: str | None) -> dict:
     rest = text[start + len(TAG_PREFIX):]
     body = rest.splitlines()[0].strip() if rest.strip() else ""
     if not body:
-        raise InputError(f"kant tag {text!r}: empty; expected kant:workload=training|inference|batch;...")
+        raise InputError(f"kant tag {text!r}: empty; expected "
+                         "kant:workload=training|inference|batch;...")
     out: dict = {}
     for part in body.split(";"):
         if not part:
@@ -60,17 +62,20 @@ def parse_kant_tag(text: str | None) -> dict:
         if key == "workload":
             if value not in WORKLOADS:
                 raise InputError(
-                    f"kant tag {text!r}: field workload={value!r}; expected one of {', '.join(WORKLOADS)}"
+                    f"kant tag {text!r}: field workload={value!r}; expected one of "
+                    f"{', '.join(WORKLOADS)}"
                 )
             out[key] = value
         elif key == "service":
             if not _SERVICE.match(value):
                 raise InputError(
-                    f"kant tag {text!r}: field service={value!r}; expected 1-64 letters, digits, '.', '_' or '-'"
+                    f"kant tag {text!r}: field service={value!r}; expected 1-64 letters, "
+                    "digits, '.', '_' or '-'"
                 )
             out[key] = value
         else:
             out[key] = _seconds(key, value, text)
     if "workload" not in out:
-        raise InputError(f"kant tag {text!r}: field workload is missing; expected workload=training|inference|batch")
+        raise InputError(f"kant tag {text!r}: field workload is missing; expected "
+                         "workload=training|inference|batch")
     return out

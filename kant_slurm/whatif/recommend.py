@@ -50,7 +50,8 @@ def compare(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, list
 
 def _change(item: Mapping[str, Any]) -> str:
     fmt = stats._fmt
-    text = f"{item['label']} {fmt(item['unit'], item['base'])} -> {fmt(item['unit'], item['other'])}"
+    text = (f"{item['label']} {fmt(item['unit'], item['base'])} -> "
+            f"{fmt(item['unit'], item['other'])}")
     if item["relative"] is not None:
         text += f" ({item['relative'] * 100:+.0f}%)"
     return text
