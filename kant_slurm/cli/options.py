@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import json
-import math
 from typing import Any
 
 import click
+
+from ..jsonready import json_ready
 
 
 def json_option(f):
@@ -15,23 +15,9 @@ def json_option(f):
     return click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")(f)
 
 
-def _clean(value: Any) -> Any:
-    # NaN/inf are not JSON; numpy scalars are not JSON-serialisable either.
-    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict)):
-        with contextlib.suppress(AttributeError, ValueError):
-            value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def echo_json(data: Any) -> None:
     """Print ``data`` as indented JSON (NaN becomes null, numpy numbers become plain)."""
-    click.echo(json.dumps(_clean(data), indent=2, sort_keys=False))
+    click.echo(json.dumps(json_ready(data), indent=2, sort_keys=False))
 
 
 # --------------------------------------------------------------------------------------------
@@ -160,7 +146,7 @@ def format_table(rows: list[dict[str, Any]], fields: str | None, default: tuple[
 
 
 def _cell(value: Any) -> str:
-    value = _clean(value)
+    value = json_ready(value)
     if value is None:
         return ""
     if isinstance(value, float):

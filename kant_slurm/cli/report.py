@@ -12,7 +12,8 @@ from pathlib import Path
 import click
 
 from ..errors import InputError, UsageError
-from .options import (NO_HELP_SHORTCUT, _clean, echo_json, format_table, table_options,
+from ..jsonready import json_ready
+from .options import (NO_HELP_SHORTCUT, echo_json, format_table, table_options,
                       wants_table, window_options)
 
 log = logging.getLogger(__name__)
@@ -180,7 +181,7 @@ def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, ht
     elif html_out:
         from ..report.accounting_html import render_html
 
-        Path(html_out).write_text(render_html(_clean(report)), encoding="utf-8")
+        Path(html_out).write_text(render_html(json_ready(report)), encoding="utf-8")
         click.echo(f"wrote {html_out}")
     else:
         click.echo(format_report(report))

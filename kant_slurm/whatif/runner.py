@@ -18,7 +18,6 @@ done.
 from __future__ import annotations
 
 import json
-import math
 import os
 import shlex
 import socket
@@ -31,6 +30,7 @@ from typing import Any
 
 from .. import __version__
 from ..errors import KantError
+from ..jsonready import json_ready
 from . import schedparams, stats
 from .grid import Cell, Grid, GridError, nest
 
@@ -84,21 +84,8 @@ def load_out(out: str | Path) -> Grid:
 def write_json(path: Path, data: Any) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(plain(data), indent=2, sort_keys=False) + "\n", encoding="utf-8")
+    tmp.write_text(json.dumps(json_ready(data), indent=2, sort_keys=False) + "\n", encoding="utf-8")
     os.replace(tmp, path)
-
-
-def plain(value: Any) -> Any:
-    """JSON-ready: numpy scalars become Python numbers, NaN/inf become None."""
-    if hasattr(value, "item") and not isinstance(value, (list, tuple, dict, str)):
-        value = value.item()
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {str(k): plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 def missing_seeds(out: Path, grid: Grid, cell: Cell) -> list[int]:
@@ -176,7 +163,7 @@ def run_seed(cell: Cell, grid: Grid, seed: int, inputs=None,
         progress=(lambda _name, d, t: progress(d, t)) if progress else None)
     run = comparison.runs[cell.policy]
     metrics = {k: v for k, v in run.headline.items() if k != "sim_seconds"}
-    return {"metrics": plain(metrics), "sim_seconds": run.headline["sim_seconds"],
+    return {"metrics": json_ready(metrics), "sim_seconds": run.headline["sim_seconds"],
             "wall_seconds": time.monotonic() - t0, "notes": list(comparison.notes)}
 
 

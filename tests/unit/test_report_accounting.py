@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 
 from kant_slurm.cli import cli
-from kant_slurm.cli.options import _clean
+from kant_slurm.jsonready import json_ready as _clean
 from kant_slurm.metrics.records import make_records
 from kant_slurm.model import Inventory, Partition, Topology
 from kant_slurm.report.accounting import (REPORT_KEYS, build_report, format_report,
