@@ -92,3 +92,12 @@ def test_file_is_plain_sorted_json(tmp_path):
     data = json.loads((tmp_path / "s.json").read_text())
     assert list(data["marks"]["weight"]) == ["gn01", "gn02"]
     assert data["version"] == 1
+
+
+@pytest.mark.parametrize("bad", [-1, "3", True, 1.5])
+def test_bad_reapplied_count_names_the_field(tmp_path, bad):
+    path = tmp_path / "state.json"
+    path.write_text(json.dumps({"version": 1, "marks": {"site_factor": {
+        "7": {"orig": 0, "set": 500000, "at": 0, "reapplied": bad}}}}))
+    with pytest.raises(StateCorrupt, match=r"marks\.site_factor\.7\.reapplied"):
+        load_state(path)
