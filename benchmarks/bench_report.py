@@ -2,7 +2,7 @@
 """Scale benchmark of ``kant-slurm report``: a 1,000,000-job sacct history in <= 2 min, <= 4 GiB.
 
 Step 1 (``build``) writes a sacct-format history (``SLURM_TIME_FORMAT=%s sacct -a -X -D -P``
-with the fields of :data:`kant_slurm.slurm.accounting.SACCT_FIELDS`) built from the shapes of the
+with the fields of :data:`kant_slurm.formats.sacct.SACCT_FIELDS`) built from the shapes of the
 real traces bundled in the repository (``benchmarks/traces``, ``kant_slurm/data/traces``;
 ``KANT_TRACES=DIR`` reads the two CSV files from DIR instead):
 
@@ -19,7 +19,7 @@ real traces bundled in the repository (``benchmarks/traces``, ``kant_slurm/data/
   (an extra REQUEUED run), 5% of the one-GPU jobs are array tasks (``123_7``).
 
 Step 2 (``process``, run in a fresh subprocess so its peak RSS is its own) reads the dump with
-:func:`kant_slurm.slurm.accounting.read_sacct_dump`, builds the report
+:func:`kant_slurm.formats.sacct.read_sacct_dump`, builds the report
 (:func:`kant_slurm.report.accounting.build_report`) and the HTML page, and prints the figures.
 
 Usage::
@@ -100,7 +100,7 @@ def _fit(free: np.ndarray, per: list[int]) -> list[int] | None:
 def build(n_jobs: int, nodes: int, out: Path, seed: int = 1) -> dict:
     """Write ``out/sacct.txt`` and ``out/cluster.json``; return what was built."""
     from kant_slurm.hostlist import compress
-    from kant_slurm.slurm.accounting import SACCT_FIELDS, split_gpus
+    from kant_slurm.formats.sacct import SACCT_FIELDS, split_gpus
     from kant_slurm.sim.timelimit import ladder_limits
 
     rng = np.random.default_rng(seed)
@@ -199,7 +199,8 @@ def process(out: Path, html: bool = True) -> dict:
     from kant_slurm.report.accounting import build_report
     from kant_slurm.report.accounting_html import render_html
     from kant_slurm.cli.options import _clean
-    from kant_slurm.slurm.accounting import read_sacct_dump, record_table
+    from kant_slurm.formats.sacct import read_sacct_dump
+    from kant_slurm.slurm.accounting import record_table
 
     spec = json.loads((out / "cluster.json").read_text())
     inv = _inventory(spec)

@@ -73,7 +73,7 @@ def openb_default() -> Path | None:
 
 
 def read_load_trace(kind: str, openb: Path | None):
-    from kant_slurm.sim.traces import read_trace
+    from kant_slurm.formats.traces import read_trace
 
     if kind == "philly":
         from sim_bench import PHILLY

@@ -35,7 +35,7 @@ def workload(kind: str):
     from kant_slurm.sim.cluster import load_cluster_spec
 
     if kind == "philly48":
-        from kant_slurm.sim.traces import read_trace
+        from kant_slurm.formats.traces import read_trace
 
         return read_trace(PHILLY, "philly"), load_cluster_spec(HERE / "philly-48x8.yaml")
     return bench_workload(kind)

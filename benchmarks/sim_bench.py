@@ -36,7 +36,7 @@ def workload(kind: str):
     import pandas as pd
 
     from kant_slurm.sim.cluster import bundled_cluster_path, load_cluster_spec
-    from kant_slurm.sim.traces import Trace, bundled_trace_path, read_trace
+    from kant_slurm.formats.traces import Trace, bundled_trace_path, read_trace
 
     if kind == "default":
         return read_trace(bundled_trace_path()), load_cluster_spec(bundled_cluster_path())

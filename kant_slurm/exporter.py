@@ -41,7 +41,7 @@ from . import __version__
 from .errors import InputError, SlurmError
 from .metrics.instant import gar, gfr, stranded_gpu_share, stranded_gpu_share_leaf, whole_free_nodes
 from .model import ClusterSnapshot
-from .slurm.tags import WORKLOADS
+from .formats.tags import WORKLOADS
 
 log = logging.getLogger(__name__)
 

@@ -67,7 +67,7 @@ class SlurmCluster:
 
     def site_factors(self) -> dict[str, int]:
         """Each eligible pending job's SiteFactor, as sprio shows it."""
-        from kant_slurm.slurm.parse import parse_sprio_site
+        from kant_slurm.formats.slurm_jobs import parse_sprio_site
 
         return parse_sprio_site(self.run("sprio", "-h", "-o", "%i %S").stdout)
 

@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 def _inventory(slurm_conf: str | None):
     """The node inventory: from slurm.conf + gres.conf + topology.conf, else the live cluster."""
     if slurm_conf:
-        from ..slurm import conffiles
+        from ..formats import slurm_conf as conffiles
 
         return conffiles.read_slurm_conf(slurm_conf)
     from ..slurm import read_snapshot

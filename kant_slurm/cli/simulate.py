@@ -55,7 +55,7 @@ def _load_cluster(cluster_path, slurm_conf):
     if cluster_path and slurm_conf:
         raise click.UsageError("give --cluster or --slurm-conf, not both")
     if slurm_conf:
-        from ..slurm.conffiles import read_slurm_conf
+        from ..formats.slurm_conf import read_slurm_conf
 
         inventory = read_slurm_conf(slurm_conf)
         return spec_from_inventory(inventory, name=Path(slurm_conf).name, source=slurm_conf)
@@ -132,7 +132,7 @@ def simulate_cmd(trace_path, trace_format, inference_path, inference_share, infe
     """
     from ..config import load_config
     from ..sim.run import compare_policies
-    from ..sim.traces import bundled_trace_path, read_trace
+    from ..formats.traces import bundled_trace_path, read_trace
 
     if html_path:
         from ..report.html import require_plotting
@@ -147,7 +147,7 @@ def simulate_cmd(trace_path, trace_format, inference_path, inference_share, infe
                        procs_per_gpu=procs_per_gpu, openb_mode=openb_mode)
     if inference_path:
         from ..sim.mixed import mix_workload
-        from ..sim.traces import read_alibaba_inference
+        from ..formats.traces import read_alibaba_inference
 
         trace = mix_workload(trace, read_alibaba_inference(inference_path), cluster.total_gpus,
                              share=inference_share, seed=seed, offset=inference_offset)

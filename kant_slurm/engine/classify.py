@@ -25,6 +25,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..formats.tags import parse_kant_tag
 from ..model import Job, replace_job
 
 log = logging.getLogger(__name__)
@@ -92,8 +93,6 @@ def _tag_field(job: Job, field: str) -> int | None:
     text = job.admin_comment
     if not text or f"{field}=" not in text:
         return None
-    from ..slurm.tags import parse_kant_tag  # pure parsing, no Slurm call
-
     try:
         return parse_kant_tag(text).get(field)
     except Exception as exc:  # InputError: a bad tag must not stop the cycle

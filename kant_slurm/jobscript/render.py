@@ -82,7 +82,7 @@ def kant_tag(workload: str, service: str | None = None, est_seconds: int | None 
     """The engine's classification tag: ``kant:workload=W;service=S;est=SECONDS``.
 
     The same format job_submit.lua writes to the admin comment and
-    ``kant_slurm.slurm.tags.parse_kant_tag`` reads; absent parts are left out.
+    ``kant_slurm.formats.tags.parse_kant_tag`` reads; absent parts are left out.
     """
     if workload not in WORKLOADS:
         raise TemplateError(f"workload {workload!r} is not one of {', '.join(WORKLOADS)}")

@@ -1,6 +1,6 @@
 """Inference start-time SLA and the cost of preemption to training (issue 8).
 
-Definitions (over the job-record table, :mod:`.records`):
+Definitions (over the job-record table, :mod:`kant_slurm.formats.records`):
 
 - An inference job *attains* its SLA when it started within it: ``first start - submit <= sla``.
   The first start counts (an inference service is not preempted; a requeued one would have
@@ -20,7 +20,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from .records import wait_s
+from ..formats.records import wait_s
 
 QUANTILES = (0.5, 0.9, 0.99)
 

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 from ..model import SIZE_BUCKETS, Inventory
-from .records import last_start, size_buckets, wait_s
+from ..formats.records import last_start, size_buckets, wait_s
 
 TIERS = ("node", "leaf", "spine", "cross")
 SLOWDOWN = {"node": 1.00, "leaf": 1.10, "spine": 1.25, "cross": 1.40}

@@ -28,7 +28,7 @@ import pandas as pd
 
 from ..errors import InputError
 from ..model import Inventory
-from .records import explode_nodes, last_start
+from ..formats.records import explode_nodes, last_start
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What ``kant-slurm report`` shows: the Kant metrics of one accounting window.
 
-Pure: job records (:mod:`kant_slurm.metrics.records`) and the node inventory in, one dict out
+Pure: job records (:mod:`kant_slurm.formats.records`) and the node inventory in, one dict out
 (the ``--json`` document), plus CSV tables. The metrics themselves come from
 :mod:`kant_slurm.metrics` (shared with the simulator); this module adds what only an accounting
 report needs:
@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from ..metrics.jobs import wait_cdf
-from ..metrics.records import explode_nodes
+from ..formats.records import explode_nodes
 from ..metrics.summary import all_metrics
 from ..metrics.timeline import Occupancy
 from ..model import Inventory

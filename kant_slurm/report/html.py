@@ -21,7 +21,7 @@ import numpy as np
 from ..errors import InputError
 from ..metrics.inference import inference_wait_cdf, job_slas
 from ..metrics.jobs import TIERS, jtted, wait_cdf
-from ..metrics.records import size_buckets
+from ..formats.records import size_buckets
 from ..model import SIZE_BUCKETS
 from .tables import HEADLINE_COLUMNS, fmt_duration, inference_rows
 

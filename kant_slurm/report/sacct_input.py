@@ -1,7 +1,7 @@
 """The saved sacct dumps ``kant-slurm report --input`` reads: ``sacct -P`` text or ``sacct --json``.
 
 Both forms end in the same records, through the same window clipping and class rules
-(:func:`kant_slurm.slurm.accounting.records_from_columns`): a JSON dump is first turned into
+(:func:`kant_slurm.formats.sacct.records_from_columns`): a JSON dump is first turned into
 the columns ``sacct -P`` would have printed for the same jobs. Pure; nothing runs a command.
 """
 
@@ -15,6 +15,8 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from ..formats import sacct
+from ..formats.sacct import parse_sacct_json
 from ..model import Job
 
 
@@ -25,8 +27,6 @@ def _stamp(value: float) -> str:
 
 def json_dump_columns(data: str | Mapping, source: str) -> dict[str, list[str]]:
     """``sacct --json`` -> the ``sacct -P`` columns of the same jobs (field name -> values)."""
-    from ..slurm.sacct import parse_sacct_json
-
     if isinstance(data, str):
         try:
             data = json.loads(data)
@@ -74,18 +74,16 @@ def read_dump(path: str, *, since: float | None, until: float | None,
               classify: Callable[[Job], Job] | None) -> pd.DataFrame:
     """The job records of a ``sacct -P`` or ``sacct --json`` dump, clipped to the window
     (``None``: that side open)."""
-    from ..slurm import accounting as acct
-
     try:
         if is_json_dump(path):
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()
             cols = json_dump_columns(text, path)
-            frame = acct.records_from_columns(cols, since=since, until=until, classify=classify,
+            frame = sacct.records_from_columns(cols, since=since, until=until, classify=classify,
                                               source=path)
             return frame.drop_duplicates("key", keep="last").reset_index(drop=True)
         with open(path, encoding="utf-8", errors="replace") as fh:
-            return acct.read_sacct_dump(fh, since=since, until=until, classify=classify,
+            return sacct.read_sacct_dump(fh, since=since, until=until, classify=classify,
                                         source=path)
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected "

@@ -1,7 +1,7 @@
 """Trace-driven simulator: replays real job traces through the real engine on a virtual cluster.
 
-- :mod:`.traces`: Philly, SWF, openb, sacct and Alibaba DLRM inference readers -> a workload
-  table
+- the trace readers (Philly, SWF, openb, sacct, Alibaba DLRM inference -> a workload table) are
+  :mod:`kant_slurm.formats.traces`
 - :mod:`.mixed`: a training trace plus inference services, aligned in time (issue 8)
 - :mod:`.timelimit`: seeded time-limit models for traces without limits
 - :mod:`.cluster`: the strict YAML cluster spec -> Inventory

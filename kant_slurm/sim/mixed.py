@@ -2,7 +2,8 @@
 
 ``kant-slurm simulate --trace philly.csv --inference-trace alibaba-dlrm-inference-2025.csv``:
 the training trace's jobs plus the inference service instances of the Alibaba trace
-(:func:`.traces.read_alibaba_inference`), aligned in time and scaled to the cluster as follows.
+(:func:`kant_slurm.formats.traces.read_alibaba_inference`), aligned in time and scaled to the
+cluster as follows.
 
 Time alignment (no scaling of time: arrivals and lifetimes stay real)
     The training trace spans ``[0, T]`` (first to last submit). The inference trace's window
@@ -38,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
-from .traces import OPTIONAL_COLUMNS, Trace
+from ..formats.traces import OPTIONAL_COLUMNS, Trace
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from ..metrics.timeline import Occupancy, occupancy, scheduling_window
 from .cluster import ClusterSpec
 from .simulator import SimResult, SimSettings, Simulator, prepare_workload
 from .timelimit import apply_time_limits
-from .traces import Trace
+from ..formats.traces import Trace
 
 log = logging.getLogger(__name__)
 

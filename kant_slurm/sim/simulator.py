@@ -96,6 +96,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, SimulationError
+from ..formats.records import make_records
 from ..model import (PENDING, RUNNING, ClusterSnapshot, Inventory, Job, PendingChanges,
                      replace_job)
 
@@ -137,7 +138,7 @@ class SimResult:
     """What one policy's replay produced."""
 
     policy: str
-    records: pd.DataFrame  # the job-record table (kant_slurm.metrics.records)
+    records: pd.DataFrame  # the job-record table (kant_slurm.formats.records)
     end_time: float  # simulated time when the replay stopped
     cycles: int = 0
     cycles_skipped: int = 0
@@ -612,8 +613,6 @@ class Simulator:
             plan = None
 
         wall = time.perf_counter() - wall0
-        from ..metrics.records import make_records
-
         sel = submitted
         rows_sel = np.nonzero(sel)[0]
         is_running = np.zeros(n_jobs, dtype=bool)

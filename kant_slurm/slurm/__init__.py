@@ -1,8 +1,8 @@
 """The only code that runs Slurm commands or imports pyslurm (shared/DESIGN.md, "Layout").
 
 ``read_snapshot()`` reads the live cluster (SLURM_CONF decides which) into a frozen
-:class:`kant_slurm.model.ClusterSnapshot`. Parsers are pure (:mod:`.parse`), backends run the
-commands (:mod:`.backend`), :mod:`.devcluster` runs a real local cluster.
+:class:`kant_slurm.model.ClusterSnapshot`. The parsers are pure and live in
+:mod:`kant_slurm.formats`; the backends run the commands (:mod:`.backend`).
 """
 
 from __future__ import annotations
@@ -15,12 +15,11 @@ from collections.abc import Callable
 from ..errors import SlurmUnreachable
 from ..model import ClusterSnapshot, Job
 from .backend import CliBackend, SlurmReader, check_controller, select_backend
-from .parse import build_snapshot
-from .tags import parse_kant_tag
+from ..formats.snapshot import build_snapshot
 
 log = logging.getLogger(__name__)
 
-__all__ = ["read_snapshot", "parse_kant_tag", "select_backend", "CliBackend", "SlurmReader"]
+__all__ = ["read_snapshot", "select_backend", "CliBackend", "SlurmReader"]
 
 
 def read_snapshot(classify: Callable[[Job], Job] | None = None,

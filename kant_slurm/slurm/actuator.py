@@ -54,8 +54,9 @@ from ..engine.plan import Plan
 from ..engine.scoring import TIER_PARTLY_USED, tier_weight
 from ..errors import InputError, SlurmError, SlurmUnreachable
 from ..hostlist import compress, expand
+from ..formats.slurm_jobs import parse_sprio_site
+from ..formats.slurm_values import parse_timestamp, scontrol_records
 from ..model import ClusterSnapshot
-from .parse import parse_sprio_site
 from .state import (FOREIGN, KINDS, PIN, REQUEUED, SIGNALLED, SIGNALLING, SITE_FACTOR,
                     WEIGHT, Mark, PreemptRecord, SteerState, classify_value, save_state)
 
@@ -844,8 +845,6 @@ class VictimNow:
 
 def parse_victim(text: str, job_id: str) -> VictimNow:
     """``scontrol show job -o <id>`` -> its state, start time, Requeue flag, exit code. Pure."""
-    from .parse import parse_timestamp, scontrol_records
-
     for rec in scontrol_records(text):
         if rec.get("JobId") == job_id or rec.get("ArrayJobId") and \
                 f"{rec.get('ArrayJobId')}_{rec.get('ArrayTaskId')}" == job_id:

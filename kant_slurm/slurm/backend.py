@@ -1,9 +1,8 @@
 """Backends that read a live Slurm: the CLI one (default) and pyslurm when it matches Slurm.
 
 Both answer the same five questions (nodes, partitions, topology, jobs, advance
-reservations); the parsers in
-:mod:`kant_slurm.slurm.parse` turn answers into the model. Only this module and devcluster run
-Slurm commands.
+reservations); the pure parsers of :mod:`kant_slurm.formats` turn answers into the model. Only
+this module and the dev cluster run Slurm commands.
 """
 
 from __future__ import annotations
@@ -19,7 +18,7 @@ from typing import Protocol
 
 from ..errors import SlurmError, SlurmUnreachable
 from ..model import Job, Partition, Reservation, Topology
-from . import parse
+from ..formats import slurm_jobs, slurm_nodes
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,7 @@ class SlurmReader(Protocol):
 
     name: str
 
-    def nodes(self) -> list[parse.NodeRecord]: ...
+    def nodes(self) -> list[slurm_nodes.NodeRecord]: ...
 
     def partitions(self) -> list[Partition]: ...
 
@@ -125,21 +124,23 @@ class CliBackend:
 
     name = "slurm-cli"
 
-    def nodes(self) -> list[parse.NodeRecord]:
+    def nodes(self) -> list[slurm_nodes.NodeRecord]:
         # scontrol is one record per line and has every field on all versions; sinfo --json
         # changed its top-level shape after 22.05, so it is only the fallback.
         try:
-            return parse.parse_nodes_scontrol(run_slurm(["scontrol", "show", "node", "-o", "-d"]))
+            return slurm_nodes.parse_nodes_scontrol(
+                run_slurm(["scontrol", "show", "node", "-o", "-d"]))
         except SlurmUnreachable:
             raise
         except SlurmError as exc:
             log.info("scontrol show node failed (%s); trying sinfo -N --json", exc)
             # -N: one record per node on 24.11+ (without it sinfo groups nodes and shows the
             # first node's features for the whole group); 22.05 lists every node either way.
-            return parse.parse_nodes_json(_json(["sinfo", "-N", "--json"]))
+            return slurm_nodes.parse_nodes_json(_json(["sinfo", "-N", "--json"]))
 
     def partitions(self) -> list[Partition]:
-        return parse.parse_partitions_scontrol(run_slurm(["scontrol", "show", "partition", "-o"]))
+        return slurm_nodes.parse_partitions_scontrol(
+            run_slurm(["scontrol", "show", "partition", "-o"]))
 
     def topology(self, node_order: Sequence[str]) -> Topology:
         try:
@@ -149,22 +150,22 @@ class CliBackend:
         except SlurmError as exc:  # no topology plugin: a flat cluster
             log.info("no switch tree (%s)", exc)
             return Topology.empty()
-        return parse.parse_topology(text, node_order=node_order)
+        return slurm_nodes.parse_topology(text, node_order=node_order)
 
     def reservations(self) -> list[Reservation]:
         # 22.05 has no JSON for reservations; the one-line text has every field.
-        return parse.parse_reservations(run_slurm(["scontrol", "show", "reservation", "-o"]))
+        return slurm_nodes.parse_reservations(run_slurm(["scontrol", "show", "reservation", "-o"]))
 
     def jobs(self) -> list[Job]:
         data = _json(["squeue", "--json"])
         shown = run_slurm(["scontrol", "show", "job", "-d", "-o"])
-        jobs = parse.parse_jobs_json(data, parse.job_gpu_details(shown),
-                                     exclusive=parse.exclusive_jobs(shown))
+        jobs = slurm_jobs.parse_jobs_json(data, slurm_jobs.job_gpu_details(shown),
+                                     exclusive=slurm_jobs.exclusive_jobs(shown))
         if not any(j.is_pending for j in jobs):
             return jobs
         # squeue's JSON has no SiteFactor in 22.05; sprio has it for pending jobs (not held ones,
         # whose priority is 0: they keep what squeue said), and the priority their factors give.
-        rows = parse.parse_sprio_priorities(run_slurm(["sprio", "-h", "-o", "%i %S %Y"]))
+        rows = slurm_jobs.parse_sprio_priorities(run_slurm(["sprio", "-h", "-o", "%i %S %Y"]))
         return [_with_sprio(j, rows[j.job_id]) if j.is_pending and j.job_id in rows else j
                 for j in jobs]
 
@@ -204,7 +205,7 @@ class PyslurmBackend(CliBackend):
         try:
             jobs = self._pyslurm.Jobs.load()
             data = {"jobs": [j.to_dict() for j in jobs.values()]}
-            return parse.parse_jobs_json(data, None)
+            return slurm_jobs.parse_jobs_json(data, None)
         except Exception as exc:  # any pyslurm API difference: the CLI is the reference
             log.warning("pyslurm could not read jobs (%s); using the CLI", exc)
             return CliBackend.jobs(self)

@@ -105,7 +105,7 @@ def prepare_replay(trace_path, trace_format: str | None = None, *, speedup: floa
     """
     from ..sim.simulator import prepare_workload
     from ..sim.timelimit import apply_time_limits
-    from ..sim.traces import read_trace
+    from ..formats.traces import read_trace
 
     trace = read_trace(trace_path, trace_format)
     jobs = trace.jobs.iloc[skip: (skip + limit) if limit else None].reset_index(drop=True)
@@ -202,7 +202,7 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
     Times become seconds since ``t0`` multiplied by ``speedup`` (back on the trace's clock),
     so the metrics compare with a simulation of the uncompressed slice. Pure.
     """
-    from ..metrics.records import make_records
+    from ..formats.records import make_records
 
     cols: dict[str, list] = {k: [] for k in (
         "job_id", "submit_time", "start_time", "end_time", "nodes", "node_gpus", "gpus",
@@ -225,7 +225,7 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
         m = re.search(r"gres/gpu=(\d+)", tres) or re.search(r"gres/gpu=(\d+)", req)
         gpus = int(m.group(1)) if m else 0
         per = gpus // len(nodes) if nodes else 0
-        from .parse import parse_duration
+        from ..formats.slurm_values import parse_duration
 
         lim = parse_duration(limit)
         slurm_ids.append(jid)

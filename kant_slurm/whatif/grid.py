@@ -192,7 +192,7 @@ def _resolve(raw: str, base: Path, place: str, what: str) -> str:
 
 
 def _traces(items: list, base: Path, place: _Place) -> tuple[TraceRef, ...]:
-    from ..sim.traces import bundled_trace_path
+    from ..formats.traces import bundled_trace_path
 
     out = []
     for item in items:

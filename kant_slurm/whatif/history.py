@@ -52,7 +52,7 @@ def dump_live_history(since: float, until: float, path: Path,
 
 def read_history(path: str, since: float | None = None, until: float | None = None):
     """The trace of a sacct dump, restricted to jobs submitted in [since, until) when given."""
-    from ..sim.traces import read_trace
+    from ..formats.traces import read_trace
 
     trace = read_trace(path, "sacct")
     if (since is not None or until is not None) and trace.epoch is not None:
@@ -71,7 +71,7 @@ def read_history(path: str, since: float | None = None, until: float | None = No
 
 def scheduler_parameters_of_conf(path: str) -> schedparams.SchedulerParameters:
     """SchedulerParameters of a slurm.conf (the last line that sets it, as slurmctld reads)."""
-    from ..slurm.conffiles import conf_lines, conf_pairs
+    from ..formats.slurm_conf import conf_lines, conf_pairs
 
     try:
         text = Path(path).read_text(encoding="utf-8", errors="replace")
@@ -107,7 +107,7 @@ def cluster_shape(slurm_conf: str | None = None, cluster_yaml: str | None = None
     from ..sim.cluster import load_cluster_spec, spec_from_inventory
 
     if slurm_conf:
-        from ..slurm.conffiles import read_slurm_conf
+        from ..formats.slurm_conf import read_slurm_conf
 
         spec = spec_from_inventory(read_slurm_conf(slurm_conf), name=Path(slurm_conf).name,
                                    source=slurm_conf)

@@ -130,11 +130,11 @@ def cell_config(grid: Grid, config_keys: Mapping[str, Any]):
 def load_inputs(cell: Cell):
     """The cell's trace and cluster spec."""
     from ..sim.cluster import load_cluster_spec, spec_from_inventory
-    from ..sim.traces import read_trace
+    from ..formats.traces import read_trace
 
     trace = read_trace(cell.trace.path, cell.trace.format)
     if cell.cluster.kind == "slurm_conf":
-        from ..slurm.conffiles import read_slurm_conf
+        from ..formats.slurm_conf import read_slurm_conf
 
         cluster = spec_from_inventory(read_slurm_conf(cell.cluster.path),
                                       name=Path(cell.cluster.path).name,

@@ -19,7 +19,7 @@ import time
 
 import pytest
 
-from kant_slurm.slurm.parse import parse_sprio_priorities
+from kant_slurm.formats.slurm_jobs import parse_sprio_priorities
 from kant_slurm.steer import run_cycle
 
 pytestmark = pytest.mark.slurm

@@ -15,7 +15,8 @@ import subprocess
 import pytest
 
 from kant_slurm.slurm import actuator as act
-from kant_slurm.slurm.parse import parse_sprio_site, scontrol_records
+from kant_slurm.formats.slurm_jobs import parse_sprio_site
+from kant_slurm.formats.slurm_values import scontrol_records
 
 pytestmark = pytest.mark.slurm
 

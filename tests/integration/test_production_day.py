@@ -24,7 +24,8 @@ import pytest
 
 from kant_slurm.hostlist import expand
 from kant_slurm.slurm import actuator as act
-from kant_slurm.slurm.parse import array_tasks, parse_sprio_site, scontrol_records
+from kant_slurm.formats.slurm_jobs import array_tasks, parse_sprio_site
+from kant_slurm.formats.slurm_values import scontrol_records
 
 pytestmark = pytest.mark.slurm
 

@@ -10,10 +10,11 @@ import pytest
 from kant_slurm.config import config_from_dict
 from kant_slurm.engine.classify import make_classifier
 from kant_slurm.errors import InputError
-from kant_slurm.slurm import accounting as acct
+from kant_slurm.formats import sacct
+from kant_slurm.slurm import accounting
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures" / "slurm-22.05" / "sacct.txt"
-HEADER = "|".join(acct.SACCT_FIELDS)
+HEADER = "|".join(sacct.SACCT_FIELDS)
 
 
 def row(job_id, raw, submit, start, end, nodelist, gpus, *, state="COMPLETED", user="alice",
@@ -40,35 +41,35 @@ def dump(*rows: str) -> str:
     (16, 2, (8, 8)), (5, 2, (3, 2)), (3, 1, (3,)), (0, 2, (0, 0)), (7, 0, ()),
 ])
 def test_split_gpus(gpus, nodes, expected):
-    assert acct.split_gpus(gpus, nodes) == expected
+    assert sacct.split_gpus(gpus, nodes) == expected
 
 
 @pytest.mark.parametrize("expr, count", [
     ("4-10%2", 7), ("1,3,5-7", 5), ("0-99:3", 34), ("5", 1), ("1-3,8", 4),
 ])
 def test_array_task_count(expr, count):
-    assert acct.array_task_count(expr) == count
+    assert sacct.array_task_count(expr) == count
 
 
 def test_split_lines_keeps_pipes_in_the_last_field():
-    cols = acct.split_sacct_lines(dump(row("1", "1", "100", "110", "120", "gn01", 1,
+    cols = sacct.split_sacct_lines(dump(row("1", "1", "100", "110", "120", "gn01", 1,
                                            admin="kant:workload=batch|x|y")))
     assert cols["AdminComment"] == ["kant:workload=batch|x|y"]
 
 
 def test_short_line_names_the_line():
     with pytest.raises(InputError, match=r"line 3: 3 '\|' fields"):
-        acct.split_sacct_lines(dump(row("1", "1", "100", "110", "120", "gn01", 1), "1|2|3"))
+        sacct.split_sacct_lines(dump(row("1", "1", "100", "110", "120", "gn01", 1), "1|2|3"))
 
 
 def test_header_without_required_field():
     with pytest.raises(InputError, match="header has no 'Submit'"):
-        acct.split_sacct_lines("JobID|Start\n1|2\n")
+        sacct.split_sacct_lines("JobID|Start\n1|2\n")
 
 
 def test_bad_time_names_the_field():
     with pytest.raises(InputError, match="field Start = 'yesterday'"):
-        acct.parse_sacct_dump(dump(row("1", "1", "100", "yesterday", "120", "gn01", 1)))
+        sacct.parse_sacct_dump(dump(row("1", "1", "100", "yesterday", "120", "gn01", 1)))
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,7 +79,7 @@ def test_bad_time_names_the_field():
 
 def test_recorded_fixture_from_slurm_22_05():
     """tests/fixtures/slurm-22.05/sacct.txt: ISO times, Elapsed, Timelimit, kant tags."""
-    f = acct.parse_sacct_dump(FIXTURE.read_text())
+    f = sacct.parse_sacct_dump(FIXTURE.read_text())
     assert list(f["job_id"]) == ["1", "2", "3", "4", "5", "6", "8"]
     j4 = f.iloc[3]
     assert j4["nodes"] == ("gn03", "gn04") and j4["node_gpus"] == (8, 8) and j4["gpus"] == 16
@@ -99,7 +100,7 @@ def test_requeued_runs_each_count_once_and_chunk_repeats_drop():
         row("7", "7", "1100", "1200", "1300", "gn02", 3),
         row("7", "7", "1100", "1200", "1300", "gn02", 3),  # the same run again (two chunks)
     )
-    f = acct.parse_sacct_dump(text)
+    f = sacct.parse_sacct_dump(text)
     assert len(f) == 2
     assert list(f["state"]) == ["REQUEUED", "COMPLETED"]
     assert list(f["nodes"]) == [("gn01",), ("gn02",)]
@@ -115,7 +116,7 @@ def test_arrays_and_het_components():
         row("30+0", "30", "1000", "1005", "1015", "gn03", 8),
         row("30+1", "31", "1000", "1005", "1015", "gn[04-05]", 4, nnodes="2"),
     )
-    f = acct.parse_sacct_dump(text)
+    f = sacct.parse_sacct_dump(text)
     assert list(f["job_id"]) == ["20_1", "20_2"] + ["20_[3-6%2]"] * 4 + ["30+0", "30+1"]
     pending = f[f["start_time"].isna()]
     assert len(pending) == 4 and (pending["gpus"] == 1).all()
@@ -135,7 +136,7 @@ def test_window_clipping():
         row("5", "5", "1900", "2100", "2200", "gn03", 8),     # starts after the end: pending
         row("6", "6", "1200", "None", "1300", "None assigned", 0, req=1, state="CANCELLED"),
     )
-    f = acct.parse_sacct_dump(text, since=since, until=until).set_index("job_id")
+    f = sacct.parse_sacct_dump(text, since=since, until=until).set_index("job_id")
     assert sorted(f.index) == ["3", "4", "5", "6"]
     assert f.loc["3", "start_time"] == 600 and f.loc["3", "end_time"] == 1500
     assert f.loc["4", "start_time"] == 1800 and math.isnan(f.loc["4", "end_time"])
@@ -154,7 +155,7 @@ def test_class_from_tag_else_config_rules():
             admin="kant:workload=batch"),
         row("4", "4", "1", "2", "3", "gn01", 1, admin="kant:workload=nonsense"),
     )
-    f = acct.parse_sacct_dump(text, classify=make_classifier(config))
+    f = sacct.parse_sacct_dump(text, classify=make_classifier(config))
     assert list(f["job_class"]) == ["inference", "training", "batch", "batch"]
     assert list(f["class_source"]) == ["qos", "partition", "tag", "default"]
 
@@ -162,8 +163,8 @@ def test_class_from_tag_else_config_rules():
 def test_block_reading_equals_whole_text():
     rows = [row(str(i), str(i), str(1000 + i), str(1010 + i), str(1100 + i), "gn01", 1)
             for i in range(1, 26)]
-    whole = acct.parse_sacct_dump(dump(*rows))
-    blocks = acct.read_sacct_dump(dump(*rows).splitlines(keepends=True), block=4)
+    whole = sacct.parse_sacct_dump(dump(*rows))
+    blocks = sacct.read_sacct_dump(dump(*rows).splitlines(keepends=True), block=4)
     assert list(blocks["key"]) == list(whole["key"])
 
 
@@ -173,9 +174,9 @@ def test_block_reading_equals_whole_text():
 
 
 def test_chunks_cover_the_window():
-    assert acct.chunk_bounds(0, 250, 100) == [(0, 100), (100, 200), (200, 250)]
+    assert accounting.chunk_bounds(0, 250, 100) == [(0, 100), (100, 200), (200, 250)]
     with pytest.raises(InputError, match="must be after"):
-        acct.chunk_bounds(10, 10, 5)
+        accounting.chunk_bounds(10, 10, 5)
 
 
 def test_read_in_chunks_counts_a_spanning_job_once(monkeypatch):
@@ -193,14 +194,14 @@ def test_read_in_chunks_counts_a_spanning_job_once(monkeypatch):
         return "\n".join(r.replace("\x00", "|") for r in replies[k]) + "\n"
 
     kept = []
-    real_concat = acct.pd.concat
+    real_concat = accounting.pd.concat
 
     def concat(frames, **kw):  # what each chunk kept, before the final safety de-duplication
         kept.extend(len(f) for f in frames)
         return real_concat(frames, **kw)
 
-    monkeypatch.setattr(acct.pd, "concat", concat)
-    f = acct.read_sacct_chunks(0, 300, chunk_s=100, runner=runner, partition="gpu; rm -rf /")
+    monkeypatch.setattr(accounting.pd, "concat", concat)
+    f = accounting.read_sacct_chunks(0, 300, chunk_s=100, runner=runner, partition="gpu; rm -rf /")
     monkeypatch.undo()
     assert kept == [2, 1, 0]  # the spanning job only from its first chunk
     assert len(calls) == 3
@@ -216,9 +217,9 @@ def test_read_in_chunks_counts_a_spanning_job_once(monkeypatch):
     ("1700000000", 1_700_000_000.0),
 ])
 def test_parse_when(text, expected):
-    assert acct.parse_when(text, "--since", now=1_000_000.0) == expected
+    assert accounting.parse_when(text, "--since", now=1_000_000.0) == expected
 
 
 def test_parse_when_rejects_garbage():
     with pytest.raises(InputError, match="--since 'last tuesday': expected"):
-        acct.parse_when("last tuesday", "--since")
+        accounting.parse_when("last tuesday", "--since")

@@ -12,7 +12,7 @@ from kant_slurm.engine.plan import Placement, Plan, QueueEntry
 from kant_slurm.errors import InputError, SlurmError, SlurmUnreachable
 from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Topology
 from kant_slurm.slurm import actuator as act
-from kant_slurm.slurm.parse import parse_sprio_priorities
+from kant_slurm.formats.slurm_jobs import parse_sprio_priorities
 from kant_slurm.slurm.state import PIN, SITE_FACTOR, WEIGHT, SteerState, load_state
 
 S = act.ActuatorSettings(tier_base=1, tier_step=10, site_factor_scale=1000, class_levels=4,

@@ -19,9 +19,11 @@ from kant_slurm.engine.registry import get_policy
 from kant_slurm.errors import DevClusterError, InputError, SlurmError
 from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Reservation, Topology
 from kant_slurm.slurm import devcluster as dc
-from kant_slurm.slurm.parse import (NodeRecord, admit_jobs, build_snapshot, parse_jobs_json,
-                                    parse_nodes_scontrol, parse_partitions_scontrol,
-                                    parse_reservations, schedulable_state, state_words)
+from kant_slurm.formats.slurm_nodes import (NodeRecord, parse_nodes_scontrol,
+                                            parse_partitions_scontrol, parse_reservations)
+from kant_slurm.formats.snapshot import admit_jobs, build_snapshot
+from kant_slurm.formats.slurm_jobs import parse_jobs_json
+from kant_slurm.formats.slurm_values import schedulable_state, state_words
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slurm-22.05"
 NOW = 1_000_000.0

@@ -3,8 +3,7 @@
 import pytest
 
 from kant_slurm.errors import InputError
-from kant_slurm.slurm.conffiles import (conf_lines, gpu_gres, inventory_from_conf,
-                                        read_slurm_conf)
+from kant_slurm.formats.slurm_conf import conf_lines, gpu_gres, inventory_from_conf, read_slurm_conf
 
 SLURM_CONF = """\
 ClusterName=site   # comment

@@ -127,7 +127,7 @@ def test_sidecar_schema_is_strict():
 ])
 def test_kant_tag_is_what_the_snapshot_reader_parses(args, text):
     from kant_slurm.jobscript import kant_tag
-    from kant_slurm.slurm import parse_kant_tag
+    from kant_slurm.formats.tags import parse_kant_tag
 
     assert kant_tag(*args) == text
     parsed = parse_kant_tag(text)

@@ -8,7 +8,7 @@ import pytest
 
 from kant_slurm.metrics.inference import (inference_wait_cdf, inference_wait_stats,
                                           preemption_stats, sla_attainment)
-from kant_slurm.metrics.records import make_records
+from kant_slurm.formats.records import make_records
 from kant_slurm.metrics.summary import HEADLINE_KEYS, all_metrics
 from kant_slurm.model import Inventory, Partition
 from kant_slurm.report.tables import inference_table

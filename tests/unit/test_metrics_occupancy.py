@@ -14,7 +14,7 @@ import pytest
 
 from kant_slurm.metrics.jobs import (estimate_accuracy, jct_stats, jtted, makespan,
                                      placement_tiers, wait_stats, wait_table)
-from kant_slurm.metrics.records import make_records
+from kant_slurm.formats.records import make_records
 from kant_slurm.metrics.timeline import Timeline, occupancy, scheduling_window
 from kant_slurm.model import Inventory, Partition, Topology
 

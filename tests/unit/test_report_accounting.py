@@ -13,12 +13,12 @@ from click.testing import CliRunner
 
 from kant_slurm.cli import cli
 from kant_slurm.jsonready import json_ready as _clean
-from kant_slurm.metrics.records import make_records
+from kant_slurm.formats.records import make_records
 from kant_slurm.model import Inventory, Partition, Topology
 from kant_slurm.report.accounting import (REPORT_KEYS, build_report, format_report,
                                           report_tables, stranded_gpu_seconds)
 from kant_slurm.report.accounting_html import render_html
-from kant_slurm.slurm.accounting import SACCT_FIELDS
+from kant_slurm.formats.sacct import SACCT_FIELDS
 
 NAN = math.nan
 

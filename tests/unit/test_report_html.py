@@ -13,7 +13,7 @@ from click.testing import CliRunner  # noqa: E402
 import kant_slurm  # noqa: E402
 from kant_slurm.cli import cli  # noqa: E402
 from kant_slurm.report import html as html_mod  # noqa: E402
-from kant_slurm.sim.traces import bundled_trace_path  # noqa: E402
+from kant_slurm.formats.traces import bundled_trace_path  # noqa: E402
 
 # 4 x 8 GPUs, leaves of 2 (shared by the simulator CLI tests).
 CLUSTER = (Path(__file__).parents[1] / "fixtures" / "clusters" / "tiny.yaml").read_text()

@@ -6,7 +6,7 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from kant_slurm.cli import cli
-from kant_slurm.sim.traces import bundled_trace_path
+from kant_slurm.formats.traces import bundled_trace_path
 
 KEYS = ["jobs", "gar_mean", "sor", "gfr_mean", "stranded_gpu_share", "wait_mean_s",
         "wait_p50_s", "wait_p90_s", "wait_p99_s", "jct_mean_s", "makespan_s",
@@ -45,7 +45,7 @@ def test_policies_side_by_side_give_the_same_records_as_one_after_another(tmp_pa
 
     from kant_slurm.sim.cluster import load_cluster_spec
     from kant_slurm.sim.run import compare_policies
-    from kant_slurm.sim.traces import read_trace
+    from kant_slurm.formats.traces import read_trace
 
     spec = tmp_path / "c.yaml"
     spec.write_text(CLUSTER)

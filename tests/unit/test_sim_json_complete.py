@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from kant_slurm.cli import cli
 from kant_slurm.metrics.jobs import gang_placement
-from kant_slurm.metrics.records import make_records
+from kant_slurm.formats.records import make_records
 from kant_slurm.model import Inventory, Partition, Topology
 from kant_slurm.report.tables import detail_table
-from kant_slurm.sim.traces import bundled_trace_path
+from kant_slurm.formats.traces import bundled_trace_path
 
 # 4 x 8 GPUs, leaves of 2 (shared by the simulator CLI tests).
 CLUSTER = (Path(__file__).parents[1] / "fixtures" / "clusters" / "tiny.yaml").read_text()

@@ -16,7 +16,7 @@ from kant_slurm.sim.cluster import bundled_cluster_path, load_cluster_spec
 from kant_slurm.sim.simulator import SimSettings, Simulator, prepare_workload
 from kant_slurm.sim.steered import SteeredKant
 from kant_slurm.sim.timelimit import apply_time_limits
-from kant_slurm.sim.traces import bundled_trace_path, read_trace
+from kant_slurm.formats.traces import bundled_trace_path, read_trace
 from kant_slurm.steer import run_cycle
 
 NOW = 10_000.0

@@ -15,7 +15,7 @@ from kant_slurm.config import load_config
 from kant_slurm.engine.render import format_explain, format_plan
 from kant_slurm.model import Inventory, Partition
 from kant_slurm.slurm import actuator as act
-from kant_slurm.slurm import parse
+from kant_slurm.formats import slurm_jobs, slurm_nodes, snapshot
 from kant_slurm.slurm.state import PIN, SITE_FACTOR, SteerState
 from kant_slurm.steer import live_plan
 
@@ -48,7 +48,7 @@ NOW = 1_800_000_000.0
     ("Priority", False, None, "EligibleTimeUnknown"),
 ])
 def test_slurm_block(reason, held, eligible, expected):
-    assert parse.slurm_block(reason, held, eligible) == expected
+    assert slurm_jobs.slurm_block(reason, held, eligible) == expected
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -63,7 +63,7 @@ def test_slurm_block(reason, held, eligible, expected):
     ("a-b", None),
 ])
 def test_array_tasks(text, expected):
-    assert parse.array_tasks(text) == expected
+    assert slurm_jobs.array_tasks(text) == expected
 
 
 def _num(n):
@@ -101,18 +101,18 @@ SQUEUE = {"jobs": [
 
 
 def _snapshot():
-    nodes = [parse.NodeRecord(name=f"gn0{i}", state="IDLE", schedulable=True, gpus_total=8,
+    nodes = [slurm_nodes.NodeRecord(name=f"gn0{i}", state="IDLE", schedulable=True, gpus_total=8,
                               gpus_alloc=2 if i in (1, 2) else 0, gpu_type="h100", cpus_total=64,
                               cpus_alloc=1 if i in (1, 2) else 0, memory_mb=0, memory_alloc_mb=0,
                               features=(), partitions=("gpu",), weight=1) for i in range(1, 5)]
     names = tuple(n.name for n in nodes)
-    return parse.build_snapshot(nodes, [Partition("gpu", names, default=True)],
+    return snapshot.build_snapshot(nodes, [Partition("gpu", names, default=True)],
                                 Inventory.build(names, [8] * 4).topology,
-                                parse.parse_jobs_json(SQUEUE), taken_at=NOW)
+                                slurm_jobs.parse_jobs_json(SQUEUE), taken_at=NOW)
 
 
 def test_parse_reads_slurms_reason_and_expands_arrays():
-    jobs = {j.job_id: j for j in parse.parse_jobs_json(SQUEUE)}
+    jobs = {j.job_id: j for j in slurm_jobs.parse_jobs_json(SQUEUE)}
     assert {k: j.slurm_blocked for k, j in jobs.items() if j.is_pending} == {
         "2": None, "3": "JobHeldUser", "4": "Dependency", "5": "BeginTime", "6": "QOSGrpGRES",
         "7_1": None, "7_2": "JobArrayTaskLimit", "7_3": "JobArrayTaskLimit",

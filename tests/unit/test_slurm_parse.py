@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from kant_slurm.errors import SlurmError
-from kant_slurm.slurm import parse
+from kant_slurm.formats import slurm_jobs, slurm_nodes, slurm_values, snapshot
 
 FIX = Path(__file__).resolve().parent.parent / "fixtures" / "slurm-22.05"
 
@@ -30,12 +30,12 @@ def load(name):
     ({"set": True, "infinite": True, "number": 0}, None),
 ])
 def test_number_accepts_plain_and_nested(value, expected):
-    assert parse.number(value) == expected
+    assert slurm_values.number(value) == expected
 
 
 def test_number_rejects_garbage_naming_the_field():
     with pytest.raises(SlurmError, match="time_limit"):
-        parse.number({"set": True, "number": "soon"}, "time_limit")
+        slurm_values.number({"set": True, "number": "soon"}, "time_limit")
 
 
 @pytest.mark.parametrize("gres, expected", [
@@ -51,7 +51,7 @@ def test_number_rejects_garbage_naming_the_field():
     ("", (0, None, None)),
 ])
 def test_parse_gpu_gres(gres, expected):
-    assert parse.parse_gpu_gres(gres) == expected
+    assert slurm_values.parse_gpu_gres(gres) == expected
 
 
 @pytest.mark.parametrize("value, seconds", [
@@ -59,13 +59,13 @@ def test_parse_gpu_gres(gres, expected):
     ("2-12", 216000.0), ("UNLIMITED", None), ("Partition_Limit", None),
 ])
 def test_parse_duration(value, seconds):
-    assert parse.parse_duration(value) == seconds
+    assert slurm_values.parse_duration(value) == seconds
 
 
 def test_scontrol_pairs_keep_values_with_spaces_and_repeated_keys():
     line = ("JobId=4 OS=Linux 6.1 #1 SMP AdminComment=kant:workload=training;est=7200 "
             "Nodes=gn[03-04] CPU_IDs=0-31 GRES=gpu:h100:8(IDX:0-7) Nodes=gn05 GRES=gpu:h100:1(IDX:2)")
-    pairs = parse.scontrol_pairs(line)
+    pairs = slurm_values.scontrol_pairs(line)
     assert ("OS", "Linux 6.1 #1 SMP") in pairs
     assert ("AdminComment", "kant:workload=training;est=7200") in pairs
     assert [v for k, v in pairs if k == "Nodes"] == ["gn[03-04]", "gn05"]
@@ -74,8 +74,8 @@ def test_scontrol_pairs_keep_values_with_spaces_and_repeated_keys():
 # --- recorded 22.05 -----------------------------------------------------------------------
 
 def test_nodes_from_scontrol_and_sinfo_json_agree():
-    a = parse.parse_nodes_scontrol(text("scontrol_show_node.txt"))
-    b = parse.parse_nodes_json(load("sinfo.json"))
+    a = slurm_nodes.parse_nodes_scontrol(text("scontrol_show_node.txt"))
+    b = slurm_nodes.parse_nodes_json(load("sinfo.json"))
     assert [n.name for n in a] == [f"gn{i:02d}" for i in range(1, 17)]
     assert a == b
     gn01 = a[0]
@@ -87,16 +87,16 @@ def test_nodes_from_scontrol_and_sinfo_json_agree():
 
 
 def test_partitions_and_topology():
-    parts = parse.parse_partitions_scontrol(text("scontrol_show_partition.txt"))
+    parts = slurm_nodes.parse_partitions_scontrol(text("scontrol_show_partition.txt"))
     assert [(p.name, p.default, p.max_time, len(p.nodes)) for p in parts] == [("gpu", True, None, 16)]
-    topo = parse.parse_topology(text("scontrol_show_topology.txt"))
+    topo = slurm_nodes.parse_topology(text("scontrol_show_topology.txt"))
     assert [s.name for s in topo.leaf_groups] == ["leaf1", "leaf2", "leaf3", "leaf4"]
     assert topo.switches["spine"].level == 1 and topo.switches["leaf3"].nodes == ("gn09", "gn10", "gn11", "gn12")
     assert topo.chain("gn16") == ("leaf4", "spine")
 
 
 def test_job_gpu_details_give_exact_indices():
-    det = parse.job_gpu_details(text("scontrol_show_job.txt"))
+    det = slurm_jobs.job_gpu_details(text("scontrol_show_job.txt"))
     assert det["1"] == [("gn01", 1, (0,))]
     assert det["2"] == [("gn01", 3, (1, 2, 3))]
     assert det["4"] == [("gn03", 8, tuple(range(8))), ("gn04", 8, tuple(range(8)))]
@@ -104,8 +104,8 @@ def test_job_gpu_details_give_exact_indices():
 
 
 def test_jobs_from_squeue_json():
-    det = parse.job_gpu_details(text("scontrol_show_job.txt"))
-    jobs = {j.job_id: j for j in parse.parse_jobs_json(load("squeue.json"), det)}
+    det = slurm_jobs.job_gpu_details(text("scontrol_show_job.txt"))
+    jobs = {j.job_id: j for j in slurm_jobs.parse_jobs_json(load("squeue.json"), det)}
     assert sorted(jobs) == ["1", "2", "3", "4", "5", "6", "7"]
     one, three, eight, two8 = jobs["1"], jobs["2"], jobs["3"], jobs["4"]
     assert (one.state, one.nodes, one.node_gpus, one.node_gpu_indices) == ("RUNNING", ("gn01",), (1,), ((0,),))
@@ -121,16 +121,16 @@ def test_jobs_from_squeue_json():
     assert (svc.nice, svc.excluded_nodes, svc.gpus) == (100, ("gn01",), 2)
     assert held.required_nodes == ("gn05", "gn06") and held.gpus == 8
     # Without scontrol's detail the JSON's gres_detail gives the same indices.
-    plain = {j.job_id: j for j in parse.parse_jobs_json(load("squeue.json"))}
+    plain = {j.job_id: j for j in slurm_jobs.parse_jobs_json(load("squeue.json"))}
     assert all(plain[k].node_gpu_indices == jobs[k].node_gpu_indices for k in jobs)
 
 
 def test_snapshot_from_recorded_output():
-    nodes = parse.parse_nodes_scontrol(text("scontrol_show_node.txt"))
-    snap = parse.build_snapshot(
-        nodes, parse.parse_partitions_scontrol(text("scontrol_show_partition.txt")),
-        parse.parse_topology(text("scontrol_show_topology.txt"), [n.name for n in nodes]),
-        parse.parse_jobs_json(load("squeue.json"), parse.job_gpu_details(text("scontrol_show_job.txt"))))
+    nodes = slurm_nodes.parse_nodes_scontrol(text("scontrol_show_node.txt"))
+    snap = snapshot.build_snapshot(
+        nodes, slurm_nodes.parse_partitions_scontrol(text("scontrol_show_partition.txt")),
+        slurm_nodes.parse_topology(text("scontrol_show_topology.txt"), [n.name for n in nodes]),
+        slurm_jobs.parse_jobs_json(load("squeue.json"), slurm_jobs.job_gpu_details(text("scontrol_show_job.txt"))))
     assert int(snap.gpus_alloc.sum()) == 1 + 3 + 8 + 16
     # Node-side allocation equals the sum over running jobs, node by node.
     from kant_slurm.model import ClusterSnapshot
@@ -143,17 +143,17 @@ def test_snapshot_from_recorded_output():
 
 def test_malformed_replies_are_errors_naming_the_place():
     with pytest.raises(SlurmError, match="jobs"):
-        parse.parse_jobs_json({"meta": {}})
+        slurm_jobs.parse_jobs_json({"meta": {}})
     with pytest.raises(SlurmError, match="nodes"):
-        parse.parse_nodes_json({"sinfo": []})
+        slurm_nodes.parse_nodes_json({"sinfo": []})
     with pytest.raises(SlurmError, match=r"jobs\[0\]\.node_count"):
-        parse.parse_jobs_json({"jobs": [{"job_id": 1, "job_state": "PENDING", "node_count": "many"}]})
+        slurm_jobs.parse_jobs_json({"jobs": [{"job_id": 1, "job_state": "PENDING", "node_count": "many"}]})
 
 
 # --- v0.0.40 shapes (written from the schema) -----------------------------------------------
 
 def test_v0040_nodes():
-    nodes = {n.name: n for n in parse.parse_nodes_json(load("nodes-v0.0.40-docs.json"))}
+    nodes = {n.name: n for n in slurm_nodes.parse_nodes_json(load("nodes-v0.0.40-docs.json"))}
     assert (nodes["gn05"].gpus_alloc, nodes["gn05"].partitions, nodes["gn05"].weight) == (2, ("gpu", "infer"), 10)
     assert not nodes["gn06"].schedulable and nodes["gn06"].state == "IDLE+DRAIN"
     assert nodes["gn07"].schedulable and nodes["gn07"].gpus_alloc == 8
@@ -161,7 +161,7 @@ def test_v0040_nodes():
 
 
 def test_v0040_jobs():
-    jobs = {j.job_id: j for j in parse.parse_jobs_json(load("squeue-v0.0.40-docs.json"))}
+    jobs = {j.job_id: j for j in slurm_jobs.parse_jobs_json(load("squeue-v0.0.40-docs.json"))}
     assert sorted(jobs) == ["101", "102", "103"]  # COMPLETED is left out
     svc, train, big = jobs["101"], jobs["102"], jobs["103"]
     assert (svc.node_gpu_indices, svc.time_limit, svc.priority, svc.start_time) == (((4, 5),), 86400.0, 4000, 1700000060.0)
@@ -177,4 +177,4 @@ def test_v0040_jobs():
     ("IDLE+NOT_RESPONDING", False), ("INVAL", False), ("idle~", True), ("MAINT+RESERVED", False),
 ])
 def test_schedulable_states(state, schedulable):
-    assert parse.schedulable_state(parse.state_words(state)) is schedulable
+    assert slurm_values.schedulable_state(slurm_values.state_words(state)) is schedulable

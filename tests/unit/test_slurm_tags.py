@@ -3,7 +3,7 @@
 import pytest
 
 from kant_slurm.errors import InputError
-from kant_slurm.slurm.tags import parse_kant_tag
+from kant_slurm.formats.tags import parse_kant_tag
 
 
 @pytest.mark.parametrize("text, expected", [
@@ -48,7 +48,7 @@ def test_sla_and_checkpoint_interval_fields():
 
 def test_reader_copies_sla_and_checkpoint_interval_onto_the_job():
     from kant_slurm.model import Job
-    from kant_slurm.slurm.parse import apply_tag
+    from kant_slurm.formats.slurm_jobs import apply_tag
 
     inf = apply_tag(Job("1", "PENDING", 1, 1, 0.0,
                         admin_comment="kant:workload=inference;service=chat;sla=60"))

@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from kant_slurm.errors import SlurmError
-from kant_slurm.slurm import parse
-from kant_slurm.slurm.sacct import parse_sacct, parse_sacct_json
+from kant_slurm.formats import slurm_jobs, slurm_nodes
+from kant_slurm.formats.sacct import parse_sacct, parse_sacct_json
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 VERSIONS = ("22.05", "24.11", "26.05")
@@ -47,7 +47,7 @@ def test_fixtures_are_of_their_release(version):
 
 @pytest.mark.parametrize("version", VERSIONS)
 def test_nodes_from_scontrol(version):
-    nodes = parse.parse_nodes_scontrol(text(version, "scontrol_show_node.txt"))
+    nodes = slurm_nodes.parse_nodes_scontrol(text(version, "scontrol_show_node.txt"))
     assert [n.name for n in nodes] == NODES
     assert [n.gpus_alloc for n in nodes[:5]] == [4, 8, 8, 8, 0]
     assert [n.cpus_alloc for n in nodes[:5]] == [2, 1, 32, 32, 0]
@@ -61,8 +61,8 @@ def test_nodes_from_scontrol(version):
 def test_nodes_from_per_node_sinfo_json_equal_scontrol(version):
     # 22.05 lists every node under "nodes" with or without -N; 24.11+ needs -N for that.
     name = "sinfo.json" if version == "22.05" else "sinfo_per_node.json"
-    from_json = parse.parse_nodes_json(load(version, name))
-    from_scontrol = parse.parse_nodes_scontrol(text(version, "scontrol_show_node.txt"))
+    from_json = slurm_nodes.parse_nodes_json(load(version, name))
+    from_scontrol = slurm_nodes.parse_nodes_scontrol(text(version, "scontrol_show_node.txt"))
     assert sorted(from_json, key=lambda n: n.name) == from_scontrol
 
 
@@ -70,8 +70,8 @@ def test_nodes_from_per_node_sinfo_json_equal_scontrol(version):
 def test_grouped_sinfo_json_of_newer_releases(version):
     data = load(version, "sinfo.json")
     assert "nodes" not in data and isinstance(data["sinfo"], list)  # the 24.11 break
-    grouped = {n.name: n for n in parse.parse_nodes_json(data)}
-    exact = {n.name: n for n in parse.parse_nodes_scontrol(text(version, "scontrol_show_node.txt"))}
+    grouped = {n.name: n for n in slurm_nodes.parse_nodes_json(data)}
+    exact = {n.name: n for n in slurm_nodes.parse_nodes_scontrol(text(version, "scontrol_show_node.txt"))}
     assert sorted(grouped) == NODES
     for name in NODES:
         g, e = grouped[name], exact[name]
@@ -90,7 +90,7 @@ def test_grouped_sinfo_record_splits_its_sums():
               "features": {"active": "a100,leafX"}, "weight": {"minimum": 5},
               "partition": {"name": "gpu"}}
     other = dict(record, nodes={"nodes": ["a2"]}, partition={"name": "infer"})
-    nodes = parse.parse_nodes_json({"sinfo": [record, other]})
+    nodes = slurm_nodes.parse_nodes_json({"sinfo": [record, other]})
     assert [(n.name, n.cpus_alloc, n.memory_alloc_mb, n.gpus_alloc, n.weight) for n in nodes] == [
         ("a1", 3, 4, 2, 5), ("a2", 2, 3, 2, 5), ("a3", 2, 3, 2, 5)]
     assert nodes[1].partitions == ("gpu", "infer") and nodes[0].features == ()
@@ -106,14 +106,14 @@ def test_grouped_sinfo_record_splits_its_sums():
 ])
 def test_malformed_sinfo_replies_name_the_place(reply, where):
     with pytest.raises(SlurmError, match=where):
-        parse.parse_nodes_json(reply)
+        slurm_nodes.parse_nodes_json(reply)
 
 
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("with_details", [True, False])
 def test_jobs_from_squeue_json(version, with_details):
-    details = parse.job_gpu_details(text(version, "scontrol_show_job.txt")) if with_details else None
-    jobs = {j.job_id: j for j in parse.parse_jobs_json(load(version, "squeue.json"), details)}
+    details = slurm_jobs.job_gpu_details(text(version, "scontrol_show_job.txt")) if with_details else None
+    jobs = {j.job_id: j for j in slurm_jobs.parse_jobs_json(load(version, "squeue.json"), details)}
     assert sorted(jobs) == ["1", "2", "3", "4", "5", "6", "7"]
     one, three, eight, two8 = jobs["1"], jobs["2"], jobs["3"], jobs["4"]
     assert (one.state, one.nodes, one.node_gpus, one.node_gpu_indices) == ("RUNNING", ("gn01",), (1,), ((0,),))
@@ -135,8 +135,8 @@ def test_exclusive_job_from_squeue_json_and_scontrol(version):
     # 26.05's squeue JSON prints "shared": [] for an --exclusive job; its scontrol says
     # Exclusive=NODE, which the CLI backend reads beside the JSON.
     shown = text(version, "scontrol_show_job.txt")
-    jobs = {j.job_id: j for j in parse.parse_jobs_json(load(version, "squeue.json"),
-                                                        exclusive=parse.exclusive_jobs(shown))}
+    jobs = {j.job_id: j for j in slurm_jobs.parse_jobs_json(load(version, "squeue.json"),
+                                                        exclusive=slurm_jobs.exclusive_jobs(shown))}
     assert jobs["4"].exclusive and not jobs["1"].exclusive
 
 

@@ -19,7 +19,7 @@ from kant_slurm.cli import cli
 from kant_slurm.config import load_config
 from kant_slurm.sim.cluster import load_cluster_spec
 from kant_slurm.sim.run import compare_policies
-from kant_slurm.sim.traces import read_trace
+from kant_slurm.formats.traces import read_trace
 from kant_slurm.whatif import slurmarray, stats
 from kant_slurm.whatif.grid import load_grid
 from kant_slurm.whatif.runner import collect, prepare_out, result_path

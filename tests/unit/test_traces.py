@@ -9,8 +9,8 @@ import pytest
 from kant_slurm.errors import ConfigError, InputError
 from kant_slurm.sim.cluster import bundled_cluster_path, load_cluster_spec, parse_cluster_spec
 from kant_slurm.sim.timelimit import apply_time_limits, ladder_limits, parse_model
-from kant_slurm.sim.traces import (bundled_trace_path, guess_format, read_openb, read_philly,
-                                   read_swf, read_trace)
+from kant_slurm.formats.traces import (bundled_trace_path, guess_format, read_openb, read_philly,
+                                       read_swf, read_trace)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "slurm-22.05"
 

@@ -12,7 +12,7 @@ import pytest
 
 from kant_slurm.errors import InputError
 from kant_slurm.sim.mixed import choose_apps, mix_workload, peak_concurrency, window_instances
-from kant_slurm.sim.traces import (Trace, guess_format, read_alibaba_inference, read_trace)
+from kant_slurm.formats.traces import Trace, guess_format, read_alibaba_inference, read_trace
 
 FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "alibaba-inference" / \
     "dlrm-inference-slice.csv"

@@ -6,7 +6,7 @@ from click.testing import CliRunner
 
 from kant_slurm.cli import cli
 from kant_slurm.errors import InputError
-from kant_slurm.sim.traces import read_swf, read_trace
+from kant_slurm.formats.traces import read_swf, read_trace
 
 PHILLY_HEADER = "timestamp,duration,num_gpus,gpu_time,cluster"
 OPENB_HEADER = ("name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,"

@@ -9,7 +9,7 @@ submit_time     float, seconds since the first submit of the trace
 duration        float, actual run seconds (``inf``: runs until the simulation stops)
 gpus            int, total GPUs the job asks for (>= 1)
 num_nodes       int, nodes asked for; 0 = let the simulator derive it from the pool shape
-time_limit      float, seconds, NaN when the trace has none (see :mod:`.timelimit`)
+time_limit      float, seconds, NaN when the trace has none (see :mod:`kant_slurm.sim.timelimit`)
 job_class       str, the class the trace gives (``inference``/``training``/``batch``) or ""
 user, account   str ("" when the trace has none)
 partition       str, "" = the cluster's default partition
@@ -43,6 +43,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError
+from .sacct import parse_sacct
 
 log = logging.getLogger(__name__)
 
@@ -482,13 +483,11 @@ def read_alibaba_inference(path) -> Trace:
 
 
 def read_sacct(path) -> Trace:
-    """A saved ``sacct --json`` or ``sacct -P`` dump (see :mod:`kant_slurm.slurm.sacct`).
+    """A saved ``sacct --json`` or ``sacct -P`` dump (see :mod:`kant_slurm.formats.sacct`).
 
     Jobs that never started are dropped (their run time is unknown) and counted in the notes.
     The class comes from the kant tag in the admin comment / comment when there is one.
     """
-    from ..slurm.sacct import parse_sacct
-
     text = _open(path)
     records = parse_sacct(text, source=str(path))
     started = records[records["start_time"].notna() & (records["gpus"] > 0)]

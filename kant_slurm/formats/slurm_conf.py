@@ -24,6 +24,7 @@ from pathlib import Path
 from ..errors import InputError
 from ..hostlist import expand
 from ..model import Inventory, Partition, Topology
+from .slurm_values import parse_duration
 
 _PAIR = re.compile(r"(\S+?)=(\"[^\"]*\"|\S*)")
 
@@ -230,8 +231,6 @@ def inventory_from_conf(slurm_conf: str, gres_conf: str | None = None,
                              f"{missing[0]!r}, which no NodeName= line defines")
         max_time = None
         if rec.get("maxtime"):
-            from .parse import parse_duration
-
             try:
                 max_time = parse_duration(rec["maxtime"])
             except Exception:  # noqa: BLE001
