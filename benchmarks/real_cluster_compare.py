@@ -1,7 +1,7 @@
 """Real-cluster comparison: the same Philly slice replayed on a live Slurm, plain vs steered.
 
 On a dev cluster of 32 nodes x 8 GPUs with leaf switches of 4 nodes, the slice is replayed twice
-as `sleep` jobs (kant_slurm.slurm.replay): once on plain Slurm, once while `kant-slurm daemon`
+as `sleep` jobs (kant_slurm.devcluster.replay): once on plain Slurm, once while `kant-slurm daemon`
 steers it. Prints GAR, GFR, stranded shares and waits by size bucket side by side, plus the
 daemon's cycle times, and writes everything (records included) to --out for sim_fidelity.py.
 
@@ -57,7 +57,7 @@ def cancel_all(env) -> None:
 
 
 def run_once(label: str, args, env, steer: bool) -> dict:
-    from kant_slurm.slurm.replay import prepare_replay, replay_trace
+    from kant_slurm.devcluster.replay import prepare_replay, replay_trace
 
     jobs = prepare_replay(args.trace, "philly", speedup=args.speedup, limit=args.limit,
                           skip=args.skip, arrival_speedup=args.arrival_speedup,
@@ -157,7 +157,7 @@ def main() -> int:
     ap.add_argument("--only", choices=["slurm", "kant"], default=None)
     args = ap.parse_args()
 
-    from kant_slurm.slurm import devcluster as dc
+    from kant_slurm import devcluster as dc
 
     Path(args.workdir).mkdir(parents=True, exist_ok=True)
     spec = dc.DevClusterSpec(nodes=args.nodes, leaf_size=args.leaf_size, port_base=args.port_base)

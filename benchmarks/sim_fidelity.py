@@ -2,7 +2,7 @@
 ``slurm`` policy on the same slice, same cluster, same compression.
 
 Both sides see the same jobs: the compressed, shaped table of
-:func:`kant_slurm.slurm.replay.prepare_replay` (read on the same live inventory). Compares per
+:func:`kant_slurm.devcluster.replay.prepare_replay` (read on the same live inventory). Compares per
 job the start times (seconds after the replay began, on the wall clock of the replay) and
 whether the job landed on the same leaf group(s).
 
@@ -67,7 +67,7 @@ def main() -> int:
     from kant_slurm.engine.registry import get_policy
     from kant_slurm.sim.simulator import SimSettings, Simulator, prepare_workload
     from kant_slurm.slurm import read_snapshot
-    from kant_slurm.slurm.replay import prepare_replay
+    from kant_slurm.devcluster.replay import prepare_replay
 
     data = json.loads(Path(args.real).read_text())
     a = data["args"]

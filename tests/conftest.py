@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
+from kant_slurm import devcluster as dc
+from kant_slurm.devcluster import chroot
 from kant_slurm.errors import KantError
-from kant_slurm.slurm import chroot
-from kant_slurm.slurm import devcluster as dc
 
 
 @dataclass

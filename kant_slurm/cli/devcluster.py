@@ -11,8 +11,8 @@ from pathlib import Path
 import click
 
 from ..errors import DevClusterError
-from ..slurm import chroot
-from ..slurm import devcluster as dc
+from ..devcluster import chroot
+from .. import devcluster as dc
 from .options import echo_json, json_option
 
 

@@ -240,7 +240,7 @@ def replay_cmd(trace_path, trace_format, speedup, arrival_speedup, max_runtime, 
       kant-slurm replay --trace philly.csv --limit 300 --speedup 60
       kant-slurm replay --trace jobs.swf --trace-format swf --json
     """
-    from ..slurm.replay import prepare_replay, replay_trace
+    from ..devcluster.replay import prepare_replay, replay_trace
 
     _ensure_logging()
     jobs = prepare_replay(trace_path, trace_format, speedup=speedup, limit=limit, skip=skip,

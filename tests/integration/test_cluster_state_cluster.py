@@ -26,7 +26,7 @@ import pytest
 
 from kant_slurm.engine.registry import get_policy
 from kant_slurm.slurm import read_snapshot
-from kant_slurm.slurm import devcluster as dc
+from kant_slurm import devcluster as dc
 
 pytestmark = pytest.mark.slurm
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from kant_slurm.slurm import devcluster as dc
+from kant_slurm import devcluster as dc
 
 pytestmark = pytest.mark.slurm
 

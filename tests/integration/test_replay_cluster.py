@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from kant_slurm.slurm.replay import prepare_replay, replay_trace
+from kant_slurm.devcluster.replay import prepare_replay, replay_trace
 
 pytestmark = pytest.mark.slurm
 

@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from kant_slurm.jobscript import parse_duration
-from kant_slurm.slurm import devcluster as dc
+from kant_slurm import devcluster as dc
 from kant_slurm.slurm import read_snapshot
 
 pytestmark = pytest.mark.slurm

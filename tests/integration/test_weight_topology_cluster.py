@@ -17,7 +17,7 @@ from kant_slurm.engine.registry import get_policy
 from kant_slurm.hostlist import compress, expand
 from kant_slurm.model import Job
 from kant_slurm.slurm import actuator as act
-from kant_slurm.slurm import devcluster as dc
+from kant_slurm import devcluster as dc
 from kant_slurm.slurm import read_snapshot
 from kant_slurm.steer import run_cycle
 

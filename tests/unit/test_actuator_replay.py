@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from kant_slurm.errors import InputError, SlurmError
-from kant_slurm.slurm.replay import (compress_workload, compressed_limit_s, parse_sacct_records,
+from kant_slurm.devcluster.replay import (compress_workload, compressed_limit_s, parse_sacct_records,
                                      safe_job_name, sbatch_argv)
 
 

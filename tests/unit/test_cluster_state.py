@@ -18,7 +18,7 @@ from kant_slurm.engine.pools import (constraint_mask, has_room_rules, job_has_ro
 from kant_slurm.engine.registry import get_policy
 from kant_slurm.errors import DevClusterError, InputError, SlurmError
 from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Reservation, Topology
-from kant_slurm.slurm import devcluster as dc
+from kant_slurm import devcluster as dc
 from kant_slurm.formats.slurm_nodes import (NodeRecord, parse_nodes_scontrol,
                                             parse_partitions_scontrol, parse_reservations)
 from kant_slurm.formats.snapshot import admit_jobs, build_snapshot

@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 from kant_slurm.errors import KantError
-from kant_slurm.slurm import replay
+from kant_slurm.devcluster import replay
 
 
 @pytest.fixture()

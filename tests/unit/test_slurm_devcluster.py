@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from kant_slurm import devcluster as dc
+from kant_slurm.devcluster import cluster, packages
 from kant_slurm.errors import DevClusterError
-from kant_slurm.slurm import devcluster as dc
 
 
 def render(tmp_path, **spec):
@@ -74,17 +75,18 @@ def test_bad_options_name_the_option(field, value, option):
 
 
 def test_not_root_is_a_one_line_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(dc.os, "geteuid", lambda: 1000)
+    monkeypatch.setattr(cluster.os, "geteuid", lambda: 1000)
     with pytest.raises(DevClusterError, match="must run as root") as err:
         dc.up(tmp_path / "c", dc.DevClusterSpec(nodes=1, port_base=31000))
     assert "\n" not in str(err.value)
 
 
 def test_no_apt_is_a_one_line_error(monkeypatch):
-    monkeypatch.setattr(dc, "missing_packages", lambda packages=dc.DEBIAN_PACKAGES: ["slurmdbd"])
-    monkeypatch.setattr(dc.shutil, "which", lambda name: None)
+    monkeypatch.setattr(packages, "missing_packages",
+                        lambda packages=packages.DEBIAN_PACKAGES: ["slurmdbd"])
+    monkeypatch.setattr(packages.shutil, "which", lambda name: None)
     with pytest.raises(DevClusterError, match="no apt-get") as err:
-        dc.ensure_packages()
+        packages.ensure_packages()
     assert "slurmdbd" in str(err.value)
 
 
@@ -109,7 +111,7 @@ def test_status_of_an_empty_directory(tmp_path):
 def test_dev_cluster_conf_states_the_preemption_setup(tmp_path):
     """kant preempts (site-config/PREEMPTION.md): Slurm's own preemption off, jobs opt in to
     requeue, the QOS priority counts; the QOS themselves are made by sacctmgr (DEV_QOS)."""
-    from kant_slurm.slurm import devcluster as dc
+    from kant_slurm import devcluster as dc
 
     spec = dc.DevClusterSpec(nodes=4)
     text = dc.render_configs(spec, dc.DevClusterPaths(tmp_path), "pw", "host")["slurm.conf"]
@@ -123,7 +125,7 @@ def test_dev_cluster_conf_states_the_preemption_setup(tmp_path):
 
 # --- Slurm releases and the cluster's PID namespace -----------------------------------------
 
-from kant_slurm.slurm import chroot  # noqa: E402
+from kant_slurm.devcluster import chroot  # noqa: E402
 
 
 def test_unknown_slurm_version_is_a_one_line_error_naming_the_choices(tmp_path):

@@ -31,9 +31,17 @@ import numpy as np
 import pandas as pd
 
 from ..errors import InputError, KantError, SlurmError
+from ..formats.records import make_records
+from ..formats.slurm_values import parse_duration
+from ..formats.traces import read_trace
 from ..hostlist import expand
+from ..metrics.summary import all_metrics
+from ..metrics.timeline import scheduling_window
 from ..model import Inventory
-from .backend import run_slurm
+from ..sim.simulator import prepare_workload
+from ..sim.timelimit import apply_time_limits
+from ..slurm import read_snapshot
+from ..slurm.backend import run_slurm
 
 log = logging.getLogger(__name__)
 
@@ -103,10 +111,6 @@ def prepare_replay(trace_path, trace_format: str | None = None, *, speedup: floa
     no limit exceeds it (so a 15-minute replay is not held up by a week-long job).
     ``arrival_speedup`` compresses arrivals more than run times, to load a small cluster.
     """
-    from ..sim.simulator import prepare_workload
-    from ..sim.timelimit import apply_time_limits
-    from ..formats.traces import read_trace
-
     trace = read_trace(trace_path, trace_format)
     jobs = trace.jobs.iloc[skip: (skip + limit) if limit else None].reset_index(drop=True)
     if jobs.empty:
@@ -132,8 +136,6 @@ def prepare_replay(trace_path, trace_format: str | None = None, *, speedup: floa
         notes.append(f"{raised} time limits under one minute after compression raised to "
                      f"Slurm's minimum of 1 min")
     if inventory is None:
-        from . import read_snapshot
-
         inventory = read_snapshot().inventory
     workload = prepare_workload(compressed, inventory)
     notes.extend(workload.notes)
@@ -202,8 +204,6 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
     Times become seconds since ``t0`` multiplied by ``speedup`` (back on the trace's clock),
     so the metrics compare with a simulation of the uncompressed slice. Pure.
     """
-    from ..formats.records import make_records
-
     cols: dict[str, list] = {k: [] for k in (
         "job_id", "submit_time", "start_time", "end_time", "nodes", "node_gpus", "gpus",
         "num_nodes", "state", "time_limit", "duration", "job_class", "class_source")}
@@ -225,8 +225,6 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
         m = re.search(r"gres/gpu=(\d+)", tres) or re.search(r"gres/gpu=(\d+)", req)
         gpus = int(m.group(1)) if m else 0
         per = gpus // len(nodes) if nodes else 0
-        from ..formats.slurm_values import parse_duration
-
         lim = parse_duration(limit)
         slurm_ids.append(jid)
         cols["job_id"].append(name[len(NAME_PREFIX):] if name.startswith(NAME_PREFIX) else jid)
@@ -342,9 +340,6 @@ def replay_trace(jobs: ReplayJobs, *, speedup: float | None = None, timeout: flo
     cancels every job this replay submitted. After SIGTERM it raises KantError naming how many
     jobs it cancelled; after Ctrl-C it raises KeyboardInterrupt again.
     """
-    from ..metrics.summary import all_metrics
-    from ..metrics.timeline import scheduling_window
-
     speedup = speedup or jobs.speedup
     rows = jobs.table.to_dict("records")
     slurm_ids: dict[str, str] = {}

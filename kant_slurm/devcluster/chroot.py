@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 from ..errors import DevClusterError
+from .packages import ensure_packages
 
 log = logging.getLogger(__name__)
 
@@ -182,8 +183,6 @@ def _copy_host_settings(root: Path) -> None:
 
 def _host_libmariadb() -> Path:
     """Debian 12's libmariadb.so.3 on this machine (installed with apt when missing)."""
-    from .devcluster import ensure_packages
-
     ensure_packages(["libmariadb3"])
     res = subprocess.run(["dpkg-query", "-L", "libmariadb3"], capture_output=True, text=True)
     for line in res.stdout.splitlines():
@@ -204,8 +203,6 @@ def ensure_root(version: str, roots: Path | None = None) -> Path:
     if os.uname().machine != "x86_64":
         raise DevClusterError(f"Slurm {version} roots are built for x86_64, not "
                               f"{os.uname().machine}")
-    from .devcluster import ensure_packages
-
     ensure_packages(["debootstrap"])
     libmariadb = _host_libmariadb()
     suite = SUITES[version]
