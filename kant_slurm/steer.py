@@ -25,6 +25,8 @@ from .engine.plan import Plan, with_held
 from .engine.registry import get_policy
 from .errors import InputError, KantError, SlurmError, SlurmUnreachable
 from .slurm import actuator as act
+from .slurm import diff
+from .slurm import preemption
 from .slurm import read_snapshot
 from .slurm.state import (SteerState, StateCorrupt, load_state, save_state, set_aside)
 
@@ -156,19 +158,19 @@ class CycleReport:
     held: int = 0  # pending jobs Slurm holds back (not planned, not touched)
     starts: int = 0
     plan: Plan | None = field(default=None, repr=False)  # the cycle's plan (not in to_dict)
-    changes: list[act.Change] = field(default_factory=list)  # planned for this cycle
-    applied: list[act.Change] = field(default_factory=list)
-    failed: list[tuple[act.Change, str]] = field(default_factory=list)
-    not_run: list[act.Change] = field(default_factory=list)
-    deferred: list[act.Change] = field(default_factory=list)
+    changes: list[diff.Change] = field(default_factory=list)  # planned for this cycle
+    applied: list[diff.Change] = field(default_factory=list)
+    failed: list[tuple[diff.Change, str]] = field(default_factory=list)
+    not_run: list[diff.Change] = field(default_factory=list)
+    deferred: list[diff.Change] = field(default_factory=list)
     forgotten: int = 0
     notes: list[str] = field(default_factory=list)
     # Preemption (issue 8): signals and requeues of victims, run before the changes above.
-    preemptions: list[act.PreemptStep] = field(default_factory=list)  # planned this cycle
-    preempted: list[act.PreemptStep] = field(default_factory=list)  # run
-    preempt_failed: list[tuple[act.PreemptStep, str]] = field(default_factory=list)
-    preempt_not_run: list[act.PreemptStep] = field(default_factory=list)
-    preempt_deferred: list[act.PreemptStep] = field(default_factory=list)
+    preemptions: list[preemption.PreemptStep] = field(default_factory=list)  # planned this cycle
+    preempted: list[preemption.PreemptStep] = field(default_factory=list)  # run
+    preempt_failed: list[tuple[preemption.PreemptStep, str]] = field(default_factory=list)
+    preempt_not_run: list[preemption.PreemptStep] = field(default_factory=list)
+    preempt_deferred: list[preemption.PreemptStep] = field(default_factory=list)
 
     def preempt_commands(self) -> list[str]:
         """The preemption commands, planned (dry run) or run."""
@@ -222,8 +224,8 @@ class CycleReport:
         }
 
 
-def _marks_or_rebuild(state_path: Path, view: act.SlurmView,
-                      settings: act.ActuatorSettings, notes: list[str],
+def _marks_or_rebuild(state_path: Path, view: diff.SlurmView,
+                      settings: diff.ActuatorSettings, notes: list[str],
                       dry_run: bool) -> SteerState:
     """The marks from the state file; rebuilt from Slurm when the file is missing or corrupt."""
     try:
@@ -242,7 +244,7 @@ def _marks_or_rebuild(state_path: Path, view: act.SlurmView,
                     reason, exc)
         notes.append(reason)
         return SteerState()
-    state = act.marks_from_slurm(view, conf, settings)
+    state = diff.marks_from_slurm(view, conf, settings)
     line = (f"{reason}: rebuilt kant's marks from Slurm ({len(state.marks['weight'])} node "
             f"weights differ from slurm.conf, {len(state.marks['site_factor'])} kant-like "
             f"SiteFactors)")
@@ -272,7 +274,7 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     """
     t0 = time.monotonic()
     report = CycleReport(dry_run=dry_run, policy=policy or config.policy)
-    settings = act.ActuatorSettings.from_config(config)
+    settings = diff.ActuatorSettings.from_config(config)
     state_path = Path(state_path)
     try:
         if read is None:
@@ -292,12 +294,12 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     report.plan = plan
     report.starts = len(plan.starts)
     report.held = len(snapshot.held)
-    view = act.view_from_snapshot(snapshot, site,
+    view = diff.view_from_snapshot(snapshot, site,
                                   lag_tolerance=settings.site_factor_scale // 2)
-    desired = act.desired_from_plan(plan, snapshot, settings)
+    desired = diff.desired_from_plan(plan, snapshot, settings)
     state = _marks_or_rebuild(state_path, view, settings, report.notes, dry_run)
-    d = act.diff(desired, view, state, settings.max_changes)
-    pd = act.preemption_steps(plan.preemptions if settings.max_preemptions else (), snapshot,
+    d = diff.diff(desired, view, state, settings.max_changes)
+    pd = preemption.preemption_steps(plan.preemptions if settings.max_preemptions else (), snapshot,
                               state.preemptions, clock(), settings,
                               starts={p.job_id: p.nodes for p in plan.starts})
     t2 = time.monotonic()
@@ -358,9 +360,9 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
 class ResetReport:
     """What reset restored and whether Slurm then showed no kant change."""
 
-    changes: list[act.Change] = field(default_factory=list)
-    applied: list[act.Change] = field(default_factory=list)
-    failed: list[tuple[act.Change, str]] = field(default_factory=list)
+    changes: list[diff.Change] = field(default_factory=list)
+    applied: list[diff.Change] = field(default_factory=list)
+    failed: list[tuple[diff.Change, str]] = field(default_factory=list)
     left: list[str] = field(default_factory=list)  # kant changes Slurm still shows
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
@@ -377,9 +379,9 @@ class ResetReport:
                 "left": list(self.left), "notes": list(self.notes)}
 
 
-def _read_view(config: KantConfig) -> act.SlurmView:
+def _read_view(config: KantConfig) -> diff.SlurmView:
     snapshot = read_snapshot(classify=make_classifier(config))
-    return act.view_from_snapshot(snapshot, act.read_site_factors())
+    return diff.view_from_snapshot(snapshot, act.read_site_factors())
 
 
 def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = False,
@@ -394,7 +396,7 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
     weight kant's tiers produce. Raises SlurmUnreachable when Slurm cannot be read.
     """
     report = ResetReport(dry_run=dry_run)
-    settings = act.ActuatorSettings.from_config(config)
+    settings = diff.ActuatorSettings.from_config(config)
     state_path = Path(state_path)
     view = _read_view(config)
     state = _marks_or_rebuild(state_path, view, settings, report.notes, dry_run)
@@ -414,7 +416,7 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
             state.put("weight", node, conf[node], w)
             report.notes.append(f"node {node} has Weight={w} (a kant tier weight) but "
                                 f"slurm.conf says {conf[node]}: restored too")
-    d = act.diff(act.Desired(), view, state, 0)
+    d = diff.diff(diff.Desired(), view, state, 0)
     report.changes = d.changes
     report.notes.extend(d.notes)
     if dry_run:
@@ -428,7 +430,7 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
                                f"{result.unreachable}; run reset again")
     # Verify against a fresh read: every mark back to its original value.
     after = _read_view(config)
-    report.left = act.leftovers(before, after)
+    report.left = diff.leftovers(before, after)
     for node, w in after.weights.items():
         if node in conf and w != conf[node] and w in kant_weights:
             report.left.append(f"weight of {node} is {w}, slurm.conf says {conf[node]}")

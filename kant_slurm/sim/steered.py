@@ -37,7 +37,8 @@ from ..engine.policies import KantPolicy, SlurmPolicy
 from ..engine.registry import register
 from ..model import ClusterSnapshot, Job, PendingChanges, replace_job
 from ..slurm import actuator as act
-from ..slurm.state import PIN, SITE_FACTOR, WEIGHT, SteerState
+from ..slurm import diff
+from ..slurm.state import KINDS, PIN, SITE_FACTOR, WEIGHT, SteerState
 from ..steer import DAEMON_INTERVAL_S
 
 
@@ -54,7 +55,7 @@ class SteeredKant:
         # The actuator reads the order, the node tiers and the starts, which a starts-only plan
         # gives as the full plan does; kant's preemptions read the reservations too.
         self.kant.starts_only = not self.kant.may_preempt
-        self.settings = act.ActuatorSettings.from_config(self.config)
+        self.settings = diff.ActuatorSettings.from_config(self.config)
         if not steer_interval >= 0:
             raise ValueError(f"steer interval must be >= 0 seconds, got {steer_interval}")
         self.steer_interval = float(steer_interval)
@@ -80,7 +81,7 @@ class SteeredKant:
         self._want_site: dict[str, int] = {}  # pending job -> the SiteFactor kant wants
         self._entered: set[str] = set()  # jobs that joined the queue since the last cycle
         self._left: set[str] = set()  # jobs that left it since the last cycle
-        self._last_desired: act.Desired | None = None
+        self._last_desired: diff.Desired | None = None
         self._last_weight = None  # the node Weights shown at the last cycle
         self._last_out: dict[str, set[str]] = {}  # kind -> targets the last diff acted on
         # Kant's queue tier of a job is its class's while quotas are off, so it stays what it
@@ -201,7 +202,7 @@ class SteeredKant:
             desired, view, targets = self._kept_inputs(plan, shown, now)
         else:
             desired, view, targets = self._full_inputs(plan, shown)
-        d = act.diff(desired, view, self.marks, self.settings.max_changes, targets)
+        d = diff.diff(desired, view, self.marks, self.settings.max_changes, targets)
         if self.check and targets is not None:
             self._check_kept(plan, shown, desired, d)
         act.edit_marks(self.marks, d)
@@ -234,8 +235,8 @@ class SteeredKant:
         """Desired values and Slurm's view read from the whole plan and queue (as the daemon
         reads them); no target limit."""
         site_now = {j.job_id: j.site_factor for j in shown.pending}
-        view = act.view_from_snapshot(shown, site_now)
-        desired = act.desired_from_plan(plan, shown, self.settings)
+        view = diff.view_from_snapshot(shown, site_now)
+        desired = diff.desired_from_plan(plan, shown, self.settings)
         self._want_site = dict(desired.site_factors)
         return desired, view, None
 
@@ -256,18 +257,18 @@ class SteeredKant:
         for jid in self._entered:
             job = self._shown.get(jid)
             if job is not None:
-                value = act.site_factor_of(self.kant.factors_of(job, now, {}), settings)
+                value = diff.site_factor_of(self.kant.factors_of(job, now, {}), settings)
                 if value is not None:
                     want_site[jid] = value
-        desired = act.desired_from_plan(plan, shown, settings, site_factors=want_site,
+        desired = diff.desired_from_plan(plan, shown, settings, site_factors=want_site,
                                         pending=self._shown)
         names = shown.inventory.names
-        view = act.SlurmView(weights={names[i]: int(w) for i, w in enumerate(shown.weight)},
+        view = diff.SlurmView(weights={names[i]: int(w) for i, w in enumerate(shown.weight)},
                              site_factors=_QueueField(self._shown, "site_factor"),
                              pins=_QueueField(self._shown, "excluded_nodes"))
         last = self._last_desired
         moved = self._entered | self._left
-        targets = {kind: set(self._last_out.get(kind, ())) for kind in act.KINDS}
+        targets = {kind: set(self._last_out.get(kind, ())) for kind in KINDS}
         targets[SITE_FACTOR] |= moved
         targets[PIN] |= moved | _changed_keys(desired.pins, last.pins)
         targets[WEIGHT] |= _changed_keys(desired.weights, last.weights)
@@ -277,7 +278,7 @@ class SteeredKant:
 
     def _remember(self, desired, d, shown: ClusterSnapshot) -> None:
         """Keep what the next cycle's :meth:`_kept_inputs` starts from."""
-        out: dict[str, set[str]] = {kind: set() for kind in act.KINDS}
+        out: dict[str, set[str]] = {kind: set() for kind in KINDS}
         for c in (*d.changes, *d.deferred):
             out[c.kind].add(c.target)
         for kind, target, *_ in (*d.forget, *d.adopt):
@@ -293,7 +294,7 @@ class SteeredKant:
         self._want_site = dict(desired.site_factors)  # _full_inputs replaced it
         assert dict(desired.site_factors) == dict(full_desired.site_factors), "SiteFactors"
         assert (desired.weights, desired.pins) == (full_desired.weights, full_desired.pins)
-        full = act.diff(full_desired, full_view, self.marks, self.settings.max_changes)
+        full = diff.diff(full_desired, full_view, self.marks, self.settings.max_changes)
         assert (d.changes, d.deferred, d.forget, d.adopt) == \
             (full.changes, full.deferred, full.forget, full.adopt), "the diff of some targets"
 

@@ -11,16 +11,17 @@ import pytest
 from kant_slurm.engine.plan import Placement, Plan, QueueEntry
 from kant_slurm.errors import InputError, SlurmError, SlurmUnreachable
 from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Topology
+from kant_slurm.formats.slurm_jobs import parse_sprio_priorities, parse_sprio_site
 from kant_slurm.slurm import actuator as act
-from kant_slurm.formats.slurm_jobs import parse_sprio_priorities
+from kant_slurm.slurm import diff
 from kant_slurm.slurm.state import PIN, SITE_FACTOR, WEIGHT, SteerState, load_state
 
-S = act.ActuatorSettings(tier_base=1, tier_step=10, site_factor_scale=1000, class_levels=4,
+S = diff.ActuatorSettings(tier_base=1, tier_step=10, site_factor_scale=1000, class_levels=4,
                          max_changes=0)
 
 
 def view(weights=None, site=None, pins=None):
-    return act.SlurmView(weights=weights or {}, site_factors=site or {}, pins=pins or {})
+    return diff.SlurmView(weights=weights or {}, site_factors=site or {}, pins=pins or {})
 
 
 # -- SiteFactor tiers ------------------------------------------------------------------------
@@ -35,7 +36,7 @@ def view(weights=None, site=None, pins=None):
     (0, 7, 9000),  # quota tier capped at 2: key 2
 ])
 def test_tier_site_factor(class_tier, quota_tier, expected):
-    assert act.tier_site_factor(class_tier, quota_tier, S) == expected
+    assert diff.tier_site_factor(class_tier, quota_tier, S) == expected
 
 
 @pytest.mark.parametrize("value, kantish", [
@@ -64,7 +65,7 @@ def test_desired_from_plan_maps_tiers_weights_and_pins():
                        QueueEntry("3", 1, {"class_tier": 2, "quota_tier": 0})),
                 starts=(Placement("2", ("gn01",), (2,)), Placement("1", ("gn01",), (4,))),
                 node_tiers={"gn01": 0, "gn02": 1, "gn03": 2, "gn04": 2})
-    d = act.desired_from_plan(plan, snap, dataclasses.replace(S, best_fit=False, pin_jobs="all"))
+    d = diff.desired_from_plan(plan, snap, dataclasses.replace(S, best_fit=False, pin_jobs="all"))
     assert d.site_factors == {"2": 8000, "3": 5000}  # keys 3 and 6
     # Idle nodes of a used (gn02) and of an idle leaf (gn03-04) share one Weight: see
     # scoring.tier_weight.
@@ -86,7 +87,7 @@ def test_desired_pin_modes_and_best_fit_weights(pin_jobs, best_fit, weights, pin
                 starts=(Placement("2", ("gn01",), (2,)), Placement("5", ("gn03", "gn04"), (8, 8))),
                 node_tiers={"gn01": 0, "gn02": 1, "gn03": 2, "gn04": 2})
     settings = dataclasses.replace(S, pin_jobs=pin_jobs, best_fit=best_fit)
-    d = act.desired_from_plan(plan, small_snapshot(jobs), settings)
+    d = diff.desired_from_plan(plan, small_snapshot(jobs), settings)
     assert d.weights == weights
     assert set(d.pins) == pinned
 
@@ -100,20 +101,20 @@ def test_best_fit_weight_capped_below_the_next_tier():
     snap = ClusterSnapshot.idle(inv, [Job("1", "RUNNING", 1, 4, 0.0, nodes=("gn01",),
                                           node_gpus=(4,), start_time=1.0)])
     plan = Plan(policy="kant", now=1.0, node_tiers={"gn01": 0, "gn02": 1})
-    assert act.desired_from_plan(plan, snap, S).weights == {"gn01": 10, "gn02": 11}
+    assert diff.desired_from_plan(plan, snap, S).weights == {"gn01": 10, "gn02": 11}
     assert 10 in S.kant_weights() and 11 in S.kant_weights()
 
 
 def test_no_pin_for_a_job_with_its_own_reqnodelist():
     jobs = [Job("2", "PENDING", 1, 2, 5.0, required_nodes=("gn01",))]
     plan = Plan(policy="kant", now=10.0, starts=(Placement("2", ("gn01",), (2,)),))
-    assert act.desired_from_plan(plan, small_snapshot(jobs), S).pins == {}
+    assert diff.desired_from_plan(plan, small_snapshot(jobs), S).pins == {}
 
 
 def test_baseline_plan_sets_no_order():
     snap = small_snapshot([Job("2", "PENDING", 1, 2, 5.0)])
     plan = Plan(policy="slurm", now=1.0, order=(QueueEntry("2", 0, {"priority": 5}),))
-    assert act.desired_from_plan(plan, snap, S).site_factors == {}
+    assert diff.desired_from_plan(plan, snap, S).site_factors == {}
 
 
 # -- the diff ---------------------------------------------------------------------------------
@@ -123,17 +124,17 @@ def test_nothing_new_changes_nothing():
     st.put(WEIGHT, "gn01", 1, 11)
     st.put(SITE_FACTOR, "7", 0, 8000)
     st.put(PIN, "8", (), ("gn02",))
-    want = act.Desired(weights={"gn01": 11}, site_factors={"7": 8000}, pins={"8": ("gn02",)})
+    want = diff.Desired(weights={"gn01": 11}, site_factors={"7": 8000}, pins={"8": ("gn02",)})
     shown = view({"gn01": 11}, {"7": 8000, "8": 0}, {"7": (), "8": ("gn02",)})
-    d = act.diff(want, shown, st)
+    d = diff.diff(want, shown, st)
     assert d.changes == [] and d.forget == [] and d.adopt == []
 
 
 def test_first_cycle_sets_values_with_slurm_values_as_orig():
-    want = act.Desired(weights={"gn01": 11, "gn02": 1}, site_factors={"7": 8000},
+    want = diff.Desired(weights={"gn01": 11, "gn02": 1}, site_factors={"7": 8000},
                        pins={"7": ("gn03", "gn04")}, pin_nodes={"7": ("gn01", "gn02")})
     shown = view({"gn01": 1, "gn02": 1}, {"7": 0}, {"7": ()})
-    d = act.diff(want, shown, SteerState())
+    d = diff.diff(want, shown, SteerState())
     got = [(c.kind, c.target, c.value, c.orig, c.action) for c in d.changes]
     # Order: pins, then SiteFactors, then weights; gn02 already shows 1: no change.
     assert got == [(PIN, "7", ("gn03", "gn04"), (), "set"),
@@ -151,7 +152,7 @@ def test_stale_pin_cleared_and_gone_jobs_forgotten():
     st.put(PIN, "8", (), ("gn02",))  # still pending, plan no longer starts it
     st.put(PIN, "9", (), ("gn03",))  # started since: not in the view
     st.put(SITE_FACTOR, "9", 0, 8000)
-    d = act.diff(act.Desired(), view({}, {"8": 0}, {"8": ("gn02",)}), st)
+    d = diff.diff(diff.Desired(), view({}, {"8": 0}, {"8": ("gn02",)}), st)
     assert [(c.kind, c.target, c.value, c.action) for c in d.changes] == [
         (PIN, "8", (), "restore")]
     assert d.changes[0].command() == "scontrol update JobId=8 ExcNodeList="
@@ -162,7 +163,7 @@ def test_weight_back_to_orig_when_untiered_and_mark_dropped_when_already_back():
     st = SteerState()
     st.put(WEIGHT, "gn01", 5, 21)
     st.put(WEIGHT, "gn02", 5, 21)
-    d = act.diff(act.Desired(), view({"gn01": 21, "gn02": 5}), st)
+    d = diff.diff(diff.Desired(), view({"gn01": 21, "gn02": 5}), st)
     assert [(c.target, c.value, c.before) for c in d.changes] == [("gn01", 5, 21)]
     assert d.forget == [(WEIGHT, "gn02")]  # slurmctld restart already brought it back
 
@@ -170,7 +171,7 @@ def test_weight_back_to_orig_when_untiered_and_mark_dropped_when_already_back():
 def test_foreign_value_is_adopted_as_orig():
     st = SteerState()
     st.put(WEIGHT, "gn01", 1, 11)
-    d = act.diff(act.Desired(weights={"gn01": 11}), view({"gn01": 50}), st)
+    d = diff.diff(diff.Desired(weights={"gn01": 11}), view({"gn01": 50}), st)
     assert d.adopt == [(WEIGHT, "gn01", 50)]
     assert [(c.value, c.orig) for c in d.changes] == [(11, 50)]
     assert "someone else set it" in d.notes[0]
@@ -179,39 +180,39 @@ def test_foreign_value_is_adopted_as_orig():
 def test_user_exclusions_are_kept():
     # The user excludes gn04; kant's choice gn01 excludes gn02-04: pinned, and reset gives
     # the user's gn04 back.
-    want = act.Desired(pins={"7": ("gn02", "gn03", "gn04")}, pin_nodes={"7": ("gn01",)})
-    d = act.diff(want, view({}, {"7": 0}, {"7": ("gn04",)}), SteerState())
+    want = diff.Desired(pins={"7": ("gn02", "gn03", "gn04")}, pin_nodes={"7": ("gn01",)})
+    d = diff.diff(want, view({}, {"7": 0}, {"7": ("gn04",)}), SteerState())
     assert [(c.value, c.orig) for c in d.changes] == [(("gn02", "gn03", "gn04"), ("gn04",))]
     # The user excludes gn01 itself: no pin.
-    d = act.diff(want, view({}, {"7": 0}, {"7": ("gn01",)}), SteerState())
+    d = diff.diff(want, view({}, {"7": 0}, {"7": ("gn01",)}), SteerState())
     assert d.changes == [] and "excludes gn01 itself" in d.notes[0]
 
 
 def test_restarted_slurmctld_shows_orig_again_and_diff_reapplies():
     st = SteerState()
     st.put(WEIGHT, "gn01", 1, 11)
-    d = act.diff(act.Desired(weights={"gn01": 11}), view({"gn01": 1}), st)
+    d = diff.diff(diff.Desired(weights={"gn01": 11}), view({"gn01": 1}), st)
     assert [(c.value, c.orig) for c in d.changes] == [(11, 1)] and not d.adopt
 
 
 def test_bound_keeps_pins_first_and_defers_the_rest():
-    want = act.Desired(weights={f"gn0{i}": 11 for i in range(1, 5)}, site_factors={"7": 8000},
+    want = diff.Desired(weights={f"gn0{i}": 11 for i in range(1, 5)}, site_factors={"7": 8000},
                        pins={"7": ("gn01",)})
     shown = view({f"gn0{i}": 1 for i in range(1, 5)}, {"7": 0}, {"7": ()})
-    d = act.diff(want, shown, SteerState(), max_changes=3)
+    d = diff.diff(want, shown, SteerState(), max_changes=3)
     assert [(c.kind, c.target) for c in d.changes] == [
         (PIN, "7"), (SITE_FACTOR, "7"), (WEIGHT, "gn01")]
     assert [c.target for c in d.deferred] == ["gn02", "gn03", "gn04"]
 
 
 def test_job_ids_sort_numerically():
-    want = act.Desired(site_factors={"10": 1000, "9": 1000, "9_2": 1000})
-    d = act.diff(want, view({}, {"10": 0, "9": 0, "9_2": 0}, {}), SteerState())
+    want = diff.Desired(site_factors={"10": 1000, "9": 1000, "9_2": 1000})
+    d = diff.diff(want, view({}, {"10": 0, "9": 0, "9_2": 0}, {}), SteerState())
     assert [c.target for c in d.changes] == ["9", "9_2", "10"]
 
 
 def test_hostile_target_is_one_argument_and_quoted():
-    ch = act.Change(WEIGHT, "gn01 ; rm -rf /", 11, 1, 1, "set")
+    ch = diff.Change(WEIGHT, "gn01 ; rm -rf /", 11, 1, 1, "set")
     assert ch.argv()[2] == "NodeName=gn01 ; rm -rf /"
     assert shlex.split(ch.command()) == ch.argv()
 
@@ -220,7 +221,7 @@ def test_hostile_target_is_one_argument_and_quoted():
 
 def test_marks_from_slurm():
     shown = view({"gn01": 11, "gn02": 1, "gn03": 7}, {"5": 8000, "6": 1500, "7": 0})
-    st = act.marks_from_slurm(shown, {"gn01": 1, "gn02": 1, "gn03": 7}, S)
+    st = diff.marks_from_slurm(shown, {"gn01": 1, "gn02": 1, "gn03": 7}, S)
     assert {k: (m.orig, m.set) for k, m in st.marks[WEIGHT].items()} == {"gn01": (1, 11)}
     assert {k: (m.orig, m.set) for k, m in st.marks[SITE_FACTOR].items()} == {"5": (0, 8000)}
     assert st.marks[PIN] == {}
@@ -231,16 +232,16 @@ def test_leftovers():
     st.put(WEIGHT, "gn01", 1, 11)
     st.put(WEIGHT, "gn02", 1, 11)
     st.put(SITE_FACTOR, "5", 0, 8000)
-    left = act.leftovers(st, view({"gn01": 1, "gn02": 11}, {}, {}))
+    left = diff.leftovers(st, view({"gn01": 1, "gn02": 11}, {}, {}))
     assert left == ["weight of gn02 is 11, expected 1"]
 
 
 # -- parsers -----------------------------------------------------------------------------------
 
 def test_parse_sprio_site():
-    assert act.parse_sprio_site("     12      500\n 13_4 0\n\n") == {"12": 500, "13_4": 0}
+    assert parse_sprio_site("     12      500\n 13_4 0\n\n") == {"12": 500, "13_4": 0}
     with pytest.raises(SlurmError, match="sprio line 1"):
-        act.parse_sprio_site("12 abc\n")
+        parse_sprio_site("12 abc\n")
 
 
 def test_parse_config_weights():
@@ -257,8 +258,8 @@ def test_parse_config_weights():
 
 def changes_for(n=3, same=False):
     """gn01..: weights 11, 21, 31 (one command each) or all 11 (one grouped command)."""
-    want = act.Desired(weights={f"gn0{i}": 11 if same else 10 * i + 1 for i in range(1, n + 1)})
-    return act.diff(want, view({f"gn0{i}": 1 for i in range(1, n + 1)}), SteerState()).changes
+    want = diff.Desired(weights={f"gn0{i}": 11 if same else 10 * i + 1 for i in range(1, n + 1)})
+    return diff.diff(want, view({f"gn0{i}": 1 for i in range(1, n + 1)}), SteerState()).changes
 
 
 def test_apply_records_each_change(tmp_path):
@@ -297,7 +298,7 @@ def test_apply_stops_when_slurmctld_goes_and_keeps_write_ahead_mark(tmp_path):
     # gn02's mark stays (written ahead); next cycle sees Slurm's 1 == orig: not in force.
     marks = load_state(tmp_path / "s.json").marks[WEIGHT]
     assert sorted(marks) == ["gn01", "gn02"]
-    d = act.diff(act.Desired(weights={"gn01": 11, "gn02": 21, "gn03": 31}),
+    d = diff.diff(diff.Desired(weights={"gn01": 11, "gn02": 21, "gn03": 31}),
                  view({"gn01": 11, "gn02": 1, "gn03": 1}), load_state(tmp_path / "s.json"))
     assert [c.target for c in d.changes] == ["gn02", "gn03"]
 
@@ -305,7 +306,7 @@ def test_apply_stops_when_slurmctld_goes_and_keeps_write_ahead_mark(tmp_path):
 def test_restore_drops_the_mark(tmp_path):
     st = SteerState()
     st.put(WEIGHT, "gn01", 1, 11)
-    d = act.diff(act.Desired(), view({"gn01": 11}), st)
+    d = diff.diff(diff.Desired(), view({"gn01": 11}), st)
     act.apply_changes(d.changes, st, tmp_path / "s.json", runner=lambda a: "")
     assert load_state(tmp_path / "s.json").is_empty()
 
@@ -314,11 +315,11 @@ def test_held_job_site_factor_unknown_is_left_alone():
     # sprio does not list held jobs: value None -> no change, mark kept for later.
     st = SteerState()
     st.put(SITE_FACTOR, "7", 0, 8000)
-    d = act.diff(act.Desired(site_factors={"7": 8000, "8": 8000}),
+    d = diff.diff(diff.Desired(site_factors={"7": 8000, "8": 8000}),
                  view({}, {"7": None, "8": None}, {}), st)
     assert d.changes == [] and d.forget == []
     snap = small_snapshot([Job("7", "PENDING", 1, 1, 0.0), Job("8", "PENDING", 1, 1, 0.0)])
-    assert act.view_from_snapshot(snap, {"7": 5}).site_factors == {"7": 5, "8": None}
+    assert diff.view_from_snapshot(snap, {"7": 5}).site_factors == {"7": 5, "8": None}
 
 
 def test_equal_weights_share_one_command(tmp_path):
@@ -360,23 +361,23 @@ def test_refused_group_is_retried_node_by_node(tmp_path):
 def test_view_marks_jobs_whose_priority_lags_their_factors(priority, factor_priority, lagging):
     snap = small_snapshot([Job("7", "PENDING", 1, 1, 0.0, priority=priority,
                                factor_priority=factor_priority)])
-    assert (act.view_from_snapshot(snap, {"7": 8000}, lag_tolerance=500).lagging
+    assert (diff.view_from_snapshot(snap, {"7": 8000}, lag_tolerance=500).lagging
             == ({"7"} if lagging else set()))
-    assert act.view_from_snapshot(snap, {"7": 8000}).lagging == frozenset()  # not asked
+    assert diff.view_from_snapshot(snap, {"7": 8000}).lagging == frozenset()  # not asked
 
 
 @pytest.mark.parametrize("wanted, shown, reapplied, expected", [
     (8000, 8000, 0, [("set", 8000, True)]),  # in force but lagging: sent again
-    (8000, 8000, act.MAX_REAPPLY - 1, [("set", 8000, True)]),
-    (8000, 8000, act.MAX_REAPPLY, []),  # enough: left to Slurm's next calculation
-    (9000, 8000, act.MAX_REAPPLY, [("set", 9000, False)]),  # a new value is an ordinary set
+    (8000, 8000, diff.MAX_REAPPLY - 1, [("set", 8000, True)]),
+    (8000, 8000, diff.MAX_REAPPLY, []),  # enough: left to Slurm's next calculation
+    (9000, 8000, diff.MAX_REAPPLY, [("set", 9000, False)]),  # a new value is an ordinary set
 ])
 def test_lagging_site_factor_is_sent_again_up_to_the_cap(wanted, shown, reapplied, expected):
     st = SteerState()
     st.put(SITE_FACTOR, "7", 0, 8000, reapplied=reapplied)
-    lagging = act.SlurmView(weights={}, site_factors={"7": shown, "8": 8000}, pins={},
+    lagging = diff.SlurmView(weights={}, site_factors={"7": shown, "8": 8000}, pins={},
                             lagging=frozenset({"7"}))
-    d = act.diff(act.Desired(site_factors={"7": wanted, "8": 8000}), lagging, st)
+    d = diff.diff(diff.Desired(site_factors={"7": wanted, "8": 8000}), lagging, st)
     assert [(c.action, c.value, c.again) for c in d.changes] == expected
     assert all(c.target == "7" for c in d.changes)  # job 8 does not lag: no command
     assert bool(d.notes) == (not expected)  # the cap is said, once per cycle
@@ -385,14 +386,14 @@ def test_lagging_site_factor_is_sent_again_up_to_the_cap(wanted, shown, reapplie
 def test_reapplies_are_counted_in_the_state_file_and_reset_by_a_new_value(tmp_path):
     st = SteerState()
     st.put(SITE_FACTOR, "7", 0, 8000)
-    lagging = act.SlurmView(weights={}, site_factors={"7": 8000}, pins={},
+    lagging = diff.SlurmView(weights={}, site_factors={"7": 8000}, pins={},
                             lagging=frozenset({"7"}))
     for n in (1, 2):
-        d = act.diff(act.Desired(site_factors={"7": 8000}), lagging, st)
+        d = diff.diff(diff.Desired(site_factors={"7": 8000}), lagging, st)
         act.apply_changes(d.changes, st, tmp_path / "s.json", runner=lambda a: "")
         mark = load_state(tmp_path / "s.json").get(SITE_FACTOR, "7")
         assert (mark.orig, mark.set, mark.reapplied) == (0, 8000, n)
-    d = act.diff(act.Desired(site_factors={"7": 9000}), lagging, st)
+    d = diff.diff(diff.Desired(site_factors={"7": 9000}), lagging, st)
     act.apply_changes(d.changes, st, tmp_path / "s.json", runner=lambda a: "")
     assert load_state(tmp_path / "s.json").get(SITE_FACTOR, "7").reapplied == 0
 

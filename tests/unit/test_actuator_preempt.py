@@ -14,10 +14,12 @@ from kant_slurm.engine.plan import Placement, Plan, Preemption
 from kant_slurm.errors import SlurmError, SlurmUnreachable
 from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Topology
 from kant_slurm.slurm import actuator as act
+from kant_slurm.slurm import diff
+from kant_slurm.slurm import preemption
 from kant_slurm.slurm.state import (REQUEUED, SIGNALLED, SIGNALLING, PreemptRecord, SteerState,
                                     StateCorrupt, load_state, save_state, state_from_dict)
 
-S = act.ActuatorSettings(tier_base=1, tier_step=10, site_factor_scale=1000, class_levels=4,
+S = diff.ActuatorSettings(tier_base=1, tier_step=10, site_factor_scale=1000, class_levels=4,
                          max_changes=0, preempt_grace=60.0, max_preemptions=2)
 NAMES = ["gn01", "gn02", "gn03", "gn04"]
 
@@ -54,7 +56,7 @@ def rec(for_job="9", start=1000.0, status=SIGNALLED, at=1150.0, node="gn02"):
 # -- the pure step list -----------------------------------------------------------------------
 
 def test_new_victim_gets_the_checkpoint_signal_on_its_batch_shell():
-    d = act.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S)
+    d = preemption.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S)
     assert [s.command() for s in d.steps] == ["scancel --signal=USR1 --batch 2"]
     step = d.steps[0]
     assert (step.for_job, step.start_time, step.nodes) == ("9", 1000.0, ("gn02",))
@@ -70,7 +72,7 @@ def test_new_victim_gets_the_checkpoint_signal_on_its_batch_shell():
     (1151.0, SIGNALLING, ["scancel --signal=USR1 --batch 2"], []),  # unknown outcome: again
 ])
 def test_recorded_victim_still_on_its_nodes(now, status, want, forget):
-    d = act.preemption_steps([pre("2", "gn02")], snapshot(FULL), {"2": rec(status=status)},
+    d = preemption.preemption_steps([pre("2", "gn02")], snapshot(FULL), {"2": rec(status=status)},
                              now, S)
     assert [s.command() for s in d.steps] == want and d.forget == forget
 
@@ -81,7 +83,7 @@ def test_recorded_victim_still_on_its_nodes(now, status, want, forget):
 ])
 def test_victim_that_left_its_nodes_is_forgotten_never_requeued(victim_now, how):
     jobs = [j for j in FULL if j.job_id != "2"] + ([victim_now] if victim_now else [])
-    d = act.preemption_steps([], snapshot(jobs), {"2": rec()}, 1300.0, S)
+    d = preemption.preemption_steps([], snapshot(jobs), {"2": rec()}, 1300.0, S)
     assert d.steps == [] and d.forget == ["2"]
     assert how in d.notes[0] and "150s after the signal" in d.notes[0]
 
@@ -89,14 +91,14 @@ def test_victim_that_left_its_nodes_is_forgotten_never_requeued(victim_now, how)
 def test_victim_that_ended_after_the_signal_is_requeued_at_once():
     # Neither running nor pending: its batch shell may have died of the signal (no trap).
     jobs = [j for j in FULL if j.job_id != "2"]
-    d = act.preemption_steps([], snapshot(jobs), {"2": rec()}, 1155.0, S)
+    d = preemption.preemption_steps([], snapshot(jobs), {"2": rec()}, 1155.0, S)
     assert [s.command() for s in d.steps] == ["scontrol requeue 2"] and d.forget == []
     assert "ended after the signal" in d.steps[0].reason
 
 
 def test_grace_over_but_the_preempting_job_no_longer_waits_is_not_requeued():
     jobs = [j for j in FULL if j.job_id != "9"]  # job 9 was cancelled
-    d = act.preemption_steps([], snapshot(jobs), {"2": rec()}, 1300.0, S)
+    d = preemption.preemption_steps([], snapshot(jobs), {"2": rec()}, 1300.0, S)
     assert d.steps == [] and d.forget == ["2"] and "no longer waits" in d.notes[0]
 
 
@@ -107,14 +109,14 @@ def test_grace_over_but_the_preempting_job_no_longer_waits_is_not_requeued():
     ([], {}, True),  # no start planned for 9: the requeue goes on
 ])
 def test_grace_over_victim_spared_when_the_plan_no_longer_needs_it(planned, starts, requeued):
-    d = act.preemption_steps(planned, snapshot(FULL), {"2": rec()}, 1250.0, S, starts=starts)
+    d = preemption.preemption_steps(planned, snapshot(FULL), {"2": rec()}, 1250.0, S, starts=starts)
     assert ([s.command() for s in d.steps] == ["scontrol requeue 2"]) is requeued
     assert (d.forget == ["2"]) is not requeued
 
 
 def test_no_new_victims_for_a_job_whose_victims_are_still_leaving():
     # The plan now names victim 3 for the same job 9 while 2 is in its grace time.
-    d = act.preemption_steps([pre("2", "gn02"), pre("3", "gn03")], snapshot(FULL),
+    d = preemption.preemption_steps([pre("2", "gn02"), pre("3", "gn03")], snapshot(FULL),
                              {"2": rec()}, 1170.0, S)
     assert d.steps == [] and any("earlier victims" in n for n in d.notes)
 
@@ -123,7 +125,7 @@ def test_bound_on_new_victims_per_cycle_and_skip_of_a_victim_not_running():
     jobs = FULL + [infer("10"), infer("11")]
     plan = [pre("1", "gn01", "9"), pre("2", "gn02", "10"), pre("3", "gn03", "11"),
             pre("7", "gn04", "11")]
-    d = act.preemption_steps(plan, snapshot(jobs), {}, 1150.0, S)
+    d = preemption.preemption_steps(plan, snapshot(jobs), {}, 1150.0, S)
     assert [s.job_id for s in d.steps] == ["1", "2"]  # max_preemptions = 2
     assert [s.job_id for s in d.deferred] == ["3"]
     assert any("victim 7" in n and "not running" in n for n in d.notes)
@@ -133,7 +135,7 @@ def test_preempting_job_is_pinned_even_when_single_node_pins_are_off():
     plan = Plan(policy="kant", now=1150.0, starts=(Placement("9", ("gn02",), (8,)),),
                 preemptions=(pre("2", "gn02"),))
     import dataclasses
-    d = act.desired_from_plan(plan, snapshot(FULL), dataclasses.replace(S, pin_jobs="multi-node"))
+    d = diff.desired_from_plan(plan, snapshot(FULL), dataclasses.replace(S, pin_jobs="multi-node"))
     assert d.pins == {"9": ("gn01", "gn03", "gn04")}
 
 
@@ -177,7 +179,7 @@ def test_signal_writes_the_record_ahead_then_marks_it_signalled(tmp_path):
             seen.append(load_state(path).preemptions["2"].status)
         return FakeSlurm({"2": scontrol_line("2")})(argv)
 
-    step = act.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S).steps
+    step = preemption.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S).steps
     res = act.apply_preemptions(step, state, path, runner, clock=lambda: 1151.0)
     assert seen == [SIGNALLING] and [s.job_id for s in res.applied] == ["2"]
     saved = load_state(path).preemptions["2"]
@@ -189,7 +191,7 @@ def test_signal_writes_the_record_ahead_then_marks_it_signalled(tmp_path):
 
 def test_victim_completing_is_waited_for_not_signalled(tmp_path):
     fake = FakeSlurm({"2": scontrol_line("2", state="COMPLETING")})
-    step = act.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S).steps
+    step = preemption.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S).steps
     res = act.apply_preemptions(step, SteerState(), tmp_path / "s.json", fake)
     assert res.applied == [] and res.failed == [] and fake.ran == ["scontrol show job -o 2"]
 
@@ -201,7 +203,7 @@ def test_victim_completing_is_waited_for_not_signalled(tmp_path):
 ])
 def test_victim_rechecked_before_the_signal(tmp_path, line, problem):
     fake = FakeSlurm({"2": line})
-    step = act.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S).steps
+    step = preemption.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S).steps
     state = SteerState()
     res = act.apply_preemptions(step, state, tmp_path / "s.json", fake)
     assert res.applied == [] and problem in res.failed[0][1]
@@ -210,7 +212,7 @@ def test_victim_rechecked_before_the_signal(tmp_path, line, problem):
 
 def test_victim_gone_between_read_and_apply(tmp_path):
     fake = FakeSlurm({})  # scontrol show job: Invalid job id
-    step = act.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S).steps
+    step = preemption.preemption_steps([pre("2", "gn02")], snapshot(FULL), {}, 1150.0, S).steps
     res = act.apply_preemptions(step, SteerState(), tmp_path / "s.json", fake)
     assert res.applied == [] and "no longer knows the job" in res.failed[0][1]
     assert fake.ran == ["scontrol show job -o 2"]
@@ -220,7 +222,7 @@ def test_slurmctld_down_keeps_the_record_so_the_next_cycle_signals_again(tmp_pat
     path = tmp_path / "s.json"
     fake = FakeSlurm({"2": scontrol_line("2")},
                      fail={"scancel": SlurmUnreachable("slurmctld does not answer")})
-    steps = act.preemption_steps([pre("2", "gn02"), pre("3", "gn03")], snapshot(FULL), {},
+    steps = preemption.preemption_steps([pre("2", "gn02"), pre("3", "gn03")], snapshot(FULL), {},
                                  1150.0, S).steps
     state = SteerState()
     res = act.apply_preemptions(steps, state, path, fake)
@@ -228,7 +230,7 @@ def test_slurmctld_down_keeps_the_record_so_the_next_cycle_signals_again(tmp_pat
     kept = load_state(path).preemptions
     assert list(kept) == ["2"] and kept["2"].status == SIGNALLING
     # Next cycle (Slurm back): the unknown signal is sent again, 3 waits (same job 9).
-    d = act.preemption_steps([pre("2", "gn02"), pre("3", "gn03")], snapshot(FULL), kept,
+    d = preemption.preemption_steps([pre("2", "gn02"), pre("3", "gn03")], snapshot(FULL), kept,
                              1160.0, S)
     assert [s.command() for s in d.steps] == ["scancel --signal=USR1 --batch 2"]
 
@@ -236,7 +238,7 @@ def test_slurmctld_down_keeps_the_record_so_the_next_cycle_signals_again(tmp_pat
 def test_requeue_after_grace_and_refused_requeue_forgets(tmp_path):
     path = tmp_path / "s.json"
     state = SteerState(preemptions={"2": rec()})
-    d = act.preemption_steps([], snapshot(FULL), state.preemptions, 1250.0, S)
+    d = preemption.preemption_steps([], snapshot(FULL), state.preemptions, 1250.0, S)
     running = {"2": scontrol_line("2")}
     res = act.apply_preemptions(d.steps, state, path, FakeSlurm(running), clock=lambda: 1250.0)
     assert [s.command() for s in res.applied] == ["scontrol requeue 2"]
@@ -265,10 +267,10 @@ def test_state_file_round_trip_and_bad_record():
 
 
 def test_parse_victim_reads_state_start_and_requeue():
-    v = act.parse_victim(scontrol_line("2", requeue=0), "2")
+    v = preemption.parse_victim(scontrol_line("2", requeue=0), "2")
     assert (v.state, v.start_time, v.requeue) == ("RUNNING", 1000.0, False)
     with pytest.raises(SlurmError, match="no record of job 5"):
-        act.parse_victim(scontrol_line("2"), "5")
+        preemption.parse_victim(scontrol_line("2"), "5")
 
 
 @pytest.mark.parametrize("state_now, exit_code, requeued", [
@@ -283,7 +285,7 @@ def test_ended_victim_requeued_only_when_it_failed(tmp_path, state_now, exit_cod
     fake = FakeSlurm({"2": line})
     jobs = [j for j in FULL if j.job_id != "2"]
     state = SteerState(preemptions={"2": rec()})
-    d = act.preemption_steps([], snapshot(jobs), state.preemptions, 1155.0, S)
+    d = preemption.preemption_steps([], snapshot(jobs), state.preemptions, 1155.0, S)
     res = act.apply_preemptions(d.steps, state, tmp_path / "s.json", fake)
     assert ("scontrol requeue 2" in fake.ran) is requeued
     if requeued:
@@ -350,7 +352,7 @@ def test_applied_cycle_records_the_victim_and_reset_forgets_it(tmp_path, monkeyp
                             clock=lambda: 1140.0)
     assert again.preempted == [] and any("checkpointing for job 9" in n for n in again.notes)
     # Reset: the record is forgotten (a signal cannot be taken back), no command for it.
-    view = act.view_from_snapshot(snap, {})
+    view = diff.view_from_snapshot(snap, {})
     monkeypatch.setattr(steer, "_read_view", lambda config: view)
     monkeypatch.setattr(act, "config_weights", lambda path=None: dict(view.weights))
     fake.ran.clear()

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from kant_slurm.slurm import actuator as act
+from kant_slurm.slurm import diff
 from kant_slurm.slurm.state import KINDS, PIN, SITE_FACTOR, WEIGHT, SteerState
 
 NODES = [f"gn0{i}" for i in range(1, 7)]
@@ -49,15 +50,15 @@ def _random_state(rng: random.Random):
 
 
 def _diff(want, shown, state, max_changes, targets=None):
-    desired = act.Desired(weights=want[WEIGHT], site_factors=want[SITE_FACTOR], pins=want[PIN],
+    desired = diff.Desired(weights=want[WEIGHT], site_factors=want[SITE_FACTOR], pins=want[PIN],
                           pin_nodes={j: tuple(n for n in NODES if n not in p)
                                      for j, p in want[PIN].items()})
-    view = act.SlurmView(weights=shown[WEIGHT], site_factors=shown[SITE_FACTOR],
+    view = diff.SlurmView(weights=shown[WEIGHT], site_factors=shown[SITE_FACTOR],
                          pins=shown[PIN])
-    return act.diff(desired, view, state, max_changes, targets)
+    return diff.diff(desired, view, state, max_changes, targets)
 
 
-def _outcome(d: act.Diff):
+def _outcome(d: diff.Diff):
     return d.changes, d.deferred, d.forget, d.adopt
 
 

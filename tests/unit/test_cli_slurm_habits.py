@@ -221,7 +221,7 @@ def _fake_cycle(report_fields):
     ({"ok": False, "error": "apply stopped: slurmctld does not answer"}, 3),
 ])
 def test_schedule_exit_codes(tmp_path, monkeypatch, fields, code):
-    from kant_slurm.slurm.actuator import Change
+    from kant_slurm.slurm.diff import Change
 
     if "failed" in fields:
         ch = Change(kind="weight", target="gn01", value=5, before=1, orig=1, action="set",

@@ -14,7 +14,7 @@ import pytest
 from kant_slurm.config import load_config
 from kant_slurm.engine.render import format_explain, format_plan
 from kant_slurm.model import Inventory, Partition
-from kant_slurm.slurm import actuator as act
+from kant_slurm.slurm import diff
 from kant_slurm.formats import slurm_jobs, slurm_nodes, snapshot
 from kant_slurm.slurm.state import PIN, SITE_FACTOR, SteerState
 from kant_slurm.steer import live_plan
@@ -143,8 +143,8 @@ def test_blocked_jobs_get_no_start_reservation_order_or_pin(policy):
                | {r.job_id for r in plan.reservations})
     assert planned and not planned & blocked
     assert {p.job_id for p in plan.starts} >= {"7_1", "9_0"}  # room for the startable ones
-    settings = act.ActuatorSettings.from_config(config)
-    desired = act.desired_from_plan(plan, snap, dataclasses.replace(settings, pin_jobs="all"))
+    settings = diff.ActuatorSettings.from_config(config)
+    desired = diff.desired_from_plan(plan, snap, dataclasses.replace(settings, pin_jobs="all"))
     assert not (set(desired.pins) | set(desired.site_factors)) & blocked
     # Slurm's reason is what --explain and the table print.
     assert "Slurm's reason: Dependency" in format_explain(plan, "4")
@@ -158,11 +158,11 @@ def test_kants_change_on_a_job_slurm_now_holds_is_taken_back():
     # kant pinned job 3 and lifted it in an earlier cycle, before the user held it.
     state.put(PIN, "3", (), ("gn02", "gn03", "gn04"))
     state.put(SITE_FACTOR, "3", 0, 500_000)
-    view = act.view_from_snapshot(snap, {"2": 0})
+    view = diff.view_from_snapshot(snap, {"2": 0})
     view.pins["3"] = ("gn02", "gn03", "gn04")
     config = load_config()
     plan = live_plan(config, snap, NOW)
-    d = act.diff(act.desired_from_plan(plan, snap, act.ActuatorSettings.from_config(config)),
+    d = diff.diff(diff.desired_from_plan(plan, snap, diff.ActuatorSettings.from_config(config)),
                  view, state)
     assert [(c.kind, c.target, c.action) for c in d.changes if c.target == "3"] == \
         [("pin", "3", "restore")]
