@@ -384,7 +384,7 @@ class Job:
     site_factor: int = 0
     # The priority the job's own factors give (sprio, with SiteFactor); None when not read.
     # Slurm's backfill can put back the value ``priority`` had when its cycle began, after a
-    # SiteFactor update made during the cycle: the two then differ (see actuator.diff).
+    # SiteFactor update made during the cycle: the two then differ (see slurm.diff.diff).
     factor_priority: int | None = None
     nice: int = 0
     required_nodes: tuple[str, ...] = ()

@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 def _inventory(slurm_conf: str | None):
     """The node inventory: from slurm.conf + gres.conf + topology.conf, else the live cluster."""
     if slurm_conf:
-        from ..formats import slurm_conf as conffiles
+        from ..formats.slurm_conf import read_slurm_conf
 
-        return conffiles.read_slurm_conf(slurm_conf)
+        return read_slurm_conf(slurm_conf)
     from ..slurm import read_snapshot
 
     return read_snapshot().inventory

@@ -3,8 +3,8 @@
 The stock-Slurm model (policy ``slurm``) runs the cluster and makes every start. Every
 ``steer_interval`` seconds of trace time (the daemon's default interval unless told otherwise)
 kant's cycle reads the simulated cluster as Slurm shows it and plans; the live daemon's own
-pure code then computes the lever changes (:func:`~kant_slurm.slurm.actuator.desired_from_plan`
-and :func:`~kant_slurm.slurm.actuator.diff` against kant's marks), and they are applied to the
+pure code then computes the lever changes (:func:`~kant_slurm.slurm.diff.desired_from_plan`
+and :func:`~kant_slurm.slurm.diff.diff` against kant's marks), and they are applied to the
 simulated Slurm as ``scontrol update`` would apply them:
 
 - SiteFactor: the job's priority becomes its own priority plus the SiteFactor, which is what
@@ -21,7 +21,7 @@ every 30 s of trace, that made ``kant-steered`` many times slower than ``slurm``
 (benchmarks/README.md). So each cycle after the first gives the diff only the targets that may
 need something (the jobs that joined or left the queue, the plan's weights and pins that moved,
 what the last diff acted on; see :meth:`SteeredKant._kept_inputs`);
-:func:`~kant_slurm.slurm.actuator.diff` decides each of them as it does for the daemon. The
+:func:`~kant_slurm.slurm.diff.diff` decides each of them as it does for the daemon. The
 unit tests hold it to the whole diff, cycle by cycle.
 """
 
@@ -322,7 +322,7 @@ def _changed_keys(new, old) -> set[str]:
 
 class _QueueField(Mapping):
     """One field of the pending jobs as shown, by job id, read when asked: what
-    :func:`~kant_slurm.slurm.actuator.view_from_snapshot` gives for a simulator snapshot
+    :func:`~kant_slurm.slurm.diff.view_from_snapshot` gives for a simulator snapshot
     (every queued job is pending, and its SiteFactor is the one shown), without building a
     dict of thousands of jobs each cycle."""
 

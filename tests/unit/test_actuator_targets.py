@@ -1,4 +1,4 @@
-"""``actuator.diff`` limited to some targets (what ``kant-steered`` runs each cycle) gives what
+"""``slurm.diff.diff`` limited to some targets (what ``kant-steered`` runs each cycle) gives what
 the whole diff gives, whenever every other target is where an earlier diff left it: its wanted
 value, Slurm's value and kant's mark unchanged, and that diff did nothing with it.
 
