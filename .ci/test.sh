@@ -111,10 +111,13 @@ if [[ -n $version && $version != 22.05 ]]; then
     exit "$status"
 fi
 
-# Lint first (configuration in pyproject.toml): a finding fails the run. Inside a newer
-# release's root only the Slurm tests run, so the code is linted once, outside.
+# Lint, format check and type check first (settings in pyproject.toml): a finding fails the
+# run. Inside a newer release's root only the Slurm tests run, so the code is checked once,
+# outside.
 if [[ -z ${KANT_TEST_SLURM_VERSION:-} ]]; then
     "$python" -m ruff check kant_slurm
+    "$python" -m ruff format --check kant_slurm
+    "$python" -m mypy kant_slurm
 fi
 
 args=()

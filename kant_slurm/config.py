@@ -419,14 +419,14 @@ def _build(cls: type, raw: Any, prefix: KeyPath, problems: _Problems) -> Any:
 def _value(tp: Any, value: Any, path: KeyPath, meta: Mapping[str, Any],
            problems: _Problems) -> Any:
     key = _dotted(path)
-    if dataclasses.is_dataclass(tp):
+    if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path, problems)
     origin = typing.get_origin(tp)
     if origin is tuple:
         if not isinstance(value, (list, tuple)) or not all(isinstance(v, str) for v in value):
             problems.add(path, f"{key} = {value!r}: expected a list of strings")
             return _BAD
-        allowed = meta.get("values")
+        allowed = meta.get("values") or ()
         wrong = [v for v in value if allowed and v not in allowed]
         if wrong:
             problems.add(path, f"{key} = {list(value)!r}: {wrong[0]!r} is not one of: "
@@ -644,6 +644,7 @@ def parse_config_file(path: str | os.PathLike) -> ConfigFile:
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read config: {exc.strerror or exc}") from None
     text = _decode(p, raw)
+    data: Any
     if p.suffix.lower() == ".toml":
         try:
             data = tomllib.loads(text)
@@ -666,6 +667,7 @@ def parse_config_file(path: str | os.PathLike) -> ConfigFile:
         return ConfigFile(p, {}, {})
     if not isinstance(data, Mapping):
         raise ConfigError(f"{p}: the top level must be a mapping of sections")
+    assert node is not None  # the document (data) was built from it
     duplicates: list[tuple[int, str]] = []
     lines = _yaml_key_lines(node, duplicates)
     return ConfigFile(p, dict(data), lines, tuple(duplicates))
@@ -732,7 +734,7 @@ def describe_schema() -> list[tuple[str, str, str]]:
         for f in dataclasses.fields(cls):
             key = f"{prefix}{f.name}"
             tp = hints[f.name]
-            if dataclasses.is_dataclass(tp):
+            if isinstance(tp, type) and dataclasses.is_dataclass(tp):
                 walk(tp, key + ".")
                 continue
             meta = f.metadata

@@ -205,17 +205,23 @@ def cycle_metrics(state_path: str | Path | None) -> dict[str, Any]:
     return out
 
 
-def _family(name: str, value: float | None = None) -> Metric:
+_Family = CounterMetricFamily | GaugeMetricFamily
+
+
+def _family(name: str, value: float | None = None) -> _Family:
     """An empty family of METRICS[name] (with ``value`` as its one unlabelled sample)."""
     spec = METRICS[name]
-    cls = CounterMetricFamily if spec.kind == "counter" else GaugeMetricFamily
-    fam = cls(PREFIX + name, spec.help, labels=list(spec.labels))
+    fam: _Family
+    if spec.kind == "counter":
+        fam = CounterMetricFamily(PREFIX + name, spec.help, labels=list(spec.labels))
+    else:
+        fam = GaugeMetricFamily(PREFIX + name, spec.help, labels=list(spec.labels))
     if value is not None:
         fam.add_metric([], float(value))
     return fam
 
 
-def _labelled(name: str, values: dict[str, float]) -> Metric:
+def _labelled(name: str, values: dict[str, float]) -> _Family:
     """A one-label family of METRICS[name], one sample per key (sorted, for stable output)."""
     fam = _family(name)
     for label in sorted(values):

@@ -121,24 +121,25 @@ def compress(hosts: Iterable[str]) -> str:
             order.remove((prefix, width))
 
     out: list[str] = []
-    for key in order:
-        if isinstance(key, str):
-            out.append(key)
+    for entry in order:
+        if isinstance(entry, str):
+            out.append(entry)
             continue
-        prefix, width = key
-        numbers = sorted(set(groups[key]))
+        prefix, width = entry
+        numbers = sorted(set(groups[entry]))
         if len(numbers) == 1:
             out.append(f"{prefix}{str(numbers[0]).zfill(width)}")
             continue
         ranges: list[str] = []
         lo = prev = numbers[0]
-        for n in numbers[1:] + [None]:  # type: ignore[list-item]
-            if n is not None and n == prev + 1:
-                prev = n
+        following: list[int | None] = [*numbers[1:], None]
+        for nxt in following:
+            if nxt is not None and nxt == prev + 1:
+                prev = nxt
                 continue
             lo_s, hi_s = str(lo).zfill(width), str(prev).zfill(width)
             ranges.append(lo_s if lo == prev else f"{lo_s}-{hi_s}")
-            if n is not None:
-                lo = prev = n
+            if nxt is not None:
+                lo = prev = nxt
         out.append(f"{prefix}[{','.join(ranges)}]")
     return ",".join(out)

@@ -216,9 +216,11 @@ class Inventory:
             if len(arr) != n:
                 raise InputError(f"inventory: {label} has {len(arr)} entries for {n} nodes")
             arr.setflags(write=False)
-        if self.config_weight is None:
-            object.__setattr__(self, "config_weight", np.ones(n, dtype=np.int64))
-        self.config_weight.setflags(write=False)
+        weight = self.config_weight
+        if weight is None:
+            weight = np.ones(n, dtype=np.int64)
+            object.__setattr__(self, "config_weight", weight)
+        weight.setflags(write=False)
         known = set(self.names)
         for p in self.partitions:
             missing = [x for x in p.nodes if x not in known]

@@ -44,11 +44,16 @@ import time
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
 from ..model import ClusterSnapshot, Inventory, Job, Partition, Topology
+
+if TYPE_CHECKING:
+    from .plan import Plan
+    from .registry import Policy
 
 # Time limits users typically ask for (seconds): the job's duration rounded up to the next one.
 COMMON_LIMITS = (3600.0, 4 * 3600.0, 12 * 3600.0, 24 * 3600.0, 72 * 3600.0, 168 * 3600.0)
@@ -224,17 +229,20 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def time_plan(snapshot: ClusterSnapshot, policy, cycles: int = 5
-              ) -> tuple[list[float], list[float], object]:
-    """(wall-clock seconds, CPU seconds, last plan) of ``cycles`` full planning cycles (the
-    bench's own clock; the engine never reads one)."""
-    times, cpu = [], []
+def time_plan(snapshot: ClusterSnapshot, policy: Policy, cycles: int = 5
+              ) -> tuple[list[float], list[float], Plan]:
+    """(wall-clock seconds, CPU seconds, last plan) of ``cycles`` (at least one) full planning
+    cycles (the bench's own clock; the engine never reads one)."""
+    times: list[float] = []
+    cpu: list[float] = []
     plan = None
     for _ in range(cycles):
         t0, c0 = time.perf_counter(), time.process_time()
         plan = policy.plan(snapshot, snapshot.taken_at)
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
+    if plan is None:
+        raise ValueError(f"time_plan: cycles must be at least 1, got {cycles}")
     return times, cpu, plan
 
 

@@ -64,6 +64,10 @@ class RunningTable:
 
     def __init__(self, token: Any = None) -> None:
         self.token = token
+        self._clear()
+
+    def _clear(self) -> None:
+        """Forget every job (a new inventory)."""
         self.ids = np.empty(0, dtype=np.uint64)
         self.jobs: Sequence[Job] = ()
         # Per job (columns, in id order): start (nan: none, then "now"), estimate, time limit
@@ -122,7 +126,7 @@ class RunningTable:
         count) x jobs, pool offsets and node counts as integers); their nodes and GPUs are in
         ``pool_idx`` and ``pool_g``."""
         if inv is not self.inv:
-            self.__init__(self.token)
+            self._clear()
             self.inv = inv
         n = len(running)
         ids, pos, hit = lookup_ids(self.ids, running)
@@ -273,7 +277,8 @@ class Cycle:
         self.cpus_free = np.where(self.schedulable, inv.cpus_total - snap.cpus_alloc, 0).astype(
             np.int64)
         self.has_cpus = np.asarray(inv.cpus_total) > 0
-        self._mem_free: np.ndarray | None = None  # made when a job asking for memory comes
+        # (nodes that report memory, free MB per node): made when a job asking for memory comes
+        self._mem_free: tuple[np.ndarray, np.ndarray] | None = None
         self.weight = np.asarray(snap.weight, dtype=np.int64)
         self._usable_cache: dict = {}
         self._pool_size: dict = {}
@@ -675,10 +680,12 @@ class Cycle:
         buffers grown by doubling as reservations are added, never rebuilt)."""
         rs = self.reservations
         key = len(rs)
-        buf = getattr(self, "_res_buf", None)
+        # [reservations, nodes, starts, ends, node counts, node indices, GPUs]
+        buf: list[Any] | None = getattr(self, "_res_buf", None)
         if buf is None or buf[0] > key:
-            buf = self._res_buf = [0, 0, np.empty(16), np.empty(16), np.empty(16, np.int64),
-                                   np.empty(64, np.int64), np.empty(64)]
+            buf = [0, 0, np.empty(16), np.empty(16), np.empty(16, np.int64),
+                   np.empty(64, np.int64), np.empty(64)]
+            self._res_buf = buf
         k, m = buf[0], buf[1]
         if k < key:
             new = rs[k:]

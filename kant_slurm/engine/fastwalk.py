@@ -37,12 +37,17 @@ from __future__ import annotations
 import logging
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+njit: Callable[..., Any] | None
 try:  # numba is a dependency; the import is guarded so that a broken install falls back
-    from numba import njit
+    from numba import njit as _numba_njit
+
+    njit = _numba_njit
 except ImportError:  # pragma: no cover - exercised only without numba
     njit = None
 

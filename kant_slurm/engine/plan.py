@@ -6,9 +6,9 @@ The simulator carries out ``starts``; the actuator turns the whole plan into ``s
 from __future__ import annotations
 
 from collections import ChainMap
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from ..model import Job
@@ -68,7 +68,7 @@ class Plan:
 
     policy: str
     now: float
-    order: tuple[QueueEntry, ...] = ()
+    order: Sequence[QueueEntry] = ()  # a tuple, or the policies' LazyOrder
     starts: tuple[Placement, ...] = ()
     reservations: tuple[Reservation, ...] = ()
     node_tiers: Mapping[str, int] = field(default_factory=dict)  # node -> preference tier, 0 best
@@ -117,4 +117,7 @@ def with_held(plan: Plan, held: Sequence[Job]) -> Plan:
             "not planned: kant gives it no start, pin, reservation or SiteFactor until Slurm "
             "would start it",
         )
-    return replace(plan, blocked=blocked, explain=ChainMap(lines, plan.explain), held=reasons)
+    # A ChainMap writes to its first map only: the policy's (possibly lazy, read-only) explain
+    # mapping stays unread until asked and is never written.
+    below = cast("MutableMapping[str, tuple[str, ...]]", plan.explain)
+    return replace(plan, blocked=blocked, explain=ChainMap(lines, below), held=reasons)

@@ -131,7 +131,12 @@ class _QueuePolicy:
     strict = False  # fifo: the first blocked job blocks everything behind it
     whole_node_reservations = False
     limit_only = False  # estimates: the time limit only
-    gates = False  # gate() may hold a job back (it is asked per job only then)
+
+    @property
+    def gates(self) -> bool:
+        """Whether gate() may hold a job back (it is asked per job only then)."""
+        return False
+
     starts_only = False
     """Plan only what starts now (the simulator's use): a blocked job's reservation is worked
     out only when a job behind it could start otherwise, and the walk stops once no job
@@ -258,6 +263,7 @@ class _QueuePolicy:
                     token):
         """:meth:`_fast_order` from the queue kept across cycles (:class:`_SortedQueue`),
         updated from the snapshot's change log; None when that does not apply."""
+        assert snapshot.pending_changes is not None  # _fast_order calls it only then
         log, upto = snapshot.pending_changes
         q = self._queue
         if (q is None or q.token[0] is not token[0] or q.token[1] is not token[1]
@@ -271,7 +277,7 @@ class _QueuePolicy:
         # (see _SortedQueue._own_lists).
         return q.jobs, q.est_l, q.src, q.elig, q.shape, q.est
 
-    _queue = None
+    _queue: _SortedQueue | None = None
 
     def _static_row(self, job: Job, snapshot: ClusterSnapshot):
         keys = self.static_keys(job, snapshot)
@@ -317,7 +323,8 @@ class _QueuePolicy:
         present = np.flatnonzero(np.bincount(shape_a)).tolist() if shape_a.size else []
         new = [sid for sid in present if sid not in rows]
         if new:
-            kinds = {binpack: fastwalk.KIND_BINPACK, slurm_cons_tres: fastwalk.KIND_SLURM}
+            kinds: dict[Selector, int] = {binpack: fastwalk.KIND_BINPACK,
+                                          slurm_cons_tres: fastwalk.KIND_SLURM}
             for sid in new:
                 job = jobs[int(np.argmax(shape_a == sid))]
                 kind = kinds.get(self.selector(job, ctx))
@@ -408,8 +415,8 @@ class _QueuePolicy:
     SKIP_MIN_QUEUE = 64
     """Queues longer than this pass over runs of memo-decided jobs in one step (``_Skipper``)."""
 
-    _table = None
-    _run_table = None
+    _table: _JobTable | None = None
+    _run_table: RunningTable | None = None
 
     def plan(self, snapshot: ClusterSnapshot, now: float) -> Plan:
         """One planning cycle: pure function of ``snapshot`` and ``now``."""
@@ -442,7 +449,10 @@ class _QueuePolicy:
             ordered = self.order(pending, snapshot, now, ctx)
             jobs = [j for j, _ in ordered]
             facs = [f for _, f in ordered]
-            factors = facs.__getitem__
+
+            def factors(rank: int) -> dict[str, Any]:
+                return facs[rank]
+
             est_l = src_l = None
             if fast:
                 ests = [self.estimate(j) for j in jobs]
@@ -465,6 +475,7 @@ class _QueuePolicy:
         stop = n_jobs  # rank where the walk stopped (the rest: decided without walking)
         if fast and n_jobs:
             # Strict order stops at the first blocked job: no shape tracking needed.
+            assert elig_a is not None  # fast: set with the order
             alive = _NoTracker() if self.strict else _ShapeTracker(now, est_a, elig_a, shape_a)
             fail_memo = cycle.fail_memo
             res_memo = cycle.res_memo
@@ -487,6 +498,7 @@ class _QueuePolicy:
         def reserve_job(r: int, job: Job, rec: list | None) -> None:
             """The reservation (or why none) of the blocked job at rank ``r``."""
             jid = job.job_id
+            line: tuple | str
             if len(cycle.reservations) < k_max:
                 est, src = (est_l[r], src_l[r]) if est_l is not None else self.estimate(job)
                 res, reason = cycle.reserve(job, est, self.selector(job, ctx))
@@ -506,6 +518,7 @@ class _QueuePolicy:
                 why = line = (f"does not fit now; no reservation (all {k_max} "
                               f"reservations held by higher-ranked jobs)")
             if rec is None:  # a job the walk passed over
+                assert skip is not None  # only the skipper passes jobs over
                 skip.set_reason(r, why)
             else:
                 blocked[jid] = why
@@ -517,6 +530,7 @@ class _QueuePolicy:
                 if len(cycle.reservations) >= k_max:  # all held: the rest get none
                     for lo, hi, rec in deferred:
                         if rec is None:
+                            assert skip is not None  # only the skipper passes jobs over
                             codes = skip.code[lo:hi]
                             codes[codes == skip._DEFERRED] = skip._ALL_HELD
                         else:
@@ -532,6 +546,7 @@ class _QueuePolicy:
                     # search would return it without a look; nothing changes). Jobs not yet
                     # eligible are passed too, so the rank it stops at is eligible.
                     hi = entry[1]
+                    assert skip is not None  # only the skipper passes jobs over
                     r = skip.decided_prefix(r, hi)
                     entry[0] = r
                     if r >= hi:
@@ -653,14 +668,15 @@ class _QueuePolicy:
                 rec.append(_DEFERRED)
                 n_deferred += 1
             else:
+                assert elig_a is not None  # deferring is fast: set with the order
                 n_deferred += int(np.count_nonzero(~(elig_a[lo:hi] > now)))
         tail = None
         if stop < n_jobs:
             # Reservations still free at the stop: the walk stopped because every shape ahead
             # failed its reservation search, whose remembered reason is each job's.
-            res_memo = cycle.res_memo if len(cycle.reservations) < k_max else None
+            tail_memo = cycle.res_memo if len(cycle.reservations) < k_max else None
             tail = _Tail(self, jobs, stop, now, ctx, depth, first_blocked, k_max, elig_a,
-                         res_memo, deferred=defer)
+                         tail_memo, deferred=defer)
             memo_hits += tail.memo_rejects()
             explain.tail = tail
         if skip is not None and skip.count:
@@ -749,7 +765,7 @@ class _CompiledReasons(Mapping):
     def __init__(self, jobs, placements: dict, lines: bool = False) -> None:
         self._jobs, self._started = jobs, placements  # job id -> Placement of the starts
         self._lines = lines
-        self._ids = None
+        self._ids: set[str] | None = None
 
     def _keys(self):
         if self._ids is None:
@@ -1157,7 +1173,7 @@ class _Skipper:
             r = hi
         return max(r, rank)
 
-    def take(self, lo: int, hi: int, alive: _ShapeTracker, fail_memo, res_memo,
+    def take(self, lo: int, hi: int, alive: _ShapeTracker | _NoTracker, fail_memo, res_memo,
              deferred: bool = False) -> int:
         """Pass over ranks ``lo:hi`` (all decided by the memos); returns the memo rejects.
         ``deferred``: their reservations are worked out later (or never), see ``set_reason``."""
@@ -1335,7 +1351,8 @@ class LazyOrder(Sequence):
                     and all(a == b for a, b in zip(self, other, strict=False)))
         return NotImplemented
 
-    __hash__ = None
+    # Unhashable, as a list or dict is (mypy takes None for a clash with object.__hash__).
+    __hash__ = None  # type: ignore[assignment]
 
 
 class LazyBlocked(Mapping):
@@ -1384,7 +1401,8 @@ class LazyBlocked(Mapping):
             return dict(self.items()) == dict(other.items())
         return NotImplemented
 
-    __hash__ = None
+    # Unhashable, as a list or dict is (mypy takes None for a clash with object.__hash__).
+    __hash__ = None  # type: ignore[assignment]
 
 
 class LazyExplain(Mapping):
@@ -1417,12 +1435,12 @@ class LazyExplain(Mapping):
             return rec
         sk = self.skipped
         rank = sk.rank_of(job_id) if sk is not None else None
-        if rank is not None:
+        if sk is not None and rank is not None:
             return [(_head_lines_at, rank, sk.est_l[rank], sk.src_l[rank]),
                     sk.reason(rank)]
         tail = self.tail
         rank = tail.rank_of(job_id) if tail is not None else None
-        if rank is None:
+        if tail is None or rank is None:
             raise KeyError(job_id)
         est, src = tail.policy.estimate(tail.jobs[rank])
         return [(_head_lines_at, rank, est, src), tail.reason(rank)]
@@ -1461,7 +1479,9 @@ class LazyExplain(Mapping):
 
 
 def _head_lines_at(explain: LazyExplain, rank, est, src):
-    return _head_lines(explain.policy, rank, explain._factors(rank), est, src)
+    factors = explain._factors
+    assert factors is not None  # the walk's explain (the only one with head lines) has them
+    return _head_lines(explain.policy, rank, factors(rank), est, src)
 
 
 def _head_lines(policy, rank, factors, est, src):

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import re
 import weakref
+from typing import NoReturn
 
 import numpy as np
 
@@ -128,7 +129,7 @@ def parse_constraint(text: str) -> tuple:
         raise InputError("--constraint '': expected a feature name")
     at = 0
 
-    def fail(what: str):
+    def fail(what: str) -> NoReturn:
         raise InputError(f"--constraint {text!r}: {what}")
 
     def expr(close: str | None) -> tuple:
@@ -156,6 +157,7 @@ def parse_constraint(text: str) -> tuple:
             fail("expected a feature name at the end")
         kind, tok = tokens[at]
         at += 1
+        node: tuple
         if kind == "name":
             node = ("feature", tok)
         elif tok == "(":
@@ -256,7 +258,7 @@ def room_mask(snapshot: ClusterSnapshot, job: Job, now: float) -> np.ndarray | N
     for name in met:
         m &= ~rules["nodes_of"][name]
     if job.reservation:
-        if not own_open:
+        if own is None or not own_open:
             m[:] = False  # Slurm holds it until its reservation opens (or exists)
         elif "FLEX" not in own.flags:  # FLEX lets its jobs use nodes outside it as well
             m &= rules["nodes_of"][own.name]

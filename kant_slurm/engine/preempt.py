@@ -521,8 +521,8 @@ def at_risk(snapshot: ClusterSnapshot, now: float, plan: Plan, rules: JobRules, 
     """Pending inference jobs about to miss their SLA that the plan does not rescue
     (module docstring, "When"), earliest deadline first."""
     out = []
-    started = None
-    res = None
+    started: set[str] | None = None
+    res: dict[str, float] = {}
     for j in snapshot.pending:
         if j.job_class != "inference":
             continue

@@ -17,6 +17,7 @@ from ..errors import ConfigError
 
 if TYPE_CHECKING:
     from ..model import ClusterSnapshot
+    from .estimate import HistoryEstimator
     from .plan import Plan
 
 
@@ -24,6 +25,11 @@ class Policy(Protocol):
     name: str
 
     def plan(self, snapshot: ClusterSnapshot, now: float) -> Plan: ...
+
+    def with_history(self, history: HistoryEstimator | None) -> Policy:
+        """Use runtime estimates from past jobs when the config's ``estimator.history`` is on
+        (``live_plan`` calls it then); returns the policy itself."""
+        ...
 
 
 PolicyFactory = Callable[..., Policy]

@@ -119,6 +119,7 @@ def plan_rows(plan: Plan, job_gpus: Mapping[str, int] | None = None) -> list[dic
             if k not in factor_keys:
                 factor_keys.append(k)
     rows: list[dict[str, Any]] = []
+    gpus: int | None
     for e in plan.order:
         p, r = starts.get(e.job_id), reserved.get(e.job_id)
         if p is not None:

@@ -353,7 +353,7 @@ def _tree_pick(levels: np.ndarray, n_groups: np.ndarray, anc: np.ndarray, weight
     rem = nn - forced.size
     spent = np.zeros(int(n_groups[0]), dtype=bool)  # required leaves, then chosen ones
     spent[leaf[forced]] = True
-    for x in np.flatnonzero(spent):  # step 3
+    for x in np.flatnonzero(spent).tolist():  # step 3
         if rem <= 0:
             break
         more = pool[(leaf[pool] == x) & ~taken[pool]][:rem]

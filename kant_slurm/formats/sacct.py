@@ -479,12 +479,14 @@ def _job_id(job: Mapping) -> str:
     jid = str(job.get("job_id"))
     array = job.get("array") or {}
     task = _num(array.get("task_id"))
-    if task is not None and _num(array.get("job_id")):
-        return f"{int(_num(array['job_id']))}_{int(task)}"
+    array_id = _num(array.get("job_id"))
+    if task is not None and array_id:
+        return f"{int(array_id)}_{int(task)}"
     het = job.get("het") or {}
     off = _num(het.get("job_offset"))
-    if off is not None and _num(het.get("job_id")):
-        return f"{int(_num(het['job_id']))}+{int(off)}"
+    het_id = _num(het.get("job_id"))
+    if off is not None and het_id:
+        return f"{int(het_id)}+{int(off)}"
     return jid
 
 
@@ -532,7 +534,7 @@ def parse_sacct_json(data: str | Mapping, source: str = "sacct --json") -> pd.Da
             except Exception as exc:  # noqa: BLE001 - name the job on any hostlist error
                 raise InputError(f"{where}: field 'nodes' {text!r} is not a host list "
                                  f"({exc})") from None
-        split = ()
+        split: tuple[int, ...] = ()
         if hosts:
             base, extra = divmod(int(gpus), len(hosts))
             split = tuple(base + (1 if i < extra else 0) for i in range(len(hosts)))

@@ -8,6 +8,7 @@ import logging
 import re
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 from ..errors import SlurmError
 from ..hostlist import expand
@@ -185,7 +186,7 @@ def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None,
         if state == PENDING:
             held = bool(job.get("hold")) or str(job.get("state_reason") or "").startswith("JobHeld")
             blocked = slurm_block(job.get("state_reason"), held, eligible)
-        fields = dict(
+        fields: dict[str, Any] = dict(
             job_id=job_id,
             state=state,
             num_nodes=num_nodes,

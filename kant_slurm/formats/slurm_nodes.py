@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Any
 
 from ..errors import SlurmError
 from ..hostlist import expand
@@ -167,10 +168,15 @@ def parse_reservations(text: str) -> list[Reservation]:
                 raise bad
             return t
 
+        def required_stamp(key: str) -> float:
+            t = stamp(key, True)
+            assert t is not None  # stamp raises when a required time is missing
+            return t
+
         nodes = slurm_text(rec.get("Nodes"))  # none: a reservation of licences or burst buffers
         out.append(Reservation(
             name=name,
-            start_time=stamp("StartTime", True),
+            start_time=required_stamp("StartTime"),
             # An open-ended reservation prints an unknown end: None.
             end_time=stamp("EndTime", False),
             nodes=tuple(expand(nodes)) if nodes else (),
@@ -182,7 +188,7 @@ def parse_reservations(text: str) -> list[Reservation]:
 
 def _sub(record: Mapping, where: str, *keys: str):
     """``record[k1][k2]...``; a missing level is None, a non-object level is an error."""
-    value = record
+    value: Any = record
     for k in keys:
         if value is None:
             return None

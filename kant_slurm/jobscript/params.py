@@ -388,6 +388,8 @@ def resolve_values(spec: TemplateSpec, layers: list[tuple[str, Mapping[str, Any]
             f"valid keys (with defaults): {spec.valid_keys_text()}")
     for c in spec.checks:
         other = c.get("below") or c.get("at_most")
+        if not other:
+            continue
         lo, hi = values.get(c["param"]), values.get(other)
         if lo is None or hi is None or hi == UNLIMITED:
             continue

@@ -59,7 +59,7 @@ def inference_wait_stats(records: pd.DataFrame) -> dict[str, float]:
     """Wait to the first start of inference jobs: p50, p90, p99, max, mean and counts."""
     w = wait_s(inference_jobs(records)).to_numpy(dtype=float)
     started = w[~np.isnan(w)]
-    out = {"jobs": int(len(w)), "not_started": int(len(w) - len(started))}
+    out: dict[str, float] = {"jobs": int(len(w)), "not_started": int(len(w) - len(started))}
     if len(started):
         qs = np.quantile(started, QUANTILES)
         out |= {"p50": float(qs[0]), "p90": float(qs[1]), "p99": float(qs[2]),

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -29,7 +30,8 @@ def json_dump_columns(data: str | Mapping, source: str) -> dict[str, list[str]]:
     """``sacct --json`` -> the ``sacct -P`` columns of the same jobs (field name -> values)."""
     if isinstance(data, str):
         try:
-            data = json.loads(data)
+            # Any JSON value: parse_sacct_json below refuses whatever is not sacct's object.
+            data = cast(Mapping, json.loads(data))
         except json.JSONDecodeError as exc:
             raise InputError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     records = parse_sacct_json(data, source)  # validates every job and names the bad one

@@ -102,7 +102,8 @@ def _check_fields(obj: Any, fields: dict[str, tuple[type, bool]], where: str) ->
             raise ConfigError(
                 f"{where}.{key}: expected {typ.__name__}, got {type(value).__name__} ({value!r})"
             )
-        if typ is int and value < (0 if key in ("cpus_per_node", "memory_mb_per_node") else 1):
+        least = 0 if key in ("cpus_per_node", "memory_mb_per_node") else 1
+        if typ is int and isinstance(value, int) and value < least:
             raise ConfigError(f"{where}.{key}: must be a positive integer, got {value}")
     return obj
 

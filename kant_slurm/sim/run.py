@@ -155,7 +155,7 @@ def _run_parallel(policies: Sequence[str], workers: int,
             pending = set(futures)
             while pending:
                 done, pending = cf.wait(pending, timeout=0.2)
-                while q is not None:
+                while q is not None and progress is not None:  # q only with progress
                     try:
                         progress(*q.get_nowait())
                     except queue_mod.Empty:

@@ -514,11 +514,11 @@ class Simulator:
             changes.trim()  # the policy has read them
             for pe in plan.preemptions:
                 jid = pe.job_id
-                job = running.get(jid)
-                if job is None:
+                if jid not in running:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s preempts job {jid!r}, which is "
                         f"not running")
+                job = running[jid]
                 if (sorted(zip(pe.nodes, pe.node_gpus, strict=False))
                         != sorted(zip(job.nodes, job.node_gpus, strict=False))):
                     raise SimulationError(
@@ -529,13 +529,15 @@ class Simulator:
                 del running[jid]
                 release(job, r)
                 run_gen[r] += 1
-                ran = now - float(job.start_time)
+                started_at = job.start_time
+                assert started_at is not None  # a running job's start
+                ran = now - float(started_at)
                 ckpt = job.checkpoint_interval
                 lost = math.fmod(ran, ckpt) if ckpt is not None and ckpt > 0 else ran
                 remaining[r] -= ran - lost
                 lost_gpu_s[r] += lost * job.gpus
                 n_preempted[r] += 1
-                earlier_runs.setdefault(r, []).append((float(job.start_time), now, job.nodes,
+                earlier_runs.setdefault(r, []).append((float(started_at), now, job.nodes,
                                                        job.node_gpus))
                 preemptions += 1
                 again = queued_job.get(r)
@@ -551,11 +553,11 @@ class Simulator:
                 dirty_since = now
             for pl in plan.starts:
                 jid = pl.job_id
-                job = pending.pop(jid, None)
-                if job is None:
+                if jid not in pending:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s starts job {jid!r}, which is not "
                         f"pending")
+                job = pending.pop(jid)
                 r = pending_row.pop(jid)
                 changes.remove(job)
                 if len(pl.nodes) != len(pl.node_gpus) or sum(pl.node_gpus) != gpus_req[r]:
@@ -642,7 +644,7 @@ class Simulator:
             last_start_time=last_start_t[sel],
             preemptions=n_preempted[sel],
             preempted_gpu_seconds=lost_gpu_s[sel],
-            preempted_runs=[tuple(earlier_runs.get(i, ())) for i in rows_sel],
+            preempted_runs=[tuple(earlier_runs.get(int(i), ())) for i in rows_sel],
             sla=sla_of[sel],
         )
         if progress:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -72,7 +73,7 @@ class SteeredKant:
         self._seen = 0  # its events read so far
         self._base: dict[str, Job] = {}  # pending job id -> the producer's Job
         self._shown: dict[str, Job] = {}  # pending job id -> that Job with the levers
-        self._log: PendingChanges | None = None  # changes of ``_shown``, for the policies
+        self._log = PendingChanges()  # changes of ``_shown``, for the policies
         self._kant_seen = 0  # events of ``_log`` kant's policy has read (slurm's reads all)
         # Kept between daemon cycles while the log is followed (see :meth:`_kept_inputs`):
         # each cycle then diffs only the targets that may need something, instead of every
@@ -82,7 +83,7 @@ class SteeredKant:
         self._entered: set[str] = set()  # jobs that joined the queue since the last cycle
         self._left: set[str] = set()  # jobs that left it since the last cycle
         self._last_desired: diff.Desired | None = None
-        self._last_weight = None  # the node Weights shown at the last cycle
+        self._last_weight: np.ndarray | None = None  # the node Weights shown at the last cycle
         self._last_out: dict[str, set[str]] = {}  # kind -> targets the last diff acted on
         # Kant's queue tier of a job is its class's while quotas are off, so it stays what it
         # was when the job joined the queue; quota tiers move as jobs start (then every
@@ -206,7 +207,8 @@ class SteeredKant:
         if self.check and targets is not None:
             self._check_kept(plan, shown, desired, d)
         act.edit_marks(self.marks, d)
-        lever = {WEIGHT: self.weights, SITE_FACTOR: self.site_factors, PIN: self.pins}
+        lever: dict[str, dict[str, Any]] = {WEIGHT: self.weights, SITE_FACTOR: self.site_factors,
+                                            PIN: self.pins}
         for change in d.changes:
             act.mark_applied(self.marks, change, at=now)
             lever[change.kind][change.target] = change.value
@@ -267,6 +269,7 @@ class SteeredKant:
                              site_factors=_QueueField(self._shown, "site_factor"),
                              pins=_QueueField(self._shown, "excluded_nodes"))
         last = self._last_desired
+        assert last is not None  # kept: the last cycle remembered it
         moved = self._entered | self._left
         targets = {kind: set(self._last_out.get(kind, ())) for kind in KINDS}
         targets[SITE_FACTOR] |= moved

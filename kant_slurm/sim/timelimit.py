@@ -86,6 +86,7 @@ def apply_time_limits(jobs: pd.DataFrame, spec: str = "ladder", seed: int = 0) -
     elif name == "exact":
         model = np.where(finite, np.maximum(duration, 1.0), np.nan)
     elif name == "fixed":
+        assert arg is not None  # parse_model gives "fixed" its number
         model = np.full(len(out), float(arg))
     else:  # none
         model = np.full(len(out), np.nan)

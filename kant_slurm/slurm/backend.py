@@ -216,7 +216,7 @@ def select_backend(prefer: str | None = None) -> SlurmReader:
     if prefer == "cli":
         return CliBackend()
     try:
-        import pyslurm  # type: ignore[import-not-found]
+        import pyslurm
     except ImportError:
         log.debug("pyslurm not installed; using the Slurm CLI")
         return CliBackend()
