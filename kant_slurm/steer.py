@@ -279,7 +279,7 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     try:
         if read is None:
             snapshot = read_snapshot(classify=make_classifier(config))
-            site = act.read_site_factors()
+            site = diff.site_factors_shown(snapshot)
         else:
             snapshot, site = read()
     except SlurmError as exc:
@@ -381,7 +381,7 @@ class ResetReport:
 
 def _read_view(config: KantConfig) -> diff.SlurmView:
     snapshot = read_snapshot(classify=make_classifier(config))
-    return diff.view_from_snapshot(snapshot, act.read_site_factors())
+    return diff.view_from_snapshot(snapshot, diff.site_factors_shown(snapshot))
 
 
 def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = False,

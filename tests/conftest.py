@@ -210,12 +210,12 @@ def _read_released(config, *job_ids: str):
     held one does; kant's own cycles never plan a held job (tests/integration/test_held_jobs.py).
     """
     from kant_slurm.engine.classify import make_classifier
-    from kant_slurm.slurm import actuator as act
     from kant_slurm.slurm import read_snapshot
+    from kant_slurm.slurm.diff import site_factors_shown
 
     def read():
         snapshot = read_snapshot(classify=make_classifier(config)).released(job_ids)
-        return snapshot, act.read_site_factors()
+        return snapshot, site_factors_shown(snapshot)
 
     return read
 

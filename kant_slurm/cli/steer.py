@@ -100,8 +100,8 @@ def schedule_cmd(once, dry_run, policy, state_file, lock_file, config_path, as_j
       kant-slurm schedule --json               # apply, report as JSON
     """
     from ..engine.classify import make_classifier
-    from ..slurm import actuator as act
     from ..slurm import read_snapshot
+    from ..slurm.diff import site_factors_shown
     from ..steer import SteerLock, run_cycle
 
     config = load_config(config_path)
@@ -112,7 +112,8 @@ def schedule_cmd(once, dry_run, policy, state_file, lock_file, config_path, as_j
         # run_cycle's own read, but keeping the error: the report holds only its text, and
         # "Slurm not answering" (exit 3) must be told from "Slurm answered nonsense" (exit 1).
         try:
-            return read_snapshot(classify=make_classifier(config)), act.read_site_factors()
+            snapshot = read_snapshot(classify=make_classifier(config))
+            return snapshot, site_factors_shown(snapshot)
         except Exception as exc:
             read_error.append(exc)
             raise

@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import InputError, SlurmError, SlurmUnreachable
-from ..formats.slurm_jobs import parse_sprio_site
 from ..hostlist import compress, expand
 from .diff import Change, Diff
 from .preemption import FORGET, SIGNAL, WAIT, PreemptStep, VictimNow, parse_victim, victim_decision
@@ -29,19 +28,6 @@ from .state import (REQUEUED, SIGNALLED, SIGNALLING, SITE_FACTOR, WEIGHT, Mark, 
                     SteerState, save_state)
 
 log = logging.getLogger(__name__)
-
-
-# ------------------------------------------------------------------------------------------
-# Reading what the snapshot lacks
-# ------------------------------------------------------------------------------------------
-
-
-def read_site_factors(runner: Callable[[Sequence[str]], str] | None = None) -> dict[str, int]:
-    """SiteFactor of every pending job (squeue's JSON does not carry it in 22.05)."""
-    from .backend import run_slurm
-
-    run = runner or run_slurm
-    return parse_sprio_site(run(["sprio", "-h", "-o", "%i %S"]))
 
 
 def parse_config_weights(text: str, where: str = "slurm.conf") -> dict[str, int]:

@@ -159,15 +159,21 @@ class CliBackend:
     def jobs(self) -> list[Job]:
         data = _json(["squeue", "--json"])
         shown = run_slurm(["scontrol", "show", "job", "-d", "-o"])
-        jobs = slurm_jobs.parse_jobs_json(data, slurm_jobs.job_gpu_details(shown),
-                                     exclusive=slurm_jobs.exclusive_jobs(shown))
-        if not any(j.is_pending for j in jobs):
-            return jobs
-        # squeue's JSON has no SiteFactor in 22.05; sprio has it for pending jobs (not held ones,
-        # whose priority is 0: they keep what squeue said), and the priority their factors give.
-        rows = slurm_jobs.parse_sprio_priorities(run_slurm(["sprio", "-h", "-o", "%i %S %Y"]))
-        return [_with_sprio(j, rows[j.job_id]) if j.is_pending and j.job_id in rows else j
-                for j in jobs]
+        return _add_sprio(slurm_jobs.parse_jobs_json(
+            data, slurm_jobs.job_gpu_details(shown), exclusive=slurm_jobs.exclusive_jobs(shown)))
+
+
+def _add_sprio(jobs: list[Job]) -> list[Job]:
+    """``jobs`` with sprio's SiteFactor and factor priority on the pending ones. Neither squeue's
+    JSON (22.05) nor pyslurm has the SiteFactor; sprio shows it for pending jobs (not held
+    ones, whose priority is 0: they keep what squeue said, and no ``factor_priority``), and
+    the priority their factors give. The steering cycle takes both from here: one sprio call
+    per read."""
+    if not any(j.is_pending for j in jobs):
+        return jobs
+    rows = slurm_jobs.parse_sprio_priorities(run_slurm(["sprio", "-h", "-o", "%i %S %Y"]))
+    return [_with_sprio(j, rows[j.job_id]) if j.is_pending and j.job_id in rows else j
+            for j in jobs]
 
 
 def _with_sprio(job: Job, rows: list[tuple[int, int]]) -> Job:
@@ -205,10 +211,11 @@ class PyslurmBackend(CliBackend):
         try:
             jobs = self._pyslurm.Jobs.load()
             data = {"jobs": [j.to_dict() for j in jobs.values()]}
-            return slurm_jobs.parse_jobs_json(data, None)
+            parsed = slurm_jobs.parse_jobs_json(data, None)
         except Exception as exc:  # any pyslurm API difference: the CLI is the reference
             log.warning("pyslurm could not read jobs (%s); using the CLI", exc)
             return CliBackend.jobs(self)
+        return _add_sprio(parsed)
 
 
 def select_backend(prefer: str | None = None) -> SlurmReader:

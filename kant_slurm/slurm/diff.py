@@ -258,6 +258,13 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot, settings: ActuatorS
     return Desired(weights=weights, site_factors=site, pins=pins, pin_nodes=pin_nodes)
 
 
+def site_factors_shown(snapshot: ClusterSnapshot) -> dict[str, int]:
+    """The SiteFactor of every pending job sprio showed when ``snapshot`` was read (the reader
+    sets ``factor_priority`` with it); jobs sprio leaves out (held) are not in it."""
+    return {j.job_id: int(j.site_factor) for j in snapshot.queued
+            if j.factor_priority is not None}
+
+
 def view_from_snapshot(snapshot: ClusterSnapshot, site_factors: Mapping[str, int],
                        lag_tolerance: int | None = None) -> SlurmView:
     """The :class:`SlurmView` of a snapshot plus the pending jobs' SiteFactors (from sprio).
