@@ -25,6 +25,19 @@ from kant_slurm.devcluster import chroot
 from kant_slurm.errors import KantError
 
 
+def wait_for(what: str, check, timeout: float, every: float = 1.0):
+    """Poll ``check()`` until it returns something true (returned), for at most ``timeout``
+    seconds; then fail naming ``what``. Tests import it (``from conftest import wait_for``):
+    pytest puts this folder on sys.path for its root conftest."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        got = check()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"{what}: not within {timeout:.0f}s")
+
+
 @dataclass
 class SlurmCluster:
     """A running dev cluster as tests see it."""

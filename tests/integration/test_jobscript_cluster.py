@@ -20,6 +20,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
+
 from kant_slurm import hostlist
 from kant_slurm.slurm import read_snapshot
 
@@ -42,16 +44,6 @@ def kant(cluster, *args: str, check: bool = True) -> subprocess.CompletedProcess
 def _job_fields(cluster, job_id: str) -> dict[str, str]:
     out = cluster.run("scontrol", "show", "job", job_id, "-o").stdout
     return dict(f.split("=", 1) for f in out.split() if "=" in f)
-
-
-def _wait(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {seconds:.0f}s")
 
 
 def _sacct_states(cluster, job_id: str) -> list[str]:
@@ -82,7 +74,7 @@ def test_training_two_nodes_rendezvous(slurm_clean, tmp_path):
                "--set", "program=" + shlex.join(HOSTILE),
                ).stdout.strip()
     assert job.isdigit()
-    _wait(lambda: "COMPLETED" in _sacct_states(cluster, job) or None, 90, f"job {job} completes")
+    wait_for(f"job {job} completes", lambda: "COMPLETED" in _sacct_states(cluster, job) or None, 90, every=0.5)
     nodes = hostlist.expand(_job_fields(cluster, job)["NodeList"])
     assert len(nodes) == 2
     port = 20000 + int(job) % 20000
@@ -126,7 +118,7 @@ def test_training_warning_signal_checkpoints_and_requeues(slurm_clean, tmp_path)
                "--set", "time=3", "--set", "warning_seconds=110", "--set", "launcher=command",
                "--set", f"program={worker}", "--set", "checkpoint_wait=20",
                "--set", f"workdir={tmp_path}").stdout.strip()
-    _wait(lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 150, f"job {job} requeues")
+    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 150, every=0.5)
     assert (tmp_path / f"saved-{job}-0").exists()  # the checkpoint came before the requeue
     fields = _job_fields(cluster, job)
     assert fields["Restarts"] == "1"
@@ -172,7 +164,7 @@ def test_inference_service_health_then_kill_requeues(slurm_clean, tmp_path):
                "--set", f"command={_toy_server(port)}",
                "--set", f"workdir={tmp_path}", "--set", "est_runtime=2:00:00").stdout.strip()
     log = tmp_path / f"web-{job}.out"
-    _wait(lambda: log.exists() and "healthy: " in log.read_text(), 60, "the server is healthy")
+    wait_for("the server is healthy", lambda: log.exists() and "healthy: " in log.read_text(), 60, every=0.5)
     assert f"healthy: http://127.0.0.1:{port}/health" in log.read_text()  # the default path
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/generate?prompt=a+b", timeout=10) as r:
         assert json.loads(r.read())["completion"] == "b a"
@@ -182,11 +174,10 @@ def test_inference_service_health_then_kill_requeues(slurm_clean, tmp_path):
     snap_job = read_snapshot().job[job]
     assert (snap_job.job_class, snap_job.service, snap_job.est_runtime) == ("inference", "web", 7200.0)
 
-    pid = _wait(lambda: _server_pid(port), 10, "find the server process")
+    pid = wait_for("find the server process", lambda: _server_pid(port), 10, every=0.5)
     os.kill(pid, signal.SIGKILL)
-    _wait(lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, f"job {job} requeues")
-    fields = _wait(lambda: (f := _job_fields(cluster, job)) and f["JobState"] == "PENDING" and f,
-                   30, "requeued job pending")
+    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, every=0.5)
+    fields = wait_for("requeued job pending", lambda: (f := _job_fields(cluster, job)) and f["JobState"] == "PENDING" and f, 30, every=0.5)
     assert fields["Restarts"] == "1"
     assert "web exited (status 137); requeueing (restart 1 of at most 10)" in log.read_text()
     assert cluster.run("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() == "PENDING"
@@ -204,7 +195,7 @@ def test_inference_service_unhealthy_requeues(slurm_clean, tmp_path):
                "--set", f"command={_toy_server(port, '--healthy-for', '3')}",
                "--set", f"workdir={tmp_path}").stdout.strip()
     log = tmp_path / f"sick-{job}.out"
-    _wait(lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, f"job {job} requeues")
+    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, every=0.5)
     text = log.read_text()
     assert text.index(f"healthy: http://127.0.0.1:{port}/health") < \
         text.index("health check failed (1 of 2 in a row)") < \
@@ -226,10 +217,9 @@ def test_toy_training_checkpoints_and_resumes_after_requeue(slurm_clean, tmp_pat
                "--set", "time=10", "--set", "launcher=command", "--set", f"program={program}",
                "--set", f"workdir={tmp_path}").stdout.strip()
     ckpt = tmp_path / "ckpt" / "toy-train.json"
-    _wait(lambda: ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 10, 60,
-          "the first checkpoint")
+    wait_for("the first checkpoint", lambda: ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 10, 60, every=0.5)
     cluster.run("scancel", "--signal=USR1", "--batch", job)
-    _wait(lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, f"job {job} requeues")
+    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, every=0.5)
     log = tmp_path / f"train-{job}.out"
     saved = [line for line in log.read_text().splitlines() if "(signal)" in line]
     assert len(saved) == 1, log.read_text()
@@ -240,11 +230,10 @@ def test_toy_training_checkpoints_and_resumes_after_requeue(slurm_clean, tmp_pat
     # "Job N already killed, do not launch batch job", and the run fails at once; seen here).
     # Once the job is pending and a few seconds (whole-second timestamps) have passed, it may
     # start now.
-    _wait(lambda: _job_fields(cluster, job)["JobState"] == "PENDING", 30, f"job {job} pending")
+    wait_for(f"job {job} pending", lambda: _job_fields(cluster, job)["JobState"] == "PENDING", 30, every=0.5)
     time.sleep(3)
     cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
-    _wait(lambda: (_sacct_states(cluster, job) or [""])[-1] == "COMPLETED" or None, 90,
-          f"job {job} completes")
+    wait_for(f"job {job} completes", lambda: (_sacct_states(cluster, job) or [""])[-1] == "COMPLETED" or None, 90, every=0.5)
     text = log.read_text()
     for rank in (0, 1):
         assert f"toy_train[job {job} rank {rank}]: resumed from step {step} of {steps}" in text

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_for
+
 from kant_slurm.config import config_from_dict
 from kant_slurm.jobscript.render import render
 from kant_slurm.slurm import read_snapshot
@@ -86,16 +88,6 @@ def job_field(cluster, job_id: str, key: str) -> str:
 
 def epoch(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
-
-
-def wait_for(what: str, check, timeout: float, every: float = 1.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        got = check()
-        if got:
-            return got
-        time.sleep(every)
-    raise AssertionError(f"{what}: not within {timeout:.0f}s")
 
 
 def test_inference_sla_preempts_the_least_loss_training_job(slurm_clean, tmp_path):

@@ -9,10 +9,11 @@ that the snapshot reader classifies jobs by.
 from __future__ import annotations
 
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
+
+from conftest import wait_for
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -134,16 +135,6 @@ def _sacct_state(cluster, job_id: str) -> str:
     return out.strip().splitlines()[-1] if out.strip() else ""
 
 
-def _wait(predicate, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.5)
-    raise AssertionError(f"{what}: not within {seconds:.0f}s")
-
-
 def test_installed_plugin_loads_through_the_shipped_plugstack(kant_spank, slurm_clean, tmp_path):
     """As a site sets it up: `make -C spank install` and site-config/plugstack.conf (its
     `required` line) as the cluster's plugstack.conf, read by sbatch and by the nodes' job steps
@@ -172,8 +163,8 @@ def test_installed_plugin_loads_through_the_shipped_plugstack(kant_spank, slurm_
                              "--wrap", "true")
         assert _admin_comment(cluster, job) == "kant:workload=inference;service=chat"
         # The job step loaded the required plugin on its node too, or the job would fail.
-        assert _wait(lambda: _sacct_state(cluster, job) in ("COMPLETED", "FAILED") and
-                     _sacct_state(cluster, job), 60, f"job {job} ends") == "COMPLETED"
+        assert wait_for(f"job {job} ends", lambda: _sacct_state(cluster, job) in ("COMPLETED", "FAILED") and
+                     _sacct_state(cluster, job), 60, every=0.5) == "COMPLETED"
     finally:
         cluster.paths.plugstack_conf.write_text(dev_plugstack)
         if before is None:
