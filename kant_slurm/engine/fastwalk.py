@@ -316,11 +316,42 @@ def _fill_leaves(cand_nodes, avail, total, leaf, n_leaf, g, nn, out):
 
 
 @_jit
+def _fullest_node(avail, elig, total, levels, n_groups, out):
+    """select._fullest_node: of the nodes with room (``elig``, ascending), the fewest free
+    GPUs, then the fullest leaf group (_better_group; nodes under no leaf after those under
+    one), then the lower index. Returns (1, leaf group or -1, level 0 or -1)."""
+    if levels.shape[0] == 0:
+        best = elig[np.argmin(avail[elig])]  # first minimum = lowest index
+        out[0] = best
+        return 1, -1, -1
+    leaf = levels[0]
+    fr, tot = _free_sums(avail, total, leaf, n_groups[0])
+    best = elig[0]
+    for k in range(1, elig.size):
+        i = elig[k]
+        if avail[i] != avail[best]:
+            if avail[i] < avail[best]:
+                best = i
+            continue
+        li, lb = leaf[i], leaf[best]
+        if li == lb or li < 0:
+            continue  # same leaf or no leaf: the lower index (best) stays
+        if lb < 0 or _better_group(li, lb, fr, tot):
+            best = i
+    out[0] = best
+    if leaf[best] < 0:
+        return 1, -1, -1
+    return 1, leaf[best], 0
+
+
+@_jit
 def _binpack(avail, nn, g, total, levels, n_groups, out):
     """select.binpack (E-Binpack) on an availability vector."""
     elig = _nodes_ge(avail, g)
     if elig.size < nn:
         return 0, -1, -1
+    if nn == 1:
+        return _fullest_node(avail, elig, total, levels, n_groups, out)
     for lv in range(levels.shape[0]):
         gidx = levels[lv]
         ng = n_groups[lv]
@@ -333,10 +364,7 @@ def _binpack(avail, nn, g, total, levels, n_groups, out):
         if best < 0:
             continue
         in_best = _in_group(elig, gidx, best)
-        if nn == 1:
-            out[0] = in_best[np.argmin(avail[in_best])]  # first minimum = lowest index
-            c = 1
-        elif lv == 0:
+        if lv == 0:
             c = _best_fit_into(in_best, avail, 0, nn, out, 0)
         else:
             c = _fill_leaves(in_best, avail, total, levels[0], n_groups[0], g, nn, out)

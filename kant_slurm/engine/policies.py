@@ -724,6 +724,10 @@ _COMPILED_REASON = ("not started this cycle (a starts-only plan from the compile
 def _compiled_why(kind: int, group: str | None, level: int, job: Job) -> str:
     shape = f"{job.num_nodes}x{job.gpus_per_node} GPUs"
     if kind == fastwalk.KIND_BINPACK:
+        if job.num_nodes == 1:
+            where = f" in leaf group {group}" if group is not None else ""
+            return (f"E-Binpack: node best-fit: fewest free GPUs that hold {shape}{where}, "
+                    f"the fullest leaf group among those with such a node")
         if group is None:
             return "E-Binpack: nodes best-fit by free GPUs over the whole pool"
         return (f"E-Binpack: {level_name(level)} {group}, the fullest that holds {shape}; "
