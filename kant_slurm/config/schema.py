@@ -179,7 +179,7 @@ class InferenceConfig:
 
 @dataclass(frozen=True)
 class PreemptionConfig:
-    """Preempting (requeueing) running jobs for inference jobs (issue 8, engine/preempt.py).
+    """Preempting (requeueing) running jobs for inference jobs (issue 8, engine/preempt/).
 
     A job is preemptible when its QOS, one of its partitions or its class is listed here;
     inference jobs never are.
