@@ -118,13 +118,13 @@ def split_overrides(overrides: Sequence[tuple[str, Any]]) -> tuple[dict, dict, d
 
 def cell_config(grid: Grid, config_keys: Mapping[str, Any]):
     """The kant config of a cell: the grid's config file (or the defaults) with its keys."""
-    from ..config import _deep_merge, config_from_dict, parse_config_file
+    from ..config import config_from_dict, deep_merge, parse_config_file
 
     base, lines, where = {}, None, "grid overrides"
     if grid.config_path:
         parsed = parse_config_file(grid.config_path)
         base, lines, where = parsed.data, parsed.lines, grid.config_path
-    return config_from_dict(_deep_merge(base, nest(config_keys)), where, lines=lines)
+    return config_from_dict(deep_merge(base, nest(config_keys)), where, lines=lines)
 
 
 def load_inputs(cell: Cell):

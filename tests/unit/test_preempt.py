@@ -1,4 +1,4 @@
-"""Preemption for inference jobs (engine/preempt.py): hand-built snapshots, hand-computed victims.
+"""Preemption for inference jobs (engine/preempt/): hand-built snapshots, hand-computed victims.
 
 Cluster unless said otherwise: two leaf groups of two 8-GPU nodes, leaf1 = gn01, gn02 and
 leaf2 = gn03, gn04. ``now`` = 10,000 s, checkpoint interval 3,600 s, so a job started at
@@ -14,7 +14,7 @@ import pytest
 
 from kant_slurm.config import config_from_dict
 from kant_slurm.engine.classify import JobRules
-from kant_slurm.engine.preempt import lost_gpu_seconds
+from kant_slurm.engine.preempt.victims import lost_gpu_seconds
 from kant_slurm.engine.registry import get_policy
 from kant_slurm.model import ClusterSnapshot, Job
 

@@ -1,4 +1,4 @@
-"""The simulator with the real preempting policies (engine/preempt.py): an inference job on a
+"""The simulator with the real preempting policies (engine/preempt/): an inference job on a
 cluster full of training, end to end. Expected times worked out by hand from the simulator's
 rules (sim/simulator.py) and the policies' documented triggers."""
 
