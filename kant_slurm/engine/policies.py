@@ -1636,7 +1636,7 @@ class SlurmPolicy(_QueuePolicy):
     def plan(self, snapshot, now):
         self._parts = {p.name: p.max_time for p in snapshot.inventory.partitions}
         plan = super().plan(snapshot, now)
-        if self.config.preemption.slurm:  # preempt/qos + REQUEUE model (engine/preempt.py)
+        if self.config.preemption.slurm:  # preempt/qos + REQUEUE model (engine/preempt/slurm.py)
             from .preempt import slurm_preemptions
 
             plan = slurm_preemptions(snapshot, now, plan, self.config)
@@ -1662,7 +1662,7 @@ class KantPolicy(_QueuePolicy):
 
     def plan(self, snapshot, now):
         plan = super().plan(snapshot, now)
-        if self.config.preemption.enabled:  # inference SLA rescue (engine/preempt.py)
+        if self.config.preemption.enabled:  # inference SLA rescue (engine/preempt/kant.py)
             from .preempt import kant_preemptions
 
             plan = kant_preemptions(snapshot, now, plan, self.config, self._zone(snapshot))
