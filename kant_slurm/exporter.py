@@ -64,47 +64,63 @@ class MetricSpec:
 
 METRICS: dict[str, MetricSpec] = {
     # Family names without the prefix; a counter is exposed as <name>_total.
-    "build_info": MetricSpec("gauge", "always 1; the labels say which kant-slurm and Python "
-                             "serve the metrics", ("version", "python_version")),
+    "build_info": MetricSpec(
+        "gauge",
+        "always 1; the labels say which kant-slurm and Python serve the metrics",
+        ("version", "python_version"),
+    ),
     "up": MetricSpec("gauge", "1 when Slurm answered this scrape, else 0"),
     "gpus": MetricSpec("gauge", "GPUs on schedulable GPU nodes"),
     "gpus_allocated": MetricSpec("gauge", "GPUs allocated on schedulable GPU nodes"),
     "gpu_allocation_ratio": MetricSpec("gauge", "GAR: allocated / schedulable GPUs (0-1)"),
-    "gpu_fragmentation_ratio": MetricSpec("gauge", "GFR: share of schedulable GPU nodes that are "
-                                          "partly allocated (0-1)"),
-    "stranded_gpu_ratio": MetricSpec("gauge", "free GPUs on partly used nodes / all free GPUs "
-                                     "(0-1)"),
-    "stranded_gpu_leaf_ratio": MetricSpec("gauge", "free GPUs in partly used leaf groups / all "
-                                          "free GPUs (0-1)"),
+    "gpu_fragmentation_ratio": MetricSpec(
+        "gauge", "GFR: share of schedulable GPU nodes that are partly allocated (0-1)"
+    ),
+    "stranded_gpu_ratio": MetricSpec(
+        "gauge", "free GPUs on partly used nodes / all free GPUs (0-1)"
+    ),
+    "stranded_gpu_leaf_ratio": MetricSpec(
+        "gauge", "free GPUs in partly used leaf groups / all free GPUs (0-1)"
+    ),
     "stranded_gpus": MetricSpec("gauge", "free GPUs on partly used nodes"),
     "free_whole_nodes": MetricSpec("gauge", "schedulable GPU nodes with nothing allocated"),
-    "leaf_free_whole_nodes": MetricSpec("gauge", "whole free GPU nodes per leaf group",
-                                        ("leaf_group",)),
-    "leaf_gpus": MetricSpec("gauge", "GPUs on schedulable GPU nodes per leaf group",
-                            ("leaf_group",)),
+    "leaf_free_whole_nodes": MetricSpec(
+        "gauge", "whole free GPU nodes per leaf group", ("leaf_group",)
+    ),
+    "leaf_gpus": MetricSpec(
+        "gauge", "GPUs on schedulable GPU nodes per leaf group", ("leaf_group",)
+    ),
     "leaf_gpus_allocated": MetricSpec("gauge", "GPUs allocated per leaf group", ("leaf_group",)),
     "running_jobs": MetricSpec("gauge", "running jobs"),
     "pending_jobs": MetricSpec("gauge", "pending jobs by class", ("job_class",)),
-    "pending_gpus": MetricSpec("gauge", "GPUs asked for by pending jobs, by class",
-                               ("job_class",)),
-    "state_file_ok": MetricSpec("gauge", "0 when kant's state file exists but cannot be read "
-                                "or parsed, else 1 (no file yet is fine: kant has not steered)"),
+    "pending_gpus": MetricSpec("gauge", "GPUs asked for by pending jobs, by class", ("job_class",)),
+    "state_file_ok": MetricSpec(
+        "gauge",
+        "0 when kant's state file exists but cannot be read "
+        "or parsed, else 1 (no file yet is fine: kant has not steered)",
+    ),
     "steer_cycles": MetricSpec("counter", "scheduling cycles that applied changes (state file)"),
-    "state_updated_timestamp_seconds": MetricSpec("gauge", "when the state file was last "
-                                                  "written (Unix time)"),
+    "state_updated_timestamp_seconds": MetricSpec(
+        "gauge", "when the state file was last written (Unix time)"
+    ),
     "marks": MetricSpec("gauge", "values kant has set in Slurm, by kind", ("kind",)),
     "last_cycle_duration_seconds": MetricSpec("gauge", "duration of the last scheduling cycle"),
-    "last_cycle_applied_changes": MetricSpec("gauge", "Slurm changes the last scheduling cycle "
-                                             "applied"),
-    "last_cycle_failed_changes": MetricSpec("gauge", "Slurm changes the last scheduling cycle "
-                                            "tried and failed (a partial apply when > 0)"),
-    "last_cycle_timestamp_seconds": MetricSpec("gauge", "when the last scheduling cycle ended "
-                                               "(Unix time)"),
+    "last_cycle_applied_changes": MetricSpec(
+        "gauge", "Slurm changes the last scheduling cycle applied"
+    ),
+    "last_cycle_failed_changes": MetricSpec(
+        "gauge",
+        "Slurm changes the last scheduling cycle tried and failed (a partial apply when > 0)",
+    ),
+    "last_cycle_timestamp_seconds": MetricSpec(
+        "gauge", "when the last scheduling cycle ended (Unix time)"
+    ),
     "scrape_duration_seconds": MetricSpec("gauge", "time this scrape took"),
 }
 
-METRIC_NAMES = tuple(PREFIX + n + ("_total" if spec.kind == "counter" else "")
-                     for n, spec in METRICS.items())
+METRIC_NAMES = tuple(
+    PREFIX + n + ("_total" if spec.kind == "counter" else "") for n, spec in METRICS.items()
+)
 """Every metric name as it appears in the exposition (counters with their ``_total``)."""
 
 
@@ -121,14 +137,18 @@ def snapshot_metrics(snap: ClusterSnapshot) -> dict[str, Any]:
     names = list(inv.leaf_names)
     for g, name in enumerate(names):
         mask = leaf_idx == g
-        leaves[name] = {"free_whole_nodes": int(free_whole[mask].sum()),
-                        "gpus_total": int(total[mask].sum()),
-                        "gpus_allocated": int(alloc[mask].sum())}
+        leaves[name] = {
+            "free_whole_nodes": int(free_whole[mask].sum()),
+            "gpus_total": int(total[mask].sum()),
+            "gpus_allocated": int(alloc[mask].sum()),
+        }
     if (leaf_idx < 0).any():
         mask = leaf_idx < 0
-        leaves["(no switch)"] = {"free_whole_nodes": int(free_whole[mask].sum()),
-                                 "gpus_total": int(total[mask].sum()),
-                                 "gpus_allocated": int(alloc[mask].sum())}
+        leaves["(no switch)"] = {
+            "free_whole_nodes": int(free_whole[mask].sum()),
+            "gpus_total": int(total[mask].sum()),
+            "gpus_allocated": int(alloc[mask].sum()),
+        }
     partly = gpu_node & (alloc > 0) & (alloc < total)
     pending_jobs = {c: 0 for c in WORKLOADS}
     pending_gpus = {c: 0 for c in WORKLOADS}
@@ -262,20 +282,27 @@ class KantCollector(Collector):
             yield _family("stranded_gpu_leaf_ratio", live["stranded_gpu_share_leaf"])
             yield _family("stranded_gpus", live["stranded_gpus"])
             yield _family("free_whole_nodes", live["free_whole_nodes"])
-            yield _labelled("leaf_free_whole_nodes",
-                            {n: leaf["free_whole_nodes"] for n, leaf in leaves.items()})
+            yield _labelled(
+                "leaf_free_whole_nodes", {n: leaf["free_whole_nodes"] for n, leaf in leaves.items()}
+            )
             yield _labelled("leaf_gpus", {n: leaf["gpus_total"] for n, leaf in leaves.items()})
-            yield _labelled("leaf_gpus_allocated",
-                            {n: leaf["gpus_allocated"] for n, leaf in leaves.items()})
+            yield _labelled(
+                "leaf_gpus_allocated", {n: leaf["gpus_allocated"] for n, leaf in leaves.items()}
+            )
             yield _family("running_jobs", live["running_jobs"])
             yield _labelled("pending_jobs", live["pending_jobs"])
             yield _labelled("pending_gpus", live["pending_gpus"])
         cyc = cycle_metrics(self._state_path)
         if cyc.get("state_file_ok") is not None:
             yield _family("state_file_ok", cyc["state_file_ok"])
-        for key in ("steer_cycles", "state_updated_timestamp_seconds",
-                    "last_cycle_duration_seconds", "last_cycle_applied_changes",
-                    "last_cycle_failed_changes", "last_cycle_timestamp_seconds"):
+        for key in (
+            "steer_cycles",
+            "state_updated_timestamp_seconds",
+            "last_cycle_duration_seconds",
+            "last_cycle_applied_changes",
+            "last_cycle_failed_changes",
+            "last_cycle_timestamp_seconds",
+        ):
             if key in cyc:
                 yield _family(key, cyc[key])
         if "marks" in cyc:
@@ -283,8 +310,9 @@ class KantCollector(Collector):
         yield _family("scrape_duration_seconds", time.monotonic() - t0)
 
 
-def make_registry(read: Callable[[], ClusterSnapshot],
-                  state_path: str | Path | None) -> CollectorRegistry:
+def make_registry(
+    read: Callable[[], ClusterSnapshot], state_path: str | Path | None
+) -> CollectorRegistry:
     """A registry holding only kant's collector (no process/platform collectors)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KantCollector(read, state_path))
@@ -302,33 +330,46 @@ def write_textfile(path: str | Path, registry: CollectorRegistry) -> None:
     parent = p.parent
     # Checked before reading Slurm: a typo in a cron line should not cost a cluster read.
     if not parent.is_dir():
-        raise InputError(f"--textfile {p}: directory {parent} does not exist; expected an "
-                         "existing directory (node_exporter's --collector.textfile.directory)")
+        raise InputError(
+            f"--textfile {p}: directory {parent} does not exist; expected an "
+            "existing directory (node_exporter's --collector.textfile.directory)"
+        )
     if p.is_dir():
-        raise InputError(f"--textfile {p}: is a directory; expected a file name, e.g. "
-                         f"{p / 'kant.prom'}")
+        raise InputError(
+            f"--textfile {p}: is a directory; expected a file name, e.g. {p / 'kant.prom'}"
+        )
     try:
         write_to_textfile(str(p), registry)
     except OSError as exc:
-        raise InputError(f"--textfile {p}: cannot write: {exc.strerror or exc}; expected a "
-                         f"file in a directory this user may write") from None
+        raise InputError(
+            f"--textfile {p}: cannot write: {exc.strerror or exc}; expected a "
+            f"file in a directory this user may write"
+        ) from None
 
 
 def _bind_error(address: str, port: int, exc: OSError) -> InputError:
     """The one-line error for an HTTP endpoint that could not be opened."""
     where = f"{address}:{port}" if ":" not in address else f"[{address}]:{port}"
     if isinstance(exc, socket.gaierror):
-        return InputError(f"--address {address!r}: not an IP address or a host name that "
-                          "resolves; expected e.g. 127.0.0.1, 0.0.0.0, ::1 or this host's name")
+        return InputError(
+            f"--address {address!r}: not an IP address or a host name that "
+            "resolves; expected e.g. 127.0.0.1, 0.0.0.0, ::1 or this host's name"
+        )
     if exc.errno == errno.EADDRINUSE:
-        return InputError(f"cannot listen on {where}: port {port} is already in use (another "
-                          "exporter?); stop it or choose another --port")
+        return InputError(
+            f"cannot listen on {where}: port {port} is already in use (another "
+            "exporter?); stop it or choose another --port"
+        )
     if exc.errno == errno.EADDRNOTAVAIL:
-        return InputError(f"--address {address!r}: not an address of this machine; expected "
-                          "one of its interfaces' addresses, 127.0.0.1 or 0.0.0.0")
+        return InputError(
+            f"--address {address!r}: not an address of this machine; expected "
+            "one of its interfaces' addresses, 127.0.0.1 or 0.0.0.0"
+        )
     if exc.errno == errno.EACCES:
-        return InputError(f"cannot listen on {where}: permission denied; ports below 1024 "
-                          "need root, expected a --port of 1024 or more")
+        return InputError(
+            f"cannot listen on {where}: permission denied; ports below 1024 "
+            "need root, expected a --port of 1024 or more"
+        )
     return InputError(f"cannot listen on {where}: {exc.strerror or exc}")
 
 

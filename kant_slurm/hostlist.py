@@ -65,8 +65,9 @@ def _expand_one(name: str, expr: str) -> list[str]:
     close_at = name.find("]", open_at)
     prefix = name[:open_at]
     rest = _expand_one(name[close_at + 1 :], expr) if close_at + 1 < len(name) else [""]
-    return [prefix + v + r for v in _expand_ranges(name[open_at + 1 : close_at], expr)
-            for r in rest]
+    return [
+        prefix + v + r for v in _expand_ranges(name[open_at + 1 : close_at], expr) for r in rest
+    ]
 
 
 def expand(expr: str | None) -> list[str]:

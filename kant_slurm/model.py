@@ -143,8 +143,10 @@ class Topology:
     def leaf_groups(self) -> tuple[Switch, ...]:
         """Switches that directly hold nodes, in name order."""
         return tuple(
-            sorted((s for s in self.switches.values() if s.name in set(self.leaf_of.values())),
-                   key=lambda s: s.name)
+            sorted(
+                (s for s in self.switches.values() if s.name in set(self.leaf_of.values())),
+                key=lambda s: s.name,
+            )
         )
 
     @cached_property
@@ -225,8 +227,9 @@ class Inventory:
         for p in self.partitions:
             missing = [x for x in p.nodes if x not in known]
             if missing:
-                raise InputError(f"inventory: partition {p.name!r} names unknown nodes "
-                                 f"{missing[:3]}")
+                raise InputError(
+                    f"inventory: partition {p.name!r} names unknown nodes {missing[:3]}"
+                )
 
     @staticmethod
     def build(
@@ -245,8 +248,9 @@ class Inventory:
         return Inventory(
             names=tuple(names),
             gpus_total=np.asarray(gpus_total, dtype=np.int32),
-            cpus_total=np.asarray(cpus_total if cpus_total is not None else [0] * n,
-                                  dtype=np.int32),
+            cpus_total=np.asarray(
+                cpus_total if cpus_total is not None else [0] * n, dtype=np.int32
+            ),
             memory_mb=np.asarray(memory_mb if memory_mb is not None else [0] * n, dtype=np.int64),
             gpu_type=tuple(gpu_type) if gpu_type is not None else (None,) * n,
             features=tuple(tuple(f) for f in features) if features is not None else ((),) * n,
@@ -487,7 +491,8 @@ class Reservation:
     def overlaps(self, start: float, end: float | None) -> bool:
         """Whether ``[start, end)`` (end None = no end) meets the reservation's window."""
         return (end is None or end > self.start_time) and (
-            self.end_time is None or start < self.end_time)
+            self.end_time is None or start < self.end_time
+        )
 
     def active(self, now: float) -> bool:
         """Whether the window is open at ``now``."""
@@ -529,14 +534,13 @@ class PendingChanges:
         """Events ``seen`` .. ``upto``; None when some were dropped (read the queue again)."""
         if seen < self.base:
             return None
-        return self.events[seen - self.base:upto - self.base]
+        return self.events[seen - self.base : upto - self.base]
 
     def trim(self, upto: int | None = None) -> None:
         """Drop the events before ``upto`` (all when None): those read by every reader, so
         that finished jobs are not kept alive by the log (a reader that fell behind reads the
         whole queue again)."""
-        drop = len(self.events) if upto is None else max(0, min(upto - self.base,
-                                                                 len(self.events)))
+        drop = len(self.events) if upto is None else max(0, min(upto - self.base, len(self.events)))
         self.base += drop
         del self.events[:drop]
 
@@ -586,8 +590,9 @@ class ClusterSnapshot:
             if arr.flags.writeable:
                 object.__setattr__(self, label, _frozen(arr, arr.dtype))
         if len(self.node_state) != n:
-            raise InputError(f"snapshot: node_state has {len(self.node_state)} entries for "
-                             f"{n} nodes")
+            raise InputError(
+                f"snapshot: node_state has {len(self.node_state)} entries for {n} nodes"
+            )
         over = np.nonzero(self.gpus_alloc > self.inventory.gpus_total)[0]
         if len(over):
             i = int(over[0])
@@ -597,8 +602,9 @@ class ClusterSnapshot:
             )
 
     @staticmethod
-    def idle(inventory: Inventory, jobs: Sequence[Job] = (), taken_at: float = 0.0,
-             source: str = "") -> ClusterSnapshot:
+    def idle(
+        inventory: Inventory, jobs: Sequence[Job] = (), taken_at: float = 0.0, source: str = ""
+    ) -> ClusterSnapshot:
         """A snapshot whose node usage is exactly what ``jobs``' running entries hold."""
         n = len(inventory)
         gpus = np.zeros(n, dtype=np.int32)
@@ -652,14 +658,20 @@ class ClusterSnapshot:
         None) were released: a what-if for ``plan --release-held``, and how tests plan a job
         that Slurm keeps pending. kant's own cycles never plan a held job."""
         wanted = None if job_ids is None else set(job_ids)
-        take = [j for j in self.held if (j.slurm_blocked or "").startswith("JobHeld")
-                and (wanted is None or j.job_id in wanted)]
+        take = [
+            j
+            for j in self.held
+            if (j.slurm_blocked or "").startswith("JobHeld")
+            and (wanted is None or j.job_id in wanted)
+        ]
         if not take:
             return self
         ids = {j.job_id for j in take}
         return dataclasses.replace(
-            self, jobs=self.jobs + tuple(replace_job(j, slurm_blocked=None) for j in take),
-            held=tuple(j for j in self.held if j.job_id not in ids))
+            self,
+            jobs=self.jobs + tuple(replace_job(j, slurm_blocked=None) for j in take),
+            held=tuple(j for j in self.held if j.job_id not in ids),
+        )
 
     def node(self, name_or_index: str | int) -> NodeView:
         inv = self.inventory

@@ -28,7 +28,7 @@ from .slurm import actuator as act
 from .slurm import diff
 from .slurm import preemption
 from .slurm import read_snapshot
-from .slurm.state import (SteerState, StateCorrupt, load_state, save_state, set_aside)
+from .slurm.state import SteerState, StateCorrupt, load_state, save_state, set_aside
 
 log = logging.getLogger(__name__)
 
@@ -78,12 +78,19 @@ class HistorySource:
         except KantError as exc:
             log.warning("estimator.history: sacct not readable (%s); using time limits", exc)
             return None
-        return HistoryEstimator.from_table(table, est.history_min_samples,
-                                           est.history_quantile, est.history_margin)
+        return HistoryEstimator.from_table(
+            table, est.history_min_samples, est.history_quantile, est.history_margin
+        )
 
 
-def live_plan(config: KantConfig, snapshot, now: float, *, policy: str | None = None,
-              history: HistorySource | None = None) -> Plan:
+def live_plan(
+    config: KantConfig,
+    snapshot,
+    now: float,
+    *,
+    policy: str | None = None,
+    history: HistorySource | None = None,
+) -> Plan:
     """The plan of a live snapshot, as ``plan`` shows it and ``schedule``/``daemon`` apply it:
     the policy (``policy`` or the config's) with the history estimator when the config asks
     for it, and the jobs Slurm holds back named with Slurm's reason (issue 16)."""
@@ -116,8 +123,10 @@ class SteerLock:
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
             os.close(fd)
-            raise LockHeld(f"another kant-slurm steering process (pid {holder}) holds the lock "
-                           f"{self.path}; stop it first, or give it another --lock-file") from None
+            raise LockHeld(
+                f"another kant-slurm steering process (pid {holder}) holds the lock "
+                f"{self.path}; stop it first, or give it another --lock-file"
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
@@ -178,10 +187,10 @@ class CycleReport:
 
     def counts(self) -> dict[str, int]:
         by_kind: dict[str, int] = {}
-        for ch in (self.changes if self.dry_run else self.applied):
+        for ch in self.changes if self.dry_run else self.applied:
             key = f"{ch.kind}_{ch.action}"
             by_kind[key] = by_kind.get(key, 0) + 1
-        for step in (self.preemptions if self.dry_run else self.preempted):
+        for step in self.preemptions if self.dry_run else self.preempted:
             key = f"preempt_{step.action}"
             by_kind[key] = by_kind.get(key, 0) + 1
         return by_kind
@@ -189,28 +198,41 @@ class CycleReport:
     def summary(self) -> str:
         """The one log line per cycle: duration and counts."""
         if not self.ok:
-            return (f"cycle failed after {self.duration_s:.3f}s, nothing changed: {self.error}")
+            return f"cycle failed after {self.duration_s:.3f}s, nothing changed: {self.error}"
         verb = "would change" if self.dry_run else "changed"
         done = len(self.changes) if self.dry_run else len(self.applied)
         done += len(self.preemptions) if self.dry_run else len(self.preempted)
         kinds = ", ".join(f"{k}={v}" for k, v in sorted(self.counts().items())) or "-"
-        return (f"cycle {self.duration_s:.3f}s (read {self.read_s:.3f}s, plan {self.plan_s:.3f}s, "
-                f"apply {self.apply_s:.3f}s): {self.running} running, {self.pending} pending, "
-                f"{self.held} held by Slurm, "
-                f"{self.starts} starts planned; {verb} {done} ({kinds}), failed "
-                f"{len(self.failed) + len(self.preempt_failed)}, deferred "
-                f"{len(self.deferred) + len(self.preempt_deferred)}, not run "
-                f"{len(self.not_run) + len(self.preempt_not_run)}")
+        return (
+            f"cycle {self.duration_s:.3f}s (read {self.read_s:.3f}s, plan {self.plan_s:.3f}s, "
+            f"apply {self.apply_s:.3f}s): {self.running} running, {self.pending} pending, "
+            f"{self.held} held by Slurm, "
+            f"{self.starts} starts planned; {verb} {done} ({kinds}), failed "
+            f"{len(self.failed) + len(self.preempt_failed)}, deferred "
+            f"{len(self.deferred) + len(self.preempt_deferred)}, not run "
+            f"{len(self.not_run) + len(self.preempt_not_run)}"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "ok": self.ok, "error": self.error, "dry_run": self.dry_run, "policy": self.policy,
-            "duration_s": self.duration_s, "read_s": self.read_s, "plan_s": self.plan_s,
-            "apply_s": self.apply_s, "running": self.running, "pending": self.pending,
-            "held": self.held, "starts": self.starts,
+            "ok": self.ok,
+            "error": self.error,
+            "dry_run": self.dry_run,
+            "policy": self.policy,
+            "duration_s": self.duration_s,
+            "read_s": self.read_s,
+            "plan_s": self.plan_s,
+            "apply_s": self.apply_s,
+            "running": self.running,
+            "pending": self.pending,
+            "held": self.held,
+            "starts": self.starts,
             "changes": [c.to_dict() for c in self.changes],
-            "commands": self.preempt_commands() + [cmd.command() for cmd in act.group_changes(
-                self.changes if self.dry_run else self.applied)],
+            "commands": self.preempt_commands()
+            + [
+                cmd.command()
+                for cmd in act.group_changes(self.changes if self.dry_run else self.applied)
+            ],
             "preemptions": [s.to_dict() for s in self.preemptions],
             "preempted": [s.to_dict() for s in self.preempted],
             "preempt_failed": [s.to_dict() | {"error": e} for s, e in self.preempt_failed],
@@ -220,13 +242,18 @@ class CycleReport:
             "failed": [c.to_dict() | {"error": e} for c, e in self.failed],
             "not_run": [c.to_dict() for c in self.not_run],
             "deferred": [c.to_dict() for c in self.deferred],
-            "forgotten": self.forgotten, "notes": list(self.notes),
+            "forgotten": self.forgotten,
+            "notes": list(self.notes),
         }
 
 
-def _marks_or_rebuild(state_path: Path, view: diff.SlurmView,
-                      settings: diff.ActuatorSettings, notes: list[str],
-                      dry_run: bool) -> SteerState:
+def _marks_or_rebuild(
+    state_path: Path,
+    view: diff.SlurmView,
+    settings: diff.ActuatorSettings,
+    notes: list[str],
+    dry_run: bool,
+) -> SteerState:
     """The marks from the state file; rebuilt from Slurm when the file is missing or corrupt."""
     try:
         if state_path.exists():
@@ -240,26 +267,34 @@ def _marks_or_rebuild(state_path: Path, view: diff.SlurmView,
     try:
         conf = act.config_weights()
     except InputError as exc:
-        log.warning("%s; cannot read slurm.conf weights either (%s): starting with no marks",
-                    reason, exc)
+        log.warning(
+            "%s; cannot read slurm.conf weights either (%s): starting with no marks", reason, exc
+        )
         notes.append(reason)
         return SteerState()
     state = diff.marks_from_slurm(view, conf, settings)
-    line = (f"{reason}: rebuilt kant's marks from Slurm ({len(state.marks['weight'])} node "
-            f"weights differ from slurm.conf, {len(state.marks['site_factor'])} kant-like "
-            f"SiteFactors)")
+    line = (
+        f"{reason}: rebuilt kant's marks from Slurm ({len(state.marks['weight'])} node "
+        f"weights differ from slurm.conf, {len(state.marks['site_factor'])} kant-like "
+        f"SiteFactors)"
+    )
     (log.error if "corrupt" in reason else log.info)(line)
     notes.append(line)
     return state
 
 
-def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = False,
-              policy: str | None = None,
-              read: Callable[[], tuple[Any, dict[str, int]]] | None = None,
-              runner: Callable[[Sequence[str]], str] = act.run_scontrol,
-              before_apply: Callable[[], None] | None = None,
-              clock: Callable[[], float] = time.time,
-              history: HistorySource | None = None) -> CycleReport:
+def run_cycle(
+    config: KantConfig,
+    state_path: str | os.PathLike,
+    *,
+    dry_run: bool = False,
+    policy: str | None = None,
+    read: Callable[[], tuple[Any, dict[str, int]]] | None = None,
+    runner: Callable[[Sequence[str]], str] = act.run_scontrol,
+    before_apply: Callable[[], None] | None = None,
+    clock: Callable[[], float] = time.time,
+    history: HistorySource | None = None,
+) -> CycleReport:
     """Read Slurm, plan, diff against the marks, apply (unless ``dry_run``). Never raises for
     Slurm trouble: the report says what went wrong and nothing was changed.
 
@@ -289,19 +324,24 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     t1 = time.monotonic()
     report.read_s = t1 - t0
     report.running, report.pending = len(snapshot.running), len(snapshot.pending)
-    plan = live_plan(config, snapshot, snapshot.taken_at or time.time(), policy=report.policy,
-                     history=history)
+    plan = live_plan(
+        config, snapshot, snapshot.taken_at or time.time(), policy=report.policy, history=history
+    )
     report.plan = plan
     report.starts = len(plan.starts)
     report.held = len(snapshot.held)
-    view = diff.view_from_snapshot(snapshot, site,
-                                  lag_tolerance=settings.site_factor_scale // 2)
+    view = diff.view_from_snapshot(snapshot, site, lag_tolerance=settings.site_factor_scale // 2)
     desired = diff.desired_from_plan(plan, snapshot, settings)
     state = _marks_or_rebuild(state_path, view, settings, report.notes, dry_run)
     d = diff.diff(desired, view, state, settings.max_changes)
-    pd = preemption.preemption_steps(plan.preemptions if settings.max_preemptions else (), snapshot,
-                              state.preemptions, clock(), settings,
-                              starts={p.job_id: p.nodes for p in plan.starts})
+    pd = preemption.preemption_steps(
+        plan.preemptions if settings.max_preemptions else (),
+        snapshot,
+        state.preemptions,
+        clock(),
+        settings,
+        starts={p.job_id: p.nodes for p in plan.starts},
+    )
     t2 = time.monotonic()
     report.plan_s = t2 - t1
     report.changes, report.deferred = d.changes, d.deferred
@@ -322,8 +362,7 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
         save_state(state, state_path)
     pres = act.apply_preemptions(pd.steps, state, state_path, runner, clock)
     report.preempted, report.preempt_failed = pres.applied, pres.failed
-    report.notes.extend(f"victim {st.job_id}: {why}; no requeue needed"
-                        for st, why in pres.settled)
+    report.notes.extend(f"victim {st.job_id}: {why}; no requeue needed" for st, why in pres.settled)
     report.preempt_not_run = pres.not_run
     if pres.unreachable:
         # Nothing more this cycle: slurmctld does not answer.
@@ -341,9 +380,12 @@ def run_cycle(config: KantConfig, state_path: str | os.PathLike, *, dry_run: boo
     report.apply_s = time.monotonic() - t2
     report.duration_s = time.monotonic() - t0
     # Every applying cycle, changes or not, leaves its figures for the exporter.
-    state.last_cycle = {"duration_s": report.duration_s,
-                        "applied": len(result.applied) + len(pres.applied),
-                        "failed": len(result.failed) + len(pres.failed), "at": time.time()}
+    state.last_cycle = {
+        "duration_s": report.duration_s,
+        "applied": len(result.applied) + len(pres.applied),
+        "failed": len(result.failed) + len(pres.failed),
+        "at": time.time(),
+    }
     try:
         save_state(state, state_path)
     except OSError as exc:
@@ -372,11 +414,15 @@ class ResetReport:
         return not self.left and not self.failed
 
     def to_dict(self) -> dict[str, Any]:
-        return {"clean": self.clean, "dry_run": self.dry_run,
-                "changes": [c.to_dict() for c in self.changes],
-                "applied": [c.to_dict() for c in self.applied],
-                "failed": [c.to_dict() | {"error": e} for c, e in self.failed],
-                "left": list(self.left), "notes": list(self.notes)}
+        return {
+            "clean": self.clean,
+            "dry_run": self.dry_run,
+            "changes": [c.to_dict() for c in self.changes],
+            "applied": [c.to_dict() for c in self.applied],
+            "failed": [c.to_dict() | {"error": e} for c, e in self.failed],
+            "left": list(self.left),
+            "notes": list(self.notes),
+        }
 
 
 def _read_view(config: KantConfig) -> diff.SlurmView:
@@ -384,8 +430,13 @@ def _read_view(config: KantConfig) -> diff.SlurmView:
     return diff.view_from_snapshot(snapshot, diff.site_factors_shown(snapshot))
 
 
-def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = False,
-          runner: Callable[[Sequence[str]], str] = act.run_scontrol) -> ResetReport:
+def reset(
+    config: KantConfig,
+    state_path: str | os.PathLike,
+    *,
+    dry_run: bool = False,
+    runner: Callable[[Sequence[str]], str] = act.run_scontrol,
+) -> ResetReport:
     """Undo every change kant made (weights, SiteFactors, pins), then check Slurm shows none.
 
     Preemptions are not undone: a victim that got its checkpoint signal or was requeued stays
@@ -401,8 +452,10 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
     view = _read_view(config)
     state = _marks_or_rebuild(state_path, view, settings, report.notes, dry_run)
     for victim, rec in sorted(state.preemptions.items()):
-        report.notes.append(f"victim {victim} ({rec.status} for job {rec.for_job}) is "
-                            f"forgotten, not undone: a signal or requeue cannot be taken back")
+        report.notes.append(
+            f"victim {victim} ({rec.status} for job {rec.for_job}) is "
+            f"forgotten, not undone: a signal or requeue cannot be taken back"
+        )
     state.preemptions.clear()
     try:
         conf = act.config_weights()
@@ -411,11 +464,17 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
         report.notes.append(f"slurm.conf weights not checked: {exc}")
     kant_weights = settings.kant_weights()
     for node, w in view.weights.items():
-        if node not in state.marks["weight"] and node in conf and w != conf[node] \
-                and w in kant_weights:
+        if (
+            node not in state.marks["weight"]
+            and node in conf
+            and w != conf[node]
+            and w in kant_weights
+        ):
             state.put("weight", node, conf[node], w)
-            report.notes.append(f"node {node} has Weight={w} (a kant tier weight) but "
-                                f"slurm.conf says {conf[node]}: restored too")
+            report.notes.append(
+                f"node {node} has Weight={w} (a kant tier weight) but "
+                f"slurm.conf says {conf[node]}: restored too"
+            )
     d = diff.diff(diff.Desired(), view, state, 0)
     report.changes = d.changes
     report.notes.extend(d.notes)
@@ -426,8 +485,10 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
     result = act.apply_changes(d.changes, state, state_path, runner)
     report.applied, report.failed = result.applied, result.failed
     if result.unreachable:
-        raise SlurmUnreachable(f"reset stopped after {len(result.applied)} changes: "
-                               f"{result.unreachable}; run reset again")
+        raise SlurmUnreachable(
+            f"reset stopped after {len(result.applied)} changes: "
+            f"{result.unreachable}; run reset again"
+        )
     # Verify against a fresh read: every mark back to its original value.
     after = _read_view(config)
     report.left = diff.leftovers(before, after)
@@ -435,10 +496,14 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
         if node in conf and w != conf[node] and w in kant_weights:
             report.left.append(f"weight of {node} is {w}, slurm.conf says {conf[node]}")
     for job, sf in after.site_factors.items():
-        if sf is not None and settings.is_kant_site_factor(sf) \
-                and job not in before.marks["site_factor"]:
-            report.notes.append(f"job {job} has SiteFactor={sf}, a kant-like value not in "
-                                f"kant's marks: left alone")
+        if (
+            sf is not None
+            and settings.is_kant_site_factor(sf)
+            and job not in before.marks["site_factor"]
+        ):
+            report.notes.append(
+                f"job {job} has SiteFactor={sf}, a kant-like value not in kant's marks: left alone"
+            )
     if report.clean and not state.is_empty():
         report.notes.append(f"{state.count()} marks stayed in {state_path}")
     return report
@@ -452,8 +517,9 @@ def reset(config: KantConfig, state_path: str | os.PathLike, *, dry_run: bool = 
 def add_syslog(tag: str = "kant-slurm") -> logging.Handler:
     """Send kant_slurm's log records to syslog (/dev/log) too."""
     address = "/dev/log" if os.path.exists("/dev/log") else ("localhost", 514)
-    handler = logging.handlers.SysLogHandler(address=address,
-                                             facility=logging.handlers.SysLogHandler.LOG_DAEMON)
+    handler = logging.handlers.SysLogHandler(
+        address=address, facility=logging.handlers.SysLogHandler.LOG_DAEMON
+    )
     handler.setFormatter(logging.Formatter(f"{tag}[%(process)d]: %(levelname)s %(message)s"))
     logging.getLogger("kant_slurm").addHandler(handler)
     return handler
@@ -468,9 +534,17 @@ class Daemon:
     repeat, so a broken Slurm is not hammered and no crash loop starts.
     """
 
-    def __init__(self, config_path: str | None, interval: float, *, state_path: str | None = None,
-                 lock_path: str | None = None, dry_run: bool = False,
-                 max_cycles: int | None = None, policy: str | None = None) -> None:
+    def __init__(
+        self,
+        config_path: str | None,
+        interval: float,
+        *,
+        state_path: str | None = None,
+        lock_path: str | None = None,
+        dry_run: bool = False,
+        max_cycles: int | None = None,
+        policy: str | None = None,
+    ) -> None:
         self.config_path = config_path
         self.config = load_config(config_path)
         self.interval = interval
@@ -512,8 +586,13 @@ class Daemon:
         signal.signal(signal.SIGTERM, self._on_term)
         signal.signal(signal.SIGINT, self._on_term)
         signal.signal(signal.SIGHUP, self._on_hup)
-        log.info("daemon started: pid %d, every %.1fs, policy %s, lock %s", os.getpid(),
-                 self.interval, self.policy or self.config.policy, lock_path)
+        log.info(
+            "daemon started: pid %d, every %.1fs, policy %s, lock %s",
+            os.getpid(),
+            self.interval,
+            self.policy or self.config.policy,
+            lock_path,
+        )
         try:
             while not self.stop_requested:
                 if self.reload_requested:
@@ -523,11 +602,17 @@ class Daemon:
                 self.cycles += 1
                 if self.max_cycles is not None and self.cycles >= self.max_cycles:
                     break
-                pause = self.interval * min(4, 2 ** min(self.failures, 2)) if self.failures \
+                pause = (
+                    self.interval * min(4, 2 ** min(self.failures, 2))
+                    if self.failures
                     else self.interval
+                )
                 wake = started + pause
-                while not self.stop_requested and not self.reload_requested \
-                        and time.monotonic() < wake:
+                while (
+                    not self.stop_requested
+                    and not self.reload_requested
+                    and time.monotonic() < wake
+                ):
                     time.sleep(min(0.2, max(0.0, wake - time.monotonic())))
         finally:
             for s, h in old.items():
@@ -539,8 +624,13 @@ class Daemon:
     def _one_cycle(self) -> None:
         state_path, _ = self.paths()
         try:
-            report = run_cycle(self.config, state_path, dry_run=self.dry_run, policy=self.policy,
-                               history=self.history)
+            report = run_cycle(
+                self.config,
+                state_path,
+                dry_run=self.dry_run,
+                policy=self.policy,
+                history=self.history,
+            )
         except Exception as exc:  # a bug must not end the loop: log it whole, go on
             self.failures += 1
             log.exception("cycle crashed (failure %d in a row): %s", self.failures, exc)

@@ -14,8 +14,15 @@ import sys
 import click
 
 from .. import __version__
-from ..errors import (EXIT_CODES_HELP, EXIT_ERROR, EXIT_PARTIAL, EXIT_UNREACHABLE, EXIT_USAGE,
-                      KantError, SlurmUnreachable)
+from ..errors import (
+    EXIT_CODES_HELP,
+    EXIT_ERROR,
+    EXIT_PARTIAL,
+    EXIT_UNREACHABLE,
+    EXIT_USAGE,
+    KantError,
+    SlurmUnreachable,
+)
 
 # Command modules, in the order their commands appear in --help.
 COMMAND_MODULES = (
@@ -63,7 +70,9 @@ Examples:
   kant-slurm devcluster up --nodes 16      # a real local Slurm with 16 x 8 GPUs
   kant-slurm status                        # GPUs, leaf groups, GAR/GFR of the live cluster
   kant-slurm plan --explain 42             # why job 42 waits, and what may backfill
-""" + "\n" + EXIT_CODES_HELP,
+"""
+    + "\n"
+    + EXIT_CODES_HELP,
 )
 @click.version_option(__version__, prog_name="kant-slurm")
 @click.option("-v", "--verbose", count=True, help="More log output (-v info, -vv debug).")

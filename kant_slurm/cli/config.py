@@ -25,8 +25,14 @@ def config_group():
 
 
 @config_group.command("show")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="KANT_CONFIG",
-              default=None, help="kant config merged over the defaults [env KANT_CONFIG].")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="KANT_CONFIG",
+    default=None,
+    help="kant config merged over the defaults [env KANT_CONFIG].",
+)
 @click.option("--schema", is_flag=True, help="List every key with its type, bounds and meaning.")
 @json_option
 def show_cmd(config_path, schema, as_json):
@@ -53,9 +59,12 @@ def show_cmd(config_path, schema, as_json):
 
 @config_group.command("check")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--simulation", is_flag=True,
-              help="FILE is for the simulator only: skip the rules of live steering "
-                   "(preemption.lead_seconds > grace_seconds; the simulator models no grace).")
+@click.option(
+    "--simulation",
+    is_flag=True,
+    help="FILE is for the simulator only: skip the rules of live steering "
+    "(preemption.lead_seconds > grace_seconds; the simulator models no grace).",
+)
 def check_cmd(file, simulation):
     """Validate FILE (YAML or TOML): unknown and duplicate keys, wrong types, out-of-range
     values and broken rules between keys are errors naming file, line, key and what is

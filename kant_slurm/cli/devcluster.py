@@ -18,18 +18,23 @@ from .options import echo_json, json_option
 
 def _slurm_version_option(f):
     return click.option(
-        "--slurm-version", default=None, metavar="|".join(chroot.VERSIONS),
+        "--slurm-version",
+        default=None,
+        metavar="|".join(chroot.VERSIONS),
         help="Slurm release: 22.05 from this machine's Debian 12 packages; 24.11 (Debian 13) "
-             "and 26.05 (Debian sid) from a cached Debian root. Default: the Slurm installed "
-             "here, else 22.05.",
+        "and 26.05 (Debian sid) from a cached Debian root. Default: the Slurm installed "
+        "here, else 22.05.",
     )(f)
 
 
 def _dir_option(f):
     return click.option(
-        "--dir", "directory", type=click.Path(file_okay=False, path_type=Path), default=None,
+        "--dir",
+        "directory",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
         help="State directory of the cluster (default $KANT_DEVCLUSTER_DIR, else "
-             "~/.cache/kant-slurm/devcluster).",
+        "~/.cache/kant-slurm/devcluster).",
     )(f)
 
 
@@ -56,19 +61,45 @@ def devcluster() -> None:
 @click.option("--gpus-per-node", default=8, show_default=True, help="GPUs declared per node.")
 @click.option("--leaf-size", default=4, show_default=True, help="Nodes per leaf switch.")
 @click.option("--gpu-type", default="h100", show_default=True, help="GRES type (gpu:<type>:<n>).")
-@click.option("--gpu-types", default="", metavar="TYPE:NODES,...",
-              help="Several GPU types in node order, e.g. h100:12,a100:4 (default: --gpu-type "
-                   "on every node).")
-@click.option("--inference-nodes", default=0, show_default=True,
-              help="The last K nodes are also in partition 'infer'.")
-@click.option("--port-base", type=int, default=None,
-              help="First port used (default $KANT_DEVCLUSTER_PORT_BASE, else 16800).")
+@click.option(
+    "--gpu-types",
+    default="",
+    metavar="TYPE:NODES,...",
+    help="Several GPU types in node order, e.g. h100:12,a100:4 (default: --gpu-type "
+    "on every node).",
+)
+@click.option(
+    "--inference-nodes",
+    default=0,
+    show_default=True,
+    help="The last K nodes are also in partition 'infer'.",
+)
+@click.option(
+    "--port-base",
+    type=int,
+    default=None,
+    help="First port used (default $KANT_DEVCLUSTER_PORT_BASE, else 16800).",
+)
 @_slurm_version_option
-@click.option("--no-install", is_flag=True,
-              help="Do not apt-get install missing packages nor build a missing root.")
+@click.option(
+    "--no-install",
+    is_flag=True,
+    help="Do not apt-get install missing packages nor build a missing root.",
+)
 @click.option("--timeout", default=180, show_default=True, help="Seconds to wait for idle nodes.")
-def up(directory, nodes, gpus_per_node, leaf_size, gpu_type, gpu_types, inference_nodes,
-       port_base, slurm_version, no_install, timeout) -> None:
+def up(
+    directory,
+    nodes,
+    gpus_per_node,
+    leaf_size,
+    gpu_type,
+    gpu_types,
+    inference_nodes,
+    port_base,
+    slurm_version,
+    no_install,
+    timeout,
+) -> None:
     """Install missing Debian packages, start the cluster, wait until every node is idle.
 
     \b
@@ -87,8 +118,12 @@ def up(directory, nodes, gpus_per_node, leaf_size, gpu_type, gpu_types, inferenc
       kant-slurm devcluster exec --dir /tmp/c24 -- squeue
     """
     spec = dc.DevClusterSpec(
-        nodes=nodes, gpus_per_node=gpus_per_node, leaf_size=leaf_size, gpu_type=gpu_type,
-        gpu_types=gpu_types, inference_nodes=inference_nodes,
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        leaf_size=leaf_size,
+        gpu_type=gpu_type,
+        gpu_types=gpu_types,
+        inference_nodes=inference_nodes,
         port_base=port_base if port_base is not None else dc.default_port_base(),
         slurm_version=slurm_version or chroot.default_version(),
     )
@@ -104,8 +139,10 @@ def up(directory, nodes, gpus_per_node, leaf_size, gpu_type, gpu_types, inferenc
     )
     click.echo(f"export SLURM_CONF={st.slurm_conf}")
     if st.root:
-        click.echo(f"# Slurm {shape.get('slurm_version')} runs from {st.root}: run its commands "
-                   f"with `kant-slurm devcluster exec --dir {st.dir} -- <command>`")
+        click.echo(
+            f"# Slurm {shape.get('slurm_version')} runs from {st.root}: run its commands "
+            f"with `kant-slurm devcluster exec --dir {st.dir} -- <command>`"
+        )
 
 
 @devcluster.command("down")
@@ -150,8 +187,9 @@ def exec_(directory, command) -> None:
     target = directory or dc.default_dir()
     st = dc.status(target)
     if not st.running:
-        raise DevClusterError(f"no running dev cluster in {st.dir}: start it with "
-                              "`kant-slurm devcluster up` first")
+        raise DevClusterError(
+            f"no running dev cluster in {st.dir}: start it with `kant-slurm devcluster up` first"
+        )
     argv = dc.client_argv(dc.DevClusterPaths(Path(st.dir)), list(command))
     env = chroot.root_env() if st.root else dict(os.environ)
     env["SLURM_CONF"] = st.slurm_conf
@@ -173,8 +211,9 @@ def root(slurm_version, rebuild) -> None:
     """
     slurm_version = chroot.check_version(slurm_version or chroot.default_version())
     if slurm_version == chroot.DEFAULT_VERSION:
-        raise DevClusterError("--slurm-version 22.05 runs from this machine's Debian 12 "
-                              "packages: it has no root")
+        raise DevClusterError(
+            "--slurm-version 22.05 runs from this machine's Debian 12 packages: it has no root"
+        )
     path = chroot.root_path(slurm_version)
     if rebuild and path.exists():
         chroot.remove_root(path)

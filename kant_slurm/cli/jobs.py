@@ -20,10 +20,19 @@ def _layers(values_file: str | None, sets: tuple[str, ...]) -> list:
 
 
 def _value_options(f):
-    f = click.option("--values", "values_file", type=click.Path(dir_okay=False),
-                     help="YAML file of parameter: value (--set wins over it).")(f)
-    f = click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
-                     help="One parameter; repeat. Mappings: --set env.NAME=value.")(f)
+    f = click.option(
+        "--values",
+        "values_file",
+        type=click.Path(dir_okay=False),
+        help="YAML file of parameter: value (--set wins over it).",
+    )(f)
+    f = click.option(
+        "--set",
+        "sets",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="One parameter; repeat. Mappings: --set env.NAME=value.",
+    )(f)
     return f
 
 
@@ -40,18 +49,29 @@ def templates_cmd(name: str | None, as_json: bool) -> None:
     """
     found = [jobscript.find_template(name)] if name else jobscript.list_templates()
     if as_json:
-        echo_json([{
-            "name": t.name,
-            "description": t.spec.description,
-            "parameters": [{
-                "name": p.name, "type": p.type, "required": p.required,
-                "default": p.describe_default(), "help": p.help,
-                **({"choices": list(p.choices)} if p.choices else {}),
-                **({"pattern": p.pattern} if p.pattern else {}),
-                **({"min": p.min} if p.min is not None else {}),
-                **({"max": p.max} if p.max is not None else {}),
-            } for p in t.spec.params],
-        } for t in found])
+        echo_json(
+            [
+                {
+                    "name": t.name,
+                    "description": t.spec.description,
+                    "parameters": [
+                        {
+                            "name": p.name,
+                            "type": p.type,
+                            "required": p.required,
+                            "default": p.describe_default(),
+                            "help": p.help,
+                            **({"choices": list(p.choices)} if p.choices else {}),
+                            **({"pattern": p.pattern} if p.pattern else {}),
+                            **({"min": p.min} if p.min is not None else {}),
+                            **({"max": p.max} if p.max is not None else {}),
+                        }
+                        for p in t.spec.params
+                    ],
+                }
+                for t in found
+            ]
+        )
         return
     for t in found:
         click.echo(f"{t.name}: {t.spec.description}")
@@ -79,12 +99,23 @@ def render_cmd(template: str, values_file: str | None, sets: tuple[str, ...]) ->
 @click.command("submit")
 @click.argument("template")
 @_value_options
-@click.option("--dry-run", is_flag=True,
-              help="Print the sbatch command and the script; submit nothing.")
-@click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
-              help="Extra argument for sbatch (e.g. --sbatch-arg=--hold); repeat.")
-def submit_cmd(template: str, values_file: str | None, sets: tuple[str, ...], dry_run: bool,
-               sbatch_args: tuple[str, ...]) -> None:
+@click.option(
+    "--dry-run", is_flag=True, help="Print the sbatch command and the script; submit nothing."
+)
+@click.option(
+    "--sbatch-arg",
+    "sbatch_args",
+    multiple=True,
+    metavar="ARG",
+    help="Extra argument for sbatch (e.g. --sbatch-arg=--hold); repeat.",
+)
+def submit_cmd(
+    template: str,
+    values_file: str | None,
+    sets: tuple[str, ...],
+    dry_run: bool,
+    sbatch_args: tuple[str, ...],
+) -> None:
     """Render TEMPLATE and submit it with sbatch; print the job id.
 
     \b

@@ -24,15 +24,39 @@ def echo_json(data: Any) -> None:
 # sacct's time forms (-S/--starttime, -E/--endtime)
 # --------------------------------------------------------------------------------------------
 
-_UNITS = {"": 1, "s": 1, "sec": 1, "secs": 1, "second": 1, "seconds": 1,
-          "m": 60, "min": 60, "mins": 60, "minute": 60, "minutes": 60,
-          "h": 3600, "hour": 3600, "hours": 3600,
-          "d": 86400, "day": 86400, "days": 86400,
-          "w": 604800, "week": 604800, "weeks": 604800}
-_DATE_FORMS = ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M",
-               "%Y-%m-%d")
-TIME_FORMS = ("now, now-7days, now-2hours, now-30minutes (sacct's units; also s/m/h/d/w), "
-              "YYYY-MM-DD[THH:MM[:SS]] (local time), today, midnight, epoch seconds")
+_UNITS = {
+    "": 1,
+    "s": 1,
+    "sec": 1,
+    "secs": 1,
+    "second": 1,
+    "seconds": 1,
+    "m": 60,
+    "min": 60,
+    "mins": 60,
+    "minute": 60,
+    "minutes": 60,
+    "h": 3600,
+    "hour": 3600,
+    "hours": 3600,
+    "d": 86400,
+    "day": 86400,
+    "days": 86400,
+    "w": 604800,
+    "week": 604800,
+    "weeks": 604800,
+}
+_DATE_FORMS = (
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%d",
+)
+TIME_FORMS = (
+    "now, now-7days, now-2hours, now-30minutes (sacct's units; also s/m/h/d/w), "
+    "YYYY-MM-DD[THH:MM[:SS]] (local time), today, midnight, epoch seconds"
+)
 
 
 def parse_slurm_time(text: str, now: float) -> float:
@@ -87,12 +111,25 @@ class SlurmTime(click.ParamType):
 def window_options(f):
     """``-S/--starttime`` and ``-E/--endtime`` as sacct spells them; ``--since``/``--until``
     stay as the same options' older names."""
-    f = click.option("-E", "--endtime", "--until", "until", type=SlurmTime(), default=None,
-                     help="Window end (same forms)  [default: now; with --input: the dump's "
-                          "last time].")(f)
-    f = click.option("-S", "--starttime", "--since", "since", type=SlurmTime(), default=None,
-                     help=f"Window start: {TIME_FORMS}  [default: now-1day; with --input: the "
-                          f"dump's first submit].")(f)
+    f = click.option(
+        "-E",
+        "--endtime",
+        "--until",
+        "until",
+        type=SlurmTime(),
+        default=None,
+        help="Window end (same forms)  [default: now; with --input: the dump's last time].",
+    )(f)
+    f = click.option(
+        "-S",
+        "--starttime",
+        "--since",
+        "since",
+        type=SlurmTime(),
+        default=None,
+        help=f"Window start: {TIME_FORMS}  [default: now-1day; with --input: the "
+        f"dump's first submit].",
+    )(f)
     return f
 
 
@@ -106,12 +143,20 @@ NO_HELP_SHORTCUT = {"help_option_names": ["--help"]}  # -h is --noheader there, 
 def table_options(f):
     """``-h/--noheader``, ``-P/--parsable`` and ``-o/--format`` (a command using them also takes
     ``context_settings=NO_HELP_SHORTCUT`` so that ``-h`` is free)."""
-    f = click.option("-o", "--format", "fields", default=None, metavar="FIELD[,FIELD...]",
-                     help="Print these fields as a table (--format=help lists them).")(f)
-    f = click.option("-P", "--parsable", is_flag=True,
-                     help="Print the fields '|'-separated, as sacct -P does.")(f)
-    f = click.option("-h", "--noheader", is_flag=True,
-                     help="Print the field table without its header line.")(f)
+    f = click.option(
+        "-o",
+        "--format",
+        "fields",
+        default=None,
+        metavar="FIELD[,FIELD...]",
+        help="Print these fields as a table (--format=help lists them).",
+    )(f)
+    f = click.option(
+        "-P", "--parsable", is_flag=True, help="Print the fields '|'-separated, as sacct -P does."
+    )(f)
+    f = click.option(
+        "-h", "--noheader", is_flag=True, help="Print the field table without its header line."
+    )(f)
     return f
 
 
@@ -120,8 +165,14 @@ def wants_table(fields: str | None, parsable: bool, noheader: bool) -> bool:
     return bool(fields) or parsable or noheader
 
 
-def format_table(rows: list[dict[str, Any]], fields: str | None, default: tuple[str, ...],
-                 *, parsable: bool = False, noheader: bool = False) -> str:
+def format_table(
+    rows: list[dict[str, Any]],
+    fields: str | None,
+    default: tuple[str, ...],
+    *,
+    parsable: bool = False,
+    noheader: bool = False,
+) -> str:
     """``rows`` as a table of ``fields`` (comma-separated, case-insensitive; ``default`` when
     None): aligned columns, or ``|``-separated with ``parsable``. Raises click.UsageError on an
     unknown field, naming the known ones."""
@@ -139,8 +190,14 @@ def format_table(rows: list[dict[str, Any]], fields: str | None, default: tuple[
         lines = ([] if noheader else ["|".join(cols)]) + ["|".join(r) for r in cells]
         return "\n".join(lines)
     width = [max([len(c)] + [len(r[k]) for r in cells]) for k, c in enumerate(cols)]
-    out = [] if noheader else [" ".join(c.rjust(w) for c, w in zip(cols, width, strict=True)),
-                               " ".join("-" * w for w in width)]
+    out = (
+        []
+        if noheader
+        else [
+            " ".join(c.rjust(w) for c, w in zip(cols, width, strict=True)),
+            " ".join("-" * w for w in width),
+        ]
+    )
     out += [" ".join(v.rjust(w) for v, w in zip(r, width, strict=True)) for r in cells]
     return "\n".join(out)
 

@@ -13,8 +13,14 @@ import click
 
 from ..errors import InputError, UsageError
 from ..jsonready import json_ready
-from .options import (NO_HELP_SHORTCUT, echo_json, format_table, table_options,
-                      wants_table, window_options)
+from .options import (
+    NO_HELP_SHORTCUT,
+    echo_json,
+    format_table,
+    table_options,
+    wants_table,
+    window_options,
+)
 
 log = logging.getLogger(__name__)
 
@@ -30,22 +36,37 @@ def _inventory(slurm_conf: str | None):
     return read_snapshot().inventory
 
 
-REPORT_FIELDS = ("since", "until", "jobs", "runs_started", "gpus_total", "gpu_hours_allocated",
-                 "gpu_hours_capacity", "gar_mean", "sor", "gfr_mean", "stranded_gpu_share",
-                 "wait_p50_s", "wait_p90_s", "wait_p99_s")
+REPORT_FIELDS = (
+    "since",
+    "until",
+    "jobs",
+    "runs_started",
+    "gpus_total",
+    "gpu_hours_allocated",
+    "gpu_hours_capacity",
+    "gar_mean",
+    "sor",
+    "gfr_mean",
+    "stranded_gpu_share",
+    "wait_p50_s",
+    "wait_p90_s",
+    "wait_p99_s",
+)
 
 
 def report_row(report: dict) -> dict:
     """The report's scalar figures as one table row (``-o``/``-P``/``-h``), window first."""
     # Times as sacct prints them (local ISO), not epoch floats.
     row = {"since": _when(report["window"]["since"]), "until": _when(report["window"]["until"])}
-    row.update({k: v for k, v in report.items()
-                if k != "window" and not isinstance(v, (dict, list))})
+    row.update(
+        {k: v for k, v in report.items() if k != "window" and not isinstance(v, (dict, list))}
+    )
     return row
 
 
-def resolve_window(since: str | None, until: str | None, now: float,
-                   span: tuple[float, float] | None) -> tuple[float, float]:
+def resolve_window(
+    since: str | None, until: str | None, now: float, span: tuple[float, float] | None
+) -> tuple[float, float]:
     """The report's window: the options where given, else the dump's own span (``span``), else
     the last day up to now."""
     from .options import parse_slurm_time
@@ -65,29 +86,86 @@ def _when(t: float) -> str:
 
 @click.command("report", context_settings=NO_HELP_SHORTCUT)
 @window_options
-@click.option("--partition", "-p", default=None, help="Only jobs of this partition "
-              "(and the occupancy of its nodes).")
+@click.option(
+    "--partition",
+    "-p",
+    default=None,
+    help="Only jobs of this partition (and the occupancy of its nodes).",
+)
 @click.option("--account", "-A", default=None, help="Only jobs of this account.")
-@click.option("--class", "job_class", type=click.Choice(["training", "inference", "batch"]),
-              default=None, help="Only jobs of this class (kant tag, else config rules).")
+@click.option(
+    "--class",
+    "job_class",
+    type=click.Choice(["training", "inference", "batch"]),
+    default=None,
+    help="Only jobs of this class (kant tag, else config rules).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-@click.option("--csv", "csv_dir", type=click.Path(file_okay=False), default=None,
-              metavar="DIR", help="Write the report's tables as CSV files into DIR.")
-@click.option("--html", "html_out", type=click.Path(dir_okay=False), default=None,
-              metavar="OUT.html", help="Write one self-contained HTML page with plots.")
+@click.option(
+    "--csv",
+    "csv_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    metavar="DIR",
+    help="Write the report's tables as CSV files into DIR.",
+)
+@click.option(
+    "--html",
+    "html_out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="OUT.html",
+    help="Write one self-contained HTML page with plots.",
+)
 @table_options
-@click.option("--input", "dump", type=click.Path(exists=True, dir_okay=False), default=None,
-              metavar="DUMP", help="Read a saved `sacct -a -X -D -P` or `sacct -a -X --json` "
-              "dump instead of calling sacct; the window defaults to the dump's own span.")
-@click.option("--slurm-conf", type=click.Path(exists=True, dir_okay=False), default=None,
-              metavar="PATH", help="Node inventory from this slurm.conf (+ gres.conf, "
-              "topology.conf beside it) instead of the live cluster.")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              default=None, help="kant config (class rules by QOS/partition).")
-@click.option("--chunk-hours", type=click.FloatRange(min=0.01), default=24.0,
-              show_default=True, help="sacct is read in chunks of this many hours.")
-def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, html_out,
-               noheader, parsable, fields, dump, slurm_conf, config_path, chunk_hours):
+@click.option(
+    "--input",
+    "dump",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    metavar="DUMP",
+    help="Read a saved `sacct -a -X -D -P` or `sacct -a -X --json` "
+    "dump instead of calling sacct; the window defaults to the dump's own span.",
+)
+@click.option(
+    "--slurm-conf",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="Node inventory from this slurm.conf (+ gres.conf, "
+    "topology.conf beside it) instead of the live cluster.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="kant config (class rules by QOS/partition).",
+)
+@click.option(
+    "--chunk-hours",
+    type=click.FloatRange(min=0.01),
+    default=24.0,
+    show_default=True,
+    help="sacct is read in chunks of this many hours.",
+)
+def report_cmd(
+    since,
+    until,
+    partition,
+    account,
+    job_class,
+    as_json,
+    csv_dir,
+    html_out,
+    noheader,
+    parsable,
+    fields,
+    dump,
+    slurm_conf,
+    config_path,
+    chunk_hours,
+):
     """GAR, SOR, GFR, stranded GPUs, waits by class and size, time-limit accuracy and top users
     of one accounting window.
 
@@ -128,19 +206,25 @@ def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, ht
             whole = read_dump(dump, since=None, until=None, classify=classify)
             span = dump_span(whole)
             if span is None:
-                raise InputError(f"{dump}: no job in the dump; expected a sacct -P dump with "
-                                 "its header line, or sacct --json")
+                raise InputError(
+                    f"{dump}: no job in the dump; expected a sacct -P dump with "
+                    "its header line, or sacct --json"
+                )
         t0, t1 = resolve_window(since, until, now, span)
         if t1 <= t0:
             raise UsageError(f"--endtime {_when(t1)} is not after --starttime {_when(t0)}")
-        frame = whole if since is None and until is None else \
-            read_dump(dump, since=t0, until=t1, classify=classify)
+        frame = (
+            whole
+            if since is None and until is None
+            else read_dump(dump, since=t0, until=t1, classify=classify)
+        )
         if not len(frame):
             full = span or dump_span(read_dump(dump, since=None, until=None, classify=classify))
-            where = (f"it spans {_when(full[0])} .. {_when(full[1])}" if full
-                     else "it holds no job")
-            raise InputError(f"{dump}: no job in the window {_when(t0)} .. {_when(t1)} ({where}; "
-                             "omit -S/-E to report the whole dump)")
+            where = f"it spans {_when(full[0])} .. {_when(full[1])}" if full else "it holds no job"
+            raise InputError(
+                f"{dump}: no job in the window {_when(t0)} .. {_when(t1)} ({where}; "
+                "omit -S/-E to report the whole dump)"
+            )
         if partition:
             frame = frame[frame["partition"] == partition]
         if account:
@@ -149,34 +233,50 @@ def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, ht
         t0, t1 = resolve_window(since, until, now, None)
         if t1 <= t0:
             raise UsageError(f"--endtime {_when(t1)} is not after --starttime {_when(t0)}")
-        frame = acct.read_sacct_chunks(t0, t1, chunk_s=chunk_hours * 3600, partition=partition,
-                                       account=account, classify=classify)
+        frame = acct.read_sacct_chunks(
+            t0,
+            t1,
+            chunk_s=chunk_hours * 3600,
+            partition=partition,
+            account=account,
+            classify=classify,
+        )
     if job_class:
         frame = frame[frame["job_class"] == job_class]
     inventory = _inventory(slurm_conf)
     if partition:
         inventory = _pool_inventory(inventory, partition)
     records = acct.record_table(frame).reset_index(drop=True)
-    report = build_report(records, inventory, (t0, t1),
-                          filters={"partition": partition, "account": account,
-                                   "class": job_class, "input": dump})
+    report = build_report(
+        records,
+        inventory,
+        (t0, t1),
+        filters={"partition": partition, "account": account, "class": job_class, "input": dump},
+    )
     if not len(records):
         # Capacity alone makes GAR 0% look like a finding; say that the window was empty.
-        click.echo(f"note: no job in the window {_when(t0)} .. {_when(t1)} (after the "
-                   "filters): the figures below count capacity only", err=True)
+        click.echo(
+            f"note: no job in the window {_when(t0)} .. {_when(t1)} (after the "
+            "filters): the figures below count capacity only",
+            err=True,
+        )
     if as_json:
         echo_json(report)
     elif table:
-        click.echo(format_table([report_row(report)], fields, REPORT_FIELDS,
-                                parsable=parsable, noheader=noheader))
+        click.echo(
+            format_table(
+                [report_row(report)], fields, REPORT_FIELDS, parsable=parsable, noheader=noheader
+            )
+        )
     elif csv_dir:
         out = Path(csv_dir)
         out.mkdir(parents=True, exist_ok=True)
         for stem, table_df in report_tables(report).items():
             table_df.to_csv(out / f"{stem}.csv", index=False)
-        records.assign(nodes=records["nodes"].map(",".join),
-                       node_gpus=records["node_gpus"].map(lambda g: ",".join(map(str, g)))
-                       ).to_csv(out / "jobs.csv", index=False)
+        records.assign(
+            nodes=records["nodes"].map(",".join),
+            node_gpus=records["node_gpus"].map(lambda g: ",".join(map(str, g))),
+        ).to_csv(out / "jobs.csv", index=False)
         click.echo(f"wrote {len(report_tables(report)) + 1} CSV files to {out}")
     elif html_out:
         from ..report.accounting_html import render_html
@@ -190,32 +290,66 @@ def report_cmd(since, until, partition, account, job_class, as_json, csv_dir, ht
 def _pool_inventory(inventory, partition: str):
     """Only the nodes of ``partition`` (the occupancy of a partition's report)."""
     if partition not in inventory.partition:
-        raise InputError(f"--partition {partition!r}: no such partition; the cluster has "
-                         f"{', '.join(p.name for p in inventory.partitions) or 'none'}")
+        raise InputError(
+            f"--partition {partition!r}: no such partition; the cluster has "
+            f"{', '.join(p.name for p in inventory.partitions) or 'none'}"
+        )
     from ..model import Inventory
 
     keep = [i for i, m in enumerate(inventory.partition_mask[partition]) if m]
     names = [inventory.names[i] for i in keep]
     return Inventory.build(
-        names=names, gpus_total=inventory.gpus_total[keep], cpus_total=inventory.cpus_total[keep],
-        memory_mb=inventory.memory_mb[keep], gpu_type=[inventory.gpu_type[i] for i in keep],
+        names=names,
+        gpus_total=inventory.gpus_total[keep],
+        cpus_total=inventory.cpus_total[keep],
+        memory_mb=inventory.memory_mb[keep],
+        gpu_type=[inventory.gpu_type[i] for i in keep],
         features=[inventory.features[i] for i in keep],
-        partitions=[inventory.partition[partition]], topology=inventory.topology)
+        partitions=[inventory.partition[partition]],
+        topology=inventory.topology,
+    )
 
 
 @click.command("exporter")
-@click.option("--port", type=click.IntRange(1, 65535), default=None,
-              help="Serve /metrics over HTTP on this port  [default: 9810 unless --textfile].")
-@click.option("--address", default="127.0.0.1", show_default=True,
-              help="Address the HTTP endpoint listens on (0.0.0.0 or :: = every interface).")
-@click.option("--textfile", type=click.Path(dir_okay=False), default=None, metavar="PATH",
-              help="Write the metrics once to PATH (node_exporter textfile collector; *.prom).")
-@click.option("--state-file", type=click.Path(dir_okay=False), default=None,
-              help="kant's state file (default: actuator.state_file of the config).")
-@click.option("--config", "config_path", type=click.Path(exists=True, dir_okay=False),
-              default=None, help="kant config (class rules, state file).")
-@click.option("--max-seconds", type=click.FloatRange(min=0), default=None, hidden=True,
-              help="Stop the HTTP server after this many seconds (tests).")
+@click.option(
+    "--port",
+    type=click.IntRange(1, 65535),
+    default=None,
+    help="Serve /metrics over HTTP on this port  [default: 9810 unless --textfile].",
+)
+@click.option(
+    "--address",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address the HTTP endpoint listens on (0.0.0.0 or :: = every interface).",
+)
+@click.option(
+    "--textfile",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="PATH",
+    help="Write the metrics once to PATH (node_exporter textfile collector; *.prom).",
+)
+@click.option(
+    "--state-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="kant's state file (default: actuator.state_file of the config).",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="kant config (class rules, state file).",
+)
+@click.option(
+    "--max-seconds",
+    type=click.FloatRange(min=0),
+    default=None,
+    hidden=True,
+    help="Stop the HTTP server after this many seconds (tests).",
+)
 def exporter_cmd(port, address, textfile, state_file, config_path, max_seconds):
     """Prometheus metrics of the live cluster: GAR, GFR, stranded GPUs, whole free nodes per
     leaf group, pending jobs and GPUs by class, and the last scheduling cycle.

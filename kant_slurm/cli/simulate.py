@@ -35,14 +35,17 @@ class _Progress:
             return
         self.last = now
         if self.parallel:
-            parts = "  ".join(f"{p} {100 * d // max(t, 1):3d}%" for p, (d, t) in
-                              self.state.items())
+            parts = "  ".join(f"{p} {100 * d // max(t, 1):3d}%" for p, (d, t) in self.state.items())
             click.echo(f"\r{parts}  {now - self.t0:5.1f}s", err=True, nl=False)
             return
         width = 30
         filled = int(width * done / max(total, 1))
-        click.echo(f"\r{policy:>6} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} "
-                   f"jobs  {now - self.t0:5.1f}s", err=True, nl=done >= total and finished)
+        click.echo(
+            f"\r{policy:>6} [{'#' * filled}{'.' * (width - filled)}] {done:,}/{total:,} "
+            f"jobs  {now - self.t0:5.1f}s",
+            err=True,
+            nl=done >= total and finished,
+        )
 
     def close(self) -> None:
         if self.enabled and self.parallel and self.state:
@@ -63,54 +66,143 @@ def _load_cluster(cluster_path, slurm_conf):
 
 
 @click.command("simulate")
-@click.option("--trace", "trace_path", type=click.Path(dir_okay=False), default=None,
-              help="Trace file (default: the bundled 3-day Philly slice).")
-@click.option("--trace-format",
-              type=click.Choice(["philly", "swf", "openb", "sacct", "alibaba-inference"]),
-              default=None, help="Trace format (default: guessed from the file).")
-@click.option("--inference-trace", "inference_path", type=click.Path(dir_okay=False),
-              default=None,
-              help="Add the inference services of the Alibaba alibaba-dlrm-inference-2025.csv "
-                   "to the training trace (a mixed workload; see kant_slurm/sim/mixed.py).")
-@click.option("--inference-share", type=click.FloatRange(0, 1, min_open=True), default=0.15,
-              show_default=True,
-              help="Mixed workload: inference apps are added (seeded by --seed) while their "
-                   "peak GPUs stay within this share of the cluster's GPUs.")
-@click.option("--inference-offset", type=click.FloatRange(0), default=0.0, show_default=True,
-              help="Mixed workload: seconds into the inference trace laid over the training "
-                   "trace's start.")
-@click.option("--cluster", "cluster_path", type=click.Path(dir_okay=False), default=None,
-              help="Cluster spec YAML (default: the bundled 48 x 8 GPU cluster).")
-@click.option("--slurm-conf", type=click.Path(dir_okay=False), default=None,
-              help="Use a site's slurm.conf (+ gres.conf, topology.conf beside it) as the cluster.")
-@click.option("--policies", default="fifo,slurm,kant-steered,kant", show_default=True,
-              help="Comma-separated policies to compare: fifo, slurm (stock Slurm), "
-                   "kant-steered (stock Slurm steered by kant's daemon: what a site deploys), "
-                   "kant (kant's own scheduler, the ideal).")
-@click.option("--steer-interval", type=click.FloatRange(0), default=DAEMON_INTERVAL_S,
-              show_default=True,
-              help="kant-steered: seconds of trace time between two daemon cycles.")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the time-limit model.")
-@click.option("--time-limit-model", default="ladder", show_default=True,
-              help="Limits for jobs whose trace has none: ladder, exact, fixed:SECONDS, none.")
-@click.option("--interval", type=click.FloatRange(0), default=30.0, show_default=True,
-              help="Seconds between scheduling cycles at most (Slurm's bf_interval).")
-@click.option("--procs-per-gpu", type=click.IntRange(1), default=1, show_default=True,
-              help="SWF: processors that make one GPU.")
-@click.option("--openb-mode", type=click.Choice(["arrival", "fill"]), default="arrival",
-              show_default=True, help="openb: replay arrivals, or fill until a pod does not fit.")
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), envvar="KANT_CONFIG",
-              default=None, help="kant config merged over the defaults [env KANT_CONFIG].")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write a self-contained HTML report with plots.")
-@click.option("--workers", type=click.IntRange(1), default=None,
-              help="Policies replayed at once, one process each (default: the CPU count, at "
-                   "most the number of policies; 1 = one after another). Same results.")
+@click.option(
+    "--trace",
+    "trace_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Trace file (default: the bundled 3-day Philly slice).",
+)
+@click.option(
+    "--trace-format",
+    type=click.Choice(["philly", "swf", "openb", "sacct", "alibaba-inference"]),
+    default=None,
+    help="Trace format (default: guessed from the file).",
+)
+@click.option(
+    "--inference-trace",
+    "inference_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Add the inference services of the Alibaba alibaba-dlrm-inference-2025.csv "
+    "to the training trace (a mixed workload; see kant_slurm/sim/mixed.py).",
+)
+@click.option(
+    "--inference-share",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.15,
+    show_default=True,
+    help="Mixed workload: inference apps are added (seeded by --seed) while their "
+    "peak GPUs stay within this share of the cluster's GPUs.",
+)
+@click.option(
+    "--inference-offset",
+    type=click.FloatRange(0),
+    default=0.0,
+    show_default=True,
+    help="Mixed workload: seconds into the inference trace laid over the training trace's start.",
+)
+@click.option(
+    "--cluster",
+    "cluster_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Cluster spec YAML (default: the bundled 48 x 8 GPU cluster).",
+)
+@click.option(
+    "--slurm-conf",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Use a site's slurm.conf (+ gres.conf, topology.conf beside it) as the cluster.",
+)
+@click.option(
+    "--policies",
+    default="fifo,slurm,kant-steered,kant",
+    show_default=True,
+    help="Comma-separated policies to compare: fifo, slurm (stock Slurm), "
+    "kant-steered (stock Slurm steered by kant's daemon: what a site deploys), "
+    "kant (kant's own scheduler, the ideal).",
+)
+@click.option(
+    "--steer-interval",
+    type=click.FloatRange(0),
+    default=DAEMON_INTERVAL_S,
+    show_default=True,
+    help="kant-steered: seconds of trace time between two daemon cycles.",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the time-limit model."
+)
+@click.option(
+    "--time-limit-model",
+    default="ladder",
+    show_default=True,
+    help="Limits for jobs whose trace has none: ladder, exact, fixed:SECONDS, none.",
+)
+@click.option(
+    "--interval",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds between scheduling cycles at most (Slurm's bf_interval).",
+)
+@click.option(
+    "--procs-per-gpu",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="SWF: processors that make one GPU.",
+)
+@click.option(
+    "--openb-mode",
+    type=click.Choice(["arrival", "fill"]),
+    default="arrival",
+    show_default=True,
+    help="openb: replay arrivals, or fill until a pod does not fit.",
+)
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    envvar="KANT_CONFIG",
+    default=None,
+    help="kant config merged over the defaults [env KANT_CONFIG].",
+)
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write a self-contained HTML report with plots.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    help="Policies replayed at once, one process each (default: the CPU count, at "
+    "most the number of policies; 1 = one after another). Same results.",
+)
 @json_option
-def simulate_cmd(trace_path, trace_format, inference_path, inference_share, inference_offset,
-                 cluster_path, slurm_conf, policies, steer_interval, seed, time_limit_model,
-                 interval, procs_per_gpu, openb_mode, config_path, html_path, workers, as_json):
+def simulate_cmd(
+    trace_path,
+    trace_format,
+    inference_path,
+    inference_share,
+    inference_offset,
+    cluster_path,
+    slurm_conf,
+    policies,
+    steer_interval,
+    seed,
+    time_limit_model,
+    interval,
+    procs_per_gpu,
+    openb_mode,
+    config_path,
+    html_path,
+    workers,
+    as_json,
+):
     """Replay a real job trace on a virtual cluster under each policy and compare the Kant
     metrics side by side: GAR, SOR, GFR (+ stranded GPUs), waits (JWTD), JCT, makespan.
     The simulator drives the real engine; times are trace seconds. `kant-steered` is what a
@@ -143,21 +235,39 @@ def simulate_cmd(trace_path, trace_format, inference_path, inference_share, infe
         raise InputError("--policies: give at least one policy, e.g. fifo,slurm,kant")
     config = load_config(config_path)
     cluster = _load_cluster(cluster_path, slurm_conf)
-    trace = read_trace(trace_path or bundled_trace_path(), trace_format,
-                       procs_per_gpu=procs_per_gpu, openb_mode=openb_mode)
+    trace = read_trace(
+        trace_path or bundled_trace_path(),
+        trace_format,
+        procs_per_gpu=procs_per_gpu,
+        openb_mode=openb_mode,
+    )
     if inference_path:
         from ..sim.mixed import mix_workload
         from ..formats.traces import read_alibaba_inference
 
-        trace = mix_workload(trace, read_alibaba_inference(inference_path), cluster.total_gpus,
-                             share=inference_share, seed=seed, offset=inference_offset)
+        trace = mix_workload(
+            trace,
+            read_alibaba_inference(inference_path),
+            cluster.total_gpus,
+            share=inference_share,
+            seed=seed,
+            offset=inference_offset,
+        )
     if workers is None:
         workers = min(len(names), os.cpu_count() or 1)
     progress = _Progress(sys.stderr.isatty() and not as_json, parallel=workers > 1)
-    comparison = compare_policies(trace, cluster, names, config=config, seed=seed,
-                                  time_limit_model=time_limit_model, interval=interval,
-                                  progress=progress, workers=workers,
-                                  steer_interval=steer_interval)
+    comparison = compare_policies(
+        trace,
+        cluster,
+        names,
+        config=config,
+        seed=seed,
+        time_limit_model=time_limit_model,
+        interval=interval,
+        progress=progress,
+        workers=workers,
+        steer_interval=steer_interval,
+    )
     progress.close()
     if html_path:
         from ..report.html import simulate_html
@@ -180,8 +290,11 @@ def comparison_json(c) -> dict:
     """
     return {
         "trace": {"path": c.trace.source, "format": c.trace.fmt, "jobs": len(c.trace.jobs)},
-        "cluster": {"name": c.cluster.name, "gpus": c.cluster.total_gpus,
-                    "nodes": len(c.cluster.inventory)},
+        "cluster": {
+            "name": c.cluster.name,
+            "gpus": c.cluster.total_gpus,
+            "nodes": len(c.cluster.inventory),
+        },
         "time_limit_model": c.time_limit_model,
         "seed": c.seed,
         "interval_s": c.interval,
@@ -196,14 +309,21 @@ def comparison_json(c) -> dict:
 
 
 def comparison_text(c) -> str:
-    from ..report.tables import (detail_table, fmt_ratio, headline_table, inference_table,
-                                 wait_by_table)
+    from ..report.tables import (
+        detail_table,
+        fmt_ratio,
+        headline_table,
+        inference_table,
+        wait_by_table,
+    )
 
     window = ""
     if c.runs:
         t0, t1 = c.window
-        window = (f"; metrics over first submit .. last start of any policy "
-                  f"({(t1 - t0) / 86400:.1f} days, the same for all)")
+        window = (
+            f"; metrics over first submit .. last start of any policy "
+            f"({(t1 - t0) / 86400:.1f} days, the same for all)"
+        )
     classes = ", ".join(f"{k} {v:,}" for k, v in c.class_counts.items())
     sources = ", ".join(f"{k} {v:,}" for k, v in c.class_sources.items())
     lines = [
@@ -211,28 +331,41 @@ def comparison_text(c) -> str:
         f"cluster: {c.cluster.describe()}",
         f"model:   time limits {c.time_limit_model} (seed {c.seed}); a cycle at most every "
         f"{c.interval:g}s{window}"
-        + (f"; kant-steered: a daemon cycle every {c.steer_interval:g}s"
-           if "kant-steered" in c.runs else ""),
+        + (
+            f"; kant-steered: a daemon cycle every {c.steer_interval:g}s"
+            if "kant-steered" in c.runs
+            else ""
+        ),
         f"classes: {classes} (class from: {sources})",
     ]
     lines += [f"note:    {n}" for n in c.notes]
-    lines += ["", headline_table({k: r.headline | {"sim_s": r.headline["sim_seconds"]}
-                                  for k, r in c.runs.items()},
-                                 extra=[("sim_s", "sim s", lambda v: f"{v:.1f}")])]
+    lines += [
+        "",
+        headline_table(
+            {k: r.headline | {"sim_s": r.headline["sim_seconds"]} for k, r in c.runs.items()},
+            extra=[("sim_s", "sim s", lambda v: f"{v:.1f}")],
+        ),
+    ]
     details = {k: r.detail for k, r in c.runs.items()}
     lines += ["", detail_table(details)]
     lines += ["", "wait by GPU size bucket (p99/max):", wait_by_table(details)]
     if len(c.class_counts) > 1:
-        lines += ["", "wait by class (p99/max):",
-                  wait_by_table(details, "by_class", "job_class")]
+        lines += ["", "wait by class (p99/max):", wait_by_table(details, "by_class", "job_class")]
     if any("gfr_zone_mean" in d for d in details.values()):
         lines += ["", "GFR inside / outside the inference zone (time-weighted mean):"]
-        lines += [f"  {k}: {fmt_ratio(d.get('gfr_zone_mean'))} / "
-                  f"{fmt_ratio(d.get('gfr_outside_zone_mean'))}" for k, d in details.items()]
-    if c.class_counts.get("inference") or any(r.headline.get("preemptions")
-                                              for r in c.runs.values()):
-        lines += ["", "inference SLA (first start) and preemption of training:",
-                  inference_table(details)]
+        lines += [
+            f"  {k}: {fmt_ratio(d.get('gfr_zone_mean'))} / "
+            f"{fmt_ratio(d.get('gfr_outside_zone_mean'))}"
+            for k, d in details.items()
+        ]
+    if c.class_counts.get("inference") or any(
+        r.headline.get("preemptions") for r in c.runs.values()
+    ):
+        lines += [
+            "",
+            "inference SLA (first start) and preemption of training:",
+            inference_table(details),
+        ]
     return "\n".join(lines)
 
 

@@ -6,8 +6,14 @@ import click
 
 from ..report.status import format_status, status_summary
 from ..slurm import read_snapshot
-from .options import (NO_HELP_SHORTCUT, echo_json, format_table, json_option, table_options,
-                      wants_table)
+from .options import (
+    NO_HELP_SHORTCUT,
+    echo_json,
+    format_table,
+    json_option,
+    table_options,
+    wants_table,
+)
 
 NODE_FIELDS = ("name", "state", "schedulable", "leaf_group", "gpus_total", "gpus_allocated")
 
@@ -33,8 +39,11 @@ def status(as_json: bool, noheader: bool, parsable: bool, fields: str | None) ->
     if as_json:
         echo_json(summary)
     elif table:
-        click.echo(format_table(summary["nodes"], fields, NODE_FIELDS, parsable=parsable,
-                                noheader=noheader))
+        click.echo(
+            format_table(
+                summary["nodes"], fields, NODE_FIELDS, parsable=parsable, noheader=noheader
+            )
+        )
     else:
         click.echo(format_status(summary))
 

@@ -15,16 +15,28 @@ from .plan import config_option
 
 
 def _paths_options(f):
-    f = click.option("--lock-file", default=None, type=click.Path(dir_okay=False),
-                     help="Lock file (default: the config's actuator.lock_file).")(f)
-    f = click.option("--state-file", default=None, type=click.Path(dir_okay=False),
-                     help="kant's state file (default: the config's actuator.state_file).")(f)
+    f = click.option(
+        "--lock-file",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="Lock file (default: the config's actuator.lock_file).",
+    )(f)
+    f = click.option(
+        "--state-file",
+        default=None,
+        type=click.Path(dir_okay=False),
+        help="kant's state file (default: the config's actuator.state_file).",
+    )(f)
     return f
 
 
 def _policy_option(f):
-    return click.option("--policy", type=click.Choice(["kant", "slurm", "fifo"]), default=None,
-                        help="Policy to plan with (default: the config's `policy`).")(f)
+    return click.option(
+        "--policy",
+        type=click.Choice(["kant", "slurm", "fifo"]),
+        default=None,
+        help="Policy to plan with (default: the config's `policy`).",
+    )(f)
 
 
 def _ensure_logging() -> None:
@@ -42,7 +54,7 @@ def _print_cycle(report, as_json: bool) -> None:
         click.echo(f"# {note}")
     from ..slurm.actuator import group_changes
 
-    for step in (report.preemptions if report.dry_run else report.preempted):
+    for step in report.preemptions if report.dry_run else report.preempted:
         click.echo(f"{step.command()}  # {step.reason}")
     for step, err in report.preempt_failed:
         click.echo(f"# FAILED {step.command()}: {err}")
@@ -56,11 +68,15 @@ def _print_cycle(report, as_json: bool) -> None:
     for ch in report.not_run:
         click.echo(f"# NOT RUN {ch.command()}")
     if report.preempt_deferred:
-        click.echo(f"# {len(report.preempt_deferred)} more victims deferred to the next cycle "
-                   f"(actuator.max_preemptions)")
+        click.echo(
+            f"# {len(report.preempt_deferred)} more victims deferred to the next cycle "
+            f"(actuator.max_preemptions)"
+        )
     if report.deferred:
-        click.echo(f"# {len(report.deferred)} more changes deferred to the next cycle "
-                   f"(actuator.max_changes)")
+        click.echo(
+            f"# {len(report.deferred)} more changes deferred to the next cycle "
+            f"(actuator.max_changes)"
+        )
     click.echo(f"# {report.summary()}")
 
 
@@ -79,11 +95,12 @@ def schedule_exit_code(report, read_error: Exception | None) -> int:
 
 
 @click.command("schedule")
-@click.option("--once", is_flag=True,
-              help="One read-plan-apply cycle and exit (the default; kept for cron lines "
-                   "that name it).")
-@click.option("--dry-run", is_flag=True,
-              help="Print the exact scontrol commands and apply none.")
+@click.option(
+    "--once",
+    is_flag=True,
+    help="One read-plan-apply cycle and exit (the default; kept for cron lines that name it).",
+)
+@click.option("--dry-run", is_flag=True, help="Print the exact scontrol commands and apply none.")
 @_policy_option
 @_paths_options
 @config_option
@@ -130,18 +147,25 @@ def schedule_cmd(once, dry_run, policy, state_file, lock_file, config_path, as_j
 
 
 @click.command("daemon")
-@click.option("--interval", type=click.FloatRange(0.1), default=DAEMON_INTERVAL_S,
-              show_default=True,
-              help="Seconds between the starts of two cycles.")
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.1),
+    default=DAEMON_INTERVAL_S,
+    show_default=True,
+    help="Seconds between the starts of two cycles.",
+)
 @click.option("--dry-run", is_flag=True, help="Plan and log, apply nothing.")
 @click.option("--syslog", is_flag=True, help="Log to syslog (/dev/log) as well as stderr.")
-@click.option("--max-cycles", type=click.IntRange(1), default=None,
-              help="Stop after this many cycles (tests, benchmarks).")
+@click.option(
+    "--max-cycles",
+    type=click.IntRange(1),
+    default=None,
+    help="Stop after this many cycles (tests, benchmarks).",
+)
 @_policy_option
 @_paths_options
 @config_option
-def daemon_cmd(interval, dry_run, syslog, max_cycles, policy, state_file, lock_file,
-               config_path):
+def daemon_cmd(interval, dry_run, syslog, max_cycles, policy, state_file, lock_file, config_path):
     """Steer Slurm in a loop, in the foreground. SIGTERM stops it after the current cycle,
     SIGHUP reloads the config; a lock file keeps a second instance out. Each cycle logs one
     line to stderr (and syslog with --syslog): its duration and counts.
@@ -159,8 +183,15 @@ def daemon_cmd(interval, dry_run, syslog, max_cycles, policy, state_file, lock_f
             add_syslog()
         except OSError as exc:
             raise InputError(f"--syslog: cannot reach syslog: {exc}") from None
-    Daemon(config_path, interval, state_path=state_file, lock_path=lock_file, dry_run=dry_run,
-           max_cycles=max_cycles, policy=policy).run()
+    Daemon(
+        config_path,
+        interval,
+        state_path=state_file,
+        lock_path=lock_file,
+        dry_run=dry_run,
+        max_cycles=max_cycles,
+        policy=policy,
+    ).run()
 
 
 @click.command("reset")
@@ -201,35 +232,82 @@ def reset_cmd(dry_run, state_file, lock_file, config_path, as_json):
         for line in report.left:
             click.echo(f"# LEFT {line}")
         if not dry_run:
-            click.echo("# Slurm shows no kant change" if report.clean
-                       else "# kant changes are left (see above)")
+            click.echo(
+                "# Slurm shows no kant change"
+                if report.clean
+                else "# kant changes are left (see above)"
+            )
     if not dry_run and not report.clean:
-        raise KantError("reset incomplete: " + "; ".join(report.left[:3] or
-                                                         [e for _, e in report.failed[:3]]))
+        raise KantError(
+            "reset incomplete: " + "; ".join(report.left[:3] or [e for _, e in report.failed[:3]])
+        )
 
 
 @click.command("replay")
-@click.option("--trace", "trace_path", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="Trace file (philly, swf, openb, sacct).")
-@click.option("--trace-format", type=click.Choice(["philly", "swf", "openb", "sacct"]),
-              default=None, help="Trace format (default: guessed from the file).")
-@click.option("--speedup", type=click.FloatRange(min=1.0), default=60.0, show_default=True,
-              help="Divide arrival gaps, run times and time limits by this.")
-@click.option("--arrival-speedup", type=click.FloatRange(min=1.0), default=None,
-              help="Divide arrival gaps by this instead (more load on a small cluster).")
-@click.option("--max-runtime", type=click.FloatRange(min=1.0), default=None,
-              help="Cut jobs to this many trace seconds, like a partition MaxTime.")
+@click.option(
+    "--trace",
+    "trace_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False),
+    help="Trace file (philly, swf, openb, sacct).",
+)
+@click.option(
+    "--trace-format",
+    type=click.Choice(["philly", "swf", "openb", "sacct"]),
+    default=None,
+    help="Trace format (default: guessed from the file).",
+)
+@click.option(
+    "--speedup",
+    type=click.FloatRange(min=1.0),
+    default=60.0,
+    show_default=True,
+    help="Divide arrival gaps, run times and time limits by this.",
+)
+@click.option(
+    "--arrival-speedup",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="Divide arrival gaps by this instead (more load on a small cluster).",
+)
+@click.option(
+    "--max-runtime",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="Cut jobs to this many trace seconds, like a partition MaxTime.",
+)
 @click.option("--limit", type=click.IntRange(1), default=None, help="First N jobs only.")
 @click.option("--skip", type=click.IntRange(0), default=0, help="Skip the first N jobs.")
-@click.option("--time-limits", "time_limit_model", default="ladder", show_default=True,
-              help="Time-limit model for traces without limits (see simulate).")
-@click.option("--seed", type=int, default=0, show_default=True,
-              help="Seed of the time-limit model.")
-@click.option("--timeout", type=click.FloatRange(min=1.0), default=None,
-              help="Give up waiting after this many seconds (cancels what is left).")
+@click.option(
+    "--time-limits",
+    "time_limit_model",
+    default="ladder",
+    show_default=True,
+    help="Time-limit model for traces without limits (see simulate).",
+)
+@click.option(
+    "--seed", type=int, default=0, show_default=True, help="Seed of the time-limit model."
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=1.0),
+    default=None,
+    help="Give up waiting after this many seconds (cancels what is left).",
+)
 @json_option
-def replay_cmd(trace_path, trace_format, speedup, arrival_speedup, max_runtime, limit, skip,
-               time_limit_model, seed, timeout, as_json):
+def replay_cmd(
+    trace_path,
+    trace_format,
+    speedup,
+    arrival_speedup,
+    max_runtime,
+    limit,
+    skip,
+    time_limit_model,
+    seed,
+    timeout,
+    as_json,
+):
     """Submit a trace to the live cluster as `sleep` jobs (its GPUs, nodes and time limits,
     arrival gaps and durations divided by --speedup), wait for them, read sacct, print the
     metrics. Ctrl-C or SIGTERM cancels every job it submitted (then exit 1 after SIGTERM).
@@ -244,9 +322,17 @@ def replay_cmd(trace_path, trace_format, speedup, arrival_speedup, max_runtime, 
     from ..devcluster.replay import prepare_replay, replay_trace
 
     _ensure_logging()
-    jobs = prepare_replay(trace_path, trace_format, speedup=speedup, limit=limit, skip=skip,
-                          time_limit_model=time_limit_model, seed=seed,
-                          arrival_speedup=arrival_speedup, max_runtime=max_runtime)
+    jobs = prepare_replay(
+        trace_path,
+        trace_format,
+        speedup=speedup,
+        limit=limit,
+        skip=skip,
+        time_limit_model=time_limit_model,
+        seed=seed,
+        arrival_speedup=arrival_speedup,
+        max_runtime=max_runtime,
+    )
     result = replay_trace(jobs, speedup=speedup, timeout=timeout)
     if as_json:
         echo_json(result.to_dict())

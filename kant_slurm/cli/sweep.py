@@ -67,44 +67,97 @@ def _outcome(out: Path, grid, as_json: bool, quiet_paths: bool = False) -> None:
     unfinished = [c for c in cells if c["status"] != "done"]
     if unfinished:
         for c in unfinished:
-            why = "; ".join(f"seed {s}: {e}" for s, e in c["seeds_failed"].items()) or \
-                "no result (task cancelled or not run)"
+            why = (
+                "; ".join(f"seed {s}: {e}" for s, e in c["seeds_failed"].items())
+                or "no result (task cancelled or not run)"
+            )
             click.echo(f"cell {c['index']} ({c['label']}) {c['status']}: {why}", err=True)
-        click.echo(f"error: {len(unfinished)} of {len(cells)} cells did not finish; rerun the "
-                   "same command to run only those", err=True)
+        click.echo(
+            f"error: {len(unfinished)} of {len(cells)} cells did not finish; rerun the "
+            "same command to run only those",
+            err=True,
+        )
         sys.exit(EXIT_ERROR)
 
 
 @click.command("sweep")
-@click.argument("grid_path", metavar="GRID.yaml", required=False,
-                type=click.Path(dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Directory of the sweep's results (default: sweep-GRIDNAME here). Rerunning "
-                   "with the same directory runs only the cells not done yet.")
-@click.option("--backend", type=click.Choice(["local", "slurm"]), default="local",
-              show_default=True,
-              help="local: a process pool here; slurm: one sbatch --array job, one task per "
-                   "cell, and a merge job after it.")
-@click.option("--workers", type=click.IntRange(1), default=None,
-              help="local: cells run at once (default: the CPU count); slurm: array tasks "
-                   "running at once (sbatch --array=...%N; default: no limit).")
-@click.option("--job-name", default=None,
-              help="slurm: the array's job name (default: kant-sweep-GRIDNAME); the merge job "
-                   "gets -merge added.")
-@click.option("--sbatch-arg", "sbatch_args", multiple=True, metavar="ARG",
-              help="slurm: one more sbatch argument, e.g. --sbatch-arg=--partition=cpu "
-                   "(repeatable; given to sbatch as is, not through a shell).")
-@click.option("--no-wait", is_flag=True,
-              help="slurm: submit and return; rerun the same command later to see the table.")
-@click.option("--timeout", type=click.FloatRange(0, min_open=True), default=None,
-              help="slurm: seconds to wait for the jobs at most (they go on after it).")
-@click.option("--cell", "cell_index", type=click.IntRange(0), default=None, hidden=True,
-              help="Run one cell of the sweep in --out (what each array task does).")
-@click.option("--merge-only", is_flag=True, hidden=True,
-              help="Merge the results in --out (what the merge job does).")
+@click.argument("grid_path", metavar="GRID.yaml", required=False, type=click.Path(dir_okay=False))
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Directory of the sweep's results (default: sweep-GRIDNAME here). Rerunning "
+    "with the same directory runs only the cells not done yet.",
+)
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "slurm"]),
+    default="local",
+    show_default=True,
+    help="local: a process pool here; slurm: one sbatch --array job, one task per "
+    "cell, and a merge job after it.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1),
+    default=None,
+    help="local: cells run at once (default: the CPU count); slurm: array tasks "
+    "running at once (sbatch --array=...%N; default: no limit).",
+)
+@click.option(
+    "--job-name",
+    default=None,
+    help="slurm: the array's job name (default: kant-sweep-GRIDNAME); the merge job "
+    "gets -merge added.",
+)
+@click.option(
+    "--sbatch-arg",
+    "sbatch_args",
+    multiple=True,
+    metavar="ARG",
+    help="slurm: one more sbatch argument, e.g. --sbatch-arg=--partition=cpu "
+    "(repeatable; given to sbatch as is, not through a shell).",
+)
+@click.option(
+    "--no-wait",
+    is_flag=True,
+    help="slurm: submit and return; rerun the same command later to see the table.",
+)
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0, min_open=True),
+    default=None,
+    help="slurm: seconds to wait for the jobs at most (they go on after it).",
+)
+@click.option(
+    "--cell",
+    "cell_index",
+    type=click.IntRange(0),
+    default=None,
+    hidden=True,
+    help="Run one cell of the sweep in --out (what each array task does).",
+)
+@click.option(
+    "--merge-only",
+    is_flag=True,
+    hidden=True,
+    help="Merge the results in --out (what the merge job does).",
+)
 @json_option
-def sweep_cmd(grid_path, out_dir, backend, workers, job_name, sbatch_args, no_wait, timeout,
-              cell_index, merge_only, as_json):
+def sweep_cmd(
+    grid_path,
+    out_dir,
+    backend,
+    workers,
+    job_name,
+    sbatch_args,
+    no_wait,
+    timeout,
+    cell_index,
+    merge_only,
+    as_json,
+):
     """Run a grid of simulations: the cross product of policies, kant config keys, the slurm
     model's SchedulerParameters, seeds, traces and cluster shapes (see the example grids in
     benchmarks/). Each cell (everything but the seed) runs every seed; its figures are the
@@ -133,8 +186,9 @@ def sweep_cmd(grid_path, out_dir, backend, workers, job_name, sbatch_args, no_wa
             return
         cells = grid.cells()
         if cell_index >= len(cells):
-            raise GridError(f"--cell {cell_index}: the sweep in {out} has cells "
-                            f"0..{len(cells) - 1}")
+            raise GridError(
+                f"--cell {cell_index}: the sweep in {out} has cells 0..{len(cells) - 1}"
+            )
         errors = run_cell(out, grid, cells[cell_index], invoked_command())
         for seed, text in errors.items():
             click.echo(f"error: cell {cell_index} seed {seed}: {text}", err=True)
@@ -150,8 +204,12 @@ def sweep_cmd(grid_path, out_dir, backend, workers, job_name, sbatch_args, no_wa
         from ..whatif.local import run_local
 
         def show(done, failed, total, elapsed):
-            progress(f"cells {done}/{total} done" + (f", {failed} failed" if failed else "")
-                     + f"  {elapsed:.0f}s", force=done == total)
+            progress(
+                f"cells {done}/{total} done"
+                + (f", {failed} failed" if failed else "")
+                + f"  {elapsed:.0f}s",
+                force=done == total,
+            )
 
         run_local(out, grid, invoked_command(), workers or os.cpu_count() or 1, show)
         progress.close()
@@ -162,8 +220,11 @@ def sweep_cmd(grid_path, out_dir, backend, workers, job_name, sbatch_args, no_wa
     name = job_name or f"kant-sweep-{grid.name}"
     sub = slurmarray.submit(out, grid, job_name=name, extra=sbatch_args, limit=workers)
     if sub.array_id:
-        click.echo(f"submitted array job {sub.array_id} ({len(sub.cells)} cells); merge job "
-                   f"{sub.merge_id}", err=True)
+        click.echo(
+            f"submitted array job {sub.array_id} ({len(sub.cells)} cells); merge job "
+            f"{sub.merge_id}",
+            err=True,
+        )
     else:
         click.echo(f"no cell left to run; submitted merge job {sub.merge_id}", err=True)
     if no_wait:
@@ -173,8 +234,11 @@ def sweep_cmd(grid_path, out_dir, backend, workers, job_name, sbatch_args, no_wa
     state = slurmarray.wait(out, grid, sub, timeout_s=timeout, progress=progress)
     progress.close()
     if state != "COMPLETED":
-        click.echo(f"merge job {sub.merge_id} ended {state} after "
-                   f"{time.monotonic() - t0:.0f}s; see {out / 'logs' / 'merge.out'}", err=True)
+        click.echo(
+            f"merge job {sub.merge_id} ended {state} after "
+            f"{time.monotonic() - t0:.0f}s; see {out / 'logs' / 'merge.out'}",
+            err=True,
+        )
     _outcome(out, grid, as_json)
 
 

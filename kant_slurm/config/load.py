@@ -68,8 +68,9 @@ class _Problems:
             raise ConfigError("\n".join(text for _, _, text in sorted(self.items)))
 
 
-def _check_scalar(value: Any, tp: Any, path: KeyPath, meta: Mapping[str, Any],
-                  problems: _Problems) -> Any:
+def _check_scalar(
+    value: Any, tp: Any, path: KeyPath, meta: Mapping[str, Any], problems: _Problems
+) -> Any:
     given = value  # as written (an int given for a float key is shown as written)
 
     def bad(expected: str) -> Any:
@@ -89,8 +90,10 @@ def _check_scalar(value: Any, tp: Any, path: KeyPath, meta: Mapping[str, Any],
         value = float(value)
     elif tp is str:
         if not isinstance(value, str):
-            return bad("a string" + (f", one of: {', '.join(meta['choices'])}"
-                                     if meta.get("choices") else ""))
+            return bad(
+                "a string"
+                + (f", one of: {', '.join(meta['choices'])}" if meta.get("choices") else "")
+            )
         choices = meta.get("choices")
         if choices and value not in choices:
             return bad(f"one of: {', '.join(choices)}")
@@ -111,8 +114,10 @@ def _build(cls: type, raw: Any, prefix: KeyPath, problems: _Problems) -> Any:
     ok = True
     for key in raw:
         if key not in fields:
-            problems.add(prefix + (key,), f"unknown key {_dotted(prefix + (key,))!r}; allowed "
-                         f"here: {', '.join(fields)}")
+            problems.add(
+                prefix + (key,),
+                f"unknown key {_dotted(prefix + (key,))!r}; allowed here: {', '.join(fields)}",
+            )
             ok = False
     kwargs = {}
     for name, f in fields.items():
@@ -123,8 +128,7 @@ def _build(cls: type, raw: Any, prefix: KeyPath, problems: _Problems) -> Any:
     return cls(**kwargs) if ok else _BAD
 
 
-def _value(tp: Any, value: Any, path: KeyPath, meta: Mapping[str, Any],
-           problems: _Problems) -> Any:
+def _value(tp: Any, value: Any, path: KeyPath, meta: Mapping[str, Any], problems: _Problems) -> Any:
     key = _dotted(path)
     if isinstance(tp, type) and dataclasses.is_dataclass(tp):
         return _build(tp, value, path, problems)
@@ -136,13 +140,15 @@ def _value(tp: Any, value: Any, path: KeyPath, meta: Mapping[str, Any],
         allowed = meta.get("values") or ()
         wrong = [v for v in value if allowed and v not in allowed]
         if wrong:
-            problems.add(path, f"{key} = {list(value)!r}: {wrong[0]!r} is not one of: "
-                         f"{', '.join(allowed)}")
+            problems.add(
+                path, f"{key} = {list(value)!r}: {wrong[0]!r} is not one of: {', '.join(allowed)}"
+            )
             return _BAD
         choices = meta.get("choices")
         if choices and sorted(value) != sorted(choices):
-            problems.add(path, f"{key} = {list(value)!r}: expected each of "
-                         f"{', '.join(choices)} exactly once")
+            problems.add(
+                path, f"{key} = {list(value)!r}: expected each of {', '.join(choices)} exactly once"
+            )
             return _BAD
         problems.values[path] = tuple(value)
         return tuple(value)
@@ -162,8 +168,9 @@ def _value(tp: Any, value: Any, path: KeyPath, meta: Mapping[str, Any],
             elif typing.get_origin(vtp) in (Mapping, dict):
                 out[k] = _value(vtp, v, sub, meta, problems)
             elif meta.get("values") and v not in meta["values"]:
-                problems.add(sub, f"{_dotted(sub)} = {v!r}: expected one of: "
-                             f"{', '.join(meta['values'])}")
+                problems.add(
+                    sub, f"{_dotted(sub)} = {v!r}: expected one of: {', '.join(meta['values'])}"
+                )
                 out[k] = _BAD
             else:
                 out[k] = _check_scalar(v, vtp, sub, meta, problems)
@@ -216,10 +223,14 @@ def default_config_text() -> str:
     return resources.files("kant_slurm").joinpath("data/default-config.yaml").read_text("utf-8")
 
 
-def config_from_dict(raw: Mapping[str, Any], where: str = "config", *,
-                     lines: Mapping[KeyPath, int] | None = None,
-                     duplicates: typing.Sequence[tuple[int, str]] = (),
-                     steering: bool = False) -> KantConfig:
+def config_from_dict(
+    raw: Mapping[str, Any],
+    where: str = "config",
+    *,
+    lines: Mapping[KeyPath, int] | None = None,
+    duplicates: typing.Sequence[tuple[int, str]] = (),
+    steering: bool = False,
+) -> KantConfig:
     """Validate a mapping merged over the shipped defaults.
 
     Every error is reported at once, one line each, sorted by the line of its key (``lines``,
@@ -248,5 +259,6 @@ def load_config(path: str | os.PathLike | None = None, *, steering: bool = False
     if path is None:
         return config_from_dict({}, "default-config.yaml", steering=steering)
     parsed = parse_config_file(path)
-    return config_from_dict(parsed.data, str(path), lines=parsed.lines,
-                            duplicates=parsed.duplicates, steering=steering)
+    return config_from_dict(
+        parsed.data, str(path), lines=parsed.lines, duplicates=parsed.duplicates, steering=steering
+    )

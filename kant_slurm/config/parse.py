@@ -48,8 +48,13 @@ def _yaml_key_lines(node: yaml.Node, problems: list[tuple[int, str]]) -> dict[Ke
                     continue  # a complex key: validation reports it
                 sub = path + (key,)
                 if key in seen:
-                    problems.append((line, f"duplicate key {_dotted(sub)!r} (first at line "
-                                           f"{seen[key]}); expected each key once"))
+                    problems.append(
+                        (
+                            line,
+                            f"duplicate key {_dotted(sub)!r} (first at line "
+                            f"{seen[key]}); expected each key once",
+                        )
+                    )
                 else:
                     seen[key] = line
                 # The last one is the value in force: its errors point at it.
@@ -111,8 +116,9 @@ def _toml_error(p: Path, text: str, exc: tomllib.TOMLDecodeError) -> ConfigError
         keys = [k for k, n in _toml_keys(text) if n == line]
         if keys:
             key = _dotted(max(keys, key=len))
-            return ConfigError(f"{p}:{line}: duplicate key {key!r} (TOML: {msg}); expected "
-                               "each key once")
+            return ConfigError(
+                f"{p}:{line}: duplicate key {key!r} (TOML: {msg}); expected each key once"
+            )
     return ConfigError(f"{p}:{line}: not valid TOML: {msg}")
 
 
@@ -120,9 +126,11 @@ def _decode(p: Path, raw: bytes) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        line = raw[:exc.start].count(b"\n") + 1
-        raise ConfigError(f"{p}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); expected "
-                          "a UTF-8 YAML or TOML file") from None
+        line = raw[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{p}:{line}: not UTF-8 text (byte 0x{raw[exc.start]:02x}); expected "
+            "a UTF-8 YAML or TOML file"
+        ) from None
 
 
 def parse_config_file(path: str | os.PathLike) -> ConfigFile:
@@ -156,8 +164,9 @@ def parse_config_file(path: str | os.PathLike) -> ConfigFile:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f":{mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{p}{at}: not valid YAML: {getattr(exc, 'problem', None) or exc}"
-                          ) from None
+        raise ConfigError(
+            f"{p}{at}: not valid YAML: {getattr(exc, 'problem', None) or exc}"
+        ) from None
     if data is None:
         return ConfigFile(p, {}, {})
     if not isinstance(data, Mapping):

@@ -36,8 +36,10 @@ CROSS_FIELD_RULES = (
             f"preemption.lead_seconds = {lead:g} is not above preemption.grace_seconds = "
             f"{grace:g}: expected more than grace_seconds plus one daemon cycle (--interval, "
             f"30 s by default), e.g. {grace + 60:g}, so that a victim's grace time ends before "
-            "the inference job's deadline"),
-        steering=True),
+            "the inference job's deadline"
+        ),
+        steering=True,
+    ),
 )
 
 
@@ -51,9 +53,15 @@ def inference_advice(config: KantConfig, inference_jobs: int | None = None) -> l
     classes mapped to inference by QOS or partition tell whether inference runs at all.
     """
     if inference_jobs is None:
-        mapped = [f"{kind} {name}" for kind, table in (("QOS", config.classes.by_qos),
-                                                      ("partition", config.classes.by_partition))
-                  for name, cls in table.items() if cls == "inference"]
+        mapped = [
+            f"{kind} {name}"
+            for kind, table in (
+                ("QOS", config.classes.by_qos),
+                ("partition", config.classes.by_partition),
+            )
+            for name, cls in table.items()
+            if cls == "inference"
+        ]
         if not mapped:
             return []
         what = f"inference jobs ({', '.join(mapped)})"
@@ -64,10 +72,14 @@ def inference_advice(config: KantConfig, inference_jobs: int | None = None) -> l
     out = []
     zone = config.inference_zone
     if not zone.nodes and not zone.partition:
-        out.append(f"{what} but no inference zone (inference_zone.nodes or .partition): "
-                   "inference replicas are packed among training jobs and wait for them; "
-                   "see the README's mixed-cluster config")
+        out.append(
+            f"{what} but no inference zone (inference_zone.nodes or .partition): "
+            "inference replicas are packed among training jobs and wait for them; "
+            "see the README's mixed-cluster config"
+        )
     if not config.preemption.enabled:
-        out.append(f"{what} but preemption.enabled is false: an inference job that finds no "
-                   "room waits for training jobs to end, whatever its SLA")
+        out.append(
+            f"{what} but preemption.enabled is false: an inference job that finds no "
+            "room waits for training jobs to end, whatever its SLA"
+        )
     return out

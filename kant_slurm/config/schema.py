@@ -21,8 +21,14 @@ KeyPath = tuple[str, ...]
 """A key's place in the config: ``("backfill", "reservations")``."""
 
 
-def _spec(help: str, *, lo: float | None = None, hi: float | None = None,
-          choices: tuple[str, ...] | None = None, values: tuple[str, ...] | None = None) -> dict:
+def _spec(
+    help: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    choices: tuple[str, ...] | None = None,
+    values: tuple[str, ...] | None = None,
+) -> dict:
     """Field metadata: ``lo``/``hi`` bounds, ``choices`` for a string, ``values`` for the
     values of a mapping (each must be one of them)."""
     return {"help": help, "lo": lo, "hi": hi, "choices": choices, "values": values}
@@ -34,8 +40,10 @@ class ClassesConfig:
 
     order: tuple[str, ...] = field(
         default=JOB_CLASSES,
-        metadata=_spec("class tiers, first = served first; a permutation of "
-                       + ", ".join(JOB_CLASSES), choices=JOB_CLASSES),
+        metadata=_spec(
+            "class tiers, first = served first; a permutation of " + ", ".join(JOB_CLASSES),
+            choices=JOB_CLASSES,
+        ),
     )
     by_qos: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}),
@@ -43,8 +51,9 @@ class ClassesConfig:
     )
     by_partition: Mapping[str, str] = field(
         default_factory=lambda: MappingProxyType({}),
-        metadata=_spec("partition name -> class, for jobs without a tag or mapped QOS",
-                       values=JOB_CLASSES),
+        metadata=_spec(
+            "partition name -> class, for jobs without a tag or mapped QOS", values=JOB_CLASSES
+        ),
     )
 
 
@@ -54,13 +63,21 @@ class QuotaConfig:
 
     accounts: Mapping[str, Mapping[str, int]] = field(
         default_factory=lambda: MappingProxyType({}),
-        metadata=_spec("account -> {GPU type or '*': GPUs}; account '*' is the default for "
-                       "accounts not listed; empty = quotas off", lo=0, hi=10_000_000),
+        metadata=_spec(
+            "account -> {GPU type or '*': GPUs}; account '*' is the default for "
+            "accounts not listed; empty = quotas off",
+            lo=0,
+            hi=10_000_000,
+        ),
     )
     borrow_limit: float = field(
         default=1.0,
-        metadata=_spec("share of its quota an account may borrow on top of it (1.0 = up to "
-                       "twice its quota); jobs beyond wait", lo=0.0, hi=1000.0),
+        metadata=_spec(
+            "share of its quota an account may borrow on top of it (1.0 = up to "
+            "twice its quota); jobs beyond wait",
+            lo=0.0,
+            hi=1000.0,
+        ),
     )
 
 
@@ -69,10 +86,11 @@ class BackfillConfig:
     """EASY backfill with K reservations."""
 
     reservations: int = field(
-        default=8, metadata=_spec("K: how many blocked jobs get a reservation", lo=0, hi=100_000))
+        default=8, metadata=_spec("K: how many blocked jobs get a reservation", lo=0, hi=100_000)
+    )
     max_job_test: int = field(
-        default=0, metadata=_spec("pending jobs looked at per cycle, 0 = all", lo=0,
-                                  hi=10_000_000))
+        default=0, metadata=_spec("pending jobs looked at per cycle, 0 = all", lo=0, hi=10_000_000)
+    )
 
 
 @dataclass(frozen=True)
@@ -80,21 +98,27 @@ class EstimatorConfig:
     """Runtime estimates used for reservations (never above the time limit)."""
 
     use_user_estimate: bool = field(
-        default=True, metadata=_spec("use the user's estimate from the kant tag when present"))
+        default=True, metadata=_spec("use the user's estimate from the kant tag when present")
+    )
     history: bool = field(
         default=False,
-        metadata=_spec("estimate from finished jobs of the same user, account and job name"))
+        metadata=_spec("estimate from finished jobs of the same user, account and job name"),
+    )
     history_min_samples: int = field(
-        default=3, metadata=_spec("finished jobs needed before history is trusted", lo=1,
-                                  hi=100_000))
+        default=3,
+        metadata=_spec("finished jobs needed before history is trusted", lo=1, hi=100_000),
+    )
     history_quantile: float = field(
-        default=0.9, metadata=_spec("quantile of past runtimes used as the estimate", lo=0.0,
-                                    hi=1.0))
+        default=0.9,
+        metadata=_spec("quantile of past runtimes used as the estimate", lo=0.0, hi=1.0),
+    )
     history_margin: float = field(
-        default=1.1, metadata=_spec("factor applied to the history quantile", lo=1.0, hi=100.0))
+        default=1.1, metadata=_spec("factor applied to the history quantile", lo=1.0, hi=100.0)
+    )
     unlimited_runtime: float = field(
         default=365 * 86400.0,
-        metadata=_spec("seconds assumed for a job without a time limit", lo=1.0, hi=1e10))
+        metadata=_spec("seconds assumed for a job without a time limit", lo=1.0, hi=1e10),
+    )
 
 
 @dataclass(frozen=True)
@@ -105,16 +129,24 @@ class InferenceZoneConfig:
     partition: str = field(default="", metadata=_spec("or every node of this partition"))
     elastic: bool = field(
         default=False,
-        metadata=_spec("borrow general-pool nodes when inference demand exceeds the zone, and "
-                       "lend idle zone nodes to short jobs (engine/zone.py)"))
+        metadata=_spec(
+            "borrow general-pool nodes when inference demand exceeds the zone, and "
+            "lend idle zone nodes to short jobs (engine/zone.py)"
+        ),
+    )
     max_borrow_nodes: int = field(
-        default=0, metadata=_spec("nodes the zone may borrow at once, 0 = no bound", lo=0,
-                                  hi=1_000_000))
+        default=0,
+        metadata=_spec("nodes the zone may borrow at once, 0 = no bound", lo=0, hi=1_000_000),
+    )
     lend_horizon: float = field(
         default=3600.0,
-        metadata=_spec("idle zone nodes are lent only to jobs expected to end within this many "
-                       "seconds, and only while no inference job waits; 0 = never lend",
-                       lo=0.0, hi=1e9))
+        metadata=_spec(
+            "idle zone nodes are lent only to jobs expected to end within this many "
+            "seconds, and only while no inference job waits; 0 = never lend",
+            lo=0.0,
+            hi=1e9,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -122,13 +154,15 @@ class WeightsConfig:
     """How node preference tiers become Slurm node Weight (lower Weight = used first)."""
 
     tier_base: int = field(default=1, metadata=_spec("Weight of tier 0", lo=0, hi=2**31 - 1))
-    tier_step: int = field(default=10, metadata=_spec("Weight added per tier", lo=1,
-                                                      hi=2**31 - 1))
+    tier_step: int = field(default=10, metadata=_spec("Weight added per tier", lo=1, hi=2**31 - 1))
     best_fit: bool = field(
         default=True,
-        metadata=_spec("within the partly-used tier, add the node's free GPUs (at most "
-                       "tier_step - 1) to its Weight, so that a job Slurm starts on its own "
-                       "takes the fullest node that fits (E-Binpack's best fit by GPUs)"))
+        metadata=_spec(
+            "within the partly-used tier, add the node's free GPUs (at most "
+            "tier_step - 1) to its Weight, so that a job Slurm starts on its own "
+            "takes the fullest node that fits (E-Binpack's best fit by GPUs)"
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -136,10 +170,17 @@ class PlacementConfig:
     """E-Binpack / E-Spread details."""
 
     alternatives: int = field(
-        default=3, metadata=_spec("alternative groups reported per placement", lo=0, hi=100))
+        default=3, metadata=_spec("alternative groups reported per placement", lo=0, hi=100)
+    )
     spread_per_node: int = field(
-        default=1, metadata=_spec("replicas of one service per node that E-Spread aims for "
-                                  "(a job's max_per_node is a hard cap)", lo=1, hi=1024))
+        default=1,
+        metadata=_spec(
+            "replicas of one service per node that E-Spread aims for "
+            "(a job's max_per_node is a hard cap)",
+            lo=1,
+            hi=1024,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -147,24 +188,39 @@ class ActuatorConfig:
     """How the actuator steers a live Slurm (``kant-slurm schedule`` / ``daemon``)."""
 
     max_changes: int = field(
-        default=200, metadata=_spec("scontrol changes per cycle at most (the rest next cycle); "
-                                    "0 = no bound", lo=0, hi=1_000_000))
+        default=200,
+        metadata=_spec(
+            "scontrol changes per cycle at most (the rest next cycle); 0 = no bound",
+            lo=0,
+            hi=1_000_000,
+        ),
+    )
     site_factor_scale: int = field(
         default=100_000,
-        metadata=_spec("SiteFactor step between queue tiers; keep it above the span of the "
-                       "site's other priority factors", lo=1, hi=100_000_000))
+        metadata=_spec(
+            "SiteFactor step between queue tiers; keep it above the span of the "
+            "site's other priority factors",
+            lo=1,
+            hi=100_000_000,
+        ),
+    )
     state_file: str = field(
         default="/var/lib/kant-slurm/state.json",
-        metadata=_spec("kant's record of what it set (reset restores from it)"))
+        metadata=_spec("kant's record of what it set (reset restores from it)"),
+    )
     lock_file: str = field(
         default="/run/kant-slurm/steer.lock",
-        metadata=_spec("lock that keeps a second daemon or cron run out"))
+        metadata=_spec("lock that keeps a second daemon or cron run out"),
+    )
     pin_jobs: str = field(
         default="multi-node",
-        metadata=_spec("which jobs the plan starts now get a node pin: all, multi-node (single-"
-                       "node jobs follow the node Weights, which Slurm reads when it starts "
-                       "them, so a pin cannot go stale), or none",
-                       choices=("all", "multi-node", "none")))
+        metadata=_spec(
+            "which jobs the plan starts now get a node pin: all, multi-node (single-"
+            "node jobs follow the node Weights, which Slurm reads when it starts "
+            "them, so a pin cannot go stale), or none",
+            choices=("all", "multi-node", "none"),
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -173,8 +229,12 @@ class InferenceConfig:
 
     sla: float = field(
         default=300.0,
-        metadata=_spec("seconds an inference job may wait to start, for jobs whose kant tag "
-                       "gives no sla=", lo=0.0, hi=1e9))
+        metadata=_spec(
+            "seconds an inference job may wait to start, for jobs whose kant tag gives no sla=",
+            lo=0.0,
+            hi=1e9,
+        ),
+    )
 
 
 @dataclass(frozen=True)
@@ -187,47 +247,74 @@ class PreemptionConfig:
 
     enabled: bool = field(
         default=False,
-        metadata=_spec("kant: preempt preemptible jobs for an inference job about to miss its "
-                       "SLA"))
-    qos: tuple[str, ...] = field(
-        default=(), metadata=_spec("QOS names whose jobs are preemptible"))
+        metadata=_spec("kant: preempt preemptible jobs for an inference job about to miss its SLA"),
+    )
+    qos: tuple[str, ...] = field(default=(), metadata=_spec("QOS names whose jobs are preemptible"))
     partitions: tuple[str, ...] = field(
-        default=(), metadata=_spec("partitions whose jobs are preemptible"))
+        default=(), metadata=_spec("partitions whose jobs are preemptible")
+    )
     classes: tuple[str, ...] = field(
-        default=(), metadata=_spec("job classes that are preemptible (never inference)",
-                                   values=("training", "batch")))
+        default=(),
+        metadata=_spec(
+            "job classes that are preemptible (never inference)", values=("training", "batch")
+        ),
+    )
     checkpoint_interval: float = field(
         default=3600.0,
-        metadata=_spec("seconds between checkpoints assumed for a job that gives none (work "
-                       "since the last one is lost)", lo=1.0, hi=1e9))
+        metadata=_spec(
+            "seconds between checkpoints assumed for a job that gives none (work "
+            "since the last one is lost)",
+            lo=1.0,
+            hi=1e9,
+        ),
+    )
     grace_seconds: int = field(
         default=120,
-        metadata=_spec("seconds between the signal and the kill, for the victim to checkpoint "
-                       "(the actuator; Slurm's GraceTime)", lo=0, hi=86400))
+        metadata=_spec(
+            "seconds between the signal and the kill, for the victim to checkpoint "
+            "(the actuator; Slurm's GraceTime)",
+            lo=0,
+            hi=86400,
+        ),
+    )
     lead_seconds: float = field(
         default=180.0,
-        metadata=_spec("kant preempts once an inference job is this close to its SLA deadline "
-                       "(or past it) and the plan does not start it in time; keep it above "
-                       "grace_seconds plus one cycle (config check refuses it at or below "
-                       "grace_seconds)", lo=0.0, hi=1e9))
+        metadata=_spec(
+            "kant preempts once an inference job is this close to its SLA deadline "
+            "(or past it) and the plan does not start it in time; keep it above "
+            "grace_seconds plus one cycle (config check refuses it at or below "
+            "grace_seconds)",
+            lo=0.0,
+            hi=1e9,
+        ),
+    )
     max_victims: int = field(
-        default=8, metadata=_spec("jobs preempted per cycle at most", lo=1, hi=100_000))
+        default=8, metadata=_spec("jobs preempted per cycle at most", lo=1, hi=100_000)
+    )
     slurm: bool = field(
         default=False,
-        metadata=_spec("the slurm policy models PreemptType=preempt/qos with "
-                       "PreemptMode=REQUEUE: inference jobs preempt preemptible ones at once"))
+        metadata=_spec(
+            "the slurm policy models PreemptType=preempt/qos with "
+            "PreemptMode=REQUEUE: inference jobs preempt preemptible ones at once"
+        ),
+    )
     slurm_youngest_first: bool = field(
         default=False,
-        metadata=_spec("slurm model: PreemptParameters=youngest_first (candidates by start "
-                       "time, newest first, instead of lowest priority first)"))
+        metadata=_spec(
+            "slurm model: PreemptParameters=youngest_first (candidates by start "
+            "time, newest first, instead of lowest priority first)"
+        ),
+    )
 
 
 @dataclass(frozen=True)
 class KantConfig:
     """The whole config (``kant-slurm config show`` prints it merged over the defaults)."""
 
-    policy: str = field(default="kant", metadata=_spec("policy used by plan and the daemon",
-                                                       choices=("kant", "slurm", "fifo")))
+    policy: str = field(
+        default="kant",
+        metadata=_spec("policy used by plan and the daemon", choices=("kant", "slurm", "fifo")),
+    )
     classes: ClassesConfig = field(default_factory=ClassesConfig)
     quota: QuotaConfig = field(default_factory=QuotaConfig)
     backfill: BackfillConfig = field(default_factory=BackfillConfig)
@@ -269,7 +356,8 @@ def _type_name(tp: Any) -> str:
     if dataclasses.is_dataclass(tp):
         return "a mapping (section)"
     return {bool: "true/false", int: "an integer", float: "a number", str: "a string"}.get(
-        tp, str(tp))
+        tp, str(tp)
+    )
 
 
 def _bounds(meta: Mapping[str, Any]) -> str:

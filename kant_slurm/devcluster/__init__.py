@@ -17,16 +17,49 @@ The names below are the dev cluster's API (what the CLI and the tests call).
 
 from __future__ import annotations
 
-from .cluster import (DEV_QOS, DevClusterStatus, down, ensure_qos, node_states, status, up,
-                      write_plugstack)
+from .cluster import (
+    DEV_QOS,
+    DevClusterStatus,
+    down,
+    ensure_qos,
+    node_states,
+    status,
+    up,
+    write_plugstack,
+)
 from .packages import DEBIAN_PACKAGES, ensure_packages, missing_packages
 from .processes import client_argv, running_processes
-from .spec import (DEFAULT_PORT_BASE, DIR_ENV, PORT_BASE_ENV, DevClusterPaths, DevClusterSpec,
-                   default_dir, default_port_base, render_configs)
+from .spec import (
+    DEFAULT_PORT_BASE,
+    DIR_ENV,
+    PORT_BASE_ENV,
+    DevClusterPaths,
+    DevClusterSpec,
+    default_dir,
+    default_port_base,
+    render_configs,
+)
 
 __all__ = [
-    "DEBIAN_PACKAGES", "DEFAULT_PORT_BASE", "DEV_QOS", "DIR_ENV", "PORT_BASE_ENV",
-    "DevClusterPaths", "DevClusterSpec", "DevClusterStatus", "client_argv", "default_dir",
-    "default_port_base", "down", "ensure_packages", "ensure_qos", "missing_packages",
-    "node_states", "render_configs", "running_processes", "status", "up", "write_plugstack",
+    "DEBIAN_PACKAGES",
+    "DEFAULT_PORT_BASE",
+    "DEV_QOS",
+    "DIR_ENV",
+    "PORT_BASE_ENV",
+    "DevClusterPaths",
+    "DevClusterSpec",
+    "DevClusterStatus",
+    "client_argv",
+    "default_dir",
+    "default_port_base",
+    "down",
+    "ensure_packages",
+    "ensure_qos",
+    "missing_packages",
+    "node_states",
+    "render_configs",
+    "running_processes",
+    "status",
+    "up",
+    "write_plugstack",
 ]

@@ -39,10 +39,26 @@ ROOT_MARKER = "etc/kant-slurm-root.json"
 COMPAT_LIBMARIADB_DIR = "/opt/kant-slurm/libmariadb-10.11"
 
 ROOT_PACKAGES = (
-    "slurm-wlm", "slurmctld", "slurmd", "slurm-client", "slurmdbd", "munge",
-    "mariadb-server", "mariadb-client", "python3-venv", "python3-pip", "ca-certificates",
+    "slurm-wlm",
+    "slurmctld",
+    "slurmd",
+    "slurm-client",
+    "slurmdbd",
+    "munge",
+    "mariadb-server",
+    "mariadb-client",
+    "python3-venv",
+    "python3-pip",
+    "ca-certificates",
     # What the test suite needs inside the root: the SPANK plugin build and the job-script checks.
-    "libslurm-dev", "gcc", "libc6-dev", "make", "shellcheck", "lua5.3", "util-linux", "procps",
+    "libslurm-dev",
+    "gcc",
+    "libc6-dev",
+    "make",
+    "shellcheck",
+    "lua5.3",
+    "util-linux",
+    "procps",
 )
 
 
@@ -74,8 +90,12 @@ def default_version() -> str:
 def local_slurm_version() -> str | None:
     """major.minor of the Slurm installed here (``22.05``), or None when there is none."""
     try:
-        res = subprocess.run(["dpkg-query", "-W", "-f=${Status} ${Version}", "slurmctld"],
-                             capture_output=True, text=True, stdin=subprocess.DEVNULL)
+        res = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status} ${Version}", "slurmctld"],
+            capture_output=True,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
     except FileNotFoundError:
         return None
     if "install ok installed" not in res.stdout:
@@ -120,8 +140,9 @@ def host_mirror() -> str:
             text = src.read_text()
         except OSError:
             continue
-        for m in re.finditer(r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s", text,
-                             re.M):
+        for m in re.finditer(
+            r"(?:^deb\s+(?:\[[^\]]*\]\s+)?|^URIs:\s*)(\S+/debian)/?\s", text, re.M
+        ):
             return m.group(1)
     return DEFAULT_MIRROR
 
@@ -130,8 +151,13 @@ def _run_logged(argv: list[str], logf: Path, what: str, env: dict | None = None)
     with open(logf, "ab") as out:
         out.write(f"\n=== {' '.join(argv)}\n".encode())
         out.flush()
-        res = subprocess.run(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL,
-                             env=env or dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+        res = subprocess.run(
+            argv,
+            stdout=out,
+            stderr=out,
+            stdin=subprocess.DEVNULL,
+            env=env or dict(os.environ, DEBIAN_FRONTEND="noninteractive"),
+        )
     if res.returncode != 0:
         raise DevClusterError(f"{what} failed (exit {res.returncode}); see its log {logf}")
 
@@ -149,9 +175,11 @@ def in_root(root: Path, argv: list[str]) -> list[str]:
     """``argv`` to run inside ``root`` with /proc, /sys and /dev mounted in a private mount
     namespace, so nothing stays mounted on the host afterwards."""
     r = str(root)
-    setup = ("mount --make-rprivate / && mount -t proc proc \"$1/proc\" && "
-             "mount --rbind /sys \"$1/sys\" && mount --rbind /dev \"$1/dev\" && "
-             "shift && exec chroot \"$0\" \"$@\"")
+    setup = (
+        'mount --make-rprivate / && mount -t proc proc "$1/proc" && '
+        'mount --rbind /sys "$1/sys" && mount --rbind /dev "$1/dev" && '
+        'shift && exec chroot "$0" "$@"'
+    )
     return ["unshare", "--mount", "--", "sh", "-c", setup, r, r, *argv]
 
 
@@ -167,8 +195,9 @@ def _copy_host_settings(root: Path) -> None:
         if re.search(r"Acquire::|Proxy|CaInfo", text, re.I):
             shutil.copyfile(src, conf_d / src.name)
     # sid's Release file may be past its Valid-Until on a mirror snapshot.
-    (conf_d / "99kant-root").write_text('Acquire::Check-Valid-Until "false";\n'
-                                        'APT::Install-Recommends "false";\n')
+    (conf_d / "99kant-root").write_text(
+        'Acquire::Check-Valid-Until "false";\nAPT::Install-Recommends "false";\n'
+    )
     cas = Path("/usr/local/share/ca-certificates")
     if cas.is_dir():
         shutil.copytree(cas, root / "usr/local/share/ca-certificates", dirs_exist_ok=True)
@@ -188,8 +217,10 @@ def _host_libmariadb() -> Path:
     for line in res.stdout.splitlines():
         if line.endswith("/libmariadb.so.3"):
             return Path(line).resolve()
-    raise DevClusterError("libmariadb3 lists no libmariadb.so.3: reinstall it "
-                          "(apt-get install --reinstall libmariadb3)")
+    raise DevClusterError(
+        "libmariadb3 lists no libmariadb.so.3: reinstall it "
+        "(apt-get install --reinstall libmariadb3)"
+    )
 
 
 def ensure_root(version: str, roots: Path | None = None) -> Path:
@@ -198,11 +229,13 @@ def ensure_root(version: str, roots: Path | None = None) -> Path:
     if root_ready(root):
         return root
     if os.geteuid() != 0:
-        raise DevClusterError(f"the Slurm {version} root {root} is missing: run as root to "
-                              "build it")
+        raise DevClusterError(
+            f"the Slurm {version} root {root} is missing: run as root to build it"
+        )
     if os.uname().machine != "x86_64":
-        raise DevClusterError(f"Slurm {version} roots are built for x86_64, not "
-                              f"{os.uname().machine}")
+        raise DevClusterError(
+            f"Slurm {version} roots are built for x86_64, not {os.uname().machine}"
+        )
     ensure_packages(["debootstrap"])
     libmariadb = _host_libmariadb()
     suite = SUITES[version]
@@ -214,32 +247,58 @@ def ensure_root(version: str, roots: Path | None = None) -> Path:
     # debootstrap removes ROOT/debootstrap when it finished; a partial root without it is reused.
     if not (partial / "usr/bin/apt-get").exists() or (partial / "debootstrap").exists():
         shutil.rmtree(partial, ignore_errors=True)
-        _run_logged(["debootstrap", "--variant=minbase", suite, str(partial), host_mirror()],
-                    logf, f"debootstrap {suite}")
+        _run_logged(
+            ["debootstrap", "--variant=minbase", suite, str(partial), host_mirror()],
+            logf,
+            f"debootstrap {suite}",
+        )
     _copy_host_settings(partial)
     env = dict(root_env(), DEBIAN_FRONTEND="noninteractive", LC_ALL="C.UTF-8")
-    _run_logged(in_root(partial, ["apt-get", "update", "-q"]), logf,
-                f"apt-get update in {partial}", env)
+    _run_logged(
+        in_root(partial, ["apt-get", "update", "-q"]), logf, f"apt-get update in {partial}", env
+    )
     # A build cut short may have left packages unconfigured; apt-get install would stop on them.
-    _run_logged(in_root(partial, ["dpkg", "--configure", "-a"]), logf,
-                f"dpkg --configure -a in {partial}", env)
-    _run_logged(in_root(partial, ["apt-get", "install", "-y", "-q", "--no-install-recommends",
-                                  *ROOT_PACKAGES]), logf, f"apt-get install in {partial}", env)
+    _run_logged(
+        in_root(partial, ["dpkg", "--configure", "-a"]),
+        logf,
+        f"dpkg --configure -a in {partial}",
+        env,
+    )
+    _run_logged(
+        in_root(
+            partial, ["apt-get", "install", "-y", "-q", "--no-install-recommends", *ROOT_PACKAGES]
+        ),
+        logf,
+        f"apt-get install in {partial}",
+        env,
+    )
     _run_logged(in_root(partial, ["update-ca-certificates"]), logf, "update-ca-certificates", env)
     compat = partial / COMPAT_LIBMARIADB_DIR.lstrip("/")
     compat.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(libmariadb, compat / "libmariadb.so.3")
-    res = subprocess.run(in_root(partial, ["dpkg-query", "-W", "-f=${Version}", "slurmctld"]),
-                         capture_output=True, text=True)
+    res = subprocess.run(
+        in_root(partial, ["dpkg-query", "-W", "-f=${Version}", "slurmctld"]),
+        capture_output=True,
+        text=True,
+    )
     slurm = res.stdout.strip()
     if parse_debian_version(slurm) != version:
-        raise DevClusterError(f"Debian {suite} now ships Slurm {slurm or '?'}, not {version}: "
-                              f"this kant-slurm does not know that release")
-    (partial / ROOT_MARKER).write_text(json.dumps({
-        "slurm_version": version, "suite": suite, "slurm_package": slurm,
-        "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "build_seconds": round(time.monotonic() - started),
-    }) + "\n")
+        raise DevClusterError(
+            f"Debian {suite} now ships Slurm {slurm or '?'}, not {version}: "
+            f"this kant-slurm does not know that release"
+        )
+    (partial / ROOT_MARKER).write_text(
+        json.dumps(
+            {
+                "slurm_version": version,
+                "suite": suite,
+                "slurm_package": slurm,
+                "built": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+                "build_seconds": round(time.monotonic() - started),
+            }
+        )
+        + "\n"
+    )
     partial.rename(root)
     log.warning("Slurm %s root ready in %s (%.0f s)", version, root, time.monotonic() - started)
     return root
@@ -248,6 +307,7 @@ def ensure_root(version: str, roots: Path | None = None) -> Path:
 def remove_root(root: Path) -> None:
     """Delete a root (``devcluster root --rebuild``); only a directory this module built."""
     if not (root / ROOT_MARKER).is_file() and not (root / "debootstrap").exists():
-        raise DevClusterError(f"{root} is not a kant-slurm root (no {ROOT_MARKER}): "
-                              "not deleting it")
+        raise DevClusterError(
+            f"{root} is not a kant-slurm root (no {ROOT_MARKER}): not deleting it"
+        )
     shutil.rmtree(root)

@@ -45,16 +45,38 @@ from ..errors import DevClusterError
 from ..hostlist import compress
 from . import chroot
 from .packages import ensure_packages
-from .processes import (client_argv, client_env, cluster_namespace, crun, daemon_env, find_binary,
-                        in_namespace, kill_pid, pid_alive, pid_is_ours, port_free, read_pid,
-                        reap_children, reap_pids, root_of, run_command, spawn, start_namespace,
-                        wait_for)
-from .spec import (PORT_BASE_ENV, DevClusterPaths, DevClusterSpec, load_state, render_configs,
-                   site_job_submit_lua, template_dir)
+from .processes import (
+    client_argv,
+    client_env,
+    cluster_namespace,
+    crun,
+    daemon_env,
+    find_binary,
+    in_namespace,
+    kill_pid,
+    pid_alive,
+    pid_is_ours,
+    port_free,
+    read_pid,
+    reap_children,
+    reap_pids,
+    root_of,
+    run_command,
+    spawn,
+    start_namespace,
+    wait_for,
+)
+from .spec import (
+    PORT_BASE_ENV,
+    DevClusterPaths,
+    DevClusterSpec,
+    load_state,
+    render_configs,
+    site_job_submit_lua,
+    template_dir,
+)
 
 log = logging.getLogger(__name__)
-
-
 
 
 @dataclass
@@ -74,8 +96,9 @@ class DevClusterStatus:
 
 
 def _daemon_names(spec: DevClusterSpec) -> list[str]:
-    return (["munged", "mariadbd", "slurmdbd", "slurmctld"]
-            + [f"slurmd-{n}" for n in spec.node_names])
+    return ["munged", "mariadbd", "slurmdbd", "slurmctld"] + [
+        f"slurmd-{n}" for n in spec.node_names
+    ]
 
 
 def status(directory: Path) -> DevClusterStatus:
@@ -84,9 +107,13 @@ def status(directory: Path) -> DevClusterStatus:
     state = load_state(paths)
     spec = DevClusterSpec(**state["spec"]) if state else None
     daemons: dict[str, int | None] = {}
-    names = _daemon_names(spec) if spec else sorted(
-        p.name[len("kant-"):-len(".pid")] for p in paths.run.glob("kant-*.pid")
-    ) if paths.run.is_dir() else []
+    names = (
+        _daemon_names(spec)
+        if spec
+        else sorted(p.name[len("kant-") : -len(".pid")] for p in paths.run.glob("kant-*.pid"))
+        if paths.run.is_dir()
+        else []
+    )
     for name in names:
         pid = read_pid(paths.pid_file(name))
         daemons[name] = pid if pid and pid_alive(pid) and pid_is_ours(pid, paths) else None
@@ -113,9 +140,17 @@ def status(directory: Path) -> DevClusterStatus:
 
 
 def _prepare_dirs(paths: DevClusterPaths, spec: DevClusterSpec) -> None:
-    for sub in (paths.dir, paths.etc, paths.log, paths.run, paths.dir / "state",
-                paths.dir / "spool", paths.munge_socket.parent, paths.mariadb_socket.parent,
-                paths.gpus):
+    for sub in (
+        paths.dir,
+        paths.etc,
+        paths.log,
+        paths.run,
+        paths.dir / "state",
+        paths.dir / "spool",
+        paths.munge_socket.parent,
+        paths.mariadb_socket.parent,
+        paths.gpus,
+    ):
         sub.mkdir(parents=True, exist_ok=True)
     # munged refuses directories that others can write to.
     for sub in (paths.dir, paths.munge_socket.parent, paths.etc):
@@ -148,13 +183,19 @@ def _build_spank_plugin(paths: DevClusterPaths) -> None:
     if not (source / "Makefile").is_file():
         log.info("SPANK plugin not built (no spank/ sources)")
         return
-    res = subprocess.run(client_argv(paths, ["make", "-s", "-C", str(source), f"OUT={paths.dir}",
-                                             "all"]),
-                         capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    res = subprocess.run(
+        client_argv(paths, ["make", "-s", "-C", str(source), f"OUT={paths.dir}", "all"]),
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     if res.returncode != 0:
-        log.warning("building the kant SPANK plugin into %s failed (the cluster runs without "
-                    "it, or with an earlier build): %s",
-                    paths.spank_plugin, (res.stderr.strip().splitlines() or ["?"])[-1])
+        log.warning(
+            "building the kant SPANK plugin into %s failed (the cluster runs without "
+            "it, or with an earlier build): %s",
+            paths.spank_plugin,
+            (res.stderr.strip().splitlines() or ["?"])[-1],
+        )
 
 
 def write_plugstack(paths: DevClusterPaths) -> bool:
@@ -162,13 +203,18 @@ def write_plugstack(paths: DevClusterPaths) -> bool:
     ``paths.spank_plugin`` exists, none when it does not (sbatch would print a Dlopen error on
     every call). Slurm reads the file at each sbatch and job step, so no restart is needed.
     Returns whether the plugin is named."""
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(template_dir())),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True,
-                             lstrip_blocks=True, keep_trailing_newline=True)
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(template_dir())),
+        undefined=jinja2.StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     built = paths.spank_plugin.is_file()
     try:
         text = env.get_template("plugstack.conf.j2").render(
-            spank_plugin=str(paths.spank_plugin) if built else "")
+            spank_plugin=str(paths.spank_plugin) if built else ""
+        )
     except jinja2.TemplateError as exc:
         raise DevClusterError(f"template plugstack.conf.j2: {exc}") from None
     paths.plugstack_conf.write_text(text)
@@ -183,8 +229,9 @@ def _write_configs(paths: DevClusterPaths, spec: DevClusterSpec, db_password: st
         shutil.copyfile(lua, paths.etc / "job_submit.lua")
     elif (paths.etc / "job_submit.lua").exists():
         (paths.etc / "job_submit.lua").unlink()
-    texts = render_configs(spec, paths, db_password, socket.gethostname().split(".")[0],
-                           job_submit_lua=lua is not None)
+    texts = render_configs(
+        spec, paths, db_password, socket.gethostname().split(".")[0], job_submit_lua=lua is not None
+    )
     old = paths.slurm_conf.read_text() if paths.slurm_conf.exists() else None
     for name, text in texts.items():
         target = paths.etc / name
@@ -198,56 +245,93 @@ def _start_munged(paths: DevClusterPaths) -> None:
         paths.munge_key.write_bytes(secrets.token_bytes(1024))
     os.chmod(paths.munge_key, 0o600)
     munged = find_binary("munged", "/usr/sbin/munged", root=root_of(paths))
-    pid = spawn("munged", [
-        munged, "-F", "--force",
-        f"--socket={paths.munge_socket}", f"--key-file={paths.munge_key}",
-        f"--pid-file={paths.run / 'munged.pid'}", f"--log-file={paths.log / 'munged-own.log'}",
-        f"--seed-file={paths.munge_socket.parent / 'munged.seed'}", "--num-threads=2",
-    ], paths)
+    pid = spawn(
+        "munged",
+        [
+            munged,
+            "-F",
+            "--force",
+            f"--socket={paths.munge_socket}",
+            f"--key-file={paths.munge_key}",
+            f"--pid-file={paths.run / 'munged.pid'}",
+            f"--log-file={paths.log / 'munged-own.log'}",
+            f"--seed-file={paths.munge_socket.parent / 'munged.seed'}",
+            "--num-threads=2",
+        ],
+        paths,
+    )
 
     def ready() -> bool:
         cred = crun(paths, ["munge", "-n", "-S", str(paths.munge_socket)], timeout=10)
         if cred.returncode != 0:
             return False
-        return crun(paths, ["unmunge", "-S", str(paths.munge_socket)], timeout=10,
-                     input=cred.stdout).returncode == 0
+        return (
+            crun(
+                paths, ["unmunge", "-S", str(paths.munge_socket)], timeout=10, input=cred.stdout
+            ).returncode
+            == 0
+        )
 
     wait_for("munged", pid, ready, paths, 20)
 
 
 def _mysql(paths: DevClusterPaths, sql: str) -> subprocess.CompletedProcess:
     client = find_binary("mariadb", "mysql", root=root_of(paths))
-    return crun(paths, [client, "--no-defaults", "-S", str(paths.mariadb_socket), "-u", "root",
-                 "-e", sql], timeout=30)
+    return crun(
+        paths,
+        [client, "--no-defaults", "-S", str(paths.mariadb_socket), "-u", "root", "-e", sql],
+        timeout=30,
+    )
 
 
 def _start_mariadb(paths: DevClusterPaths, spec: DevClusterSpec, db_password: str) -> None:
     if not (paths.mariadb_data / "mysql").is_dir():
         install = find_binary("mariadb-install-db", "mysql_install_db", root=root_of(paths))
-        res = crun(paths, [install, "--no-defaults", "--user=root",
-                            f"--datadir={paths.mariadb_data}",
-                            "--auth-root-authentication-method=socket", "--skip-test-db"],
-                    timeout=180)
+        res = crun(
+            paths,
+            [
+                install,
+                "--no-defaults",
+                "--user=root",
+                f"--datadir={paths.mariadb_data}",
+                "--auth-root-authentication-method=socket",
+                "--skip-test-db",
+            ],
+            timeout=180,
+        )
         if res.returncode != 0:
             paths.log_file("mariadb-install-db").write_text(res.stdout + res.stderr)
             raise DevClusterError(
                 f"mariadb-install-db failed; see its log {paths.log_file('mariadb-install-db')}"
             )
-    mariadbd = find_binary("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld",
-                       root=root_of(paths))
+    mariadbd = find_binary(
+        "mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld", root=root_of(paths)
+    )
     extra = []
     if (_mariadb_major(paths) or 0) >= 11:
         # MariaDB 11.6+ (trixie, sid): slurmdbd asks for it; its queries expect the old isolation.
         extra.append("--innodb-snapshot-isolation=OFF")
-    pid = spawn("mariadbd", [
-        mariadbd, "--no-defaults", "--user=root", f"--datadir={paths.mariadb_data}",
-        f"--socket={paths.mariadb_socket}", f"--port={spec.ports['mariadb']}",
-        "--bind-address=127.0.0.1", "--skip-name-resolve",
-        f"--pid-file={paths.run / 'mariadbd.pid'}",
-        # Small: several dev clusters may share a 2-core CI machine.
-        "--innodb-buffer-pool-size=64M", "--innodb-log-file-size=16M", "--max-connections=64",
-        "--performance-schema=OFF", *extra,
-    ], paths)
+    pid = spawn(
+        "mariadbd",
+        [
+            mariadbd,
+            "--no-defaults",
+            "--user=root",
+            f"--datadir={paths.mariadb_data}",
+            f"--socket={paths.mariadb_socket}",
+            f"--port={spec.ports['mariadb']}",
+            "--bind-address=127.0.0.1",
+            "--skip-name-resolve",
+            f"--pid-file={paths.run / 'mariadbd.pid'}",
+            # Small: several dev clusters may share a 2-core CI machine.
+            "--innodb-buffer-pool-size=64M",
+            "--innodb-log-file-size=16M",
+            "--max-connections=64",
+            "--performance-schema=OFF",
+            *extra,
+        ],
+        paths,
+    )
     wait_for("mariadbd", pid, lambda: _mysql(paths, "select 1").returncode == 0, paths, 90)
     quoted = db_password.replace("\\", "\\\\").replace("'", "\\'")
     sql = (
@@ -265,8 +349,9 @@ def _start_mariadb(paths: DevClusterPaths, spec: DevClusterSpec, db_password: st
 
 def _mariadb_major(paths: DevClusterPaths) -> int | None:
     """Major version of the cluster's MariaDB (``mariadbd --version``), None when unknown."""
-    mariadbd = find_binary("mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld",
-                       root=root_of(paths))
+    mariadbd = find_binary(
+        "mariadbd", "/usr/sbin/mariadbd", "mysqld", "/usr/sbin/mysqld", root=root_of(paths)
+    )
     out = crun(paths, [mariadbd, "--version"], timeout=30).stdout
     m = re.search(r"Ver\s+(\d+)\.", out)
     return int(m.group(1)) if m else None
@@ -290,30 +375,56 @@ def _slurmdbd_env(paths: DevClusterPaths) -> dict[str, str]:
             f"{root or ''}{compat}/libmariadb.so.3 "
             "is missing: rebuild the root with `kant-slurm devcluster root --rebuild`"
         )
-    env["LD_LIBRARY_PATH"] = compat + (":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH")
-                                       else "")
+    env["LD_LIBRARY_PATH"] = compat + (
+        ":" + env["LD_LIBRARY_PATH"] if env.get("LD_LIBRARY_PATH") else ""
+    )
     return env
 
 
 def _start_slurmdbd(paths: DevClusterPaths, spec: DevClusterSpec) -> None:
-    pid = spawn("slurmdbd",
-                 [find_binary("slurmdbd", "/usr/sbin/slurmdbd", root=root_of(paths)), "-D"],
-                 paths, env=_slurmdbd_env(paths))
+    pid = spawn(
+        "slurmdbd",
+        [find_binary("slurmdbd", "/usr/sbin/slurmdbd", root=root_of(paths)), "-D"],
+        paths,
+        env=_slurmdbd_env(paths),
+    )
 
     def ready() -> bool:
         return crun(paths, ["sacctmgr", "-n", "-P", "show", "cluster"], timeout=20).returncode == 0
 
     wait_for("slurmdbd", pid, ready, paths, 120, paths.log / "slurmdbd.log")
-    listed = crun(paths, ["sacctmgr", "-n", "-P", "show", "cluster",
-                           "format=cluster"]).stdout.split()
+    listed = crun(
+        paths, ["sacctmgr", "-n", "-P", "show", "cluster", "format=cluster"]
+    ).stdout.split()
     if spec.cluster_name not in listed:
         res = crun(paths, ["sacctmgr", "-i", "add", "cluster", spec.cluster_name])
         if res.returncode != 0:
             raise DevClusterError(f"sacctmgr add cluster failed: {res.stderr.strip()[:200]}")
-        crun(paths, ["sacctmgr", "-i", "add", "account", "kant", f"Cluster={spec.cluster_name}",
-                      "Description=kant-slurm dev cluster", "Organization=kant"])
-        crun(paths, ["sacctmgr", "-i", "add", "user", "root", "Account=kant",
-                      f"Cluster={spec.cluster_name}"])
+        crun(
+            paths,
+            [
+                "sacctmgr",
+                "-i",
+                "add",
+                "account",
+                "kant",
+                f"Cluster={spec.cluster_name}",
+                "Description=kant-slurm dev cluster",
+                "Organization=kant",
+            ],
+        )
+        crun(
+            paths,
+            [
+                "sacctmgr",
+                "-i",
+                "add",
+                "user",
+                "root",
+                "Account=kant",
+                f"Cluster={spec.cluster_name}",
+            ],
+        )
     ensure_qos(client_env(paths), prefix=client_argv(paths, []))
 
 
@@ -322,10 +433,17 @@ def _start_slurmdbd(paths: DevClusterPaths, spec: DevClusterSpec) -> None:
 # (PreemptType=preempt/qos); with kant's (the dev cluster's PreemptType=preempt/none) those
 # preemption fields are inert and kant's engine picks the victims among `training` jobs.
 DEV_QOS: dict[str, tuple[str, ...]] = {
-    "training": ("Priority=0", "PreemptMode=requeue", "GraceTime=120",
-                 "Description=preemptible training (kant: preemption.qos)"),
-    "inference": ("Priority=100", "Preempt=training",
-                  "Description=inference services, may preempt training"),
+    "training": (
+        "Priority=0",
+        "PreemptMode=requeue",
+        "GraceTime=120",
+        "Description=preemptible training (kant: preemption.qos)",
+    ),
+    "inference": (
+        "Priority=100",
+        "Preempt=training",
+        "Description=inference services, may preempt training",
+    ),
 }
 
 
@@ -349,11 +467,23 @@ def ensure_qos(env: dict[str, str], prefix: Sequence[str] = ()) -> list[str]:
             raise DevClusterError(f"sacctmgr add qos {name} failed: {res.stderr.strip()[:200]}")
         added.append(name)
     if added:
-        res = run_command([*prefix, "sacctmgr", "-i", "modify", "user", "root", "set",
-                    f"QOS+={','.join(DEV_QOS)}"], env=env)
+        res = run_command(
+            [
+                *prefix,
+                "sacctmgr",
+                "-i",
+                "modify",
+                "user",
+                "root",
+                "set",
+                f"QOS+={','.join(DEV_QOS)}",
+            ],
+            env=env,
+        )
         if res.returncode != 0 and "Nothing modified" not in res.stdout + res.stderr:
-            raise DevClusterError(f"sacctmgr modify user root set QOS failed: "
-                                  f"{res.stderr.strip()[:200]}")
+            raise DevClusterError(
+                f"sacctmgr modify user root set QOS failed: {res.stderr.strip()[:200]}"
+            )
         log.info("QOS added: %s", ", ".join(added))
     return added
 
@@ -377,9 +507,12 @@ def _start_slurmds(paths: DevClusterPaths, spec: DevClusterSpec) -> dict[str, in
     slurmd = find_binary("/usr/sbin/slurmd-wlm", "slurmd", root=root_of(paths))
     pids = {}
     for name in spec.node_names:
-        pids[name] = spawn(f"slurmd-{name}",
-                            ["slurmd", "-D", "-N", name, "-f", str(paths.slurm_conf)],
-                            paths, executable=slurmd)
+        pids[name] = spawn(
+            f"slurmd-{name}",
+            ["slurmd", "-D", "-N", name, "-f", str(paths.slurm_conf)],
+            paths,
+            executable=slurmd,
+        )
     return pids
 
 
@@ -387,8 +520,11 @@ def node_states(slurm_conf: Path, prefix: Sequence[str] = ()) -> dict[str, str]:
     """node -> its state word from ``sinfo -N`` (e.g. ``idle``, ``mix``, ``down*``).
 
     ``prefix`` runs sinfo inside a cluster's root (see :func:`client_argv`)."""
-    res = run_command([*prefix, "sinfo", "-h", "-N", "-o", "%N %t"],
-               env=dict(os.environ, SLURM_CONF=str(slurm_conf)), timeout=20)
+    res = run_command(
+        [*prefix, "sinfo", "-h", "-N", "-o", "%N %t"],
+        env=dict(os.environ, SLURM_CONF=str(slurm_conf)),
+        timeout=20,
+    )
     if res.returncode != 0:
         raise DevClusterError(f"sinfo failed: {res.stderr.strip()[:200]}")
     out = {}
@@ -399,8 +535,12 @@ def node_states(slurm_conf: Path, prefix: Sequence[str] = ()) -> dict[str, str]:
     return out
 
 
-def wait_idle(paths: DevClusterPaths, spec: DevClusterSpec, slurmd_pids: dict[str, int] | None,
-              timeout: float = 120) -> None:
+def wait_idle(
+    paths: DevClusterPaths,
+    spec: DevClusterSpec,
+    slurmd_pids: dict[str, int] | None,
+    timeout: float = 120,
+) -> None:
     """Wait until every node is idle; a slurmd that died is a one-line error naming its log."""
     deadline = time.monotonic() + timeout
     states: dict[str, str] = {}
@@ -421,8 +561,11 @@ def wait_idle(paths: DevClusterPaths, spec: DevClusterSpec, slurmd_pids: dict[st
         # resume the rest explicitly.
         stuck = [n for n, s in states.items() if s.startswith(("down", "drain", "inval"))]
         if stuck:
-            crun(paths, ["scontrol", "update", f"nodename={compress(stuck)}", "state=resume"],
-                  timeout=20)
+            crun(
+                paths,
+                ["scontrol", "update", f"nodename={compress(stuck)}", "state=resume"],
+                timeout=20,
+            )
         time.sleep(1)
     bad = {n: s for n, s in states.items() if s != "idle"}
     first = next(iter(bad), spec.node_names[0])
@@ -435,8 +578,11 @@ def wait_idle(paths: DevClusterPaths, spec: DevClusterSpec, slurmd_pids: dict[st
 
 
 def _check_ports(spec: DevClusterSpec) -> None:
-    wanted = [("mariadbd", spec.ports["mariadb"]), ("slurmdbd", spec.ports["slurmdbd"]),
-              ("slurmctld", spec.ports["slurmctld"])]
+    wanted = [
+        ("mariadbd", spec.ports["mariadb"]),
+        ("slurmdbd", spec.ports["slurmdbd"]),
+        ("slurmctld", spec.ports["slurmctld"]),
+    ]
     wanted += [(f"slurmd -N {n}", spec.node_port(i)) for i, n in enumerate(spec.node_names)]
     for who, port in wanted:
         if not port_free(port):
@@ -447,8 +593,9 @@ def _check_ports(spec: DevClusterSpec) -> None:
             )
 
 
-def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: float = 180
-       ) -> DevClusterStatus:
+def up(
+    directory: Path, spec: DevClusterSpec, install: bool = True, timeout: float = 180
+) -> DevClusterStatus:
     """Start the cluster (or report the running one); return its status once all nodes are idle."""
     spec.validate()
     paths = DevClusterPaths(Path(directory).resolve())
@@ -464,23 +611,30 @@ def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: flo
     node = spec.node_names[-1]
     step_socket = f"{paths.dir}/spool/slurmd-{node}/{node}_{'9' * 6}.{'9' * 10}"
     if len(str(paths.munge_socket)) > 100 or len(step_socket) > 107:
-        raise DevClusterError(f"--dir {paths.dir} is too long for a unix socket path; choose a "
-                              "shorter one (at most "
-                              f"{107 - len(step_socket) + len(str(paths.dir))} "
-                              "characters)")
+        raise DevClusterError(
+            f"--dir {paths.dir} is too long for a unix socket path; choose a "
+            "shorter one (at most "
+            f"{107 - len(step_socket) + len(str(paths.dir))} "
+            "characters)"
+        )
     current = status(paths.dir)
     if current.running:
         old = DevClusterSpec(**current.spec) if current.spec else None
         if old is not None and old != spec:
-            log.warning("a dev cluster already runs in %s with another shape (%s nodes, "
-                        "port base %s);"
-                        " run `kant-slurm devcluster down` first to change it",
-                        paths.dir, old.nodes, old.port_base)
+            log.warning(
+                "a dev cluster already runs in %s with another shape (%s nodes, "
+                "port base %s);"
+                " run `kant-slurm devcluster down` first to change it",
+                paths.dir,
+                old.nodes,
+                old.port_base,
+            )
         log.info("dev cluster in %s already runs", paths.dir)
         return current
     if os.geteuid() != 0:
-        raise DevClusterError("devcluster up must run as root (it starts munged, MariaDB and "
-                              "Slurm daemons)")
+        raise DevClusterError(
+            "devcluster up must run as root (it starts munged, MariaDB and Slurm daemons)"
+        )
     root = _slurm_root(spec.slurm_version, install)
     # Leftovers of a half-started cluster go first, so the ports and pid files are ours again.
     if any(v is not None for v in current.daemons.values()) or cluster_namespace(paths) is not None:
@@ -494,14 +648,26 @@ def up(directory: Path, spec: DevClusterSpec, install: bool = True, timeout: flo
     if state and old_version != spec.slurm_version:
         # Another release's database and controller state: MariaDB and Slurm read files of older
         # releases at best, never of newer ones. The cluster starts afresh.
-        log.warning("the cluster in %s ran Slurm %s before: clearing its job state and database "
-                    "for Slurm %s", paths.dir, old_version, spec.slurm_version)
+        log.warning(
+            "the cluster in %s ran Slurm %s before: clearing its job state and database "
+            "for Slurm %s",
+            paths.dir,
+            old_version,
+            spec.slurm_version,
+        )
         for sub in (paths.mariadb_data, paths.dir / "state"):
             shutil.rmtree(sub, ignore_errors=True)
         _prepare_dirs(paths, spec_to_use)
     layout_changed = _write_configs(paths, spec_to_use, db_password)
-    paths.state_file.write_text(json.dumps({"spec": asdict(spec_to_use), "db_password": db_password,
-                                            "root": str(root) if root else None}))
+    paths.state_file.write_text(
+        json.dumps(
+            {
+                "spec": asdict(spec_to_use),
+                "db_password": db_password,
+                "root": str(root) if root else None,
+            }
+        )
+    )
     os.chmod(paths.state_file, 0o600)
     try:
         start_namespace(paths, root)
@@ -535,9 +701,11 @@ def _slurm_root(version: str, install: bool) -> Path | None:
         )
     root = chroot.root_path(version)
     if not chroot.root_ready(root) and not install:
-        raise DevClusterError(f"--slurm-version {version}: its root {root} is not built and "
-                              "--no-install was given; run `kant-slurm devcluster root "
-                              f"--slurm-version {version}` first")
+        raise DevClusterError(
+            f"--slurm-version {version}: its root {root} is not built and "
+            "--no-install was given; run `kant-slurm devcluster root "
+            f"--slurm-version {version}` first"
+        )
     return chroot.ensure_root(version)
 
 
@@ -549,7 +717,7 @@ def down(directory: Path, timeout: float = 30) -> list[str]:
     ns = cluster_namespace(paths)
     pids: dict[str, int] = {}
     for pid_file in paths.run.glob("kant-*.pid"):
-        name = pid_file.name[len("kant-"):-len(".pid")]
+        name = pid_file.name[len("kant-") : -len(".pid")]
         pid = read_pid(pid_file)
         if pid and ns and pid_alive(pid) and pid_is_ours(pid, paths, ns):
             pids[name] = pid
@@ -568,8 +736,13 @@ def down(directory: Path, timeout: float = 30) -> list[str]:
     # Reverse start order: slurmd, slurmctld, slurmdbd, then the database and munged; each gets
     # SIGTERM and time to save its state.
     stopped = []
-    for group in ([n for n in sorted(pids) if n.startswith("slurmd-")], ["slurmctld"], ["slurmdbd"],
-                  ["mariadbd"], ["munged"]):
+    for group in (
+        [n for n in sorted(pids) if n.startswith("slurmd-")],
+        ["slurmctld"],
+        ["slurmdbd"],
+        ["mariadbd"],
+        ["munged"],
+    ):
         group = [n for n in group if n in pids]
         for name in group:
             with contextlib.suppress(ProcessLookupError):
@@ -594,8 +767,10 @@ def down(directory: Path, timeout: float = 30) -> list[str]:
             time.sleep(0.05)
         left = in_namespace(ns["pid_ns"])
         if left:
-            raise DevClusterError(f"processes {left} of the cluster in {paths.dir} outlived its "
-                                  "PID namespace; see `ps -o pid,stat,cmd -p ...`")
+            raise DevClusterError(
+                f"processes {left} of the cluster in {paths.dir} outlived its "
+                "PID namespace; see `ps -o pid,stat,cmd -p ...`"
+            )
         reap_children()
     for pid_file in paths.run.glob("kant-*.pid"):
         pid_file.unlink(missing_ok=True)

@@ -15,8 +15,6 @@ log = logging.getLogger(__name__)
 DEBIAN_PACKAGES = ("munge", "slurmctld", "slurmd", "slurmdbd", "slurm-client", "mariadb-server")
 
 
-
-
 def missing_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> list[str]:
     """The Debian packages of ``packages`` that dpkg does not list as installed."""
     if shutil.which("dpkg-query") is None:
@@ -42,14 +40,18 @@ def ensure_packages(packages: Sequence[str] = DEBIAN_PACKAGES) -> list[str]:
             "this needs Debian 12 or the packages installed by hand"
         )
     if os.geteuid() != 0:
-        raise DevClusterError(f"Debian packages missing ({' '.join(missing)}): run as root "
-                              "to install them")
+        raise DevClusterError(
+            f"Debian packages missing ({' '.join(missing)}): run as root to install them"
+        )
     env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
     log.warning("installing Debian packages: %s", " ".join(missing))
-    for argv in (["apt-get", "update"],
-                 ["apt-get", "install", "-y", "--no-install-recommends", *missing]):
-        res = subprocess.run(argv, env=env, capture_output=True, text=True,
-                             stdin=subprocess.DEVNULL)
+    for argv in (
+        ["apt-get", "update"],
+        ["apt-get", "install", "-y", "--no-install-recommends", *missing],
+    ):
+        res = subprocess.run(
+            argv, env=env, capture_output=True, text=True, stdin=subprocess.DEVNULL
+        )
         if res.returncode != 0:
             tail = (res.stderr.strip().splitlines() or ["?"])[-1]
             raise DevClusterError(f"{' '.join(argv[:2])} failed: {tail}")

@@ -26,8 +26,6 @@ from .spec import DevClusterPaths, load_state
 log = logging.getLogger(__name__)
 
 
-
-
 def pid_alive(pid: int) -> bool:
     """True when ``pid`` runs (a zombie does not count)."""
     try:
@@ -107,8 +105,10 @@ def start_namespace(paths: DevClusterPaths, root: Path | None) -> dict:
         propagation = "unchanged"
         setup = "mount -t proc proc /proc"
     if root is not None:
-        setup += (' && mount -t proc proc "$1/proc" && mount --rbind /sys "$1/sys"'
-                  ' && mount --rbind /dev "$1/dev" && mkdir -p "$1$2" && mount --bind "$2" "$1$2"')
+        setup += (
+            ' && mount -t proc proc "$1/proc" && mount --rbind /sys "$1/sys"'
+            ' && mount --rbind /dev "$1/dev" && mkdir -p "$1$2" && mount --bind "$2" "$1$2"'
+        )
     # The init must reap: slurmstepd and job processes that lose their parent are reparented to
     # it, and unreaped they stay as zombies that look alive to kill(pid, 0). bash reaps any
     # child in its SIGCHLD handler; as a namespace's init it ignores SIGTERM.
@@ -116,10 +116,24 @@ def start_namespace(paths: DevClusterPaths, root: Path | None) -> dict:
     logf = paths.log_file("namespace")
     with open(logf, "ab") as out:
         proc = subprocess.Popen(
-            ["unshare", "--pid", "--fork", "--mount", f"--propagation={propagation}", "--",
-             "sh", "-c", setup, "kant-namespace",
-             str(root or ""), str(paths.dir)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=out, start_new_session=True,
+            [
+                "unshare",
+                "--pid",
+                "--fork",
+                "--mount",
+                f"--propagation={propagation}",
+                "--",
+                "sh",
+                "-c",
+                setup,
+                "kant-namespace",
+                str(root or ""),
+                str(paths.dir),
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
             cwd=str(paths.dir),
         )
     _WRAPPERS.append(proc)
@@ -139,8 +153,9 @@ def start_namespace(paths: DevClusterPaths, root: Path | None) -> dict:
             break
         time.sleep(0.05)
     kill_pid(proc.pid)
-    raise DevClusterError("could not start the cluster's PID namespace (unshare --pid); "
-                          f"see {logf}")
+    raise DevClusterError(
+        f"could not start the cluster's PID namespace (unshare --pid); see {logf}"
+    )
 
 
 def kill_pid(pid: int, sig: int = signal.SIGKILL) -> None:
@@ -184,8 +199,15 @@ def _nsenter(ns: dict, paths: DevClusterPaths) -> list[str]:
     instead (it differs when the cluster itself runs inside a Debian root, as the test suite of
     a newer release does) and --wd the cluster directory as working directory.
     """
-    return ["nsenter", f"--target={ns['init']}", "--pid", "--mount", "--root", f"--wd={paths.dir}",
-            "--"]
+    return [
+        "nsenter",
+        f"--target={ns['init']}",
+        "--pid",
+        "--mount",
+        "--root",
+        f"--wd={paths.dir}",
+        "--",
+    ]
 
 
 def client_argv(paths: DevClusterPaths, argv: Sequence[str]) -> list[str]:
@@ -197,30 +219,41 @@ def client_argv(paths: DevClusterPaths, argv: Sequence[str]) -> list[str]:
         return list(argv)
     ns = cluster_namespace(paths)
     if ns is None:
-        raise DevClusterError(f"the dev cluster in {paths.dir} does not run: "
-                              "start it with `kant-slurm devcluster up` first")
+        raise DevClusterError(
+            f"the dev cluster in {paths.dir} does not run: "
+            "start it with `kant-slurm devcluster up` first"
+        )
     return [*_nsenter(ns, paths), "chroot", str(root), *argv]
 
 
-def run_command(argv: Sequence[str], env: dict | None = None, timeout: float = 60,
-         input: str | None = None):
+def run_command(
+    argv: Sequence[str], env: dict | None = None, timeout: float = 60, input: str | None = None
+):
     try:
         return subprocess.run(
-            list(argv), env=env, capture_output=True, text=True, timeout=timeout, input=input,
+            list(argv),
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            input=input,
             stdin=None if input is not None else subprocess.DEVNULL,
         )
     except FileNotFoundError:
-        raise DevClusterError(f"{argv[0]}: command not found (is its Debian package "
-                              "installed?)") from None
+        raise DevClusterError(
+            f"{argv[0]}: command not found (is its Debian package installed?)"
+        ) from None
     except subprocess.TimeoutExpired:
         raise DevClusterError(f"{' '.join(argv[:3])}: no answer within {timeout:.0f}s") from None
 
 
-def crun(paths: DevClusterPaths, argv: Sequence[str], timeout: float = 60,
-          input: str | None = None) -> subprocess.CompletedProcess:
+def crun(
+    paths: DevClusterPaths, argv: Sequence[str], timeout: float = 60, input: str | None = None
+) -> subprocess.CompletedProcess:
     """A client command against this cluster (inside its root when it has one)."""
-    return run_command(client_argv(paths, argv), env=client_env(paths), timeout=timeout,
-                       input=input)
+    return run_command(
+        client_argv(paths, argv), env=client_env(paths), timeout=timeout, input=input
+    )
 
 
 def find_binary(*candidates: str, root: Path | None = None) -> str:
@@ -228,22 +261,32 @@ def find_binary(*candidates: str, root: Path | None = None) -> str:
     the one inside it)."""
     for cand in candidates:
         if root is None:
-            found = shutil.which(cand) or (cand if os.path.isabs(cand)
-                                           and os.access(cand, os.X_OK) else None)
+            found = shutil.which(cand) or (
+                cand if os.path.isabs(cand) and os.access(cand, os.X_OK) else None
+            )
             if found:
                 return found
             continue
-        for path in ([cand] if os.path.isabs(cand) else
-                     [f"{d}/{cand}" for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin")]):
+        for path in (
+            [cand]
+            if os.path.isabs(cand)
+            else [f"{d}/{cand}" for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin")]
+        ):
             if os.access(str(root) + path, os.X_OK):
                 return path
     where = f" in {root}" if root is not None else ""
-    raise DevClusterError(f"{candidates[0]} not found{where}: install the Debian package "
-                          "that has it")
+    raise DevClusterError(
+        f"{candidates[0]} not found{where}: install the Debian package that has it"
+    )
 
 
-def spawn(name: str, argv: list[str], paths: DevClusterPaths, executable: str | None = None,
-           env: dict[str, str] | None = None) -> int:
+def spawn(
+    name: str,
+    argv: list[str],
+    paths: DevClusterPaths,
+    executable: str | None = None,
+    env: dict[str, str] | None = None,
+) -> int:
     """Start one daemon in the foreground inside the cluster's namespace; record its pid.
 
     ``executable`` runs under the name ``argv[0]``: Slurm daemons decide what they are from their
@@ -251,8 +294,9 @@ def spawn(name: str, argv: list[str], paths: DevClusterPaths, executable: str | 
     """
     ns = cluster_namespace(paths)
     if ns is None:
-        raise DevClusterError(f"{name}: the cluster's PID namespace is gone; see "
-                              f"{paths.log_file('namespace')}")
+        raise DevClusterError(
+            f"{name}: the cluster's PID namespace is gone; see {paths.log_file('namespace')}"
+        )
     if executable is not None:
         argv = ["bash", "-c", 'exec -a "$0" "$@"', argv[0], executable, *argv[1:]]
     wrapped = _nsenter(ns, paths)
@@ -264,8 +308,13 @@ def spawn(name: str, argv: list[str], paths: DevClusterPaths, executable: str | 
         out.write(f"\n=== kant-slurm devcluster: starting {name}: {' '.join(argv)}\n".encode())
         out.flush()
         proc = subprocess.Popen(
-            wrapped + argv, env=env or daemon_env(paths), stdin=subprocess.DEVNULL, stdout=out,
-            stderr=out, start_new_session=True, cwd=str(paths.dir),
+            wrapped + argv,
+            env=env or daemon_env(paths),
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            start_new_session=True,
+            cwd=str(paths.dir),
         )
     _WRAPPERS.append(proc)
     # nsenter forks the daemon into the namespace and waits for it: record the daemon itself.
@@ -277,8 +326,9 @@ def spawn(name: str, argv: list[str], paths: DevClusterPaths, executable: str | 
     return pid
 
 
-def wait_for(name: str, pid: int, ready, paths: DevClusterPaths, timeout: float,
-              log_path: Path | None = None) -> None:
+def wait_for(
+    name: str, pid: int, ready, paths: DevClusterPaths, timeout: float, log_path: Path | None = None
+) -> None:
     """Poll ``ready()`` until it is true; the daemon dying or the timeout is a one-line error."""
     deadline = time.monotonic() + timeout
     logp = log_path or paths.log_file(name)
@@ -291,8 +341,9 @@ def wait_for(name: str, pid: int, ready, paths: DevClusterPaths, timeout: float,
         except DevClusterError:
             pass
         if time.monotonic() > deadline:
-            raise DevClusterError(f"{name} did not become ready within {timeout:.0f}s; "
-                                  f"see its log {logp}")
+            raise DevClusterError(
+                f"{name} did not become ready within {timeout:.0f}s; see its log {logp}"
+            )
         time.sleep(0.3)
 
 
@@ -300,8 +351,11 @@ def in_namespace(pid_ns: str) -> list[int]:
     """Live pids in the PID namespace ``pid_ns``."""
     out = []
     for entry in Path("/proc").iterdir():
-        if (entry.name.isdigit() and _pid_ns(int(entry.name)) == pid_ns
-                and pid_alive(int(entry.name))):
+        if (
+            entry.name.isdigit()
+            and _pid_ns(int(entry.name)) == pid_ns
+            and pid_alive(int(entry.name))
+        ):
             out.append(int(entry.name))
     return out
 

@@ -77,16 +77,18 @@ class ReplayJobs:
     notes: list[str] = field(default_factory=list)
 
 
-def compress_workload(jobs: pd.DataFrame, speedup: float,
-                      arrival_speedup: float | None = None) -> tuple[pd.DataFrame, int]:
+def compress_workload(
+    jobs: pd.DataFrame, speedup: float, arrival_speedup: float | None = None
+) -> tuple[pd.DataFrame, int]:
     """Divide submit times by ``arrival_speedup`` (default ``speedup``), durations and limits by
     ``speedup`` (limits rounded as Slurm takes them).
 
     Returns the table and how many limits were raised to Slurm's one-minute floor. Pure.
     """
     if speedup < 1 or (arrival_speedup is not None and arrival_speedup < 1):
-        raise InputError(f"--speedup {speedup} / --arrival-speedup {arrival_speedup}: "
-                         f"expected >= 1")
+        raise InputError(
+            f"--speedup {speedup} / --arrival-speedup {arrival_speedup}: expected >= 1"
+        )
     out = jobs.copy()
     out["submit_time"] = out["submit_time"] / (arrival_speedup or speedup)
     out["duration"] = out["duration"] / speedup
@@ -95,16 +97,25 @@ def compress_workload(jobs: pd.DataFrame, speedup: float,
     raised = int(np.sum(np.isfinite(raw) & (raw < MIN_LIMIT_S)))
     out["time_limit"] = limits
     # A job may not sleep past its limit (the trace's own timeouts stay timeouts).
-    out["duration"] = np.where(np.isfinite(limits), np.minimum(out["duration"], limits),
-                               out["duration"])
+    out["duration"] = np.where(
+        np.isfinite(limits), np.minimum(out["duration"], limits), out["duration"]
+    )
     return out, raised
 
 
-def prepare_replay(trace_path, trace_format: str | None = None, *, speedup: float = 60.0,
-                   limit: int | None = None, skip: int = 0, time_limit_model: str = "ladder",
-                   seed: int = 0, inventory: Inventory | None = None,
-                   arrival_speedup: float | None = None,
-                   max_runtime: float | None = None) -> ReplayJobs:
+def prepare_replay(
+    trace_path,
+    trace_format: str | None = None,
+    *,
+    speedup: float = 60.0,
+    limit: int | None = None,
+    skip: int = 0,
+    time_limit_model: str = "ladder",
+    seed: int = 0,
+    inventory: Inventory | None = None,
+    arrival_speedup: float | None = None,
+    max_runtime: float | None = None,
+) -> ReplayJobs:
     """Read a trace, take ``skip``/``limit`` jobs, give limits, compress, shape on the cluster.
 
     ``max_runtime`` (trace seconds) acts as a partition MaxTime: longer jobs are cut to it and
@@ -112,7 +123,7 @@ def prepare_replay(trace_path, trace_format: str | None = None, *, speedup: floa
     ``arrival_speedup`` compresses arrivals more than run times, to load a small cluster.
     """
     trace = read_trace(trace_path, trace_format)
-    jobs = trace.jobs.iloc[skip: (skip + limit) if limit else None].reset_index(drop=True)
+    jobs = trace.jobs.iloc[skip : (skip + limit) if limit else None].reset_index(drop=True)
     if jobs.empty:
         raise InputError(f"{trace_path}: no jobs left after --skip {skip} --limit {limit}")
     jobs = jobs.assign(submit_time=jobs["submit_time"] - jobs["submit_time"].min())
@@ -125,16 +136,21 @@ def prepare_replay(trace_path, trace_format: str | None = None, *, speedup: floa
     if max_runtime:
         cut = int((jobs["duration"] > max_runtime).sum())
         limits = jobs["time_limit"].to_numpy(dtype=float)
-        jobs = jobs.assign(duration=jobs["duration"].clip(upper=max_runtime),
-                           time_limit=np.where(np.isfinite(limits),
-                                               np.minimum(limits, max_runtime), max_runtime))
+        jobs = jobs.assign(
+            duration=jobs["duration"].clip(upper=max_runtime),
+            time_limit=np.where(np.isfinite(limits), np.minimum(limits, max_runtime), max_runtime),
+        )
         if cut:
-            notes.append(f"{cut} jobs longer than max_runtime {max_runtime:.0f}s cut to it "
-                         f"(like a partition MaxTime)")
+            notes.append(
+                f"{cut} jobs longer than max_runtime {max_runtime:.0f}s cut to it "
+                f"(like a partition MaxTime)"
+            )
     compressed, raised = compress_workload(jobs, speedup, arrival_speedup)
     if raised:
-        notes.append(f"{raised} time limits under one minute after compression raised to "
-                     f"Slurm's minimum of 1 min")
+        notes.append(
+            f"{raised} time limits under one minute after compression raised to "
+            f"Slurm's minimum of 1 min"
+        )
     if inventory is None:
         inventory = read_snapshot().inventory
     workload = prepare_workload(compressed, inventory)
@@ -147,9 +163,17 @@ def sbatch_argv(row: Mapping, gres_type: str | None = None) -> list[str]:
     nodes = int(row["num_nodes"])
     gpn = int(row["gpus_per_node"])
     gres = f"gpu:{gres_type}:{gpn}" if gres_type else f"gpu:{gpn}"
-    argv = ["sbatch", "--parsable", f"--job-name={safe_job_name(row['job_id'])}",
-            f"--nodes={nodes}", "--ntasks-per-node=1", f"--gres={gres}",
-            "--output=/dev/null", "--error=/dev/null", "--chdir=/tmp"]
+    argv = [
+        "sbatch",
+        "--parsable",
+        f"--job-name={safe_job_name(row['job_id'])}",
+        f"--nodes={nodes}",
+        "--ntasks-per-node=1",
+        f"--gres={gres}",
+        "--output=/dev/null",
+        "--error=/dev/null",
+        "--chdir=/tmp",
+    ]
     if row.get("partition"):
         part = str(row["partition"])
         if not re.fullmatch(r"[A-Za-z0-9._-]+", part):
@@ -160,7 +184,6 @@ def sbatch_argv(row: Mapping, gres_type: str | None = None) -> list[str]:
         argv.append(f"--time={int(limit // 60)}")
     argv.append(f"--wrap=sleep {max(0.0, float(row['duration'])):.1f}")
     return argv
-
 
 
 @dataclass
@@ -178,24 +201,36 @@ class ReplayResult:
     slurm_ids: dict[str, str] = field(default_factory=dict)  # trace job id -> Slurm job id
 
     def to_dict(self) -> dict[str, Any]:
-        return {"submitted": self.submitted, "failed_submits": self.failed_submits,
-                "wall_s": self.wall_s, "speedup": self.speedup, "notes": self.notes,
-                "metrics": self.headline, "details": self.detail}
+        return {
+            "submitted": self.submitted,
+            "failed_submits": self.failed_submits,
+            "wall_s": self.wall_s,
+            "speedup": self.speedup,
+            "notes": self.notes,
+            "metrics": self.headline,
+            "details": self.detail,
+        }
 
     def format(self) -> str:
-        lines = [f"replayed {self.submitted} jobs in {self.wall_s:.0f}s (speed-up "
-                 f"{self.speedup:g})"]
+        lines = [
+            f"replayed {self.submitted} jobs in {self.wall_s:.0f}s (speed-up {self.speedup:g})"
+        ]
         lines += [f"  note: {n}" for n in self.notes]
         for k, v in self.headline.items():
             lines.append(f"  {k:<22} {v:.4g}" if isinstance(v, float) else f"  {k:<22} {v}")
         for row in self.detail.get("by_size", []) or []:
-            lines.append("  wait " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else
-                                               f"{k}={v}" for k, v in row.items()))
+            lines.append(
+                "  wait "
+                + ", ".join(
+                    f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
+                )
+            )
         return "\n".join(lines)
 
 
-SACCT_FORMAT = ("JobID,JobName,Submit,Start,End,NodeList,AllocTRES,State,Timelimit,ElapsedRaw,"
-                "ReqTRES,ReqNodes")
+SACCT_FORMAT = (
+    "JobID,JobName,Submit,Start,End,NodeList,AllocTRES,State,Timelimit,ElapsedRaw,ReqTRES,ReqNodes"
+)
 
 
 def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.DataFrame:
@@ -204,9 +239,24 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
     Times become seconds since ``t0`` multiplied by ``speedup`` (back on the trace's clock),
     so the metrics compare with a simulation of the uncompressed slice. Pure.
     """
-    cols: dict[str, list] = {k: [] for k in (
-        "job_id", "submit_time", "start_time", "end_time", "nodes", "node_gpus", "gpus",
-        "num_nodes", "state", "time_limit", "duration", "job_class", "class_source")}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "job_id",
+            "submit_time",
+            "start_time",
+            "end_time",
+            "nodes",
+            "node_gpus",
+            "gpus",
+            "num_nodes",
+            "state",
+            "time_limit",
+            "duration",
+            "job_class",
+            "class_source",
+        )
+    }
     slurm_ids: list[str] = []
     for n, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -227,7 +277,7 @@ def parse_sacct_records(text: str, speedup: float = 1.0, t0: float = 0.0) -> pd.
         per = gpus // len(nodes) if nodes else 0
         lim = parse_duration(limit)
         slurm_ids.append(jid)
-        cols["job_id"].append(name[len(NAME_PREFIX):] if name.startswith(NAME_PREFIX) else jid)
+        cols["job_id"].append(name[len(NAME_PREFIX) :] if name.startswith(NAME_PREFIX) else jid)
         cols["submit_time"].append(clock(sub))
         cols["start_time"].append(clock(start) if nodes else math.nan)
         cols["end_time"].append(clock(end) if nodes else math.nan)
@@ -269,7 +319,7 @@ def _submit(argv: list[str]) -> str:
 def _cancel(ids: Sequence[str]) -> None:
     for i in range(0, len(ids), 200):
         try:
-            run_slurm(["scancel", *ids[i:i + 200]], timeout=60)
+            run_slurm(["scancel", *ids[i : i + 200]], timeout=60)
         except SlurmError as exc:
             log.warning("scancel failed: %s", exc)
 
@@ -279,8 +329,9 @@ def _alive(ids: set[str]) -> set[str]:
     return ids & set(out.split())
 
 
-def read_back(slurm_ids: dict[str, str], speedup: float, t0: float,
-              timeout: float = 60.0) -> pd.DataFrame:
+def read_back(
+    slurm_ids: dict[str, str], speedup: float, t0: float, timeout: float = 60.0
+) -> pd.DataFrame:
     """sacct records of the replayed jobs, waiting until accounting has every one ended."""
     ids = sorted(slurm_ids.values(), key=int)
     env_key = "SLURM_TIME_FORMAT"
@@ -290,12 +341,32 @@ def read_back(slurm_ids: dict[str, str], speedup: float, t0: float,
         deadline = time.monotonic() + timeout
         while True:
             text = "".join(
-                run_slurm(["sacct", "-X", "-P", "-n", f"--format={SACCT_FORMAT}",
-                           "-j", ",".join(ids[i:i + 500])], timeout=120)
-                for i in range(0, len(ids), 500))
+                run_slurm(
+                    [
+                        "sacct",
+                        "-X",
+                        "-P",
+                        "-n",
+                        f"--format={SACCT_FORMAT}",
+                        "-j",
+                        ",".join(ids[i : i + 500]),
+                    ],
+                    timeout=120,
+                )
+                for i in range(0, len(ids), 500)
+            )
             records = parse_sacct_records(text, speedup, t0)
-            ended = records["state"].isin(["COMPLETED", "TIMEOUT", "CANCELLED", "FAILED",
-                                           "NODE_FAIL", "OUT_OF_MEMORY", "PREEMPTED"])
+            ended = records["state"].isin(
+                [
+                    "COMPLETED",
+                    "TIMEOUT",
+                    "CANCELLED",
+                    "FAILED",
+                    "NODE_FAIL",
+                    "OUT_OF_MEMORY",
+                    "PREEMPTED",
+                ]
+            )
             if (len(records) >= len(ids) and ended.all()) or time.monotonic() > deadline:
                 return records
             time.sleep(2)
@@ -331,9 +402,15 @@ def _sigterm_unwinds():
         signal.signal(signal.SIGTERM, old)
 
 
-def replay_trace(jobs: ReplayJobs, *, speedup: float | None = None, timeout: float | None = None,
-                 poll: float = 2.0, on_progress: Callable[[str], None] | None = None,
-                 gres_type: str | None = None) -> ReplayResult:
+def replay_trace(
+    jobs: ReplayJobs,
+    *,
+    speedup: float | None = None,
+    timeout: float | None = None,
+    poll: float = 2.0,
+    on_progress: Callable[[str], None] | None = None,
+    gres_type: str | None = None,
+) -> ReplayResult:
     """Submit every job at its compressed time, wait for all to end, measure.
 
     Ctrl-C (KeyboardInterrupt), SIGTERM (systemd, kill, a CI job's timeout) or ``timeout``
@@ -349,15 +426,17 @@ def replay_trace(jobs: ReplayJobs, *, speedup: float | None = None, timeout: flo
     deadline = wall0 + timeout if timeout else math.inf
     try:
         with _sigterm_unwinds():
-            _submit_and_wait(rows, slurm_ids, failed, wall0, deadline, poll, on_progress,
-                             gres_type)
+            _submit_and_wait(rows, slurm_ids, failed, wall0, deadline, poll, on_progress, gres_type)
     except (KeyboardInterrupt, _Terminated, TimeoutError) as exc:
         why = "SIGTERM" if isinstance(exc, _Terminated) else type(exc).__name__
         log.warning("replay interrupted (%s): cancelling %d submitted jobs", why, len(slurm_ids))
         # A second SIGTERM (systemd repeats it, a user presses twice) must not cut the scancel
         # short and leave jobs queued; SIGKILL still ends everything.
-        old = (signal.signal(signal.SIGTERM, signal.SIG_IGN)
-               if threading.current_thread() is threading.main_thread() else None)
+        old = (
+            signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            if threading.current_thread() is threading.main_thread()
+            else None
+        )
         try:
             _cancel(list(slurm_ids.values()))
         finally:
@@ -366,20 +445,36 @@ def replay_trace(jobs: ReplayJobs, *, speedup: float | None = None, timeout: flo
         if isinstance(exc, KeyboardInterrupt):
             raise
         if isinstance(exc, _Terminated):
-            raise KantError(f"replay stopped by SIGTERM: cancelled the {len(slurm_ids)} jobs it "
-                            "had submitted") from None
+            raise KantError(
+                f"replay stopped by SIGTERM: cancelled the {len(slurm_ids)} jobs it had submitted"
+            ) from None
     wall = time.monotonic() - wall0
     records = read_back(slurm_ids, speedup, t0)
     window = scheduling_window(records) if len(records) else None
     headline, detail, _ = all_metrics(records, jobs.inventory, window)
-    return ReplayResult(records=records, headline=headline, detail=detail,
-                        submitted=len(slurm_ids), failed_submits=failed, wall_s=wall,
-                        speedup=speedup, notes=list(jobs.notes), slurm_ids=slurm_ids)
+    return ReplayResult(
+        records=records,
+        headline=headline,
+        detail=detail,
+        submitted=len(slurm_ids),
+        failed_submits=failed,
+        wall_s=wall,
+        speedup=speedup,
+        notes=list(jobs.notes),
+        slurm_ids=slurm_ids,
+    )
 
 
-def _submit_and_wait(rows, slurm_ids: dict[str, str], failed: list[str], wall0: float,
-                     deadline: float, poll: float,
-                     on_progress: Callable[[str], None] | None, gres_type: str | None) -> None:
+def _submit_and_wait(
+    rows,
+    slurm_ids: dict[str, str],
+    failed: list[str],
+    wall0: float,
+    deadline: float,
+    poll: float,
+    on_progress: Callable[[str], None] | None,
+    gres_type: str | None,
+) -> None:
     """Submit each row at its time (ids into ``slurm_ids`` as they come), then wait for all."""
     for row in rows:
         due = wall0 + float(row["submit_time"])

@@ -70,7 +70,8 @@ class DevClusterSpec:
         if len(types) != self.nodes:
             raise DevClusterError(
                 f"--gpu-types {self.gpu_types!r} names {len(types)} nodes; expected --nodes "
-                f"{self.nodes}")
+                f"{self.nodes}"
+            )
 
     @property
     def node_gpu_types(self) -> list[str]:
@@ -80,11 +81,15 @@ class DevClusterSpec:
         out: list[str] = []
         for item in self.gpu_types.split(","):
             typ, _, count = item.strip().partition(":")
-            if (not typ.replace("_", "").replace("-", "").isalnum() or not count.isdigit()
-                    or int(count) < 1):
+            if (
+                not typ.replace("_", "").replace("-", "").isalnum()
+                or not count.isdigit()
+                or int(count) < 1
+            ):
                 raise DevClusterError(
                     f"--gpu-types {self.gpu_types!r}: expected TYPE:NODES[,TYPE:NODES...] "
-                    f"(e.g. h100:12,a100:4), got {item.strip()!r}")
+                    f"(e.g. h100:12,a100:4), got {item.strip()!r}"
+                )
             out += [typ] * int(count)
         return out
 
@@ -202,8 +207,9 @@ def default_port_base() -> int:
     try:
         return int(raw)
     except ValueError:
-        raise DevClusterError(f"{PORT_BASE_ENV}={raw!r}: expected a port number like "
-                              "16800") from None
+        raise DevClusterError(
+            f"{PORT_BASE_ENV}={raw!r}: expected a port number like 16800"
+        ) from None
 
 
 # --------------------------------------------------------------------------------------------
@@ -295,6 +301,7 @@ def render_configs(
         except jinja2.TemplateError as exc:
             raise DevClusterError(f"template {name}.j2: {exc}") from None
     return out
+
 
 def load_state(paths: DevClusterPaths) -> dict | None:
     """What ``up`` recorded of the running cluster (its spec, root, namespace), None if nothing."""

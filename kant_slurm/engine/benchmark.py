@@ -96,23 +96,33 @@ def time_limit_for(duration: float) -> float:
     return COMMON_LIMITS[-1]
 
 
-def bench_inventory(nodes: int, gpus_per_node: int, leaf_size: int = 16, spine_size: int = 8
-                    ) -> Inventory:
+def bench_inventory(
+    nodes: int, gpus_per_node: int, leaf_size: int = 16, spine_size: int = 8
+) -> Inventory:
     """N nodes x G GPUs, 64 CPUs each, a two-level switch tree, one partition ``gpu``."""
     width = max(4, len(str(nodes)))
     names = [f"n{i:0{width}d}" for i in range(nodes)]
-    leaves = {f"leaf{j}": names[j * leaf_size:(j + 1) * leaf_size]
-              for j in range(math.ceil(nodes / leaf_size))}
+    leaves = {
+        f"leaf{j}": names[j * leaf_size : (j + 1) * leaf_size]
+        for j in range(math.ceil(nodes / leaf_size))
+    }
     leaf_names = list(leaves)
-    spines = {f"spine{k}": leaf_names[k * spine_size:(k + 1) * spine_size]
-              for k in range(math.ceil(len(leaf_names) / spine_size))}
+    spines = {
+        f"spine{k}": leaf_names[k * spine_size : (k + 1) * spine_size]
+        for k in range(math.ceil(len(leaf_names) / spine_size))
+    }
     if len(spines) > 1:
         spines["core"] = list(spines)
     topo = Topology.from_links(leaves, spines, node_order=names)
     return Inventory.build(
-        names, [gpus_per_node] * nodes, [64] * nodes, [512_000] * nodes,
+        names,
+        [gpus_per_node] * nodes,
+        [64] * nodes,
+        [512_000] * nodes,
         gpu_type=["a100"] * nodes,
-        partitions=[Partition("gpu", tuple(names), default=True)], topology=topo)
+        partitions=[Partition("gpu", tuple(names), default=True)],
+        topology=topo,
+    )
 
 
 def _job_shape(gpus: int, g_per_node: int) -> tuple[int, int]:
@@ -144,9 +154,16 @@ def _running_rows(shapes: np.ndarray, rng, running: int | None, fill_gpus: int):
         yield row
 
 
-def bench_snapshot(nodes: int, gpus_per_node: int, pending: int, running: int, seed: int = 0,
-                   shapes: np.ndarray | None = None, now: float = 1_000_000.0,
-                   blocked: bool = False) -> ClusterSnapshot:
+def bench_snapshot(
+    nodes: int,
+    gpus_per_node: int,
+    pending: int,
+    running: int,
+    seed: int = 0,
+    shapes: np.ndarray | None = None,
+    now: float = 1_000_000.0,
+    blocked: bool = False,
+) -> ClusterSnapshot:
     """A snapshot of the requested size with Philly job shapes (seeded).
 
     ``blocked``: the blocked scenario (see ``BLOCKED_FILL``): running jobs fill the cluster
@@ -174,11 +191,22 @@ def bench_snapshot(nodes: int, gpus_per_node: int, pending: int, running: int, s
         placed += nn * gpn
         limit = time_limit_for(dur)
         started = now - rng.uniform(0, min(dur, limit) * 0.9)
-        jobs.append(Job(
-            job_id=str(k + 1), state="RUNNING", num_nodes=nn, gpus_per_node=gpn,
-            submit_time=started - 60.0, start_time=started, time_limit=limit,
-            nodes=tuple(inv.names[i] for i in cand), node_gpus=(gpn,) * nn,
-            user=f"u{k % 50}", account=f"a{k % 7}", job_class="training" if nn > 1 else "batch"))
+        jobs.append(
+            Job(
+                job_id=str(k + 1),
+                state="RUNNING",
+                num_nodes=nn,
+                gpus_per_node=gpn,
+                submit_time=started - 60.0,
+                start_time=started,
+                time_limit=limit,
+                nodes=tuple(inv.names[i] for i in cand),
+                node_gpus=(gpn,) * nn,
+                user=f"u{k % 50}",
+                account=f"a{k % 7}",
+                job_class="training" if nn > 1 else "batch",
+            )
+        )
         order = np.roll(order, -int(rng.integers(1, 7)))
     # Pending ids follow every running id drawn (placed or not).
     first_id = (drawn if blocked else running) + 1
@@ -190,10 +218,19 @@ def bench_snapshot(nodes: int, gpus_per_node: int, pending: int, running: int, s
         if k < gangs:  # a gang of one to four leaves' worth of whole nodes, older than the rest
             nn = min(nodes, int(rng.integers(8, 33)))
             gpn, submit = gpus_per_node, now - 86400.0 - 60.0 * (gangs - k)
-        jobs.append(Job(
-            job_id=str(first_id + k), state="PENDING", num_nodes=nn, gpus_per_node=gpn,
-            submit_time=submit, time_limit=time_limit_for(dur),
-            user=f"u{k % 50}", account=f"a{k % 7}", job_class="training" if nn > 1 else "batch"))
+        jobs.append(
+            Job(
+                job_id=str(first_id + k),
+                state="PENDING",
+                num_nodes=nn,
+                gpus_per_node=gpn,
+                submit_time=submit,
+                time_limit=time_limit_for(dur),
+                user=f"u{k % 50}",
+                account=f"a{k % 7}",
+                job_class="training" if nn > 1 else "batch",
+            )
+        )
     return ClusterSnapshot.idle(inv, jobs, taken_at=now, source="bench")
 
 
@@ -229,8 +266,9 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def time_plan(snapshot: ClusterSnapshot, policy: Policy, cycles: int = 5
-              ) -> tuple[list[float], list[float], Plan]:
+def time_plan(
+    snapshot: ClusterSnapshot, policy: Policy, cycles: int = 5
+) -> tuple[list[float], list[float], Plan]:
     """(wall-clock seconds, CPU seconds, last plan) of ``cycles`` (at least one) full planning
     cycles (the bench's own clock; the engine never reads one)."""
     times: list[float] = []
@@ -246,25 +284,44 @@ def time_plan(snapshot: ClusterSnapshot, policy: Policy, cycles: int = 5
     return times, cpu, plan
 
 
-def run_bench(nodes: int, gpus_per_node: int, pending: int, running: int, policy_name: str = "kant",
-              cycles: int = 5, seed: int = 0, config=None, trace: str | None = None,
-              blocked: bool = False) -> BenchResult:
+def run_bench(
+    nodes: int,
+    gpus_per_node: int,
+    pending: int,
+    running: int,
+    policy_name: str = "kant",
+    cycles: int = 5,
+    seed: int = 0,
+    config=None,
+    trace: str | None = None,
+    blocked: bool = False,
+) -> BenchResult:
     """Build the snapshot, time ``cycles`` plans, report median/max seconds and peak RSS.
     ``blocked``: the blocked scenario (:func:`bench_snapshot`)."""
     from .registry import get_policy
 
     shapes = read_shapes(trace) if trace else None
-    snap = bench_snapshot(nodes, gpus_per_node, pending, running, seed=seed, shapes=shapes,
-                          blocked=blocked)
+    snap = bench_snapshot(
+        nodes, gpus_per_node, pending, running, seed=seed, shapes=shapes, blocked=blocked
+    )
     policy = get_policy(policy_name, config)
     times, cpu, plan = time_plan(snap, policy, cycles)
     gangs = head_gangs(pending) if blocked else 0
     gang_ids = {j.job_id for j in sorted(snap.pending, key=lambda j: j.submit_time)[:gangs]}
     return BenchResult(
-        nodes=nodes, gpus_per_node=gpus_per_node, pending=pending,
-        running=len(snap.running), policy=policy_name, cycles=cycles,
-        median_s=round(statistics.median(times), 4), max_s=round(max(times), 4),
+        nodes=nodes,
+        gpus_per_node=gpus_per_node,
+        pending=pending,
+        running=len(snap.running),
+        policy=policy_name,
+        cycles=cycles,
+        median_s=round(statistics.median(times), 4),
+        max_s=round(max(times), 4),
         median_cpu_s=round(statistics.median(cpu), 4),
-        peak_rss_mb=round(peak_rss_mb(), 1), started=len(plan.starts),
-        reservations=len(plan.reservations), blocked=blocked, head_gangs=gangs,
-        gangs_started=sum(1 for p in plan.starts if p.job_id in gang_ids))
+        peak_rss_mb=round(peak_rss_mb(), 1),
+        started=len(plan.starts),
+        reservations=len(plan.reservations),
+        blocked=blocked,
+        head_gangs=gangs,
+        gangs_started=sum(1 for p in plan.starts if p.job_id in gang_ids),
+    )

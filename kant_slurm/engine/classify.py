@@ -56,8 +56,13 @@ class JobRules:
     @staticmethod
     def from_config(config) -> JobRules:
         p = config.preemption
-        return JobRules(frozenset(p.qos), frozenset(p.partitions), frozenset(p.classes),
-                        float(config.inference.sla), float(p.checkpoint_interval))
+        return JobRules(
+            frozenset(p.qos),
+            frozenset(p.partitions),
+            frozenset(p.classes),
+            float(config.inference.sla),
+            float(p.checkpoint_interval),
+        )
 
     def preemptible(self, job: Job) -> bool:
         """Whether ``job`` may be preempted (inference never)."""
@@ -65,9 +70,11 @@ class JobRules:
             return False
         if job.preemptible:
             return True
-        return bool((job.qos and job.qos in self.preempt_qos)
-                    or job.job_class in self.preempt_classes
-                    or any(p in self.preempt_partitions for p in job.partitions))
+        return bool(
+            (job.qos and job.qos in self.preempt_qos)
+            or job.job_class in self.preempt_classes
+            or any(p in self.preempt_partitions for p in job.partitions)
+        )
 
     def sla_of(self, job: Job) -> float | None:
         """The job's SLA in seconds (inference only; others None)."""

@@ -38,8 +38,7 @@ from .pools import pool_key, pool_mask, room_mask, running_replicas
 log = logging.getLogger(__name__)
 
 
-def lookup_ids(known: np.ndarray, objects: Sequence
-               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lookup_ids(known: np.ndarray, objects: Sequence) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(object ids, position in ``known``, found) for each of ``objects``, ``known`` being a
     sorted array of ``id()``s kept from an earlier cycle: the tables that persist across cycles
     find the jobs they already hold without a dict look-up per job."""
@@ -83,18 +82,22 @@ class RunningTable:
         gpus = None
         if job.nodes:
             try:
-                idx = np.fromiter((index[n] for n in job.nodes), dtype=np.int64,
-                                  count=len(job.nodes))
+                idx = np.fromiter(
+                    (index[n] for n in job.nodes), dtype=np.int64, count=len(job.nodes)
+                )
             except KeyError:
-                log.warning("running job %s on unknown nodes %s: ignored", job.job_id,
-                            job.nodes)
+                log.warning("running job %s on unknown nodes %s: ignored", job.job_id, job.nodes)
                 idx = None
             else:
-                gpus = np.asarray(job.node_gpus or (job.gpus_per_node,) * len(idx),
-                                  dtype=np.int64)
+                gpus = np.asarray(job.node_gpus or (job.gpus_per_node,) * len(idx), dtype=np.int64)
         est, _ = estimate(job)
-        return (np.nan if job.start_time is None else job.start_time, est,
-                np.nan if job.time_limit is None else job.time_limit, idx, gpus)
+        return (
+            np.nan if job.start_time is None else job.start_time,
+            est,
+            np.nan if job.time_limit is None else job.time_limit,
+            idx,
+            gpus,
+        )
 
     @staticmethod
     def _gather(off: np.ndarray, lens: np.ndarray) -> np.ndarray:
@@ -120,8 +123,9 @@ class RunningTable:
         take = self._gather(off[order], lens)
         return end[order], lens, self.pool_idx[take], self.pool_g[take]
 
-    def table(self, running: Sequence[Job], inv, estimate
-              ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def table(
+        self, running: Sequence[Job], inv, estimate
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """The rows of ``running`` in its order: ((start, estimate, limit, pool offset, node
         count) x jobs, pool offsets and node counts as integers); their nodes and GPUs are in
         ``pool_idx`` and ``pool_g``."""
@@ -198,8 +202,7 @@ class LeafAgg:
     and the free/total GPU sums. Kept up to date as jobs start, so that placing a single-node
     job costs O(leaf groups), not O(nodes). Without topology all nodes form one group."""
 
-    def __init__(self, cycle: Cycle, usable: np.ndarray, source: np.ndarray | None = None
-                 ) -> None:
+    def __init__(self, cycle: Cycle, usable: np.ndarray, source: np.ndarray | None = None) -> None:
         inv = cycle.inv
         # What "free" means for this aggregate: the plain free GPUs, or what a job running
         # through every reservation may take (free, capped by every reservation's spare room).
@@ -222,7 +225,7 @@ class LeafAgg:
         self.tot = np.bincount(lu, weights=cycle.total[u], minlength=self.n_leaf)
         order = np.argsort(lu, kind="stable")
         bounds = np.searchsorted(lu[order], np.arange(self.n_leaf + 1))
-        self.nodes_of = [u[order[bounds[i]:bounds[i + 1]]] for i in range(self.n_leaf)]
+        self.nodes_of = [u[order[bounds[i] : bounds[i + 1]]] for i in range(self.n_leaf)]
         with np.errstate(divide="ignore", invalid="ignore"):
             self.score = np.where(self.tot > 0, 1.0 - self.fr / np.maximum(self.tot, 1), 0.0)
         w = cycle.weight[u]
@@ -239,9 +242,9 @@ class LeafAgg:
             a = min(max(a, 0), gmax)
             b = min(max(b, 0), gmax)
             if b < a:
-                cnt_ge[lf, b + 1:a + 1] -= 1
+                cnt_ge[lf, b + 1 : a + 1] -= 1
             elif b > a:
-                cnt_ge[lf, a + 1:b + 1] += 1
+                cnt_ge[lf, a + 1 : b + 1] += 1
             f = float(fr[lf]) - (a - b)
             fr[lf] = f
             t = float(tot[lf])
@@ -275,7 +278,8 @@ class Cycle:
         self.free = np.array(snap.free_gpus, dtype=np.int64)
         self.schedulable = np.asarray(snap.schedulable, dtype=bool)
         self.cpus_free = np.where(self.schedulable, inv.cpus_total - snap.cpus_alloc, 0).astype(
-            np.int64)
+            np.int64
+        )
         self.has_cpus = np.asarray(inv.cpus_total) > 0
         # (nodes that report memory, free MB per node): made when a job asking for memory comes
         self._mem_free: tuple[np.ndarray, np.ndarray] | None = None
@@ -305,8 +309,12 @@ class Cycle:
         """Record that ``gpus`` on nodes ``idx`` come back at ``end``."""
         self._extra.append((end, idx, gpus))
 
-    def load_running(self, running: Sequence[Job], estimate: Callable[[Job], tuple[float, str]],
-                     table: RunningTable | None = None) -> None:
+    def load_running(
+        self,
+        running: Sequence[Job],
+        estimate: Callable[[Job], tuple[float, str]],
+        table: RunningTable | None = None,
+    ) -> None:
         """Expected ends of running jobs into the timeline.
 
         Only a reservation search reads the timeline, so the releases are worked out when the
@@ -331,8 +339,12 @@ class Cycle:
         equal ends in the order of ``snapshot.running``."""
         if self._base_ev is None:
             if self._running is None:
-                self._base_ev = (np.empty(0), np.empty(0, np.int64), np.empty(0, np.int64),
-                                 np.empty(0, np.int64))
+                self._base_ev = (
+                    np.empty(0),
+                    np.empty(0, np.int64),
+                    np.empty(0, np.int64),
+                    np.empty(0, np.int64),
+                )
             else:
                 running, estimate, table = self._running
                 self._base_ev = table.releases(running, self.inv, estimate, self.now)
@@ -376,8 +388,10 @@ class Cycle:
         if self.cur_limited or self.cur_usable is None:
             m = (avail >= 0) & (gidx >= 0)
             g = gidx[m]
-            return (np.bincount(g, weights=avail[m], minlength=len(names)),
-                    np.bincount(g, weights=self.total[m], minlength=len(names)))
+            return (
+                np.bincount(g, weights=avail[m], minlength=len(names)),
+                np.bincount(g, weights=self.total[m], minlength=len(names)),
+            )
         key = (id(self.cur_usable), level)
         entry = self._gsum.get(key)
         if entry is None:
@@ -467,8 +481,10 @@ class Cycle:
         """(nodes that report memory, free MB per node after this cycle's starts)."""
         if self._mem_free is None:
             mem = np.asarray(self.inv.memory_mb, dtype=np.int64)
-            self._mem_free = (mem > 0, mem - np.asarray(self.snapshot.memory_alloc_mb,
-                                                         dtype=np.int64))
+            self._mem_free = (
+                mem > 0,
+                mem - np.asarray(self.snapshot.memory_alloc_mb, dtype=np.int64),
+            )
         return self._mem_free
 
     def _remember_failure(self, key: tuple, end: float) -> None:
@@ -543,11 +559,12 @@ class Cycle:
         key = self.shape_key(job)
         size = self._pool_size.get(id(usable))
         if size is None:  # (usable nodes, their GPUs): per mask object, fixed in a cycle
-            size = self._pool_size[id(usable)] = (int(usable.sum()),
-                                                  int(np.sum(self.total[usable])))
+            size = self._pool_size[id(usable)] = (
+                int(usable.sum()),
+                int(np.sum(self.total[usable])),
+            )
         if size[1] < need or size[0] < job.num_nodes:
-            reason = (f"can never fit: its pool has {size[0]} usable nodes with "
-                      f"{size[1]} GPUs")
+            reason = f"can never fit: its pool has {size[0]} usable nodes with {size[1]} GPUs"
             self.res_memo[key] = (0.0, None, reason)  # the same for every job of this shape
             self.res_fail[key] = (0.0, reason)
             return None, reason
@@ -566,11 +583,20 @@ class Cycle:
                     t_min = r_start
         n_times = self.n_events + len(self.reservations)
         got = None
-        if (self.single_fast and self.whole_node_reservations and job.num_nodes == 1
-                and job.gpus_per_node >= 1):
-            got = self._earliest_single(job, runtime, select, usable, t_min,
-                                        "no start found: not enough capacity frees up when "
-                                        "running jobs end")
+        if (
+            self.single_fast
+            and self.whole_node_reservations
+            and job.num_nodes == 1
+            and job.gpus_per_node >= 1
+        ):
+            got = self._earliest_single(
+                job,
+                runtime,
+                select,
+                usable,
+                t_min,
+                "no start found: not enough capacity frees up when running jobs end",
+            )
         if got is not None:
             res, reason = got
         elif n_times * len(self.free) <= self.MATRIX_CELLS:
@@ -619,8 +645,11 @@ class Cycle:
             order = np.argsort(ev_t, kind="stable")
             if (order != np.arange(order.size)).any():
                 off = np.concatenate(([0], np.cumsum(lens)))
-                take = np.concatenate([np.arange(off[i], off[i + 1]) for i in order.tolist()]) \
-                    if idx.size else idx
+                take = (
+                    np.concatenate([np.arange(off[i], off[i + 1]) for i in order.tolist()])
+                    if idx.size
+                    else idx
+                )
                 ev_t, lens, idx, gpus = ev_t[order], lens[order], idx[take], gpus[take]
         arrays = (ev_t, lens, idx.astype(np.int64, copy=False), gpus.astype(float))
         self._ev_cache = (key, arrays)
@@ -639,8 +668,9 @@ class Cycle:
         ev_times = np.unique(ev_t)
         T = ev_times.size + 1
         cols = np.searchsorted(ev_times, ev_t) + 1
-        delta = np.bincount(ev_idx * T + np.repeat(cols, ev_lens), weights=ev_g,
-                            minlength=n * T).reshape(n, T)
+        delta = np.bincount(
+            ev_idx * T + np.repeat(cols, ev_lens), weights=ev_g, minlength=n * T
+        ).reshape(n, T)
         free_ev = np.cumsum(delta, axis=1).astype(np.int64) + self.free[:, None]
         self._free_cache = (key, (ev_times, free_ev))
         return ev_times, free_ev
@@ -672,8 +702,9 @@ class Cycle:
         ev_t, ev_lens, ev_idx, ev_g = self._event_arrays()
         k = int(np.searchsorted(ev_t, t, side="right"))
         m = int(ev_lens[:k].sum())
-        return self.free + np.bincount(ev_idx[:m], weights=ev_g[:m],
-                                       minlength=len(self.free)).astype(np.int64)
+        return self.free + np.bincount(
+            ev_idx[:m], weights=ev_g[:m], minlength=len(self.free)
+        ).astype(np.int64)
 
     def _res_arrays(self):
         """Reservations as flat arrays: starts, ends, node counts, node indices, GPUs (views of
@@ -683,8 +714,15 @@ class Cycle:
         # [reservations, nodes, starts, ends, node counts, node indices, GPUs]
         buf: list[Any] | None = getattr(self, "_res_buf", None)
         if buf is None or buf[0] > key:
-            buf = [0, 0, np.empty(16), np.empty(16), np.empty(16, np.int64),
-                   np.empty(64, np.int64), np.empty(64)]
+            buf = [
+                0,
+                0,
+                np.empty(16),
+                np.empty(16),
+                np.empty(16, np.int64),
+                np.empty(64, np.int64),
+                np.empty(64),
+            ]
             self._res_buf = buf
         k, m = buf[0], buf[1]
         if k < key:
@@ -705,8 +743,8 @@ class Cycle:
             for r in new:
                 ln = len(r.idx)
                 buf[2][k], buf[3][k], buf[4][k] = r.start, r.end, ln
-                buf[5][m:m + ln] = r.idx
-                buf[6][m:m + ln] = r.gpus
+                buf[5][m : m + ln] = r.idx
+                buf[6][m : m + ln] = r.gpus
                 k += 1
                 m += ln
             buf[0], buf[1] = k, m
@@ -729,8 +767,9 @@ class Cycle:
         row[:] = spare
         return row
 
-    def _profile(self, job: Job, runtime: float, select: Selector, usable: np.ndarray,
-                 t_min: float) -> tuple[_Res | None, str]:
+    def _profile(
+        self, job: Job, runtime: float, select: Selector, usable: np.ndarray, t_min: float
+    ) -> tuple[_Res | None, str]:
         """The reservation search on a (times x nodes) availability matrix: what is free at
         each candidate time (cumulated releases) minus the holds of reservations overlapping
         the window starting then. Same answer as :meth:`_sweep`, in a few array operations.
@@ -742,8 +781,11 @@ class Cycle:
         ev_times, free_ev = self._free_profile()
         r_end = self._res_arrays()[1]
         lo_t = t_min if np.isfinite(t_min) else -np.inf
-        times = np.unique(np.concatenate([ev_times[ev_times >= lo_t],
-                                          r_end[(r_end > self.now) & (r_end >= lo_t)]]))
+        times = np.unique(
+            np.concatenate(
+                [ev_times[ev_times >= lo_t], r_end[(r_end > self.now) & (r_end >= lo_t)]]
+            )
+        )
         if times.size == 0:
             return None, no_start
         window_end = None if self.reservation_window is None else self.now + self.reservation_window
@@ -755,20 +797,21 @@ class Cycle:
         # each column depends on its own time only.
         lo_c, size = 0, self.PROFILE_CHUNK
         while lo_c < times.size:
-            chunk = times[lo_c:lo_c + size]
+            chunk = times[lo_c : lo_c + size]
             lo_c += size
             size *= 4
             avail_t, starts, ends = self._avail_matrix(job, runtime, usable, chunk)
-            ok = (np.count_nonzero((avail_t >= job.gpus_per_node) & usable[:, None], axis=0)
-                  >= job.num_nodes)
+            ok = (
+                np.count_nonzero((avail_t >= job.gpus_per_node) & usable[:, None], axis=0)
+                >= job.num_nodes
+            )
             for row in np.flatnonzero(ok).tolist():
                 col_all = np.ascontiguousarray(avail_t[:, row])
                 choice = select(self, job, np.where(usable, col_all, -1))
                 if choice is None:
                     continue
                 # The spare room counts every node, also those outside the job's pool.
-                return self._record(job, float(starts[row]), float(ends[row]), choice,
-                                    col_all), ""
+                return self._record(job, float(starts[row]), float(ends[row]), choice, col_all), ""
         if late is None:
             return None, no_start
         window = f"no start found inside the backfill window ({self.reservation_window:.0f} s)"
@@ -778,13 +821,22 @@ class Cycle:
             if chunk.size == 0:
                 continue
             avail_t, _, _ = self._avail_matrix(job, runtime, usable, chunk)
-            if (np.count_nonzero((avail_t >= job.gpus_per_node) & usable[:, None], axis=0)
-                    >= job.num_nodes).any():
+            if (
+                np.count_nonzero((avail_t >= job.gpus_per_node) & usable[:, None], axis=0)
+                >= job.num_nodes
+            ).any():
                 return None, window
         return None, no_start
 
-    def _earliest_single(self, job: Job, runtime: float, select: Selector, usable: np.ndarray,
-                         t_min: float, no_start: str) -> tuple[_Res | None, str] | None:
+    def _earliest_single(
+        self,
+        job: Job,
+        runtime: float,
+        select: Selector,
+        usable: np.ndarray,
+        t_min: float,
+        no_start: str,
+    ) -> tuple[_Res | None, str] | None:
         """:meth:`_profile` for a one-node job under whole-node reservations (Slurm's
         node_space), without the (times x nodes) matrix: per node, the first candidate time at
         which it has the GPUs (free GPUs only grow over the profile), pushed past the end of
@@ -814,8 +866,13 @@ class Cycle:
         if pk is None or pk[0] != len(self.reservations):
             r_start, r_end, r_lens, r_idx, _ = self._res_arrays()
             ends = np.sort(r_end[r_end > now])
-            pk = self._pairs = (len(self.reservations), r_idx, np.repeat(r_start, r_lens),
-                                np.repeat(r_end, r_lens), ends)
+            pk = self._pairs = (
+                len(self.reservations),
+                r_idx,
+                np.repeat(r_start, r_lens),
+                np.repeat(r_end, r_lens),
+                ends,
+            )
         _, p_node, p_s, p_e, res_ends = pk
         k = int(np.searchsorted(res_ends, lo, side="left"))
         if k < res_ends.size and res_ends[k] < c0:
@@ -834,8 +891,9 @@ class Cycle:
             return None, no_start
         window_end = None if self.reservation_window is None else now + self.reservation_window
         if window_end is not None and t > window_end:
-            return None, (f"no start found inside the backfill window "
-                          f"({self.reservation_window:.0f} s)")
+            return None, (
+                f"no start found inside the backfill window ({self.reservation_window:.0f} s)"
+            )
         start = max(t, now)
         end = start + runtime
         held = np.zeros(len(self.free), dtype=bool)
@@ -847,8 +905,9 @@ class Cycle:
             return None
         return self._record(job, float(start), float(end), choice, col_all), ""
 
-    def _avail_matrix(self, job: Job, runtime: float, usable: np.ndarray, times: np.ndarray
-                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _avail_matrix(
+        self, job: Job, runtime: float, usable: np.ndarray, times: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(nodes x times available GPUs for a job starting at each time and running
         ``runtime``, on every node: the caller masks ``usable``; the starts; the ends)."""
         n = len(self.free)
@@ -866,9 +925,9 @@ class Cycle:
             keep = np.repeat(lo < hi, r_lens)
             w = (np.ones(r_idx.size) if whole else r_g)[keep]
             nodes = r_idx[keep] * (T + 1)
-            hd = (np.bincount(nodes + np.repeat(lo, r_lens)[keep], weights=w, minlength=n * (T + 1))
-                  - np.bincount(nodes + np.repeat(hi, r_lens)[keep], weights=w,
-                                minlength=n * (T + 1)))
+            hd = np.bincount(
+                nodes + np.repeat(lo, r_lens)[keep], weights=w, minlength=n * (T + 1)
+            ) - np.bincount(nodes + np.repeat(hi, r_lens)[keep], weights=w, minlength=n * (T + 1))
             held = np.cumsum(hd.reshape(n, T + 1)[:, :T], axis=1)
             if whole:
                 avail_t = np.where(held > 0.5, 0, free_t)
@@ -879,8 +938,9 @@ class Cycle:
         np.minimum(avail_t, self.total[:, None], out=avail_t)
         return avail_t, starts, ends
 
-    def _record(self, job: Job, start: float, end: float, choice: Choice,
-                avail_now: np.ndarray) -> _Res:
+    def _record(
+        self, job: Job, start: float, end: float, choice: Choice, avail_now: np.ndarray
+    ) -> _Res:
         """Keep a reservation: its spare room, and less room for overlapping earlier ones."""
         whole = self.whole_node_reservations
         if whole and avail_now.dtype == np.int64 and (avail_now >= 0).all():
@@ -910,8 +970,15 @@ class Cycle:
         self.last_reservation_choice = choice
         return res
 
-    def _sweep(self, job: Job, runtime: float, select: Selector, usable: np.ndarray, need: int,
-               t_min: float) -> tuple[_Res | None, str]:
+    def _sweep(
+        self,
+        job: Job,
+        runtime: float,
+        select: Selector,
+        usable: np.ndarray,
+        need: int,
+        t_min: float,
+    ) -> tuple[_Res | None, str]:
         n = len(self.free)
         whole = self.whole_node_reservations
         F = self.free.copy()
@@ -944,8 +1011,9 @@ class Cycle:
             if t < t_min:
                 continue
             if window_end is not None and t > window_end:
-                return None, (f"no start found inside the backfill window "
-                              f"({self.reservation_window:.0f} s)")
+                return None, (
+                    f"no start found inside the backfill window ({self.reservation_window:.0f} s)"
+                )
             start = max(t, self.now)
             end = start + runtime
             while si < len(by_start) and rs[by_start[si]].start < end:
@@ -993,8 +1061,16 @@ def shape_key(job: Job) -> tuple:
     """Everything about a job that decides whether and where it fits (its "shape"): jobs with
     equal keys see the same nodes and ask for the same room, so within one cycle a shape that
     failed to start fails again for every job of that shape running at least as long."""
-    return (pool_key(job), job.job_class, job.num_nodes, job.gpus_per_node,
-            job.cpus_per_node, job.service, job.max_per_node, job.exclusive)
+    return (
+        pool_key(job),
+        job.job_class,
+        job.num_nodes,
+        job.gpus_per_node,
+        job.cpus_per_node,
+        job.service,
+        job.max_per_node,
+        job.exclusive,
+    )
 
 
 def describe_nodes(names: Sequence[str], gpus: Sequence[int]) -> str:

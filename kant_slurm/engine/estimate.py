@@ -33,8 +33,12 @@ class HistoryEstimator:
     estimates: Mapping[tuple[str, str, str], float] = field(default_factory=dict)
 
     @staticmethod
-    def from_records(records: Iterable[Mapping[str, Any]], min_samples: int = 3,
-                     quantile: float = 0.9, margin: float = 1.1) -> HistoryEstimator:
+    def from_records(
+        records: Iterable[Mapping[str, Any]],
+        min_samples: int = 3,
+        quantile: float = 0.9,
+        margin: float = 1.1,
+    ) -> HistoryEstimator:
         """``records``: mappings with ``user``, ``account``, ``name`` and ``runtime`` seconds
         (``elapsed`` is accepted as a synonym). Records without a runtime are skipped."""
         runs: dict[tuple[str, str, str], list[float]] = defaultdict(list)
@@ -48,8 +52,9 @@ class HistoryEstimator:
                 continue
             if not math.isfinite(rt) or rt < 0:
                 continue
-            runs[history_key(rec.get("user", ""), rec.get("account", ""),
-                             rec.get("name", ""))].append(rt)
+            runs[
+                history_key(rec.get("user", ""), rec.get("account", ""), rec.get("name", ""))
+            ].append(rt)
         out = {}
         for key, vals in runs.items():
             if len(vals) >= min_samples:
@@ -57,17 +62,21 @@ class HistoryEstimator:
         return HistoryEstimator(out)
 
     @staticmethod
-    def from_table(table, min_samples: int = 3, quantile: float = 0.9, margin: float = 1.1
-                   ) -> HistoryEstimator:
+    def from_table(
+        table, min_samples: int = 3, quantile: float = 0.9, margin: float = 1.1
+    ) -> HistoryEstimator:
         """From a job-record table (:mod:`kant_slurm.metrics.records`): finished rows with a
         ``duration``. Tables without a ``name`` column key by user and account only."""
         if table is None or len(table) == 0:
             return HistoryEstimator({})
         done = table[table["duration"].notna()] if "duration" in table else table.iloc[:0]
         names = done["name"] if "name" in done else [""] * len(done)
-        recs = ({"user": u, "account": a, "name": nm, "runtime": d}
-                for u, a, nm, d in zip(done["user"], done["account"], names, done["duration"],
-                                       strict=True))
+        recs = (
+            {"user": u, "account": a, "name": nm, "runtime": d}
+            for u, a, nm, d in zip(
+                done["user"], done["account"], names, done["duration"], strict=True
+            )
+        )
         return HistoryEstimator.from_records(recs, min_samples, quantile, margin)
 
     def get(self, job: Job) -> float | None:
@@ -79,9 +88,14 @@ class HistoryEstimator:
         return est
 
 
-def runtime_estimate(job: Job, *, use_user: bool = True, history: HistoryEstimator | None = None,
-                     unlimited: float = 365 * 86400.0, limit_only: bool = False
-                     ) -> tuple[float, str]:
+def runtime_estimate(
+    job: Job,
+    *,
+    use_user: bool = True,
+    history: HistoryEstimator | None = None,
+    unlimited: float = 365 * 86400.0,
+    limit_only: bool = False,
+) -> tuple[float, str]:
     """(seconds, source) the engine assumes ``job`` runs, capped by its time limit.
 
     ``limit_only`` is Slurm's view: the time limit, nothing else.

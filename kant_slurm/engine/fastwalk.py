@@ -86,14 +86,20 @@ def start_warm_up() -> None:
         # The child imports this very file (numba's cache is per source file), wherever
         # this process found it.
         root = str(Path(__file__).resolve().parents[2])
-        code = ("import sys; sys.path.insert(0, sys.argv[1]); "
-                "from kant_slurm.engine import fastwalk; fastwalk._warm_up()")
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1]); "
+            "from kant_slurm.engine import fastwalk; fastwalk._warm_up()"
+        )
         _state["proc"] = subprocess.Popen(
             [sys.executable, "-c", code, root],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
     except OSError as e:  # no child processes here: compile on first use instead
-        log.warning("cannot start the compile of the walk in a child process (%s); "
-                    "compiling here", e)
+        log.warning(
+            "cannot start the compile of the walk in a child process (%s); compiling here", e
+        )
         prepare()
 
 
@@ -125,11 +131,14 @@ def ready() -> bool:
     if proc is None or _state["broken"] or proc.poll() is None:
         return False
     if proc.returncode != 0:
-        err = proc.stderr.read().decode(errors="replace").strip().splitlines() \
-            if proc.stderr else []
+        err = (
+            proc.stderr.read().decode(errors="replace").strip().splitlines() if proc.stderr else []
+        )
         _state["broken"] = True
-        log.warning("compiling the walk failed (%s); the Python walk is used",
-                    err[-1] if err else f"exit {proc.returncode}")
+        log.warning(
+            "compiling the walk failed (%s); the Python walk is used",
+            err[-1] if err else f"exit {proc.returncode}",
+        )
         return False
     return prepare()
 
@@ -162,31 +171,102 @@ def _b1(a):
     return _as(a, np.bool_)
 
 
-def run(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks, shape_nn,
-        shape_g, shape_mask, shape_kind, est, elig, shape, run_rows, run_off, run_len,
-        pool_idx, pool_g, k_max, depth, strict, whole, window_end):
+def run(
+    now,
+    free,
+    total,
+    weight,
+    cpus_free,
+    has_cpus,
+    levels,
+    n_groups,
+    masks,
+    shape_nn,
+    shape_g,
+    shape_mask,
+    shape_kind,
+    est,
+    elig,
+    shape,
+    run_rows,
+    run_off,
+    run_len,
+    pool_idx,
+    pool_g,
+    k_max,
+    depth,
+    strict,
+    whole,
+    window_end,
+):
     """:func:`walk` with every argument in the one type it is compiled for (``free`` must
     already be a writable int64 array: the starts are taken from it in place)."""
     if free.dtype != np.int64 or not free.flags.c_contiguous or not free.flags.writeable:
         raise TypeError("free must be a writable, contiguous int64 array")
-    return walk(float(now), free, _i64(total), _i64(weight), _i64(cpus_free), _b1(has_cpus),
-                _i64(levels), _i64(n_groups), _b1(masks), _i64(shape_nn), _i64(shape_g),
-                _i64(shape_mask), _i64(shape_kind), _f64(est), _f64(elig), _i64(shape),
-                _f64(run_rows[0]), _f64(run_rows[1]), _f64(run_rows[2]), _i64(run_off),
-                _i64(run_len), _i64(pool_idx), _i64(pool_g), int(k_max), int(depth), bool(strict),
-                bool(whole), float(window_end))
+    return walk(
+        float(now),
+        free,
+        _i64(total),
+        _i64(weight),
+        _i64(cpus_free),
+        _b1(has_cpus),
+        _i64(levels),
+        _i64(n_groups),
+        _b1(masks),
+        _i64(shape_nn),
+        _i64(shape_g),
+        _i64(shape_mask),
+        _i64(shape_kind),
+        _f64(est),
+        _f64(elig),
+        _i64(shape),
+        _f64(run_rows[0]),
+        _f64(run_rows[1]),
+        _f64(run_rows[2]),
+        _i64(run_off),
+        _i64(run_len),
+        _i64(pool_idx),
+        _i64(pool_g),
+        int(k_max),
+        int(depth),
+        bool(strict),
+        bool(whole),
+        float(window_end),
+    )
 
 
 def _warm_up() -> None:
     """One tiny cycle through :func:`run`: compiles the walk, or loads it from the cache."""
     n = 2
     ones = np.ones(n, dtype=np.int64)
-    run(0.0, np.full(n, 4, dtype=np.int64), ones * 4, ones, ones, np.ones(n, dtype=bool),
-        np.zeros((1, n), dtype=np.int64), np.ones(1, dtype=np.int64),
-        np.ones((1, n), dtype=bool), np.ones(1), np.ones(1), np.zeros(1), np.ones(1),
-        np.array([60.0, 60.0]), np.array([np.nan, np.nan]), np.zeros(2),
-        np.array([[0.0], [30.0], [np.nan], [0.0], [1.0]]), np.zeros(1), np.ones(1),
-        np.zeros(1), np.array([4]), 8, 0, False, True, np.inf)
+    run(
+        0.0,
+        np.full(n, 4, dtype=np.int64),
+        ones * 4,
+        ones,
+        ones,
+        np.ones(n, dtype=bool),
+        np.zeros((1, n), dtype=np.int64),
+        np.ones(1, dtype=np.int64),
+        np.ones((1, n), dtype=bool),
+        np.ones(1),
+        np.ones(1),
+        np.zeros(1),
+        np.ones(1),
+        np.array([60.0, 60.0]),
+        np.array([np.nan, np.nan]),
+        np.zeros(2),
+        np.array([[0.0], [30.0], [np.nan], [0.0], [1.0]]),
+        np.zeros(1),
+        np.ones(1),
+        np.zeros(1),
+        np.array([4]),
+        8,
+        0,
+        False,
+        True,
+        np.inf,
+    )
 
 
 # ------------------------------------------------------------------------------ selectors
@@ -574,7 +654,7 @@ def _grow(a, need):
     if need <= a.size:
         return a
     b = np.empty(max(need, 2 * a.size), dtype=a.dtype)
-    b[:a.size] = a
+    b[: a.size] = a
     return b
 
 
@@ -716,9 +796,41 @@ def _held_avail(free, held, total, whole):
 
 
 @_jit
-def _search(now, runtime, t_min, nn, g, kind, mask, free, total, weight, cpus_free, has_cpus,
-            levels, n_groups, n_res, r_start, r_end, r_off, r_idx, r_gpn, by_start, by_end,
-            whole, window_end, m_t, m_off, m_idx, m_g, m_times, F, hold, avail, out):
+def _search(
+    now,
+    runtime,
+    t_min,
+    nn,
+    g,
+    kind,
+    mask,
+    free,
+    total,
+    weight,
+    cpus_free,
+    has_cpus,
+    levels,
+    n_groups,
+    n_res,
+    r_start,
+    r_end,
+    r_off,
+    r_idx,
+    r_gpn,
+    by_start,
+    by_end,
+    whole,
+    window_end,
+    m_t,
+    m_off,
+    m_idx,
+    m_g,
+    m_times,
+    F,
+    hold,
+    avail,
+    out,
+):
     """Cycle._profile: the earliest candidate time whose availability the selector accepts.
     Returns (found, start, end, nodes chosen); the choice is in ``out`` and the availability
     at that time on every node (the spare room to record) in ``avail``."""
@@ -803,8 +915,9 @@ def _search(now, runtime, t_min, nn, g, kind, mask, free, total, weight, cpus_fr
                 cnt += 1
         if cnt < nn:
             continue
-        c, grp, lvl = _select(kind, avail, nn, g, total, weight, cpus_free, has_cpus, levels,
-                              n_groups, out)
+        c, grp, lvl = _select(
+            kind, avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out
+        )
         if c > 0:
             # The spare room to record counts every node, also those outside the pool.
             for i in range(n):
@@ -815,10 +928,36 @@ def _search(now, runtime, t_min, nn, g, kind, mask, free, total, weight, cpus_fr
 
 
 @_jit
-def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
-         shape_nn, shape_g, shape_mask, shape_kind, est, elig, shape,
-         run_start, run_est, run_limit, run_off, run_len, pool_idx, pool_g,
-         k_max, depth, strict, whole, window_end):
+def walk(
+    now,
+    free,
+    total,
+    weight,
+    cpus_free,
+    has_cpus,
+    levels,
+    n_groups,
+    masks,
+    shape_nn,
+    shape_g,
+    shape_mask,
+    shape_kind,
+    est,
+    elig,
+    shape,
+    run_start,
+    run_est,
+    run_limit,
+    run_off,
+    run_len,
+    pool_idx,
+    pool_g,
+    k_max,
+    depth,
+    strict,
+    whole,
+    window_end,
+):
     """One cycle's walk over the queue (``est``, ``elig``, ``shape`` in queue order). ``free``
     is updated in place by the starts. Returns (start ranks, start node offsets, start nodes,
     start groups, start levels, backfilled flags, reservation ranks, reservation starts,
@@ -918,8 +1057,19 @@ def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
                         for i in range(n):
                             if avail[i] > spare[r, i]:
                                 avail[i] = spare[r, i]
-                c, grp, lvl = _select(shape_kind[s], avail, nn, g, total, weight, cpus_free,
-                                      has_cpus, levels, n_groups, out)
+                c, grp, lvl = _select(
+                    shape_kind[s],
+                    avail,
+                    nn,
+                    g,
+                    total,
+                    weight,
+                    cpus_free,
+                    has_cpus,
+                    levels,
+                    n_groups,
+                    out,
+                )
                 if c == 0:
                     fail_end[s] = end
             if c == 0 or dq_head == dq_tail:
@@ -951,17 +1101,49 @@ def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
                         t_min = ok_start[k]
                 if not have_base:
                     ev_t, ev_lens, ev_idx, ev_g = _base_releases(
-                        now, run_start, run_est, run_limit, run_off, run_len, pool_idx, pool_g)
+                        now, run_start, run_est, run_limit, run_off, run_len, pool_idx, pool_g
+                    )
                     have_base = True
                 if merged_for != n_x:
                     m_t, m_off, m_idx, m_g, m_times = _merge_releases(
-                        ev_t, ev_lens, ev_idx, ev_g, n_x, x_t, x_off, x_idx, x_g)
+                        ev_t, ev_lens, ev_idx, ev_g, n_x, x_t, x_off, x_idx, x_g
+                    )
                     merged_for = n_x
                 found, r_st, r_en, rc = _search(
-                    now, rt, t_min, q_nn, q_g, shape_kind[q_s], masks[q_mk], free, total,
-                    weight, cpus_free, has_cpus, levels, n_groups, n_res, r_start, r_end,
-                    r_off, r_idx, r_gpn, by_start, by_end, whole, window_end, m_t, m_off,
-                    m_idx, m_g, m_times, F, hold, avail, out)
+                    now,
+                    rt,
+                    t_min,
+                    q_nn,
+                    q_g,
+                    shape_kind[q_s],
+                    masks[q_mk],
+                    free,
+                    total,
+                    weight,
+                    cpus_free,
+                    has_cpus,
+                    levels,
+                    n_groups,
+                    n_res,
+                    r_start,
+                    r_end,
+                    r_off,
+                    r_idx,
+                    r_gpn,
+                    by_start,
+                    by_end,
+                    whole,
+                    window_end,
+                    m_t,
+                    m_off,
+                    m_idx,
+                    m_g,
+                    m_times,
+                    F,
+                    hold,
+                    avail,
+                    out,
+                )
                 if not found:
                     res_fail[q_s] = rt
                     break
@@ -1062,7 +1244,16 @@ def walk(now, free, total, weight, cpus_free, has_cpus, levels, n_groups, masks,
         # Blocked: its reservation is worked out when a later job could start (defer), or now.
         dq[dq_tail] = rank
         dq_tail += 1
-    return (s_rank[:n_s].copy(), s_off[:n_s + 1].copy(), s_idx[:s_off[n_s]].copy(),
-            s_group[:n_s].copy(), s_level[:n_s].copy(), s_bf[:n_s].copy(),
-            r_rank[:n_res].copy(), r_start[:n_res].copy(), r_end[:n_res].copy(),
-            r_off[:n_res + 1].copy(), r_idx[:r_off[n_res]].copy())
+    return (
+        s_rank[:n_s].copy(),
+        s_off[: n_s + 1].copy(),
+        s_idx[: s_off[n_s]].copy(),
+        s_group[:n_s].copy(),
+        s_level[:n_s].copy(),
+        s_bf[:n_s].copy(),
+        r_rank[:n_res].copy(),
+        r_start[:n_res].copy(),
+        r_end[:n_res].copy(),
+        r_off[: n_res + 1].copy(),
+        r_idx[: r_off[n_res]].copy(),
+    )

@@ -94,8 +94,7 @@ import numpy as np
 
 from ..model import ClusterSnapshot, Job
 from . import fastwalk, scoring
-from .cycle import (Choice, Cycle, RunningTable, Selector, describe_nodes, lookup_ids,
-                    shape_key)
+from .cycle import Choice, Cycle, RunningTable, Selector, describe_nodes, lookup_ids, shape_key
 from .estimate import HistoryEstimator, runtime_estimate
 from .plan import Placement, Plan, QueueEntry, Reservation
 from .pools import has_room_rules, job_has_room_rules, pool_key, pool_mask, zone_mask
@@ -154,8 +153,9 @@ class _QueuePolicy:
         return self
 
     # -- hooks -------------------------------------------------------------------------
-    def order(self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float,
-              ctx: dict) -> list[tuple[Job, dict[str, Any]]]:
+    def order(
+        self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float, ctx: dict
+    ) -> list[tuple[Job, dict[str, Any]]]:
         raise NotImplementedError
 
     def selector(self, job: Job, ctx: dict) -> Selector:
@@ -185,8 +185,13 @@ class _QueuePolicy:
 
     def estimate(self, job: Job) -> tuple[float, str]:
         est = self.config.estimator
-        return runtime_estimate(job, use_user=est.use_user_estimate, history=self.history,
-                                unlimited=est.unlimited_runtime, limit_only=self.limit_only)
+        return runtime_estimate(
+            job,
+            use_user=est.use_user_estimate,
+            history=self.history,
+            unlimited=est.unlimited_runtime,
+            limit_only=self.limit_only,
+        )
 
     # -- fast queue order --------------------------------------------------------------
     fast = True
@@ -208,8 +213,7 @@ class _QueuePolicy:
         """The order factors shown for a job (as :meth:`order` gives them)."""
         raise NotImplementedError
 
-    def _fast_order(self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float,
-                    ctx: dict):
+    def _fast_order(self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float, ctx: dict):
         """(jobs, runtime estimates, estimate sources (lists), eligible times, shape ids,
         estimates (arrays)), all in queue order, or None when the static order does not
         apply."""
@@ -249,8 +253,11 @@ class _QueuePolicy:
                         run = perm[a:b].tolist()
                         run.sort(key=idkeys.__getitem__)
                         perm[a:b] = run
-        jobs = list(operator.itemgetter(*perm.tolist())(pending)) if perm.size > 1 else \
-            [pending[i] for i in perm.tolist()]
+        jobs = (
+            list(operator.itemgetter(*perm.tolist())(pending))
+            if perm.size > 1
+            else [pending[i] for i in perm.tolist()]
+        )
         est = est[perm]
         return jobs, est.tolist(), src[perm].tolist(), elig[perm], shape[perm], est
 
@@ -259,15 +266,18 @@ class _QueuePolicy:
         queue kept across cycles is in order (kant: only while no job waits to be eligible)."""
         return True
 
-    def _kept_order(self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float,
-                    token):
+    def _kept_order(self, pending: Sequence[Job], snapshot: ClusterSnapshot, now: float, token):
         """:meth:`_fast_order` from the queue kept across cycles (:class:`_SortedQueue`),
         updated from the snapshot's change log; None when that does not apply."""
         assert snapshot.pending_changes is not None  # _fast_order calls it only then
         log, upto = snapshot.pending_changes
         q = self._queue
-        if (q is None or q.token[0] is not token[0] or q.token[1] is not token[1]
-                or q.log is not log):
+        if (
+            q is None
+            or q.token[0] is not token[0]
+            or q.token[1] is not token[1]
+            or q.log is not log
+        ):
             q = self._queue = _SortedQueue(token, log)
         if not q.update(pending, upto, lambda j: self._static_row(j, snapshot)):
             return None
@@ -285,10 +295,15 @@ class _QueuePolicy:
             return None
         est, src = self.estimate(job)
         jid = job.job_id
-        return (keys, est, src,
-                job.eligible_time if job.eligible_time is not None else np.nan,
-                _shape_id(shape_key(job)), scoring._id_key(jid),
-                float(jid) if jid.isascii() and jid.isdigit() and len(jid) < 16 else np.nan)
+        return (
+            keys,
+            est,
+            src,
+            job.eligible_time if job.eligible_time is not None else np.nan,
+            _shape_id(shape_key(job)),
+            scoring._id_key(jid),
+            float(jid) if jid.isascii() and jid.isdigit() and len(jid) < 16 else np.nan,
+        )
 
     # -- the compiled walk ------------------------------------------------------------
     compiled = True
@@ -314,8 +329,11 @@ class _QueuePolicy:
         cycles while the inventory and the schedulable nodes stay the same."""
         inv = cycle.inv
         token = (inv, cycle.schedulable.tobytes())
-        if self._shape_token is None or self._shape_token[0] is not inv or \
-                self._shape_token[1] != token[1]:
+        if (
+            self._shape_token is None
+            or self._shape_token[0] is not inv
+            or self._shape_token[1] != token[1]
+        ):
             self._shape_token = token
             self._shape_info = {"rows": {}, "masks": [], "mask_of": {}, "arrays": None}
         info = self._shape_info
@@ -323,8 +341,10 @@ class _QueuePolicy:
         present = np.flatnonzero(np.bincount(shape_a)).tolist() if shape_a.size else []
         new = [sid for sid in present if sid not in rows]
         if new:
-            kinds: dict[Selector, int] = {binpack: fastwalk.KIND_BINPACK,
-                                          slurm_cons_tres: fastwalk.KIND_SLURM}
+            kinds: dict[Selector, int] = {
+                binpack: fastwalk.KIND_BINPACK,
+                slurm_cons_tres: fastwalk.KIND_SLURM,
+            }
             for sid in new:
                 job = jobs[int(np.argmax(shape_a == sid))]
                 kind = kinds.get(self.selector(job, ctx))
@@ -346,8 +366,9 @@ class _QueuePolicy:
             return None
         return info["arrays"] if present else None
 
-    def _compiled_plan(self, snapshot: ClusterSnapshot, now: float, ctx: dict, cycle: Cycle,
-                       got) -> Plan | None:
+    def _compiled_plan(
+        self, snapshot: ClusterSnapshot, now: float, ctx: dict, cycle: Cycle, got
+    ) -> Plan | None:
         """A starts-only plan from the compiled walk, or None (then the Python walk runs)."""
         if not self.pools_by_shape() or has_room_rules(snapshot):  # masks per job, not shape
             return None
@@ -362,14 +383,36 @@ class _QueuePolicy:
         window = self.reservation_window()
         k_max = self.reservations_k()
         try:
-            (s_rank, s_off, s_idx, s_group, s_level, s_bf, r_rank, r_start, r_end, r_off,
-             r_idx) = fastwalk.run(
-                now, cycle.free, cycle.total, cycle.weight, cycle.cpus_free, cycle.has_cpus,
-                levels[0], levels[1], masks, nn_a, g_a, mask_a, kind_a, est_a, elig_a, shape_a,
-                run_rows, run_off, run_len, pool_idx, pool_g, k_max, self.max_job_test(),
-                self.strict,
-                self.whole_node_reservations,
-                now + window if window is not None else np.inf)
+            (s_rank, s_off, s_idx, s_group, s_level, s_bf, r_rank, r_start, r_end, r_off, r_idx) = (
+                fastwalk.run(
+                    now,
+                    cycle.free,
+                    cycle.total,
+                    cycle.weight,
+                    cycle.cpus_free,
+                    cycle.has_cpus,
+                    levels[0],
+                    levels[1],
+                    masks,
+                    nn_a,
+                    g_a,
+                    mask_a,
+                    kind_a,
+                    est_a,
+                    elig_a,
+                    shape_a,
+                    run_rows,
+                    run_off,
+                    run_len,
+                    pool_idx,
+                    pool_g,
+                    k_max,
+                    self.max_job_test(),
+                    self.strict,
+                    self.whole_node_reservations,
+                    now + window if window is not None else np.inf,
+                )
+            )
         except TypeError as e:  # not the types it was compiled for: nothing was changed yet
             fastwalk.mark_broken(str(e))
             return None
@@ -377,22 +420,35 @@ class _QueuePolicy:
         starts = []
         for k, rank in enumerate(s_rank.tolist()):
             job = jobs[rank]
-            idx = s_idx[s_off[k]:s_off[k + 1]]
+            idx = s_idx[s_off[k] : s_off[k + 1]]
             lv, gi = int(s_level[k]), int(s_group[k])
             group = group_levels[lv][0][gi] if gi >= 0 else None
-            starts.append(Placement(
-                job_id=job.job_id, nodes=cycle.names_of(idx),
-                node_gpus=(job.gpus_per_node,) * len(idx), backfilled=bool(s_bf[k]),
-                group=group, runtime_estimate=est_l[rank], estimate_source=src_l[rank],
-                why=_compiled_why(int(kind_a[shape_a[rank]]), group, lv, job)))
+            starts.append(
+                Placement(
+                    job_id=job.job_id,
+                    nodes=cycle.names_of(idx),
+                    node_gpus=(job.gpus_per_node,) * len(idx),
+                    backfilled=bool(s_bf[k]),
+                    group=group,
+                    runtime_estimate=est_l[rank],
+                    estimate_source=src_l[rank],
+                    why=_compiled_why(int(kind_a[shape_a[rank]]), group, lv, job),
+                )
+            )
         reservations = []
         for k, rank in enumerate(r_rank.tolist()):
             job = jobs[rank]
-            idx = r_idx[r_off[k]:r_off[k + 1]]
-            reservations.append(Reservation(
-                job_id=job.job_id, start_time=float(r_start[k]), nodes=cycle.names_of(idx),
-                node_gpus=(job.gpus_per_node,) * len(idx),
-                runtime_estimate=float(r_end[k] - r_start[k]), estimate_source=src_l[rank]))
+            idx = r_idx[r_off[k] : r_off[k + 1]]
+            reservations.append(
+                Reservation(
+                    job_id=job.job_id,
+                    start_time=float(r_start[k]),
+                    nodes=cycle.names_of(idx),
+                    node_gpus=(job.gpus_per_node,) * len(idx),
+                    runtime_estimate=float(r_end[k] - r_start[k]),
+                    estimate_source=src_l[rank],
+                )
+            )
         placed = {p.job_id: p for p in starts}
         stats = {
             "pending": len(jobs),
@@ -403,13 +459,17 @@ class _QueuePolicy:
             "blocked": len(jobs) - len(starts),
             "walk": "compiled",
         }
-        return Plan(policy=self.name, now=now,
-                    order=LazyOrder(jobs, lambda rank: self.factors_of(jobs[rank], now, ctx)),
-                    starts=tuple(starts), reservations=tuple(reservations),
-                    node_tiers=_LazyMapping(lambda: self.node_tiers(cycle, ctx)),
-                    blocked=_CompiledReasons(jobs, placed),
-                    explain=_CompiledReasons(jobs, placed, lines=True),
-                    stats=stats)
+        return Plan(
+            policy=self.name,
+            now=now,
+            order=LazyOrder(jobs, lambda rank: self.factors_of(jobs[rank], now, ctx)),
+            starts=tuple(starts),
+            reservations=tuple(reservations),
+            node_tiers=_LazyMapping(lambda: self.node_tiers(cycle, ctx)),
+            blocked=_CompiledReasons(jobs, placed),
+            explain=_CompiledReasons(jobs, placed, lines=True),
+            stats=stats,
+        )
 
     # -- the cycle ---------------------------------------------------------------------
     SKIP_MIN_QUEUE = 64
@@ -422,11 +482,15 @@ class _QueuePolicy:
         """One planning cycle: pure function of ``snapshot`` and ``now``."""
         ctx: dict[str, Any] = {"snapshot": snapshot, "now": now}
         cfg = self.config
-        cycle = Cycle(snapshot, now, whole_node_reservations=self.whole_node_reservations,
-                      reservation_window=self.reservation_window(),
-                      pool_of=self.pool_of(snapshot, ctx),
-                      alternatives=cfg.placement.alternatives,
-                      spread_per_node=cfg.placement.spread_per_node)
+        cycle = Cycle(
+            snapshot,
+            now,
+            whole_node_reservations=self.whole_node_reservations,
+            reservation_window=self.reservation_window(),
+            pool_of=self.pool_of(snapshot, ctx),
+            alternatives=cfg.placement.alternatives,
+            spread_per_node=cfg.placement.spread_per_node,
+        )
         rt = self._run_table
         if rt is None or rt.token is not self.history:  # estimates depend on the history
             rt = self._run_table = RunningTable(self.history)
@@ -435,8 +499,14 @@ class _QueuePolicy:
         pending = snapshot.pending
         elig_a = None
         got = self._fast_order(pending, snapshot, now, ctx) if fast else None
-        if (got is not None and self.starts_only and self.compiled and not self.gates
-                and not self.strict and fastwalk.ready()):
+        if (
+            got is not None
+            and self.starts_only
+            and self.compiled
+            and not self.gates
+            and not self.strict
+            and fastwalk.ready()
+        ):
             plan = self._compiled_plan(snapshot, now, ctx, cycle, got)
             if plan is not None:
                 return plan
@@ -458,8 +528,10 @@ class _QueuePolicy:
                 ests = [self.estimate(j) for j in jobs]
                 est_l = [e for e, _ in ests]
                 src_l = [s for _, s in ests]
-                elig_a = np.array([np.nan if j.eligible_time is None else j.eligible_time
-                                   for j in jobs], dtype=float)
+                elig_a = np.array(
+                    [np.nan if j.eligible_time is None else j.eligible_time for j in jobs],
+                    dtype=float,
+                )
                 shape_a = np.array([_shape_id(shape_key(j)) for j in jobs], dtype=np.int64)
                 est_a = np.asarray(est_l, dtype=float)
         k_max = self.reservations_k()
@@ -510,13 +582,21 @@ class _QueuePolicy:
                     if rec is not None:
                         res_marks.append((jid, res.start, len(backfills)))
                     why = f"does not fit now; reserved from {_fmt_time(res.start, now)}"
-                    line = (_reservation_lines, record, len(reservations), k_max,
-                            cycle.last_reservation_choice.why, now)
+                    line = (
+                        _reservation_lines,
+                        record,
+                        len(reservations),
+                        k_max,
+                        cycle.last_reservation_choice.why,
+                        now,
+                    )
                 else:
                     why = line = f"does not fit now; no reservation: {reason}"
             else:
-                why = line = (f"does not fit now; no reservation (all {k_max} "
-                              f"reservations held by higher-ranked jobs)")
+                why = line = (
+                    f"does not fit now; no reservation (all {k_max} "
+                    f"reservations held by higher-ranked jobs)"
+                )
             if rec is None:  # a job the walk passed over
                 assert skip is not None  # only the skipper passes jobs over
                 skip.set_reason(r, why)
@@ -570,9 +650,12 @@ class _QueuePolicy:
                         deferred.append([rank, nxt, None])
                     rank = nxt - 1
                     if rank + 1 < n_jobs and (
-                            (depth and rank + 1 >= depth)
-                            or (alive.count == 0 and (defer or len(cycle.reservations) >= k_max
-                                                      or alive.res_count == 0))):
+                        (depth and rank + 1 >= depth)
+                        or (
+                            alive.count == 0
+                            and (defer or len(cycle.reservations) >= k_max or alive.res_count == 0)
+                        )
+                    ):
                         stop = rank + 1
                         break
                     continue
@@ -655,10 +738,13 @@ class _QueuePolicy:
             # Early stop: nothing behind this job can start, reserve or change state.
             alive.passed(rank, fail_memo, res_memo)
             if rank + 1 < n_jobs and (
-                    (self.strict and first_blocked is not None)
-                    or (depth and first_blocked is not None and rank + 1 >= depth)
-                    or (alive.count == 0 and (defer or len(cycle.reservations) >= k_max
-                                              or alive.res_count == 0))):
+                (self.strict and first_blocked is not None)
+                or (depth and first_blocked is not None and rank + 1 >= depth)
+                or (
+                    alive.count == 0
+                    and (defer or len(cycle.reservations) >= k_max or alive.res_count == 0)
+                )
+            ):
                 stop = rank + 1
                 break
         n_deferred = 0
@@ -675,8 +761,19 @@ class _QueuePolicy:
             # Reservations still free at the stop: the walk stopped because every shape ahead
             # failed its reservation search, whose remembered reason is each job's.
             tail_memo = cycle.res_memo if len(cycle.reservations) < k_max else None
-            tail = _Tail(self, jobs, stop, now, ctx, depth, first_blocked, k_max, elig_a,
-                         tail_memo, deferred=defer)
+            tail = _Tail(
+                self,
+                jobs,
+                stop,
+                now,
+                ctx,
+                depth,
+                first_blocked,
+                k_max,
+                elig_a,
+                tail_memo,
+                deferred=defer,
+            )
             memo_hits += tail.memo_rejects()
             explain.tail = tail
         if skip is not None and skip.count:
@@ -684,8 +781,9 @@ class _QueuePolicy:
         for jid, start, first in res_marks:
             explain.records[jid].append((_backfill_summary, backfills, first, start, now))
         tiers = self.node_tiers(cycle, ctx)
-        blocked_map = LazyBlocked(blocked, tail, skip if skip is not None and skip.count else None,
-                                  stop)
+        blocked_map = LazyBlocked(
+            blocked, tail, skip if skip is not None and skip.count else None, stop
+        )
         stats = {
             "pending": n_jobs,
             "running": len(snapshot.running),
@@ -696,9 +794,17 @@ class _QueuePolicy:
             "memo_rejects": memo_hits,
             "reservations_deferred": n_deferred,
         }
-        return Plan(policy=self.name, now=now, order=LazyOrder(jobs, factors),
-                    starts=tuple(cycle.starts), reservations=tuple(reservations),
-                    node_tiers=tiers, blocked=blocked_map, explain=explain, stats=stats)
+        return Plan(
+            policy=self.name,
+            now=now,
+            order=LazyOrder(jobs, factors),
+            starts=tuple(cycle.starts),
+            reservations=tuple(reservations),
+            node_tiers=tiers,
+            blocked=blocked_map,
+            explain=explain,
+            stats=stats,
+        )
 
 
 _SHAPE_IDS: dict[tuple, int] = {}
@@ -711,14 +817,18 @@ def _levels_of(inv) -> tuple[np.ndarray, np.ndarray]:
     got = _LEVELS.get(inv)
     if got is None:
         gl = inv.group_levels
-        levels = (np.array([g for _, g in gl], dtype=np.int64).reshape(len(gl), len(inv))
-                  if gl else np.zeros((0, len(inv)), dtype=np.int64))
+        levels = (
+            np.array([g for _, g in gl], dtype=np.int64).reshape(len(gl), len(inv))
+            if gl
+            else np.zeros((0, len(inv)), dtype=np.int64)
+        )
         got = _LEVELS[inv] = (levels, np.array([len(n) for n, _ in gl], dtype=np.int64))
     return got
 
 
-_COMPILED_REASON = ("not started this cycle (a starts-only plan from the compiled walk: "
-                    "reasons are not worked out)")
+_COMPILED_REASON = (
+    "not started this cycle (a starts-only plan from the compiled walk: reasons are not worked out)"
+)
 
 
 def _compiled_why(kind: int, group: str | None, level: int, job: Job) -> str:
@@ -726,17 +836,23 @@ def _compiled_why(kind: int, group: str | None, level: int, job: Job) -> str:
     if kind == fastwalk.KIND_BINPACK:
         if job.num_nodes == 1:
             where = f" in leaf group {group}" if group is not None else ""
-            return (f"E-Binpack: node best-fit: fewest free GPUs that hold {shape}{where}, "
-                    f"the fullest leaf group among those with such a node")
+            return (
+                f"E-Binpack: node best-fit: fewest free GPUs that hold {shape}{where}, "
+                f"the fullest leaf group among those with such a node"
+            )
         if group is None:
             return "E-Binpack: nodes best-fit by free GPUs over the whole pool"
-        return (f"E-Binpack: {level_name(level)} {group}, the fullest that holds {shape}; "
-                f"nodes best-fit by free GPUs")
+        return (
+            f"E-Binpack: {level_name(level)} {group}, the fullest that holds {shape}; "
+            f"nodes best-fit by free GPUs"
+        )
     # the Slurm model
     if group is None:
         return "no topology: fewest free CPUs first (best fit)"
-    return (f"lowest switch that fits: {group} ({level_name(level)}, fewest usable "
-            f"nodes); nodes in node order (GPUs only checked for sufficiency)")
+    return (
+        f"lowest switch that fits: {group} ({level_name(level)}, fewest usable "
+        f"nodes); nodes in node order (GPUs only checked for sufficiency)"
+    )
 
 
 class _LazyMapping(Mapping):
@@ -795,8 +911,10 @@ class _CompiledReasons(Mapping):
         return len(self._jobs) - (0 if self._lines else len(self._started))
 
 
-_DEFERRED = ("does not fit now; reservation not worked out (a starts-only plan: no job behind "
-             "it could start)")
+_DEFERRED = (
+    "does not fit now; reservation not worked out (a starts-only plan: no job behind "
+    "it could start)"
+)
 
 
 def _shape_id(key: tuple) -> int:
@@ -970,8 +1088,16 @@ class _SortedQueue:
                 self.est_l.insert(p, r[1])
                 self.src.insert(p, r[2])
                 key_of[job.job_id] = k
-            cols = np.insert(cols, at, [[r[1] for _, _, r in rows], [r[3] for _, _, r in rows],
-                                        [r[4] for _, _, r in rows]], axis=1)
+            cols = np.insert(
+                cols,
+                at,
+                [
+                    [r[1] for _, _, r in rows],
+                    [r[3] for _, _, r in rows],
+                    [r[4] for _, _, r in rows],
+                ],
+                axis=1,
+            )
         if cols is not self._cols:
             self._set_cols(cols)
         return True
@@ -1007,8 +1133,11 @@ class _SortedQueue:
         self.jobs = [j for _, j, _ in rows]
         self.est_l = [float(r[1]) for _, _, r in rows]
         self.src = [r[2] for _, _, r in rows]
-        self._set_cols(np.array([self.est_l, [r[3] for _, _, r in rows],
-                                 [r[4] for _, _, r in rows]], dtype=float).reshape(3, len(rows)))
+        self._set_cols(
+            np.array(
+                [self.est_l, [r[3] for _, _, r in rows], [r[4] for _, _, r in rows]], dtype=float
+            ).reshape(3, len(rows))
+        )
         self.key_of = {j.job_id: k for k, j, _ in rows}
         return True
 
@@ -1022,8 +1151,7 @@ class _ShapeTracker:
     only goes up, so a dead shape stays dead.
     """
 
-    def __init__(self, now: float, est: np.ndarray, elig: np.ndarray, shape: np.ndarray
-                 ) -> None:
+    def __init__(self, now: float, est: np.ndarray, elig: np.ndarray, shape: np.ndarray) -> None:
         cand = ~(elig > now)
         self.cand = cand
         # Linear in the queue (no sort): a shape's positions are found when it is first met.
@@ -1052,9 +1180,14 @@ class _ShapeTracker:
         ests = self._est[np.flatnonzero(self.cand & (self._shape == sid))]
         ends = self._now + ests
         # [suffix-min ends, suffix-min runtimes, next position, key, may start, may reserve]
-        st = self._state[sid] = [np.minimum.accumulate(ends[::-1])[::-1].tolist(),
-                                 np.minimum.accumulate(ests[::-1])[::-1].tolist(), 0,
-                                 _SHAPE_KEYS[sid], True, True]
+        st = self._state[sid] = [
+            np.minimum.accumulate(ends[::-1])[::-1].tolist(),
+            np.minimum.accumulate(ests[::-1])[::-1].tolist(),
+            0,
+            _SHAPE_KEYS[sid],
+            True,
+            True,
+        ]
         return st
 
     def _check(self, st: list, fail_memo: dict, res_memo: dict) -> None:
@@ -1074,7 +1207,6 @@ class _ShapeTracker:
             if gone or (r is not None and r[1] is None and st[1][p] >= r[0]):
                 st[5] = False
                 self.res_count -= 1
-
 
     def passed_many(self, lo: int, hi: int, fail_memo: dict, res_memo: dict) -> None:
         """Ranks ``lo:hi`` have had their turn (the memos unchanged meanwhile): as many
@@ -1124,8 +1256,7 @@ class _Skipper:
     CHUNK = 256
     _NOT_ELIGIBLE, _ALL_HELD, _WALKED, _DEFERRED = -1, -2, -3, -4
 
-    def __init__(self, policy, jobs, now, est_l, src_l, est, elig, shape, k_max, depth
-                 ) -> None:
+    def __init__(self, policy, jobs, now, est_l, src_l, est, elig, shape, k_max, depth) -> None:
         self.policy, self.jobs, self.now, self.k_max = policy, jobs, now, k_max
         self.est_l, self.src_l = est_l, src_l
         n = len(jobs)
@@ -1177,16 +1308,25 @@ class _Skipper:
             r = hi
         return max(r, rank)
 
-    def take(self, lo: int, hi: int, alive: _ShapeTracker | _NoTracker, fail_memo, res_memo,
-             deferred: bool = False) -> int:
+    def take(
+        self,
+        lo: int,
+        hi: int,
+        alive: _ShapeTracker | _NoTracker,
+        fail_memo,
+        res_memo,
+        deferred: bool = False,
+    ) -> int:
         """Pass over ranks ``lo:hi`` (all decided by the memos); returns the memo rejects.
         ``deferred``: their reservations are worked out later (or never), see ``set_reason``."""
         all_held = self._all_held
         el = self.cand[lo:hi]
         sh = self.shape[lo:hi]
-        code = np.where(el, self._DEFERRED if deferred else
-                        self._ALL_HELD if all_held else self.res_reason[sh],
-                        self._NOT_ELIGIBLE)
+        code = np.where(
+            el,
+            self._DEFERRED if deferred else self._ALL_HELD if all_held else self.res_reason[sh],
+            self._NOT_ELIGIBLE,
+        )
         self.code[lo:hi] = code
         self.count += hi - lo
         alive.passed_many(lo, hi, fail_memo, res_memo)
@@ -1212,8 +1352,8 @@ class _Skipper:
         done = ~self.cand[lo:hi] | failed
         n = hi - lo if done.all() else int(np.argmin(done))
         if n:
-            hit = failed[:n] & self.cand[lo:lo + n]
-            codes = self.code[lo:lo + n]
+            hit = failed[:n] & self.cand[lo : lo + n]
+            codes = self.code[lo : lo + n]
             codes[hit] = self.res_reason[sh[:n][hit]]
         return lo + n
 
@@ -1229,8 +1369,10 @@ class _Skipper:
         if c == self._NOT_ELIGIBLE:
             return f"not eligible before {_fmt_time(self.jobs[rank].eligible_time, self.now)}"
         if c == self._ALL_HELD:
-            return (f"does not fit now; no reservation (all {self.k_max} "
-                    f"reservations held by higher-ranked jobs)")
+            return (
+                f"does not fit now; no reservation (all {self.k_max} "
+                f"reservations held by higher-ranked jobs)"
+            )
         return self.reasons[c]
 
 
@@ -1261,8 +1403,20 @@ class _Tail:
     """The jobs after the rank where the walk stopped: their outcome, decided by what the
     walk left behind (nothing after the stop changes state), worked out only when read."""
 
-    def __init__(self, policy, jobs, stop, now, ctx, depth, first_blocked, k_max, elig,
-                 res_memo=None, deferred=False):
+    def __init__(
+        self,
+        policy,
+        jobs,
+        stop,
+        now,
+        ctx,
+        depth,
+        first_blocked,
+        k_max,
+        elig,
+        res_memo=None,
+        deferred=False,
+    ):
         self.policy, self.jobs, self.stop, self.now, self.ctx = policy, jobs, stop, now, ctx
         self.depth, self.first_blocked, self.k_max = depth, first_blocked, k_max
         self.elig = elig
@@ -1274,11 +1428,11 @@ class _Tail:
         return len(self.jobs) - self.stop
 
     def ids(self):
-        return (j.job_id for j in self.jobs[self.stop:])
+        return (j.job_id for j in self.jobs[self.stop :])
 
     def rank_of(self, job_id: str) -> int | None:
         if self._rank is None:
-            self._rank = {j.job_id: r for r, j in enumerate(self.jobs[self.stop:], self.stop)}
+            self._rank = {j.job_id: r for r, j in enumerate(self.jobs[self.stop :], self.stop)}
         return self._rank.get(job_id)
 
     def _cut(self, rank: int) -> str | None:
@@ -1305,8 +1459,10 @@ class _Tail:
         memo = self.res_memo.get(shape_key(job)) if self.res_memo is not None else None
         if memo is not None and memo[1] is None:
             return f"does not fit now; no reservation: {memo[2]}"
-        return (f"does not fit now; no reservation (all {self.k_max} "
-                f"reservations held by higher-ranked jobs)")
+        return (
+            f"does not fit now; no reservation (all {self.k_max} "
+            f"reservations held by higher-ranked jobs)"
+        )
 
     def memo_rejects(self) -> int:
         """Jobs of the tail that reach the start test (and fail on the memo)."""
@@ -1319,11 +1475,14 @@ class _Tail:
             hi = self.stop
         if hi <= self.stop:
             return 0
-        el = ~(self.elig[self.stop:hi] > self.now)
+        el = ~(self.elig[self.stop : hi] > self.now)
         if not self.policy.gates:
             return int(el.sum())
-        return sum(1 for r in (np.flatnonzero(el) + self.stop).tolist()
-                   if not self.policy.gate(self.jobs[r], self.ctx))
+        return sum(
+            1
+            for r in (np.flatnonzero(el) + self.stop).tolist()
+            if not self.policy.gate(self.jobs[r], self.ctx)
+        )
 
 
 class LazyOrder(Sequence):
@@ -1351,8 +1510,9 @@ class LazyOrder(Sequence):
 
     def __eq__(self, other):
         if isinstance(other, (LazyOrder, tuple, list)):
-            return (len(self) == len(other)
-                    and all(a == b for a, b in zip(self, other, strict=False)))
+            return len(self) == len(other) and all(
+                a == b for a, b in zip(self, other, strict=False)
+            )
         return NotImplemented
 
     # Unhashable, as a list or dict is (mypy takes None for a clash with object.__hash__).
@@ -1363,8 +1523,13 @@ class LazyBlocked(Mapping):
     """``Plan.blocked``: the walked jobs' reasons, then the tail's, worked out when read (and
     those of jobs the walk passed over, see ``_Skipper``), in queue order."""
 
-    def __init__(self, walked: dict[str, str], tail: _Tail | None,
-                 skipped: _Skipper | None = None, stop: int = 0) -> None:
+    def __init__(
+        self,
+        walked: dict[str, str],
+        tail: _Tail | None,
+        skipped: _Skipper | None = None,
+        stop: int = 0,
+    ) -> None:
         self._walked = walked
         self._tail = tail
         self._skipped = skipped
@@ -1390,15 +1555,18 @@ class LazyBlocked(Mapping):
             yield from self._walked
         else:
             walked = self._walked
-            for r, j in enumerate(sk.jobs[:self._stop]):
+            for r, j in enumerate(sk.jobs[: self._stop]):
                 if sk.is_skipped(r) or j.job_id in walked:
                     yield j.job_id
         if self._tail is not None:
             yield from self._tail.ids()
 
     def __len__(self) -> int:
-        return (len(self._walked) + (self._skipped.count if self._skipped is not None else 0)
-                + (len(self._tail) if self._tail is not None else 0))
+        return (
+            len(self._walked)
+            + (self._skipped.count if self._skipped is not None else 0)
+            + (len(self._tail) if self._tail is not None else 0)
+        )
 
     def __eq__(self, other):
         if isinstance(other, Mapping):
@@ -1416,8 +1584,9 @@ class LazyExplain(Mapping):
     --explain`` reads one job. Items are strings or ``(function, *args)`` that return lines.
     """
 
-    def __init__(self, policy: str, now: float, k_max: int,
-                 factors: Callable[[int], dict] | None = None) -> None:
+    def __init__(
+        self, policy: str, now: float, k_max: int, factors: Callable[[int], dict] | None = None
+    ) -> None:
         self.policy = policy
         self.records: dict[str, list] = {}
         self._done: dict[str, tuple[str, ...]] = {}
@@ -1440,8 +1609,7 @@ class LazyExplain(Mapping):
         sk = self.skipped
         rank = sk.rank_of(job_id) if sk is not None else None
         if sk is not None and rank is not None:
-            return [(_head_lines_at, rank, sk.est_l[rank], sk.src_l[rank]),
-                    sk.reason(rank)]
+            return [(_head_lines_at, rank, sk.est_l[rank], sk.src_l[rank]), sk.reason(rank)]
         tail = self.tail
         rank = tail.rank_of(job_id) if tail is not None else None
         if tail is None or rank is None:
@@ -1478,8 +1646,11 @@ class LazyExplain(Mapping):
             yield from self.tail.ids()
 
     def __len__(self) -> int:
-        return (len(self.records) + (self.skipped.count if self.skipped is not None else 0)
-                + (len(self.tail) if self.tail is not None else 0))
+        return (
+            len(self.records)
+            + (self.skipped.count if self.skipped is not None else 0)
+            + (len(self.tail) if self.tail is not None else 0)
+        )
 
 
 def _head_lines_at(explain: LazyExplain, rank, est, src):
@@ -1489,16 +1660,19 @@ def _head_lines_at(explain: LazyExplain, rank, est, src):
 
 
 def _head_lines(policy, rank, factors, est, src):
-    return (f"rank {rank} in {policy} order: "
-            + ", ".join(f"{k}={_short(v)}" for k, v in factors.items()),
-            f"runtime estimate {est:.0f} s from {src}")
+    return (
+        f"rank {rank} in {policy} order: "
+        + ", ".join(f"{k}={_short(v)}" for k, v in factors.items()),
+        f"runtime estimate {est:.0f} s from {src}",
+    )
 
 
 def _start_lines(p: Placement):
     out = [f"starts now on {describe_nodes(p.nodes, p.node_gpus)}", f"why: {p.why}"]
     for alt in p.alternatives:
-        out.append(f"  alternative {alt['group']}: score {alt['score']:.3f}, "
-                   f"{alt['free_gpus']} GPUs free")
+        out.append(
+            f"  alternative {alt['group']}: score {alt['score']:.3f}, {alt['free_gpus']} GPUs free"
+        )
     return out
 
 
@@ -1507,21 +1681,28 @@ def _backfill_note(any_reservation: bool, over: tuple[str, ...], end: float, now
         return ("backfilled past a blocked job that has no reservation",)
     if not over:
         return (f"backfilled: ends by {_fmt_time(end, now)}, before every reservation starts",)
-    return ("backfilled: still running when the reservation(s) of " + ", ".join(over)
-            + " start, so it uses only GPUs they leave spare",)
+    return (
+        "backfilled: still running when the reservation(s) of "
+        + ", ".join(over)
+        + " start, so it uses only GPUs they leave spare",
+    )
 
 
 def _reservation_lines(record, n, k_max, why, now):
-    return (f"does not fit now; reservation {n} of {k_max}: starts "
-            f"{_fmt_time(record.start_time, now)} on "
-            f"{describe_nodes(record.nodes, record.node_gpus)}",
-            f"reserved nodes: {why}")
+    return (
+        f"does not fit now; reservation {n} of {k_max}: starts "
+        f"{_fmt_time(record.start_time, now)} on "
+        f"{describe_nodes(record.nodes, record.node_gpus)}",
+        f"reserved nodes: {why}",
+    )
 
 
 def _backfill_summary(backfills, first, start, now):
-    ahead = [f"{jid} (ends {_fmt_time(end, now)}, "
-             + ("uses spare room)" if end > start else "before it starts)")
-             for jid, end in backfills[first:]]
+    ahead = [
+        f"{jid} (ends {_fmt_time(end, now)}, "
+        + ("uses spare room)" if end > start else "before it starts)")
+        for jid, end in backfills[first:]
+    ]
     if not ahead:
         return ("no job backfills ahead of it this cycle",)
     more = f" ... ({len(ahead)} jobs)" if len(ahead) > 20 else ""
@@ -1587,9 +1768,13 @@ class SlurmPolicy(_QueuePolicy):
         keyed = []
         for j in pending:
             t = tier(j)
-            keyed.append((scoring.slurm_order_key(t, j.priority, j.submit_time, j.job_id), j,
-                          {"partition_tier": t, "priority": j.priority,
-                           "submit_time": j.submit_time}))
+            keyed.append(
+                (
+                    scoring.slurm_order_key(t, j.priority, j.submit_time, j.job_id),
+                    j,
+                    {"partition_tier": t, "priority": j.priority, "submit_time": j.submit_time},
+                )
+            )
         keyed.sort(key=lambda x: x[0])
         return [(j, f) for _, j, f in keyed]
 
@@ -1604,8 +1789,11 @@ class SlurmPolicy(_QueuePolicy):
         return (-self._tier(job, snapshot.inventory), -job.priority, job.submit_time)
 
     def factors_of(self, job, now, ctx):
-        return {"partition_tier": self._tier(job, ctx["snapshot"].inventory),
-                "priority": job.priority, "submit_time": job.submit_time}
+        return {
+            "partition_tier": self._tier(job, ctx["snapshot"].inventory),
+            "priority": job.priority,
+            "submit_time": job.submit_time,
+        }
 
     def selector(self, job, ctx):
         return slurm_cons_tres
@@ -1734,8 +1922,14 @@ class KantPolicy(_QueuePolicy):
             else:
                 used = usage.get((j.account, j.gpu_type or "*"), 0)
                 qt = scoring.quota_tier(used, j.gpus, quota, borrow)
-                factors = {"class": j.job_class, "class_tier": ct, "quota_tier": qt,
-                           "age_s": age, "quota": quota, "quota_used": used}
+                factors = {
+                    "class": j.job_class,
+                    "class_tier": ct,
+                    "quota_tier": qt,
+                    "age_s": age,
+                    "quota": quota,
+                    "quota_used": used,
+                }
             keyed.append((scoring.kant_order_key(ct, qt, age, j.job_id), j, factors))
         keyed.sort(key=lambda x: x[0])
         return [(j, f) for _, j, f in keyed]
@@ -1762,8 +1956,12 @@ class KantPolicy(_QueuePolicy):
 
     def factors_of(self, job, now, ctx):
         ct = scoring.class_tier(job.job_class, self.config.classes.order)
-        return {"class": job.job_class, "class_tier": ct, "quota_tier": scoring.QUOTA_WITHIN,
-                "age_s": scoring.age_seconds(now, job.submit_time, job.eligible_time)}
+        return {
+            "class": job.job_class,
+            "class_tier": ct,
+            "quota_tier": scoring.QUOTA_WITHIN,
+            "age_s": scoring.age_seconds(now, job.submit_time, job.eligible_time),
+        }
 
     def _fast_order(self, pending, snapshot, now, ctx):
         got = super()._fast_order(pending, snapshot, now, ctx)
@@ -1778,9 +1976,11 @@ class KantPolicy(_QueuePolicy):
             return None
         used = ctx["usage"].get((job.account, job.gpu_type or "*"), 0)
         if scoring.quota_tier(used, job.gpus, quota, cfg.quota.borrow_limit) == scoring.QUOTA_OVER:
-            return (f"over the borrowing limit: account {job.account!r} holds {used} of quota "
-                    f"{quota} ({job.gpu_type or 'any'} GPUs), may reach "
-                    f"{quota * (1 + cfg.quota.borrow_limit):.0f}")
+            return (
+                f"over the borrowing limit: account {job.account!r} holds {used} of quota "
+                f"{quota} ({job.gpu_type or 'any'} GPUs), may reach "
+                f"{quota * (1 + cfg.quota.borrow_limit):.0f}"
+            )
         return None
 
     def on_start(self, job, ctx):

@@ -42,10 +42,17 @@ def pool_key(job: Job) -> tuple:
     (:func:`room_mask`): they are here so that jobs of one shape (cycle.shape_key) see the
     same nodes. All of them are empty in the simulator, which keeps its shapes as they were.
     """
-    return (job.partitions, job.gpu_type, job.required_nodes, job.excluded_nodes,
-            # A matching OR ("[a|b]") means something else for several nodes than for one.
-            (job.features, job.num_nodes > 1) if job.features else None,
-            job.closed_partitions, job.reservation, job.mem_per_node_mb)
+    return (
+        job.partitions,
+        job.gpu_type,
+        job.required_nodes,
+        job.excluded_nodes,
+        # A matching OR ("[a|b]") means something else for several nodes than for one.
+        (job.features, job.num_nodes > 1) if job.features else None,
+        job.closed_partitions,
+        job.reservation,
+        job.mem_per_node_mb,
+    )
 
 
 def pool_mask(inv: Inventory, job: Job) -> np.ndarray:
@@ -75,8 +82,9 @@ def pool_mask(inv: Inventory, job: Job) -> np.ndarray:
         try:
             mask &= constraint_mask(inv, job.features, job.num_nodes)
         except InputError as exc:
-            log.warning("job %s: %s; it is left out of steering (no start, no pin)",
-                        job.job_id, exc)
+            log.warning(
+                "job %s: %s; it is left out of steering (no start, no pin)", job.job_id, exc
+            )
             mask[:] = False
     if job.required_nodes:
         req = np.zeros(n, dtype=bool)
@@ -198,8 +206,10 @@ def constraint_mask(inv: Inventory, text: str, num_nodes: int = 1) -> np.ndarray
         if kind == "[]":
             inner = node[1]
             if num_nodes > 1 and _has_or(inner):
-                raise InputError(f"--constraint {text!r}: a matching OR ('[a|b]') for a job of "
-                                 f"{num_nodes} nodes is not a node mask")
+                raise InputError(
+                    f"--constraint {text!r}: a matching OR ('[a|b]') for a job of "
+                    f"{num_nodes} nodes is not a node mask"
+                )
             return evaluate(inner)
         parts = [evaluate(p) for p in node[1]]
         out = parts[0]
@@ -243,8 +253,11 @@ def room_mask(snapshot: ClusterSnapshot, job: Job, now: float) -> np.ndarray | N
     if rules["quiet"] and not job_has_room_rules(job):
         return None  # the simulator's case, asked once per job tried: kept cheap
     limit_end = None if job.time_limit is None else now + job.time_limit
-    met = tuple(r.name for r in snapshot.reservations
-                if r.name != job.reservation and r.overlaps(now, limit_end))
+    met = tuple(
+        r.name
+        for r in snapshot.reservations
+        if r.name != job.reservation and r.overlaps(now, limit_end)
+    )
     if not (met or job.reservation or job.mem_per_node_mb):
         return None
     own = rules["by_name"].get(job.reservation) if job.reservation else None
@@ -321,14 +334,16 @@ def zone_mask(inv: Inventory, nodes: str, partition: str) -> np.ndarray:
         if unknown and len(unknown) == len(names):
             raise ConfigError(
                 f"inference_zone.nodes = {nodes!r}: none of these nodes is in the cluster "
-                f"(first: {unknown[0]!r})")
+                f"(first: {unknown[0]!r})"
+            )
         mask[[inv.index[x] for x in names if x in inv.index]] = True
     if partition:
         pm = inv.partition_mask.get(partition)
         if pm is None:
             raise ConfigError(
                 f"inference_zone.partition = {partition!r}: no such partition; known: "
-                f"{', '.join(p.name for p in inv.partitions) or '(none)'}")
+                f"{', '.join(p.name for p in inv.partitions) or '(none)'}"
+            )
         mask |= pm
     mask.setflags(write=False)
     cache[key] = mask

@@ -31,9 +31,11 @@ def format_plan(plan: Plan, limit: int = 50) -> str:
     reservations, node preference tiers; ``limit`` rows per table."""
     out: list[str] = []
     st = plan.stats
-    out.append(f"policy {plan.policy} at {_at(plan.now)}: {st.get('pending', len(plan.order))} "
-               f"pending, {st.get('running', 0)} running; {len(plan.starts)} start now "
-               f"({st.get('backfilled', 0)} by backfill), {len(plan.reservations)} reservations")
+    out.append(
+        f"policy {plan.policy} at {_at(plan.now)}: {st.get('pending', len(plan.order))} "
+        f"pending, {st.get('running', 0)} running; {len(plan.starts)} start now "
+        f"({st.get('backfilled', 0)} by backfill), {len(plan.reservations)} reservations"
+    )
     out.append("")
     out.append("Queue order (factors as sprio shows them)")
     keys: list[str] = []
@@ -41,8 +43,12 @@ def format_plan(plan: Plan, limit: int = 50) -> str:
         for k in e.factors:
             if k not in keys:
                 keys.append(k)
-    out.append("  " + f"{'RANK':>5} {'JOBID':<12} " + " ".join(f"{k.upper():>12}" for k in keys)
-               + "  OUTCOME")
+    out.append(
+        "  "
+        + f"{'RANK':>5} {'JOBID':<12} "
+        + " ".join(f"{k.upper():>12}" for k in keys)
+        + "  OUTCOME"
+    )
     started = {p.job_id for p in plan.starts}
     for e in plan.order[:limit]:
         vals = []
@@ -60,12 +66,16 @@ def format_plan(plan: Plan, limit: int = 50) -> str:
     for p in plan.starts[:limit]:
         gpus = sum(p.node_gpus)
         bf = " backfill" if p.backfilled else ""
-        out.append(f"  {p.job_id:<12} {gpus:>4} GPUs on {hostlist.compress(p.nodes)}{bf}"
-                   f"  [{p.estimate_source} {p.runtime_estimate or 0:.0f}s]")
+        out.append(
+            f"  {p.job_id:<12} {gpus:>4} GPUs on {hostlist.compress(p.nodes)}{bf}"
+            f"  [{p.estimate_source} {p.runtime_estimate or 0:.0f}s]"
+        )
         out.append(f"      why: {p.why}")
         for a in p.alternatives:
-            out.append(f"      alternative {a['group']}: score {a['score']:.3f}, "
-                       f"{a['free_gpus']} GPUs free")
+            out.append(
+                f"      alternative {a['group']}: score {a['score']:.3f}, "
+                f"{a['free_gpus']} GPUs free"
+            )
     if len(plan.starts) > limit:
         out.append(f"  ... {len(plan.starts) - limit} more")
     out.append("")
@@ -73,9 +83,11 @@ def format_plan(plan: Plan, limit: int = 50) -> str:
     if not plan.reservations:
         out.append("  (none)")
     for r in plan.reservations[:limit]:
-        out.append(f"  {r.job_id:<12} from {_at(r.start_time)} ({_when(r.start_time, plan.now)}) "
-                   f"on {hostlist.compress(r.nodes)} ({sum(r.node_gpus)} GPUs) "
-                   f"[{r.estimate_source} {r.runtime_estimate or 0:.0f}s]")
+        out.append(
+            f"  {r.job_id:<12} from {_at(r.start_time)} ({_when(r.start_time, plan.now)}) "
+            f"on {hostlist.compress(r.nodes)} ({sum(r.node_gpus)} GPUs) "
+            f"[{r.estimate_source} {r.runtime_estimate or 0:.0f}s]"
+        )
     if plan.held:
         out.append("")
         out.append("Held back by Slurm (not planned, not touched)")
@@ -123,8 +135,12 @@ def plan_rows(plan: Plan, job_gpus: Mapping[str, int] | None = None) -> list[dic
     for e in plan.order:
         p, r = starts.get(e.job_id), reserved.get(e.job_id)
         if p is not None:
-            outcome, when, nodes, gpus = ("backfill" if p.backfilled else "start"), plan.now, \
-                p.nodes, sum(p.node_gpus)
+            outcome, when, nodes, gpus = (
+                ("backfill" if p.backfilled else "start"),
+                plan.now,
+                p.nodes,
+                sum(p.node_gpus),
+            )
             estimate, source = p.runtime_estimate, p.estimate_source
         elif r is not None:
             outcome, when, nodes, gpus = "reserved", r.start_time, r.nodes, sum(r.node_gpus)
@@ -132,15 +148,33 @@ def plan_rows(plan: Plan, job_gpus: Mapping[str, int] | None = None) -> list[dic
         else:
             outcome, when, nodes, gpus = "waits", None, (), job_gpus.get(e.job_id)
             estimate, source = None, None
-        rows.append({"job_id": e.job_id, "rank": e.rank, "outcome": outcome, "gpus": gpus,
-                     "start_time": _at(when) if when is not None else None,
-                     "nodes": hostlist.compress(nodes) if nodes else None,
-                     **{k: e.factors.get(k) for k in factor_keys},
-                     "estimate_s": estimate, "estimate_source": source,
-                     "reason": "" if p is not None else plan.blocked.get(e.job_id, "")})
+        rows.append(
+            {
+                "job_id": e.job_id,
+                "rank": e.rank,
+                "outcome": outcome,
+                "gpus": gpus,
+                "start_time": _at(when) if when is not None else None,
+                "nodes": hostlist.compress(nodes) if nodes else None,
+                **{k: e.factors.get(k) for k in factor_keys},
+                "estimate_s": estimate,
+                "estimate_source": source,
+                "reason": "" if p is not None else plan.blocked.get(e.job_id, ""),
+            }
+        )
     for job_id, reason in plan.held.items():
-        rows.append({"job_id": job_id, "rank": None, "outcome": "held",
-                     "gpus": job_gpus.get(job_id), "start_time": None, "nodes": None,
-                     **{k: None for k in factor_keys}, "estimate_s": None,
-                     "estimate_source": None, "reason": reason})
+        rows.append(
+            {
+                "job_id": job_id,
+                "rank": None,
+                "outcome": "held",
+                "gpus": job_gpus.get(job_id),
+                "start_time": None,
+                "nodes": None,
+                **{k: None for k in factor_keys},
+                "estimate_s": None,
+                "estimate_source": None,
+                "reason": reason,
+            }
+        )
     return rows

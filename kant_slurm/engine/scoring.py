@@ -30,8 +30,9 @@ def class_tier(job_class: str, order: Sequence[str]) -> int:
         return len(order)
 
 
-def quota_for(accounts: Mapping[str, Mapping[str, int]], account: str,
-              gpu_type: str | None) -> int | None:
+def quota_for(
+    accounts: Mapping[str, Mapping[str, int]], account: str, gpu_type: str | None
+) -> int | None:
     """The account's GPU quota for ``gpu_type`` (``'*'`` entries are the fallbacks at both
     levels); ``None`` when quotas are off or nothing applies."""
     if not accounts:
@@ -104,8 +105,9 @@ def group_fill_score(free_gpus: float, total_gpus: float) -> float:
     return 1.0 - float(free_gpus) / float(total_gpus)
 
 
-def rank_groups(fits: np.ndarray, free: np.ndarray, total: np.ndarray, top: int | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def rank_groups(
+    fits: np.ndarray, free: np.ndarray, total: np.ndarray, top: int | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     """Groups that fit, best first: fullest (highest :func:`group_fill_score`), then fewer free
     GPUs, then lower index. Returns (group indices, their scores). With ``top``, only the best
     ``top`` groups (exact, ties included in the ordering)."""
@@ -138,8 +140,9 @@ def node_leftover(free_gpus: np.ndarray, gpus_per_node: int) -> np.ndarray:
     return free_gpus - gpus_per_node
 
 
-def pick_best_fit(candidates: np.ndarray, free_gpus: np.ndarray, gpus_per_node: int,
-                  count: int) -> np.ndarray:
+def pick_best_fit(
+    candidates: np.ndarray, free_gpus: np.ndarray, gpus_per_node: int, count: int
+) -> np.ndarray:
     """``count`` candidate node indices, best fit by free GPUs (least left over, then index)."""
     idx = np.flatnonzero(candidates)
     if idx.size < count:
@@ -160,8 +163,9 @@ def node_tier(gpus_alloc: int, gpus_total: int, leaf_used: bool, in_zone: bool) 
     return TIER_IDLE_IN_USED_LEAF if leaf_used else TIER_IDLE_LEAF
 
 
-def node_tiers(gpus_alloc: np.ndarray, gpus_total: np.ndarray, leaf_index: np.ndarray,
-               zone: np.ndarray) -> np.ndarray:
+def node_tiers(
+    gpus_alloc: np.ndarray, gpus_total: np.ndarray, leaf_index: np.ndarray, zone: np.ndarray
+) -> np.ndarray:
     """Vectorised :func:`node_tier` over all nodes (a node under no switch counts as its own
     leaf group)."""
     used = gpus_alloc > 0

@@ -48,8 +48,9 @@ def first_fit(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
 # ------------------------------------------------------------------------------- E-Binpack
 
 
-def _group_sums(gidx: np.ndarray, usable: np.ndarray, total: np.ndarray, free: np.ndarray,
-                n_groups: int) -> tuple[np.ndarray, np.ndarray]:
+def _group_sums(
+    gidx: np.ndarray, usable: np.ndarray, total: np.ndarray, free: np.ndarray, n_groups: int
+) -> tuple[np.ndarray, np.ndarray]:
     m = usable & (gidx >= 0)
     g = gidx[m]
     tot = np.bincount(g, weights=total[m], minlength=n_groups)
@@ -57,18 +58,24 @@ def _group_sums(gidx: np.ndarray, usable: np.ndarray, total: np.ndarray, free: n
     return fr, tot
 
 
-def _alternatives(names, ranked: np.ndarray, scores: np.ndarray, fr: np.ndarray, level: int,
-                  limit: int) -> tuple:
+def _alternatives(
+    names, ranked: np.ndarray, scores: np.ndarray, fr: np.ndarray, level: int, limit: int
+) -> tuple:
     """The runner-up groups (after the chosen one), with their scores."""
     return tuple(
-        {"group": names[int(gi)], "level": level, "score": round(float(sc), 4),
-         "free_gpus": int(fr[gi])}
-        for gi, sc in zip(ranked[1:limit + 1], scores[1:limit + 1], strict=True)
+        {
+            "group": names[int(gi)],
+            "level": level,
+            "score": round(float(sc), 4),
+            "free_gpus": int(fr[gi]),
+        }
+        for gi, sc in zip(ranked[1 : limit + 1], scores[1 : limit + 1], strict=True)
     )
 
 
-def _fill_leaves(cycle: Cycle, cand: np.ndarray, free: np.ndarray, usable: np.ndarray, job: Job
-                 ) -> np.ndarray:
+def _fill_leaves(
+    cycle: Cycle, cand: np.ndarray, free: np.ndarray, usable: np.ndarray, job: Job
+) -> np.ndarray:
     """Nodes for a multi-node job inside a group above the leaves: fill as few leaf groups as
     possible; when one leaf can hold the rest, the fullest such leaf (best fit)."""
     inv = cycle.inv
@@ -128,11 +135,16 @@ def binpack(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
             idx = _fill_leaves(cycle, cand, np.where(usable, avail, 0), usable, job)
         if idx.size < nn:
             continue
-        how = ("whole free nodes" if nn > 1 and bool(np.all(avail[idx] == cycle.total[idx]))
-               else "nodes best-fit by free GPUs")
+        how = (
+            "whole free nodes"
+            if nn > 1 and bool(np.all(avail[idx] == cycle.total[idx]))
+            else "nodes best-fit by free GPUs"
+        )
         lvn = level_name(lv)
-        why = (f"{lvn} {names[best]}: fullest of {int(fits.sum())} {lvn}s that hold "
-               f"{nn}x{g} GPUs (fill {float(scores[0]):.3f}, {int(fr[best])} GPUs free); {how}")
+        why = (
+            f"{lvn} {names[best]}: fullest of {int(fits.sum())} {lvn}s that hold "
+            f"{nn}x{g} GPUs (fill {float(scores[0]):.3f}, {int(fr[best])} GPUs free); {how}"
+        )
         alts = _alternatives(names, ranked, scores, fr, lv, n_alt) if n_alt else ()
         return Choice(idx, _gpus(idx, job), names[best], why, alts)
     # No single group holds it (or no topology): best fit over the whole pool.
@@ -141,8 +153,9 @@ def binpack(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
     if idx.size < nn:
         return None
     span = "no topology" if not inv.group_levels else "no single group holds it"
-    return Choice(idx, _gpus(idx, job), None,
-                  f"{span}: nodes best-fit by free GPUs over the whole pool")
+    return Choice(
+        idx, _gpus(idx, job), None, f"{span}: nodes best-fit by free GPUs over the whole pool"
+    )
 
 
 def _fullest_node(cycle: Cycle, job: Job, avail: np.ndarray, elig_idx: np.ndarray) -> Choice:
@@ -161,8 +174,12 @@ def _fullest_node(cycle: Cycle, job: Job, avail: np.ndarray, elig_idx: np.ndarra
     left = avail[elig_idx]
     if not inv.group_levels:
         idx = elig_idx[[int(np.argmin(left))]]  # first minimum = lowest index
-        return Choice(idx, _gpus(idx, job), None,
-                      f"no topology: node best-fit by free GPUs ({int(left.min())} free)")
+        return Choice(
+            idx,
+            _gpus(idx, job),
+            None,
+            f"no topology: node best-fit by free GPUs ({int(left.min())} free)",
+        )
     names, gidx = inv.group_levels[0]
     fr, tot = cycle.group_sums(0, avail)
     ge = gidx[elig_idx]
@@ -175,25 +192,35 @@ def _fullest_node(cycle: Cycle, job: Job, avail: np.ndarray, elig_idx: np.ndarra
     best = int(ge[order[0]])
     n_free = int(left[order[0]])
     if best < 0:
-        return Choice(idx, _gpus(idx, job), None,
-                      f"node best-fit by free GPUs ({n_free} free), under no leaf group")
+        return Choice(
+            idx,
+            _gpus(idx, job),
+            None,
+            f"node best-fit by free GPUs ({n_free} free), under no leaf group",
+        )
     # Runner-up leaves: those holding a node as full as the chosen one first, as the node key
     # ranks them; each once.
     seen = dict.fromkeys(int(x) for x in ge[order] if x >= 0)
-    alt = np.array([x for x in seen if x != best][:cycle.alternatives], dtype=np.int64)
+    alt = np.array([x for x in seen if x != best][: cycle.alternatives], dtype=np.int64)
     alt_scores = np.where(tot[alt] > 0, 1.0 - fr[alt] / np.maximum(tot[alt], 1), 0.0)
     sc = float(scores[int(pos[best])])
-    return Choice(idx, _gpus(idx, job), names[best],
-                  _node_why(g, n_free, names[best], int(np.count_nonzero(fits)), sc,
-                            int(fr[best])),
-                  _alternatives(names, np.r_[best, alt], np.r_[sc, alt_scores], fr, 0,
-                                cycle.alternatives) if cycle.alternatives else ())
+    return Choice(
+        idx,
+        _gpus(idx, job),
+        names[best],
+        _node_why(g, n_free, names[best], int(np.count_nonzero(fits)), sc, int(fr[best])),
+        _alternatives(names, np.r_[best, alt], np.r_[sc, alt_scores], fr, 0, cycle.alternatives)
+        if cycle.alternatives
+        else (),
+    )
 
 
 def _node_why(g: int, n_free: int, leaf: str, n_fits: int, fill: float, leaf_free: int) -> str:
-    return (f"node best-fit: fewest free GPUs that hold 1x{g} ({n_free} free), in leaf group "
-            f"{leaf}, the fullest of the {n_fits} leaf groups with room that have such a node "
-            f"(fill {fill:.3f}, {leaf_free} GPUs free)")
+    return (
+        f"node best-fit: fewest free GPUs that hold 1x{g} ({n_free} free), in leaf group "
+        f"{leaf}, the fullest of the {n_fits} leaf groups with room that have such a node "
+        f"(fill {fill:.3f}, {leaf_free} GPUs free)"
+    )
 
 
 def _binpack_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
@@ -220,14 +247,18 @@ def _binpack_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
     nodes = agg.nodes_of[best]
     pick = nodes[[int(np.argmax(agg.source[nodes] == n_free))]]  # lowest index with it
     if not cycle.inv.group_levels:
-        return Choice(pick, _gpus(pick, job), None,
-                      f"no topology: node best-fit by free GPUs ({n_free} free)")
+        return Choice(
+            pick, _gpus(pick, job), None, f"no topology: node best-fit by free GPUs ({n_free} free)"
+        )
     n_alt = cycle.alternatives
     sc = agg.score[ranked]
-    return Choice(pick, _gpus(pick, job), agg.names[best],
-                  _node_why(g, n_free, agg.names[best], int(rows.size), float(sc[0]),
-                            int(agg.fr[best])),
-                  _alternatives(agg.names, ranked, sc, agg.fr, 0, n_alt) if n_alt else ())
+    return Choice(
+        pick,
+        _gpus(pick, job),
+        agg.names[best],
+        _node_why(g, n_free, agg.names[best], int(rows.size), float(sc[0]), int(agg.fr[best])),
+        _alternatives(agg.names, ranked, sc, agg.fr, 0, n_alt) if n_alt else (),
+    )
 
 
 binpack.fast = _binpack_fast  # type: ignore[attr-defined]
@@ -257,11 +288,16 @@ def spread(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
     order = np.lexsort((idx, left, crowd))[:nn]
     pick = idx[order]
     reps = int(counts[pick].max()) if pick.size else 0
-    why = (f"E-Spread in the inference zone: node with {reps} replica(s) of service "
-           f"{job.service!r} already" if job.service else "E-Spread in the inference zone")
+    why = (
+        f"E-Spread in the inference zone: node with {reps} replica(s) of service "
+        f"{job.service!r} already"
+        if job.service
+        else "E-Spread in the inference zone"
+    )
     cap = f", cap {job.max_per_node} per node" if job.max_per_node else ""
-    return Choice(pick, _gpus(pick, job), None,
-                  why + cap + "; best fit by free GPUs to keep the zone packed")
+    return Choice(
+        pick, _gpus(pick, job), None, why + cap + "; best fit by free GPUs to keep the zone packed"
+    )
 
 
 # ------------------------------------------------------------------------------- Slurm
@@ -292,9 +328,12 @@ def slurm_cons_tres(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
                 break
     cpus = np.where(cycle.has_cpus[idx_e], cycle.cpus_free[idx_e], 0)
     pick = idx_e[np.lexsort((idx_e, cpus))[:nn]]
-    return Choice(pick, _gpus(pick, job), None,
-                  wnote + "no topology: fewest free CPUs first (best fit), GPUs only "
-                  "checked for sufficiency")
+    return Choice(
+        pick,
+        _gpus(pick, job),
+        None,
+        wnote + "no topology: fewest free CPUs first (best fit), GPUs only checked for sufficiency",
+    )
 
 
 # Slurm's switches_dist between two unconnected switches (INFINITE): a leaf in another fabric.
@@ -329,8 +368,14 @@ def _hops(anc: np.ndarray, level: int, leaf: int) -> np.ndarray:
     return np.where(joined, (top - level) + top, _FAR)
 
 
-def _tree_pick(levels: np.ndarray, n_groups: np.ndarray, anc: np.ndarray, weight: np.ndarray,
-               usable: np.ndarray, nn: int) -> tuple[np.ndarray, int, int]:
+def _tree_pick(
+    levels: np.ndarray,
+    n_groups: np.ndarray,
+    anc: np.ndarray,
+    weight: np.ndarray,
+    usable: np.ndarray,
+    nn: int,
+) -> tuple[np.ndarray, int, int]:
     """Nodes Slurm's topology/tree selection gives an ``nn``-node job: (nodes ascending, their
     node Weight cut-off, how many lighter nodes were taken whole); empty when none.
 
@@ -432,8 +477,9 @@ def _leaves_below(anc: np.ndarray, level: int, groups: np.ndarray) -> list[int]:
     return [int(np.flatnonzero(anc[:, level] == gi)[0]) for gi in np.unique(groups)]
 
 
-def _choose_leaf(cand: np.ndarray, left: np.ndarray, cnt: list, anc: np.ndarray,
-                 dist: np.ndarray, rem: int) -> int:
+def _choose_leaf(
+    cand: np.ndarray, left: np.ndarray, cnt: list, anc: np.ndarray, dist: np.ndarray, rem: int
+) -> int:
     """``_topo_choose_best_switch`` over the candidate leaves, in switch order."""
     best = int(cand[0])
     for x in cand[1:].tolist():
@@ -443,8 +489,7 @@ def _choose_leaf(cand: np.ndarray, left: np.ndarray, cnt: list, anc: np.ndarray,
     return best
 
 
-def _compare_leaves(i: int, j: int, left: np.ndarray, cnt: list, anc: np.ndarray,
-                    rem: int) -> int:
+def _compare_leaves(i: int, j: int, left: np.ndarray, cnt: list, anc: np.ndarray, rem: int) -> int:
     """``_topo_compare_switches``: 1 when leaf ``i`` fits better, -1 when ``j`` does, else 0."""
     lv, a, b = 0, left[i], left[j]
     while True:
@@ -466,15 +511,22 @@ def _tree_choice(inv, weight: np.ndarray, usable: np.ndarray, job: Job) -> Choic
     if pick.size == 0:
         # topology.conf(5): "Jobs can only span nodes connected by the same switch fabric".
         return None
-    lv = next(lv for lv in range(levels.shape[0])
-              if np.all(levels[lv][pick] == levels[lv][pick[0]]))
+    lv = next(
+        lv for lv in range(levels.shape[0]) if np.all(levels[lv][pick] == levels[lv][pick[0]])
+    )
     names = inv.group_levels[lv][0]
     group = names[int(levels[lv][pick[0]])]
-    wnote = (f"{forced} node(s) lighter than Weight {cut} taken whole, then " if forced
-             else f"nodes of Weight {cut}: " if weight[usable].min() != weight[usable].max()
-             else "")
-    why = (f"{wnote}leaf switches by distance and tightest fit, within {group} "
-           f"({level_name(lv)}); nodes in node order (GPUs only checked for sufficiency)")
+    wnote = (
+        f"{forced} node(s) lighter than Weight {cut} taken whole, then "
+        if forced
+        else f"nodes of Weight {cut}: "
+        if weight[usable].min() != weight[usable].max()
+        else ""
+    )
+    why = (
+        f"{wnote}leaf switches by distance and tightest fit, within {group} "
+        f"({level_name(lv)}); nodes in node order (GPUs only checked for sufficiency)"
+    )
     return Choice(pick, _gpus(pick, job), group, why)
 
 
@@ -497,14 +549,20 @@ def _slurm_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
     ok = nodes[agg.source[nodes] >= g]
     if cycle.inv.group_levels:
         pick = ok[:1]
-        why = (f"lowest switch that fits: {agg.names[best]} (leaf group, {int(counts[best])} "
-               f"usable nodes, fewest of {int(np.count_nonzero(counts))}); first node in node "
-               f"order (GPUs only checked for sufficiency)")
+        why = (
+            f"lowest switch that fits: {agg.names[best]} (leaf group, {int(counts[best])} "
+            f"usable nodes, fewest of {int(np.count_nonzero(counts))}); first node in node "
+            f"order (GPUs only checked for sufficiency)"
+        )
         return Choice(pick, _gpus(pick, job), agg.names[best], why)
     cpus = np.where(cycle.has_cpus[ok], cycle.cpus_free[ok], 0)
     pick = ok[[int(np.argmin(cpus))]]
-    return Choice(pick, _gpus(pick, job), None,
-                  "no topology: fewest free CPUs (best fit), GPUs only checked for sufficiency")
+    return Choice(
+        pick,
+        _gpus(pick, job),
+        None,
+        "no topology: fewest free CPUs (best fit), GPUs only checked for sufficiency",
+    )
 
 
 slurm_cons_tres.fast = _slurm_fast  # type: ignore[attr-defined]

@@ -53,8 +53,13 @@ class ZoneView:
     shortfall: int  # demand beyond the zone's free GPUs before borrowing
 
 
-def zone_view(snapshot: ClusterSnapshot, base: np.ndarray, now: float, max_borrow: int = 0,
-              lend_horizon: float = 0.0) -> ZoneView:
+def zone_view(
+    snapshot: ClusterSnapshot,
+    base: np.ndarray,
+    now: float,
+    max_borrow: int = 0,
+    lend_horizon: float = 0.0,
+) -> ZoneView:
     """Borrowed and lendable nodes for this cycle (module docstring)."""
     inv = snapshot.inventory
     n = len(inv)
@@ -103,12 +108,19 @@ def zone_view(snapshot: ClusterSnapshot, base: np.ndarray, now: float, max_borro
     if lend_horizon > 0 and demand == 0:
         lendable = base & sched & (free == total) & ~borrowed
     borrowed = borrowed | new
-    return ZoneView(zone=base | borrowed, borrowed=borrowed, newly_borrowed=new,
-                    lendable=lendable, demand=demand, shortfall=shortfall)
+    return ZoneView(
+        zone=base | borrowed,
+        borrowed=borrowed,
+        newly_borrowed=new,
+        lendable=lendable,
+        demand=demand,
+        shortfall=shortfall,
+    )
 
 
-def _borrow_order(inv, cand: np.ndarray, base: np.ndarray, used: np.ndarray,
-                  total: np.ndarray) -> np.ndarray:
+def _borrow_order(
+    inv, cand: np.ndarray, base: np.ndarray, used: np.ndarray, total: np.ndarray
+) -> np.ndarray:
     """Candidate nodes in borrowing order (module docstring, rules 1-3)."""
     leaf = inv.leaf_index
     n_leaf = len(inv.leaf_names)
@@ -134,8 +146,9 @@ def _borrow_order(inv, cand: np.ndarray, base: np.ndarray, used: np.ndarray,
     return c[np.lexsort((c, used[c], leaf_used[lf[c]], whole_idle[lf[c]], tier[c]))]
 
 
-def elastic_pool_of(policy, snapshot: ClusterSnapshot, ctx: dict
-                    ) -> Callable[[Job], np.ndarray] | None:
+def elastic_pool_of(
+    policy, snapshot: ClusterSnapshot, ctx: dict
+) -> Callable[[Job], np.ndarray] | None:
     """``KantPolicy.pool_of`` with the elastic zone: sets ``ctx['zone']`` (configured plus
     borrowed nodes), ``ctx['in_zone']`` and ``ctx['zone_view']``."""
     z = policy.config.inference_zone

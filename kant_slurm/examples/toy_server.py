@@ -43,8 +43,13 @@ def make_handler(started: float, healthy_for: float | None):
             url = urlsplit(self.path)
             if url.path == "/health":
                 if healthy_for is not None and time.monotonic() - started > healthy_for:
-                    self._answer(503, {"status": "unhealthy",
-                                       "reason": f"--healthy-for {healthy_for:g}s is over"})
+                    self._answer(
+                        503,
+                        {
+                            "status": "unhealthy",
+                            "reason": f"--healthy-for {healthy_for:g}s is over",
+                        },
+                    )
                 else:
                     self._answer(200, {"status": "ok"})
             elif url.path == "/generate":
@@ -68,21 +73,38 @@ def make_handler(started: float, healthy_for: float | None):
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m kant_slurm.examples.toy_server",
-                                     description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("PORT") or 8000),
-                        help="port (default $PORT, which the template exports, else 8000)")
-    parser.add_argument("--host", default="127.0.0.1",
-                        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every one)")
-    parser.add_argument("--healthy-for", type=float, default=None, metavar="SECONDS",
-                        help="/health answers 503 after this many seconds (default: never)")
+    parser = argparse.ArgumentParser(
+        prog="python3 -m kant_slurm.examples.toy_server", description=__doc__.split("\n\n")[0]
+    )
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=int(os.environ.get("PORT") or 8000),
+        help="port (default $PORT, which the template exports, else 8000)",
+    )
+    parser.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to listen on (default 127.0.0.1; 0.0.0.0 for every one)",
+    )
+    parser.add_argument(
+        "--healthy-for",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="/health answers 503 after this many seconds (default: never)",
+    )
     args = parser.parse_args(argv)
     try:
-        server = ThreadingHTTPServer((args.host, args.port),
-                                     make_handler(time.monotonic(), args.healthy_for))
+        server = ThreadingHTTPServer(
+            (args.host, args.port), make_handler(time.monotonic(), args.healthy_for)
+        )
     except OSError as exc:
-        print(f"toy_server: cannot listen on {args.host}:{args.port}: {exc.strerror}; expected "
-              f"a free port (--port or $PORT)", file=sys.stderr)
+        print(
+            f"toy_server: cannot listen on {args.host}:{args.port}: {exc.strerror}; expected "
+            f"a free port (--port or $PORT)",
+            file=sys.stderr,
+        )
         return 1
 
     def on_term(signum, frame) -> None:
@@ -90,8 +112,11 @@ def main(argv: list[str] | None = None) -> int:
         threading.Thread(target=server.shutdown, daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_term)
-    print(f"toy_server: listening on http://{args.host}:{args.port} (/health, /generate)",
-          file=sys.stderr, flush=True)
+    print(
+        f"toy_server: listening on http://{args.host}:{args.port} (/health, /generate)",
+        file=sys.stderr,
+        flush=True,
+    )
     server.serve_forever()
     server.server_close()
     return 0

@@ -41,11 +41,17 @@ def load_checkpoint(path: Path) -> dict | None:
         return None
     try:
         state = json.loads(path.read_text(encoding="utf-8"))
-        return {"step": int(state["step"]), "a": float(state["a"]), "b": float(state["b"]),
-                "loss": None if state["loss"] is None else float(state["loss"])}
+        return {
+            "step": int(state["step"]),
+            "a": float(state["a"]),
+            "b": float(state["b"]),
+            "loss": None if state["loss"] is None else float(state["loss"]),
+        }
     except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise SystemExit(f"toy_train: checkpoint {path}: unreadable ({exc}); expected the JSON "
-                         f"this program writes (delete it to start over)") from None
+        raise SystemExit(
+            f"toy_train: checkpoint {path}: unreadable ({exc}); expected the JSON "
+            f"this program writes (delete it to start over)"
+        ) from None
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
@@ -57,16 +63,25 @@ def save_checkpoint(path: Path, state: dict) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python3 -m kant_slurm.examples.toy_train",
-                                     description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="python3 -m kant_slurm.examples.toy_train", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--steps", type=int, default=600, help="steps in all (default 600)")
-    parser.add_argument("--step-seconds", type=float, default=0.1,
-                        help="seconds each step takes (default 0.1)")
-    parser.add_argument("--checkpoint-dir", default=os.environ.get("KANT_CHECKPOINT_DIR", "ckpt"),
-                        help="where the checkpoint is (default $KANT_CHECKPOINT_DIR, else ckpt)")
-    parser.add_argument("--checkpoint-every", type=int, default=None,
-                        help="steps between checkpoints (default: KANT_CHECKPOINT_INTERVAL "
-                             "seconds' worth, else 50)")
+    parser.add_argument(
+        "--step-seconds", type=float, default=0.1, help="seconds each step takes (default 0.1)"
+    )
+    parser.add_argument(
+        "--checkpoint-dir",
+        default=os.environ.get("KANT_CHECKPOINT_DIR", "ckpt"),
+        help="where the checkpoint is (default $KANT_CHECKPOINT_DIR, else ckpt)",
+    )
+    parser.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=None,
+        help="steps between checkpoints (default: KANT_CHECKPOINT_INTERVAL "
+        "seconds' worth, else 50)",
+    )
     parser.add_argument("--lr", type=float, default=0.05, help="learning rate (default 0.05)")
     parser.add_argument("--seed", type=int, default=0, help="data seed (default 0)")
     args = parser.parse_args(argv)
@@ -75,8 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     every = args.checkpoint_every
     if every is None:
         interval = float(os.environ.get("KANT_CHECKPOINT_INTERVAL") or 0)
-        every = max(1, round(interval / args.step_seconds)) if interval and args.step_seconds \
-            else 50
+        every = (
+            max(1, round(interval / args.step_seconds)) if interval and args.step_seconds else 50
+        )
     if every < 1:
         parser.error("--checkpoint-every must be at least 1")
 
@@ -88,8 +104,11 @@ def main(argv: list[str] | None = None) -> int:
         state = {"step": 0, "a": 0.0, "b": 0.0, "loss": None}
         print(f"toy_train[job {job} rank {rank}]: starting at step 0 of {args.steps}", flush=True)
     else:
-        print(f"toy_train[job {job} rank {rank}]: resumed from step {state['step']} of "
-              f"{args.steps} ({path})", flush=True)
+        print(
+            f"toy_train[job {job} rank {rank}]: resumed from step {state['step']} of "
+            f"{args.steps} ({path})",
+            flush=True,
+        )
 
     stop: list[int] = []
     signal.signal(signal.SIGUSR2, lambda signum, frame: stop.append(0))
@@ -99,8 +118,11 @@ def main(argv: list[str] | None = None) -> int:
         if rank == 0:
             save_checkpoint(path, state)
             loss = "-" if state["loss"] is None else f"{state['loss']:.4f}"
-            print(f"toy_train[job {job} rank {rank}]: checkpoint at step {state['step']} "
-                  f"({why}), loss {loss}", flush=True)
+            print(
+                f"toy_train[job {job} rank {rank}]: checkpoint at step {state['step']} "
+                f"({why}), loss {loss}",
+                flush=True,
+            )
 
     while state["step"] < args.steps:
         if stop:
@@ -115,8 +137,11 @@ def main(argv: list[str] | None = None) -> int:
         if state["step"] % every == 0 or state["step"] == args.steps:
             save(f"every {every} steps" if state["step"] < args.steps else "done")
         time.sleep(args.step_seconds)
-    print(f"toy_train[job {job} rank {rank}]: done, {args.steps} steps: a={state['a']:.3f} "
-          f"b={state['b']:.3f} (true {TRUE_A}, {TRUE_B})", flush=True)
+    print(
+        f"toy_train[job {job} rank {rank}]: done, {args.steps} steps: a={state['a']:.3f} "
+        f"b={state['b']:.3f} (true {TRUE_A}, {TRUE_B})",
+        flush=True,
+    )
     return 0
 
 

@@ -48,18 +48,51 @@ from ..errors import InputError
 from ..model import size_bucket
 
 RECORD_COLUMNS = (
-    "job_id", "job_class", "class_source", "user", "account", "partition", "submit_time",
-    "start_time", "end_time", "num_nodes", "gpus", "nodes", "node_gpus", "time_limit",
-    "est_runtime", "estimate_source", "backfilled", "state", "duration",
+    "job_id",
+    "job_class",
+    "class_source",
+    "user",
+    "account",
+    "partition",
+    "submit_time",
+    "start_time",
+    "end_time",
+    "num_nodes",
+    "gpus",
+    "nodes",
+    "node_gpus",
+    "time_limit",
+    "est_runtime",
+    "estimate_source",
+    "backfilled",
+    "state",
+    "duration",
     # issue 8 (preemption, inference SLA); optional, with defaults
-    "last_start_time", "preemptions", "preempted_gpu_seconds", "preempted_runs", "sla",
+    "last_start_time",
+    "preemptions",
+    "preempted_gpu_seconds",
+    "preempted_runs",
+    "sla",
 )
 _DEFAULTS = {
-    "job_class": "batch", "class_source": "default", "user": "", "account": "", "partition": "",
-    "start_time": np.nan, "end_time": np.nan, "time_limit": np.nan, "est_runtime": np.nan,
-    "estimate_source": "", "backfilled": False, "state": "", "duration": np.nan,
-    "last_start_time": np.nan, "preemptions": 0, "preempted_gpu_seconds": 0.0,
-    "preempted_runs": (), "sla": np.nan,
+    "job_class": "batch",
+    "class_source": "default",
+    "user": "",
+    "account": "",
+    "partition": "",
+    "start_time": np.nan,
+    "end_time": np.nan,
+    "time_limit": np.nan,
+    "est_runtime": np.nan,
+    "estimate_source": "",
+    "backfilled": False,
+    "state": "",
+    "duration": np.nan,
+    "last_start_time": np.nan,
+    "preemptions": 0,
+    "preempted_gpu_seconds": 0.0,
+    "preempted_runs": (),
+    "sla": np.nan,
 }
 _TUPLE_COLUMNS = ("nodes", "node_gpus", "preempted_runs")
 
@@ -88,21 +121,41 @@ def make_records(**columns) -> pd.DataFrame:
             value = pd.Series([tuple(v) for v in value], dtype=object)
         elif len(value) != n:
             raise InputError(f"job records: column {key!r} has {len(value)} rows, job_id has {n}")
-        data[key] = value if isinstance(value, pd.Series) else list(value) if not isinstance(
-            value, np.ndarray) else value
+        data[key] = (
+            value
+            if isinstance(value, pd.Series)
+            else list(value)
+            if not isinstance(value, np.ndarray)
+            else value
+        )
     df = pd.DataFrame(data)
-    return df.astype({
-        "job_id": str, "submit_time": float, "start_time": float, "end_time": float,
-        "num_nodes": np.int64, "gpus": np.int64, "time_limit": float, "est_runtime": float,
-        "backfilled": bool, "duration": float, "last_start_time": float,
-        "preemptions": np.int64, "preempted_gpu_seconds": float, "sla": float,
-    })
+    return df.astype(
+        {
+            "job_id": str,
+            "submit_time": float,
+            "start_time": float,
+            "end_time": float,
+            "num_nodes": np.int64,
+            "gpus": np.int64,
+            "time_limit": float,
+            "est_runtime": float,
+            "backfilled": bool,
+            "duration": float,
+            "last_start_time": float,
+            "preemptions": np.int64,
+            "preempted_gpu_seconds": float,
+            "sla": float,
+        }
+    )
 
 
 def records_from_frame(df: pd.DataFrame, source: str = "job records") -> pd.DataFrame:
     """Check a DataFrame has the record columns (adding optional ones with defaults)."""
-    cols = {c: df[c].to_numpy() if c not in _TUPLE_COLUMNS else list(df[c])
-            for c in df.columns if c in RECORD_COLUMNS}
+    cols = {
+        c: df[c].to_numpy() if c not in _TUPLE_COLUMNS else list(df[c])
+        for c in df.columns
+        if c in RECORD_COLUMNS
+    }
     try:
         return make_records(**cols)
     except InputError as exc:
@@ -118,8 +171,9 @@ def last_start(records: pd.DataFrame) -> pd.Series:
     """Start of each job's last run (its first start when it was never preempted)."""
     if "last_start_time" not in records:
         return records["start_time"]
-    return records["last_start_time"].where(records["last_start_time"].notna(),
-                                            records["start_time"])
+    return records["last_start_time"].where(
+        records["last_start_time"].notna(), records["start_time"]
+    )
 
 
 def size_buckets(records: pd.DataFrame) -> pd.Series:
@@ -139,6 +193,7 @@ def explode_nodes(records: pd.DataFrame, index) -> tuple[np.ndarray, np.ndarray,
         idx = np.fromiter((index[n] for n in names), dtype=np.int64, count=len(names))
     except KeyError as exc:
         raise InputError(f"job records: node {exc.args[0]!r} is not in the inventory") from None
-    gpus = np.fromiter((g for x in records["node_gpus"] for g in x), dtype=np.int64,
-                       count=len(names))
+    gpus = np.fromiter(
+        (g for x in records["node_gpus"] for g in x), dtype=np.int64, count=len(names)
+    )
     return rows, idx, gpus

@@ -55,8 +55,23 @@ log = logging.getLogger(__name__)
 # Field order of the sacct call. AdminComment is last so that a '|' inside it (sacct -P does not
 # escape) stays in that one field.
 SACCT_FIELDS = (
-    "JobID", "JobIDRaw", "JobName", "User", "Account", "Partition", "QOS", "State", "Submit",
-    "Start", "End", "ElapsedRaw", "TimelimitRaw", "NNodes", "NodeList", "AllocTRES", "ReqTRES",
+    "JobID",
+    "JobIDRaw",
+    "JobName",
+    "User",
+    "Account",
+    "Partition",
+    "QOS",
+    "State",
+    "Submit",
+    "Start",
+    "End",
+    "ElapsedRaw",
+    "TimelimitRaw",
+    "NNodes",
+    "NodeList",
+    "AllocTRES",
+    "ReqTRES",
     "AdminComment",
 )
 REQUIRED_FIELDS = ("JobID", "Submit", "Start", "End", "NodeList", "AllocTRES", "State")
@@ -70,8 +85,9 @@ MAX_ARRAY_EXPAND = 100_000  # tasks of one pending array record turned into rows
 # --------------------------------------------------------------------------------------------
 
 
-def split_sacct_lines(text: str, fields: Sequence[str] | None = None,
-                      source: str = "sacct") -> dict[str, list[str]]:
+def split_sacct_lines(
+    text: str, fields: Sequence[str] | None = None, source: str = "sacct"
+) -> dict[str, list[str]]:
     """``sacct -P`` text -> columns of strings.
 
     With ``fields`` None the first line must be sacct's header (``JobID|JobIDRaw|...``, as a
@@ -91,7 +107,8 @@ def split_sacct_lines(text: str, fields: Sequence[str] | None = None,
         if missing:
             raise InputError(
                 f"{source}: line {start}: header has no {missing[0]!r} field; expected a "
-                f"`sacct -P` dump with the fields {','.join(SACCT_FIELDS)}")
+                f"`sacct -P` dump with the fields {','.join(SACCT_FIELDS)}"
+            )
     fields = list(fields)
     n = len(fields)
     body = lines[start:]
@@ -100,8 +117,10 @@ def split_sacct_lines(text: str, fields: Sequence[str] | None = None,
     if short is not None:
         # Back to the line number (blank lines were skipped).
         lineno = start + [i for i, line in enumerate(body) if line.strip()][short] + 1
-        raise InputError(f"{source}: line {lineno}: {len(rows[short])} '|' fields, expected "
-                         f"{n} ({'|'.join(fields)}): {lines[lineno - 1][:120]!r}")
+        raise InputError(
+            f"{source}: line {lineno}: {len(rows[short])} '|' fields, expected "
+            f"{n} ({'|'.join(fields)}): {lines[lineno - 1][:120]!r}"
+        )
     if not rows:
         return {f: [] for f in fields}
     return {f: list(col) for f, col in zip(fields, zip(*rows, strict=True), strict=True)}
@@ -115,8 +134,10 @@ def _numbers(values: Sequence[str]) -> np.ndarray:
     try:
         return np.array(values, dtype=float)
     except ValueError:
-        return np.array([v if v[:1].isdigit() and v.replace(".", "", 1).isdigit() else "nan"
-                         for v in values], dtype=float)
+        return np.array(
+            [v if v[:1].isdigit() and v.replace(".", "", 1).isdigit() else "nan" for v in values],
+            dtype=float,
+        )
 
 
 def _times(values: Sequence[str], source: str, field: str) -> np.ndarray:
@@ -131,8 +152,10 @@ def _times(values: Sequence[str], source: str, field: str) -> np.ndarray:
         bad = iso.isna().to_numpy()
         if bad.any():
             first = s[todo][bad].iloc[0]
-            raise InputError(f"{source}: field {field} = {first!r}: expected epoch seconds "
-                             "(SLURM_TIME_FORMAT=%s) or YYYY-MM-DDTHH:MM:SS")
+            raise InputError(
+                f"{source}: field {field} = {first!r}: expected epoch seconds "
+                "(SLURM_TIME_FORMAT=%s) or YYYY-MM-DDTHH:MM:SS"
+            )
         # sacct prints local time; mktime applies the local zone and its DST.
         out[todo] = [time.mktime(t.timetuple()) for t in iso]
     return out
@@ -168,8 +191,9 @@ def _limit(values: Sequence[str]) -> np.ndarray:
 def _gpus(tres: Sequence[str]) -> np.ndarray:
     """``gres/gpu=N`` of each TRES string (0 without); the regex runs once per distinct string."""
     codes, uniques = pd.factorize(pd.Series(tres, dtype=object), use_na_sentinel=False)
-    per = np.array([int(m.group(1)) if (m := _GPU.search(u or "")) else 0 for u in uniques],
-                   dtype=np.int64)
+    per = np.array(
+        [int(m.group(1)) if (m := _GPU.search(u or "")) else 0 for u in uniques], dtype=np.int64
+    )
     return per[codes] if len(per) else np.zeros(len(codes), dtype=np.int64)
 
 
@@ -228,8 +252,9 @@ def _tag_fields(admin: Sequence[str], source: str) -> tuple[list[str], list[floa
     return classes, est
 
 
-def classify_rows(qos: Sequence[str], partition: Sequence[str],
-                  classify: Callable[[Job], Job] | None) -> tuple[list[str], list[str]]:
+def classify_rows(
+    qos: Sequence[str], partition: Sequence[str], classify: Callable[[Job], Job] | None
+) -> tuple[list[str], list[str]]:
     """Class and class source from config rules, once per distinct (QOS, partition) pair."""
     classes, sources = [], []
     memo: dict[tuple[str, str], tuple[str, str]] = {}
@@ -240,9 +265,17 @@ def classify_rows(qos: Sequence[str], partition: Sequence[str],
             if classify is None:
                 hit = ("batch", "default")
             else:
-                job = classify(Job(job_id="0", state="PENDING", num_nodes=1, gpus_per_node=0,
-                                   submit_time=0.0, qos=q,
-                                   partitions=tuple(x for x in p.split(",") if x)))
+                job = classify(
+                    Job(
+                        job_id="0",
+                        state="PENDING",
+                        num_nodes=1,
+                        gpus_per_node=0,
+                        submit_time=0.0,
+                        qos=q,
+                        partitions=tuple(x for x in p.split(",") if x),
+                    )
+                )
                 hit = (job.job_class, job.class_source)
             memo[key] = hit
         classes.append(hit[0])
@@ -250,10 +283,14 @@ def classify_rows(qos: Sequence[str], partition: Sequence[str],
     return classes, sources
 
 
-def records_from_columns(cols: dict[str, list[str]], *, since: float | None = None,
-                         until: float | None = None,
-                         classify: Callable[[Job], Job] | None = None,
-                         source: str = "sacct") -> pd.DataFrame:
+def records_from_columns(
+    cols: dict[str, list[str]],
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    classify: Callable[[Job], Job] | None = None,
+    source: str = "sacct",
+) -> pd.DataFrame:
     """sacct columns (from :func:`split_sacct_lines`) -> job records, clipped to the window.
 
     Adds the helper columns ``key`` (JobIDRaw/Submit/Start, unique per run), ``qos`` and
@@ -315,8 +352,9 @@ def records_from_columns(cols: dict[str, list[str]], *, since: float | None = No
             hosts_u.append(tuple(expand(text)))
         except Exception as exc:  # noqa: BLE001 - any hostlist error: name the row
             row = int(np.argmax(codes == k))
-            raise InputError(f"{source}: job {job_id[row]}: NodeList {text!r} is not a Slurm "
-                             f"host list ({exc})") from None
+            raise InputError(
+                f"{source}: job {job_id[row]}: NodeList {text!r} is not a Slurm host list ({exc})"
+            ) from None
     hosts_arr = np.empty(len(hosts_u) + 1, dtype=object)
     for k, h in enumerate(hosts_u):  # element by element: numpy would unpack the tuples
         hosts_arr[k] = h
@@ -340,8 +378,10 @@ def records_from_columns(cols: dict[str, list[str]], *, since: float | None = No
             try:
                 repeat[i] = min(max(1, array_task_count(m.group(2))), MAX_ARRAY_EXPAND)
             except ValueError:
-                raise InputError(f"{source}: JobID {job_id[i]!r}: array expression not "
-                                 "understood; expected e.g. 12_[1-10%2]") from None
+                raise InputError(
+                    f"{source}: JobID {job_id[i]!r}: array expression not "
+                    "understood; expected e.g. 12_[1-10%2]"
+                ) from None
 
     tag_class, est = _tag_fields(col("AdminComment"), source)
     partition = col("Partition")
@@ -352,11 +392,23 @@ def records_from_columns(cols: dict[str, list[str]], *, since: float | None = No
     key = [f"{r}/{cols['Submit'][i]}/{cols['Start'][i]}" for i, r in enumerate(raw)]
 
     frame = make_records(
-        job_id=job_id, job_class=job_class, class_source=class_source, user=col("User"),
-        account=col("Account"), partition=_per_distinct(partition, lambda v: v.split(",")[0]),
-        submit_time=submit, start_time=start, end_time=end, num_nodes=nnodes, gpus=gpus,
-        nodes=nodes_col, node_gpus=node_gpus, time_limit=limit, est_runtime=np.array(est),
-        estimate_source=np.where(np.isnan(est), "", "user"), state=state,
+        job_id=job_id,
+        job_class=job_class,
+        class_source=class_source,
+        user=col("User"),
+        account=col("Account"),
+        partition=_per_distinct(partition, lambda v: v.split(",")[0]),
+        submit_time=submit,
+        start_time=start,
+        end_time=end,
+        num_nodes=nnodes,
+        gpus=gpus,
+        nodes=nodes_col,
+        node_gpus=node_gpus,
+        time_limit=limit,
+        est_runtime=np.array(est),
+        estimate_source=np.where(np.isnan(est), "", "user"),
+        state=state,
         duration=np.where(np.isnan(end), np.nan, elapsed),
     )
     frame["key"] = key
@@ -366,9 +418,9 @@ def records_from_columns(cols: dict[str, list[str]], *, since: float | None = No
         rep = repeat[keep]
         frame = frame.loc[frame.index.repeat(rep)].copy()
         task = np.concatenate([np.arange(r) for r in rep])
-        frame["key"] = frame["key"] + np.where(rep.repeat(rep) > 1,
-                                               pd.Series(task).astype(str).radd("#").to_numpy(),
-                                               "")
+        frame["key"] = frame["key"] + np.where(
+            rep.repeat(rep) > 1, pd.Series(task).astype(str).radd("#").to_numpy(), ""
+        )
     return frame.reset_index(drop=True)
 
 
@@ -380,21 +432,33 @@ def empty_records() -> pd.DataFrame:
     return frame
 
 
-def parse_sacct_dump(text: str, *, since: float | None = None, until: float | None = None,
-                     classify: Callable[[Job], Job] | None = None,
-                     source: str = "sacct dump") -> pd.DataFrame:
+def parse_sacct_dump(
+    text: str,
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    classify: Callable[[Job], Job] | None = None,
+    source: str = "sacct dump",
+) -> pd.DataFrame:
     """A saved ``sacct -a -X -D -P`` dump (with its header line) -> job records.
 
     Runs seen twice (the same JobIDRaw, Submit and Start, as in concatenated chunk dumps) are
     kept once.
     """
-    return read_sacct_dump(io.StringIO(text), since=since, until=until, classify=classify,
-                           source=source)
+    return read_sacct_dump(
+        io.StringIO(text), since=since, until=until, classify=classify, source=source
+    )
 
 
-def read_sacct_dump(lines: Iterable[str], *, since: float | None = None,
-                    until: float | None = None, classify: Callable[[Job], Job] | None = None,
-                    source: str = "sacct dump", block: int = 200_000) -> pd.DataFrame:
+def read_sacct_dump(
+    lines: Iterable[str],
+    *,
+    since: float | None = None,
+    until: float | None = None,
+    classify: Callable[[Job], Job] | None = None,
+    source: str = "sacct dump",
+    block: int = 200_000,
+) -> pd.DataFrame:
     """Like :func:`parse_sacct_dump` over an iterable of lines (an open file), ``block`` lines
     at a time, so a dump of millions of jobs never sits in memory as text or as str columns."""
     it = iter(lines)
@@ -407,8 +471,9 @@ def read_sacct_dump(lines: Iterable[str], *, since: float | None = None,
             break
     if header is None:
         return empty_records()
-    fields = list(split_sacct_lines(header + "\n", None, source).keys()) or \
-        [f.strip() for f in header.split("|")]
+    fields = list(split_sacct_lines(header + "\n", None, source).keys()) or [
+        f.strip() for f in header.split("|")
+    ]
     frames = []
     while True:
         chunk = list(itertools.islice(it, block))
@@ -420,8 +485,9 @@ def read_sacct_dump(lines: Iterable[str], *, since: float | None = None,
             raise InputError(f"{exc} (line numbers count from line {lineno + 1})") from None
         lineno += len(chunk)
         del chunk
-        frames.append(records_from_columns(cols, since=since, until=until, classify=classify,
-                                           source=source))
+        frames.append(
+            records_from_columns(cols, since=since, until=until, classify=classify, source=source)
+        )
         del cols
     if not frames:
         return empty_records()
@@ -504,10 +570,29 @@ def parse_sacct_json(data: str | Mapping, source: str = "sacct --json") -> pd.Da
             raise InputError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("jobs"), list):
         raise InputError(f"{source}: expected a JSON object with a 'jobs' list (sacct --json)")
-    cols: dict[str, list] = {k: [] for k in (
-        "job_id", "job_class", "class_source", "user", "account", "partition", "submit_time",
-        "start_time", "end_time", "num_nodes", "gpus", "nodes", "node_gpus", "time_limit",
-        "est_runtime", "estimate_source", "state", "duration")}
+    cols: dict[str, list] = {
+        k: []
+        for k in (
+            "job_id",
+            "job_class",
+            "class_source",
+            "user",
+            "account",
+            "partition",
+            "submit_time",
+            "start_time",
+            "end_time",
+            "num_nodes",
+            "gpus",
+            "nodes",
+            "node_gpus",
+            "time_limit",
+            "est_runtime",
+            "estimate_source",
+            "state",
+            "duration",
+        )
+    }
     for k, job in enumerate(data["jobs"]):
         where = f"{source}: jobs[{k}]"
         if not isinstance(job, Mapping) or "job_id" not in job:
@@ -524,16 +609,18 @@ def parse_sacct_json(data: str | Mapping, source: str = "sacct --json") -> pd.Da
         state = state.get("current") if isinstance(state, Mapping) else state
         if isinstance(state, list):
             state = state[0] if state else ""
-        gpus = _gpus_of((job.get("tres") or {}).get("allocated")) or \
-            _gpus_of((job.get("tres") or {}).get("requested"))
+        gpus = _gpus_of((job.get("tres") or {}).get("allocated")) or _gpus_of(
+            (job.get("tres") or {}).get("requested")
+        )
         text = str(job.get("nodes") or "")
         hosts: tuple[str, ...] = ()
         if not np.isnan(start) and text and text not in ("None assigned", "(null)"):
             try:
                 hosts = tuple(expand(text))
             except Exception as exc:  # noqa: BLE001 - name the job on any hostlist error
-                raise InputError(f"{where}: field 'nodes' {text!r} is not a host list "
-                                 f"({exc})") from None
+                raise InputError(
+                    f"{where}: field 'nodes' {text!r} is not a host list ({exc})"
+                ) from None
         split: tuple[int, ...] = ()
         if hosts:
             base, extra = divmod(int(gpus), len(hosts))

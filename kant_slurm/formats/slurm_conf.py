@@ -66,8 +66,9 @@ def _hosts(value: str, source: str, line: int, key: str) -> list[str]:
     try:
         return list(expand(value))
     except Exception as exc:  # noqa: BLE001 - any hostlist error names the place
-        raise InputError(f"{source}:{line}: {key}={value!r}: not a Slurm host list "
-                         f"({exc})") from None
+        raise InputError(
+            f"{source}:{line}: {key}={value!r}: not a Slurm host list ({exc})"
+        ) from None
 
 
 def gpu_gres(value: str, source: str, line: int) -> tuple[int | None, str | None]:
@@ -100,8 +101,9 @@ def _read(path: Path) -> str:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from None
 
 
-def parse_slurm_conf(text: str, source: str = "slurm.conf", base: Path | None = None
-                     ) -> tuple[list[dict], list[dict]]:
+def parse_slurm_conf(
+    text: str, source: str = "slurm.conf", base: Path | None = None
+) -> tuple[list[dict], list[dict]]:
     """Node and partition records (dicts) of slurm.conf text, with ``Include`` followed."""
     nodes: list[dict] = []
     parts: list[dict] = []
@@ -168,8 +170,10 @@ def parse_topology_conf(text: str, nodes: list[str], source: str = "topology.con
             members = _hosts(kv["nodes"], source, line, "Nodes")
             unknown = [n for n in members if n not in known]
             if unknown:
-                raise InputError(f"{source}:{line}: switch {sw!r} names node {unknown[0]!r}, "
-                                 f"which slurm.conf does not define")
+                raise InputError(
+                    f"{source}:{line}: switch {sw!r} names node {unknown[0]!r}, "
+                    f"which slurm.conf does not define"
+                )
             leaf_nodes[sw] = members
         if "switches" in kv:
             children[sw] = _hosts(kv["switches"], source, line, "Switches")
@@ -181,13 +185,21 @@ def parse_topology_conf(text: str, nodes: list[str], source: str = "topology.con
         raise InputError(f"{source}: {exc}") from None
 
 
-def inventory_from_conf(slurm_conf: str, gres_conf: str | None = None,
-                        topology_conf: str | None = None, *, source: str = "slurm.conf",
-                        base: Path | None = None) -> Inventory:
+def inventory_from_conf(
+    slurm_conf: str,
+    gres_conf: str | None = None,
+    topology_conf: str | None = None,
+    *,
+    source: str = "slurm.conf",
+    base: Path | None = None,
+) -> Inventory:
     """Build an Inventory from the three files' text (gres/topology optional)."""
     node_recs, part_recs = parse_slurm_conf(slurm_conf, source, base)
-    gres = parse_gres_conf(gres_conf, str(base / "gres.conf") if base else "gres.conf") \
-        if gres_conf else {}
+    gres = (
+        parse_gres_conf(gres_conf, str(base / "gres.conf") if base else "gres.conf")
+        if gres_conf
+        else {}
+    )
     names: list[str] = []
     gpus: list[int] = []
     cpus: list[int] = []
@@ -223,33 +235,51 @@ def inventory_from_conf(slurm_conf: str, gres_conf: str | None = None,
     for rec in part_recs:
         src, line = rec["_source"], rec["_line"]
         spec = rec.get("nodes", "")
-        members = (names if spec.upper() == "ALL"
-                   else _hosts(spec, src, line, "Nodes") if spec else [])
+        members = (
+            names if spec.upper() == "ALL" else _hosts(spec, src, line, "Nodes") if spec else []
+        )
         missing = [m for m in members if m not in set(names)]
         if missing:
-            raise InputError(f"{src}:{line}: partition {rec['partitionname']!r} names node "
-                             f"{missing[0]!r}, which no NodeName= line defines")
+            raise InputError(
+                f"{src}:{line}: partition {rec['partitionname']!r} names node "
+                f"{missing[0]!r}, which no NodeName= line defines"
+            )
         max_time = None
         if rec.get("maxtime"):
             try:
                 max_time = parse_duration(rec["maxtime"])
             except Exception:  # noqa: BLE001
-                raise InputError(f"{src}:{line}: MaxTime={rec['maxtime']!r}: expected "
-                                 f"[D-]HH:MM:SS or UNLIMITED") from None
-        partitions.append(Partition(
-            name=rec["partitionname"], nodes=tuple(members),
-            default=rec.get("default", "NO").upper() == "YES", max_time=max_time,
-            priority_tier=_int(rec["prioritytier"], src, line, "PriorityTier")
-            if "prioritytier" in rec else 1,
-            up=rec.get("state", "UP").upper() == "UP",
-        ))
+                raise InputError(
+                    f"{src}:{line}: MaxTime={rec['maxtime']!r}: expected [D-]HH:MM:SS or UNLIMITED"
+                ) from None
+        partitions.append(
+            Partition(
+                name=rec["partitionname"],
+                nodes=tuple(members),
+                default=rec.get("default", "NO").upper() == "YES",
+                max_time=max_time,
+                priority_tier=_int(rec["prioritytier"], src, line, "PriorityTier")
+                if "prioritytier" in rec
+                else 1,
+                up=rec.get("state", "UP").upper() == "UP",
+            )
+        )
     topology = None
     if topology_conf:
-        topology = parse_topology_conf(topology_conf, names,
-                                       str(base / "topology.conf") if base else "topology.conf")
-    return Inventory.build(names=names, gpus_total=gpus, cpus_total=cpus, memory_mb=mem,
-                           gpu_type=gtype, features=feats, partitions=partitions,
-                           topology=topology, config_weight=weight)
+        topology = parse_topology_conf(
+            topology_conf, names, str(base / "topology.conf") if base else "topology.conf"
+        )
+    return Inventory.build(
+        names=names,
+        gpus_total=gpus,
+        cpus_total=cpus,
+        memory_mb=mem,
+        gpu_type=gtype,
+        features=feats,
+        partitions=partitions,
+        topology=topology,
+        config_weight=weight,
+    )
 
 
 def read_slurm_conf(path: str | Path) -> Inventory:
@@ -259,6 +289,9 @@ def read_slurm_conf(path: str | Path) -> Inventory:
     gres = base / "gres.conf"
     topo = base / "topology.conf"
     return inventory_from_conf(
-        _read(path), _read(gres) if gres.exists() else None,
-        _read(topo) if topo.exists() else None, source=str(path), base=base,
+        _read(path),
+        _read(gres) if gres.exists() else None,
+        _read(topo) if topo.exists() else None,
+        source=str(path),
+        base=base,
     )

@@ -13,8 +13,16 @@ from typing import Any
 from ..errors import SlurmError
 from ..hostlist import expand
 from ..model import PENDING, RUNNING, Job
-from .slurm_values import (integer, number, parse_gpu_gres, scontrol_pairs, scontrol_records,
-                           slurm_text, state_words, tres_count)
+from .slurm_values import (
+    integer,
+    number,
+    parse_gpu_gres,
+    scontrol_pairs,
+    scontrol_records,
+    slurm_text,
+    state_words,
+    tres_count,
+)
 from .tags import parse_kant_tag
 
 log = logging.getLogger(__name__)
@@ -131,8 +139,9 @@ def _array_running(jobs: Sequence[Mapping]) -> dict[int, int]:
     return out
 
 
-def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None,
-                    exclusive: Collection[str] = ()) -> list[Job]:
+def parse_jobs_json(
+    data: Mapping, details: Mapping[str, list] | None = None, exclusive: Collection[str] = ()
+) -> list[Job]:
     """``squeue --json`` -> running and pending Jobs (others are left out).
 
     ``details`` (from :func:`job_gpu_details`) gives exact per-node GPUs and indices; without
@@ -198,8 +207,9 @@ def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None,
             partitions=tuple(p for p in (job.get("partition") or "").split(",") if p),
             qos=job.get("qos") or "",
             gpu_type=gtype,
-            cpus_per_node=((integer(job.get("cpus"), f"{where}.cpus") // num_nodes)
-                           if num_nodes else 0),
+            cpus_per_node=(
+                (integer(job.get("cpus"), f"{where}.cpus") // num_nodes) if num_nodes else 0
+            ),
             time_limit=limit * 60 if limit is not None else None,
             start_time=start if state == RUNNING and start else None,
             eligible_time=eligible or None,
@@ -211,8 +221,8 @@ def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None,
             excluded_nodes=tuple(expand(job.get("excluded_nodes") or "")),
             comment=job.get("comment") or "",
             admin_comment=admin,
-            exclusive=_exclusive(job.get("shared")) or str(
-                integer(job.get("job_id"), f"{where}.job_id")) in exclusive,
+            exclusive=_exclusive(job.get("shared"))
+            or str(integer(job.get("job_id"), f"{where}.job_id")) in exclusive,
             features=job.get("features") or None,
             reservation=job.get("resv_name") or None,
             mem_per_node_mb=_memory_per_node(job, num_nodes, where),
@@ -227,22 +237,27 @@ def parse_jobs_json(data: Mapping, details: Mapping[str, list] | None = None,
     return out
 
 
-def _array_task_jobs(fields: dict, task_text: str, job: Mapping, array_running: Mapping[int, int],
-                     where: str) -> list[Job]:
+def _array_task_jobs(
+    fields: dict, task_text: str, job: Mapping, array_running: Mapping[int, int], where: str
+) -> list[Job]:
     """A pending array record -> one Job per task; tasks past the throttle are blocked."""
     array_id = integer(job.get("array_job_id"), f"{where}.array_job_id") or int(fields["job_id"])
     tasks = array_tasks(task_text)
     if tasks is None:
-        log.warning("job %s: array tasks %r not understood; leaving it to Slurm",
-                    fields["job_id"], task_text)
+        log.warning(
+            "job %s: array tasks %r not understood; leaving it to Slurm",
+            fields["job_id"],
+            task_text,
+        )
         return [apply_tag(Job(**(fields | {"slurm_blocked": f"ArrayTasks={task_text}"})))]
     throttle = integer(job.get("array_max_tasks"), f"{where}.array_max_tasks")
     free = max(throttle - array_running.get(array_id, 0), 0) if throttle else len(tasks)
     out = []
     for n, task in enumerate(tasks):
         blocked = fields["slurm_blocked"] or (None if n < free else "JobArrayTaskLimit")
-        out.append(apply_tag(Job(**(fields | {"job_id": f"{array_id}_{task}",
-                                               "slurm_blocked": blocked}))))
+        out.append(
+            apply_tag(Job(**(fields | {"job_id": f"{array_id}_{task}", "slurm_blocked": blocked})))
+        )
     return out
 
 
@@ -253,12 +268,14 @@ def _memory_per_node(job: Mapping, num_nodes: int, where: str) -> int:
     job asking for whole nodes' memory, which says nothing about what the job needs.
     """
     # v0.0.38 names (22.05) first, then the v0.0.40+ ones.
-    per_node = (number(job.get("memory_per_node"), f"{where}.memory_per_node")
-                or number(job.get("minimum_memory_per_node"), f"{where}.minimum_memory_per_node"))
+    per_node = number(job.get("memory_per_node"), f"{where}.memory_per_node") or number(
+        job.get("minimum_memory_per_node"), f"{where}.minimum_memory_per_node"
+    )
     if per_node:
         return int(per_node)
-    per_cpu = (number(job.get("memory_per_cpu"), f"{where}.memory_per_cpu")
-               or number(job.get("minimum_memory_per_cpu"), f"{where}.minimum_memory_per_cpu"))
+    per_cpu = number(job.get("memory_per_cpu"), f"{where}.memory_per_cpu") or number(
+        job.get("minimum_memory_per_cpu"), f"{where}.minimum_memory_per_cpu"
+    )
     if per_cpu and num_nodes:
         cpus = integer(job.get("cpus"), f"{where}.cpus")
         return int(per_cpu) * max(1, -(-cpus // num_nodes))
@@ -293,7 +310,6 @@ def apply_tag(job: Job) -> Job:
         sla=float(tag["sla"]) if "sla" in tag else job.sla,
         checkpoint_interval=float(tag["ckpt"]) if "ckpt" in tag else job.checkpoint_interval,
     )
-
 
 
 def parse_sprio_priorities(text: str) -> dict[str, list[tuple[int, int]]]:

@@ -12,9 +12,19 @@ from typing import Any
 from ..errors import SlurmError
 from ..hostlist import expand
 from ..model import Partition, Reservation, Topology
-from .slurm_values import (RESERVED_FLAGS, integer, parse_duration, parse_gpu_gres, parse_timestamp,
-                           schedulable_state, scontrol_pairs, scontrol_records, slurm_text,
-                           state_words, tres_count)
+from .slurm_values import (
+    RESERVED_FLAGS,
+    integer,
+    parse_duration,
+    parse_gpu_gres,
+    parse_timestamp,
+    schedulable_state,
+    scontrol_pairs,
+    scontrol_records,
+    slurm_text,
+    state_words,
+    tres_count,
+)
 
 
 # --------------------------------------------------------------------------------------------
@@ -53,21 +63,23 @@ def parse_nodes_scontrol(text: str) -> list[NodeRecord]:
         alloc = tres_count(rec.get("AllocTRES"), "gres/gpu")
         if alloc is None:
             alloc = parse_gpu_gres(slurm_text(rec.get("GresUsed")))[0]
-        out.append(NodeRecord(
-            name=name,
-            state="+".join(words),
-            schedulable=schedulable_state(words),
-            gpus_total=gpus_total,
-            gpus_alloc=alloc,
-            gpu_type=gtype,
-            cpus_total=integer(rec.get("CPUTot"), "CPUTot"),
-            cpus_alloc=integer(rec.get("CPUAlloc"), "CPUAlloc"),
-            memory_mb=integer(rec.get("RealMemory"), "RealMemory"),
-            memory_alloc_mb=integer(rec.get("AllocMem"), "AllocMem"),
-            features=tuple(f for f in slurm_text(rec.get("AvailableFeatures")).split(",") if f),
-            partitions=tuple(p for p in slurm_text(rec.get("Partitions")).split(",") if p),
-            weight=integer(rec.get("Weight"), "Weight", 1),
-        ))
+        out.append(
+            NodeRecord(
+                name=name,
+                state="+".join(words),
+                schedulable=schedulable_state(words),
+                gpus_total=gpus_total,
+                gpus_alloc=alloc,
+                gpu_type=gtype,
+                cpus_total=integer(rec.get("CPUTot"), "CPUTot"),
+                cpus_alloc=integer(rec.get("CPUAlloc"), "CPUAlloc"),
+                memory_mb=integer(rec.get("RealMemory"), "RealMemory"),
+                memory_alloc_mb=integer(rec.get("AllocMem"), "AllocMem"),
+                features=tuple(f for f in slurm_text(rec.get("AvailableFeatures")).split(",") if f),
+                partitions=tuple(p for p in slurm_text(rec.get("Partitions")).split(",") if p),
+                weight=integer(rec.get("Weight"), "Weight", 1),
+            )
+        )
     return out
 
 
@@ -92,8 +104,10 @@ def parse_nodes_json(data: Mapping) -> list[NodeRecord]:
         return _nodes_from_sinfo_records(data["sinfo"])
     nodes = data.get("nodes")
     if not isinstance(nodes, list):
-        raise SlurmError("sinfo --json: expected a 'nodes' list (Slurm 22.05) or a 'sinfo' list "
-                         "(Slurm 24.11 and later) in the reply")
+        raise SlurmError(
+            "sinfo --json: expected a 'nodes' list (Slurm 22.05) or a 'sinfo' list "
+            "(Slurm 24.11 and later) in the reply"
+        )
     out = []
     for i, node in enumerate(nodes):
         if not isinstance(node, Mapping):
@@ -110,21 +124,23 @@ def parse_nodes_json(data: Mapping) -> list[NodeRecord]:
             used = len(used_idx)
         elif tres_used is not None:
             used = tres_used
-        out.append(NodeRecord(
-            name=name,
-            state="+".join(words + [f for f in flags if f not in words]),
-            schedulable=schedulable_state(words, flags),
-            gpus_total=gpus_total,
-            gpus_alloc=used,
-            gpu_type=gtype,
-            cpus_total=integer(node.get("cpus"), f"nodes[{i}].cpus"),
-            cpus_alloc=integer(node.get("alloc_cpus"), f"nodes[{i}].alloc_cpus"),
-            memory_mb=integer(node.get("real_memory"), f"nodes[{i}].real_memory"),
-            memory_alloc_mb=integer(node.get("alloc_memory"), f"nodes[{i}].alloc_memory"),
-            features=_listish(node.get("features")),
-            partitions=_listish(node.get("partitions")),
-            weight=integer(node.get("weight"), f"nodes[{i}].weight", 1),
-        ))
+        out.append(
+            NodeRecord(
+                name=name,
+                state="+".join(words + [f for f in flags if f not in words]),
+                schedulable=schedulable_state(words, flags),
+                gpus_total=gpus_total,
+                gpus_alloc=used,
+                gpu_type=gtype,
+                cpus_total=integer(node.get("cpus"), f"nodes[{i}].cpus"),
+                cpus_alloc=integer(node.get("alloc_cpus"), f"nodes[{i}].alloc_cpus"),
+                memory_mb=integer(node.get("real_memory"), f"nodes[{i}].real_memory"),
+                memory_alloc_mb=integer(node.get("alloc_memory"), f"nodes[{i}].alloc_memory"),
+                features=_listish(node.get("features")),
+                partitions=_listish(node.get("partitions")),
+                weight=integer(node.get("weight"), f"nodes[{i}].weight", 1),
+            )
+        )
     return out
 
 
@@ -156,10 +172,16 @@ def parse_reservations(text: str) -> list[Reservation]:
         if not name:
             raise SlurmError(f"{where}: expected ReservationName=..., got {line[:80]!r}")
 
-        def stamp(key: str, required: bool, where: str = where, name: str = name,
-                  rec: dict[str, str] = rec) -> float | None:
-            bad = SlurmError(f"{where} ({name}): expected {key}=YYYY-MM-DDTHH:MM:SS, "
-                             f"got {rec.get(key)!r}")
+        def stamp(
+            key: str,
+            required: bool,
+            where: str = where,
+            name: str = name,
+            rec: dict[str, str] = rec,
+        ) -> float | None:
+            bad = SlurmError(
+                f"{where} ({name}): expected {key}=YYYY-MM-DDTHH:MM:SS, got {rec.get(key)!r}"
+            )
             try:
                 t = parse_timestamp(rec.get(key))
             except SlurmError:
@@ -174,15 +196,18 @@ def parse_reservations(text: str) -> list[Reservation]:
             return t
 
         nodes = slurm_text(rec.get("Nodes"))  # none: a reservation of licences or burst buffers
-        out.append(Reservation(
-            name=name,
-            start_time=required_stamp("StartTime"),
-            # An open-ended reservation prints an unknown end: None.
-            end_time=stamp("EndTime", False),
-            nodes=tuple(expand(nodes)) if nodes else (),
-            flags=tuple(f.strip().upper() for f in slurm_text(rec.get("Flags")).split(",")
-                        if f.strip()),
-        ))
+        out.append(
+            Reservation(
+                name=name,
+                start_time=required_stamp("StartTime"),
+                # An open-ended reservation prints an unknown end: None.
+                end_time=stamp("EndTime", False),
+                nodes=tuple(expand(nodes)) if nodes else (),
+                flags=tuple(
+                    f.strip().upper() for f in slurm_text(rec.get("Flags")).split(",") if f.strip()
+                ),
+            )
+        )
     return out
 
 
@@ -212,8 +237,9 @@ def _nodes_from_sinfo_records(records: Sequence) -> list[NodeRecord]:
     if not records:
         # sinfo always prints at least one line for a cluster's nodes: an empty list is a reply
         # cut short, not a cluster without nodes.
-        raise SlurmError("sinfo --json: the 'sinfo' list is empty: expected one record per "
-                         "group of nodes")
+        raise SlurmError(
+            "sinfo --json: the 'sinfo' list is empty: expected one record per group of nodes"
+        )
     by_name: dict[str, NodeRecord] = {}
     for i, rec in enumerate(records):
         where = f"sinfo[{i}]"
@@ -249,8 +275,11 @@ def _nodes_from_sinfo_records(records: Sequence) -> list[NodeRecord]:
                 cpus_alloc=cpus_alloc // k + (1 if j < cpus_alloc % k else 0),
                 memory_mb=integer(_sub(rec, where, "memory", "minimum"), f"{where}.memory.minimum"),
                 memory_alloc_mb=mem_alloc // k + (1 if j < mem_alloc % k else 0),
-                features=_listish(_sub(rec, where, "features", "active")
-                                  or _sub(rec, where, "features", "total")) if k == 1 else (),
+                features=_listish(
+                    _sub(rec, where, "features", "active") or _sub(rec, where, "features", "total")
+                )
+                if k == 1
+                else (),
                 partitions=tuple(parts),
                 weight=integer(_sub(rec, where, "weight", "minimum"), f"{where}.weight.minimum", 1),
             )
@@ -269,16 +298,18 @@ def parse_partitions_scontrol(text: str) -> list[Partition]:
         name = rec.get("PartitionName")
         if not name:
             continue
-        out.append(Partition(
-            name=name,
-            nodes=tuple(expand(slurm_text(rec.get("Nodes")))),
-            default=rec.get("Default", "NO").upper() == "YES",
-            max_time=parse_duration(rec.get("MaxTime")),
-            priority_tier=integer(rec.get("PriorityTier"), "PriorityTier", 1),
-            # DRAIN takes no new submissions but still starts the jobs queued in it; DOWN
-            # queues jobs and starts none; INACTIVE does neither.
-            up=rec.get("State", "UP").upper() in ("UP", "DRAIN"),
-        ))
+        out.append(
+            Partition(
+                name=name,
+                nodes=tuple(expand(slurm_text(rec.get("Nodes")))),
+                default=rec.get("Default", "NO").upper() == "YES",
+                max_time=parse_duration(rec.get("MaxTime")),
+                priority_tier=integer(rec.get("PriorityTier"), "PriorityTier", 1),
+                # DRAIN takes no new submissions but still starts the jobs queued in it; DOWN
+                # queues jobs and starts none; INACTIVE does neither.
+                up=rec.get("State", "UP").upper() in ("UP", "DRAIN"),
+            )
+        )
     return out
 
 

@@ -32,12 +32,30 @@ from ..errors import SlurmError
 # opens such a node again when a reservation read beside the nodes covers it, since then
 # pools.room_mask keeps other jobs off it and lets the reservation's own jobs in.
 RESERVED_FLAGS = ("MAINT", "RESERVED")
-_UNSCHEDULABLE = ("DOWN", "DRAIN", "FAIL", "INVAL", "REBOOT", "POWER_DOWN", "POWERING_DOWN",
-                  "NOT_RESPONDING", "FUTURE", "UNKNOWN") + RESERVED_FLAGS
+_UNSCHEDULABLE = (
+    "DOWN",
+    "DRAIN",
+    "FAIL",
+    "INVAL",
+    "REBOOT",
+    "POWER_DOWN",
+    "POWERING_DOWN",
+    "NOT_RESPONDING",
+    "FUTURE",
+    "UNKNOWN",
+) + RESERVED_FLAGS
 # sinfo's one-character state suffixes (sinfo(1), NODE STATE CODES), as the flags they stand for.
-_SUFFIX_FLAGS = {"*": "NOT_RESPONDING", "~": "POWERED_DOWN", "#": "POWERING_UP",
-                 "%": "POWERING_DOWN", "!": "POWER_DOWN", "$": "MAINT", "@": "REBOOT_REQUESTED",
-                 "^": "REBOOT_ISSUED", "-": "PLANNED"}
+_SUFFIX_FLAGS = {
+    "*": "NOT_RESPONDING",
+    "~": "POWERED_DOWN",
+    "#": "POWERING_UP",
+    "%": "POWERING_DOWN",
+    "!": "POWER_DOWN",
+    "$": "MAINT",
+    "@": "REBOOT_REQUESTED",
+    "^": "REBOOT_ISSUED",
+    "-": "PLANNED",
+}
 
 
 # --------------------------------------------------------------------------------------------
@@ -88,19 +106,22 @@ def state_words(value) -> list[str]:
             continue
         out.append(base.upper())
         # "IDLE*" is a node that does not respond, "idle~" one powered down: keep the flag.
-        out.extend(_SUFFIX_FLAGS[c] for c in word[len(base):] if _SUFFIX_FLAGS[c] not in out)
+        out.extend(_SUFFIX_FLAGS[c] for c in word[len(base) :] if _SUFFIX_FLAGS[c] not in out)
     return out
 
 
 def schedulable_state(words: Sequence[str], state_flags: Sequence[str] = ()) -> bool:
     """False when the node is down, drained, failing, ... (no new work may land on it)."""
-    return not any(w in _UNSCHEDULABLE or w.startswith(_UNSCHEDULABLE)
-                   for w in list(words) + list(state_flags))
+    return not any(
+        w in _UNSCHEDULABLE or w.startswith(_UNSCHEDULABLE) for w in list(words) + list(state_flags)
+    )
 
 
-_GRES_ITEM = re.compile(r"^(?:gres[:/])?(?P<name>[a-zA-Z_]+)(?::(?P<type>[^:(]+?))?"
-                        r"(?::(?P<count>\d+))?"
-                        r"(?:\((?P<extra>[^)]*)\))?$")
+_GRES_ITEM = re.compile(
+    r"^(?:gres[:/])?(?P<name>[a-zA-Z_]+)(?::(?P<type>[^:(]+?))?"
+    r"(?::(?P<count>\d+))?"
+    r"(?:\((?P<extra>[^)]*)\))?$"
+)
 
 
 def split_gres(text: str | None) -> list[str]:
@@ -222,7 +243,7 @@ def scontrol_pairs(line: str) -> list[tuple[str, str]]:
     pairs = []
     for i, m in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(line)
-        pairs.append((m.group(1), line[m.end():end].strip()))
+        pairs.append((m.group(1), line[m.end() : end].strip()))
     return pairs
 
 

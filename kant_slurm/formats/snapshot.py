@@ -18,8 +18,9 @@ from .slurm_values import RESERVED_FLAGS, schedulable_state, state_words
 log = logging.getLogger(__name__)
 
 
-def admit_jobs(jobs: Iterable[Job], partitions: Sequence[Partition],
-               nodes: Sequence[NodeRecord]) -> list[Job]:
+def admit_jobs(
+    jobs: Iterable[Job], partitions: Sequence[Partition], nodes: Sequence[NodeRecord]
+) -> list[Job]:
     """What the partitions and nodes say about each pending job, set on it (pure):
 
     - ``closed_partitions``: of its partitions (none named: the default one), those that will
@@ -44,10 +45,17 @@ def admit_jobs(jobs: Iterable[Job], partitions: Sequence[Partition],
         if closed != job.closed_partitions:
             changes["closed_partitions"] = closed
         if job.exclusive:
-            members = {x for p in names if p in by_name and p not in closed
-                       for x in by_name[p].nodes}
-            whole = max((n.gpus_total for n in nodes if n.name in members
-                         and (job.gpu_type is None or n.gpu_type == job.gpu_type)), default=0)
+            members = {
+                x for p in names if p in by_name and p not in closed for x in by_name[p].nodes
+            }
+            whole = max(
+                (
+                    n.gpus_total
+                    for n in nodes
+                    if n.name in members and (job.gpu_type is None or n.gpu_type == job.gpu_type)
+                ),
+                default=0,
+            )
             if whole > job.gpus_per_node:
                 changes["gpus_per_node"] = whole
         out.append(replace(job, **changes) if changes else job)
@@ -79,8 +87,9 @@ def build_snapshot(
     """
     names = [n.name for n in nodes]
     known = set(names)
-    reservations = tuple(replace(r, nodes=tuple(x for x in r.nodes if x in known))
-                         for r in reservations)
+    reservations = tuple(
+        replace(r, nodes=tuple(x for x in r.nodes if x in known)) for r in reservations
+    )
     covered = {x for r in reservations if r.active(taken_at) for x in r.nodes}
     schedulable = []
     for n in nodes:
@@ -90,8 +99,11 @@ def build_snapshot(
                 words = [w for w in state_words(n.state) if not w.startswith(RESERVED_FLAGS)]
                 ok = schedulable_state(words)
             else:
-                log.info("node %s is %s but in no open reservation read: kept out of planning",
-                         n.name, n.state)
+                log.info(
+                    "node %s is %s but in no open reservation read: kept out of planning",
+                    n.name,
+                    n.state,
+                )
         schedulable.append(ok)
     parts = [replace(p, nodes=tuple(x for x in p.nodes if x in known)) for p in partitions]
     inventory = Inventory.build(
@@ -129,4 +141,3 @@ def build_snapshot(
         held=held,
         reservations=reservations,
     )
-

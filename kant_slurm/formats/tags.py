@@ -20,8 +20,9 @@ _KNOWN = ("workload", "service", "est", "sla", "ckpt")
 
 def _seconds(field: str, value: str, text: str) -> int:
     if not value.isdigit():
-        raise InputError(f"kant tag {text!r}: field {field}={value!r} is not a whole number "
-                         "of seconds")
+        raise InputError(
+            f"kant tag {text!r}: field {field}={value!r} is not a whole number of seconds"
+        )
     return int(value)
 
 
@@ -39,11 +40,12 @@ def parse_kant_tag(text: str | None) -> dict:
     start = text.find(TAG_PREFIX)
     if start < 0:
         return {}
-    rest = text[start + len(TAG_PREFIX):]
+    rest = text[start + len(TAG_PREFIX) :]
     body = rest.splitlines()[0].strip() if rest.strip() else ""
     if not body:
-        raise InputError(f"kant tag {text!r}: empty; expected "
-                         "kant:workload=training|inference|batch;...")
+        raise InputError(
+            f"kant tag {text!r}: empty; expected kant:workload=training|inference|batch;..."
+        )
     out: dict = {}
     for part in body.split(";"):
         if not part:
@@ -76,6 +78,8 @@ def parse_kant_tag(text: str | None) -> dict:
         else:
             out[key] = _seconds(key, value, text)
     if "workload" not in out:
-        raise InputError(f"kant tag {text!r}: field workload is missing; expected "
-                         "workload=training|inference|batch")
+        raise InputError(
+            f"kant tag {text!r}: field workload is missing; expected "
+            "workload=training|inference|batch"
+        )
     return out

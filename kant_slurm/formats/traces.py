@@ -49,8 +49,18 @@ log = logging.getLogger(__name__)
 
 TRACE_FORMATS = ("philly", "swf", "openb", "sacct", "alibaba-inference")
 WORKLOAD_COLUMNS = (
-    "job_id", "submit_time", "duration", "gpus", "num_nodes", "time_limit", "job_class",
-    "user", "account", "partition", "name", "line",
+    "job_id",
+    "submit_time",
+    "duration",
+    "gpus",
+    "num_nodes",
+    "time_limit",
+    "job_class",
+    "user",
+    "account",
+    "partition",
+    "name",
+    "line",
 )
 OPTIONAL_COLUMNS = {"cpus_per_node": 0, "service": "", "max_per_node": -1}
 
@@ -76,10 +86,17 @@ def _frame(rows: dict[str, list], source: str, shift: bool = True) -> pd.DataFra
     for c in OPTIONAL_COLUMNS:
         if c in rows:
             df[c] = rows[c]
-    df = df.astype({
-        "job_id": str, "submit_time": float, "duration": float, "gpus": np.int64,
-        "num_nodes": np.int64, "time_limit": float, "line": np.int64,
-    })
+    df = df.astype(
+        {
+            "job_id": str,
+            "submit_time": float,
+            "duration": float,
+            "gpus": np.int64,
+            "num_nodes": np.int64,
+            "time_limit": float,
+            "line": np.int64,
+        }
+    )
     if df["job_id"].duplicated().any():
         dup = df.loc[df["job_id"].duplicated(), ["job_id", "line"]].iloc[0]
         raise InputError(f"{source}:{dup['line']}: job id {dup['job_id']!r} appears twice")
@@ -92,8 +109,9 @@ def _empty_rows() -> dict[str, list]:
     return {c: [] for c in WORKLOAD_COLUMNS}
 
 
-def _num(value: str, path, line: int, fieldname: str, kind=float, minimum=None,
-         column: int | None = None) -> float:
+def _num(
+    value: str, path, line: int, fieldname: str, kind=float, minimum=None, column: int | None = None
+) -> float:
     """``value`` as a finite number of ``kind``; InputError naming file:line[:column] and field.
 
     inf and NaN are refused: an infinite submit time sorts last and an infinite run time never
@@ -114,8 +132,9 @@ def _num(value: str, path, line: int, fieldname: str, kind=float, minimum=None,
     return out
 
 
-def _cell(row: dict, name: str, path, line: int, kind=float, minimum=None,
-          value: str | None = None) -> float:
+def _cell(
+    row: dict, name: str, path, line: int, kind=float, minimum=None, value: str | None = None
+) -> float:
     """:func:`_num` of CSV cell ``name`` (or of ``value`` standing in for it), with its column."""
     columns = getattr(row, "columns", ())
     column = columns.index(name) + 1 if name in columns else None
@@ -142,8 +161,9 @@ def _open(path) -> str:
         return Path(path).read_text()
     except (OSError, EOFError) as exc:
         if isinstance(exc, EOFError) or not getattr(exc, "strerror", None):
-            raise InputError(f"{path}: cannot read trace (not a complete gzip file: "
-                             f"{exc})") from None
+            raise InputError(
+                f"{path}: cannot read trace (not a complete gzip file: {exc})"
+            ) from None
         raise InputError(f"{path}: cannot read trace ({exc.strerror})") from None
     except UnicodeDecodeError as exc:
         raise InputError(f"{path}: not a text file ({exc.reason} at byte {exc.start})") from None
@@ -161,8 +181,10 @@ def _csv_rows(path, required: tuple[str, ...]):
         )
     for row in reader:
         if None in row:  # more cells than header columns
-            raise InputError(f"{path}:{reader.line_num}: {len(header) + len(row[None])} fields, "
-                             f"header has {len(header)}")
+            raise InputError(
+                f"{path}:{reader.line_num}: {len(header) + len(row[None])} fields, "
+                f"header has {len(header)}"
+            )
         cells = _Row(row)
         cells.columns = tuple(header)
         yield reader.line_num, cells
@@ -198,7 +220,8 @@ def read_philly(path) -> Trace:
             raise InputError(
                 f"{_where(row, 'num_gpus', path, line)}: "
                 f"field 'num_gpus': expected a whole number, got "
-                f"{row['num_gpus']!r}")
+                f"{row['num_gpus']!r}"
+            )
         rows["gpus"].append(int(gpus))
         rows["job_id"].append(str(len(stamps)))
         rows["num_nodes"].append(0)
@@ -211,8 +234,13 @@ def read_philly(path) -> Trace:
         rows["line"].append(line)
     rows["submit_time"] = stamps
     epoch = datetime.fromtimestamp(min(stamps)) if stamps else None
-    return Trace(jobs=_frame(rows, str(path)), source=str(path), fmt="philly", epoch=epoch,
-                 notes=["Philly is a DNN-training cluster log: every job is class training"])
+    return Trace(
+        jobs=_frame(rows, str(path)),
+        source=str(path),
+        fmt="philly",
+        epoch=epoch,
+        notes=["Philly is a DNN-training cluster log: every job is class training"],
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -220,10 +248,24 @@ def read_philly(path) -> Trace:
 # --------------------------------------------------------------------------------------------
 
 SWF_FIELDS = (
-    "job_number", "submit_time", "wait_time", "run_time", "allocated_processors",
-    "average_cpu_time", "used_memory", "requested_processors", "requested_time",
-    "requested_memory", "status", "user_id", "group_id", "executable", "queue_number",
-    "partition_number", "preceding_job", "think_time",
+    "job_number",
+    "submit_time",
+    "wait_time",
+    "run_time",
+    "allocated_processors",
+    "average_cpu_time",
+    "used_memory",
+    "requested_processors",
+    "requested_time",
+    "requested_memory",
+    "status",
+    "user_id",
+    "group_id",
+    "executable",
+    "queue_number",
+    "partition_number",
+    "preceding_job",
+    "think_time",
 )
 
 
@@ -250,14 +292,19 @@ def read_swf(path, procs_per_gpu: int = 1) -> Trace:
             continue
         parts = text.split()
         if len(parts) != 18:
-            raise InputError(f"{path}:{line}: {len(parts)} fields, SWF has 18 "
-                             f"({' '.join(SWF_FIELDS[:4])} ...)")
+            raise InputError(
+                f"{path}:{line}: {len(parts)} fields, SWF has 18 ({' '.join(SWF_FIELDS[:4])} ...)"
+            )
         # Column = the field's place among the 18 (SWF has no header to name it by).
-        vals = [_num(p, path, line, SWF_FIELDS[k], float, column=k + 1)
-                for k, p in enumerate(parts)]
+        vals = [
+            _num(p, path, line, SWF_FIELDS[k], float, column=k + 1) for k, p in enumerate(parts)
+        ]
         rec = dict(zip(SWF_FIELDS, vals, strict=True))
-        procs = (rec["allocated_processors"] if rec["allocated_processors"] > 0
-                 else rec["requested_processors"])
+        procs = (
+            rec["allocated_processors"]
+            if rec["allocated_processors"] > 0
+            else rec["requested_processors"]
+        )
         if rec["status"] == SWF_CANCELLED and rec["run_time"] <= 0:
             # The SWF definition: status 5 = cancelled; a cancelled job that never ran has run
             # time 0 or -1. It held no processor, so it is not a job to replay.
@@ -271,8 +318,9 @@ def read_swf(path, procs_per_gpu: int = 1) -> Trace:
         rows["duration"].append(rec["run_time"])
         rows["gpus"].append(int(math.ceil(procs / procs_per_gpu)))
         rows["num_nodes"].append(0)
-        rows["time_limit"].append(rec["requested_time"] if rec["requested_time"] > 0
-                                  else float("nan"))
+        rows["time_limit"].append(
+            rec["requested_time"] if rec["requested_time"] > 0 else float("nan")
+        )
         rows["job_class"].append("")
         rows["user"].append(f"u{int(rec['user_id'])}" if rec["user_id"] >= 0 else "")
         rows["account"].append(f"g{int(rec['group_id'])}" if rec["group_id"] >= 0 else "")
@@ -283,8 +331,9 @@ def read_swf(path, procs_per_gpu: int = 1) -> Trace:
     if procs_per_gpu != 1:
         trace.notes.append(f"{procs_per_gpu} processors = 1 GPU")
     if cancelled:
-        trace.notes.append(f"dropped {cancelled} jobs cancelled before they ran (SWF status 5, "
-                           f"run time <= 0)")
+        trace.notes.append(
+            f"dropped {cancelled} jobs cancelled before they ran (SWF status 5, run time <= 0)"
+        )
     if dropped:
         trace.notes.append(f"dropped {dropped} jobs with unknown run time or processors")
     return trace
@@ -311,8 +360,15 @@ def read_openb(path, mode: str = "arrival") -> Trace:
         raise InputError(f"openb: mode must be 'arrival' or 'fill', got {mode!r}")
     rows = _empty_rows()
     cpu_only = shared = 0
-    need = ("name", "num_gpu", "gpu_milli", "qos", "creation_time", "deletion_time",
-            "scheduled_time")
+    need = (
+        "name",
+        "num_gpu",
+        "gpu_milli",
+        "qos",
+        "creation_time",
+        "deletion_time",
+        "scheduled_time",
+    )
     for line, row in _csv_rows(path, need):
         gpus = int(_cell(row, "num_gpu", path, line, int, 0))
         if gpus == 0:
@@ -323,23 +379,32 @@ def read_openb(path, mode: str = "arrival") -> Trace:
             shared += 1
         qos = row["qos"].strip()
         if qos not in OPENB_QOS_CLASS:
-            raise InputError(f"{_where(row, 'qos', path, line)}: field 'qos': expected one of "
-                             f"{', '.join(OPENB_QOS_CLASS)}, got {qos!r}")
+            raise InputError(
+                f"{_where(row, 'qos', path, line)}: field 'qos': expected one of "
+                f"{', '.join(OPENB_QOS_CLASS)}, got {qos!r}"
+            )
         if mode == "fill":
             submit, duration = float(len(rows["job_id"])), float("inf")
         else:
             created = _cell(row, "creation_time", path, line, float, 0)
             sched = row["scheduled_time"].strip()
-            begin = (_cell(row, "scheduled_time", path, line, float, 0, value=sched) if sched
-                     else created)
+            begin = (
+                _cell(row, "scheduled_time", path, line, float, 0, value=sched)
+                if sched
+                else created
+            )
             deleted = row["deletion_time"].strip()
-            end = (_cell(row, "deletion_time", path, line, float, 0, value=deleted) if deleted
-                   else float("inf"))
+            end = (
+                _cell(row, "deletion_time", path, line, float, 0, value=deleted)
+                if deleted
+                else float("inf")
+            )
             if end < begin:
                 raise InputError(
                     f"{_where(row, 'deletion_time', path, line)}: "
                     f"field 'deletion_time': {end:g} is before the pod "
-                    f"started ({begin:g})")
+                    f"started ({begin:g})"
+                )
             submit, duration = created, end - begin
         rows["job_id"].append(row["name"].strip() or str(line))
         rows["submit_time"].append(submit)
@@ -353,8 +418,12 @@ def read_openb(path, mode: str = "arrival") -> Trace:
         rows["partition"].append("")
         rows["name"].append(row["name"].strip())
         rows["line"].append(line)
-    trace = Trace(jobs=_frame(rows, str(path)), source=str(path), fmt="openb",
-                  fill_until_full=(mode == "fill"))
+    trace = Trace(
+        jobs=_frame(rows, str(path)),
+        source=str(path),
+        fmt="openb",
+        fill_until_full=(mode == "fill"),
+    )
     if cpu_only:
         trace.notes.append(f"dropped {cpu_only} CPU-only pods")
     if shared:
@@ -367,8 +436,17 @@ def read_openb(path, mode: str = "arrival") -> Trace:
 # --------------------------------------------------------------------------------------------
 
 ALIBABA_INFERENCE_WINDOW_S = 31 * 86400.0  # the trace's observation window
-_ALIBABA_NEED = ("instance_sn", "role", "app_name", "cpu_request", "gpu_request",
-                 "max_instance_per_node", "creation_time", "scheduled_time", "deletion_time")
+_ALIBABA_NEED = (
+    "instance_sn",
+    "role",
+    "app_name",
+    "cpu_request",
+    "gpu_request",
+    "max_instance_per_node",
+    "creation_time",
+    "scheduled_time",
+    "deletion_time",
+)
 
 
 def read_alibaba_inference(path) -> Trace:
@@ -401,7 +479,8 @@ def read_alibaba_inference(path) -> Trace:
             raise InputError(
                 f"{_where(row, 'role', path, line)}: "
                 f"field 'role': expected HN (GPU instance) or CN "
-                f"(CPU-only), got {row['role']!r}")
+                f"(CPU-only), got {row['role']!r}"
+            )
         if role == "CN":
             cpu_only += 1
             continue
@@ -412,30 +491,38 @@ def read_alibaba_inference(path) -> Trace:
             raise InputError(
                 f"{_where(row, 'max_instance_per_node', path, line)}: "
                 f"field 'max_instance_per_node': expected -1 (no "
-                f"cap) or a positive number of replicas, got 0")
+                f"cap) or a positive number of replicas, got 0"
+            )
         app = row["app_name"].strip()
         if not app:
             raise InputError(
                 f"{_where(row, 'app_name', path, line)}: "
                 f"field 'app_name': empty (every instance belongs "
-                f"to an app)")
-        created_s, sched_s, deleted_s = (row[k].strip() for k in
-                                         ("creation_time", "scheduled_time", "deletion_time"))
+                f"to an app)"
+            )
+        created_s, sched_s, deleted_s = (
+            row[k].strip() for k in ("creation_time", "scheduled_time", "deletion_time")
+        )
         if created_s:
             created = _cell(row, "creation_time", path, line, float, 0, value=created_s)
-            begin = (_cell(row, "scheduled_time", path, line, float, 0, value=sched_s)
-                     if sched_s else created)
+            begin = (
+                _cell(row, "scheduled_time", path, line, float, 0, value=sched_s)
+                if sched_s
+                else created
+            )
             if begin < created:
                 raise InputError(
                     f"{_where(row, 'scheduled_time', path, line)}: "
                     f"field 'scheduled_time': {begin:g} is before "
-                    f"creation_time {created:g}")
+                    f"creation_time {created:g}"
+                )
         else:
             if sched_s:
                 raise InputError(
                     f"{_where(row, 'creation_time', path, line)}: "
                     f"field 'creation_time': empty while "
-                    f"scheduled_time is {sched_s!r} (expected both or neither)")
+                    f"scheduled_time is {sched_s!r} (expected both or neither)"
+                )
             created = begin = 0.0
             before += 1
         if deleted_s:
@@ -444,7 +531,8 @@ def read_alibaba_inference(path) -> Trace:
                 raise InputError(
                     f"{_where(row, 'deletion_time', path, line)}: "
                     f"field 'deletion_time': {end:g} is before the "
-                    f"instance started ({begin:g})")
+                    f"instance started ({begin:g})"
+                )
         else:
             end = math.inf
             after += 1
@@ -464,16 +552,19 @@ def read_alibaba_inference(path) -> Trace:
         extra["service"].append(app)
         extra["max_per_node"].append(cap)
     rows |= extra
-    trace = Trace(jobs=_frame(rows, str(path), shift=False), source=str(path),
-                  fmt="alibaba-inference")
+    trace = Trace(
+        jobs=_frame(rows, str(path), shift=False), source=str(path), fmt="alibaba-inference"
+    )
     if cpu_only:
         trace.notes.append(f"dropped {cpu_only} CPU-only instances (role CN)")
     if before:
-        trace.notes.append(f"{before} instances were running when the trace window opened: "
-                           f"they arrive at 0")
+        trace.notes.append(
+            f"{before} instances were running when the trace window opened: they arrive at 0"
+        )
     if after:
-        trace.notes.append(f"{after} instances were still running when the window closed: "
-                           f"they never end")
+        trace.notes.append(
+            f"{after} instances were still running when the window closed: they never end"
+        )
     return trace
 
 
@@ -509,9 +600,10 @@ def read_sacct(path) -> Trace:
         "gpus": started["gpus"].astype(int).tolist(),
         "num_nodes": started["num_nodes"].astype(int).tolist(),
         "time_limit": started["time_limit"].astype(float).tolist(),
-        "job_class": [c if s == "tag" else "" for c, s in zip(started["job_class"],
-                                                             started["class_source"],
-                                                             strict=True)],
+        "job_class": [
+            c if s == "tag" else ""
+            for c, s in zip(started["job_class"], started["class_source"], strict=True)
+        ],
         "user": started["user"].tolist(),
         "account": started["account"].tolist(),
         "partition": started["partition"].tolist(),
@@ -525,8 +617,10 @@ def read_sacct(path) -> Trace:
     if dropped:
         trace.notes.append(f"dropped {dropped} jobs that never started or hold no GPU")
     if repeated:
-        trace.notes.append(f"{repeated} records repeat a job id (requeued runs, or ids handed "
-                           f"out again): each is a job, its id suffixed -runN")
+        trace.notes.append(
+            f"{repeated} records repeat a job id (requeued runs, or ids handed "
+            f"out again): each is a job, its id suffixed -runN"
+        )
     return trace
 
 
@@ -554,12 +648,14 @@ def guess_format(path) -> str:
         return "sacct"
     if first.lstrip().startswith(";") or first.lstrip()[:1].isdigit():
         return "swf"
-    raise InputError(f"{path}:1: cannot tell the trace format; pass --trace-format "
-                     f"({'|'.join(TRACE_FORMATS)})")
+    raise InputError(
+        f"{path}:1: cannot tell the trace format; pass --trace-format ({'|'.join(TRACE_FORMATS)})"
+    )
 
 
-def read_trace(path, fmt: str | None = None, *, procs_per_gpu: int = 1,
-               openb_mode: str = "arrival") -> Trace:
+def read_trace(
+    path, fmt: str | None = None, *, procs_per_gpu: int = 1, openb_mode: str = "arrival"
+) -> Trace:
     """Read a trace of format ``fmt`` (guessed when None). A trace with no job to replay (a
     header only, or every job dropped) is an InputError: a run over nothing has no result."""
     fmt = fmt or guess_format(path)
@@ -575,13 +671,15 @@ def read_trace(path, fmt: str | None = None, *, procs_per_gpu: int = 1,
     trace = readers[fmt](path)
     if not len(trace):
         why = f" ({'; '.join(trace.notes)})" if any("dropped" in n for n in trace.notes) else ""
-        raise InputError(f"{path}: no job in the {fmt} trace{why}; expected at least one job "
-                         "line after the header")
+        raise InputError(
+            f"{path}: no job in the {fmt} trace{why}; expected at least one job "
+            "line after the header"
+        )
     return trace
 
 
 def bundled_trace_path() -> Path:
     """The Philly slice shipped inside the package (see data/traces/README.md)."""
-    return (Path(__file__).resolve().parent.parent / "data" / "traces"
-            / "philly-2017-10-16-to-18.csv")
-
+    return (
+        Path(__file__).resolve().parent.parent / "data" / "traces" / "philly-2017-10-16-to-18.csv"
+    )

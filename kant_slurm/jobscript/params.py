@@ -33,8 +33,20 @@ PARAM_TYPES = ("str", "int", "bool", "duration", "choice", "argv", "env")
 - ``env``: a mapping of environment variable names to string values.
 """
 
-SPEC_KEYS = {"name", "type", "default", "required", "help", "pattern", "min", "max", "choices",
-             "allow_unlimited", "key_pattern", "example"}
+SPEC_KEYS = {
+    "name",
+    "type",
+    "default",
+    "required",
+    "help",
+    "pattern",
+    "min",
+    "max",
+    "choices",
+    "allow_unlimited",
+    "key_pattern",
+    "example",
+}
 
 MAX_DURATION_S = 365 * 86400
 """Longest duration accepted (one year): longer is almost surely a typo (minutes for seconds)."""
@@ -266,8 +278,10 @@ def parse_spec(name: str, data: Any, source: str) -> TemplateSpec:
         raise TemplateError(f"{source}: expected a mapping with 'description' and 'parameters'")
     unknown = set(data) - {"description", "parameters", "checks"}
     if unknown:
-        raise TemplateError(f"{source}: unknown top-level key(s) {sorted(unknown)}; "
-                            "expected description, parameters, checks")
+        raise TemplateError(
+            f"{source}: unknown top-level key(s) {sorted(unknown)}; "
+            "expected description, parameters, checks"
+        )
     raw_params = data.get("parameters")
     if not isinstance(raw_params, list) or not raw_params:
         raise TemplateError(f"{source}: 'parameters' must be a non-empty list")
@@ -278,11 +292,15 @@ def parse_spec(name: str, data: Any, source: str) -> TemplateSpec:
             raise TemplateError(f"{where}: expected a mapping with at least name and type")
         bad = set(raw) - SPEC_KEYS
         if bad:
-            raise TemplateError(f"{where} ({raw['name']}): unknown key(s) {sorted(bad)}; "
-                                f"expected some of {sorted(SPEC_KEYS)}")
+            raise TemplateError(
+                f"{where} ({raw['name']}): unknown key(s) {sorted(bad)}; "
+                f"expected some of {sorted(SPEC_KEYS)}"
+            )
         if raw["type"] not in PARAM_TYPES:
-            raise TemplateError(f"{where} ({raw['name']}): type {raw['type']!r} is not one of "
-                                f"{', '.join(PARAM_TYPES)}")
+            raise TemplateError(
+                f"{where} ({raw['name']}): type {raw['type']!r} is not one of "
+                f"{', '.join(PARAM_TYPES)}"
+            )
         if not re.fullmatch(r"[a-z][a-z0-9_]*", str(raw["name"])):
             raise TemplateError(f"{where}: name {raw['name']!r} must be lower_snake_case")
         if not raw.get("help"):
@@ -319,16 +337,26 @@ def parse_spec(name: str, data: Any, source: str) -> TemplateSpec:
         raise TemplateError(f"{source}: parameter(s) declared twice: {dupes}")
     checks = tuple(data.get("checks") or ())
     for c in checks:
-        ok = (isinstance(c, Mapping) and not set(c) - {"param", "below", "at_most", "message"}
-              and c.get("param") in names
-              and (c.get("below") in names) != (c.get("at_most") in names))
+        ok = (
+            isinstance(c, Mapping)
+            and not set(c) - {"param", "below", "at_most", "message"}
+            and c.get("param") in names
+            and (c.get("below") in names) != (c.get("at_most") in names)
+        )
         if not ok:
-            raise TemplateError(f"{source}: checks: expected entries "
-                                f"{{param: P, below: Q, message: M}} or "
-                                f"{{param: P, at_most: Q, message: M}} naming parameters, "
-                                f"got {c!r}")
-    return TemplateSpec(name=name, description=str(data.get("description", "")).strip(),
-                        params=tuple(params), source=source, checks=checks)
+            raise TemplateError(
+                f"{source}: checks: expected entries "
+                f"{{param: P, below: Q, message: M}} or "
+                f"{{param: P, at_most: Q, message: M}} naming parameters, "
+                f"got {c!r}"
+            )
+    return TemplateSpec(
+        name=name,
+        description=str(data.get("description", "")).strip(),
+        params=tuple(params),
+        source=source,
+        checks=checks,
+    )
 
 
 def parse_set(items: list[str]) -> dict[str, Any]:
@@ -369,7 +397,8 @@ def resolve_values(spec: TemplateSpec, layers: list[tuple[str, Mapping[str, Any]
             if p is None:
                 raise TemplateError(
                     f"{where}: unknown parameter {key!r} for template {spec.name!r}; "
-                    f"valid keys (with defaults): {spec.valid_keys_text()}")
+                    f"valid keys (with defaults): {spec.valid_keys_text()}"
+                )
             if raw is None and not p.required:
                 values[key] = p.default
                 continue
@@ -385,7 +414,8 @@ def resolve_values(spec: TemplateSpec, layers: list[tuple[str, Mapping[str, Any]
     if missing:
         raise TemplateError(
             f"template {spec.name!r}: missing required parameter(s) {', '.join(missing)}; "
-            f"valid keys (with defaults): {spec.valid_keys_text()}")
+            f"valid keys (with defaults): {spec.valid_keys_text()}"
+        )
     for c in spec.checks:
         other = c.get("below") or c.get("at_most")
         if not other:
@@ -397,11 +427,12 @@ def resolve_values(spec: TemplateSpec, layers: list[tuple[str, Mapping[str, Any]
             rel = "less than" if "below" in c else "at most"
 
             def show(name: str, v: int) -> str:
-                return (f"{format_duration(v)} ({v} s)" if by_name[name].type == "duration"
-                        else str(v))
+                return (
+                    f"{format_duration(v)} ({v} s)" if by_name[name].type == "duration" else str(v)
+                )
 
             raise TemplateError(
                 f"template {spec.name!r}: {c['param']}={show(c['param'], lo)} must be {rel} "
-                f"{other}={show(other, hi)}"
-                + (f" ({c['message']})" if c.get("message") else ""))
+                f"{other}={show(other, hi)}" + (f" ({c['message']})" if c.get("message") else "")
+            )
     return values

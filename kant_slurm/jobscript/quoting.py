@@ -70,8 +70,9 @@ def sbatch_quote(value: Any) -> Quoted:
     text = str(value)
     bad = [c for c in ("\n", "\r", "\0") if c in text]
     if bad:
-        raise TemplateError(f"#SBATCH value {text!r} contains {bad[0]!r}; "
-                            "sbatch reads one directive per line")
+        raise TemplateError(
+            f"#SBATCH value {text!r} contains {bad[0]!r}; sbatch reads one directive per line"
+        )
     if "packjob" in text.lower():
         raise TemplateError(f"#SBATCH value {text!r} contains 'packjob', which sbatch blanks out")
     if text and all(c.isalnum() or c in "%_-.,:/=+@" for c in text):

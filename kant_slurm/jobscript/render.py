@@ -59,8 +59,10 @@ def list_templates(directory: Path | None = None) -> list[Template]:
     """Every template in ``directory`` (default: the bundled ones), by name."""
     directory = directory or bundled_dir()
     if not directory.is_dir():
-        raise TemplateError(f"template directory {directory} does not exist; "
-                            "reinstall kant-slurm (its package data is missing)")
+        raise TemplateError(
+            f"template directory {directory} does not exist; "
+            "reinstall kant-slurm (its package data is missing)"
+        )
     return [_load(p) for p in sorted(directory.glob("*" + SUFFIX))]
 
 

@@ -32,8 +32,9 @@ def inference_jobs(records: pd.DataFrame) -> pd.DataFrame:
 
 def job_slas(records: pd.DataFrame, default_sla: float | None = None) -> np.ndarray:
     """Each job's SLA in seconds: its own, else ``default_sla``, else NaN."""
-    own = (records["sla"].to_numpy(dtype=float) if "sla" in records
-           else np.full(len(records), np.nan))
+    own = (
+        records["sla"].to_numpy(dtype=float) if "sla" in records else np.full(len(records), np.nan)
+    )
     if default_sla is not None:
         own = np.where(np.isnan(own), float(default_sla), own)
     return own
@@ -62,8 +63,13 @@ def inference_wait_stats(records: pd.DataFrame) -> dict[str, float]:
     out: dict[str, float] = {"jobs": int(len(w)), "not_started": int(len(w) - len(started))}
     if len(started):
         qs = np.quantile(started, QUANTILES)
-        out |= {"p50": float(qs[0]), "p90": float(qs[1]), "p99": float(qs[2]),
-                "max": float(started.max()), "mean": float(started.mean())}
+        out |= {
+            "p50": float(qs[0]),
+            "p90": float(qs[1]),
+            "p99": float(qs[2]),
+            "max": float(started.max()),
+            "mean": float(started.mean()),
+        }
     else:
         out |= {k: float("nan") for k in ("p50", "p90", "p99", "max", "mean")}
     return out
@@ -71,10 +77,16 @@ def inference_wait_stats(records: pd.DataFrame) -> dict[str, float]:
 
 def preemption_stats(records: pd.DataFrame) -> dict[str, float]:
     """Preemptions and the GPU-hours of work they lost, overall and for training jobs."""
-    n_pre = (records["preemptions"].to_numpy(dtype=np.int64) if "preemptions" in records
-             else np.zeros(len(records), dtype=np.int64))
-    lost = (records["preempted_gpu_seconds"].to_numpy(dtype=float)
-            if "preempted_gpu_seconds" in records else np.zeros(len(records)))
+    n_pre = (
+        records["preemptions"].to_numpy(dtype=np.int64)
+        if "preemptions" in records
+        else np.zeros(len(records), dtype=np.int64)
+    )
+    lost = (
+        records["preempted_gpu_seconds"].to_numpy(dtype=float)
+        if "preempted_gpu_seconds" in records
+        else np.zeros(len(records))
+    )
     train = (records["job_class"] == "training").to_numpy()
     n_train = int(train.sum())
     return {
@@ -83,7 +95,8 @@ def preemption_stats(records: pd.DataFrame) -> dict[str, float]:
         "preempted_gpu_hours": float(lost.sum() / 3600.0),
         "training_preempted_gpu_hours": float(lost[train].sum() / 3600.0),
         "training_jobs": n_train,
-        "preemptions_per_training_job": float(n_pre[train].sum() / n_train) if n_train
+        "preemptions_per_training_job": float(n_pre[train].sum() / n_train)
+        if n_train
         else float("nan"),
         "max_preemptions_per_job": int(n_pre.max()) if len(n_pre) else 0,
     }

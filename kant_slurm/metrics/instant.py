@@ -17,8 +17,9 @@ def _gpu_nodes(gpus_total: np.ndarray, schedulable: np.ndarray | None) -> np.nda
     return mask
 
 
-def gar(gpus_alloc: np.ndarray, gpus_total: np.ndarray, schedulable: np.ndarray | None = None
-        ) -> float:
+def gar(
+    gpus_alloc: np.ndarray, gpus_total: np.ndarray, schedulable: np.ndarray | None = None
+) -> float:
     """GPU Allocation Ratio: allocated GPUs / schedulable GPUs (NaN with no schedulable GPU)."""
     mask = _gpu_nodes(gpus_total, schedulable)
     total = int(np.asarray(gpus_total)[mask].sum())
@@ -27,8 +28,9 @@ def gar(gpus_alloc: np.ndarray, gpus_total: np.ndarray, schedulable: np.ndarray 
     return float(np.asarray(gpus_alloc)[mask].sum()) / total
 
 
-def gfr(gpus_alloc: np.ndarray, gpus_total: np.ndarray, schedulable: np.ndarray | None = None
-        ) -> float:
+def gfr(
+    gpus_alloc: np.ndarray, gpus_total: np.ndarray, schedulable: np.ndarray | None = None
+) -> float:
     """GPU Node Fragmentation Ratio: share of schedulable GPU nodes that are partly allocated."""
     mask = _gpu_nodes(gpus_total, schedulable)
     n = int(mask.sum())

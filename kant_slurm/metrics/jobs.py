@@ -33,11 +33,21 @@ QUANTILES = (0.5, 0.9, 0.99)
 def _stats(values: np.ndarray) -> dict[str, float]:
     v = values[~np.isnan(values)]
     if len(v) == 0:
-        return {"mean": float("nan"), "p50": float("nan"), "p90": float("nan"),
-                "p99": float("nan"), "max": float("nan")}
+        return {
+            "mean": float("nan"),
+            "p50": float("nan"),
+            "p90": float("nan"),
+            "p99": float("nan"),
+            "max": float("nan"),
+        }
     qs = np.quantile(v, QUANTILES)
-    return {"mean": float(v.mean()), "p50": float(qs[0]), "p90": float(qs[1]),
-            "p99": float(qs[2]), "max": float(v.max())}
+    return {
+        "mean": float(v.mean()),
+        "p50": float(qs[0]),
+        "p90": float(qs[1]),
+        "p99": float(qs[2]),
+        "max": float(v.max()),
+    }
 
 
 def wait_stats(records: pd.DataFrame) -> dict[str, float]:
@@ -62,10 +72,14 @@ def wait_table(records: pd.DataFrame, by: str = "size_bucket") -> pd.DataFrame:
     for name, grp in frame.groupby(keys, sort=False):
         name = name if isinstance(name, tuple) else (name,)
         st = _stats(grp["wait"].to_numpy(dtype=float))
-        rows.append(dict(zip(keys, name, strict=True)) | {"jobs": len(grp),
-                                             "not_started": int(grp["wait"].isna().sum())} | st)
-    out = pd.DataFrame(rows, columns=keys + ["jobs", "not_started", "mean", "p50", "p90",
-                                             "p99", "max"])
+        rows.append(
+            dict(zip(keys, name, strict=True))
+            | {"jobs": len(grp), "not_started": int(grp["wait"].isna().sum())}
+            | st
+        )
+    out = pd.DataFrame(
+        rows, columns=keys + ["jobs", "not_started", "mean", "p50", "p90", "p99", "max"]
+    )
     if "size_bucket" in keys:
         out["_o"] = out["size_bucket"].map({b: i for i, b in enumerate(("0",) + SIZE_BUCKETS)})
         out = out.sort_values(["_o"] + [k for k in keys if k != "size_bucket"]).drop(columns="_o")
@@ -131,12 +145,16 @@ def gang_placement(records: pd.DataFrame, inventory: Inventory) -> dict[str, flo
         return {"gangs": 0, "in_one_leaf": 0, "in_one_leaf_share": float("nan")}
     tiers = placement_tiers(multi, inventory)
     in_leaf = int((tiers == "leaf").sum())
-    return {"gangs": int(len(multi)), "in_one_leaf": in_leaf,
-            "in_one_leaf_share": in_leaf / len(multi)}
+    return {
+        "gangs": int(len(multi)),
+        "in_one_leaf": in_leaf,
+        "in_one_leaf_share": in_leaf / len(multi),
+    }
 
 
-def jtted(records: pd.DataFrame, inventory: Inventory,
-          slowdown: dict[str, float] | None = None) -> pd.DataFrame:
+def jtted(
+    records: pd.DataFrame, inventory: Inventory, slowdown: dict[str, float] | None = None
+) -> pd.DataFrame:
     """JTTED rows for started training jobs: job_id, gpus, num_nodes, tier, slowdown, runtime,
     estimated.
 
@@ -149,12 +167,17 @@ def jtted(records: pd.DataFrame, inventory: Inventory,
     tiers = placement_tiers(rec, inventory)
     run = rec["duration"].where(rec["duration"].notna(), rec["end_time"] - last_start(rec))
     factor = tiers.map(slowdown).astype(float).where(rec["gpus"] > 1, 1.0)
-    return pd.DataFrame({
-        "job_id": rec["job_id"].to_numpy(), "gpus": rec["gpus"].to_numpy(),
-        "num_nodes": rec["num_nodes"].to_numpy(),
-        "tier": tiers.to_numpy(), "slowdown": factor.to_numpy(),
-        "runtime": run.to_numpy(dtype=float), "estimated": (run * factor).to_numpy(dtype=float),
-    })
+    return pd.DataFrame(
+        {
+            "job_id": rec["job_id"].to_numpy(),
+            "gpus": rec["gpus"].to_numpy(),
+            "num_nodes": rec["num_nodes"].to_numpy(),
+            "tier": tiers.to_numpy(),
+            "slowdown": factor.to_numpy(),
+            "runtime": run.to_numpy(dtype=float),
+            "estimated": (run * factor).to_numpy(dtype=float),
+        }
+    )
 
 
 def jtted_summary(table: pd.DataFrame) -> dict[str, float]:
@@ -166,12 +189,14 @@ def jtted_summary(table: pd.DataFrame) -> dict[str, float]:
         "jobs": int(len(table)),
         "slowdown_mean": float(table["slowdown"].mean()),
         "slowdown_gpu_weighted": float(np.nansum(w * table["slowdown"]) / np.nansum(w))
-        if np.nansum(w) > 0 else float("nan"),
+        if np.nansum(w) > 0
+        else float("nan"),
     }
     multi = table[table["gpus"] > 1]
     for tier in TIERS:
-        out[f"multi_gpu_share_{tier}"] = (float((multi["tier"] == tier).mean()) if len(multi)
-                                          else 0.0)
+        out[f"multi_gpu_share_{tier}"] = (
+            float((multi["tier"] == tier).mean()) if len(multi) else 0.0
+        )
     return out
 
 

@@ -86,13 +86,15 @@ class Timeline:
     def ratio(self, other: Timeline, empty: float = 0.0) -> Timeline:
         """This / other on the same breakpoints (``empty`` where other is 0)."""
         with np.errstate(invalid="ignore", divide="ignore"):
-            vals = np.where(other.values > 0, self.values / np.where(other.values > 0,
-                                                                     other.values, 1), empty)
+            vals = np.where(
+                other.values > 0, self.values / np.where(other.values > 0, other.values, 1), empty
+            )
         return Timeline(self.times, vals)
 
 
-def _value_on_grid(grid: np.ndarray, times: np.ndarray, deltas: np.ndarray, base: float
-                   ) -> np.ndarray:
+def _value_on_grid(
+    grid: np.ndarray, times: np.ndarray, deltas: np.ndarray, base: float
+) -> np.ndarray:
     """The step function base + sum(deltas of events at or before t), at grid[:-1]."""
     if len(times) == 0:
         return np.full(len(grid) - 1, float(base))
@@ -106,9 +108,13 @@ def _value_on_grid(grid: np.ndarray, times: np.ndarray, deltas: np.ndarray, base
     return out
 
 
-def _group_sweep(group: np.ndarray, times: np.ndarray, deltas: np.ndarray,
-                 f: Callable[[np.ndarray, np.ndarray], np.ndarray], total: np.ndarray
-                 ) -> np.ndarray:
+def _group_sweep(
+    group: np.ndarray,
+    times: np.ndarray,
+    deltas: np.ndarray,
+    f: Callable[[np.ndarray, np.ndarray], np.ndarray],
+    total: np.ndarray,
+) -> np.ndarray:
     """Per event, the change of ``f(alloc of its group, group total)`` caused by the event."""
     if len(times) == 0:
         return np.zeros(0)
@@ -159,15 +165,21 @@ class Occupancy:
 
     @property
     def gar(self) -> Timeline:
-        return Timeline(self.allocated.times,
-                        self.allocated.values / self.capacity if self.capacity else
-                        np.full(len(self.allocated.values), np.nan))
+        return Timeline(
+            self.allocated.times,
+            self.allocated.values / self.capacity
+            if self.capacity
+            else np.full(len(self.allocated.values), np.nan),
+        )
 
     @property
     def gfr(self) -> Timeline:
-        return Timeline(self.partial_nodes.times,
-                        self.partial_nodes.values / self.gpu_nodes if self.gpu_nodes else
-                        np.full(len(self.partial_nodes.values), np.nan))
+        return Timeline(
+            self.partial_nodes.times,
+            self.partial_nodes.values / self.gpu_nodes
+            if self.gpu_nodes
+            else np.full(len(self.partial_nodes.values), np.nan),
+        )
 
     @property
     def stranded_share(self) -> Timeline:
@@ -185,8 +197,9 @@ class Occupancy:
         return self.allocated.integral() / denom if denom > 0 else float("nan")
 
 
-def _preempted_allocations(records: pd.DataFrame, index
-                           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+def _preempted_allocations(
+    records: pd.DataFrame, index
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
     """(start, end, node index, GPUs) per node of every preempted run, or None if none."""
     if "preempted_runs" not in records:
         return None
@@ -203,8 +216,12 @@ def _preempted_allocations(records: pd.DataFrame, index
             s.append(start)
             e.append(end)
             g.append(n)
-    return (np.asarray(s, dtype=float), np.asarray(e, dtype=float),
-            np.asarray(idx, dtype=np.int64), np.asarray(g, dtype=np.int64))
+    return (
+        np.asarray(s, dtype=float),
+        np.asarray(e, dtype=float),
+        np.asarray(idx, dtype=np.int64),
+        np.asarray(g, dtype=np.int64),
+    )
 
 
 def default_window(records: pd.DataFrame) -> tuple[float, float]:
@@ -212,9 +229,17 @@ def default_window(records: pd.DataFrame) -> tuple[float, float]:
     if records.empty:
         return (0.0, 0.0)
     t0 = float(records["submit_time"].min())
-    t1 = float(np.nanmax(np.concatenate([records["end_time"].to_numpy(),
-                                         last_start(records).to_numpy(),
-                                         records["submit_time"].to_numpy()])))
+    t1 = float(
+        np.nanmax(
+            np.concatenate(
+                [
+                    records["end_time"].to_numpy(),
+                    last_start(records).to_numpy(),
+                    records["submit_time"].to_numpy(),
+                ]
+            )
+        )
+    )
     return (t0, t1)
 
 
@@ -232,9 +257,13 @@ def scheduling_window(records: pd.DataFrame) -> tuple[float, float]:
     return (t0, max(t1, float(records["submit_time"].max())))
 
 
-def occupancy(records: pd.DataFrame, inventory: Inventory,
-              window: tuple[float, float] | None = None, pool: str | None = None,
-              nodes: np.ndarray | None = None) -> Occupancy:
+def occupancy(
+    records: pd.DataFrame,
+    inventory: Inventory,
+    window: tuple[float, float] | None = None,
+    pool: str | None = None,
+    nodes: np.ndarray | None = None,
+) -> Occupancy:
     """Build the occupancy timelines of ``records`` on ``inventory`` over ``window``.
 
     Jobs still running at the window's end (NaN end) run to it; jobs that never started pend to
@@ -280,27 +309,40 @@ def occupancy(records: pd.DataFrame, inventory: Inventory,
     ev_time = np.clip(np.concatenate([s, e]), t0, t1)
     ev_delta = np.concatenate([g, -g])
 
-    grid = np.unique(np.concatenate([[t0, t1], ev_time,
-                                     np.clip(submit, t0, t1), np.clip(end_or_t1, t0, t1)]))
+    grid = np.unique(
+        np.concatenate([[t0, t1], ev_time, np.clip(submit, t0, t1), np.clip(end_or_t1, t0, t1)])
+    )
     grid = grid[(grid >= t0) & (grid <= t1)]
     if len(grid) < 2:
         grid = np.array([t0, t1 if t1 > t0 else t0 + 1.0])
 
     allocated = _value_on_grid(grid, ev_time, ev_delta, 0)
-    partial = _value_on_grid(grid, ev_time, _group_sweep(ev_node, ev_time, ev_delta, _partial,
-                                                         gtot), 0)
-    stranded = _value_on_grid(grid, ev_time, _group_sweep(ev_node, ev_time, ev_delta, _stranded,
-                                                          gtot), 0)
+    partial = _value_on_grid(
+        grid, ev_time, _group_sweep(ev_node, ev_time, ev_delta, _partial, gtot), 0
+    )
+    stranded = _value_on_grid(
+        grid, ev_time, _group_sweep(ev_node, ev_time, ev_delta, _stranded, gtot), 0
+    )
     leaf = inventory.leaf_index
     if (leaf >= 0).any():
         in_leaf = leaf[ev_node] >= 0
-        leaf_tot = np.bincount(leaf[node_mask & (leaf >= 0)],
-                               weights=gtot[node_mask & (leaf >= 0)],
-                               minlength=int(leaf.max()) + 1).astype(np.int64)
+        leaf_tot = np.bincount(
+            leaf[node_mask & (leaf >= 0)],
+            weights=gtot[node_mask & (leaf >= 0)],
+            minlength=int(leaf.max()) + 1,
+        ).astype(np.int64)
         leaf_str = _value_on_grid(
-            grid, ev_time[in_leaf],
-            _group_sweep(leaf[ev_node[in_leaf]].astype(np.int64), ev_time[in_leaf],
-                         ev_delta[in_leaf], _leaf_stranded, leaf_tot), 0)
+            grid,
+            ev_time[in_leaf],
+            _group_sweep(
+                leaf[ev_node[in_leaf]].astype(np.int64),
+                ev_time[in_leaf],
+                ev_delta[in_leaf],
+                _leaf_stranded,
+                leaf_tot,
+            ),
+            0,
+        )
     else:
         leaf_str = np.zeros(len(grid) - 1)
     # Demand: a job asks for its GPUs from submit until it ends (or the window closes).
@@ -308,9 +350,13 @@ def occupancy(records: pd.DataFrame, inventory: Inventory,
     d_time = np.clip(np.concatenate([submit, end_or_t1]), t0, t1)
     demand = _value_on_grid(grid, d_time, np.concatenate([dg, -dg]), 0)
     return Occupancy(
-        window=(t0, t1), capacity=capacity, gpu_nodes=n_nodes,
-        allocated=Timeline(grid, allocated), partial_nodes=Timeline(grid, partial),
-        stranded_free=Timeline(grid, stranded), leaf_stranded_free=Timeline(grid, leaf_str),
+        window=(t0, t1),
+        capacity=capacity,
+        gpu_nodes=n_nodes,
+        allocated=Timeline(grid, allocated),
+        partial_nodes=Timeline(grid, partial),
+        stranded_free=Timeline(grid, stranded),
+        leaf_stranded_free=Timeline(grid, leaf_str),
         demand=Timeline(grid, demand),
     )
 
@@ -326,5 +372,13 @@ def utilization_over_time(occ: Occupancy, bin_s: float = 3600.0) -> pd.DataFrame
     _, stranded = occ.stranded_share.binned(bin_s)
     _, leaf = occ.leaf_stranded_share.binned(bin_s)
     _, demand = occ.demand.binned(bin_s)
-    return pd.DataFrame({"time": starts, "gar": gar, "gfr": gfr, "stranded_share": stranded,
-                         "leaf_stranded_share": leaf, "demand_gpus": demand})
+    return pd.DataFrame(
+        {
+            "time": starts,
+            "gar": gar,
+            "gfr": gfr,
+            "stranded_share": stranded,
+            "leaf_stranded_share": leaf,
+            "demand_gpus": demand,
+        }
+    )

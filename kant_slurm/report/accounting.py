@@ -30,8 +30,18 @@ from .tables import fmt_duration
 
 TOP_N = 10
 REPORT_KEYS = (
-    "window", "jobs", "gpu_hours_allocated", "gar_mean", "sor", "gfr_mean",
-    "stranded_gpu_share", "wait_p50_s", "wait_p90_s", "wait_p99_s", "by_class", "by_size",
+    "window",
+    "jobs",
+    "gpu_hours_allocated",
+    "gar_mean",
+    "sor",
+    "gfr_mean",
+    "stranded_gpu_share",
+    "wait_p50_s",
+    "wait_p90_s",
+    "wait_p99_s",
+    "by_class",
+    "by_size",
 )
 
 
@@ -60,8 +70,9 @@ def waiting_gpu_seconds(records: pd.DataFrame, window: tuple[float, float]) -> n
     return waited * records["gpus"].to_numpy(dtype=float)
 
 
-def stranded_gpu_seconds(records: pd.DataFrame, inventory: Inventory,
-                         window: tuple[float, float]) -> np.ndarray:
+def stranded_gpu_seconds(
+    records: pd.DataFrame, inventory: Inventory, window: tuple[float, float]
+) -> np.ndarray:
     """Per job, its share of the stranded GPU-time of the nodes it held (see module doc).
 
     Per node, f(t) = stranded(t) / allocated(t) is a step function; a job holding g GPUs on the
@@ -121,28 +132,45 @@ def stranded_gpu_seconds(records: pd.DataFrame, inventory: Inventory,
 
 def _ratio_table(records: pd.DataFrame, by: str) -> list[dict[str, Any]]:
     """Elapsed / time limit of ended jobs with a limit, per ``by`` (user or account)."""
-    ended = records[records["end_time"].notna() & records["start_time"].notna()
-                    & (records["time_limit"] > 0)]
+    ended = records[
+        records["end_time"].notna() & records["start_time"].notna() & (records["time_limit"] > 0)
+    ]
     if ended.empty:
         return []
-    run = ended["duration"].where(ended["duration"].notna(),
-                                  ended["end_time"] - ended["start_time"])
-    frame = pd.DataFrame({by: ended[by].to_numpy(), "r": (run / ended["time_limit"]).to_numpy(),
-                          "timeout": (ended["state"] == "TIMEOUT").to_numpy()})
+    run = ended["duration"].where(
+        ended["duration"].notna(), ended["end_time"] - ended["start_time"]
+    )
+    frame = pd.DataFrame(
+        {
+            by: ended[by].to_numpy(),
+            "r": (run / ended["time_limit"]).to_numpy(),
+            "timeout": (ended["state"] == "TIMEOUT").to_numpy(),
+        }
+    )
     g = frame.groupby(by, sort=False)["r"]
-    table = pd.DataFrame({
-        "jobs": g.size(), "elapsed_over_limit_mean": g.mean(),
-        "elapsed_over_limit_p10": g.quantile(0.1), "elapsed_over_limit_p50": g.median(),
-        "elapsed_over_limit_p90": g.quantile(0.9),
-        "timeouts": frame.groupby(by, sort=False)["timeout"].sum(),
-    }).reset_index().sort_values(["jobs", by], ascending=[False, True])
+    table = (
+        pd.DataFrame(
+            {
+                "jobs": g.size(),
+                "elapsed_over_limit_mean": g.mean(),
+                "elapsed_over_limit_p10": g.quantile(0.1),
+                "elapsed_over_limit_p50": g.median(),
+                "elapsed_over_limit_p90": g.quantile(0.9),
+                "timeouts": frame.groupby(by, sort=False)["timeout"].sum(),
+            }
+        )
+        .reset_index()
+        .sort_values(["jobs", by], ascending=[False, True])
+    )
     return table.to_dict("records")
 
 
-def _top_users(records: pd.DataFrame, gpu_seconds: np.ndarray, n: int = TOP_N
-               ) -> list[dict[str, Any]]:
-    frame = pd.DataFrame({"user": records["user"].to_numpy(), "s": gpu_seconds,
-                          "job": gpu_seconds > 0})
+def _top_users(
+    records: pd.DataFrame, gpu_seconds: np.ndarray, n: int = TOP_N
+) -> list[dict[str, Any]]:
+    frame = pd.DataFrame(
+        {"user": records["user"].to_numpy(), "s": gpu_seconds, "job": gpu_seconds > 0}
+    )
     g = frame.groupby("user", sort=False).agg(gpu_seconds=("s", "sum"), jobs=("job", "sum"))
     g = g[g["gpu_seconds"] > 0].reset_index()
     total = float(gpu_seconds.sum())
@@ -163,15 +191,27 @@ def timeline_table(occ: Occupancy, bins: int = 200) -> pd.DataFrame:
     _, demand = occ.demand.binned(width)
     with np.errstate(invalid="ignore", divide="ignore"):
         stranded = np.where(free > 0, stranded_free / np.where(free > 0, free, 1), 0.0)
-    table = pd.DataFrame({"time": times, "gar": gar, "gfr": gfr,
-                          "stranded_gpu_share": stranded, "demand_gpus": demand})
+    table = pd.DataFrame(
+        {
+            "time": times,
+            "gar": gar,
+            "gfr": gfr,
+            "stranded_gpu_share": stranded,
+            "demand_gpus": demand,
+        }
+    )
     # Rounding can leave a last bin of (almost) no width at the window's end: it is no sample.
     return table[table["time"] < t1 - 1e-3 * width].reset_index(drop=True)
 
 
-def build_report(records: pd.DataFrame, inventory: Inventory,
-                 window: tuple[float, float], *, top_n: int = TOP_N,
-                 filters: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_report(
+    records: pd.DataFrame,
+    inventory: Inventory,
+    window: tuple[float, float],
+    *,
+    top_n: int = TOP_N,
+    filters: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """The whole report of ``records`` over ``window`` (JSON-ready apart from NaN).
 
     Keys: :data:`REPORT_KEYS` first, then quantiles, JTTED, estimate accuracy, time-limit
@@ -228,11 +268,14 @@ def build_report(records: pd.DataFrame, inventory: Inventory,
 
 def report_tables(report: dict[str, Any]) -> dict[str, pd.DataFrame]:
     """The report as CSV tables: file stem -> DataFrame."""
-    scalars = {k: v for k, v in report.items()
-               if not isinstance(v, (dict, list)) and k != "window"}
-    summary = pd.DataFrame({"metric": ["since", "until"] + list(scalars),
-                            "value": [report["window"]["since"], report["window"]["until"]]
-                            + list(scalars.values())})
+    scalars = {k: v for k, v in report.items() if not isinstance(v, (dict, list)) and k != "window"}
+    summary = pd.DataFrame(
+        {
+            "metric": ["since", "until"] + list(scalars),
+            "value": [report["window"]["since"], report["window"]["until"]]
+            + list(scalars.values()),
+        }
+    )
     tl = report["time_limit_accuracy"]
     top = report["top_users"]
     return {
@@ -290,20 +333,26 @@ def format_report(report: dict[str, Any]) -> str:
         # numbers sit right under their headings.
         f"{'wait by class / size':<26}{'jobs':>6}   {'p50':<8} {'p90':<8} p99",
     ]
-    for name, row in ([(row["job_class"], row) for row in report["by_class"]]
-                      + [(row["size_bucket"] + " GPU", row) for row in report["by_size"]]):
-        lines.append(f"  {name:<24}{row['jobs']:>6}   {_dur(row['p50']):<8} "
-                     f"{_dur(row['p90']):<8} {_dur(row['p99'])}")
+    for name, row in [(row["job_class"], row) for row in report["by_class"]] + [
+        (row["size_bucket"] + " GPU", row) for row in report["by_size"]
+    ]:
+        lines.append(
+            f"  {name:<24}{row['jobs']:>6}   {_dur(row['p50']):<8} "
+            f"{_dur(row['p90']):<8} {_dur(row['p99'])}"
+        )
     lines += ["", f"{'time-limit accuracy (elapsed / limit)':<40}{'jobs':>6}   {'p50':<7} p90"]
     for label in ("account", "user"):
         for row in report["time_limit_accuracy"][f"by_{label}"][:TOP_N]:
-            lines.append(f"  {label + ' ' + str(row[label]):<38}{row['jobs']:>6}   "
-                         f"{_pct(row['elapsed_over_limit_p50']):<7} "
-                         f"{_pct(row['elapsed_over_limit_p90'])}")
-    for key, title in (("waiting_gpus", "top users of waiting GPUs"),
-                       ("stranded_gpus", "top users of stranded GPUs")):
+            lines.append(
+                f"  {label + ' ' + str(row[label]):<38}{row['jobs']:>6}   "
+                f"{_pct(row['elapsed_over_limit_p50']):<7} "
+                f"{_pct(row['elapsed_over_limit_p90'])}"
+            )
+    for key, title in (
+        ("waiting_gpus", "top users of waiting GPUs"),
+        ("stranded_gpus", "top users of stranded GPUs"),
+    ):
         lines += ["", f"{title:<38}{'GPU-h':>8}  share"]
         for row in report["top_users"][key]:
-            lines.append(f"  {str(row['user']):<36}{row['gpu_hours']:>8.1f}  "
-                         f"{_pct(row['share'])}")
+            lines.append(f"  {str(row['user']):<36}{row['gpu_hours']:>8.1f}  {_pct(row['share'])}")
     return "\n".join(lines)

@@ -36,9 +36,27 @@ def json_dump_columns(data: str | Mapping, source: str) -> dict[str, list[str]]:
             raise InputError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     records = parse_sacct_json(data, source)  # validates every job and names the bad one
     jobs = data["jobs"]
-    cols: dict[str, list[str]] = {k: [] for k in (
-        "JobID", "JobIDRaw", "User", "Account", "Partition", "QOS", "State", "Submit", "Start",
-        "End", "ElapsedRaw", "TimelimitRaw", "NNodes", "NodeList", "AllocTRES", "AdminComment")}
+    cols: dict[str, list[str]] = {
+        k: []
+        for k in (
+            "JobID",
+            "JobIDRaw",
+            "User",
+            "Account",
+            "Partition",
+            "QOS",
+            "State",
+            "Submit",
+            "Start",
+            "End",
+            "ElapsedRaw",
+            "TimelimitRaw",
+            "NNodes",
+            "NodeList",
+            "AllocTRES",
+            "AdminComment",
+        )
+    }
     for job, rec in zip(jobs, records.itertuples(index=False), strict=True):
         comment = job.get("comment") or {}
         admin = comment.get("administrator") if isinstance(comment, Mapping) else None
@@ -54,8 +72,9 @@ def json_dump_columns(data: str | Mapping, source: str) -> dict[str, list[str]]:
         cols["Start"].append(_stamp(rec.start_time))
         cols["End"].append(_stamp(rec.end_time))
         cols["ElapsedRaw"].append(_stamp(rec.duration))
-        cols["TimelimitRaw"].append("UNLIMITED" if not limit or limit != limit
-                                    else str(int(round(limit / 60))))
+        cols["TimelimitRaw"].append(
+            "UNLIMITED" if not limit or limit != limit else str(int(round(limit / 60)))
+        )
         cols["NNodes"].append(str(int(rec.num_nodes)))
         cols["NodeList"].append(",".join(rec.nodes) or "None assigned")
         cols["AllocTRES"].append(f"gres/gpu={int(rec.gpus)}" if rec.gpus else "")
@@ -72,8 +91,9 @@ def is_json_dump(path: str) -> bool:
     return False
 
 
-def read_dump(path: str, *, since: float | None, until: float | None,
-              classify: Callable[[Job], Job] | None) -> pd.DataFrame:
+def read_dump(
+    path: str, *, since: float | None, until: float | None, classify: Callable[[Job], Job] | None
+) -> pd.DataFrame:
     """The job records of a ``sacct -P`` or ``sacct --json`` dump, clipped to the window
     (``None``: that side open)."""
     try:
@@ -81,15 +101,19 @@ def read_dump(path: str, *, since: float | None, until: float | None,
             with open(path, encoding="utf-8") as fh:
                 text = fh.read()
             cols = json_dump_columns(text, path)
-            frame = sacct.records_from_columns(cols, since=since, until=until, classify=classify,
-                                              source=path)
+            frame = sacct.records_from_columns(
+                cols, since=since, until=until, classify=classify, source=path
+            )
             return frame.drop_duplicates("key", keep="last").reset_index(drop=True)
         with open(path, encoding="utf-8", errors="replace") as fh:
-            return sacct.read_sacct_dump(fh, since=since, until=until, classify=classify,
-                                        source=path)
+            return sacct.read_sacct_dump(
+                fh, since=since, until=until, classify=classify, source=path
+            )
     except UnicodeDecodeError as exc:
-        raise InputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected "
-                         "a sacct -P or sacct --json dump") from None
+        raise InputError(
+            f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); expected "
+            "a sacct -P or sacct --json dump"
+        ) from None
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror or exc})") from None
 
@@ -99,8 +123,9 @@ def dump_span(records: pd.DataFrame) -> tuple[float, float] | None:
     it holds no job."""
     if not len(records):
         return None
-    times = np.concatenate([records[c].to_numpy(dtype=float)
-                            for c in ("submit_time", "start_time", "end_time")])
+    times = np.concatenate(
+        [records[c].to_numpy(dtype=float) for c in ("submit_time", "start_time", "end_time")]
+    )
     times = times[np.isfinite(times)]
     if not len(times):
         return None

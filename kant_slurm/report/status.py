@@ -28,13 +28,15 @@ def status_summary(snap: ClusterSnapshot) -> dict:
     names = list(inv.leaf_names)
     for g, name in enumerate(names + ([NO_GROUP] if (leaf_idx < 0).any() else [])):
         mask = leaf_idx == (g if g < len(names) else -1)
-        groups.append({
-            "name": name,
-            "nodes": [inv.names[i] for i in np.nonzero(mask)[0]],
-            "gpus_total": int(total[mask].sum()),
-            "gpus_allocated": int(alloc[mask].sum()),
-            "free_nodes": int(free_whole[mask].sum()),
-        })
+        groups.append(
+            {
+                "name": name,
+                "nodes": [inv.names[i] for i in np.nonzero(mask)[0]],
+                "gpus_total": int(total[mask].sum()),
+                "gpus_allocated": int(alloc[mask].sum()),
+                "free_nodes": int(free_whole[mask].sum()),
+            }
+        )
     pending = snap.queued  # array tasks one by one; held and dependent jobs included
     by_size = Counter(size_bucket(j.gpus) for j in pending)
     return {
@@ -59,8 +61,9 @@ def status_summary(snap: ClusterSnapshot) -> dict:
             "count": len(pending),
             "gpus": int(sum(j.gpus for j in pending)),
             "held_by_slurm": len(snap.held),
-            "by_gpu_size": {b: by_size.get(b, 0) for b in ("0",) + SIZE_BUCKETS
-                            if b != "0" or by_size.get(b)},
+            "by_gpu_size": {
+                b: by_size.get(b, 0) for b in ("0",) + SIZE_BUCKETS if b != "0" or by_size.get(b)
+            },
         },
         "running_jobs": len(snap.running),
     }
@@ -101,8 +104,10 @@ def format_status(summary: dict) -> str:
         f"GPUs allocated      {summary['gpus_allocated']}/{summary['gpus_total']}",
         f"GAR                 {_pct(summary['gar'])}   (allocated / schedulable GPUs)",
         f"GFR                 {_pct(summary['gfr'])}   (partly allocated GPU nodes)",
-        (f"stranded GPU share  {_pct(summary['stranded_gpu_share'])}   "
-         "(free GPUs on partly used nodes)"),
+        (
+            f"stranded GPU share  {_pct(summary['stranded_gpu_share'])}   "
+            "(free GPUs on partly used nodes)"
+        ),
         f"running jobs        {summary['running_jobs']}",
         f"pending jobs        {pend['count']} ({pend['gpus']} GPUs; {sizes})",
         f"  held by Slurm     {pend['held_by_slurm']}   (held, dependency, limit, throttle: "

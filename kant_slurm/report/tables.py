@@ -34,8 +34,9 @@ def render_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     lines = []
     for r in [header, *rows]:
-        cells = [str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i])
-                 for i, c in enumerate(r)]
+        cells = [
+            str(c).ljust(widths[0]) if i == 0 else str(c).rjust(widths[i]) for i, c in enumerate(r)
+        ]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
@@ -55,8 +56,11 @@ HEADLINE_COLUMNS = (
 )
 
 
-def headline_table(rows: Mapping[str, Mapping[str, Any]], first: str = "policy",
-                   extra: Sequence[tuple[str, str, Any]] = ()) -> str:
+def headline_table(
+    rows: Mapping[str, Mapping[str, Any]],
+    first: str = "policy",
+    extra: Sequence[tuple[str, str, Any]] = (),
+) -> str:
     """One row per key of ``rows`` (policy name) with the headline metrics."""
     cols = list(HEADLINE_COLUMNS) + list(extra)
     header = [first] + [c[1] for c in cols]
@@ -66,25 +70,42 @@ def headline_table(rows: Mapping[str, Mapping[str, Any]], first: str = "policy",
 
 def detail_table(details: Mapping[str, Mapping[str, Any]], first: str = "policy") -> str:
     """Leaf-level stranded share, GAR/GFR spread, JTTED and limits accuracy per row."""
-    header = [first, "leaf-stranded", "GAR p10-p90", "GFR p50", "backfilled", "JTTED slowdown",
-              "gangs in 1 leaf", "actual/limit p50"]
+    header = [
+        first,
+        "leaf-stranded",
+        "GAR p10-p90",
+        "GFR p50",
+        "backfilled",
+        "JTTED slowdown",
+        "gangs in 1 leaf",
+        "actual/limit p50",
+    ]
     body = []
     for name, d in details.items():
         jt = d.get("jtted", {})
         # Multi-node jobs only; "-" when the run has none (see metrics.jobs.gang_placement).
         gangs = d.get("gangs", {}).get("in_one_leaf_share")
-        body.append([
-            name, fmt_ratio(d.get("stranded_gpu_share_leaf")),
-            f"{fmt_ratio(d.get('gar_p10'), 2)}-{fmt_ratio(d.get('gar_p90'), 2)}",
-            fmt_ratio(d.get("gfr_p50")), f"{d.get('backfilled', 0):,}",
-            fmt_ratio(jt.get("slowdown_gpu_weighted")), fmt_ratio(gangs, 2),
-            fmt_ratio(d.get("estimate_accuracy", {}).get("actual_over_time_limit_p50"), 2),
-        ])
+        body.append(
+            [
+                name,
+                fmt_ratio(d.get("stranded_gpu_share_leaf")),
+                f"{fmt_ratio(d.get('gar_p10'), 2)}-{fmt_ratio(d.get('gar_p90'), 2)}",
+                fmt_ratio(d.get("gfr_p50")),
+                f"{d.get('backfilled', 0):,}",
+                fmt_ratio(jt.get("slowdown_gpu_weighted")),
+                fmt_ratio(gangs, 2),
+                fmt_ratio(d.get("estimate_accuracy", {}).get("actual_over_time_limit_p50"), 2),
+            ]
+        )
     return render_table(header, body)
 
 
-def wait_by_table(details: Mapping[str, Mapping[str, Any]], key: str = "by_size",
-                  label: str = "size_bucket", stat: str = "p99") -> str:
+def wait_by_table(
+    details: Mapping[str, Mapping[str, Any]],
+    key: str = "by_size",
+    label: str = "size_bucket",
+    stat: str = "p99",
+) -> str:
     """Wait ``stat`` per group (size bucket or class) per row: where starvation shows."""
     groups: list[str] = []
     for d in details.values():
@@ -97,9 +118,13 @@ def wait_by_table(details: Mapping[str, Mapping[str, Any]], key: str = "by_size"
     body = []
     for name, d in details.items():
         by = {row[label]: row for row in d.get(key, [])}
-        body.append([name] + [
-            f"{fmt_duration(by[g][stat])}/{fmt_duration(by[g]['max'])}" if g in by else "-"
-            for g in groups])
+        body.append(
+            [name]
+            + [
+                f"{fmt_duration(by[g][stat])}/{fmt_duration(by[g]['max'])}" if g in by else "-"
+                for g in groups
+            ]
+        )
     return render_table(header, body)
 
 
@@ -113,28 +138,48 @@ def inference_table(details: Mapping[str, Mapping[str, Any]], first: str = "poli
     return render_table(*inference_rows(details, first))
 
 
-def inference_rows(details: Mapping[str, Mapping[str, Any]], first: str = "policy"
-                   ) -> tuple[list[str], list[list[str]]]:
+def inference_rows(
+    details: Mapping[str, Mapping[str, Any]], first: str = "policy"
+) -> tuple[list[str], list[list[str]]]:
     """(header, rows) of :func:`inference_table` (the HTML report renders the same cells)."""
-    header = [first, "inference", "SLA met", "inf wait p50", "p90", "p99", "max",
-              "preemptions", "lost GPU-h", "per training job", "train wait p50", "p99",
-              "train JCT mean"]
+    header = [
+        first,
+        "inference",
+        "SLA met",
+        "inf wait p50",
+        "p90",
+        "p99",
+        "max",
+        "preemptions",
+        "lost GPU-h",
+        "per training job",
+        "train wait p50",
+        "p99",
+        "train JCT mean",
+    ]
     body = []
     for name, d in details.items():
         inf = d.get("inference", {})
         w = inf.get("wait", {})
         pre = d.get("preemption", {})
         tr = d.get("training", {})
-        body.append([
-            name, f"{inf.get('jobs', 0):,}",
-            "-" if not inf.get("jobs") else
-            f"{fmt_ratio(inf.get('attainment'), 4)} ({inf.get('missed', 0):,} missed)",
-            fmt_duration(w.get("p50")), fmt_duration(w.get("p90")), fmt_duration(w.get("p99")),
-            fmt_duration(w.get("max")), f"{pre.get('preemptions', 0):,}",
-            f"{pre.get('preempted_gpu_hours', 0.0):,.1f}",
-            fmt_ratio(pre.get("preemptions_per_training_job"), 4),
-            fmt_duration(tr.get("wait", {}).get("p50")),
-            fmt_duration(tr.get("wait", {}).get("p99")),
-            fmt_duration(tr.get("jct", {}).get("mean")),
-        ])
+        body.append(
+            [
+                name,
+                f"{inf.get('jobs', 0):,}",
+                "-"
+                if not inf.get("jobs")
+                else f"{fmt_ratio(inf.get('attainment'), 4)} ({inf.get('missed', 0):,} missed)",
+                fmt_duration(w.get("p50")),
+                fmt_duration(w.get("p90")),
+                fmt_duration(w.get("p99")),
+                fmt_duration(w.get("max")),
+                f"{pre.get('preemptions', 0):,}",
+                f"{pre.get('preempted_gpu_hours', 0.0):,.1f}",
+                fmt_ratio(pre.get("preemptions_per_training_job"), 4),
+                fmt_duration(tr.get("wait", {}).get("p50")),
+                fmt_duration(tr.get("wait", {}).get("p99")),
+                fmt_duration(tr.get("jct", {}).get("mean")),
+            ]
+        )
     return header, body

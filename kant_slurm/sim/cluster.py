@@ -88,9 +88,7 @@ def _check_fields(obj: Any, fields: dict[str, tuple[type, bool]], where: str) ->
         raise ConfigError(f"{where}: expected a mapping, got {type(obj).__name__}")
     unknown = sorted(set(obj) - set(fields))
     if unknown:
-        raise ConfigError(
-            f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(fields)}"
-        )
+        raise ConfigError(f"{where}: unknown key {unknown[0]!r}; allowed keys: {', '.join(fields)}")
     for key, (typ, required) in fields.items():
         if key not in obj:
             if required:
@@ -143,19 +141,23 @@ def parse_cluster_spec(data: Any, source: str = "cluster spec") -> ClusterSpec:
         n_leaves = math.ceil(pool.nodes / pool.leaf_size)
         leaves = [f"{pool.name}-leaf{j + 1:02d}" for j in range(n_leaves)]
         for j, leaf in enumerate(leaves):
-            leaf_nodes[leaf] = pool_nodes[j * pool.leaf_size:(j + 1) * pool.leaf_size]
+            leaf_nodes[leaf] = pool_nodes[j * pool.leaf_size : (j + 1) * pool.leaf_size]
         if pool.spine_size:
             n_spines = math.ceil(n_leaves / pool.spine_size)
             spines = [f"{pool.name}-spine{j + 1:02d}" for j in range(n_spines)]
             for j, spine in enumerate(spines):
-                switch_children[spine] = leaves[j * pool.spine_size:(j + 1) * pool.spine_size]
+                switch_children[spine] = leaves[j * pool.spine_size : (j + 1) * pool.spine_size]
             tops += spines
         else:
             tops += leaves
     if len(tops) > 1:
         switch_children["root"] = tops
     inventory = Inventory.build(
-        names=names, gpus_total=gpus, cpus_total=cpus, memory_mb=mem, gpu_type=gtype,
+        names=names,
+        gpus_total=gpus,
+        cpus_total=cpus,
+        memory_mb=mem,
+        gpu_type=gtype,
         partitions=partitions,
         topology=Topology.from_links(leaf_nodes, switch_children, node_order=names),
     )
@@ -171,9 +173,12 @@ def parse_cluster_spec(data: Any, source: str = "cluster spec") -> ClusterSpec:
             raise ConfigError(
                 f"{where}.nodes: {zn} is more than pool {zpool!r} has ({len(match[0].nodes)})"
             )
-        zone = match[0].nodes[len(match[0].nodes) - zn:]
+        zone = match[0].nodes[len(match[0].nodes) - zn :]
     return ClusterSpec(
-        name=data["name"], pools=tuple(pools), inventory=inventory, inference_zone=zone,
+        name=data["name"],
+        pools=tuple(pools),
+        inventory=inventory,
+        inference_zone=zone,
         source=source,
     )
 
@@ -201,10 +206,15 @@ def spec_from_inventory(inventory: Inventory, name: str, source: str = "") -> Cl
         idx = [inventory.index[n] for n in p.nodes]
         g = inventory.gpus_total[idx] if idx else [0]
         types = {inventory.gpu_type[i] for i in idx} or {None}
-        pools.append(PoolSpec(
-            name=p.name, gpu_type=",".join(sorted(str(t) for t in types)), nodes=len(idx),
-            gpus_per_node=int(max(g)), leaf_size=0,
-        ))
+        pools.append(
+            PoolSpec(
+                name=p.name,
+                gpu_type=",".join(sorted(str(t) for t in types)),
+                nodes=len(idx),
+                gpus_per_node=int(max(g)),
+                leaf_size=0,
+            )
+        )
     return ClusterSpec(name=name, pools=tuple(pools), inventory=inventory, source=source)
 
 

@@ -64,8 +64,9 @@ def window_instances(inference: pd.DataFrame, offset: float, span: float) -> pd.
     return out
 
 
-def peak_concurrency(submit: np.ndarray, duration: np.ndarray, gpus: np.ndarray,
-                     grid: np.ndarray) -> np.ndarray:
+def peak_concurrency(
+    submit: np.ndarray, duration: np.ndarray, gpus: np.ndarray, grid: np.ndarray
+) -> np.ndarray:
     """GPUs held at each time of ``grid`` by jobs alive over ``[submit, submit + duration)``."""
     order = np.argsort(grid)
     g = grid[order]
@@ -80,8 +81,9 @@ def peak_concurrency(submit: np.ndarray, duration: np.ndarray, gpus: np.ndarray,
     return out
 
 
-def choose_apps(instances: pd.DataFrame, budget: int, seed: int, span: float
-                ) -> tuple[list[str], float]:
+def choose_apps(
+    instances: pd.DataFrame, budget: int, seed: int, span: float
+) -> tuple[list[str], float]:
     """Apps (seeded order, apps with arrivals first) whose instances together never hold more
     than ``budget`` GPUs inside ``[0, span]``; and that peak."""
     apps = sorted(set(instances["service"]))
@@ -105,17 +107,27 @@ def choose_apps(instances: pd.DataFrame, budget: int, seed: int, span: float
     return chosen, float(total.max()) if len(total) else 0.0
 
 
-def mix_workload(training: Trace, inference: Trace, cluster_gpus: int, *, share: float = 0.15,
-                 seed: int = 0, offset: float = 0.0) -> Trace:
+def mix_workload(
+    training: Trace,
+    inference: Trace,
+    cluster_gpus: int,
+    *,
+    share: float = 0.15,
+    seed: int = 0,
+    offset: float = 0.0,
+) -> Trace:
     """The training trace plus the chosen inference apps' instances, aligned (module doc)."""
     if not 0 < share <= 1:
-        raise InputError(f"--inference-share: expected a share of the cluster's GPUs in (0, 1], "
-                         f"got {share:g}")
+        raise InputError(
+            f"--inference-share: expected a share of the cluster's GPUs in (0, 1], got {share:g}"
+        )
     if offset < 0 or not math.isfinite(offset):
         raise InputError(f"--inference-offset: expected seconds >= 0, got {offset:g}")
     if "service" not in inference.jobs:
-        raise InputError(f"{inference.source}: not an inference-service trace (no service "
-                         f"column); expected the Alibaba alibaba-dlrm-inference-2025.csv")
+        raise InputError(
+            f"{inference.source}: not an inference-service trace (no service "
+            f"column); expected the Alibaba alibaba-dlrm-inference-2025.csv"
+        )
     train = training.jobs.copy()
     for col, default in OPTIONAL_COLUMNS.items():
         if col not in train:
@@ -131,15 +143,29 @@ def mix_workload(training: Trace, inference: Trace, cluster_gpus: int, *, share:
     jobs = pd.concat([train, picked[train.columns]], ignore_index=True)
     jobs = jobs.sort_values(["submit_time", "line"], kind="stable").reset_index(drop=True)
     arrivals = int((picked["submit_time"] > 0).sum())
-    notes = list(training.notes) + list(inference.notes) + [
-        f"inference: the window [{offset:g}s, {offset + span:g}s] of {inference.source} laid "
-        f"over the training trace's [0, {span:g}s] (no time scaling)",
-        f"inference: {len(apps)} of {len(set(inst['service']))} apps in the window (seed "
-        f"{seed}, apps with arrivals first), {len(picked):,} instances ({len(picked) - arrivals:,}"
-        f" serving when the window opens, {arrivals:,} arriving), peak {peak:.0f} GPUs <= "
-        f"{share:g} x {cluster_gpus:,} GPUs",
-    ]
-    log.info("mixed workload: %d training jobs + %d inference instances of %d apps",
-             len(train), len(picked), len(apps))
-    return Trace(jobs=jobs, source=f"{training.source} + {inference.source}",
-                 fmt=f"{training.fmt}+{inference.fmt}", epoch=training.epoch, notes=notes)
+    notes = (
+        list(training.notes)
+        + list(inference.notes)
+        + [
+            f"inference: the window [{offset:g}s, {offset + span:g}s] of {inference.source} laid "
+            f"over the training trace's [0, {span:g}s] (no time scaling)",
+            f"inference: {len(apps)} of {len(set(inst['service']))} apps in the window (seed "
+            f"{seed}, apps with arrivals first), {len(picked):,} instances "
+            f"({len(picked) - arrivals:,} serving when the window opens, {arrivals:,} arriving), "
+            f"peak {peak:.0f} GPUs <= "
+            f"{share:g} x {cluster_gpus:,} GPUs",
+        ]
+    )
+    log.info(
+        "mixed workload: %d training jobs + %d inference instances of %d apps",
+        len(train),
+        len(picked),
+        len(apps),
+    )
+    return Trace(
+        jobs=jobs,
+        source=f"{training.source} + {inference.source}",
+        fmt=f"{training.fmt}+{inference.fmt}",
+        epoch=training.epoch,
+        notes=notes,
+    )

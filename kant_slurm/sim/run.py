@@ -82,8 +82,14 @@ def _run_policy(name: str, progress: Callable[[int, int], None] | None = None) -
         policy.steer_interval = float(sh["steer_interval"])
     if sh.get("policy_setup") is not None:
         sh["policy_setup"](policy)
-    result = Simulator(cluster.inventory, sh["workload"], policy, settings=sh["settings"],
-                       classifier=sh["classifier"], progress=progress).run()
+    result = Simulator(
+        cluster.inventory,
+        sh["workload"],
+        policy,
+        settings=sh["settings"],
+        classifier=sh["classifier"],
+        progress=progress,
+    ).run()
     result.policy = name
     return result
 
@@ -101,32 +107,45 @@ def shared_window(results: Sequence[SimResult]) -> tuple[float, float]:
     return (min(t0 for t0, _ in spans), max(t1 for _, t1 in spans))
 
 
-def measure_run(name: str, result: SimResult, cluster: ClusterSpec,
-                window: tuple[float, float], default_sla: float | None = None) -> PolicyRun:
+def measure_run(
+    name: str,
+    result: SimResult,
+    cluster: ClusterSpec,
+    window: tuple[float, float],
+    default_sla: float | None = None,
+) -> PolicyRun:
     """One policy's metrics over ``window`` (the headline, the details and the occupancy)."""
     occ = occupancy(result.records, cluster.inventory, window)
     head = summarize(result.records, occ, default_sla) | {"sim_seconds": result.sim_seconds}
     det = details(result.records, occ, cluster.inventory, default_sla) | {
-        "window_s": [window[0], window[1]], "cycles": result.cycles,
-        "cycles_skipped": result.cycles_skipped, "plan_seconds": result.plan_seconds,
-        "preempt_polls": result.preempt_cycles, "compiled_cycles": result.compiled_cycles,
+        "window_s": [window[0], window[1]],
+        "cycles": result.cycles,
+        "cycles_skipped": result.cycles_skipped,
+        "plan_seconds": result.plan_seconds,
+        "preempt_polls": result.preempt_cycles,
+        "compiled_cycles": result.compiled_cycles,
     }
     if cluster.inference_zone:
         # GFR inside and outside the inference zone: spread 1-GPU replicas leave zone nodes
         # partly used by design; training fragmentation shows outside it.
         zone = np.zeros(len(cluster.inventory), dtype=bool)
         zone[[cluster.inventory.index[n] for n in cluster.inference_zone]] = True
-        det["gfr_zone_mean"] = occupancy(result.records, cluster.inventory, window,
-                                         nodes=zone).gfr.mean()
-        det["gfr_outside_zone_mean"] = occupancy(result.records, cluster.inventory, window,
-                                                 nodes=~zone).gfr.mean()
+        det["gfr_zone_mean"] = occupancy(
+            result.records, cluster.inventory, window, nodes=zone
+        ).gfr.mean()
+        det["gfr_outside_zone_mean"] = occupancy(
+            result.records, cluster.inventory, window, nodes=~zone
+        ).gfr.mean()
     if result.stopped_full:
-        det["fill_stop"] = {"jobs_started": result.starts,
-                            "gar_at_stop": float(occ.gar.values[-1]),
-                            "gfr_at_stop": float(occ.gfr.values[-1])}
+        det["fill_stop"] = {
+            "jobs_started": result.starts,
+            "gar_at_stop": float(occ.gar.values[-1]),
+            "gfr_at_stop": float(occ.gfr.values[-1]),
+        }
         result.notes.append(
             f"{name}: fill stopped after {result.starts:,} jobs started; at the stop GAR "
-            f"{det['fill_stop']['gar_at_stop']:.3f}, GFR {det['fill_stop']['gfr_at_stop']:.3f}")
+            f"{det['fill_stop']['gar_at_stop']:.3f}, GFR {det['fill_stop']['gfr_at_stop']:.3f}"
+        )
     return PolicyRun(result=result, headline=head, detail=det, occupancy=occ)
 
 
@@ -136,8 +155,9 @@ def _worker(name: str) -> SimResult:
     return _run_policy(name, report)
 
 
-def _run_parallel(policies: Sequence[str], workers: int,
-                  progress: Callable[[str, int, int], None] | None) -> dict[str, SimResult]:
+def _run_parallel(
+    policies: Sequence[str], workers: int, progress: Callable[[str, int, int], None] | None
+) -> dict[str, SimResult]:
     """One process per policy, at most ``workers`` at a time; progress relayed from the
     children through a queue. Each replay is deterministic, so the results are the same as
     one after another; only the wall time changes."""
@@ -167,12 +187,20 @@ def _run_parallel(policies: Sequence[str], workers: int,
     return {name: runs[name] for name in policies}
 
 
-def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str], *,
-                     config=None, seed: int = 0, time_limit_model: str = "ladder",
-                     interval: float = 30.0,
-                     progress: Callable[[str, int, int], None] | None = None,
-                     workers: int = 1, steer_interval: float | None = None,
-                     policy_setup: Callable[[Any], None] | None = None) -> Comparison:
+def compare_policies(
+    trace: Trace,
+    cluster: ClusterSpec,
+    policies: Sequence[str],
+    *,
+    config=None,
+    seed: int = 0,
+    time_limit_model: str = "ladder",
+    interval: float = 30.0,
+    progress: Callable[[str, int, int], None] | None = None,
+    workers: int = 1,
+    steer_interval: float | None = None,
+    policy_setup: Callable[[Any], None] | None = None,
+) -> Comparison:
     """Replay ``trace`` on ``cluster`` once per policy (same workload each time) and measure.
 
     ``workers`` > 1 runs the policies in that many processes at once (Linux fork); the results
@@ -200,17 +228,23 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
     workload = prepare_workload(jobs, cluster.inventory)
     settings = SimSettings(interval=interval, fill_until_full=trace.fill_until_full)
     _SHARED.clear()
-    _SHARED.update(cluster=cluster, config=config, workload=workload, settings=settings,
-                   classifier=classifier, default_sla=default_sla, steer_interval=steer_interval,
-                   policy_setup=policy_setup)
+    _SHARED.update(
+        cluster=cluster,
+        config=config,
+        workload=workload,
+        settings=settings,
+        classifier=classifier,
+        default_sla=default_sla,
+        steer_interval=steer_interval,
+        policy_setup=policy_setup,
+    )
     try:
         if workers > 1 and len(policies) > 1:
             results = _run_parallel(policies, min(workers, len(policies)), progress)
         else:
             results = {}
             for name in policies:
-                cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress \
-                    else None
+                cb = (lambda done, total, _n=name: progress(_n, done, total)) if progress else None
                 results[name] = _run_policy(name, cb)
     finally:
         _SHARED.clear()
@@ -222,15 +256,25 @@ def compare_policies(trace: Trace, cluster: ClusterSpec, policies: Sequence[str]
     # kant's own config decides whether the inference in the workload is served well.
     from ..config import KantConfig, inference_advice
 
-    advice = inference_advice(config, counts.get("inference", 0)) if isinstance(
-        config, KantConfig) and any(name.startswith("kant") for name in policies) else []
+    advice = (
+        inference_advice(config, counts.get("inference", 0))
+        if isinstance(config, KantConfig) and any(name.startswith("kant") for name in policies)
+        else []
+    )
     return Comparison(
-        trace=trace, cluster=cluster, runs=runs, class_counts=dict(sorted(counts.items())),
+        trace=trace,
+        cluster=cluster,
+        runs=runs,
+        class_counts=dict(sorted(counts.items())),
         class_sources=dict(sorted(sources.items())),
-        notes=list(trace.notes) + workload.notes + [n for r in runs.values()
-                                                   for n in r.result.notes[len(workload.notes):]]
+        notes=list(trace.notes)
+        + workload.notes
+        + [n for r in runs.values() for n in r.result.notes[len(workload.notes) :]]
         + advice,
-        time_limit_model=time_limit_model, seed=seed, interval=interval,
-        default_sla=default_sla, window=window,
+        time_limit_model=time_limit_model,
+        seed=seed,
+        interval=interval,
+        default_sla=default_sla,
+        window=window,
         steer_interval=steer_interval,
     )

@@ -97,8 +97,7 @@ import pandas as pd
 
 from ..errors import InputError, SimulationError
 from ..formats.records import make_records
-from ..model import (PENDING, RUNNING, ClusterSnapshot, Inventory, Job, PendingChanges,
-                     replace_job)
+from ..model import PENDING, RUNNING, ClusterSnapshot, Inventory, Job, PendingChanges, replace_job
 
 log = logging.getLogger(__name__)
 
@@ -126,11 +125,13 @@ class SimSettings:
         if self.cpus_per_task < 0:
             raise InputError(f"simulator: cpus_per_task must be >= 0, got {self.cpus_per_task}")
         if self.compile_min_jobs < 0:
-            raise InputError(f"simulator: compile_min_jobs must be >= 0, got "
-                             f"{self.compile_min_jobs}")
+            raise InputError(
+                f"simulator: compile_min_jobs must be >= 0, got {self.compile_min_jobs}"
+            )
         if not self.requeue_delay >= 0:
-            raise InputError(f"simulator: requeue_delay must be >= 0 seconds, got "
-                             f"{self.requeue_delay}")
+            raise InputError(
+                f"simulator: requeue_delay must be >= 0 seconds, got {self.requeue_delay}"
+            )
 
 
 @dataclass
@@ -157,8 +158,9 @@ class SimResult:
 # --------------------------------------------------------------------------------------------
 
 
-def job_shapes(gpus: np.ndarray, num_nodes: np.ndarray, node_gpus_max: np.ndarray
-               ) -> tuple[np.ndarray, np.ndarray]:
+def job_shapes(
+    gpus: np.ndarray, num_nodes: np.ndarray, node_gpus_max: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(num_nodes, gpus_per_node) per job on pools whose largest node has ``node_gpus_max`` GPUs.
 
     A job that fits one node stays on one node; a bigger one takes ceil(gpus / max) nodes with
@@ -204,8 +206,11 @@ def prepare_workload(jobs: pd.DataFrame, inventory: Inventory) -> Workload:
         pool_nodes[name] = (g, np.asarray(inventory.cpus_total)[mask])
     gmax = part.map(pool_max).to_numpy()
     nodes, per_node = job_shapes(jobs["gpus"].to_numpy(), jobs["num_nodes"].to_numpy(), gmax)
-    cpn = (jobs["cpus_per_node"].to_numpy(dtype=np.int64) if "cpus_per_node" in jobs
-           else np.zeros(len(jobs), dtype=np.int64))
+    cpn = (
+        jobs["cpus_per_node"].to_numpy(dtype=np.int64)
+        if "cpus_per_node" in jobs
+        else np.zeros(len(jobs), dtype=np.int64)
+    )
     fits = np.zeros(len(jobs), dtype=bool)
     for name, (g, c) in pool_nodes.items():
         sel = (part == name).to_numpy()
@@ -223,8 +228,10 @@ def prepare_workload(jobs: pd.DataFrame, inventory: Inventory) -> Workload:
     table["gpus_per_node"] = per_node
     notes = []
     if not fits.all():
-        notes.append(f"dropped {int((~fits).sum())} jobs larger than their pool "
-                     f"(Slurm rejects them at submit)")
+        notes.append(
+            f"dropped {int((~fits).sum())} jobs larger than their pool "
+            f"(Slurm rejects them at submit)"
+        )
         table = table[fits].reset_index(drop=True)
     rounded = int((table["num_nodes"] * table["gpus_per_node"] != table["gpus"]).sum())
     if rounded:
@@ -240,10 +247,16 @@ def prepare_workload(jobs: pd.DataFrame, inventory: Inventory) -> Workload:
 class Simulator:
     """Replays one workload on one inventory with one policy. Use :meth:`run` once."""
 
-    def __init__(self, inventory: Inventory, workload: Workload, policy, *,
-                 settings: SimSettings | None = None,
-                 classifier: Callable[[Job], Job] | None = None,
-                 progress: ProgressFn | None = None) -> None:
+    def __init__(
+        self,
+        inventory: Inventory,
+        workload: Workload,
+        policy,
+        *,
+        settings: SimSettings | None = None,
+        classifier: Callable[[Job], Job] | None = None,
+        progress: ProgressFn | None = None,
+    ) -> None:
         self.inventory = inventory
         self.workload = workload
         self.policy = policy
@@ -263,9 +276,11 @@ class Simulator:
         starts_only_was = getattr(self.policy, "starts_only", None)
         if starts_only_was is not None and not may_preempt and self.settings.starts_only:
             self.policy.starts_only = True
-            if (getattr(self.policy, "compiled", False)
-                    and not getattr(self.policy, "strict", False)
-                    and len(self.workload.table) >= self.settings.compile_min_jobs):
+            if (
+                getattr(self.policy, "compiled", False)
+                and not getattr(self.policy, "strict", False)
+                and len(self.workload.table) >= self.settings.compile_min_jobs
+            ):
                 # The compiled walk, once ready (a child process compiles it the first time;
                 # until then the Python walk plans, with the same starts).
                 from ..engine import fastwalk
@@ -303,9 +318,12 @@ class Simulator:
         # same decisions. ``cpus_alloc`` is tracked either way (best fit by free CPUs sees it).
         cpus_known = np.asarray(inv.cpus_total, dtype=np.int64)
         cpn_max = int(cpus_req.max()) if n_jobs else 0
-        cpus_bind = bool(((cpus_known > 0)
-                          & (cpus_known < np.asarray(inv.gpus_total, dtype=np.int64) * cpn_max)
-                          ).any())
+        cpus_bind = bool(
+            (
+                (cpus_known > 0)
+                & (cpus_known < np.asarray(inv.gpus_total, dtype=np.int64) * cpn_max)
+            ).any()
+        )
         job_cpus = cpus_req if cpus_bind else np.zeros(n_jobs, dtype=np.int64)
 
         # Per-job results, filled as the replay goes.
@@ -449,19 +467,25 @@ class Simulator:
                     row = rows[r]
                     cls = row["job_class"]
                     job = Job(
-                        job_id=row["job_id"], state=PENDING,
-                        num_nodes=int(row["num_nodes"]), gpus_per_node=int(row["gpus_per_node"]),
-                        submit_time=float(row["submit_time"]), name=row["name"],
-                        user=row["user"], account=row["account"],
+                        job_id=row["job_id"],
+                        state=PENDING,
+                        num_nodes=int(row["num_nodes"]),
+                        gpus_per_node=int(row["gpus_per_node"]),
+                        submit_time=float(row["submit_time"]),
+                        name=row["name"],
+                        user=row["user"],
+                        account=row["account"],
                         partitions=(row["partition"],),
-                        job_class=cls or "batch", class_source="trace" if cls else "default",
+                        job_class=cls or "batch",
+                        class_source="trace" if cls else "default",
                         time_limit=None if math.isnan(limit[r]) else float(limit[r]),
                         cpus_per_node=int(job_cpus[r]),
                     )
                     if has_service and row["service"]:
                         mpn = int(row["max_per_node"])
-                        job = dataclasses.replace(job, service=row["service"],
-                                                  max_per_node=mpn if mpn > 0 else None)
+                        job = dataclasses.replace(
+                            job, service=row["service"], max_per_node=mpn if mpn > 0 else None
+                        )
                     if classifier is not None:
                         job = classifier(job)
                     job_class[r] = job.job_class
@@ -478,8 +502,11 @@ class Simulator:
             # A cycle is due now.
             polled = dirty_since is None
             dirty_since = None
-            if (settings.skip_full and free_total < min(pending_sizes)
-                    and not (may_preempt and pending_inference)):
+            if (
+                settings.skip_full
+                and free_total < min(pending_sizes)
+                and not (may_preempt and pending_inference)
+            ):
                 skipped += 1
                 if settings.fill_until_full:  # nothing can start: the fill has ended
                     stopped_full = True
@@ -497,10 +524,16 @@ class Simulator:
             run_jobs = tuple(running.values())
             pend_jobs = tuple(pending.values())
             snapshot = ClusterSnapshot(
-                inventory=inv, gpus_alloc=snap_gpus, cpus_alloc=snap_cpus,
-                memory_alloc_mb=zeros_mem, schedulable=schedulable, weight=weight,
-                node_state=tuple(node_state), jobs=run_jobs + pend_jobs,
-                taken_at=now, source="simulator",
+                inventory=inv,
+                gpus_alloc=snap_gpus,
+                cpus_alloc=snap_cpus,
+                memory_alloc_mb=zeros_mem,
+                schedulable=schedulable,
+                weight=weight,
+                node_state=tuple(node_state),
+                jobs=run_jobs + pend_jobs,
+                taken_at=now,
+                source="simulator",
                 pending_changes=(changes, len(changes)),
             )
             # The simulator already holds both lists: fill the snapshot's cached properties
@@ -517,14 +550,17 @@ class Simulator:
                 if jid not in running:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s preempts job {jid!r}, which is "
-                        f"not running")
+                        f"not running"
+                    )
                 job = running[jid]
-                if (sorted(zip(pe.nodes, pe.node_gpus, strict=False))
-                        != sorted(zip(job.nodes, job.node_gpus, strict=False))):
+                if sorted(zip(pe.nodes, pe.node_gpus, strict=False)) != sorted(
+                    zip(job.nodes, job.node_gpus, strict=False)
+                ):
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s preempts job {jid!r} as "
                         f"{list(zip(pe.nodes, pe.node_gpus, strict=False))}, but it runs on "
-                        f"{list(zip(job.nodes, job.node_gpus, strict=False))}")
+                        f"{list(zip(job.nodes, job.node_gpus, strict=False))}"
+                    )
                 r = running_row.pop(jid)
                 del running[jid]
                 release(job, r)
@@ -537,13 +573,15 @@ class Simulator:
                 remaining[r] -= ran - lost
                 lost_gpu_s[r] += lost * job.gpus
                 n_preempted[r] += 1
-                earlier_runs.setdefault(r, []).append((float(started_at), now, job.nodes,
-                                                       job.node_gpus))
+                earlier_runs.setdefault(r, []).append(
+                    (float(started_at), now, job.nodes, job.node_gpus)
+                )
                 preemptions += 1
                 again = queued_job.get(r)
                 if again is None:  # a preemption the simulator was not told to expect
-                    again = dataclasses.replace(job, state=PENDING, start_time=None, nodes=(),
-                                                node_gpus=(), node_cpus=())
+                    again = dataclasses.replace(
+                        job, state=PENDING, start_time=None, nodes=(), node_gpus=(), node_cpus=()
+                    )
                 if requeue_delay > 0:
                     again = dataclasses.replace(again, eligible_time=now + requeue_delay)
                     heapq.heappush(wakeups, now + requeue_delay)
@@ -556,7 +594,8 @@ class Simulator:
                 if jid not in pending:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s starts job {jid!r}, which is not "
-                        f"pending")
+                        f"pending"
+                    )
                 job = pending.pop(jid)
                 r = pending_row.pop(jid)
                 changes.remove(job)
@@ -564,11 +603,13 @@ class Simulator:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s places job {jid!r} "
                         f"({int(gpus_req[r])} GPUs) as "
-                        f"{list(zip(pl.nodes, pl.node_gpus, strict=False))}")
+                        f"{list(zip(pl.nodes, pl.node_gpus, strict=False))}"
+                    )
                 if job.eligible_time is not None and job.eligible_time > now:
                     raise SimulationError(
                         f"policy {policy_name!r} at t={now:.0f}s starts job {jid!r}, which is not "
-                        f"eligible before t={job.eligible_time:.0f}s")
+                        f"eligible before t={job.eligible_time:.0f}s"
+                    )
                 cpn = int(cpus_req[r])
                 for name, g in zip(pl.nodes, pl.node_gpus, strict=True):
                     i = index.get(name)
@@ -577,7 +618,8 @@ class Simulator:
                             f"policy {policy_name!r} at t={now:.0f}s puts {g} GPUs of job {jid!r} "
                             f"on node {name!r}, which has "
                             f"{'no such node' if i is None else int(gpus_total[i] - gpus_alloc[i])}"
-                            f" free")
+                            f" free"
+                        )
                     gpus_alloc[i] += g
                     cpus_alloc[i] += cpn
                     set_state(i)
@@ -588,8 +630,13 @@ class Simulator:
                 if job.job_class == "inference":
                     pending_inference -= 1
                     pending_deadline.pop(jid, None)
-                job = replace_job(job, state=RUNNING, start_time=now,
-                                  nodes=tuple(pl.nodes), node_gpus=tuple(pl.node_gpus))
+                job = replace_job(
+                    job,
+                    state=RUNNING,
+                    start_time=now,
+                    nodes=tuple(pl.nodes),
+                    node_gpus=tuple(pl.node_gpus),
+                )
                 running[jid] = job
                 running_row[jid] = r
                 if math.isnan(start_t[r]):
@@ -619,8 +666,11 @@ class Simulator:
         rows_sel = np.nonzero(sel)[0]
         is_running = np.zeros(n_jobs, dtype=bool)
         is_running[list(running_row.values())] = True
-        state = np.where(~np.isnan(end_t), np.where(timed_out, "TIMEOUT", "COMPLETED"),
-                         np.where(is_running, "RUNNING", "PENDING"))
+        state = np.where(
+            ~np.isnan(end_t),
+            np.where(timed_out, "TIMEOUT", "COMPLETED"),
+            np.where(is_running, "RUNNING", "PENDING"),
+        )
         records = make_records(
             job_id=tab["job_id"].to_numpy()[sel],
             job_class=np.asarray(job_class, dtype=object)[sel],
@@ -649,13 +699,28 @@ class Simulator:
         )
         if progress:
             progress(n_jobs, n_jobs)
-        log.info("%s: %d jobs, %d cycles (%d skipped), %d preemptions, plan %.1fs of %.1fs",
-                 policy_name, n_jobs, cycles, skipped, preemptions, plan_seconds, wall)
+        log.info(
+            "%s: %d jobs, %d cycles (%d skipped), %d preemptions, plan %.1fs of %.1fs",
+            policy_name,
+            n_jobs,
+            cycles,
+            skipped,
+            preemptions,
+            plan_seconds,
+            wall,
+        )
         return SimResult(
-            policy=policy_name, records=records, end_time=float(clock),
-            cycles=cycles, cycles_skipped=skipped, starts=starts, plan_seconds=plan_seconds,
+            policy=policy_name,
+            records=records,
+            end_time=float(clock),
+            cycles=cycles,
+            cycles_skipped=skipped,
+            starts=starts,
+            plan_seconds=plan_seconds,
             compiled_cycles=compiled_cycles,
-            sim_seconds=time.perf_counter() - wall0, stopped_full=stopped_full,
-            preemptions=preemptions, preempt_cycles=poll_cycles,
+            sim_seconds=time.perf_counter() - wall0,
+            stopped_full=stopped_full,
+            preemptions=preemptions,
+            preempt_cycles=poll_cycles,
             notes=list(self.workload.notes),
         )

@@ -121,9 +121,12 @@ class SteeredKant:
         site, pin = self.site_factors.get(jid), self.pins.get(jid)
         if site is None and pin is None:
             return job
-        return replace_job(job, site_factor=job.site_factor if site is None else site,
-                           priority=job.priority + (site or 0),
-                           excluded_nodes=job.excluded_nodes if pin is None else pin)
+        return replace_job(
+            job,
+            site_factor=job.site_factor if site is None else site,
+            priority=job.priority + (site or 0),
+            excluded_nodes=job.excluded_nodes if pin is None else pin,
+        )
 
     def _follow(self, snapshot: ClusterSnapshot) -> bool:
         """Bring the pending jobs as shown up to ``snapshot`` through its change log, logging
@@ -180,8 +183,12 @@ class SteeredKant:
         if self._outer is not None and snapshot.pending_changes is not None:
             pending = tuple(self._shown.values())
             running = snapshot.running
-            out = dataclasses.replace(snapshot, weight=weight, jobs=running + pending,
-                                      pending_changes=(self._log, len(self._log)))
+            out = dataclasses.replace(
+                snapshot,
+                weight=weight,
+                jobs=running + pending,
+                pending_changes=(self._log, len(self._log)),
+            )
             out.__dict__["running"], out.__dict__["pending"] = running, pending
             return out
         if not (self.site_factors or self.pins) and weight is snapshot.weight:
@@ -197,8 +204,13 @@ class SteeredKant:
         shown = self.shown(snapshot)
         self._kant_seen = len(self._log) if self._log is not None else 0
         plan = self.kant.plan(shown, now)
-        kept = (self._kept and self._tiers_fixed and self._outer is not None
-                and shown.pending_changes is not None and not shown.held)
+        kept = (
+            self._kept
+            and self._tiers_fixed
+            and self._outer is not None
+            and shown.pending_changes is not None
+            and not shown.held
+        )
         if kept:
             desired, view, targets = self._kept_inputs(plan, shown, now)
         else:
@@ -207,8 +219,11 @@ class SteeredKant:
         if self.check and targets is not None:
             self._check_kept(plan, shown, desired, d)
         act.edit_marks(self.marks, d)
-        lever: dict[str, dict[str, Any]] = {WEIGHT: self.weights, SITE_FACTOR: self.site_factors,
-                                            PIN: self.pins}
+        lever: dict[str, dict[str, Any]] = {
+            WEIGHT: self.weights,
+            SITE_FACTOR: self.site_factors,
+            PIN: self.pins,
+        }
         for change in d.changes:
             act.mark_applied(self.marks, change, at=now)
             lever[change.kind][change.target] = change.value
@@ -262,12 +277,15 @@ class SteeredKant:
                 value = diff.site_factor_of(self.kant.factors_of(job, now, {}), settings)
                 if value is not None:
                     want_site[jid] = value
-        desired = diff.desired_from_plan(plan, shown, settings, site_factors=want_site,
-                                        pending=self._shown)
+        desired = diff.desired_from_plan(
+            plan, shown, settings, site_factors=want_site, pending=self._shown
+        )
         names = shown.inventory.names
-        view = diff.SlurmView(weights={names[i]: int(w) for i, w in enumerate(shown.weight)},
-                             site_factors=_QueueField(self._shown, "site_factor"),
-                             pins=_QueueField(self._shown, "excluded_nodes"))
+        view = diff.SlurmView(
+            weights={names[i]: int(w) for i, w in enumerate(shown.weight)},
+            site_factors=_QueueField(self._shown, "site_factor"),
+            pins=_QueueField(self._shown, "excluded_nodes"),
+        )
         last = self._last_desired
         assert last is not None  # kept: the last cycle remembered it
         moved = self._entered | self._left
@@ -275,8 +293,9 @@ class SteeredKant:
         targets[SITE_FACTOR] |= moved
         targets[PIN] |= moved | _changed_keys(desired.pins, last.pins)
         targets[WEIGHT] |= _changed_keys(desired.weights, last.weights)
-        targets[WEIGHT].update(names[i] for i in
-                               np.flatnonzero(shown.weight != self._last_weight).tolist())
+        targets[WEIGHT].update(
+            names[i] for i in np.flatnonzero(shown.weight != self._last_weight).tolist()
+        )
         return desired, view, targets
 
     def _remember(self, desired, d, shown: ClusterSnapshot) -> None:
@@ -298,8 +317,12 @@ class SteeredKant:
         assert dict(desired.site_factors) == dict(full_desired.site_factors), "SiteFactors"
         assert (desired.weights, desired.pins) == (full_desired.weights, full_desired.pins)
         full = diff.diff(full_desired, full_view, self.marks, self.settings.max_changes)
-        assert (d.changes, d.deferred, d.forget, d.adopt) == \
-            (full.changes, full.deferred, full.forget, full.adopt), "the diff of some targets"
+        assert (d.changes, d.deferred, d.forget, d.adopt) == (
+            full.changes,
+            full.deferred,
+            full.forget,
+            full.adopt,
+        ), "the diff of some targets"
 
     def plan(self, snapshot: ClusterSnapshot, now: float):
         self._follow(snapshot)
@@ -309,8 +332,11 @@ class SteeredKant:
         plan = self.slurm.plan(self.shown(snapshot), now)
         if preemptions:
             taken = {p.job_id for p in plan.preemptions}  # Slurm's own preemption, if on
-            plan = dataclasses.replace(plan, preemptions=tuple(plan.preemptions) + tuple(
-                p for p in preemptions if p.job_id not in taken))
+            plan = dataclasses.replace(
+                plan,
+                preemptions=tuple(plan.preemptions)
+                + tuple(p for p in preemptions if p.job_id not in taken),
+            )
         if self._log is not None:  # drop what both policies have read
             self._log.trim(self._kant_seen)
         return plan

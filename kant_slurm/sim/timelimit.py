@@ -30,8 +30,22 @@ import pandas as pd
 from ..errors import ConfigError
 
 LADDER_S = np.array(
-    [900, 1800, 3600, 7200, 14400, 28800, 43200, 86400, 172800, 259200, 604800, 1209600,
-     2592000, 5184000],
+    [
+        900,
+        1800,
+        3600,
+        7200,
+        14400,
+        28800,
+        43200,
+        86400,
+        172800,
+        259200,
+        604800,
+        1209600,
+        2592000,
+        5184000,
+    ],
     dtype=float,
 )
 MODELS = ("ladder", "exact", "fixed:SECONDS", "none")
@@ -49,8 +63,9 @@ def parse_model(spec: str) -> tuple[str, float | None]:
         except ValueError:
             value = -1.0
         if value <= 0:
-            raise ConfigError(f"--time-limit-model fixed:SECONDS needs a positive number of "
-                              f"seconds, got {arg!r}")
+            raise ConfigError(
+                f"--time-limit-model fixed:SECONDS needs a positive number of seconds, got {arg!r}"
+            )
         return "fixed", value
     raise ConfigError(f"unknown time-limit model {spec!r}; choose one of: {', '.join(MODELS)}")
 

@@ -22,8 +22,9 @@ log = logging.getLogger(__name__)
 __all__ = ["read_snapshot", "select_backend", "CliBackend", "SlurmReader"]
 
 
-def read_snapshot(classify: Callable[[Job], Job] | None = None,
-                  backend: SlurmReader | None = None) -> ClusterSnapshot:
+def read_snapshot(
+    classify: Callable[[Job], Job] | None = None, backend: SlurmReader | None = None
+) -> ClusterSnapshot:
     """Read nodes, partitions, switch tree, running/pending jobs and advance reservations into
     one snapshot.
 
@@ -43,7 +44,15 @@ def read_snapshot(classify: Callable[[Job], Job] | None = None,
     topology = reader.topology([n.name for n in nodes])
     jobs = reader.jobs()
     reservations = reader.reservations()
-    snap = build_snapshot(nodes, partitions, topology, jobs, taken_at=taken_at,
-                          source=reader.name, classify=classify, reservations=reservations)
+    snap = build_snapshot(
+        nodes,
+        partitions,
+        topology,
+        jobs,
+        taken_at=taken_at,
+        source=reader.name,
+        classify=classify,
+        reservations=reservations,
+    )
     log.debug("read %d nodes and %d jobs via %s", len(nodes), len(jobs), reader.name)
     return snap

@@ -36,11 +36,23 @@ def _slurm_time(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(epoch))
 
 
-def sacct_argv(since: float, until: float, partition: str | None = None,
-               account: str | None = None) -> list[str]:
+def sacct_argv(
+    since: float, until: float, partition: str | None = None, account: str | None = None
+) -> list[str]:
     """The sacct command of one chunk (an argument list: no shell sees the values)."""
-    argv = ["sacct", "-a", "-X", "-D", "-P", "-n", f"--format={','.join(SACCT_FIELDS)}",
-            "-S", _slurm_time(since), "-E", _slurm_time(until)]
+    argv = [
+        "sacct",
+        "-a",
+        "-X",
+        "-D",
+        "-P",
+        "-n",
+        f"--format={','.join(SACCT_FIELDS)}",
+        "-S",
+        _slurm_time(since),
+        "-E",
+        _slurm_time(until),
+    ]
     if partition:
         argv += ["-r", partition]
     if account:
@@ -66,19 +78,27 @@ def _epoch_times() -> Iterator[None]:
 def chunk_bounds(since: float, until: float, chunk_s: float) -> list[tuple[float, float]]:
     """[since, until) cut into chunks of at most ``chunk_s`` seconds."""
     if until <= since:
-        raise InputError(f"accounting window: --until ({_slurm_time(until)}) must be after "
-                         f"--since ({_slurm_time(since)})")
+        raise InputError(
+            f"accounting window: --until ({_slurm_time(until)}) must be after "
+            f"--since ({_slurm_time(since)})"
+        )
     if chunk_s <= 0:
         raise InputError(f"accounting chunk: {chunk_s} s; expected a positive number of seconds")
     edges = list(np.arange(since, until, chunk_s)) + [until]
     return [(float(a), float(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
-def read_sacct_chunks(since: float, until: float, *, chunk_s: float = DEFAULT_CHUNK_S,
-                      partition: str | None = None, account: str | None = None,
-                      classify: Callable[[Job], Job] | None = None,
-                      runner: Callable[..., str] = run_slurm,
-                      timeout: float = 600.0) -> pd.DataFrame:
+def read_sacct_chunks(
+    since: float,
+    until: float,
+    *,
+    chunk_s: float = DEFAULT_CHUNK_S,
+    partition: str | None = None,
+    account: str | None = None,
+    classify: Callable[[Job], Job] | None = None,
+    runner: Callable[..., str] = run_slurm,
+    timeout: float = 600.0,
+) -> pd.DataFrame:
     """Every allocation in [since, until) from sacct, one chunk of time per call.
 
     A run reaching past a chunk's end appears in the next chunk too; only the keys of such runs
@@ -91,8 +111,9 @@ def read_sacct_chunks(since: float, until: float, *, chunk_s: float = DEFAULT_CH
             text = runner(sacct_argv(a, b, partition, account), timeout=timeout)
             cols = split_sacct_lines(text, SACCT_FIELDS, source=f"sacct {_slurm_time(a)}")
             del text
-            frame = records_from_columns(cols, since=since, until=until, classify=classify,
-                                         source=f"sacct {_slurm_time(a)}")
+            frame = records_from_columns(
+                cols, since=since, until=until, classify=classify, source=f"sacct {_slurm_time(a)}"
+            )
             del cols
             frame = frame.drop_duplicates("key", keep="last")
             open_at_edge = frame["end_time"].isna() | (frame["end_time"] >= b)
@@ -128,11 +149,17 @@ def parse_when(text: str, option: str, now: float | None = None) -> float:
         return now - int(m.group(1)) * mult
     if re.fullmatch(r"\d{9,}(\.\d+)?", t):
         return float(t)
-    for fmt in ("%Y-%m-%dT%H:%M:%S", "%Y-%m-%dT%H:%M", "%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M",
-                "%Y-%m-%d"):
+    for fmt in (
+        "%Y-%m-%dT%H:%M:%S",
+        "%Y-%m-%dT%H:%M",
+        "%Y-%m-%d %H:%M:%S",
+        "%Y-%m-%d %H:%M",
+        "%Y-%m-%d",
+    ):
         try:
             return time.mktime(time.strptime(t, fmt))
         except ValueError:
             continue
-    raise InputError(f"{option} {text!r}: expected YYYY-MM-DD[THH:MM[:SS]], epoch seconds, "
-                     "now or now-N[smhd]")
+    raise InputError(
+        f"{option} {text!r}: expected YYYY-MM-DD[THH:MM[:SS]], epoch seconds, now or now-N[smhd]"
+    )

@@ -24,8 +24,17 @@ from ..errors import InputError, SlurmError, SlurmUnreachable
 from ..hostlist import compress, expand
 from .diff import Change, Diff
 from .preemption import FORGET, SIGNAL, WAIT, PreemptStep, VictimNow, parse_victim, victim_decision
-from .state import (REQUEUED, SIGNALLED, SIGNALLING, SITE_FACTOR, WEIGHT, Mark, PreemptRecord,
-                    SteerState, save_state)
+from .state import (
+    REQUEUED,
+    SIGNALLED,
+    SIGNALLING,
+    SITE_FACTOR,
+    WEIGHT,
+    Mark,
+    PreemptRecord,
+    SteerState,
+    save_state,
+)
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +74,9 @@ def config_weights(path: str | os.PathLike | None = None) -> dict[str, int]:
     try:
         text = p.read_text(encoding="utf-8", errors="replace")
     except OSError as exc:
-        raise InputError(f"{p}: cannot read slurm.conf for node weights: "
-                         f"{exc.strerror or exc}") from None
+        raise InputError(
+            f"{p}: cannot read slurm.conf for node weights: {exc.strerror or exc}"
+        ) from None
     return parse_config_weights(text, str(p))
 
 
@@ -108,8 +118,7 @@ def mark_applied(state: SteerState, change: Change, at: float | None = None) -> 
     if change.action == "set":
         before = state.get(change.kind, change.target)
         again = (before.reapplied + 1 if before is not None else 1) if change.again else 0
-        state.put(change.kind, change.target, change.orig, change.value, at=at,
-                  reapplied=again)
+        state.put(change.kind, change.target, change.orig, change.value, at=at, reapplied=again)
     else:
         state.drop(change.kind, change.target)
 
@@ -150,18 +159,27 @@ def group_changes(changes: Sequence[Change]) -> list[Command]:
     out: list[list[Change]] = []
     for ch in changes:
         prev = out[-1][-1] if out else None
-        if (prev is not None and ch.kind in (WEIGHT, SITE_FACTOR) and prev.kind == ch.kind
-                and ch.value == prev.value and ch.action == prev.action
-                and ch.again == prev.again
-                and len(out[-1]) < MAX_GROUP):
+        if (
+            prev is not None
+            and ch.kind in (WEIGHT, SITE_FACTOR)
+            and prev.kind == ch.kind
+            and ch.value == prev.value
+            and ch.action == prev.action
+            and ch.again == prev.again
+            and len(out[-1]) < MAX_GROUP
+        ):
             out[-1].append(ch)
         else:
             out.append([ch])
     return [Command(tuple(g)) for g in out]
 
 
-def apply_changes(changes: Sequence[Change], state: SteerState, state_path: str | os.PathLike,
-                  runner: Callable[[Sequence[str]], str] = run_scontrol) -> ApplyResult:
+def apply_changes(
+    changes: Sequence[Change],
+    state: SteerState,
+    state_path: str | os.PathLike,
+    runner: Callable[[Sequence[str]], str] = run_scontrol,
+) -> ApplyResult:
     """Run ``changes`` in order (grouped by :func:`group_changes`), keeping ``state`` (and its
     file) true at every step.
 
@@ -187,8 +205,13 @@ def apply_changes(changes: Sequence[Change], state: SteerState, state_path: str 
         except SlurmUnreachable as exc:
             result.unreachable = str(exc)
             result.not_run = [c for q in [cmd, *queue] for c in q.changes]
-            log.error("slurmctld stopped answering after %d of %d changes: %s; the next cycle "
-                      "finishes or undoes them", done, len(changes), exc)
+            log.error(
+                "slurmctld stopped answering after %d of %d changes: %s; the next cycle "
+                "finishes or undoes them",
+                done,
+                len(changes),
+                exc,
+            )
             break
         except SlurmError as exc:
             if len(cmd.changes) > 1:
@@ -220,7 +243,6 @@ def _restore_mark(state: SteerState, ch: Change, before: Mark | None) -> None:
         state.marks[ch.kind][ch.target] = before
 
 
-
 @dataclass
 class PreemptResult:
     """What :func:`apply_preemptions` did."""
@@ -242,10 +264,13 @@ def _show_victim(runner: Callable[[Sequence[str]], str], job_id: str) -> VictimN
         return None
 
 
-def apply_preemptions(steps: Sequence[PreemptStep], state: SteerState,
-                      state_path: str | os.PathLike,
-                      runner: Callable[[Sequence[str]], str] = run_scontrol,
-                      clock: Callable[[], float] = time.time) -> PreemptResult:
+def apply_preemptions(
+    steps: Sequence[PreemptStep],
+    state: SteerState,
+    state_path: str | os.PathLike,
+    runner: Callable[[Sequence[str]], str] = run_scontrol,
+    clock: Callable[[], float] = time.time,
+) -> PreemptResult:
     """Run the preemption steps, keeping the records in ``state`` (and its file) true.
 
     Each command is preceded by a fresh look at the victim (``scontrol show job``) and run
@@ -268,18 +293,27 @@ def apply_preemptions(steps: Sequence[PreemptStep], state: SteerState,
                 save_state(state, state_path)
                 if step.action == SIGNAL:
                     result.failed.append((step, why))
-                    log.warning("victim %s for job %s: %s; not signalled", step.job_id,
-                                step.for_job, why)
+                    log.warning(
+                        "victim %s for job %s: %s; not signalled", step.job_id, step.for_job, why
+                    )
                 else:
                     result.settled.append((step, why))
-                    log.info("victim %s for job %s: %s; no requeue needed", step.job_id,
-                             step.for_job, why)
+                    log.info(
+                        "victim %s for job %s: %s; no requeue needed",
+                        step.job_id,
+                        step.for_job,
+                        why,
+                    )
                 continue
             rec = state.preemptions.get(step.job_id)
             if step.action == SIGNAL:
                 rec = rec or PreemptRecord(
-                    for_job=step.for_job, start_time=step.start_time, nodes=step.nodes,
-                    signal=step.signal, lost_gpu_seconds=step.lost_gpu_seconds)
+                    for_job=step.for_job,
+                    start_time=step.start_time,
+                    nodes=step.nodes,
+                    signal=step.signal,
+                    lost_gpu_seconds=step.lost_gpu_seconds,
+                )
                 rec.status = SIGNALLING
                 rec.signalled_at = clock()
                 state.preemptions[step.job_id] = rec
@@ -293,8 +327,11 @@ def apply_preemptions(steps: Sequence[PreemptStep], state: SteerState,
         except SlurmUnreachable as exc:
             result.unreachable = str(exc)
             result.not_run = [step, *queue]
-            log.error("slurmctld stopped answering during preemption: %s; the next cycle "
-                      "goes on from the records", exc)
+            log.error(
+                "slurmctld stopped answering during preemption: %s; the next cycle "
+                "goes on from the records",
+                exc,
+            )
             break
         except SlurmError as exc:
             state.preemptions.pop(step.job_id, None)

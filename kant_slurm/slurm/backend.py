@@ -51,21 +51,24 @@ class SlurmReader(Protocol):
 def run_slurm(argv: Sequence[str], timeout: float = 30.0) -> str:
     """Run one Slurm command; stdout on success. Controller down -> SlurmUnreachable."""
     try:
-        res = subprocess.run(list(argv), capture_output=True, text=True, timeout=timeout,
-                             stdin=subprocess.DEVNULL)
+        res = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
     except FileNotFoundError:
         raise SlurmUnreachable(
             f"{argv[0]}: command not found; install slurm-client or run `kant-slurm devcluster up`"
         ) from None
     except subprocess.TimeoutExpired:
-        raise SlurmUnreachable(f"`{' '.join(argv[:3])}` got no answer within "
-                               f"{timeout:.0f}s") from None
+        raise SlurmUnreachable(
+            f"`{' '.join(argv[:3])}` got no answer within {timeout:.0f}s"
+        ) from None
     if res.returncode != 0:
         err = " ".join(res.stderr.strip().splitlines()[-2:]) or f"exit code {res.returncode}"
         conf = os.environ.get("SLURM_CONF", "/etc/slurm/slurm.conf")
         if _UNREACHABLE.search(res.stderr):
-            raise SlurmUnreachable(f"slurmctld does not answer `{' '.join(argv[:3])}` "
-                                   f"(SLURM_CONF={conf}): {err}")
+            raise SlurmUnreachable(
+                f"slurmctld does not answer `{' '.join(argv[:3])}` (SLURM_CONF={conf}): {err}"
+            )
         raise SlurmError(f"`{' '.join(argv)}` failed: {err}")
     return res.stdout
 
@@ -85,8 +88,13 @@ def check_controller(timeout: float = 30.0) -> None:
     to the reads that follow.
     """
     try:
-        res = subprocess.run(["scontrol", "ping"], capture_output=True, text=True,
-                             timeout=timeout, stdin=subprocess.DEVNULL)
+        res = subprocess.run(
+            ["scontrol", "ping"],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
     except FileNotFoundError:
         raise SlurmUnreachable(
             "scontrol: command not found; install slurm-client or run `kant-slurm devcluster up`"
@@ -100,11 +108,13 @@ def check_controller(timeout: float = 30.0) -> None:
     if down:
         raise SlurmUnreachable(
             f"slurmctld does not answer `scontrol ping` (SLURM_CONF={conf}): Unable to contact "
-            f"slurm controller ({'; '.join(down)})")
+            f"slurm controller ({'; '.join(down)})"
+        )
     if res.returncode != 0 and _UNREACHABLE.search(res.stderr):
         err = " ".join(res.stderr.strip().splitlines()[-2:])
-        raise SlurmUnreachable("slurmctld does not answer `scontrol ping` "
-                               f"(SLURM_CONF={conf}): {err}")
+        raise SlurmUnreachable(
+            f"slurmctld does not answer `scontrol ping` (SLURM_CONF={conf}): {err}"
+        )
 
 
 def _json(argv: Sequence[str]) -> dict:
@@ -129,7 +139,8 @@ class CliBackend:
         # changed its top-level shape after 22.05, so it is only the fallback.
         try:
             return slurm_nodes.parse_nodes_scontrol(
-                run_slurm(["scontrol", "show", "node", "-o", "-d"]))
+                run_slurm(["scontrol", "show", "node", "-o", "-d"])
+            )
         except SlurmUnreachable:
             raise
         except SlurmError as exc:
@@ -140,7 +151,8 @@ class CliBackend:
 
     def partitions(self) -> list[Partition]:
         return slurm_nodes.parse_partitions_scontrol(
-            run_slurm(["scontrol", "show", "partition", "-o"]))
+            run_slurm(["scontrol", "show", "partition", "-o"])
+        )
 
     def topology(self, node_order: Sequence[str]) -> Topology:
         try:
@@ -159,8 +171,11 @@ class CliBackend:
     def jobs(self) -> list[Job]:
         data = _json(["squeue", "--json"])
         shown = run_slurm(["scontrol", "show", "job", "-d", "-o"])
-        return _add_sprio(slurm_jobs.parse_jobs_json(
-            data, slurm_jobs.job_gpu_details(shown), exclusive=slurm_jobs.exclusive_jobs(shown)))
+        return _add_sprio(
+            slurm_jobs.parse_jobs_json(
+                data, slurm_jobs.job_gpu_details(shown), exclusive=slurm_jobs.exclusive_jobs(shown)
+            )
+        )
 
 
 def _add_sprio(jobs: list[Job]) -> list[Job]:
@@ -172,8 +187,9 @@ def _add_sprio(jobs: list[Job]) -> list[Job]:
     if not any(j.is_pending for j in jobs):
         return jobs
     rows = slurm_jobs.parse_sprio_priorities(run_slurm(["sprio", "-h", "-o", "%i %S %Y"]))
-    return [_with_sprio(j, rows[j.job_id]) if j.is_pending and j.job_id in rows else j
-            for j in jobs]
+    return [
+        _with_sprio(j, rows[j.job_id]) if j.is_pending and j.job_id in rows else j for j in jobs
+    ]
 
 
 def _with_sprio(job: Job, rows: list[tuple[int, int]]) -> Job:
@@ -186,8 +202,9 @@ def _with_sprio(job: Job, rows: list[tuple[int, int]]) -> Job:
 def slurm_version() -> tuple[int, int] | None:
     """major.minor of the installed Slurm (``sinfo --version``), None when unknown."""
     try:
-        out = subprocess.run(["sinfo", "--version"], capture_output=True, text=True,
-                             timeout=10).stdout
+        out = subprocess.run(
+            ["sinfo", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"(\d+)\.(\d+)", out)
@@ -232,6 +249,9 @@ def select_backend(prefer: str | None = None) -> SlurmReader:
     slurm = slurm_version()
     if m and slurm and (int(m.group(1)), int(m.group(2))) == slurm:
         return PyslurmBackend(pyslurm)
-    log.warning("pyslurm %s does not match Slurm %s; using the Slurm CLI",
-                version or "?", ".".join(map(str, slurm)) if slurm else "?")
+    log.warning(
+        "pyslurm %s does not match Slurm %s; using the Slurm CLI",
+        version or "?",
+        ".".join(map(str, slurm)) if slurm else "?",
+    )
     return CliBackend()

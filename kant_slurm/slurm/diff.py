@@ -49,8 +49,14 @@ QUOTA_TIERS = 3  # scoring.QUOTA_WITHIN, QUOTA_BORROW, QUOTA_OVER
 # The order in which changes are applied (and kept when the per-cycle bound cuts): clearing
 # stale pins first (a stale pin holds its job back), then new pins (jobs that start now), then
 # queue order, then node weights (they only matter for the next job Slurm places itself).
-_KIND_ORDER = {(PIN, "restore"): 0, (PIN, "set"): 1, (SITE_FACTOR, "restore"): 2,
-               (SITE_FACTOR, "set"): 3, (WEIGHT, "restore"): 4, (WEIGHT, "set"): 5}
+_KIND_ORDER = {
+    (PIN, "restore"): 0,
+    (PIN, "set"): 1,
+    (SITE_FACTOR, "restore"): 2,
+    (SITE_FACTOR, "set"): 3,
+    (WEIGHT, "restore"): 4,
+    (WEIGHT, "set"): 5,
+}
 
 
 @dataclass(frozen=True)
@@ -97,8 +103,11 @@ class ActuatorSettings:
 
     def is_kant_site_factor(self, value: int) -> bool:
         """Whether a SiteFactor is one kant could have set (used when the state is lost)."""
-        return (value > 0 and value % self.site_factor_scale == 0
-                and value // self.site_factor_scale < self.order_levels)
+        return (
+            value > 0
+            and value % self.site_factor_scale == 0
+            and value // self.site_factor_scale < self.order_levels
+        )
 
 
 @dataclass(frozen=True)
@@ -149,8 +158,12 @@ class Change:
             return ["scontrol", "update", f"NodeName={self.target}", f"Weight={int(self.value)}"]
         if self.kind == SITE_FACTOR:
             return ["scontrol", "update", f"JobId={self.target}", f"SiteFactor={int(self.value)}"]
-        return ["scontrol", "update", f"JobId={self.target}",
-                f"ExcNodeList={compress(self.value) if self.value else ''}"]
+        return [
+            "scontrol",
+            "update",
+            f"JobId={self.target}",
+            f"ExcNodeList={compress(self.value) if self.value else ''}",
+        ]
 
     def command(self) -> str:
         """The exact command, shell-quoted (what --dry-run prints)."""
@@ -159,9 +172,17 @@ class Change:
     def to_dict(self) -> dict[str, Any]:
         def plain(v):
             return list(v) if isinstance(v, tuple) else v
-        return {"kind": self.kind, "target": self.target, "value": plain(self.value),
-                "before": plain(self.before), "orig": plain(self.orig), "action": self.action,
-                "reason": self.reason, "command": self.command()}
+
+        return {
+            "kind": self.kind,
+            "target": self.target,
+            "value": plain(self.value),
+            "before": plain(self.before),
+            "orig": plain(self.orig),
+            "action": self.action,
+            "reason": self.reason,
+            "command": self.command(),
+        }
 
 
 @dataclass
@@ -183,8 +204,9 @@ class Diff:
 
 def tier_site_factor(class_tier: int, quota_tier: int, settings: ActuatorSettings) -> int:
     """SiteFactor of a queue tier: higher for earlier tiers, 0 for the last one."""
-    key = min(int(class_tier), settings.class_levels - 1) * QUOTA_TIERS \
-        + min(max(int(quota_tier), 0), QUOTA_TIERS - 1)
+    key = min(int(class_tier), settings.class_levels - 1) * QUOTA_TIERS + min(
+        max(int(quota_tier), 0), QUOTA_TIERS - 1
+    )
     return settings.site_factor_scale * (settings.order_levels - 1 - key)
 
 
@@ -196,9 +218,14 @@ def site_factor_of(factors: Mapping[str, Any], settings: ActuatorSettings) -> in
     return tier_site_factor(factors["class_tier"], factors.get("quota_tier", 0), settings)
 
 
-def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot, settings: ActuatorSettings, *,
-                      site_factors: Mapping[str, int] | None = None,
-                      pending: Mapping[str, Any] | None = None) -> Desired:
+def desired_from_plan(
+    plan: Plan,
+    snapshot: ClusterSnapshot,
+    settings: ActuatorSettings,
+    *,
+    site_factors: Mapping[str, int] | None = None,
+    pending: Mapping[str, Any] | None = None,
+) -> Desired:
     """What ``plan`` wants Slurm to show. Pure.
 
     Order: only from plans whose queue factors carry ``class_tier`` (the kant policy); the
@@ -225,8 +252,10 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot, settings: ActuatorS
             value = site_factor_of(entry.factors, settings)
             if value is not None:
                 site[entry.job_id] = value
-    weights = {node: tier_weight(int(tier), settings.tier_base, settings.tier_step)
-               for node, tier in plan.node_tiers.items()}
+    weights = {
+        node: tier_weight(int(tier), settings.tier_base, settings.tier_step)
+        for node, tier in plan.node_tiers.items()
+    }
     if settings.best_fit and weights:
         inv = snapshot.inventory
         index = inv.index
@@ -249,8 +278,9 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot, settings: ActuatorS
         # A job that preemptions make room for is always pinned: its nodes are held by the
         # victims until they leave, so the pin cannot go stale, and without it another job
         # could take the freed GPUs first.
-        if p.job_id not in preempting and (settings.pin_jobs == "none" or (
-                settings.pin_jobs == "multi-node" and len(p.nodes) < 2)):
+        if p.job_id not in preempting and (
+            settings.pin_jobs == "none" or (settings.pin_jobs == "multi-node" and len(p.nodes) < 2)
+        ):
             continue
         chosen = set(p.nodes)
         pins[p.job_id] = tuple(n for n in names if n not in chosen)
@@ -261,12 +291,12 @@ def desired_from_plan(plan: Plan, snapshot: ClusterSnapshot, settings: ActuatorS
 def site_factors_shown(snapshot: ClusterSnapshot) -> dict[str, int]:
     """The SiteFactor of every pending job sprio showed when ``snapshot`` was read (the reader
     sets ``factor_priority`` with it); jobs sprio leaves out (held) are not in it."""
-    return {j.job_id: int(j.site_factor) for j in snapshot.queued
-            if j.factor_priority is not None}
+    return {j.job_id: int(j.site_factor) for j in snapshot.queued if j.factor_priority is not None}
 
 
-def view_from_snapshot(snapshot: ClusterSnapshot, site_factors: Mapping[str, int],
-                       lag_tolerance: int | None = None) -> SlurmView:
+def view_from_snapshot(
+    snapshot: ClusterSnapshot, site_factors: Mapping[str, int], lag_tolerance: int | None = None
+) -> SlurmView:
     """The :class:`SlurmView` of a snapshot plus the pending jobs' SiteFactors (from sprio).
 
     With ``lag_tolerance``, a pending job whose priority differs from the priority its factors
@@ -280,12 +310,19 @@ def view_from_snapshot(snapshot: ClusterSnapshot, site_factors: Mapping[str, int
         weights=weights,
         # sprio leaves out jobs with priority 0 (held): their SiteFactor is unknown (None),
         # so the diff neither sets nor forgets it until they are back.
-        site_factors={j.job_id: (int(site_factors[j.job_id]) if j.job_id in site_factors
-                                 else None) for j in pending},
+        site_factors={
+            j.job_id: (int(site_factors[j.job_id]) if j.job_id in site_factors else None)
+            for j in pending
+        },
         pins={j.job_id: tuple(j.excluded_nodes) for j in pending},
-        lagging=frozenset() if lag_tolerance is None else frozenset(
-            j.job_id for j in pending if j.factor_priority is not None
-            and abs(j.priority - j.factor_priority) >= lag_tolerance),
+        lagging=frozenset()
+        if lag_tolerance is None
+        else frozenset(
+            j.job_id
+            for j in pending
+            if j.factor_priority is not None
+            and abs(j.priority - j.factor_priority) >= lag_tolerance
+        ),
     )
 
 
@@ -293,8 +330,13 @@ def _same_pin(a: Sequence[str], b: Sequence[str]) -> bool:
     return sorted(a) == sorted(b)
 
 
-def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int = 0,
-         targets: Mapping[str, Iterable[str]] | None = None) -> Diff:
+def diff(
+    desired: Desired,
+    view: SlurmView,
+    state: SteerState,
+    max_changes: int = 0,
+    targets: Mapping[str, Iterable[str]] | None = None,
+) -> Diff:
     """The changes that make Slurm show ``desired``, given kant's marks and Slurm's values. Pure.
 
     Per target: a value equal to what Slurm shows needs no command (so an unchanged plan
@@ -343,44 +385,72 @@ def diff(desired: Desired, view: SlurmView, state: SteerState, max_changes: int 
             if mark is not None:
                 orig = mark.orig
                 if classify_value(mark, shown) == FOREIGN and not (
-                        kind == PIN and _same_pin(shown, mark.set)):
+                    kind == PIN and _same_pin(shown, mark.set)
+                ):
                     foreign = True
                     orig = shown
                     out.adopt.append((kind, target, shown))
-                    out.notes.append(f"{kind} of {target} is {_show(shown)}, not kant's "
-                                     f"{_show(mark.set)}: someone else set it; kept as the "
-                                     f"value to restore")
-            if kind == PIN and target in want_all and bool(shown) and (mark is None or foreign) \
-                    and not set(shown) <= set(want_all[target]):
-                out.notes.append(f"job {target} excludes {compress(shown)} itself, which kant's "
-                                 f"choice {compress(desired.pin_nodes.get(target, ()))} "
-                                 f"needs: not pinned")
+                    out.notes.append(
+                        f"{kind} of {target} is {_show(shown)}, not kant's "
+                        f"{_show(mark.set)}: someone else set it; kept as the "
+                        f"value to restore"
+                    )
+            if (
+                kind == PIN
+                and target in want_all
+                and bool(shown)
+                and (mark is None or foreign)
+                and not set(shown) <= set(want_all[target])
+            ):
+                out.notes.append(
+                    f"job {target} excludes {compress(shown)} itself, which kant's "
+                    f"choice {compress(desired.pin_nodes.get(target, ()))} "
+                    f"needs: not pinned"
+                )
                 continue
             if target in want_all:
                 want = want_all[target]
                 same = _same_pin(shown, want) if kind == PIN else shown == want
                 if not same:
-                    every.append(Change(kind, target, want, shown, orig, "set",
-                                        _reason(kind, desired.pin_nodes.get(target, want))))
+                    every.append(
+                        Change(
+                            kind,
+                            target,
+                            want,
+                            shown,
+                            orig,
+                            "set",
+                            _reason(kind, desired.pin_nodes.get(target, want)),
+                        )
+                    )
                 elif kind == SITE_FACTOR and target in view.lagging:
                     if mark is not None and mark.reapplied >= MAX_REAPPLY:
-                        out.notes.append(f"job {target}: its priority still lags SiteFactor "
-                                         f"{want} after {mark.reapplied} re-applies; left to "
-                                         f"Slurm's next priority calculation")
+                        out.notes.append(
+                            f"job {target}: its priority still lags SiteFactor "
+                            f"{want} after {mark.reapplied} re-applies; left to "
+                            f"Slurm's next priority calculation"
+                        )
                     else:
-                        every.append(Change(kind, target, want, shown, orig, "set",
-                                            _LAG_REASON, again=True))
+                        every.append(
+                            Change(kind, target, want, shown, orig, "set", _LAG_REASON, again=True)
+                        )
             elif mark is not None:
                 same = _same_pin(shown, orig) if kind == PIN else shown == orig
                 if same:
                     out.forget.append((kind, target))
                 else:
-                    every.append(Change(kind, target, orig, shown, orig, "restore",
-                                        _restore_reason(kind)))
+                    every.append(
+                        Change(kind, target, orig, shown, orig, "restore", _restore_reason(kind))
+                    )
     # Node weights by value, then node: nodes given the same Weight share one command
     # (best-fit weights interleave values along the node list).
-    every.sort(key=lambda c: (_KIND_ORDER[(c.kind, c.action)],
-                              c.value if c.kind == WEIGHT else 0, target_key(c.target)))
+    every.sort(
+        key=lambda c: (
+            _KIND_ORDER[(c.kind, c.action)],
+            c.value if c.kind == WEIGHT else 0,
+            target_key(c.target),
+        )
+    )
     if max_changes and len(every) > max_changes:
         out.changes, out.deferred = every[:max_changes], every[max_changes:]
     else:
@@ -401,8 +471,10 @@ def target_key(target: str) -> tuple:
 # every priority each PriorityCalcPeriod (5 min by default) anyway, which 10 daemon cycles of
 # 30 s outlast; a job still lagging then lags for a reason a re-apply does not cure.
 MAX_REAPPLY = 10
-_LAG_REASON = ("its priority lags its SiteFactor (Slurm's backfill put back an older value): "
-               "sent again so that Slurm recomputes it")
+_LAG_REASON = (
+    "its priority lags its SiteFactor (Slurm's backfill put back an older value): "
+    "sent again so that Slurm recomputes it"
+)
 
 
 def _show(value: Any) -> str:
@@ -427,8 +499,9 @@ def _restore_reason(kind: str) -> str:
     return "no longer tiered by the plan"
 
 
-def marks_from_slurm(view: SlurmView, config_weights: Mapping[str, int],
-                     settings: ActuatorSettings) -> SteerState:
+def marks_from_slurm(
+    view: SlurmView, config_weights: Mapping[str, int], settings: ActuatorSettings
+) -> SteerState:
     """Marks rebuilt from what Slurm shows, for a lost or corrupt state file. Pure.
 
     A node whose Weight differs from slurm.conf's, and a pending job whose SiteFactor is a

@@ -62,10 +62,17 @@ class PreemptStep:
         return shlex.join(self.argv())
 
     def to_dict(self) -> dict[str, Any]:
-        return {"action": self.action, "job_id": self.job_id, "for_job": self.for_job,
-                "start_time": self.start_time, "nodes": list(self.nodes), "signal": self.signal,
-                "lost_gpu_seconds": self.lost_gpu_seconds, "reason": self.reason,
-                "command": self.command()}
+        return {
+            "action": self.action,
+            "job_id": self.job_id,
+            "for_job": self.for_job,
+            "start_time": self.start_time,
+            "nodes": list(self.nodes),
+            "signal": self.signal,
+            "lost_gpu_seconds": self.lost_gpu_seconds,
+            "reason": self.reason,
+            "command": self.command(),
+        }
 
 
 @dataclass
@@ -83,10 +90,14 @@ def _same_run(job, start_time: float) -> bool:
     return job.start_time is not None and abs(float(job.start_time) - start_time) < 1.0
 
 
-def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
-                     records: Mapping[str, PreemptRecord], now: float,
-                     settings: ActuatorSettings,
-                     starts: Mapping[str, Sequence[str]] | None = None) -> PreemptDiff:
+def preemption_steps(
+    preemptions: Sequence[Any],
+    snapshot: ClusterSnapshot,
+    records: Mapping[str, PreemptRecord],
+    now: float,
+    settings: ActuatorSettings,
+    starts: Mapping[str, Sequence[str]] | None = None,
+) -> PreemptDiff:
     """The preemption commands of this cycle. Pure.
 
     Records first (victims signalled earlier): a victim that is pending again (it requeued
@@ -111,50 +122,96 @@ def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
     starts = starts or {}
     for victim, rec in sorted(records.items(), key=lambda kv: target_key(kv[0])):
         job = running.get(victim)
-        step = PreemptStep(REQUEUE, victim, rec.for_job, rec.start_time, rec.nodes, rec.signal,
-                           rec.lost_gpu_seconds)
-        if victim in pending or (job is not None and not _same_run(job, rec.start_time)) or (
-                job is None and rec.status == REQUEUED):
+        step = PreemptStep(
+            REQUEUE,
+            victim,
+            rec.for_job,
+            rec.start_time,
+            rec.nodes,
+            rec.signal,
+            rec.lost_gpu_seconds,
+        )
+        if (
+            victim in pending
+            or (job is not None and not _same_run(job, rec.start_time))
+            or (job is None and rec.status == REQUEUED)
+        ):
             out.forget.append(victim)
-            how = "is pending again" if victim in pending else (
-                "runs a later run" if job is not None else "was requeued")
-            out.notes.append(f"victim {victim} left its nodes ({how}) "
-                             f"{max(0.0, now - rec.signalled_at):.0f}s after the signal")
+            how = (
+                "is pending again"
+                if victim in pending
+                else ("runs a later run" if job is not None else "was requeued")
+            )
+            out.notes.append(
+                f"victim {victim} left its nodes ({how}) "
+                f"{max(0.0, now - rec.signalled_at):.0f}s after the signal"
+            )
             continue
         if job is None:
-            out.steps.append(replace(step, reason=(
-                f"preempt for job {rec.for_job}: it ended after the signal without requeueing "
-                f"itself; requeued unless it completed or was cancelled")))
+            out.steps.append(
+                replace(
+                    step,
+                    reason=(
+                        f"preempt for job {rec.for_job}: it ended after the signal without "
+                        f"requeueing itself; requeued unless it completed or was cancelled"
+                    ),
+                )
+            )
             busy_for.add(rec.for_job)
             continue
         if rec.status == SIGNALLING:
-            out.steps.append(replace(step, action=SIGNAL, reason=(
-                f"preempt for job {rec.for_job}: the last signal's outcome is unknown, "
-                f"sent again")))
+            out.steps.append(
+                replace(
+                    step,
+                    action=SIGNAL,
+                    reason=(
+                        f"preempt for job {rec.for_job}: the last signal's outcome is unknown, "
+                        f"sent again"
+                    ),
+                )
+            )
             busy_for.add(rec.for_job)
         elif rec.status == REQUEUED:
-            out.notes.append(f"victim {victim} requeued {now - (rec.requeued_at or now):.0f}s "
-                             f"ago, still on {compress(rec.nodes)}: waiting for it to end")
+            out.notes.append(
+                f"victim {victim} requeued {now - (rec.requeued_at or now):.0f}s "
+                f"ago, still on {compress(rec.nodes)}: waiting for it to end"
+            )
             busy_for.add(rec.for_job)
         elif now - rec.signalled_at < settings.preempt_grace:
-            out.notes.append(f"victim {victim} checkpointing for job {rec.for_job}: "
-                             f"{now - rec.signalled_at:.0f}s of {settings.preempt_grace:.0f}s "
-                             f"grace")
+            out.notes.append(
+                f"victim {victim} checkpointing for job {rec.for_job}: "
+                f"{now - rec.signalled_at:.0f}s of {settings.preempt_grace:.0f}s "
+                f"grace"
+            )
             busy_for.add(rec.for_job)
         elif rec.for_job not in startable:
             out.forget.append(victim)
-            out.notes.append(f"victim {victim}: grace over but job {rec.for_job} no longer "
-                             f"waits; not requeued (it got the signal)")
-        elif victim not in planned_victims and rec.for_job in starts and \
-                not set(starts[rec.for_job]) & set(rec.nodes):
+            out.notes.append(
+                f"victim {victim}: grace over but job {rec.for_job} no longer "
+                f"waits; not requeued (it got the signal)"
+            )
+        elif (
+            victim not in planned_victims
+            and rec.for_job in starts
+            and not set(starts[rec.for_job]) & set(rec.nodes)
+        ):
             out.forget.append(victim)
-            out.notes.append(f"victim {victim}: grace over but the plan now starts job "
-                             f"{rec.for_job} on {compress(starts[rec.for_job])} without it; "
-                             f"not requeued (it got the signal)")
+            out.notes.append(
+                f"victim {victim}: grace over but the plan now starts job "
+                f"{rec.for_job} on {compress(starts[rec.for_job])} without it; "
+                f"not requeued (it got the signal)"
+            )
         else:
-            out.steps.append(replace(step, reason=(
-                f"preempt for job {rec.for_job}: still running {now - rec.signalled_at:.0f}s "
-                f"after the signal (grace {settings.preempt_grace:.0f}s)")))
+            out.steps.append(
+                replace(
+                    step,
+                    reason=(
+                        f"preempt for job {rec.for_job}: still running "
+                        f"{now - rec.signalled_at:.0f}s after the signal "
+                        f"(grace {settings.preempt_grace:.0f}s)"
+                    ),
+                )
+            )
             busy_for.add(rec.for_job)
     new = 0
     for p in preemptions:
@@ -165,23 +222,34 @@ def preemption_steps(preemptions: Sequence[Any], snapshot: ClusterSnapshot,
             out.notes.append(f"victim {p.job_id} for job {p.for_job} is not running: skipped")
             continue
         if p.for_job in busy_for:
-            out.notes.append(f"victim {p.job_id} for job {p.for_job} waits: earlier victims of "
-                             f"that job are still leaving")
+            out.notes.append(
+                f"victim {p.job_id} for job {p.for_job} waits: earlier victims of "
+                f"that job are still leaving"
+            )
             continue
         lost_h = p.lost_gpu_seconds / 3600.0
-        step = PreemptStep(SIGNAL, p.job_id, p.for_job, float(job.start_time), tuple(p.nodes),
-                           settings.preempt_signal, float(p.lost_gpu_seconds),
-                           f"preempt for job {p.for_job} on {compress(p.nodes)}: checkpoint "
-                           f"then requeue (~{lost_h:.2f} GPU-h since its last checkpoint)"
-                           + (f"; {p.why}" if p.why else ""))
+        step = PreemptStep(
+            SIGNAL,
+            p.job_id,
+            p.for_job,
+            float(job.start_time),
+            tuple(p.nodes),
+            settings.preempt_signal,
+            float(p.lost_gpu_seconds),
+            f"preempt for job {p.for_job} on {compress(p.nodes)}: checkpoint "
+            f"then requeue (~{lost_h:.2f} GPU-h since its last checkpoint)"
+            + (f"; {p.why}" if p.why else ""),
+        )
         if new >= settings.max_preemptions:
             out.deferred.append(step)
             continue
         out.steps.append(step)
         new += 1
     if out.deferred:
-        out.notes.append(f"{len(out.deferred)} more victims deferred to the next cycle "
-                         f"(actuator.max_preemptions = {settings.max_preemptions})")
+        out.notes.append(
+            f"{len(out.deferred)} more victims deferred to the next cycle "
+            f"(actuator.max_preemptions = {settings.max_preemptions})"
+        )
     return out
 
 
@@ -198,18 +266,33 @@ class VictimNow:
 def parse_victim(text: str, job_id: str) -> VictimNow:
     """``scontrol show job -o <id>`` -> its state, start time, Requeue flag, exit code. Pure."""
     for rec in scontrol_records(text):
-        if rec.get("JobId") == job_id or rec.get("ArrayJobId") and \
-                f"{rec.get('ArrayJobId')}_{rec.get('ArrayTaskId')}" == job_id:
-            return VictimNow(state=(rec.get("JobState") or "").upper(),
-                             start_time=parse_timestamp(rec.get("StartTime")),
-                             requeue=rec.get("Requeue", "0") == "1",
-                             exit_code=rec.get("ExitCode", ""))
+        if (
+            rec.get("JobId") == job_id
+            or rec.get("ArrayJobId")
+            and f"{rec.get('ArrayJobId')}_{rec.get('ArrayTaskId')}" == job_id
+        ):
+            return VictimNow(
+                state=(rec.get("JobState") or "").upper(),
+                start_time=parse_timestamp(rec.get("StartTime")),
+                requeue=rec.get("Requeue", "0") == "1",
+                exit_code=rec.get("ExitCode", ""),
+            )
     raise SlurmError(f"scontrol show job {job_id}: no record of job {job_id} in the reply")
 
 
 # Job states in which a victim is still on its way out: wait for the next cycle.
-_LEAVING = ("COMPLETING", "CONFIGURING", "REQUEUE_FED", "REQUEUE_HOLD", "REQUEUED", "RESIZING",
-            "SIGNALING", "STAGE_OUT", "STOPPED", "SUSPENDED")
+_LEAVING = (
+    "COMPLETING",
+    "CONFIGURING",
+    "REQUEUE_FED",
+    "REQUEUE_HOLD",
+    "REQUEUED",
+    "RESIZING",
+    "SIGNALING",
+    "STAGE_OUT",
+    "STOPPED",
+    "SUSPENDED",
+)
 RUN, WAIT, FORGET = "run", "wait", "forget"
 
 
@@ -228,8 +311,10 @@ def victim_decision(step: PreemptStep, now: VictimNow | None) -> tuple[str, str]
         if not same:
             return FORGET, "a later run of it holds the nodes now"
         if step.action == SIGNAL and not now.requeue:
-            return FORGET, ("it cannot be requeued (submitted with --no-requeue, and "
-                            "JobRequeue=0): not preempted")
+            return FORGET, (
+                "it cannot be requeued (submitted with --no-requeue, and "
+                "JobRequeue=0): not preempted"
+            )
         return RUN, ""
     if now.state == "PENDING":
         return FORGET, "it is pending again"

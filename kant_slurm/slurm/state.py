@@ -81,17 +81,23 @@ class PreemptRecord:
     lost_gpu_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"for_job": self.for_job, "start_time": self.start_time, "nodes": list(self.nodes),
-                "signal": self.signal, "status": self.status, "signalled_at": self.signalled_at,
-                "requeued_at": self.requeued_at, "lost_gpu_seconds": self.lost_gpu_seconds}
+        return {
+            "for_job": self.for_job,
+            "start_time": self.start_time,
+            "nodes": list(self.nodes),
+            "signal": self.signal,
+            "status": self.status,
+            "signalled_at": self.signalled_at,
+            "requeued_at": self.requeued_at,
+            "lost_gpu_seconds": self.lost_gpu_seconds,
+        }
 
 
 @dataclass
 class SteerState:
     """Everything kant set, by kind then target (node name or job id)."""
 
-    marks: dict[str, dict[str, Mark]] = field(
-        default_factory=lambda: {k: {} for k in KINDS})
+    marks: dict[str, dict[str, Mark]] = field(default_factory=lambda: {k: {} for k in KINDS})
     cycle: int = 0  # cycles that applied changes (for log lines)
     updated_at: float = 0.0
     # The last cycle's figures (duration_s, applied, failed, at): what the exporter shows.
@@ -102,11 +108,21 @@ class SteerState:
     def get(self, kind: str, target: str) -> Mark | None:
         return self.marks[kind].get(target)
 
-    def put(self, kind: str, target: str, orig: Any, value: Any, at: float | None = None,
-            reapplied: int = 0) -> None:
-        self.marks[kind][target] = Mark(orig=_norm(kind, orig), set=_norm(kind, value),
-                                        at=time.time() if at is None else at,
-                                        reapplied=reapplied)
+    def put(
+        self,
+        kind: str,
+        target: str,
+        orig: Any,
+        value: Any,
+        at: float | None = None,
+        reapplied: int = 0,
+    ) -> None:
+        self.marks[kind][target] = Mark(
+            orig=_norm(kind, orig),
+            set=_norm(kind, value),
+            at=time.time() if at is None else at,
+            reapplied=reapplied,
+        )
 
     def drop(self, kind: str, target: str) -> None:
         self.marks[kind].pop(target, None)
@@ -124,8 +140,10 @@ class SteerState:
             "updated_at": self.updated_at,
             "last_cycle": self.last_cycle,
             "preemptions": {job: rec.to_dict() for job, rec in sorted(self.preemptions.items())},
-            "marks": {kind: {t: _mark_dict(m) for t, m in sorted(entries.items())}
-                      for kind, entries in self.marks.items()},
+            "marks": {
+                kind: {t: _mark_dict(m) for t, m in sorted(entries.items())}
+                for kind, entries in self.marks.items()
+            },
         }
 
 
@@ -165,20 +183,25 @@ def state_from_dict(data: Any, where: str) -> SteerState:
     marks = data.get("marks")
     if not isinstance(marks, dict):
         raise StateCorrupt(f"{where}: 'marks' must be an object of {', '.join(KINDS)}")
-    state = SteerState(cycle=int(data.get("cycle") or 0),
-                       updated_at=float(data.get("updated_at") or 0.0))
+    state = SteerState(
+        cycle=int(data.get("cycle") or 0), updated_at=float(data.get("updated_at") or 0.0)
+    )
     last = data.get("last_cycle")
     if last is not None:
         if not isinstance(last, dict) or not all(
-                isinstance(v, (int, float)) and not isinstance(v, bool) for v in last.values()):
-            raise StateCorrupt(f"{where}: last_cycle must be an object of numbers "
-                               "(duration_s, applied, failed, at)")
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in last.values()
+        ):
+            raise StateCorrupt(
+                f"{where}: last_cycle must be an object of numbers "
+                "(duration_s, applied, failed, at)"
+            )
         state.last_cycle = {str(k): float(v) for k, v in last.items()}
     state.preemptions = _preemptions_from_dict(data.get("preemptions"), where)
     for kind, entries in marks.items():
         if kind not in KINDS:
-            raise StateCorrupt(f"{where}: marks.{kind}: unknown kind, expected one of "
-                               f"{', '.join(KINDS)}")
+            raise StateCorrupt(
+                f"{where}: marks.{kind}: unknown kind, expected one of {', '.join(KINDS)}"
+            )
         if not isinstance(entries, dict):
             raise StateCorrupt(f"{where}: marks.{kind} must be an object")
         for target, entry in entries.items():
@@ -187,16 +210,25 @@ def state_from_dict(data: Any, where: str) -> SteerState:
                 raise StateCorrupt(f"{at}: expected {{orig, set, at}}")
             for key in ("orig", "set"):
                 v = entry[key]
-                ok = (isinstance(v, list) and all(isinstance(x, str) for x in v)) if kind == PIN \
+                ok = (
+                    (isinstance(v, list) and all(isinstance(x, str) for x in v))
+                    if kind == PIN
                     else (isinstance(v, int) and not isinstance(v, bool))
+                )
                 if not ok:
                     want = "a list of node names" if kind == PIN else "an integer"
                     raise StateCorrupt(f"{at}.{key} = {v!r}: expected {want}")
             reapplied = entry.get("reapplied", 0)
             if not isinstance(reapplied, int) or isinstance(reapplied, bool) or reapplied < 0:
                 raise StateCorrupt(f"{at}.reapplied = {reapplied!r}: expected a count >= 0")
-            state.put(kind, str(target), entry["orig"], entry["set"],
-                      at=float(entry.get("at") or 0.0), reapplied=reapplied)
+            state.put(
+                kind,
+                str(target),
+                entry["orig"],
+                entry["set"],
+                at=float(entry.get("at") or 0.0),
+                reapplied=reapplied,
+            )
     return state
 
 
@@ -214,18 +246,23 @@ def _preemptions_from_dict(raw: Any, where: str) -> dict[str, PreemptRecord]:
         try:
             status = entry["status"]
             if status not in PREEMPT_STATUSES:
-                raise StateCorrupt(f"{at}.status = {status!r}: expected one of "
-                                   f"{', '.join(PREEMPT_STATUSES)}")
+                raise StateCorrupt(
+                    f"{at}.status = {status!r}: expected one of {', '.join(PREEMPT_STATUSES)}"
+                )
             nodes = entry.get("nodes") or []
             if not isinstance(nodes, list) or not all(isinstance(n, str) for n in nodes):
                 raise StateCorrupt(f"{at}.nodes: expected a list of node names")
             requeued = entry.get("requeued_at")
             out[str(job)] = PreemptRecord(
-                for_job=str(entry["for_job"]), start_time=float(entry["start_time"]),
-                nodes=tuple(nodes), signal=str(entry.get("signal") or "USR1"), status=status,
+                for_job=str(entry["for_job"]),
+                start_time=float(entry["start_time"]),
+                nodes=tuple(nodes),
+                signal=str(entry.get("signal") or "USR1"),
+                status=status,
                 signalled_at=float(entry.get("signalled_at") or 0.0),
                 requeued_at=None if requeued is None else float(requeued),
-                lost_gpu_seconds=float(entry.get("lost_gpu_seconds") or 0.0))
+                lost_gpu_seconds=float(entry.get("lost_gpu_seconds") or 0.0),
+            )
         except KeyError as exc:
             raise StateCorrupt(f"{at}: field {exc.args[0]} is missing") from None
         except (TypeError, ValueError) as exc:

@@ -80,9 +80,12 @@ class Cell:
     def spec(self) -> dict[str, Any]:
         """What the cell is, as plain data (its key is a hash of this; the index is not in it,
         so a reordered grid still finds its finished cells)."""
-        return {"policy": self.policy, "overrides": dict(self.overrides),
-                "trace": {"path": self.trace.path, "format": self.trace.format},
-                "cluster": {"path": self.cluster.path, "kind": self.cluster.kind}}
+        return {
+            "policy": self.policy,
+            "overrides": dict(self.overrides),
+            "trace": {"path": self.trace.path, "format": self.trace.format},
+            "cluster": {"path": self.cluster.path, "kind": self.cluster.kind},
+        }
 
     @property
     def key(self) -> str:
@@ -119,27 +122,36 @@ class Grid:
         keys = [k for k, _ in self.overrides]
         combos = list(itertools.product(*[v for _, v in self.overrides])) or [()]
         out: list[Cell] = []
-        for trace, cluster, combo, policy in itertools.product(self.traces, self.clusters,
-                                                               combos, self.policies):
+        for trace, cluster, combo, policy in itertools.product(
+            self.traces, self.clusters, combos, self.policies
+        ):
             out.append(Cell(len(out), policy, tuple(zip(keys, combo, strict=True)), trace, cluster))
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "name": self.name, "policies": list(self.policies),
-                "seeds": list(self.seeds),
-                "traces": [{"path": t.path, "format": t.format} for t in self.traces],
-                "clusters": [{"path": c.path, "kind": c.kind} for c in self.clusters],
-                "overrides": [[k, list(v)] for k, v in self.overrides],
-                "config": self.config_path}
+        return {
+            "source": self.source,
+            "name": self.name,
+            "policies": list(self.policies),
+            "seeds": list(self.seeds),
+            "traces": [{"path": t.path, "format": t.format} for t in self.traces],
+            "clusters": [{"path": c.path, "kind": c.kind} for c in self.clusters],
+            "overrides": [[k, list(v)] for k, v in self.overrides],
+            "config": self.config_path,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Grid:
-        return cls(source=data["source"], name=data["name"], policies=tuple(data["policies"]),
-                   seeds=tuple(data["seeds"]),
-                   traces=tuple(TraceRef(t["path"], t["format"]) for t in data["traces"]),
-                   clusters=tuple(ClusterRef(c["path"], c["kind"]) for c in data["clusters"]),
-                   overrides=tuple((k, tuple(v)) for k, v in data["overrides"]),
-                   config_path=data.get("config"))
+        return cls(
+            source=data["source"],
+            name=data["name"],
+            policies=tuple(data["policies"]),
+            seeds=tuple(data["seeds"]),
+            traces=tuple(TraceRef(t["path"], t["format"]) for t in data["traces"]),
+            clusters=tuple(ClusterRef(c["path"], c["kind"]) for c in data["clusters"]),
+            overrides=tuple((k, tuple(v)) for k, v in data["overrides"]),
+            config_path=data.get("config"),
+        )
 
 
 def _show(value: Any) -> str:
@@ -176,18 +188,27 @@ def _list(data: Mapping, key: str, place: _Place, default: list) -> list:
 
 
 def _kind(value: Any) -> str:
-    return {dict: "a mapping", list: "a list", str: f"the text {value!r}", bool: f"{value}",
-            type(None): "nothing"}.get(type(value), f"{value!r}")
+    return {
+        dict: "a mapping",
+        list: "a list",
+        str: f"the text {value!r}",
+        bool: f"{value}",
+        type(None): "nothing",
+    }.get(type(value), f"{value!r}")
 
 
 def _resolve(raw: str, base: Path, place: str, what: str) -> str:
     path = (base / raw).resolve()
     if not path.parent.is_dir():
-        raise GridError(f"{place}: {what} {raw!r}: directory {str(path.parent)!r} does not "
-                        "exist; expected an existing file (paths are relative to the grid file)")
+        raise GridError(
+            f"{place}: {what} {raw!r}: directory {str(path.parent)!r} does not "
+            "exist; expected an existing file (paths are relative to the grid file)"
+        )
     if not path.is_file():
-        raise GridError(f"{place}: {what} {raw!r}: no such file; expected an existing file "
-                        "(paths are relative to the grid file)")
+        raise GridError(
+            f"{place}: {what} {raw!r}: no such file; expected an existing file "
+            "(paths are relative to the grid file)"
+        )
     return str(path)
 
 
@@ -203,16 +224,21 @@ def _traces(items: list, base: Path, place: _Place) -> tuple[TraceRef, ...]:
         if isinstance(item, dict):
             extra = sorted(set(item) - {"path", "format"})
             if extra or "path" not in item:
-                raise place.fail(("traces",), f"entry {item!r}: expected the keys path and "
-                                 "(optional) format")
+                raise place.fail(
+                    ("traces",), f"entry {item!r}: expected the keys path and (optional) format"
+                )
             fmt = item.get("format")
             if fmt is not None and fmt not in TRACE_FORMATS:
-                raise place.fail(("traces",), f"format {fmt!r}: expected one of "
-                                 + ", ".join(TRACE_FORMATS))
+                raise place.fail(
+                    ("traces",), f"format {fmt!r}: expected one of " + ", ".join(TRACE_FORMATS)
+                )
             item = item["path"]
         if not isinstance(item, str) or not item:
-            raise place.fail(("traces",), f"entry {_kind(item)}: expected a file path, "
-                             "'bundled', or {path: ..., format: ...}")
+            raise place.fail(
+                ("traces",),
+                f"entry {_kind(item)}: expected a file path, "
+                "'bundled', or {path: ..., format: ...}",
+            )
         out.append(TraceRef(_resolve(item, base, place("traces"), "trace"), fmt))
     return tuple(out)
 
@@ -226,13 +252,23 @@ def _clusters(items: list, base: Path, place: _Place) -> tuple[ClusterRef, ...]:
             out.append(ClusterRef(str(bundled_cluster_path())))
         elif isinstance(item, str) and item:
             out.append(ClusterRef(_resolve(item, base, place("clusters"), "cluster spec")))
-        elif isinstance(item, dict) and set(item) == {"slurm_conf"} and \
-                isinstance(item["slurm_conf"], str):
-            out.append(ClusterRef(_resolve(item["slurm_conf"], base, place("clusters"),
-                                           "slurm.conf"), "slurm_conf"))
+        elif (
+            isinstance(item, dict)
+            and set(item) == {"slurm_conf"}
+            and isinstance(item["slurm_conf"], str)
+        ):
+            out.append(
+                ClusterRef(
+                    _resolve(item["slurm_conf"], base, place("clusters"), "slurm.conf"),
+                    "slurm_conf",
+                )
+            )
         else:
-            raise place.fail(("clusters",), f"entry {_kind(item)}: expected a cluster spec "
-                             "path, 'bundled', or {slurm_conf: path}")
+            raise place.fail(
+                ("clusters",),
+                f"entry {_kind(item)}: expected a cluster spec "
+                "path, 'bundled', or {slurm_conf: path}",
+            )
     return tuple(out)
 
 
@@ -241,23 +277,28 @@ def check_override(key: str, value: Any, where: str) -> None:
     from ..config import describe_schema
 
     if key.startswith("slurm."):
-        expected = schedparams.check_value(key[len("slurm."):], value)
+        expected = schedparams.check_value(key[len("slurm.") :], value)
         if expected:
             raise GridError(f"{where}: overrides.{key} = {value!r}: expected {expected}")
         return
     if key.startswith("sim."):
         if key not in SIM_KEYS:
-            raise GridError(f"{where}: unknown key overrides.{key!r}; expected one of "
-                            + ", ".join(SIM_KEYS))
+            raise GridError(
+                f"{where}: unknown key overrides.{key!r}; expected one of " + ", ".join(SIM_KEYS)
+            )
         ok = _sim_value_ok(key, value)
         if not ok:
             raise GridError(f"{where}: overrides.{key} = {value!r}: expected {SIM_KEYS[key]}")
         return
     leaves = [row[0] for row in describe_schema()]
     if key not in leaves:
-        raise GridError(f"{where}: unknown key overrides.{key!r}; expected a kant config key "
-                        "(kant-slurm config show), slurm.<SchedulerParameter> ("
-                        + ", ".join(schedparams.MODELLED) + ") or " + ", ".join(SIM_KEYS))
+        raise GridError(
+            f"{where}: unknown key overrides.{key!r}; expected a kant config key "
+            "(kant-slurm config show), slurm.<SchedulerParameter> ("
+            + ", ".join(schedparams.MODELLED)
+            + ") or "
+            + ", ".join(SIM_KEYS)
+        )
     from ..config import config_from_dict
 
     try:
@@ -290,29 +331,35 @@ def nest(flat: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def parse_grid(data: Any, source: str, lines: Mapping[tuple, int] | None = None,
-               base: Path | None = None) -> Grid:
+def parse_grid(
+    data: Any, source: str, lines: Mapping[tuple, int] | None = None, base: Path | None = None
+) -> Grid:
     """Check a parsed grid mapping and build the :class:`Grid` (``lines``: key path -> line)."""
     from ..engine.registry import policy_names
 
     place = _Place(source, lines or {})
     if not isinstance(data, dict):
-        raise GridError(f"{source}: expected a mapping with the keys {', '.join(TOP_KEYS)}, "
-                        f"got {_kind(data)}")
+        raise GridError(
+            f"{source}: expected a mapping with the keys {', '.join(TOP_KEYS)}, got {_kind(data)}"
+        )
     for key in data:
         if key not in TOP_KEYS:
-            raise GridError(f"{place(str(key))}: unknown key {key!r}; expected one of "
-                            + ", ".join(TOP_KEYS))
+            raise GridError(
+                f"{place(str(key))}: unknown key {key!r}; expected one of " + ", ".join(TOP_KEYS)
+            )
     base = base or Path(source).resolve().parent
     if "policies" not in data:
-        raise GridError(f"{source}: policies: missing; expected a list of policies, e.g. "
-                        "[slurm, kant-steered, kant]")
+        raise GridError(
+            f"{source}: policies: missing; expected a list of policies, e.g. "
+            "[slurm, kant-steered, kant]"
+        )
     policies = _list(data, "policies", place, [])
     known = policy_names()
     for p in policies:
         if p not in known:
-            raise place.fail(("policies",), f"unknown policy {p!r}; expected one of "
-                             + ", ".join(known))
+            raise place.fail(
+                ("policies",), f"unknown policy {p!r}; expected one of " + ", ".join(known)
+            )
     if len(set(policies)) != len(policies):
         raise place.fail(("policies",), "a policy is listed twice; expected each once")
     seeds = _list(data, "seeds", place, [0])
@@ -330,8 +377,9 @@ def parse_grid(data: Any, source: str, lines: Mapping[tuple, int] | None = None,
         config_path = _resolve(config_path, base, place("config"), "config")
     raw_over = data.get("overrides", {}) or {}
     if not isinstance(raw_over, dict):
-        raise place.fail(("overrides",), f"expected a mapping of key: [values], got "
-                         f"{_kind(raw_over)}")
+        raise place.fail(
+            ("overrides",), f"expected a mapping of key: [values], got {_kind(raw_over)}"
+        )
     overrides = []
     for key, values in raw_over.items():
         where = place("overrides", key)
@@ -340,15 +388,22 @@ def parse_grid(data: Any, source: str, lines: Mapping[tuple, int] | None = None,
         if not isinstance(values, list) or not values:
             values = [values]  # one value: the same for every cell
         if len({json.dumps(v, sort_keys=True) for v in values}) != len(values):
-            raise GridError(f"{where}: overrides.{key}: a value is listed twice; expected "
-                            "each once")
+            raise GridError(
+                f"{where}: overrides.{key}: a value is listed twice; expected each once"
+            )
         for v in values:
             check_override(key, v, where)
         overrides.append((key, tuple(values)))
-    grid = Grid(source=source, name=name, policies=tuple(policies), seeds=tuple(seeds),
-                traces=_traces(_list(data, "traces", place, [BUNDLED]), base, place),
-                clusters=_clusters(_list(data, "clusters", place, [BUNDLED]), base, place),
-                overrides=tuple(overrides), config_path=config_path)
+    grid = Grid(
+        source=source,
+        name=name,
+        policies=tuple(policies),
+        seeds=tuple(seeds),
+        traces=_traces(_list(data, "traces", place, [BUNDLED]), base, place),
+        clusters=_clusters(_list(data, "clusters", place, [BUNDLED]), base, place),
+        overrides=tuple(overrides),
+        config_path=config_path,
+    )
     return grid
 
 
@@ -358,17 +413,22 @@ def load_grid(path: str | Path) -> Grid:
 
     p = Path(path)
     if not p.parent.is_dir():
-        raise GridError(f"{p}: directory {str(p.parent)!r} does not exist; expected a grid "
-                        "YAML file")
+        raise GridError(
+            f"{p}: directory {str(p.parent)!r} does not exist; expected a grid YAML file"
+        )
     if not p.is_file():
         raise GridError(f"{p}: no such file; expected a grid YAML file")
     try:
         parsed = parse_config_file(p)
     except ConfigError as exc:
-        raise GridError(str(exc).replace("a UTF-8 YAML or TOML file", "a UTF-8 grid YAML file")
-                        .replace("the top level must be a mapping of sections",
-                                 "expected a mapping with the keys " + ", ".join(TOP_KEYS))
-                        ) from None
+        raise GridError(
+            str(exc)
+            .replace("a UTF-8 YAML or TOML file", "a UTF-8 grid YAML file")
+            .replace(
+                "the top level must be a mapping of sections",
+                "expected a mapping with the keys " + ", ".join(TOP_KEYS),
+            )
+        ) from None
     if parsed.duplicates:
         line, text = parsed.duplicates[0]
         raise GridError(f"{p}:{line}: {text}")

@@ -21,8 +21,7 @@ from . import schedparams
 log = logging.getLogger(__name__)
 
 
-def dump_live_history(since: float, until: float, path: Path,
-                      chunk_s: float = 86_400.0) -> int:
+def dump_live_history(since: float, until: float, path: Path, chunk_s: float = 86_400.0) -> int:
     """Write sacct's allocations in [since, until) to ``path`` as a ``sacct -P`` dump with its
     header (epoch times); the number of lines written."""
     from ..slurm import accounting as acct
@@ -40,13 +39,15 @@ def dump_live_history(since: float, until: float, path: Path,
     i_raw, i_sub, i_start = (fields.index(f) for f in ("JobIDRaw", "Submit", "Start"))
     for line in lines:
         parts = line.split("|")
-        key = (parts[i_raw], parts[i_sub], parts[i_start]) if len(parts) >= len(fields) \
+        key = (
+            (parts[i_raw], parts[i_sub], parts[i_start])
+            if len(parts) >= len(fields)
             else (line, "", "")
+        )
         if key not in seen:
             seen.add(key)
             unique.append(line)
-    path.write_text("|".join(fields) + "\n" + "".join(x + "\n" for x in unique),
-                    encoding="utf-8")
+    path.write_text("|".join(fields) + "\n" + "".join(x + "\n" for x in unique), encoding="utf-8")
     return len(unique)
 
 
@@ -64,8 +65,10 @@ def read_history(path: str, since: float | None = None, until: float | None = No
             keep &= absolute < until
         trace.jobs = trace.jobs[keep].reset_index(drop=True)
         if not len(trace.jobs):
-            raise InputError(f"{path}: no job submitted in the window; expected a window "
-                             "(-S/-E) that holds jobs of the dump")
+            raise InputError(
+                f"{path}: no job submitted in the window; expected a window "
+                "(-S/-E) that holds jobs of the dump"
+            )
     return trace
 
 
@@ -95,8 +98,9 @@ def scheduler_parameters_live() -> schedparams.SchedulerParameters:
     text = run_slurm(["scontrol", "show", "config"], timeout=30)
     m = re.search(r"^SchedulerParameters\s*=\s*(.*)$", text, re.MULTILINE)
     try:
-        return schedparams.parse_scheduler_parameters(m.group(1) if m else "",
-                                                      "scontrol show config: SchedulerParameters")
+        return schedparams.parse_scheduler_parameters(
+            m.group(1) if m else "", "scontrol show config: SchedulerParameters"
+        )
     except ValueError as exc:
         raise InputError(str(exc)) from None
 
@@ -109,8 +113,9 @@ def cluster_shape(slurm_conf: str | None = None, cluster_yaml: str | None = None
     if slurm_conf:
         from ..formats.slurm_conf import read_slurm_conf
 
-        spec = spec_from_inventory(read_slurm_conf(slurm_conf), name=Path(slurm_conf).name,
-                                   source=slurm_conf)
+        spec = spec_from_inventory(
+            read_slurm_conf(slurm_conf), name=Path(slurm_conf).name, source=slurm_conf
+        )
         return spec, scheduler_parameters_of_conf(slurm_conf), slurm_conf
     if cluster_yaml:
         return load_cluster_spec(cluster_yaml), schedparams.SchedulerParameters({}), cluster_yaml

@@ -22,9 +22,13 @@ def _task(out: str, grid_doc: dict, index: int, command: str) -> dict[int, str]:
     return run_cell(Path(out), grid, cell, command)
 
 
-def run_local(out: Path, grid: Grid, command: str, workers: int,
-              progress: Callable[[int, int, int, float], None] | None = None
-              ) -> dict[int, dict[int, str]]:
+def run_local(
+    out: Path,
+    grid: Grid,
+    command: str,
+    workers: int,
+    progress: Callable[[int, int, int, float], None] | None = None,
+) -> dict[int, dict[int, str]]:
     """Run every cell with missing seeds. ``progress(done, failed, total, elapsed_s)`` is
     called as cells finish. Returns cell index -> (seed -> error) for the cells that failed."""
     cells = grid.cells()
@@ -56,12 +60,18 @@ def run_local(out: Path, grid: Grid, command: str, workers: int,
             try:
                 errors = fut.result()
             except Exception as exc:  # noqa: BLE001 - a dead worker fails its cell only
-                errors = {s: f"{type(exc).__name__}: {exc}" for s in missing_seeds(out, grid,
-                                                                                   cell)}
+                errors = {s: f"{type(exc).__name__}: {exc}" for s in missing_seeds(out, grid, cell)}
                 for seed, text in errors.items():
-                    write_json(error_path(out, cell, seed),
-                               {"key": cell.key, "index": cell.index, "seed": seed,
-                                "error": text, "command": command})
+                    write_json(
+                        error_path(out, cell, seed),
+                        {
+                            "key": cell.key,
+                            "index": cell.index,
+                            "seed": seed,
+                            "error": text,
+                            "command": command,
+                        },
+                    )
             if errors:
                 failures[cell.index] = errors
             if progress:

@@ -36,9 +36,15 @@ def compare(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, list
         delta = b["mean"] - a["mean"]
         noise = math.hypot(a["ci95"] or 0.0, b["ci95"] or 0.0)
         material = MATERIAL_RATIO if kind == "ratio" else MATERIAL_SHARE * abs(a["mean"])
-        item = {"metric": key, "label": label, "unit": kind, "base": a["mean"],
-                "other": b["mean"], "delta": delta,
-                "relative": delta / a["mean"] if a["mean"] else None}
+        item = {
+            "metric": key,
+            "label": label,
+            "unit": kind,
+            "base": a["mean"],
+            "other": b["mean"],
+            "delta": delta,
+            "relative": delta / a["mean"] if a["mean"] else None,
+        }
         if abs(delta) <= noise or abs(delta) < material:
             out["same"].append(item)
         elif (delta > 0) == (better == "higher"):
@@ -50,8 +56,9 @@ def compare(base: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, list
 
 def _change(item: Mapping[str, Any]) -> str:
     fmt = stats._fmt
-    text = (f"{item['label']} {fmt(item['unit'], item['base'])} -> "
-            f"{fmt(item['unit'], item['other'])}")
+    text = (
+        f"{item['label']} {fmt(item['unit'], item['base'])} -> {fmt(item['unit'], item['other'])}"
+    )
     if item["relative"] is not None:
         text += f" ({item['relative'] * 100:+.0f}%)"
     return text
@@ -78,8 +85,10 @@ def recommend(cells: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         if found["worse"]:
             lines.append(f"{name} hurts: " + "; ".join(map(_change, found["worse"])))
         if found["same"]:
-            lines.append(f"{name} makes no clear difference to: "
-                         + ", ".join(i["label"] for i in found["same"]))
+            lines.append(
+                f"{name} makes no clear difference to: "
+                + ", ".join(i["label"] for i in found["same"])
+            )
     summary = _summary(per_policy)
     return {"per_policy": per_policy, "lines": [summary] + lines, "summary": summary}
 
@@ -99,14 +108,19 @@ def _summary(per_policy: Mapping[str, Any]) -> str:
     if nb and not nw:
         verdict = f"recommended: {target} improves {better} on this history and worsens nothing"
     elif nb and nw:
-        verdict = (f"a trade-off: {target} improves {better} but worsens {worse}; weigh them "
-                   "before deploying")
+        verdict = (
+            f"a trade-off: {target} improves {better} but worsens {worse}; weigh them "
+            "before deploying"
+        )
     elif nw:
         verdict = f"not recommended: {target} worsens {worse} and improves nothing here"
     else:
-        verdict = (f"no gain: {target} makes no clear difference on this history; stock Slurm "
-                   "as configured does as well")
+        verdict = (
+            f"no gain: {target} makes no clear difference on this history; stock Slurm "
+            "as configured does as well"
+        )
     if target == DEPLOYED and ideal is not None and ideal["better"] and not nb:
-        verdict += ("; kant's own scheduler (the ideal) would improve "
-                    + ", ".join(i["label"] for i in ideal["better"]))
+        verdict += "; kant's own scheduler (the ideal) would improve " + ", ".join(
+            i["label"] for i in ideal["better"]
+        )
     return verdict

@@ -54,16 +54,26 @@ def prepare_out(out: str | Path, grid: Grid, command: str) -> Path:
     """Create ``out`` (its parent must exist) and write the resolved grid into it."""
     path = Path(out)
     if not path.resolve().parent.is_dir():
-        raise GridError(f"--out {str(out)!r}: directory {str(path.resolve().parent)!r} does not "
-                        "exist; expected a directory to create the sweep's directory in")
+        raise GridError(
+            f"--out {str(out)!r}: directory {str(path.resolve().parent)!r} does not "
+            "exist; expected a directory to create the sweep's directory in"
+        )
     if path.exists() and not path.is_dir():
-        raise GridError(f"--out {str(out)!r}: exists and is not a directory; expected a "
-                        "directory (new or of an earlier run of this sweep)")
+        raise GridError(
+            f"--out {str(out)!r}: exists and is not a directory; expected a "
+            "directory (new or of an earlier run of this sweep)"
+        )
     (path / "cells").mkdir(parents=True, exist_ok=True)
     (path / "logs").mkdir(exist_ok=True)
-    doc = {"grid": grid.to_dict(), "command": command, "version": __version__,
-           "cells": [c.spec() | {"index": c.index, "key": c.key, "label": c.label(grid)}
-                     for c in grid.cells()]}
+    doc = {
+        "grid": grid.to_dict(),
+        "command": command,
+        "version": __version__,
+        "cells": [
+            c.spec() | {"index": c.index, "key": c.key, "label": c.label(grid)}
+            for c in grid.cells()
+        ],
+    }
     write_json(path / SWEEP_FILE, doc)
     return path.resolve()
 
@@ -74,8 +84,10 @@ def load_out(out: str | Path) -> Grid:
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise GridError(f"{path}: no such file; expected the directory of a sweep "
-                        "(kant-slurm sweep GRID.yaml --out DIR writes it)") from None
+        raise GridError(
+            f"{path}: no such file; expected the directory of a sweep "
+            "(kant-slurm sweep GRID.yaml --out DIR writes it)"
+        ) from None
     except (OSError, ValueError) as exc:
         raise GridError(f"{path}: cannot read the sweep ({exc})") from None
     return Grid.from_dict(doc["grid"])
@@ -94,8 +106,9 @@ def missing_seeds(out: Path, grid: Grid, cell: Cell) -> list[int]:
 
 def cell_command(out: Path, cell: Cell) -> str:
     """The exact command that reruns one cell (the one the Slurm tasks run)."""
-    return shlex.join([sys.executable, "-m", "kant_slurm", "sweep", "--out", str(out),
-                       "--cell", str(cell.index)])
+    return shlex.join(
+        [sys.executable, "-m", "kant_slurm", "sweep", "--out", str(out), "--cell", str(cell.index)]
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -108,9 +121,9 @@ def split_overrides(overrides: Sequence[tuple[str, Any]]) -> tuple[dict, dict, d
     config, sched, sim = {}, {}, {}
     for key, value in overrides:
         if key.startswith("slurm."):
-            sched[key[len("slurm."):]] = value
+            sched[key[len("slurm.") :]] = value
         elif key.startswith("sim."):
-            sim[key[len("sim."):]] = value
+            sim[key[len("sim.") :]] = value
         else:
             config[key] = value
     return config, sched, sim
@@ -136,16 +149,23 @@ def load_inputs(cell: Cell):
     if cell.cluster.kind == "slurm_conf":
         from ..formats.slurm_conf import read_slurm_conf
 
-        cluster = spec_from_inventory(read_slurm_conf(cell.cluster.path),
-                                      name=Path(cell.cluster.path).name,
-                                      source=cell.cluster.path)
+        cluster = spec_from_inventory(
+            read_slurm_conf(cell.cluster.path),
+            name=Path(cell.cluster.path).name,
+            source=cell.cluster.path,
+        )
     else:
         cluster = load_cluster_spec(cell.cluster.path)
     return trace, cluster
 
 
-def run_seed(cell: Cell, grid: Grid, seed: int, inputs=None,
-             progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+def run_seed(
+    cell: Cell,
+    grid: Grid,
+    seed: int,
+    inputs=None,
+    progress: Callable[[int, int], None] | None = None,
+) -> dict[str, Any]:
     """Replay the cell's trace under its policy with ``seed``; the metrics (pure of files)."""
     from ..sim.run import compare_policies
     from ..steer import DAEMON_INTERVAL_S
@@ -155,20 +175,34 @@ def run_seed(cell: Cell, grid: Grid, seed: int, inputs=None,
     config = cell_config(grid, config_keys)
     t0 = time.monotonic()
     comparison = compare_policies(
-        trace, cluster, [cell.policy], config=config, seed=seed,
+        trace,
+        cluster,
+        [cell.policy],
+        config=config,
+        seed=seed,
         time_limit_model=sim.get("time_limit_model", "ladder"),
         interval=schedparams.interval_of(sched, 30.0),
         steer_interval=float(sim.get("steer_interval", DAEMON_INTERVAL_S)),
         policy_setup=schedparams.PolicySetup(sched) if sched else None,
-        progress=(lambda _name, d, t: progress(d, t)) if progress else None)
+        progress=(lambda _name, d, t: progress(d, t)) if progress else None,
+    )
     run = comparison.runs[cell.policy]
     metrics = {k: v for k, v in run.headline.items() if k != "sim_seconds"}
-    return {"metrics": json_ready(metrics), "sim_seconds": run.headline["sim_seconds"],
-            "wall_seconds": time.monotonic() - t0, "notes": list(comparison.notes)}
+    return {
+        "metrics": json_ready(metrics),
+        "sim_seconds": run.headline["sim_seconds"],
+        "wall_seconds": time.monotonic() - t0,
+        "notes": list(comparison.notes),
+    }
 
 
-def run_cell(out: Path, grid: Grid, cell: Cell, command: str,
-             progress: Callable[[int, int, int], None] | None = None) -> dict[int, str]:
+def run_cell(
+    out: Path,
+    grid: Grid,
+    cell: Cell,
+    command: str,
+    progress: Callable[[int, int, int], None] | None = None,
+) -> dict[int, str]:
     """Run every seed of ``cell`` that has no result yet; each seed's result or error goes to
     its file. Returns seed -> error text of the seeds that failed (empty when all ran)."""
     todo = missing_seeds(out, grid, cell)
@@ -183,19 +217,37 @@ def run_cell(out: Path, grid: Grid, cell: Cell, command: str,
             report = (lambda d, t, _s=seed: progress(_s, d, t)) if progress else None
             result = run_seed(cell, grid, seed, inputs, report)
         except Exception as exc:  # noqa: BLE001 - one failed seed must not lose the others
-            text = str(exc) if isinstance(exc, KantError) else \
-                f"{type(exc).__name__}: {exc}"
+            text = str(exc) if isinstance(exc, KantError) else f"{type(exc).__name__}: {exc}"
             errors[seed] = text
-            write_json(error_path(out, cell, seed), {
-                "key": cell.key, "index": cell.index, "seed": seed, "error": text,
-                "traceback": traceback.format_exc(), "version": __version__,
-                "command": command, "cell_command": cell_command(out, cell)})
+            write_json(
+                error_path(out, cell, seed),
+                {
+                    "key": cell.key,
+                    "index": cell.index,
+                    "seed": seed,
+                    "error": text,
+                    "traceback": traceback.format_exc(),
+                    "version": __version__,
+                    "command": command,
+                    "cell_command": cell_command(out, cell),
+                },
+            )
             continue
-        write_json(result_path(out, cell, seed), {
-            "key": cell.key, "index": cell.index, "spec": cell.spec(), "seed": seed,
-            **result, "version": __version__, "command": command,
-            "cell_command": cell_command(out, cell), "host": socket.gethostname(),
-            "finished_at": time.time()})
+        write_json(
+            result_path(out, cell, seed),
+            {
+                "key": cell.key,
+                "index": cell.index,
+                "spec": cell.spec(),
+                "seed": seed,
+                **result,
+                "version": __version__,
+                "command": command,
+                "cell_command": cell_command(out, cell),
+                "host": socket.gethostname(),
+                "finished_at": time.time(),
+            },
+        )
         error_path(out, cell, seed).unlink(missing_ok=True)
     return errors
 
@@ -225,20 +277,31 @@ def collect(out: Path, grid: Grid) -> list[dict[str, Any]]:
             err = _read(error_path(out, cell, seed))
             if err is not None:
                 errors[seed] = err.get("error", "failed")
-        ident = {"index": cell.index, "key": cell.key, "label": cell.label(grid),
-                 "spec": cell.spec()}
+        ident = {
+            "index": cell.index,
+            "key": cell.key,
+            "label": cell.label(grid),
+            "spec": cell.spec(),
+        }
         merged.append(stats.merge_cell(ident, grid.seeds, results, errors))
     return merged
 
 
 def merged_document(grid: Grid, cells: list[dict[str, Any]]) -> dict[str, Any]:
     """The --json document: the grid and one entry per cell."""
-    counts = {s: sum(c["status"] == s for c in cells) for s in ("done", "partial", "failed",
-                                                              "missing")}
-    return {"grid": grid.to_dict(), "version": __version__, "cell_counts": counts,
-            "metrics": [{"key": k, "label": label, "unit": kind, "better": better}
-                        for k, label, kind, better in stats.METRICS],
-            "cells": cells}
+    counts = {
+        s: sum(c["status"] == s for c in cells) for s in ("done", "partial", "failed", "missing")
+    }
+    return {
+        "grid": grid.to_dict(),
+        "version": __version__,
+        "cell_counts": counts,
+        "metrics": [
+            {"key": k, "label": label, "unit": kind, "better": better}
+            for k, label, kind, better in stats.METRICS
+        ],
+        "cells": cells,
+    }
 
 
 def write_outputs(out: Path, grid: Grid, cells: list[dict[str, Any]]) -> dict[str, Path]:

@@ -39,8 +39,9 @@ class SchedulerParameters:
         return set_ + (f" (not modelled: {', '.join(self.ignored)})" if self.ignored else "")
 
 
-def parse_scheduler_parameters(text: str, source: str = "SchedulerParameters"
-                               ) -> SchedulerParameters:
+def parse_scheduler_parameters(
+    text: str, source: str = "SchedulerParameters"
+) -> SchedulerParameters:
     """``bf_window=2880,bf_continue,default_queue_depth=200`` -> the modelled values and the
     names of the others. A modelled parameter with a value that is not a whole number >= its
     minimum raises ValueError naming it (``source`` says where it came from)."""

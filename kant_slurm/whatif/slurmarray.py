@@ -32,8 +32,15 @@ from .grid import Grid
 from .runner import missing_seeds, write_json
 
 JOBS_FILE = "slurm-jobs.json"
-ACTIVE_STATES = ("PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING",
-                 "SUSPENDED")
+ACTIVE_STATES = (
+    "PENDING",
+    "RUNNING",
+    "CONFIGURING",
+    "COMPLETING",
+    "REQUEUED",
+    "RESIZING",
+    "SUSPENDED",
+)
 
 
 def array_spec(indices: Sequence[int], limit: int | None = None) -> str:
@@ -59,19 +66,28 @@ def task_script(out: Path, *, python: str, pythonpath: str, cwd: str, merge: boo
     """The batch script of the array tasks (``merge`` False) or of the merge job."""
     tail = "--merge-only" if merge else '--cell "$SLURM_ARRAY_TASK_ID"'
     what = "merges the cells' results" if merge else "runs the cell of its array task index"
-    return "\n".join([
-        "#!/bin/sh",
-        f"# kant-slurm sweep: {what}. Generated; every value is quoted with shlex.quote.",
-        f"cd {shlex.quote(cwd)} || exit 1",
-        f"PYTHONPATH={shlex.quote(pythonpath)}",
-        "export PYTHONPATH",
-        f"exec {shlex.quote(python)} -m kant_slurm sweep --out {shlex.quote(str(out))} {tail}",
-        "",
-    ])
+    return "\n".join(
+        [
+            "#!/bin/sh",
+            f"# kant-slurm sweep: {what}. Generated; every value is quoted with shlex.quote.",
+            f"cd {shlex.quote(cwd)} || exit 1",
+            f"PYTHONPATH={shlex.quote(pythonpath)}",
+            "export PYTHONPATH",
+            f"exec {shlex.quote(python)} -m kant_slurm sweep --out {shlex.quote(str(out))} {tail}",
+            "",
+        ]
+    )
 
 
-def sbatch_argv(script: Path, *, job_name: str, output: str, extra: Sequence[str],
-                array: str | None = None, dependency: str | None = None) -> list[str]:
+def sbatch_argv(
+    script: Path,
+    *,
+    job_name: str,
+    output: str,
+    extra: Sequence[str],
+    array: str | None = None,
+    dependency: str | None = None,
+) -> list[str]:
     """sbatch's arguments (a list: no shell sees the job name or any other value)."""
     argv = ["sbatch", "--parsable", f"--job-name={job_name}", f"--output={output}"]
     if array:
@@ -107,35 +123,58 @@ def active_jobs(out: Path, runner=run_slurm) -> list[str]:
     return [x for x in text.split() if x]
 
 
-def submit(out: Path, grid: Grid, *, job_name: str, extra: Sequence[str] = (),
-           limit: int | None = None, runner=run_slurm) -> Submitted:
+def submit(
+    out: Path,
+    grid: Grid,
+    *,
+    job_name: str,
+    extra: Sequence[str] = (),
+    limit: int | None = None,
+    runner=run_slurm,
+) -> Submitted:
     """Submit the array of the unfinished cells and the merge job after it."""
     busy = active_jobs(out, runner)
     if busy:
-        raise SlurmError(f"{out}: an earlier submit of this sweep is still in the queue "
-                         f"(jobs {', '.join(busy)}); wait for it or scancel it, then rerun")
+        raise SlurmError(
+            f"{out}: an earlier submit of this sweep is still in the queue "
+            f"(jobs {', '.join(busy)}); wait for it or scancel it, then rerun"
+        )
     todo = [c.index for c in grid.cells() if missing_seeds(out, grid, c)]
-    pythonpath = os.pathsep.join([package_root()] + [p for p in os.environ.get(
-        "PYTHONPATH", "").split(os.pathsep) if p])
+    pythonpath = os.pathsep.join(
+        [package_root()] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
     common = {"python": sys.executable, "pythonpath": pythonpath, "cwd": os.getcwd()}
     array_id = None
     if todo:
         script = out / "slurm-array.sh"
         script.write_text(task_script(out, merge=False, **common))
-        argv = sbatch_argv(script, job_name=job_name, output=str(out / "logs" / "cell-%a.out"),
-                           extra=extra, array=array_spec(todo, limit))
+        argv = sbatch_argv(
+            script,
+            job_name=job_name,
+            output=str(out / "logs" / "cell-%a.out"),
+            extra=extra,
+            array=array_spec(todo, limit),
+        )
         array_id = _job_id(runner(argv, timeout=60))
         # Recorded at once: should the merge's sbatch fail, a rerun still sees the array.
-        write_json(out / JOBS_FILE, {"array_id": array_id, "merge_id": None, "cells": todo,
-                                     "submitted_at": time.time()})
+        write_json(
+            out / JOBS_FILE,
+            {"array_id": array_id, "merge_id": None, "cells": todo, "submitted_at": time.time()},
+        )
     script = out / "slurm-merge.sh"
     script.write_text(task_script(out, merge=True, **common))
-    argv = sbatch_argv(script, job_name=f"{job_name}-merge", output=str(out / "logs" /
-                                                                        "merge.out"),
-                       extra=extra, dependency=f"afterany:{array_id}" if array_id else None)
+    argv = sbatch_argv(
+        script,
+        job_name=f"{job_name}-merge",
+        output=str(out / "logs" / "merge.out"),
+        extra=extra,
+        dependency=f"afterany:{array_id}" if array_id else None,
+    )
     merge_id = _job_id(runner(argv, timeout=60))
-    write_json(out / JOBS_FILE, {"array_id": array_id, "merge_id": merge_id, "cells": todo,
-                                 "submitted_at": time.time()})
+    write_json(
+        out / JOBS_FILE,
+        {"array_id": array_id, "merge_id": merge_id, "cells": todo, "submitted_at": time.time()},
+    )
     return Submitted(array_id, merge_id, todo)
 
 
@@ -156,9 +195,16 @@ def ended_states(job_id: str, runner=run_slurm) -> dict[str, str]:
     return out
 
 
-def wait(out: Path, grid: Grid, sub: Submitted, *, poll_s: float = 2.0,
-         timeout_s: float | None = None,
-         progress: Callable[[str], None] | None = None, runner=run_slurm) -> str:
+def wait(
+    out: Path,
+    grid: Grid,
+    sub: Submitted,
+    *,
+    poll_s: float = 2.0,
+    timeout_s: float | None = None,
+    progress: Callable[[str], None] | None = None,
+    runner=run_slurm,
+) -> str:
     """Wait until the merge job has left the queue; its final state from sacct."""
     t0 = time.monotonic()
     ids = [i for i in (sub.array_id, sub.merge_id) if i]
@@ -169,13 +215,17 @@ def wait(out: Path, grid: Grid, sub: Submitted, *, poll_s: float = 2.0,
         if progress:
             tasks = Counter(state for jid, state in queued.items() if jid != sub.merge_id)
             ended = ended_states(sub.array_id, runner) if sub.array_id else {}
-            bad = Counter(s for jid, s in ended.items() if "_" in jid and s not in
-                          ACTIVE_STATES and s != "COMPLETED")
+            bad = Counter(
+                s
+                for jid, s in ended.items()
+                if "_" in jid and s not in ACTIVE_STATES and s != "COMPLETED"
+            )
             line = f"cells done {done}/{total}"
             if sub.array_id:
                 line += f"; array {sub.array_id}: " + (
-                    ", ".join(f"{n} {s.lower()}" for s, n in sorted(tasks.items())) or
-                    "no task in the queue")
+                    ", ".join(f"{n} {s.lower()}" for s, n in sorted(tasks.items()))
+                    or "no task in the queue"
+                )
             if bad:
                 line += "; ended " + ", ".join(f"{n} {s.lower()}" for s, n in sorted(bad.items()))
             merge_state = queued.get(sub.merge_id)
@@ -184,9 +234,11 @@ def wait(out: Path, grid: Grid, sub: Submitted, *, poll_s: float = 2.0,
         if sub.merge_id not in queued:
             break
         if timeout_s is not None and time.monotonic() - t0 > timeout_s:
-            raise SlurmError(f"sweep jobs {', '.join(ids)} still in the queue after "
-                             f"{timeout_s:.0f}s; they go on running: rerun with --no-wait "
-                             "or wait for them")
+            raise SlurmError(
+                f"sweep jobs {', '.join(ids)} still in the queue after "
+                f"{timeout_s:.0f}s; they go on running: rerun with --no-wait "
+                "or wait for them"
+            )
         time.sleep(poll_s)
     # sacct may need a moment to record the end after squeue lets go of the job.
     for _ in range(10):

@@ -74,9 +74,12 @@ def mean_ci95(values: Sequence[float]) -> dict[str, Any]:
     return {"mean": mean, "ci95": t_quantile_975(n - 1) * math.sqrt(var / n), "n": n}
 
 
-def merge_cell(cell: Mapping[str, Any], seeds: Sequence[int],
-               results: Mapping[int, Mapping[str, Any]],
-               errors: Mapping[int, str]) -> dict[str, Any]:
+def merge_cell(
+    cell: Mapping[str, Any],
+    seeds: Sequence[int],
+    results: Mapping[int, Mapping[str, Any]],
+    errors: Mapping[int, str],
+) -> dict[str, Any]:
     """One cell's merged entry. ``cell``: its identity (index, key, label, spec); ``results``:
     seed -> that seed's saved result; ``errors``: seed -> why it failed."""
     done = [s for s in seeds if s in results]
@@ -87,15 +90,29 @@ def merge_cell(cell: Mapping[str, Any], seeds: Sequence[int],
         status = "failed" if failed else "missing"
     else:
         status = "partial"
-    metrics = {k: mean_ci95([results[s]["metrics"].get(k) for s in done]) | {
-        "values": [results[s]["metrics"].get(k) for s in done]} for k in METRIC_KEYS}
+    metrics = {
+        k: mean_ci95([results[s]["metrics"].get(k) for s in done])
+        | {"values": [results[s]["metrics"].get(k) for s in done]}
+        for k in METRIC_KEYS
+    }
     jobs = sorted({results[s]["metrics"].get("jobs") for s in done} - {None})
-    provenance = [{"seed": s, **{k: results[s].get(k) for k in
-                                 ("version", "command", "cell_command", "wall_seconds")}}
-                  for s in done]
-    return dict(cell) | {"status": status, "seeds_done": done, "seeds_failed": failed,
-                         "jobs": jobs[0] if len(jobs) == 1 else jobs, "metrics": metrics,
-                         "runs": provenance}
+    provenance = [
+        {
+            "seed": s,
+            **{
+                k: results[s].get(k) for k in ("version", "command", "cell_command", "wall_seconds")
+            },
+        }
+        for s in done
+    ]
+    return dict(cell) | {
+        "status": status,
+        "seeds_done": done,
+        "seeds_failed": failed,
+        "jobs": jobs[0] if len(jobs) == 1 else jobs,
+        "metrics": metrics,
+        "runs": provenance,
+    }
 
 
 def _fmt(kind: str, value: float | None) -> str:
@@ -115,8 +132,11 @@ def cell_text(entry: Mapping[str, Any], key: str, kind: str) -> str:
 def cells_table(cells: Sequence[Mapping[str, Any]]) -> str:
     """The merged table: one row per cell, each metric as mean ±95% half-width."""
     header = ["#", "cell", "status", "seeds"] + [label for _, label, _, _ in METRICS]
-    rows = [[str(c["index"]), c["label"], c["status"], str(len(c["seeds_done"]))]
-            + [cell_text(c, key, kind) for key, _, kind, _ in METRICS] for c in cells]
+    rows = [
+        [str(c["index"]), c["label"], c["status"], str(len(c["seeds_done"]))]
+        + [cell_text(c, key, kind) for key, _, kind, _ in METRICS]
+        for c in cells
+    ]
     return render_table(header, rows)
 
 
@@ -124,14 +144,24 @@ def cells_csv(cells: Sequence[Mapping[str, Any]]) -> str:
     """One CSV row per cell: identity, status, and per metric its mean, 95% half-width, n."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["index", "key", "label", "policy", "trace", "cluster", "overrides",
-                     "status", "seeds_done"]
-                    + [f"{k}_{part}" for k in METRIC_KEYS for part in ("mean", "ci95", "n")])
+    writer.writerow(
+        ["index", "key", "label", "policy", "trace", "cluster", "overrides", "status", "seeds_done"]
+        + [f"{k}_{part}" for k in METRIC_KEYS for part in ("mean", "ci95", "n")]
+    )
     for c in cells:
         spec = c["spec"]
         over = ";".join(f"{k}={v}" for k, v in spec["overrides"].items())
-        row = [c["index"], c["key"], c["label"], spec["policy"], spec["trace"]["path"],
-               spec["cluster"]["path"], over, c["status"], len(c["seeds_done"])]
+        row = [
+            c["index"],
+            c["key"],
+            c["label"],
+            spec["policy"],
+            spec["trace"]["path"],
+            spec["cluster"]["path"],
+            over,
+            c["status"],
+            len(c["seeds_done"]),
+        ]
         for k in METRIC_KEYS:
             m = c["metrics"][k]
             row += [_csv_num(m["mean"]), _csv_num(m["ci95"]), m["n"]]

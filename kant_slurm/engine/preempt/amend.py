@@ -34,8 +34,9 @@ class _Blocked(Mapping):
         return len(self._base) - sum(1 for k in self._drop if k in self._base)
 
 
-def amend_plan(plan: Plan, preemptions: list[Preemption], starts: list[Placement],
-               notes: Mapping[str, str]) -> Plan:
+def amend_plan(
+    plan: Plan, preemptions: list[Preemption], starts: list[Placement], notes: Mapping[str, str]
+) -> Plan:
     """``plan`` with ``preemptions`` and the extra ``starts``; their jobs leave ``blocked`` and
     ``reservations``; ``explain`` gets the notes."""
     records = getattr(plan.explain, "records", None)

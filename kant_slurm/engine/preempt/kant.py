@@ -81,12 +81,19 @@ class _Pick:
     left: int  # GPUs left free on the chosen nodes
 
     def key(self) -> tuple:
-        return (_q(self.lost), len(self.victims), self.frag, self.where, self.left,
-                self.idx.tolist())
+        return (
+            _q(self.lost),
+            len(self.victims),
+            self.frag,
+            self.where,
+            self.left,
+            self.idx.tolist(),
+        )
 
 
-def _node_victims(state: SearchState, i: int, need: int, budget: int, skip: Sequence[int],
-                  need_cpus: int = 0) -> tuple[float, tuple[int, ...]] | None:
+def _node_victims(
+    state: SearchState, i: int, need: int, budget: int, skip: Sequence[int], need_cpus: int = 0
+) -> tuple[float, tuple[int, ...]] | None:
     """Cheapest set (lost, then count) of live victims on node ``i`` freeing >= ``need`` GPUs
     (and >= ``need_cpus`` CPUs) there: exact 0/1 knapsack, the freed amounts capped at the
     need."""
@@ -123,8 +130,9 @@ def _frag_delta(state: SearchState, free_after: np.ndarray, touched: np.ndarray)
     return int(after.sum()) - int(before.sum())
 
 
-def _where(i: int, zone: np.ndarray | None, zone_leaves: np.ndarray | None, state: SearchState
-           ) -> int:
+def _where(
+    i: int, zone: np.ndarray | None, zone_leaves: np.ndarray | None, state: SearchState
+) -> int:
     if zone is not None and zone[i]:
         return 0
     if zone_leaves is not None:
@@ -134,9 +142,17 @@ def _where(i: int, zone: np.ndarray | None, zone_leaves: np.ndarray | None, stat
     return 2
 
 
-def _candidates(state: SearchState, g: int, cand: np.ndarray, free: np.ndarray, pre: np.ndarray,
-                skip: Sequence[int], cneed: np.ndarray, cfree: np.ndarray, cpre: np.ndarray
-                ) -> tuple[np.ndarray, np.ndarray]:
+def _candidates(
+    state: SearchState,
+    g: int,
+    cand: np.ndarray,
+    free: np.ndarray,
+    pre: np.ndarray,
+    skip: Sequence[int],
+    cneed: np.ndarray,
+    cfree: np.ndarray,
+    cpre: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Nodes that could hold ``g`` GPUs (and ``cneed`` CPUs) once their preemptible jobs are
     gone, with a lower bound of the loss there (0 with room already, else the cheapest live
     victim), in bound order: the search stops once the bound exceeds the best found."""
@@ -148,19 +164,27 @@ def _candidates(state: SearchState, g: int, cand: np.ndarray, free: np.ndarray, 
     return nodes[order], lbn[order]
 
 
-def _single(state: SearchState, job: Job, cand: np.ndarray, budget: int, zone, zone_leaves
-            ) -> _Pick | None:
+def _single(
+    state: SearchState, job: Job, cand: np.ndarray, budget: int, zone, zone_leaves
+) -> _Pick | None:
     g = job.gpus_per_node
     best: _Pick | None = None
     best_key = None
     cneed = state.need_cpus(job)
-    nodes, lbs = _candidates(state, g, cand, state.free, state.pre_gpus, (), cneed,
-                             state.cpus_free, state.pre_cpus)
+    nodes, lbs = _candidates(
+        state, g, cand, state.free, state.pre_gpus, (), cneed, state.cpus_free, state.pre_cpus
+    )
     for i, lb in zip(nodes.tolist(), lbs.tolist(), strict=True):
         if best_key is not None and _q(lb) > best_key[0]:
             break  # every node left loses more than the best (rule 1)
-        got = _node_victims(state, i, int(g - max(state.free[i], 0)), budget, (),
-                            int(cneed[i] - max(state.cpus_free[i], 0)))
+        got = _node_victims(
+            state,
+            i,
+            int(g - max(state.free[i], 0)),
+            budget,
+            (),
+            int(cneed[i] - max(state.cpus_free[i], 0)),
+        )
         if got is None:
             continue
         vl, vs = got
@@ -175,16 +199,23 @@ def _single(state: SearchState, job: Job, cand: np.ndarray, budget: int, zone, z
             touched.append(vic.idx)
         free_after[i] -= g
         t = np.unique(np.concatenate(touched))
-        pick = _Pick(vs, idx, vl, _frag_delta(state, free_after, t),
-                     _where(i, zone, zone_leaves, state), int(free_after[i]))
+        pick = _Pick(
+            vs,
+            idx,
+            vl,
+            _frag_delta(state, free_after, t),
+            _where(i, zone, zone_leaves, state),
+            int(free_after[i]),
+        )
         k = pick.key()
         if best_key is None or k < best_key:
             best, best_key = pick, k
     return best
 
 
-def _pick_nodes(state: SearchState, job: Job, cand: np.ndarray, budget: int, zone, zone_leaves,
-                one_leaf: bool) -> _Pick | None:
+def _pick_nodes(
+    state: SearchState, job: Job, cand: np.ndarray, budget: int, zone, zone_leaves, one_leaf: bool
+) -> _Pick | None:
     """Greedy over a multi-node job's nodes: each time the cheapest node (lost, count, where,
     left) given the victims already chosen; with ``one_leaf`` all in the first node's leaf."""
     g, nn = job.gpus_per_node, job.num_nodes
@@ -203,14 +234,25 @@ def _pick_nodes(state: SearchState, job: Job, cand: np.ndarray, budget: int, zon
         for i, lb in zip(nodes.tolist(), lbs.tolist(), strict=True):
             if best is not None and _q(lb) > best[0][0]:
                 break
-            got = _node_victims(state, i, int(g - max(free[i], 0)), budget - len(chosen_vics),
-                                chosen_vics, int(cneed[i] - max(cfree[i], 0)))
+            got = _node_victims(
+                state,
+                i,
+                int(g - max(free[i], 0)),
+                budget - len(chosen_vics),
+                chosen_vics,
+                int(cneed[i] - max(cfree[i], 0)),
+            )
             if got is None:
                 continue
             vl, vs = got
             freed = sum(gg for v, gg, _ in state.by_node(i) if v in vs)
-            key = (_q(vl), len(vs), _where(i, zone, zone_leaves, state),
-                   int(max(free[i], 0) + freed - g), i)
+            key = (
+                _q(vl),
+                len(vs),
+                _where(i, zone, zone_leaves, state),
+                int(max(free[i], 0) + freed - g),
+                i,
+            )
             if best is None or key < best[0]:
                 best = (key, i, vl, vs)
         if best is None:
@@ -238,8 +280,9 @@ def _pick_nodes(state: SearchState, job: Job, cand: np.ndarray, budget: int, zon
     return _Pick(tuple(chosen_vics), idx, lost, frag, where, int(free[idx].sum()))
 
 
-def choose_victims(state: SearchState, job: Job, budget: int, zone: np.ndarray | None = None
-                   ) -> _Pick | None:
+def choose_victims(
+    state: SearchState, job: Job, budget: int, zone: np.ndarray | None = None
+) -> _Pick | None:
     """The least-harm victim set and nodes for ``job`` (module docstring), or None."""
     cand = state.candidate_mask(job)
     g, nn = job.gpus_per_node, job.num_nodes
@@ -274,8 +317,9 @@ def choose_victims(state: SearchState, job: Job, budget: int, zone: np.ndarray |
     return min(picks, key=lambda kp: kp[0])[1]
 
 
-def at_risk(snapshot: ClusterSnapshot, now: float, plan: Plan, rules: JobRules, lead: float
-            ) -> list[Job]:
+def at_risk(
+    snapshot: ClusterSnapshot, now: float, plan: Plan, rules: JobRules, lead: float
+) -> list[Job]:
     """Pending inference jobs about to miss their SLA that the plan does not rescue
     (module docstring, "When"), earliest deadline first."""
     out = []
@@ -308,8 +352,14 @@ def at_risk(snapshot: ClusterSnapshot, now: float, plan: Plan, rules: JobRules, 
     return [j for _, _, j in out]
 
 
-def kant_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config,
-                     zone: np.ndarray | None = None, limit_only: bool = False) -> Plan:
+def kant_preemptions(
+    snapshot: ClusterSnapshot,
+    now: float,
+    plan: Plan,
+    config,
+    zone: np.ndarray | None = None,
+    limit_only: bool = False,
+) -> Plan:
     """``plan`` plus the preemptions (and starts) that save at-risk inference jobs."""
     p = config.preemption
     rules = JobRules.from_config(config)
@@ -327,8 +377,9 @@ def kant_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config,
         # With the victim bound used up, only room that is free already can still help.
         pick = choose_victims(state, job, budget, zone)
         if pick is None:
-            notes[job.job_id] = ("preemption: no preemptible jobs free enough room for it "
-                                 "within the victim bound")
+            notes[job.job_id] = (
+                "preemption: no preemptible jobs free enough room for it within the victim bound"
+            )
             continue
         sla = job.sla if job.sla is not None else rules.sla_of(job)
         gpus = np.full(len(pick.idx), job.gpus_per_node, dtype=np.int64)
@@ -336,25 +387,44 @@ def kant_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config,
         for v in pick.victims:
             vic = state.victims[v]
             vdesc.append(f"{vic.job.job_id} ({vic.lost / 3600:.2f} GPU-h lost)")
-            preemptions.append(Preemption(
-                job_id=vic.job.job_id, for_job=job.job_id,
-                nodes=tuple(names[i] for i in vic.idx.tolist()),
-                node_gpus=tuple(int(x) for x in vic.gpus.tolist()),
-                lost_gpu_seconds=round(vic.lost, 3),
-                why=(f"inference job {job.job_id} waited {now - job.submit_time:.0f} s of its "
-                     f"{sla:.0f} s SLA; least harm: {vic.lost / 3600:.2f} GPU-h since its last "
-                     f"checkpoint"),
-            ))
-        why = ("SLA rescue: " + (f"preempts {', '.join(vdesc)}" if vdesc else "free room")
-               + f"; {len(pick.victims)} job(s), {pick.lost / 3600:.2f} GPU-h lost, "
-               f"fragmentation {pick.frag:+d}")
-        runtime, source = runtime_estimate(job, use_user=est.use_user_estimate,
-                                           unlimited=est.unlimited_runtime,
-                                           limit_only=limit_only)
-        starts.append(Placement(job_id=job.job_id, nodes=tuple(names[i] for i in pick.idx.tolist()),
-                                node_gpus=tuple(int(x) for x in gpus.tolist()), backfilled=False,
-                                group=None, runtime_estimate=runtime, estimate_source=source,
-                                why=why))
+            preemptions.append(
+                Preemption(
+                    job_id=vic.job.job_id,
+                    for_job=job.job_id,
+                    nodes=tuple(names[i] for i in vic.idx.tolist()),
+                    node_gpus=tuple(int(x) for x in vic.gpus.tolist()),
+                    lost_gpu_seconds=round(vic.lost, 3),
+                    why=(
+                        f"inference job {job.job_id} waited {now - job.submit_time:.0f} s of its "
+                        f"{sla:.0f} s SLA; least harm: {vic.lost / 3600:.2f} GPU-h since its last "
+                        f"checkpoint"
+                    ),
+                )
+            )
+        why = (
+            "SLA rescue: "
+            + (f"preempts {', '.join(vdesc)}" if vdesc else "free room")
+            + f"; {len(pick.victims)} job(s), {pick.lost / 3600:.2f} GPU-h lost, "
+            f"fragmentation {pick.frag:+d}"
+        )
+        runtime, source = runtime_estimate(
+            job,
+            use_user=est.use_user_estimate,
+            unlimited=est.unlimited_runtime,
+            limit_only=limit_only,
+        )
+        starts.append(
+            Placement(
+                job_id=job.job_id,
+                nodes=tuple(names[i] for i in pick.idx.tolist()),
+                node_gpus=tuple(int(x) for x in gpus.tolist()),
+                backfilled=False,
+                group=None,
+                runtime_estimate=runtime,
+                estimate_source=source,
+                why=why,
+            )
+        )
         notes[job.job_id] = why
         state.take(pick.victims, job, pick.idx, gpus)
         budget -= len(pick.victims)

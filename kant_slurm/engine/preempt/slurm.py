@@ -62,9 +62,13 @@ def slurm_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config)
         return plan
     started = {p.job_id for p in plan.starts}
     blocked = plan.blocked
-    pend = [j for j in pend if j.job_id not in started
-            and not (j.eligible_time is not None and j.eligible_time > now)
-            and blocked.get(j.job_id, "").startswith(ROOM_REASONS)]
+    pend = [
+        j
+        for j in pend
+        if j.job_id not in started
+        and not (j.eligible_time is not None and j.eligible_time > now)
+        and blocked.get(j.job_id, "").startswith(ROOM_REASONS)
+    ]
     if not pend:
         return plan
     pend.sort(key=lambda j: (-j.priority, j.submit_time, j.job_id))
@@ -84,20 +88,31 @@ def slurm_preemptions(snapshot: ClusterSnapshot, now: float, plan: Plan, config)
         gpus = np.asarray(choice.gpus, dtype=np.int64)
         for v in vs:
             vic = state.victims[v]
-            preemptions.append(Preemption(
-                job_id=vic.job.job_id, for_job=job.job_id,
-                nodes=tuple(names[i] for i in vic.idx.tolist()),
-                node_gpus=tuple(int(x) for x in vic.gpus.tolist()),
-                lost_gpu_seconds=round(vic.lost, 3),
-                why=f"preempt/qos: candidate removed for {job.job_id} and on its nodes"))
-        why = (f"preempt/qos REQUEUE: {len(vs)} candidate(s) removed; " + choice.why)
-        runtime, source = runtime_estimate(job, unlimited=config.estimator.unlimited_runtime,
-                                           limit_only=True)
-        starts.append(Placement(job_id=job.job_id,
-                                nodes=tuple(names[i] for i in choice.idx.tolist()),
-                                node_gpus=tuple(int(x) for x in gpus.tolist()),
-                                group=choice.group, runtime_estimate=runtime,
-                                estimate_source=source, why=why))
+            preemptions.append(
+                Preemption(
+                    job_id=vic.job.job_id,
+                    for_job=job.job_id,
+                    nodes=tuple(names[i] for i in vic.idx.tolist()),
+                    node_gpus=tuple(int(x) for x in vic.gpus.tolist()),
+                    lost_gpu_seconds=round(vic.lost, 3),
+                    why=f"preempt/qos: candidate removed for {job.job_id} and on its nodes",
+                )
+            )
+        why = f"preempt/qos REQUEUE: {len(vs)} candidate(s) removed; " + choice.why
+        runtime, source = runtime_estimate(
+            job, unlimited=config.estimator.unlimited_runtime, limit_only=True
+        )
+        starts.append(
+            Placement(
+                job_id=job.job_id,
+                nodes=tuple(names[i] for i in choice.idx.tolist()),
+                node_gpus=tuple(int(x) for x in gpus.tolist()),
+                group=choice.group,
+                runtime_estimate=runtime,
+                estimate_source=source,
+                why=why,
+            )
+        )
         notes[job.job_id] = why
         state.take(vs, job, np.asarray(choice.idx, dtype=np.int64), gpus)
     return amend_plan(plan, preemptions, starts, notes)
@@ -159,13 +174,13 @@ def slurm_run_now(state: SearchState, cycle, job: Job, youngest: bool, select):
         pass_count += 1
         sel = set(np.asarray(choice.idx).tolist())
         if stop:
-            vs = tuple(v for v in removed
-                       if sel.intersection(state.victims[v].idx.tolist()))
+            vs = tuple(v for v in removed if sel.intersection(state.victims[v].idx.tolist()))
             return choice, vs
         # Re-sort: the last removed first, the other removed by nodes in the selection, the
         # rest after (stable).
         rank = {v: len(sel.intersection(state.victims[v].idx.tolist())) for v in removed[:-1]}
-        moved = [removed[-1]] + sorted((v for v in removed[:-1] if rank[v] > 0),
-                                       key=lambda v: -rank[v])
+        moved = [removed[-1]] + sorted(
+            (v for v in removed[:-1] if rank[v] > 0), key=lambda v: -rank[v]
+        )
         ahead = set(moved)
         cands = moved + [v for v in cands if v not in ahead]

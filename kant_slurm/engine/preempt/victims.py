@@ -48,8 +48,7 @@ class SearchState:
     """Free GPUs after the plan's starts, and the preemptible running jobs by node (also as
     flat arrays, one entry per victim and node, for vectorised bounds)."""
 
-    def __init__(self, snapshot: ClusterSnapshot, plan: Plan, now: float, rules: JobRules
-                 ) -> None:
+    def __init__(self, snapshot: ClusterSnapshot, plan: Plan, now: float, rules: JobRules) -> None:
         inv = snapshot.inventory
         self.inv = inv
         self.snapshot = snapshot
@@ -59,8 +58,9 @@ class SearchState:
         self.schedulable = np.asarray(snapshot.schedulable, dtype=bool)
         # CPUs: checked only on nodes that report a count (as the cycle does).
         self.has_cpus = np.asarray(inv.cpus_total) > 0
-        self.cpus_free = np.where(self.schedulable, inv.cpus_total - snapshot.cpus_alloc,
-                                  0).astype(np.int64)
+        self.cpus_free = np.where(self.schedulable, inv.cpus_total - snapshot.cpus_alloc, 0).astype(
+            np.int64
+        )
         self.cpus_free[~self.has_cpus] = 1 << 40  # unknown count: never the limit
         index = inv.index
         job_of = snapshot.job
@@ -91,9 +91,12 @@ class SearchState:
                 if job.nodes and rules.preemptible(job):
                     try:
                         idx = [index[n] for n in job.nodes]
-                        entry = (idx, list(job.node_gpus or (job.gpus_per_node,) * len(idx)),
-                                 rules.checkpoint_of(job),
-                                 list(job.node_cpus or (job.cpus_per_node,) * len(idx)))
+                        entry = (
+                            idx,
+                            list(job.node_gpus or (job.gpus_per_node,) * len(idx)),
+                            rules.checkpoint_of(job),
+                            list(job.node_cpus or (job.cpus_per_node,) * len(idx)),
+                        )
                     except KeyError:
                         entry = None
                 cache[id(job)] = (job, rules, entry)
@@ -111,8 +114,9 @@ class SearchState:
         f_g = np.asarray(f_gpus, dtype=np.int64)
         self.f_gpus = f_g
         self.f_cpus = np.asarray(f_cpus, dtype=np.int64)
-        self.pre_cpus = np.bincount(self.f_node, weights=self.f_cpus,
-                                    minlength=len(inv)).astype(np.int64)
+        self.pre_cpus = np.bincount(self.f_node, weights=self.f_cpus, minlength=len(inv)).astype(
+            np.int64
+        )
         lens_a = np.asarray(lens, dtype=np.int64)
         self.f_vic = np.repeat(np.arange(len(jobs), dtype=np.int64), lens_a)
         self.pre_gpus = np.bincount(self.f_node, weights=f_g, minlength=len(inv)).astype(np.int64)
@@ -121,15 +125,26 @@ class SearchState:
         start = np.asarray(starts, dtype=float)
         interval = np.asarray(intervals, dtype=float)
         ran = np.maximum(0.0, now - np.nan_to_num(start, nan=now))
-        self.v_lost = np.where(np.isnan(start), gsum * interval,
-                               gsum * np.mod(ran, np.where(interval > 0, interval, 1.0)))
+        self.v_lost = np.where(
+            np.isnan(start),
+            gsum * interval,
+            gsum * np.mod(ran, np.where(interval > 0, interval, 1.0)),
+        )
         self.v_start = np.nan_to_num(start, nan=0.0)
         self.v_prio = np.asarray([j.priority for j in jobs], dtype=np.int64)
         offs = np.concatenate(([0], np.cumsum(lens_a))).tolist()
         lost_l = self.v_lost.tolist()
         fc = self.f_cpus
-        self.victims = [Victim(j, self.f_node[offs[k]:offs[k + 1]], f_g[offs[k]:offs[k + 1]],
-                               lost_l[k], fc[offs[k]:offs[k + 1]]) for k, j in enumerate(jobs)]
+        self.victims = [
+            Victim(
+                j,
+                self.f_node[offs[k] : offs[k + 1]],
+                f_g[offs[k] : offs[k + 1]],
+                lost_l[k],
+                fc[offs[k] : offs[k + 1]],
+            )
+            for k, j in enumerate(jobs)
+        ]
         self.alive = np.ones(len(jobs), dtype=bool)
         order = np.argsort(self.f_node, kind="stable")
         self._by_order = order
@@ -142,14 +157,19 @@ class SearchState:
         """(victim, GPUs, CPUs it holds on node ``i``) for every victim on ``i``."""
         out = self._by_node.get(i)
         if out is None:
-            sl = self._by_order[self._by_bounds[i]:self._by_bounds[i + 1]]
-            out = list(zip(self.f_vic[sl].tolist(), self.f_gpus[sl].tolist(),
-                           self.f_cpus[sl].tolist(), strict=True))
+            sl = self._by_order[self._by_bounds[i] : self._by_bounds[i + 1]]
+            out = list(
+                zip(
+                    self.f_vic[sl].tolist(),
+                    self.f_gpus[sl].tolist(),
+                    self.f_cpus[sl].tolist(),
+                    strict=True,
+                )
+            )
             self._by_node[i] = out
         return out
 
-    def take(self, victims: Sequence[int], job: Job, idx: np.ndarray, gpus: np.ndarray
-             ) -> None:
+    def take(self, victims: Sequence[int], job: Job, idx: np.ndarray, gpus: np.ndarray) -> None:
         """Victims stop, ``job`` starts on ``idx``."""
         for v in victims:
             vic = self.victims[v]
