@@ -101,7 +101,7 @@ def figures_of(run) -> dict:
     }
 
 
-def run_load(name: str, seeds, workers: int, openb: Path | None, progress) -> dict:
+def run_load(name: str, seeds, workers: int, openb: Path | None, progress, config=None) -> dict:
     """{seed: {policy: figures}} of one load."""
     from kant_slurm.sim.cluster import load_cluster_spec
     from kant_slurm.sim.run import compare_policies
@@ -112,7 +112,8 @@ def run_load(name: str, seeds, workers: int, openb: Path | None, progress) -> di
     out = {}
     for seed in seeds:
         t0 = time.perf_counter()
-        c = compare_policies(trace, cluster, list(POLICIES), seed=seed, workers=workers)
+        c = compare_policies(trace, cluster, list(POLICIES), config=config, seed=seed,
+                             workers=workers)
         out[seed] = {p: figures_of(c.runs[p]) for p in POLICIES}
         progress(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s (" + ", ".join(
             f"{p} {out[seed][p]['sim_seconds']:.0f} s" for p in POLICIES) + ")")
@@ -271,6 +272,9 @@ def main() -> int:
                     help="policies replayed at once, one process each: 1 or 2 (default: 2)")
     ap.add_argument("--openb", type=Path, default=openb_default(),
                     help="openb_pod_list_default.csv (default: in $KANT_TRACES)")
+    ap.add_argument("--config", type=Path,
+                    help="kant config for every policy, as `simulate --config` (default: the "
+                         "built-in defaults); e.g. benchmarks/kant-node-first.yaml")
     ap.add_argument("--out", type=Path, help="write the Markdown table here (default: stdout)")
     ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
     argv = sys.argv[1:]
@@ -297,10 +301,19 @@ def main() -> int:
         print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", file=sys.stderr,
               flush=True)
 
+    config = None
+    if args.config is not None:
+        from kant_slurm.config import load_config
+        from kant_slurm.errors import KantError
+
+        try:
+            config = load_config(args.config)
+        except KantError as exc:
+            ap.error(f"--config: {exc}")
     _commit()  # the code measured is HEAD as the run begins
     results = {}
     for name in loads:
-        runs = run_load(name, args.seeds, args.workers, args.openb, progress)
+        runs = run_load(name, args.seeds, args.workers, args.openb, progress, config)
         summary = summarize_load(runs)
         results[name] = {"runs": runs, "summary": summary,
                          "targets": judge(name, runs, summary["stats"])}

@@ -181,6 +181,16 @@ class PlacementConfig:
             hi=1024,
         ),
     )
+    single_node: str = field(
+        default="leaf",
+        metadata=_spec(
+            "E-Binpack for one-node jobs: leaf (the fullest leaf group that fits, then the "
+            "node with the fewest free GPUs in it) or node (the node with the fewest free "
+            "GPUs that fit, ties to the fullest leaf: lower GFR where the cluster has room, "
+            "higher where the queue is deep)",
+            choices=("leaf", "node"),
+        ),
+    )
 
 
 @dataclass(frozen=True)

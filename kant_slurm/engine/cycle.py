@@ -262,6 +262,7 @@ class Cycle:
     pool_of: Callable[[Job], np.ndarray] | None = None  # job -> node mask (default: its pool)
     alternatives: int = 3  # alternative groups a selector reports
     spread_per_node: int = 1  # E-Spread's soft replicas-per-node target
+    single_node: str = "leaf"  # E-Binpack for one-node jobs: fullest "leaf" or fullest "node"
 
     free: np.ndarray = field(init=False)
     cpus_free: np.ndarray = field(init=False)

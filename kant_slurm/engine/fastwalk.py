@@ -53,7 +53,9 @@ except ImportError:  # pragma: no cover - exercised only without numba
 
 log = logging.getLogger(__name__)
 
-KIND_BINPACK, KIND_SLURM = 1, 2  # the node selectors it has: select.binpack, slurm_cons_tres
+# The node selectors it has: select.binpack (one-node jobs: fullest leaf first, or with
+# placement.single_node "node" the fullest node) and select.slurm_cons_tres.
+KIND_BINPACK, KIND_SLURM, KIND_BINPACK_NODE = 1, 2, 3
 
 _INF = np.inf
 
@@ -425,12 +427,13 @@ def _fullest_node(avail, elig, total, levels, n_groups, out):
 
 
 @_jit
-def _binpack(avail, nn, g, total, levels, n_groups, out):
-    """select.binpack (E-Binpack) on an availability vector."""
+def _binpack(avail, nn, g, total, levels, n_groups, node_first, out):
+    """select.binpack (E-Binpack) on an availability vector; ``node_first``: one-node jobs by
+    select._fullest_node."""
     elig = _nodes_ge(avail, g)
     if elig.size < nn:
         return 0, -1, -1
-    if nn == 1:
+    if nn == 1 and node_first:
         return _fullest_node(avail, elig, total, levels, n_groups, out)
     for lv in range(levels.shape[0]):
         gidx = levels[lv]
@@ -444,7 +447,10 @@ def _binpack(avail, nn, g, total, levels, n_groups, out):
         if best < 0:
             continue
         in_best = _in_group(elig, gidx, best)
-        if lv == 0:
+        if nn == 1:
+            out[0] = in_best[np.argmin(avail[in_best])]  # first minimum = lowest index
+            c = 1
+        elif lv == 0:
             c = _best_fit_into(in_best, avail, 0, nn, out, 0)
         else:
             c = _fill_leaves(in_best, avail, total, levels[0], n_groups[0], g, nn, out)
@@ -640,8 +646,8 @@ def _insertion_sort(a, m):
 
 @_jit
 def _select(kind, avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out):
-    if kind == KIND_BINPACK:
-        return _binpack(avail, nn, g, total, levels, n_groups, out)
+    if kind != KIND_SLURM:  # KIND_BINPACK or KIND_BINPACK_NODE
+        return _binpack(avail, nn, g, total, levels, n_groups, kind == KIND_BINPACK_NODE, out)
     return _slurm(avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out)
 
 

@@ -342,7 +342,11 @@ class _QueuePolicy:
         new = [sid for sid in present if sid not in rows]
         if new:
             kinds: dict[Selector, int] = {
-                binpack: fastwalk.KIND_BINPACK,
+                binpack: (
+                    fastwalk.KIND_BINPACK_NODE
+                    if self.config.placement.single_node == "node"
+                    else fastwalk.KIND_BINPACK
+                ),
                 slurm_cons_tres: fastwalk.KIND_SLURM,
             }
             for sid in new:
@@ -490,6 +494,7 @@ class _QueuePolicy:
             pool_of=self.pool_of(snapshot, ctx),
             alternatives=cfg.placement.alternatives,
             spread_per_node=cfg.placement.spread_per_node,
+            single_node=cfg.placement.single_node,
         )
         rt = self._run_table
         if rt is None or rt.token is not self.history:  # estimates depend on the history
@@ -833,8 +838,8 @@ _COMPILED_REASON = (
 
 def _compiled_why(kind: int, group: str | None, level: int, job: Job) -> str:
     shape = f"{job.num_nodes}x{job.gpus_per_node} GPUs"
-    if kind == fastwalk.KIND_BINPACK:
-        if job.num_nodes == 1:
+    if kind in (fastwalk.KIND_BINPACK, fastwalk.KIND_BINPACK_NODE):
+        if job.num_nodes == 1 and kind == fastwalk.KIND_BINPACK_NODE:
             where = f" in leaf group {group}" if group is not None else ""
             return (
                 f"E-Binpack: node best-fit: fewest free GPUs that hold {shape}{where}, "

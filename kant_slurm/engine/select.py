@@ -5,10 +5,10 @@ per node with -1 where the job may not go. The same selector answers "run now" a
 at T" (the cycle passes the availability of that moment).
 
 - :func:`first_fit`: lowest node index first (``fifo``).
-- :func:`binpack`: E-Binpack (``kant``): the smallest level that can hold the job and the
-  fullest unit there that still fits. For a single-node job that unit is the node: fewest free
-  GPUs that still hold it, ties to the fullest leaf group. For a gang, the fullest topology
-  group that holds it, nodes best-fit by free GPUs.
+- :func:`binpack`: E-Binpack (``kant``): the smallest topology level that can hold the job,
+  the fullest group there that still fits, nodes best-fit by free GPUs. A single-node job
+  takes the fullest leaf first by default; with ``placement.single_node: node`` the fullest
+  node (:func:`_fullest_node`).
 - :func:`spread`: E-Spread (``kant``, inference jobs in the inference zone): replicas of one
   service on different nodes, the zone packed.
 - :func:`slurm_cons_tres`: the ``slurm`` model's node choice (see :mod:`.policies`).
@@ -112,7 +112,7 @@ def binpack(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
     if elig_idx.size < nn:
         return None
     inv = cycle.inv
-    if nn == 1:
+    if nn == 1 and cycle.single_node == "node":
         return _fullest_node(cycle, job, avail, elig_idx)
     n_alt = cycle.alternatives
     for lv, (names, gidx) in enumerate(inv.group_levels):
@@ -125,7 +125,10 @@ def binpack(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
         ranked, scores = rank_groups(fits, fr, tot, top=n_alt + 1)
         best = int(ranked[0])
         in_best = elig_idx[ge == best]
-        if lv == 0:
+        if nn == 1:
+            left = avail[in_best]
+            idx = in_best[[int(np.argmin(left))]]  # first minimum = lowest index
+        elif lv == 0:
             order = np.lexsort((in_best, avail[in_best]))[:nn]
             idx = in_best[order]
         else:
@@ -165,10 +168,12 @@ def _fullest_node(cycle: Cycle, job: Job, avail: np.ndarray, elig_idx: np.ndarra
     fill, then fewer free GPUs, then lower index; nodes under no leaf last), then the lower
     node index.
 
-    Why the node before the leaf: GFR counts partly used nodes. Ranking leaves first sends a
-    4-GPU job to an idle node of the fullest leaf while a node of another leaf has exactly 4
-    free, which leaves both nodes partly used (philly-96x8, seed 0: kant's GFR 0.132 with the
-    leaf first, 0.101 with the node first)."""
+    ``placement.single_node: node``. Why it is not the default: GFR counts partly used nodes,
+    and the leaf-first rule can send a 4-GPU job to an idle node of the fullest leaf while a
+    node of another leaf has exactly 4 free, which leaves both partly used. Node first lowers
+    GFR where the cluster has room (Philly Sep-Oct on 96 x 8, seeds 0-2: 0.132 -> 0.105) but
+    raises it where the queue is deep (64 x 8: 0.014 -> 0.017; 48 x 8: 0.012 -> 0.019);
+    README, "Quality of the deployed product"."""
     inv = cycle.inv
     g = job.gpus_per_node
     left = avail[elig_idx]
@@ -225,13 +230,67 @@ def _node_why(g: int, n_free: int, leaf: str, n_fits: int, fill: float, leaf_fre
 
 def _binpack_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
     """:func:`binpack` for a single-node job on plain free GPUs, from the leaf aggregates
-    (same choice, reason and alternatives as :func:`_fullest_node`, in O(leaf groups x GPUs
-    per node) instead of O(nodes))."""
+    (same choice as the general path, in a handful of array operations)."""
     g = job.gpus_per_node
     if job.num_nodes != 1:
         return NotImplemented
     if g > agg.gmax:
         return None
+    if cycle.single_node == "node":
+        return _fullest_node_fast(cycle, job, agg)
+    fits = agg.cnt_ge[:, g] > 0
+    masked = np.where(fits, agg.score, -1.0)
+    top = float(masked.max())
+    if top < 0:
+        return None
+    cand = np.flatnonzero(masked == top)
+    best = int(cand[0]) if cand.size == 1 else int(cand[int(np.argmin(agg.fr[cand]))])
+    nodes = agg.nodes_of[best]
+    f = agg.source[nodes]
+    pick = nodes[[int(np.argmin(np.where(f >= g, f, _BIG)))]]
+    if not cycle.inv.group_levels:
+        why = "no topology: node best-fit by free GPUs over the whole pool"
+        return Choice(pick, _gpus(pick, job), None, why)
+    return Choice(
+        pick,
+        _gpus(pick, job),
+        agg.names[best],
+        _leaf_why(agg, best, fits, g, top),
+        _fast_alternatives(cycle, agg, masked, best),
+    )
+
+
+def _leaf_why(agg, best: int, fits: np.ndarray, g: int, top: float) -> str:
+    return (
+        f"leaf group {agg.names[best]}: fullest of {int(np.count_nonzero(fits))} leaf "
+        f"groups that hold 1x{g} GPUs (fill {top:.3f}, {int(agg.fr[best])} GPUs free); "
+        f"nodes best-fit by free GPUs"
+    )
+
+
+def _fast_alternatives(cycle: Cycle, agg, masked: np.ndarray, best: int) -> tuple:
+    n_alt = cycle.alternatives
+    size = masked.size
+    if n_alt <= 0 or size <= 1:
+        return ()
+    k = min(n_alt + 1, size)
+    part = np.argpartition(masked, size - k)[size - k :] if size > k else np.arange(size)
+    rows = sorted(
+        (-v, f, i)
+        for v, f, i in zip(masked[part].tolist(), agg.fr[part].tolist(), part.tolist(), strict=True)
+        if v >= 0 and i != best
+    )
+    names = agg.names
+    return tuple(
+        {"group": names[i], "level": 0, "score": round(-v, 4), "free_gpus": int(f)}
+        for v, f, i in rows[:n_alt]
+    )
+
+
+def _fullest_node_fast(cycle: Cycle, job: Job, agg) -> Choice | None:
+    """:func:`_fullest_node` from the leaf aggregates: the same choice, reason and
+    alternatives in O(leaf groups x GPUs per node) instead of O(nodes)."""
+    g = job.gpus_per_node
     # exact[leaf, f]: nodes of the leaf with exactly f free GPUs (f = g .. gmax).
     ge = agg.cnt_ge[:, g:]
     exact = ge - np.concatenate([ge[:, 1:], np.zeros((ge.shape[0], 1), ge.dtype)], axis=1)

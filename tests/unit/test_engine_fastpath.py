@@ -124,10 +124,11 @@ def _both(name, cfg, snap, now):
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(deep_queues(), st.sampled_from(["kant", "slurm", "fifo"]), st.sampled_from([0, 1, 3, 8]),
-       st.sampled_from([0, 0, 15]), st.booleans())
-def test_fast_path_plans_equal_the_general_path(snap, name, k_res, max_test, zone):
+       st.sampled_from([0, 0, 15]), st.booleans(), st.sampled_from(["leaf", "node"]))
+def test_fast_path_plans_equal_the_general_path(snap, name, k_res, max_test, zone, single_node):
     cfg = config_from_dict({"inference_zone": {"partition": "inf" if zone else ""},
-                            "backfill": {"reservations": k_res, "max_job_test": max_test}})
+                            "backfill": {"reservations": k_res, "max_job_test": max_test},
+                            "placement": {"single_node": single_node}})
     fast, slow = _both(name, cfg, snap, NOW)
     now = NOW
     for _cycle in range(3):

@@ -93,10 +93,12 @@ def test_numba_is_there_and_the_walk_compiles():
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(deep_queues(), st.sampled_from(["kant", "slurm"]), st.sampled_from([0, 1, 3, 8]),
-       st.sampled_from([0, 0, 15]), st.booleans())
-def test_compiled_walk_starts_what_the_python_walk_starts(snap, name, k_res, max_test, zone):
+       st.sampled_from([0, 0, 15]), st.booleans(), st.sampled_from(["leaf", "node"]))
+def test_compiled_walk_starts_what_the_python_walk_starts(snap, name, k_res, max_test, zone,
+                                                          single_node):
     cfg = config_from_dict({"inference_zone": {"partition": "inf" if zone else ""},
-                            "backfill": {"reservations": k_res, "max_job_test": max_test}})
+                            "backfill": {"reservations": k_res, "max_job_test": max_test},
+                            "placement": {"single_node": single_node}})
     run_cycles(_plain(snap), name, cfg)
 
 

@@ -72,6 +72,13 @@ def test_kant_explains_group_and_alternatives():
     p = plan("kant", cluster(), A_RUNNING + [pending("j", 1, 1)])
     (s,) = p.starts
     assert s.group == "leaf1"
+    assert s.why == ("leaf group leaf1: fullest of 2 leaf groups that hold 1x1 GPUs (fill 0.188, "
+                     "26 GPUs free); nodes best-fit by free GPUs")
+    assert [dict(a) for a in s.alternatives] == [
+        {"group": "leaf2", "level": 0, "score": 0.125, "free_gpus": 28}]
+    node_first = config_from_dict({"placement": {"single_node": "node"}})
+    (s,) = plan("kant", cluster(), A_RUNNING + [pending("j", 1, 1)], config=node_first).starts
+    assert s.nodes == ("gn03",) and s.group == "leaf1"
     assert s.why == ("node best-fit: fewest free GPUs that hold 1x1 (2 free), in leaf group "
                      "leaf1, the fullest of the 2 leaf groups with room that have such a node "
                      "(fill 0.188, 26 GPUs free)")
@@ -81,20 +88,26 @@ def test_kant_explains_group_and_alternatives():
     assert not s.backfilled
 
 
-# Single-node E-Binpack: the node with the fewest free GPUs that hold the job, ties to the
-# fullest leaf group, then the lower index. Two leaves of 3 nodes; the running GPUs per node.
-@pytest.mark.parametrize("used, g, expect", [
-    ({"gn01": 4, "gn04": 6}, 4, "gn01"),  # gn01 has exactly 4 free; leaf2 is fuller, gn04 too full
-    ({"gn01": 4, "gn04": 6}, 2, "gn04"),  # gn04 has exactly 2 free
-    ({"gn01": 4, "gn04": 6}, 5, "gn05"),  # only idle nodes hold 5: leaf2 is fuller (6 vs 4)
-    ({"gn01": 4, "gn04": 4, "gn05": 2}, 4, "gn04"),  # tie on 4 free: leaf2 is fuller (6 used)
-    ({"gn02": 5, "gn03": 5}, 3, "gn02"),  # tie in one leaf: the lower index
-    ({"gn01": 8, "gn02": 8, "gn03": 8, "gn04": 7}, 1, "gn04"),  # full nodes are not candidates
+# Single-node E-Binpack, the default (leaf) and placement.single_node: node (the node with the
+# fewest free GPUs that hold the job, ties to the fullest leaf group, then the lower index).
+# Two leaves of 3 nodes; the running GPUs per node.
+@pytest.mark.parametrize("used, g, leaf_first, node_first", [
+    # leaf2 is fuller (6 vs 4 used) but gn04 cannot hold 4: gn05 leaf-first; gn01 fits exactly
+    ({"gn01": 4, "gn04": 6}, 4, "gn05", "gn01"),
+    ({"gn01": 4, "gn04": 6}, 2, "gn04", "gn04"),  # gn04 has exactly 2 free, in the fuller leaf
+    ({"gn01": 4, "gn04": 6}, 5, "gn05", "gn05"),  # only idle nodes hold 5: leaf2 is fuller
+    ({"gn01": 4, "gn04": 4, "gn05": 2}, 4, "gn04", "gn04"),  # tie on 4 free: leaf2 is fuller
+    ({"gn02": 5, "gn03": 5}, 3, "gn02", "gn02"),  # tie in one leaf: the lower index
+    ({"gn01": 8, "gn02": 8, "gn03": 8, "gn04": 7}, 1, "gn04", "gn04"),  # full nodes: no
+    # leaf1 is fuller (17 vs 7 used) and holds 1 on gn03 (3 free); gn05 has 1 free
+    ({"gn01": 8, "gn02": 4, "gn03": 5, "gn05": 7}, 1, "gn03", "gn05"),
 ])
-def test_single_node_binpack_takes_the_fullest_node(used, g, expect):
+def test_single_node_binpack(used, g, leaf_first, node_first):
     inv = cluster(leaves=(3, 3))
     jobs = [running(f"r-{n}", n, k) for n, k in used.items()] + [pending("j", 1, g)]
-    assert started(plan("kant", inv, jobs)) == {"j": (expect,)}
+    assert started(plan("kant", inv, jobs)) == {"j": (leaf_first,)}
+    cfg = config_from_dict({"placement": {"single_node": "node"}})
+    assert started(plan("kant", inv, jobs, config=cfg)) == {"j": (node_first,)}
 
 
 def test_gang_takes_whole_free_nodes_in_the_fullest_leaf():
@@ -117,8 +130,11 @@ def test_fullest_group_that_still_fits_keeps_idle_leaves_whole():
     # Three leaves of 2 nodes: leaf1 gn01 4 used; leaf2 gn03 6 used; leaf3 idle.
     inv = cluster(leaves=(2, 2, 2))
     jobs = [running("r1", "gn01", 4), running("r2", "gn03", 6), pending("j", 1, 4)]
-    # kant: gn01 has exactly 4 free (best fit), so it fills up; gn04 and leaf3 stay whole.
-    assert started(plan("kant", inv, jobs)) == {"j": ("gn01",)}
+    # kant: leaf2 is fullest (6/16) and gn04 fits -> gn04; leaf3 stays whole.
+    assert started(plan("kant", inv, jobs)) == {"j": ("gn04",)}
+    # with placement.single_node: node, gn01 (exactly 4 free) fills up; gn04 stays whole too.
+    cfg = config_from_dict({"placement": {"single_node": "node"}})
+    assert started(plan("kant", inv, jobs, config=cfg)) == {"j": ("gn01",)}
     # slurm: usable nodes for 4 GPUs: leaf1 2, leaf2 1, leaf3 2 -> leaf2 -> gn04.
     assert started(plan("slurm", inv, jobs)) == {"j": ("gn04",)}
     # a 2-GPU job: kant still prefers leaf2 (gn03 has exactly 2 free: best fit).

@@ -192,14 +192,16 @@ def test_kant_breaks_an_idle_leaf_only_when_no_used_leaf_can_hold_the_job(leaf_s
 
 
 @SETTINGS
-@given(scenarios(), st.sampled_from(["kant", "slurm"]))
-def test_fast_paths_decide_exactly_as_the_general_path(scenario, name):
-    """The leaf-aggregate shortcuts must not change a single decision."""
+@given(scenarios(), st.sampled_from(["kant", "slurm"]), st.sampled_from(["leaf", "node"]))
+def test_fast_paths_decide_exactly_as_the_general_path(scenario, name, single_node):
+    """The leaf-aggregate shortcuts must not change a single decision (nor, for the
+    fullest-node rule, its reason and alternatives)."""
     from kant_slurm.engine import select
 
     snap, zone, k_res = scenario
     cfg = config_from_dict({"inference_zone": {"nodes": zone},
-                            "backfill": {"reservations": k_res}})
+                            "backfill": {"reservations": k_res},
+                            "placement": {"single_node": single_node}})
     fast = get_policy(name, cfg).plan(snap, NOW)
     saved = {f: getattr(f, "fast") for f in (select.binpack, select.slurm_cons_tres)}
     try:
@@ -211,5 +213,8 @@ def test_fast_paths_decide_exactly_as_the_general_path(scenario, name):
             f.fast = v
     assert [(s.job_id, s.nodes, s.group) for s in fast.starts] == \
         [(s.job_id, s.nodes, s.group) for s in slow.starts]
+    if single_node == "node" and name == "kant":
+        assert [(s.why, [dict(a) for a in s.alternatives]) for s in fast.starts] == \
+            [(s.why, [dict(a) for a in s.alternatives]) for s in slow.starts]
     assert [(r.job_id, r.start_time, r.nodes) for r in fast.reservations] == \
         [(r.job_id, r.start_time, r.nodes) for r in slow.reservations]
