@@ -7,6 +7,7 @@ These are tools around Slurm, not part of the path from Slurm's state to kant's 
 - :mod:`.spec`: the cluster's shape (:class:`DevClusterSpec`), directory
   (:class:`DevClusterPaths`) and rendered config files
 - :mod:`.cluster`: ``up``, ``down`` and ``status``: the daemons in order
+- :mod:`.daemons`: starting each daemon (munged, MariaDB, slurmdbd, slurmctld, slurmds)
 - :mod:`.processes`: the cluster's PID namespace, spawning and reaping its processes
 - :mod:`.packages`: the Debian packages 22.05 runs from on this machine
 - :mod:`.chroot`: the cached Debian roots 24.11 and 26.05 run from

@@ -7,7 +7,7 @@ the next minute (at least 1 min); a job's compressed run time never exceeds its 
 limit, so rounding never kills a job that the trace let finish. The rounding only makes a
 short job look longer to backfill; :class:`ReplayJobs` counts how many limits were raised.
 
-Shapes come from the simulator's own :func:`kant_slurm.sim.simulator.prepare_workload` on the
+Shapes come from the simulator's own :func:`kant_slurm.sim.workload.prepare_workload` on the
 live inventory, so the replay and a simulation of the same slice ask for the same nodes and
 GPUs per node. Job names are built from the trace's job id, reduced to ``[A-Za-z0-9._-]``;
 every value goes to ``sbatch`` as one argument of an argument list (no shell).
@@ -38,7 +38,7 @@ from ..hostlist import expand
 from ..metrics.summary import all_metrics
 from ..metrics.timeline import scheduling_window
 from ..model import Inventory
-from ..sim.simulator import prepare_workload
+from ..sim.workload import prepare_workload
 from ..sim.timelimit import apply_time_limits
 from ..slurm import read_snapshot
 from ..slurm.backend import run_slurm

@@ -18,7 +18,7 @@ import pytest
 from kant_slurm.errors import SlurmError
 from kant_slurm.slurm import actuator as act
 from kant_slurm import devcluster as dc
-from kant_slurm.devcluster import cluster as dc_cluster
+from kant_slurm.devcluster import daemons as dc_daemons
 from kant_slurm.slurm.state import load_state, save_state
 from kant_slurm.steer import SteerLock, LockHeld, reset, run_cycle
 
@@ -74,7 +74,7 @@ def stop_slurmctld(cluster) -> None:
 
 
 def start_slurmctld(cluster) -> None:
-    dc_cluster._start_slurmctld(cluster.paths, clear_state=False)
+    dc_daemons.start_slurmctld(cluster.paths, clear_state=False)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         states = dc.node_states(cluster.conf_path)
