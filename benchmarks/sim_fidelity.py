@@ -65,7 +65,8 @@ def main() -> int:
 
     from kant_slurm.config import load_config
     from kant_slurm.engine.registry import get_policy
-    from kant_slurm.sim.simulator import SimSettings, Simulator, prepare_workload
+    from kant_slurm.sim.simulator import SimSettings, Simulator
+    from kant_slurm.sim.workload import prepare_workload
     from kant_slurm.slurm import read_snapshot
     from kant_slurm.devcluster.replay import prepare_replay
 

@@ -5,6 +5,7 @@
 - :mod:`.mixed`: a training trace plus inference services, aligned in time (issue 8)
 - :mod:`.timelimit`: seeded time-limit models for traces without limits
 - :mod:`.cluster`: the strict YAML cluster spec -> Inventory
+- :mod:`.workload`: a trace prepared for one cluster (job shapes, jobs no pool can hold dropped)
 - :mod:`.simulator`: the discrete-event loop (no placement or ordering logic of its own;
   carries out preemptions with requeue, allocates CPUs)
 - :mod:`.run`: replay under several policies and measure each (``kant-slurm simulate``)

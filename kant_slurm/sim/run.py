@@ -17,7 +17,8 @@ import pandas as pd
 from ..metrics.summary import details, summarize
 from ..metrics.timeline import Occupancy, occupancy, scheduling_window
 from .cluster import ClusterSpec
-from .simulator import SimResult, SimSettings, Simulator, prepare_workload
+from .simulator import SimResult, SimSettings, Simulator
+from .workload import prepare_workload
 from .timelimit import apply_time_limits
 from ..formats.traces import Trace
 

@@ -131,7 +131,8 @@ def test_a_simulation_of_the_bundled_real_slice_is_the_same_with_the_compiled_wa
     from kant_slurm.engine.classify import make_classifier
     from kant_slurm.sim.cluster import bundled_cluster_path, load_cluster_spec
     from kant_slurm.sim.run import _engine_config
-    from kant_slurm.sim.simulator import SimSettings, Simulator, prepare_workload
+    from kant_slurm.sim.simulator import SimSettings, Simulator
+    from kant_slurm.sim.workload import prepare_workload
     from kant_slurm.sim.timelimit import apply_time_limits
     from kant_slurm.formats.traces import bundled_trace_path, read_trace
 

@@ -16,7 +16,8 @@ from kant_slurm.engine.plan import Placement, Plan, Preemption
 from kant_slurm.errors import InputError, SimulationError
 from kant_slurm.metrics.timeline import occupancy, scheduling_window
 from kant_slurm.model import Inventory, Partition
-from kant_slurm.sim.simulator import SimSettings, Simulator, prepare_workload
+from kant_slurm.sim.simulator import SimSettings, Simulator
+from kant_slurm.sim.workload import prepare_workload
 
 NAN = float("nan")
 

@@ -9,7 +9,8 @@ from kant_slurm.config import load_config
 from kant_slurm.engine.classify import make_classifier
 from kant_slurm.engine.registry import get_policy
 from kant_slurm.sim.cluster import parse_cluster_spec
-from kant_slurm.sim.simulator import Simulator, prepare_workload
+from kant_slurm.sim.simulator import Simulator
+from kant_slurm.sim.workload import prepare_workload
 
 CONFIG = ("inference: {sla: 60}\n"
           "preemption: {enabled: true, slurm: true, classes: [training], "

@@ -10,7 +10,8 @@ import pytest
 from kant_slurm.engine.plan import Placement, Plan
 from kant_slurm.errors import InputError, SimulationError
 from kant_slurm.model import Inventory, Partition
-from kant_slurm.sim.simulator import (SimSettings, Simulator, job_shapes, prepare_workload)
+from kant_slurm.sim.simulator import SimSettings, Simulator
+from kant_slurm.sim.workload import job_shapes, prepare_workload
 
 
 class FirstFit:

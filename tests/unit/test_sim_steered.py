@@ -13,7 +13,8 @@ from kant_slurm.config import load_config
 from kant_slurm.engine.registry import get_policy
 from kant_slurm.model import ClusterSnapshot, Inventory, Job, Partition, Topology
 from kant_slurm.sim.cluster import bundled_cluster_path, load_cluster_spec
-from kant_slurm.sim.simulator import SimSettings, Simulator, prepare_workload
+from kant_slurm.sim.simulator import SimSettings, Simulator
+from kant_slurm.sim.workload import prepare_workload
 from kant_slurm.sim.steered import SteeredKant
 from kant_slurm.sim.timelimit import apply_time_limits
 from kant_slurm.formats.traces import bundled_trace_path, read_trace
