@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 from kant_slurm.jobscript import parse_duration
 from kant_slurm import devcluster as dc
 from kant_slurm.slurm import read_snapshot
+from kant_slurm.slurm.backend import slurm_version
 
 pytestmark = pytest.mark.slurm
 
@@ -163,8 +164,10 @@ def test_installed_plugin_loads_through_the_shipped_plugstack(kant_spank, slurm_
                              "--wrap", "true")
         assert _admin_comment(cluster, job) == "kant:workload=inference;service=chat"
         # The job step loaded the required plugin on its node too, or the job would fail.
-        assert wait_for(f"job {job} ends", lambda: _sacct_state(cluster, job) in ("COMPLETED", "FAILED") and
-                     _sacct_state(cluster, job), 60, every=0.5) == "COMPLETED"
+        ended = wait_for(f"job {job} ends",
+                         lambda: _sacct_state(cluster, job) in ("COMPLETED", "FAILED")
+                         and _sacct_state(cluster, job), 60, every=0.5)
+        assert ended == "COMPLETED"
     finally:
         cluster.paths.plugstack_conf.write_text(dev_plugstack)
         if before is None:
@@ -186,7 +189,10 @@ def test_no_dlopen_error_when_the_plugin_was_not_built(kant_spank, slurm_clean):
         # What the dev cluster wrote before: a line naming the missing file.
         cluster.paths.plugstack_conf.write_text(f"optional {plugin}\n")
         res = cluster.run("sbatch", "--hold", "--output=/dev/null", "--wrap", "true")
-        assert "Dlopen of plugin file failed" in res.stderr
+        # 22.05 and 24.11 print the error for the missing file; 26.05's sbatch says nothing
+        # (seen 2026-12-07), so there only the fix below is checked.
+        if (slurm_version() or (0, 0)) < (25, 0):
+            assert "Dlopen of plugin file failed" in res.stderr
         assert dc.write_plugstack(cluster.paths) is False
         res = cluster.run("sbatch", "--hold", "--output=/dev/null", "--wrap", "true")
         assert res.stderr == "", res.stderr

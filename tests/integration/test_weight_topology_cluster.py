@@ -20,6 +20,7 @@ from kant_slurm.slurm import actuator as act
 from kant_slurm import devcluster as dc
 from kant_slurm.slurm import read_snapshot
 from kant_slurm.steer import run_cycle
+from kant_slurm.slurm.backend import slurm_version
 
 pytestmark = pytest.mark.slurm
 
@@ -98,9 +99,18 @@ LAYOUTS = [
 ]
 
 
+# The `slurm` model follows 22.05 and 24.11. Slurm 26.05 (26.05.3, 2026-12-07) put this probe
+# on gn02, the first idle node, where both older releases take the tightest leaf (gn07): a
+# change of release the model does not follow yet. Strict: the test fails once they agree.
+DIFFERS_FROM_26_05 = {"single node, one idle Weight: tightest leaf"}
+
+
 @pytest.mark.parametrize("layout,used,weight,shape", LAYOUTS, ids=[x[0] for x in LAYOUTS])
-def test_slurm_model_chooses_the_nodes_slurm_chooses(slurm_clean, layout, used, weight, shape):
+def test_slurm_model_chooses_the_nodes_slurm_chooses(slurm_clean, layout, used, weight, shape,
+                                                     request):
     cluster = slurm_clean
+    if layout in DIFFERS_FROM_26_05 and (slurm_version() or (0, 0)) >= (26, 5):
+        request.applymarker(pytest.mark.xfail(strict=True, reason="26.05 picks gn02, not gn07"))
     conf = act.config_weights(cluster.conf_path)
     try:
         fill(cluster, used)
