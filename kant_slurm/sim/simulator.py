@@ -65,7 +65,7 @@ What the policy is given and asked
     :class:`~kant_slurm.model.PendingChanges`: jobs that joined and left the queue), so a
     policy keeps its sorted queue from cycle to cycle instead of sorting thousands of pending
     jobs again. A policy that does not preempt is asked for a starts-only plan
-    (``_QueuePolicy.starts_only``; ``SimSettings.starts_only=False`` turns it off): the replay
+    (``QueuePolicy.starts_only``; ``SimSettings.starts_only=False`` turns it off): the replay
     reads nothing but the starts, so reservations are worked out only when a job behind them
     could start, with the same starts as the full plan (a differential test holds both).
 
@@ -186,7 +186,7 @@ class Simulator:
         if may_preempt is None:
             may_preempt = bool(getattr(self.policy, "may_preempt", False))
         # The replay reads only a plan's starts (and preemptions): a policy that can plan just
-        # those does (see ``_QueuePolicy.starts_only``), unless it preempts, which reads the
+        # those does (see ``QueuePolicy.starts_only``), unless it preempts, which reads the
         # plan's reservations. The policy's own setting comes back however the run ends.
         starts_only_was = getattr(self.policy, "starts_only", None)
         if starts_only_was is not None and not may_preempt and self.settings.starts_only:

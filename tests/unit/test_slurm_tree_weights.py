@@ -98,7 +98,7 @@ def test_slurm_model_places_as_eval_nodes_topo(case, spines, used, weight, shape
 @pytest.mark.parametrize("case,spines,used,weight,shape,expected", CASES,
                          ids=[c[0] for c in CASES])
 def test_compiled_mirror_places_the_same(case, spines, used, weight, shape, expected):
-    from kant_slurm.engine.policies import _levels_of
+    from kant_slurm.engine.policies.compiled import _levels_of
 
     assert fastwalk.prepare()
     nn, g = shape
@@ -107,7 +107,7 @@ def test_compiled_mirror_places_the_same(case, spines, used, weight, shape, expe
     avail = (np.asarray(inv.gpus_total) - np.asarray(snap.gpus_alloc)).astype(np.int64)
     levels, n_groups = _levels_of(inv)
     out = np.empty(16, dtype=np.int64)
-    got, _, _ = fastwalk._slurm(
+    got, _, _ = fastwalk.select._slurm(
         avail, nn, g, avail, np.asarray(snap.weight, dtype=np.int64),
         np.zeros(16, dtype=np.int64), np.zeros(16, dtype=bool), levels, n_groups, out)
     assert tuple(NAMES[i] for i in out[:got]) == expected
