@@ -150,7 +150,7 @@ class SimResult:
     stopped_full: bool = False  # fill-until-full stopped at a job that did not fit
     preemptions: int = 0  # victims requeued
     preempt_cycles: int = 0  # cycles run only because an inference job waits (no change)
-    compiled_cycles: int = 0  # cycles planned by the compiled walk (engine/fastwalk.py)
+    compiled_cycles: int = 0  # cycles planned by the compiled walk (engine/fastwalk/)
     notes: list[str] = field(default_factory=list)
 
 

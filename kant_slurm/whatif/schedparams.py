@@ -1,6 +1,6 @@
 """The ``SchedulerParameters`` of slurm.conf that the ``slurm`` model understands (pure).
 
-The model (kant_slurm/engine/policies.py, ``SlurmPolicy``) reads three of Slurm's backfill
+The model (kant_slurm/engine/policies/slurm.py, ``SlurmPolicy``) reads three of Slurm's backfill
 parameters; a site's own values make the ``slurm`` run of ``whatif`` its Slurm "as configured",
 and a sweep can vary them (grid keys ``slurm.<name>``):
 
