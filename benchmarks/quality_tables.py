@@ -5,6 +5,7 @@
   python benchmarks/quality_tables.py                        # everything, Markdown on stdout
   python benchmarks/quality_tables.py --out benchmarks/results/quality-tables.md --json q.json
   python benchmarks/quality_tables.py --loads philly-64x8 --seeds 0   # a quick subset
+  python benchmarks/quality_tables.py --slurm-release 26.05   # stock Slurm 26.05 modelled
 
 Loads: Philly Sep-Oct (52,849 jobs) on 48 x 8, 64 x 8 and 96 x 8 GPUs (``philly-*.yaml``
 beside this script), and the openb pods (Alibaba cluster-trace-gpu-v2023) replayed by arrival
@@ -101,10 +102,13 @@ def figures_of(run) -> dict:
     }
 
 
-def run_load(name: str, seeds, workers: int, openb: Path | None, progress, config=None) -> dict:
-    """{seed: {policy: figures}} of one load."""
+def run_load(name: str, seeds, workers: int, openb: Path | None, progress, config=None,
+             release: str = "22.05") -> dict:
+    """{seed: {policy: figures}} of one load; ``release``: the Slurm the ``slurm`` model
+    follows."""
     from kant_slurm.sim.cluster import load_cluster_spec
     from kant_slurm.sim.run import compare_policies
+    from kant_slurm.whatif.schedparams import PolicySetup
 
     kind, spec = LOADS[name]
     trace = read_load_trace(kind, openb)
@@ -113,7 +117,7 @@ def run_load(name: str, seeds, workers: int, openb: Path | None, progress, confi
     for seed in seeds:
         t0 = time.perf_counter()
         c = compare_policies(trace, cluster, list(POLICIES), config=config, seed=seed,
-                             workers=workers)
+                             workers=workers, policy_setup=PolicySetup({}, release=release))
         out[seed] = {p: figures_of(c.runs[p]) for p in POLICIES}
         progress(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s (" + ", ".join(
             f"{p} {out[seed][p]['sim_seconds']:.0f} s" for p in POLICIES) + ")")
@@ -220,6 +224,7 @@ def header(args) -> list[str]:
         (f"- machine: {u.system} {u.release} {u.machine}, {os.cpu_count()} CPUs; "
          f"{args.workers} policies at a time"),
         f"- seeds of the time-limit model (ladder): {', '.join(map(str, args.seeds))}",
+        f"- Slurm release modelled by `slurm` and `kant-steered`: {args.slurm_release}",
         "- figures: mean over the seeds (min-max); waits in hours",
         "",
     ]
@@ -275,6 +280,9 @@ def main() -> int:
     ap.add_argument("--config", type=Path,
                     help="kant config for every policy, as `simulate --config` (default: the "
                          "built-in defaults); e.g. benchmarks/kant-node-first.yaml")
+    ap.add_argument("--slurm-release", choices=("22.05", "24.11", "26.05"), default="22.05",
+                    help="the Slurm that `slurm` and `kant-steered` model, as `simulate "
+                         "--slurm-release` (default: 22.05)")
     ap.add_argument("--out", type=Path, help="write the Markdown table here (default: stdout)")
     ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
     argv = sys.argv[1:]
@@ -313,7 +321,8 @@ def main() -> int:
     _commit()  # the code measured is HEAD as the run begins
     results = {}
     for name in loads:
-        runs = run_load(name, args.seeds, args.workers, args.openb, progress, config)
+        runs = run_load(name, args.seeds, args.workers, args.openb, progress, config,
+                        args.slurm_release)
         summary = summarize_load(runs)
         results[name] = {"runs": runs, "summary": summary,
                          "targets": judge(name, runs, summary["stats"])}

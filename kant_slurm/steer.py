@@ -22,12 +22,14 @@ from typing import Any
 from .config import KantConfig, load_config
 from .engine.classify import make_classifier
 from .engine.plan import Plan, with_held
+from .engine.policies.slurm import SlurmPolicy, modelled_release
 from .engine.registry import get_policy
 from .errors import InputError, KantError, SlurmError, SlurmUnreachable
 from .slurm import actuator as act
 from .slurm import diff
 from .slurm import preemption
 from .slurm import read_snapshot
+from .slurm.backend import slurm_version
 from .slurm.state import SteerState, StateCorrupt, load_state, save_state, set_aside
 
 log = logging.getLogger(__name__)
@@ -95,6 +97,8 @@ def live_plan(
     the policy (``policy`` or the config's) with the history estimator when the config asks
     for it, and the jobs Slurm holds back named with Slurm's reason (issue 16)."""
     engine = get_policy(policy or config.policy, config)
+    if isinstance(engine, SlurmPolicy):  # the model follows the release that runs here
+        engine.release = modelled_release(slurm_version())
     if config.estimator.history:
         engine.with_history((history or HistorySource()).get(config, now))
     return with_held(engine.plan(snapshot, now), snapshot.held)

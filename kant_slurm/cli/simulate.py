@@ -9,9 +9,13 @@ from pathlib import Path
 
 import click
 
+from ..engine.policies.slurm import SlurmPolicy
 from ..errors import InputError
 from ..steer import DAEMON_INTERVAL_S
+from ..whatif.schedparams import PolicySetup
 from .options import echo_json, json_option
+
+SLURM_RELEASES = SlurmPolicy.RELEASES
 
 
 class _Progress:
@@ -116,6 +120,14 @@ def _load_cluster(cluster_path, slurm_conf):
     help="Use a site's slurm.conf (+ gres.conf, topology.conf beside it) as the cluster.",
 )
 @click.option(
+    "--slurm-release",
+    type=click.Choice(SLURM_RELEASES),
+    default=SLURM_RELEASES[0],
+    show_default=True,
+    help="The Slurm that the slurm and kant-steered policies model: 26.05 places one-node "
+    "jobs on the lightest node Weight, then in node order, without a leaf search.",
+)
+@click.option(
     "--policies",
     default="fifo,slurm,kant-steered,kant",
     show_default=True,
@@ -191,6 +203,7 @@ def simulate_cmd(
     inference_offset,
     cluster_path,
     slurm_conf,
+    slurm_release,
     policies,
     steer_interval,
     seed,
@@ -216,6 +229,7 @@ def simulate_cmd(
     Examples:
       kant-slurm simulate          # bundled Philly slice on 48 x 8 GPUs, all four policies
       kant-slurm simulate --policies slurm,kant-steered --steer-interval 10
+      kant-slurm simulate --policies slurm,kant-steered --slurm-release 26.05
       kant-slurm simulate --trace philly-2017-sep-oct.csv --cluster site.yaml --json
       kant-slurm simulate --trace pods.csv --trace-format openb --openb-mode fill
       kant-slurm simulate --slurm-conf /etc/slurm/slurm.conf --html report.html
@@ -267,6 +281,7 @@ def simulate_cmd(
         progress=progress,
         workers=workers,
         steer_interval=steer_interval,
+        policy_setup=PolicySetup({}, release=slurm_release),
     )
     progress.close()
     if html_path:
@@ -274,8 +289,12 @@ def simulate_cmd(
 
         Path(html_path).write_text(simulate_html(comparison))
     if as_json:
-        echo_json(comparison_json(comparison))
+        doc = comparison_json(comparison)
+        doc["slurm_release"] = slurm_release
+        echo_json(doc)
         return
+    if slurm_release != SLURM_RELEASES[0]:
+        click.echo(f"slurm and kant-steered model Slurm {slurm_release}")
     click.echo(comparison_text(comparison))
     if html_path:
         click.echo(f"\nHTML report: {html_path}")

@@ -395,6 +395,31 @@ def slurm_cons_tres(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
     )
 
 
+LIGHTEST_NODE_WHY = (
+    "Slurm 26.05's one-node path: the lightest node Weight where the job fits, then node order "
+    "(no switch, leaf or best-fit ranking)"
+)
+
+
+def slurm_lightest_node(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
+    """Stock Slurm 26.05's node choice for a one-node job: the lightest node Weight where the
+    job fits, then node order.
+
+    26.05 added a path for jobs whose maximum node count is 1 (``_get_one_res`` in cons_tres'
+    ``job_test.c``, commit 295100b5f6, taken with topology/tree, flat, block and ring). It
+    sorts the nodes by scheduling weight (the node Weight; equal Weights keep node order) and
+    takes the first where the job can run. Leaves, switch distance and best fit play no part.
+    Slurm takes it for ``-N 1``, or ``-n 1`` without ``-N`` (kant's templates pass
+    ``--nodes``); a job submitted with neither still takes the tree path. The model takes it
+    for every one-node job (``SlurmPolicy.release``).
+    """
+    idx_e = np.flatnonzero(avail >= job.gpus_per_node)
+    if idx_e.size == 0:
+        return None
+    pick = idx_e[[int(np.argmin(cycle.weight[idx_e]))]]  # first minimum: lowest node index
+    return Choice(pick, _gpus(pick, job), None, LIGHTEST_NODE_WHY)
+
+
 # Slurm's switches_dist between two unconnected switches (INFINITE): a leaf in another fabric.
 _FAR = np.inf
 

@@ -86,10 +86,10 @@ def interval_of(values: Mapping[str, int], default: float) -> float:
     return float(values["bf_interval"]) if "bf_interval" in values else float(default)
 
 
-def apply_to_policy(policy: Any, values: Mapping[str, int]) -> None:
-    """Set ``bf_max_job_test`` and ``bf_window`` on the ``slurm`` model inside ``policy`` (the
-    policy itself, or the model a ``kant-steered`` policy drives); other policies have no
-    SchedulerParameters and are left as they are."""
+def apply_to_policy(policy: Any, values: Mapping[str, int], release: str | None = None) -> None:
+    """Set ``bf_max_job_test`` and ``bf_window``, and the Slurm ``release`` when given, on the
+    ``slurm`` model inside ``policy`` (the policy itself, or the model a ``kant-steered`` policy
+    drives); other policies have no SchedulerParameters and are left as they are."""
     from ..engine.policies import SlurmPolicy
 
     model = policy if isinstance(policy, SlurmPolicy) else getattr(policy, "slurm", None)
@@ -99,13 +99,16 @@ def apply_to_policy(policy: Any, values: Mapping[str, int]) -> None:
         model.BF_MAX_JOB_TEST = int(values["bf_max_job_test"])
     if "bf_window" in values:
         model.BF_WINDOW_S = int(values["bf_window"]) * 60.0
+    if release is not None:
+        model.release = release
 
 
 class PolicySetup:
     """A picklable ``compare_policies(policy_setup=...)`` that applies ``values``."""
 
-    def __init__(self, values: Mapping[str, int]) -> None:
+    def __init__(self, values: Mapping[str, int], release: str | None = None) -> None:
         self.values = dict(values)
+        self.release = release
 
     def __call__(self, policy: Any) -> None:
-        apply_to_policy(policy, self.values)
+        apply_to_policy(policy, self.values, self.release)

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from kant_slurm.engine.policies.slurm import modelled_release
 from kant_slurm.engine.registry import get_policy
 from kant_slurm.hostlist import compress, expand
 from kant_slurm.model import Job
@@ -99,18 +100,12 @@ LAYOUTS = [
 ]
 
 
-# The `slurm` model follows 22.05 and 24.11. Slurm 26.05 (26.05.3, 2026-12-07) put this probe
-# on gn02, the first idle node, where both older releases take the tightest leaf (gn07): a
-# change of release the model does not follow yet. Strict: the test fails once they agree.
-DIFFERS_FROM_26_05 = {"single node, one idle Weight: tightest leaf"}
-
-
 @pytest.mark.parametrize("layout,used,weight,shape", LAYOUTS, ids=[x[0] for x in LAYOUTS])
-def test_slurm_model_chooses_the_nodes_slurm_chooses(slurm_clean, layout, used, weight, shape,
-                                                     request):
+def test_slurm_model_chooses_the_nodes_slurm_chooses(slurm_clean, layout, used, weight, shape):
+    """The model of the release that runs here: on 26.05 the one-node layouts take 26.05's
+    one-node path (the last layout: gn02, the first idle node of the lightest Weight, where
+    22.05 and 24.11 take the tightest leaf, gn07)."""
     cluster = slurm_clean
-    if layout in DIFFERS_FROM_26_05 and (slurm_version() or (0, 0)) >= (26, 5):
-        request.applymarker(pytest.mark.xfail(strict=True, reason="26.05 picks gn02, not gn07"))
     conf = act.config_weights(cluster.conf_path)
     try:
         fill(cluster, used)
@@ -120,8 +115,9 @@ def test_slurm_model_chooses_the_nodes_slurm_chooses(slurm_clean, layout, used, 
                                                  for n in snap.inventory.names]
         nn, g = shape
         job = Job("probe", "PENDING", nn, g, snap.taken_at, time_limit=300.0)
-        plan = get_policy("slurm").plan(dataclasses.replace(snap, jobs=tuple(snap.jobs) + (job,)),
-                                        snap.taken_at)
+        model = get_policy("slurm")
+        model.release = modelled_release(slurm_version())
+        plan = model.plan(dataclasses.replace(snap, jobs=tuple(snap.jobs) + (job,)), snap.taken_at)
         modelled = [list(p.nodes) for p in plan.starts if p.job_id == "probe"]
         real = probe(cluster, nn, g)
         assert modelled == [real], (layout, modelled, real)

@@ -25,21 +25,25 @@ def _starts(plan):
              p.estimate_source) for p in plan.starts]
 
 
-def _policies(name, cfg):
+def _policies(name, cfg, release=None):
     full = get_policy(name, cfg)  # the full plan: every blocked job's reservation
     ref = get_policy(name, cfg)
     ref.starts_only = True
     ref.compiled = False
     fast = get_policy(name, cfg)
     fast.starts_only = True
+    if release is not None:  # the Slurm release the `slurm` model follows
+        for policy in (full, ref, fast):
+            policy.release = release
     return full, ref, fast
 
 
-def run_cycles(snap, name, cfg, cycles=4, weight=None, compiled=True):
+def run_cycles(snap, name, cfg, cycles=4, weight=None, compiled=True, release=None):
     """Plan ``cycles`` cycles with both walks (the compiled one must be taken, or with
-    ``compiled=False`` must not be); returns how many jobs started. ``weight``: node Weights."""
+    ``compiled=False`` must not be); returns how many jobs started. ``weight``: node Weights;
+    ``release``: the Slurm release of the `slurm` model."""
     assert fastwalk.prepare()
-    full, ref, fast = _policies(name, cfg)
+    full, ref, fast = _policies(name, cfg, release)
     log = PendingChanges()
     for j in snap.pending:
         log.add(j)
@@ -103,14 +107,15 @@ def test_compiled_walk_starts_what_the_python_walk_starts(snap, name, k_res, max
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(deep_queues(), st.sampled_from([1, 8]), st.data())
-def test_compiled_walk_with_node_weights(snap, k_res, data):
-    """The Slurm model's lightest-Weight-tiers-first node choice."""
+@given(deep_queues(), st.sampled_from([1, 8]), st.sampled_from(["22.05", "26.05"]), st.data())
+def test_compiled_walk_with_node_weights(snap, k_res, release, data):
+    """The Slurm model's lightest-Weight-tiers-first node choice, and on 26.05 its one-node
+    path (lightest Weight, then node order)."""
     n = len(snap.inventory)
     weight = np.array(data.draw(st.lists(st.sampled_from([1, 1, 5, 10]), min_size=n,
                                          max_size=n)), dtype=np.int64)
     cfg = config_from_dict({"backfill": {"reservations": k_res}})
-    run_cycles(_plain(snap), "slurm", cfg, weight=weight)
+    run_cycles(_plain(snap), "slurm", cfg, weight=weight, release=release)
 
 
 @settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])

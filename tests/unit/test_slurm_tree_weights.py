@@ -4,7 +4,8 @@ Each expected placement is worked out by hand from Slurm's ``_eval_nodes_topo`` 
 ``src/plugins/select/cons_tres/job_test.c``; the rule is written out in
 :func:`kant_slurm.engine.select._tree_pick`): lighter Weight groups are taken whole, the leaves
 holding them are filled first, then leaves by distance to the switches used and tightest fit,
-nodes in node order. Both the Python selector and the compiled walk's mirror are held to it.
+nodes in node order. Both the Python selector and the compiled walk's mirror are held to it,
+as the ``slurm`` model of 22.05 (24.11 chooses alike) and of 26.05, whose one-node path differs.
 """
 
 from __future__ import annotations
@@ -84,30 +85,85 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case,spines,used,weight,shape,expected", CASES,
-                         ids=[c[0] for c in CASES])
-def test_slurm_model_places_as_eval_nodes_topo(case, spines, used, weight, shape, expected):
-    nn, g = shape
-    snap = _snapshot(spines, used, weight)
+# Slurm 26.05 takes a one-node job (max nodes 1) through its new one-node path
+# (``_get_one_res`` in cons_tres' job_test.c at slurm-26-05-3-1): the nodes sorted by Weight,
+# equal Weights in node order, the first where the job fits; no leaf search. Multi-node jobs
+# keep the tree path, so only the one-node cases differ, where they differ.
+SLURM_26_05 = {
+    # Every idle node has Weight 11: the first idle node in node order, not leaf2's gn07.
+    "single node, tightest leaf": ("gn02",),
+}
+# Cases of the 26.05 path alone: (case, GPUs in use per node, Weight per node, GPUs, nodes).
+ONE_NODE_26_05 = [
+    ("lightest Weight beats node order", {}, {"*": 11, "gn12": 3}, 8, ("gn12",)),
+    ("a lighter node without room is passed", {"gn12": 4}, {"*": 11, "gn12": 3}, 8, ("gn01",)),
+    ("no best fit: a lighter idle node before a fuller one", {"gn02": 6},
+     {"*": 11, "gn01": 5, "gn02": 5}, 2, ("gn01",)),
+    ("equal Weights: node order", {"gn01": FULL, "gn02": 7}, {"*": 1}, 1, ("gn02",)),
+    ("nowhere to fit: no start", {n: 4 for n in NAMES}, {"*": 1}, 8, None),
+]
+RELEASES = ["22.05", "26.05"]
+
+
+def _expected(case: str, release: str, expected: tuple[str, ...]) -> tuple[str, ...]:
+    return SLURM_26_05.get(case, expected) if release == "26.05" else expected
+
+
+def _model_starts(snap: ClusterSnapshot, nn: int, g: int, release: str) -> dict:
     job = Job("j", "PENDING", nn, g, 5.0, time_limit=3600.0)
-    snap = dataclasses.replace(snap, jobs=tuple(snap.jobs) + (job,))
-    plan = get_policy("slurm").plan(snap, 10.0)
-    assert {p.job_id: p.nodes for p in plan.starts} == {"j": expected}
+    model = get_policy("slurm")
+    model.release = release
+    plan = model.plan(dataclasses.replace(snap, jobs=tuple(snap.jobs) + (job,)), 10.0)
+    return {p.job_id: p.nodes for p in plan.starts}
 
 
-@pytest.mark.parametrize("case,spines,used,weight,shape,expected", CASES,
-                         ids=[c[0] for c in CASES])
-def test_compiled_mirror_places_the_same(case, spines, used, weight, shape, expected):
+def _compiled_choice(snap: ClusterSnapshot, nn: int, g: int, release: str):
     from kant_slurm.engine.policies.compiled import _levels_of
 
     assert fastwalk.prepare()
-    nn, g = shape
-    snap = _snapshot(spines, used, weight)
     inv = snap.inventory
     avail = (np.asarray(inv.gpus_total) - np.asarray(snap.gpus_alloc)).astype(np.int64)
     levels, n_groups = _levels_of(inv)
     out = np.empty(16, dtype=np.int64)
-    got, _, _ = fastwalk.select._slurm(
-        avail, nn, g, avail, np.asarray(snap.weight, dtype=np.int64),
+    kind = (fastwalk.KIND_SLURM_LIGHTEST if release == "26.05" and nn == 1
+            else fastwalk.KIND_SLURM)
+    got, _, _ = fastwalk.select.select_nodes(
+        kind, avail, nn, g, avail, np.asarray(snap.weight, dtype=np.int64),
         np.zeros(16, dtype=np.int64), np.zeros(16, dtype=bool), levels, n_groups, out)
-    assert tuple(NAMES[i] for i in out[:got]) == expected
+    return tuple(NAMES[i] for i in out[:got]) or None
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("case,spines,used,weight,shape,expected", CASES,
+                         ids=[c[0] for c in CASES])
+def test_slurm_model_places_as_eval_nodes_topo(case, spines, used, weight, shape, expected,
+                                               release):
+    nn, g = shape
+    got = _model_starts(_snapshot(spines, used, weight), nn, g, release)
+    assert got == {"j": _expected(case, release, expected)}
+
+
+@pytest.mark.parametrize("release", RELEASES)
+@pytest.mark.parametrize("case,spines,used,weight,shape,expected", CASES,
+                         ids=[c[0] for c in CASES])
+def test_compiled_mirror_places_the_same(case, spines, used, weight, shape, expected, release):
+    nn, g = shape
+    got = _compiled_choice(_snapshot(spines, used, weight), nn, g, release)
+    assert got == _expected(case, release, expected)
+
+
+@pytest.mark.parametrize("spines", [False, True])
+@pytest.mark.parametrize("case,used,weight,g,expected", ONE_NODE_26_05,
+                         ids=[c[0] for c in ONE_NODE_26_05])
+def test_slurm_26_05_one_node_path(case, used, weight, g, expected, spines):
+    snap = _snapshot(spines, used, weight)
+    assert _model_starts(snap, 1, g, "26.05") == ({"j": expected} if expected else {})
+    assert _compiled_choice(snap, 1, g, "26.05") == expected
+
+
+def test_the_model_follows_the_release_that_runs():
+    from kant_slurm.engine.policies.slurm import modelled_release
+
+    assert [modelled_release(v) for v in (None, (22, 5), (23, 11), (24, 11), (25, 11),
+                                          (26, 5), (27, 1))] == \
+        ["22.05", "22.05", "22.05", "24.11", "24.11", "26.05", "26.05"]

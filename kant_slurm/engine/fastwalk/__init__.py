@@ -40,7 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from .jit import available
-from .select import KIND_BINPACK, KIND_BINPACK_NODE, KIND_SLURM
+from .select import KIND_BINPACK, KIND_BINPACK_NODE, KIND_SLURM, KIND_SLURM_LIGHTEST
 from .walk import walk
 
 log = logging.getLogger(__name__)
@@ -49,6 +49,7 @@ __all__ = [
     "KIND_BINPACK",
     "KIND_BINPACK_NODE",
     "KIND_SLURM",
+    "KIND_SLURM_LIGHTEST",
     "available",
     "mark_broken",
     "prepare",

@@ -13,8 +13,9 @@ from .jit import jit
 
 
 # The selector kinds: select.binpack (one-node jobs: fullest leaf first, or with
-# placement.single_node "node" the fullest node) and select.slurm_cons_tres.
-KIND_BINPACK, KIND_SLURM, KIND_BINPACK_NODE = 1, 2, 3
+# placement.single_node "node" the fullest node), select.slurm_cons_tres and, for one-node jobs
+# under Slurm 26.05, select.slurm_lightest_node.
+KIND_BINPACK, KIND_SLURM, KIND_BINPACK_NODE, KIND_SLURM_LIGHTEST = 1, 2, 3, 4
 
 _INF = np.inf
 
@@ -207,6 +208,20 @@ def _binpack(avail, nn, g, total, levels, n_groups, node_first, out):
 
 
 @jit
+def _lightest(avail, g, weight, out):
+    """select.slurm_lightest_node (Slurm 26.05, one node): the lightest node Weight where the
+    job fits, then the lowest node index."""
+    best = -1
+    for i in range(avail.size):
+        if avail[i] >= g and (best < 0 or weight[i] < weight[best]):
+            best = i
+    if best < 0:
+        return 0, -1, -1
+    out[0] = best
+    return 1, -1, -1
+
+
+@jit
 def _slurm(avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out):
     """select.slurm_cons_tres (the stock Slurm model) on an availability vector."""
     elig = _nodes_ge(avail, g)
@@ -389,6 +404,8 @@ def _insertion_sort(a, m):
 
 @jit
 def select_nodes(kind, avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out):
+    if kind == KIND_SLURM_LIGHTEST:
+        return _lightest(avail, g, weight, out)
     if kind != KIND_SLURM:  # KIND_BINPACK or KIND_BINPACK_NODE
         return _binpack(avail, nn, g, total, levels, n_groups, kind == KIND_BINPACK_NODE, out)
     return _slurm(avail, nn, g, total, weight, cpus_free, has_cpus, levels, n_groups, out)

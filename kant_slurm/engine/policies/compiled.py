@@ -18,7 +18,13 @@ from .. import fastwalk
 from ..cycle import Cycle, Selector, describe_nodes
 from ..plan import Placement, Plan, Reservation
 from ..pools import has_room_rules, job_has_room_rules
-from ..select import binpack, level_name, slurm_cons_tres
+from ..select import (
+    LIGHTEST_NODE_WHY,
+    binpack,
+    level_name,
+    slurm_cons_tres,
+    slurm_lightest_node,
+)
 from .explain import LazyOrder
 
 if TYPE_CHECKING:  # the policies' base class, which takes this one in
@@ -51,6 +57,7 @@ def _compiled_inputs(policy: QueuePolicy, cycle: Cycle, ctx: dict, jobs, shape_a
                 else fastwalk.KIND_BINPACK
             ),
             slurm_cons_tres: fastwalk.KIND_SLURM,
+            slurm_lightest_node: fastwalk.KIND_SLURM_LIGHTEST,
         }
         for sid in new:
             job = jobs[int(np.argmax(shape_a == sid))]
@@ -218,6 +225,8 @@ def _compiled_why(kind: int, group: str | None, level: int, job: Job) -> str:
             f"nodes best-fit by free GPUs"
         )
     # the Slurm model
+    if kind == fastwalk.KIND_SLURM_LIGHTEST:
+        return LIGHTEST_NODE_WHY
     if group is None:
         return "no topology: fewest free CPUs first (best fit)"
     return (

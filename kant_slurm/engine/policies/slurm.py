@@ -58,29 +58,48 @@ backfill cycles, per-user/partition backfill limits, sockets and GRES binding,
 job's pool (:mod:`..pools`): advance reservations, closed partitions (down, MaxTime),
 ``--constraint``, ``--exclusive`` and memory per node. Preemption is off as in a default
 slurm.conf; ``preemption.slurm: true`` adds ``PreemptType=preempt/qos`` with
-``PreemptMode=REQUEUE`` for inference jobs (modelled in :mod:`..preempt`). Newer releases (23.x+)
-also rank nodes by free GPUs for GPU jobs; 22.05 is what is modelled.
+``PreemptMode=REQUEUE`` for inference jobs (modelled in :mod:`..preempt`).
+
+The model follows 22.05, which 24.11 matches in every layout of the dev cluster's tests. With
+``release`` 26.05 (``simulate --slurm-release 26.05``) a one-node job takes 26.05's new one-node
+path instead: the lightest node Weight where it fits, then node order, with no leaf search
+(``select.slurm_lightest_node``, checked against a real 26.05 by
+tests/integration/test_weight_topology_cluster.py).
 """
 
 from __future__ import annotations
 
-
 from ...model import Job
 from .. import scoring
 from ..registry import register
-from ..select import slurm_cons_tres
+from ..select import slurm_cons_tres, slurm_lightest_node
 from .base import QueuePolicy
+
+
+def modelled_release(version: tuple[int, int] | None) -> str:
+    """The release the model follows for a Slurm of ``version`` (major, minor): the newest
+    modelled release not newer than it; 22.05 when the version is unknown or older."""
+    if version is not None and version >= (26, 5):
+        return "26.05"
+    if version is not None and version >= (24, 11):
+        return "24.11"
+    return "22.05"
 
 
 @register("slurm")
 class SlurmPolicy(QueuePolicy):
-    """Stock Slurm 22.05 sched/backfill + select/cons_tres + topology/tree (module docstring)."""
+    """Stock Slurm sched/backfill + select/cons_tres + topology/tree (module docstring)."""
 
     name = "slurm"
     whole_node_reservations = True
     limit_only = True
     BF_MAX_JOB_TEST = 500  # slurm.conf(5) SchedulerParameters bf_max_job_test default
     BF_WINDOW_S = 1440 * 60.0  # bf_window default: 1440 minutes
+    RELEASES = ("22.05", "24.11", "26.05")
+    release = "22.05"
+    """The Slurm release modelled. 22.05 and 24.11 choose nodes alike here; 26.05 places a
+    one-node job on the lightest node Weight where it fits, then in node order, with no leaf
+    search (:func:`~kant_slurm.engine.select.slurm_lightest_node`)."""
 
     def order(self, pending, snapshot, now, ctx):
         inv = snapshot.inventory
@@ -122,6 +141,8 @@ class SlurmPolicy(QueuePolicy):
         }
 
     def selector(self, job, ctx):
+        if job.num_nodes == 1 and self.release >= "26.05":  # the releases compare as text
+            return slurm_lightest_node
         return slurm_cons_tres
 
     def reservations_k(self) -> int:
