@@ -47,6 +47,14 @@ import pandas as pd
 from ..errors import InputError
 from ..model import size_bucket
 
+# Issue 8 (preemption, inference SLA): optional, with defaults.
+PREEMPTION_COLUMNS = (
+    "last_start_time",
+    "preemptions",
+    "preempted_gpu_seconds",
+    "preempted_runs",
+    "sla",
+)
 RECORD_COLUMNS = (
     "job_id",
     "job_class",
@@ -67,13 +75,8 @@ RECORD_COLUMNS = (
     "backfilled",
     "state",
     "duration",
-    # issue 8 (preemption, inference SLA); optional, with defaults
-    "last_start_time",
-    "preemptions",
-    "preempted_gpu_seconds",
-    "preempted_runs",
-    "sla",
-)
+) + PREEMPTION_COLUMNS
+
 _DEFAULTS = {
     "job_class": "batch",
     "class_source": "default",

@@ -46,7 +46,7 @@ import pandas as pd
 from ..errors import InputError
 from ..hostlist import expand
 from ..model import Job
-from .records import make_records
+from .records import PREEMPTION_COLUMNS, RECORD_COLUMNS, make_records
 from .slurm_values import parse_duration
 from .tags import parse_kant_tag
 
@@ -570,28 +570,9 @@ def parse_sacct_json(data: str | Mapping, source: str = "sacct --json") -> pd.Da
             raise InputError(f"{source}:{exc.lineno}: not valid JSON ({exc.msg})") from None
     if not isinstance(data, Mapping) or not isinstance(data.get("jobs"), list):
         raise InputError(f"{source}: expected a JSON object with a 'jobs' list (sacct --json)")
+    # sacct has no backfill flag or preemption history: make_records gives those their defaults.
     cols: dict[str, list] = {
-        k: []
-        for k in (
-            "job_id",
-            "job_class",
-            "class_source",
-            "user",
-            "account",
-            "partition",
-            "submit_time",
-            "start_time",
-            "end_time",
-            "num_nodes",
-            "gpus",
-            "nodes",
-            "node_gpus",
-            "time_limit",
-            "est_runtime",
-            "estimate_source",
-            "state",
-            "duration",
-        )
+        k: [] for k in RECORD_COLUMNS if k != "backfilled" and k not in PREEMPTION_COLUMNS
     }
     for k, job in enumerate(data["jobs"]):
         where = f"{source}: jobs[{k}]"
