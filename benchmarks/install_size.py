@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import csv
 import datetime as dt
-import functools
 import json
 import os
 import platform
@@ -44,6 +43,9 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
+sys.path.insert(0, str(HERE))
+
+import provenance  # noqa: E402  (beside this script)
 MIB = 1024 * 1024
 # role -> extras; the install spec is "<source>" or "<source>[extras]".
 ROLES = {"base": "", "sim": "sim", "plots": "plots", "sim+plots": "sim,plots"}
@@ -74,22 +76,6 @@ def _run(cmd: list[str], what: str, **kw) -> subprocess.CompletedProcess:
 
 
 # The header: date, commit, machine.
-
-
-@functools.cache
-def _commit() -> str:
-    """HEAD when the run began, and whether the tree differed from it (what is installed is
-    the working tree). Asked once: a run may rewrite its own tracked output files."""
-    try:
-        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain",
-                                "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        commit += " (with uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown (not a git checkout)"
-    return commit
 
 
 def _os_name() -> str:
@@ -123,7 +109,7 @@ def header(args, m: dict, pip_version: str) -> list[str]:
         "",
         (f"- generated: {args.started:%Y-%m-%d %H:%M} UTC by "
          f"`{' '.join(['python benchmarks/install_size.py', *args.argv])}`"),
-        f"- commit: {_commit()}",
+        f"- commit: {provenance.commit()}",
         (f"- machine: {m['os']}, {m['kernel']}, {m['cpus']} CPUs, {ram}; "
          f"Python {m['python']} (`python -m venv`, its pip {pip_version})"),
         ("- sizes: MiB of disk used (allocated blocks, hard links once, directories included; "
@@ -350,7 +336,7 @@ def main() -> int:
         ap.error(f"--top: 0 or more, got {args.top}")
     if not (REPO / "setup.cfg").is_file() and not (REPO / "pyproject.toml").is_file():
         ap.error(f"{REPO} is not the kant-slurm source tree (no setup.cfg or pyproject.toml)")
-    _commit()  # the tree measured is the one as the run begins
+    provenance.commit()  # the tree measured is the one as the run begins
 
     work = Path(tempfile.mkdtemp(prefix="kant-install-size-"))
     try:
@@ -388,7 +374,7 @@ def main() -> int:
     else:
         sys.stdout.write(text)
     if args.json:
-        doc = {"generated_utc": f"{args.started:%Y-%m-%d %H:%M}", "commit": _commit(),
+        doc = {"generated_utc": f"{args.started:%Y-%m-%d %H:%M}", "commit": provenance.commit(),
                "command": " ".join(["python benchmarks/install_size.py", *argv]),
                "machine": m, "pip": pip_ver, "unit": "bytes of disk used (du)",
                "bare_venv": bare, "roles": results}

@@ -26,19 +26,19 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import functools
 import json
 import math
 import os
 import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+
+import provenance  # noqa: E402  (beside this script)
 
 POLICIES = ("slurm", "kant-steered", "kant")
 LOADS = {  # name -> (trace kind, cluster spec beside this script)
@@ -196,24 +196,8 @@ def _fmt(key: str, v: float) -> str:
     return _hours(v) if form == "h" else form.format(v)
 
 
-@functools.cache
-def _commit() -> str:
-    """HEAD when the run began (asked once: the run rewrites its own tracked output files,
-    which must not count as uncommitted changes of the code measured)."""
-    try:
-        commit = subprocess.run(["git", "-C", str(HERE), "rev-parse", "--short", "HEAD"],
-                                capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(HERE), "status", "--porcelain",
-                                "--untracked-files=no"],
-                               capture_output=True, text=True, check=True).stdout.strip()
-        commit += " (with uncommitted changes)" if dirty else ""
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown (not a git checkout)"
-    return commit
-
-
 def header(args) -> list[str]:
-    commit = _commit()
+    commit = provenance.commit()
     u = platform.uname()
     return [
         "# Issue 15 quality table",
@@ -318,7 +302,7 @@ def main() -> int:
             config = load_config(args.config)
         except KantError as exc:
             ap.error(f"--config: {exc}")
-    _commit()  # the code measured is HEAD as the run begins
+    provenance.commit()  # the code measured is HEAD as the run begins
     results = {}
     for name in loads:
         runs = run_load(name, args.seeds, args.workers, args.openb, progress, config,
