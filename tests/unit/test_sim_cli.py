@@ -173,3 +173,33 @@ def test_inference_without_zone_or_preemption_is_noted(tmp_path):
         cli, ["simulate", *mixed, "--config", str(config)]).stdout)
     assert [n for n in doc["notes"] if "inference jobs but" in n] == \
         [n for n in advice if "no inference zone" in n]  # preemption on, still no zone
+
+
+def test_slurm_release_reaches_the_model_of_slurm_and_kant_steered(tmp_path, monkeypatch):
+    from kant_slurm.engine.policies.slurm import SlurmPolicy
+
+    seen = set()
+    selector = SlurmPolicy.selector
+
+    def spy(self, job, ctx):
+        seen.add(self.release)
+        return selector(self, job, ctx)
+
+    monkeypatch.setattr(SlurmPolicy, "selector", spy)
+    spec = tmp_path / "c.yaml"
+    spec.write_text(CLUSTER)
+    args = ["simulate", "--trace", str(_small_trace(tmp_path, 40)), "--cluster", str(spec),
+            "--workers", "1"]
+    for policies in ("slurm", "kant-steered"):
+        seen.clear()
+        res = CliRunner().invoke(cli, args + ["--policies", policies, "--slurm-release", "26.05",
+                                              "--json"])
+        assert res.exit_code == 0, res.output
+        assert json.loads(res.output)["slurm_release"] == "26.05"
+        assert seen == {"26.05"}, policies
+    seen.clear()
+    res = CliRunner().invoke(cli, args + ["--policies", "slurm"])
+    assert res.exit_code == 0 and seen == {"22.05"}
+    assert "model Slurm" not in res.output  # the default release is not announced
+    res = CliRunner().invoke(cli, args + ["--policies", "slurm", "--slurm-release", "25.05"])
+    assert res.exit_code == 2 and "25.05" in res.output
