@@ -316,12 +316,37 @@ def _submit(argv: list[str]) -> str:
     return out.strip().split(";")[0]
 
 
-def _cancel(ids: Sequence[str]) -> None:
+def _cancel(ids: Sequence[str], timeout: float = 60.0) -> None:
+    """scancel the jobs, then wait until they have left the queue.
+
+    scancel only asks: a cancelled job stays listed as COMPLETING until slurmd has killed its
+    processes (seconds on Slurm 26.05 here), and accounting may say CANCELLED before that. A
+    replay that is stopped must leave nothing in ``squeue``, so it waits, up to ``timeout``.
+    """
     for i in range(0, len(ids), 200):
         try:
             run_slurm(["scancel", *ids[i : i + 200]], timeout=60)
         except SlurmError as exc:
             log.warning("scancel failed: %s", exc)
+    left = set(ids)
+    deadline = time.monotonic() + timeout
+    while left:
+        try:
+            left = _alive(left)
+        except SlurmError as exc:
+            log.warning("squeue failed while waiting for cancelled jobs: %s", exc)
+            return
+        if not left:
+            return
+        if time.monotonic() > deadline:
+            log.warning(
+                "%d cancelled jobs still in the queue after %.0f s: %s",
+                len(left),
+                timeout,
+                ",".join(sorted(left, key=int)[:20]),
+            )
+            return
+        time.sleep(0.5)
 
 
 def _alive(ids: set[str]) -> set[str]:
