@@ -320,9 +320,11 @@ def _cancel(ids: Sequence[str], timeout: float = 60.0) -> None:
     """scancel the jobs, then wait until they have left the queue.
 
     scancel only asks: a cancelled job stays listed as COMPLETING until slurmd has killed its
-    processes (seconds on Slurm 26.05 here), and accounting may say CANCELLED before that. A
+    processes, and accounting may say CANCELLED before that (seen on Slurm 26.05 here). A
     replay that is stopped must leave nothing in ``squeue``, so it waits, up to ``timeout``.
     """
+    if not ids:
+        return
     for i in range(0, len(ids), 200):
         try:
             run_slurm(["scancel", *ids[i : i + 200]], timeout=60)
@@ -330,7 +332,7 @@ def _cancel(ids: Sequence[str], timeout: float = 60.0) -> None:
             log.warning("scancel failed: %s", exc)
     left = set(ids)
     deadline = time.monotonic() + timeout
-    while left:
+    while True:
         try:
             left = _alive(left)
         except SlurmError as exc:
