@@ -92,13 +92,15 @@ def live_plan(
     *,
     policy: str | None = None,
     history: HistorySource | None = None,
+    release: str | None = None,
 ) -> Plan:
     """The plan of a live snapshot, as ``plan`` shows it and ``schedule``/``daemon`` apply it:
     the policy (``policy`` or the config's) with the history estimator when the config asks
-    for it, and the jobs Slurm holds back named with Slurm's reason (issue 16)."""
+    for it, and the jobs Slurm holds back named with Slurm's reason (issue 16). ``release``:
+    the Slurm release that runs, as :func:`modelled_release` names it (read when not given)."""
     engine = get_policy(policy or config.policy, config)
     if isinstance(engine, SlurmPolicy):  # the model follows the release that runs here
-        engine.release = modelled_release(slurm_version())
+        engine.release = release or modelled_release(slurm_version())
     if config.estimator.history:
         engine.with_history((history or HistorySource()).get(config, now))
     return with_held(engine.plan(snapshot, now), snapshot.held)
@@ -313,7 +315,8 @@ def run_cycle(
     """
     t0 = time.monotonic()
     report = CycleReport(dry_run=dry_run, policy=policy or config.policy)
-    settings = diff.ActuatorSettings.from_config(config)
+    release = modelled_release(slurm_version())  # the Weights' rule depends on it
+    settings = diff.ActuatorSettings.from_config(config, slurm_release=release)
     state_path = Path(state_path)
     try:
         if read is None:
@@ -329,7 +332,12 @@ def run_cycle(
     report.read_s = t1 - t0
     report.running, report.pending = len(snapshot.running), len(snapshot.pending)
     plan = live_plan(
-        config, snapshot, snapshot.taken_at or time.time(), policy=report.policy, history=history
+        config,
+        snapshot,
+        snapshot.taken_at or time.time(),
+        policy=report.policy,
+        history=history,
+        release=release,
     )
     report.plan = plan
     report.starts = len(plan.starts)

@@ -163,6 +163,17 @@ class WeightsConfig:
             "takes the fullest node that fits (E-Binpack's best fit by GPUs)"
         ),
     )
+    deep_queue: float = field(
+        default=1.0,
+        metadata=_spec(
+            "on Slurm 26.05 and later: when the pending jobs ask for at least this many "
+            "times the cluster's GPUs, best_fit pauses and partly used nodes share one "
+            "Weight, so Slurm fills them in node order (a steadier packing under a deep "
+            "queue); 0 = never pause",
+            lo=0.0,
+            hi=1e6,
+        ),
+    )
 
 
 @dataclass(frozen=True)

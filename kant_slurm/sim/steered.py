@@ -201,6 +201,8 @@ class SteeredKant:
     def steer(self, snapshot: ClusterSnapshot, now: float):
         """One daemon cycle on the simulated Slurm: plan, diff, apply; kant's plan."""
         self.last_steer = now
+        if self.settings.slurm_release != self.slurm.release:  # set after __init__ (simulate)
+            self.settings = dataclasses.replace(self.settings, slurm_release=self.slurm.release)
         shown = self.shown(snapshot)
         self._kant_seen = len(self._log) if self._log is not None else 0
         plan = self.kant.plan(shown, now)

@@ -7,7 +7,9 @@ import subprocess
 
 import pytest
 
+from kant_slurm.engine.policies.slurm import modelled_release
 from kant_slurm.exporter import cycle_metrics
+from kant_slurm.slurm.backend import slurm_version
 from kant_slurm.slurm import actuator as act
 from kant_slurm.slurm.state import load_state
 from kant_slurm.steer import reset, run_cycle
@@ -31,7 +33,9 @@ def fill(cluster, gpus_per_node=8, nodes=None, seconds=120):
 def test_dry_run_changes_nothing_then_apply_then_idempotent(steer_env):
     cluster, config, state = steer_env
     fill(cluster, 7, cluster.nodes[:3])  # gn01-03 partly used: tier 0
-    pending = cluster.sbatch("-N", "16", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 1")
+    # 15 whole nodes: it cannot start (13 are idle), and its 120 GPUs stay under the 128 of
+    # the cluster, so best fit is in force on every release (see the test after this one).
+    pending = cluster.sbatch("-N", "15", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 1")
     before = cluster.node_weights()
     dry = run_cycle(config, state, dry_run=True)
     assert dry.ok and dry.changes and not state.exists()
@@ -55,6 +59,23 @@ def test_dry_run_changes_nothing_then_apply_then_idempotent(steer_env):
     second = cycle_metrics(state)
     assert second["last_cycle_applied_changes"] == 0
     assert second["last_cycle_timestamp_seconds"] >= first["last_cycle_timestamp_seconds"]
+
+
+def test_best_fit_weights_pause_under_a_deep_queue_on_26_05(steer_env):
+    """The live cycle reads the release that runs (sinfo --version): from 26.05, with pending
+    jobs asking for the cluster's 128 GPUs or more (weights.deep_queue 1.0), partly used
+    nodes share their tier's Weight; before 26.05 they keep best fit."""
+    cluster, config, state = steer_env
+    fill(cluster, 7, cluster.nodes[:1])  # gn01 partly used: 1 GPU free
+    cluster.sbatch("-N", "16", "--gres=gpu:8", "-t", "5", "--wrap", "sleep 1")  # 128 GPUs
+    report = run_cycle(config, state, dry_run=True)
+    assert report.ok
+    # What the Weights would be: Slurm's now, with the cycle's changes
+    weight = cluster.node_weights() | {c.target: c.value for c in report.changes
+                                       if c.kind == "weight"}
+    deep = modelled_release(slurm_version()) >= "26.05"
+    assert weight["gn01"] == (1 if deep else 2), (slurm_version(), weight)
+    assert weight["gn02"] == 11
 
 
 def test_pin_for_a_start_and_stale_pin_cleared(steer_env, read_released):

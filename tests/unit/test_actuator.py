@@ -92,6 +92,35 @@ def test_desired_pin_modes_and_best_fit_weights(pin_jobs, best_fit, weights, pin
     assert set(d.pins) == pinned
 
 
+@pytest.mark.parametrize("release, deep_queue, pending_gpus, gn01_weight", [
+    # the cluster has 4 x 8 = 32 GPUs; gn01 has 8 - 4 = 4 free GPUs: 1 + 4 with best fit
+    ("22.05", 1.0, [16, 16, 8], 5),  # before 26.05 best fit never pauses
+    ("24.11", 1.0, [16, 16, 8], 5),
+    ("26.05", 1.0, [16, 8], 5),  # 24 GPUs pending < 1.0 x 32: best fit
+    ("26.05", 1.0, [16, 8, 8], 1),  # 32 >= 32: paused, gn01 takes its tier's Weight
+    ("26.05", 0.5, [16], 1),  # 16 >= 0.5 x 32
+    ("26.05", 0.0, [16, 16, 8], 5),  # 0: never paused
+])
+def test_best_fit_pauses_under_a_deep_queue_on_26_05(release, deep_queue, pending_gpus,
+                                                      gn01_weight):
+    jobs = [Job("1", "RUNNING", 1, 4, 0.0, nodes=("gn01",), node_gpus=(4,), start_time=1.0)]
+    jobs += [Job(f"p{i}", "PENDING", 1, g, 5.0) if g <= 8 else
+             Job(f"p{i}", "PENDING", g // 8, 8, 5.0) for i, g in enumerate(pending_gpus)]
+    plan = Plan(policy="kant", now=10.0, node_tiers={"gn01": 0, "gn02": 1, "gn03": 2, "gn04": 2})
+    settings = dataclasses.replace(S, slurm_release=release, deep_queue=deep_queue)
+    d = diff.desired_from_plan(plan, small_snapshot(jobs), settings)
+    assert d.weights == {"gn01": gn01_weight, "gn02": 11, "gn03": 11, "gn04": 11}
+
+
+def test_actuator_settings_carry_deep_queue_and_release():
+    from kant_slurm.config import load_config
+
+    config = load_config(None)
+    settings = diff.ActuatorSettings.from_config(config, slurm_release="26.05")
+    assert (settings.deep_queue, settings.slurm_release) == (1.0, "26.05")
+    assert diff.ActuatorSettings.from_config(config).slurm_release == "22.05"
+
+
 def test_best_fit_weight_capped_below_the_next_tier():
     # 16 free GPUs on a partly used node with tier_step 10: + 9 at most, still below tier 1
     names = ["gn01", "gn02"]
