@@ -303,13 +303,14 @@ def best_fit_now(settings: ActuatorSettings, pending: Iterable[Job], inventory) 
     From Slurm 26.05 a one-node job takes the lowest Weight that fits, with no leaf search
     (``slurm_lightest_node``), so the Weights alone place it. There, while the pending jobs
     ask for ``deep_queue`` times the cluster's GPUs or more, partly used nodes share one Weight
-    and Slurm fills them in node order. Why: with a queue that deep, a best fit of the moment,
-    recomputed every cycle, spreads the small jobs over every node that has a hole, and
-    fewer nodes drain whole than with a fixed order; in the 26.05 model at Philly 48 and 64 x 8
-    the plain best fit fragmented more than stock Slurm on all six seeds (README, "Quality of
-    the deployed product"). With room to spare (96 x 8) the best fit is the better packer and
-    stays. Before 26.05 the switch tree picks the leaf first and the Weights only order nodes
-    inside it, where best fit was the better choice at every load measured.
+    and Slurm fills them in node order. Why: in the 26.05 model at Philly 48 and 64 x 8 the
+    plain best fit fragmented more than stock Slurm on all six seeds, and the pause brought
+    GFR to 0.89x and 0.60x of stock (README, "Quality of the deployed product"). A likely
+    reason: a best fit of the moment, recomputed every cycle, puts small jobs on whichever
+    node has the right hole, and with a deep queue fewer nodes drain whole than under a fixed
+    order. With room to spare (96 x 8) best fit is the better packer, and the queue is rarely
+    that deep. Before 26.05 the switch tree picks the leaf first and the Weights only order
+    nodes inside it; the same pause there made Philly 64 x 8 worse, so it does not apply.
     """
     if not settings.best_fit:
         return False
