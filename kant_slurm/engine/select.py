@@ -401,6 +401,14 @@ LIGHTEST_NODE_WHY = (
 )
 
 
+def weight_places_one_node_jobs(release: str) -> bool:
+    """Whether Slurm ``release`` (as ``SlurmPolicy.RELEASES`` names it) places a one-node job
+    by node Weight alone (:func:`slurm_lightest_node`): from 26.05. The releases compare as
+    text. The ``slurm`` model's selector and kant's Weight lever (``slurm.diff.best_fit_now``)
+    both ask here."""
+    return release >= "26.05"
+
+
 def slurm_lightest_node(cycle: Cycle, job: Job, avail: np.ndarray) -> Choice | None:
     """Stock Slurm 26.05's node choice for a one-node job: the lightest node Weight where the
     job fits, then node order.

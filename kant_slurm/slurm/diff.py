@@ -39,6 +39,7 @@ from typing import Any
 
 from ..engine.plan import Plan
 from ..engine.scoring import TIER_PARTLY_USED, tier_weight
+from ..engine.select import weight_places_one_node_jobs
 from ..hostlist import compress
 from ..model import ClusterSnapshot, Job
 from .state import FOREIGN, KINDS, PIN, SITE_FACTOR, WEIGHT, SteerState, classify_value
@@ -314,7 +315,7 @@ def best_fit_now(settings: ActuatorSettings, pending: Iterable[Job], inventory) 
     """
     if not settings.best_fit:
         return False
-    if settings.deep_queue <= 0 or settings.slurm_release < "26.05":  # releases compare as text
+    if settings.deep_queue <= 0 or not weight_places_one_node_jobs(settings.slurm_release):
         return True
     bound = settings.deep_queue * float(inventory.gpus_total.sum())
     asked = 0

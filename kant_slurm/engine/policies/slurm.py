@@ -72,7 +72,7 @@ from __future__ import annotations
 from ...model import Job
 from .. import scoring
 from ..registry import register
-from ..select import slurm_cons_tres, slurm_lightest_node
+from ..select import slurm_cons_tres, slurm_lightest_node, weight_places_one_node_jobs
 from .base import QueuePolicy
 
 
@@ -141,7 +141,7 @@ class SlurmPolicy(QueuePolicy):
         }
 
     def selector(self, job, ctx):
-        if job.num_nodes == 1 and self.release >= "26.05":  # the releases compare as text
+        if job.num_nodes == 1 and weight_places_one_node_jobs(self.release):
             return slurm_lightest_node
         return slurm_cons_tres
 
