@@ -6,6 +6,7 @@
   python benchmarks/quality_tables.py --out benchmarks/results/quality-tables.md --json q.json
   python benchmarks/quality_tables.py --loads philly-64x8 --seeds 0   # a quick subset
   python benchmarks/quality_tables.py --slurm-release 26.05   # stock Slurm 26.05 modelled
+  python benchmarks/quality_tables.py --from-json a.json --from-json b.json   # join seeds
 
 Loads: Philly Sep-Oct (52,849 jobs) on 48 x 8, 64 x 8 and 96 x 8 GPUs (``philly-*.yaml``
 beside this script), and the openb pods (Alibaba cluster-trace-gpu-v2023) replayed by arrival
@@ -20,6 +21,11 @@ stranded GPU share, mean wait, p99 wait, and p99 wait of the jobs of 9 or more G
 ``kant-steered`` against ``slurm``: GFR at most 0.6x, stranded share at most 0.7x, mean wait
 not higher, p99 wait at most 1.05x, p99 wait of 9+ GPU jobs not higher; ``kant``: GFR at most
 1% on every seed (64 x 8 only), no GPU-size bucket's p99 wait more than 5% above ``slurm``'s.
+
+``--from-json`` makes the table from runs stored by earlier ``--json`` outputs instead of
+running: repeated, it joins their seeds per load (e.g. seeds 0-2 of one run and 3-8 of
+another), so that the means and targets cover every seed. The files must model the same Slurm
+release with the same ``--config``, and no seed of a load may be in two of them.
 """
 
 from __future__ import annotations
@@ -197,16 +203,20 @@ def _fmt(key: str, v: float) -> str:
 
 
 def header(args) -> list[str]:
-    commit = provenance.commit()
     u = platform.uname()
+    if args.from_json:
+        ran = [("- runs: stored in " + ", ".join(f"`{f}`" for f in args.from_json)
+                + " (their commits and machines are in their own tables' headers)")]
+    else:
+        ran = [f"- commit: {provenance.commit()}",
+               (f"- machine: {u.system} {u.release} {u.machine}, {os.cpu_count()} CPUs; "
+                f"{args.workers} policies at a time")]
     return [
         "# Issue 15 quality table",
         "",
         (f"- generated: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC by "
          f"`{' '.join(['python benchmarks/quality_tables.py', *args.argv])}`"),
-        f"- commit: {commit}",
-        (f"- machine: {u.system} {u.release} {u.machine}, {os.cpu_count()} CPUs; "
-         f"{args.workers} policies at a time"),
+        *ran,
         f"- seeds of the time-limit model (ladder): {', '.join(map(str, args.seeds))}",
         f"- Slurm release modelled by `slurm` and `kant-steered`: {args.slurm_release}",
         "- figures: mean over the seeds (min-max); waits in hours",
@@ -220,6 +230,7 @@ def markdown(args, results: dict) -> str:
         stats, runs = res["summary"]["stats"], res["runs"]
         kind, spec = LOADS[name]
         lines += [f"## {name} ({kind}, `{spec}`)", "",
+                  f"Seeds: {', '.join(map(str, sorted(runs)))}.", "",
                   "| figure | " + " | ".join(POLICIES) + " |",
                   "|---|" + "---|" * len(POLICIES)]
         for key, label, _ in FIGURES:
@@ -251,6 +262,56 @@ def _plain(value):
     return value
 
 
+def _unplain(value):
+    """The stored figures back: null as NaN."""
+    if isinstance(value, dict):
+        return {k: _unplain(v) for k, v in value.items()}
+    return math.nan if value is None else value
+
+
+def _stored_setting(argv: list, flag: str, default: str | None) -> str | None:
+    """The value of ``flag`` in a stored run's argv (``--flag V`` or ``--flag=V``)."""
+    for i, a in enumerate(argv):
+        if a == flag and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith(flag + "="):
+            return a.split("=", 1)[1]
+    return default
+
+
+def stored_runs(files: list[Path]) -> tuple[dict, str, str | None]:
+    """{load: {seed: {policy: figures}}} joined from ``--json`` outputs of this script, the
+    release they model and their ``--config``; ValueError names the file and what is wrong."""
+    joined: dict = {}
+    where: dict = {}
+    settings = None
+    for f in files:
+        try:
+            data = json.loads(f.read_text(encoding="utf-8"))
+            argv, results = data["argv"], data["results"]
+        except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{f}: not a --json output of this script ({exc})") from None
+        mine = (_stored_setting(argv, "--slurm-release", "22.05"),
+                _stored_setting(argv, "--config", None))
+        if settings is None:
+            settings = mine
+        elif mine != settings:
+            raise ValueError(f"{f}: models release {mine[0]} with config {mine[1]}, but "
+                             f"{files[0]} models {settings[0]} with config {settings[1]}")
+        for load, res in results.items():
+            if load not in LOADS:
+                raise ValueError(f"{f}: unknown load {load!r}")
+            for seed, figs in res["runs"].items():
+                if (load, seed) in where:
+                    raise ValueError(f"{f}: seed {seed} of {load} is also in "
+                                     f"{where[load, seed]}")
+                where[load, seed] = f
+                joined.setdefault(load, {})[int(seed)] = _unplain(figs)
+    if settings is None:
+        raise ValueError("--from-json: no file given")
+    return joined, settings[0], settings[1]
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -269,6 +330,9 @@ def main() -> int:
                          "--slurm-release` (default: 22.05)")
     ap.add_argument("--out", type=Path, help="write the Markdown table here (default: stdout)")
     ap.add_argument("--json", type=Path, help="also write every figure as JSON here")
+    ap.add_argument("--from-json", type=Path, action="append", default=[], metavar="FILE",
+                    help="make the table from the runs stored in FILE (a --json output of "
+                         "this script) instead of running; repeat to join their seeds")
     argv = sys.argv[1:]
     args = ap.parse_args(argv)
     args.argv = argv
@@ -285,7 +349,8 @@ def main() -> int:
         ap.error("--seeds: give at least one seed")
     if args.workers not in (1, 2):
         ap.error(f"--workers: 1 or 2 (the machine is shared), got {args.workers}")
-    if "openb-6x8" in loads and (args.openb is None or not args.openb.is_file()):
+    no_openb = args.openb is None or not args.openb.is_file()
+    if "openb-6x8" in loads and not args.from_json and no_openb:
         ap.error(f"openb-6x8: openb trace {str(args.openb) if args.openb else '(none)'} not "
                  f"found; pass --openb FILE, set KANT_TRACES, or leave the load out")
 
@@ -302,6 +367,20 @@ def main() -> int:
             config = load_config(args.config)
         except KantError as exc:
             ap.error(f"--config: {exc}")
+    if args.from_json:
+        try:
+            stored, args.slurm_release, _ = stored_runs(args.from_json)
+        except ValueError as exc:
+            ap.error(f"--from-json: {exc}")
+        results = {}
+        for name in [x for x in loads if x in stored]:
+            runs = stored[name]
+            summary = summarize_load(runs)
+            results[name] = {"runs": runs, "summary": summary,
+                             "targets": judge(name, runs, summary["stats"])}
+        args.seeds = sorted({s for runs in stored.values() for s in runs})
+        write(args, results, progress, final=True)
+        return 0
     provenance.commit()  # the code measured is HEAD as the run begins
     results = {}
     for name in loads:
@@ -324,8 +403,10 @@ def write(args, results: dict, progress, final: bool) -> None:
     elif final:
         sys.stdout.write(text)
     if args.json:
-        args.json.write_text(json.dumps(_plain({"argv": args.argv, "results": results}),
-                                        indent=1))
+        made = ({"from_json": [str(f) for f in args.from_json]} if args.from_json
+                else {"commit": provenance.commit()})
+        args.json.write_text(json.dumps(_plain({"argv": args.argv, **made,
+                                                "results": results}), indent=1))
 
 
 if __name__ == "__main__":

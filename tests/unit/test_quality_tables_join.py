@@ -1,0 +1,84 @@
+"""benchmarks/quality_tables.py --from-json: the table made from stored runs, their seeds
+joined per load, and one-line errors for files that cannot be joined."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "quality_tables.py"
+POLICIES = ("slurm", "kant-steered", "kant")
+
+
+def figures(gfr: float) -> dict:
+    return {
+        "gfr": gfr,
+        "stranded": 0.2,
+        "wait_mean_s": 3600.0,
+        "wait_p99_s": 7200.0,
+        "wait_p99_big_s": None,
+        "big_jobs": 0,
+        "p99_by_size": {"1": 7200.0},
+        "sim_seconds": 1.0,
+    }
+
+
+def stored(path: Path, seeds: dict, release: str | None = None) -> Path:
+    """A --json output with the runs {seed: (slurm GFR, kant-steered GFR)} of philly-64x8."""
+    argv = ["--loads", "philly-64x8"] + (["--slurm-release", release] if release else [])
+    runs = {
+        str(s): {"slurm": figures(a), "kant-steered": figures(b), "kant": figures(0.005)}
+        for s, (a, b) in seeds.items()
+    }
+    path.write_text(json.dumps({"argv": argv, "results": {"philly-64x8": {"runs": runs}}}))
+    return path
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+
+
+def test_seeds_of_two_files_are_joined_and_judged_together(tmp_path):
+    a = stored(tmp_path / "a.json", {0: (0.02, 0.01), 1: (0.02, 0.01)})
+    b = stored(tmp_path / "b.json", {2: (0.02, 0.04)})
+    out = run("--from-json", a, "--from-json", b, "--json", tmp_path / "joined.json")
+    assert out.returncode == 0, out.stderr
+    assert "Seeds: 0, 1, 2." in out.stdout
+    # Mean GFR 0.02 against 0.02: 1.00x, met on the two seeds of a.json only.
+    assert (
+        "| kant-steered: GFR <= 0.6x slurm | **MISSED** | 1.00x (0.020 vs 0.020); "
+        "2 of 3 seeds |" in out.stdout
+    )
+    joined = json.loads((tmp_path / "joined.json").read_text())
+    assert joined["from_json"] == [str(a), str(b)]
+    assert sorted(joined["results"]["philly-64x8"]["runs"]) == ["0", "1", "2"]
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("same seed twice", "seed 1 of philly-64x8 is also in"),
+        ("other release", "models release 26.05 with config None, but"),
+        ("not json", "not a --json output of this script"),
+    ],
+)
+def test_files_that_cannot_be_joined_are_refused_in_one_line(tmp_path, case, expected):
+    a = stored(tmp_path / "a.json", {0: (0.02, 0.01), 1: (0.02, 0.01)})
+    if case == "same seed twice":
+        b = stored(tmp_path / "b.json", {1: (0.02, 0.01)})
+    elif case == "other release":
+        b = stored(tmp_path / "b.json", {2: (0.02, 0.01)}, release="26.05")
+    else:
+        b = tmp_path / "b.json"
+        b.write_text("philly,64x8\n")
+    out = run("--from-json", a, "--from-json", b)
+    assert out.returncode == 2
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr
+    assert out.stdout == ""
