@@ -279,9 +279,9 @@ def _stored_setting(argv: list, flag: str, default: str | None) -> str | None:
     return default
 
 
-def stored_runs(files: list[Path]) -> tuple[dict, str, str | None]:
-    """{load: {seed: {policy: figures}}} joined from ``--json`` outputs of this script, the
-    release they model and their ``--config``; ValueError names the file and what is wrong."""
+def stored_runs(files: list[Path]) -> tuple[dict, str]:
+    """{load: {seed: {policy: figures}}} joined from ``--json`` outputs of this script, and the
+    release they model; ValueError names the file and what is wrong."""
     joined: dict = {}
     where: dict = {}
     settings = None
@@ -309,7 +309,13 @@ def stored_runs(files: list[Path]) -> tuple[dict, str, str | None]:
                 joined.setdefault(load, {})[int(seed)] = _unplain(figs)
     if settings is None:
         raise ValueError("--from-json: no file given")
-    return joined, settings[0], settings[1]
+    return joined, settings[0]
+
+
+def load_table(name: str, runs: dict) -> dict:
+    """One load's runs, their means and spreads, and its targets judged."""
+    summary = summarize_load(runs)
+    return {"runs": runs, "summary": summary, "targets": judge(name, runs, summary["stats"])}
 
 
 def main() -> int:
@@ -369,15 +375,10 @@ def main() -> int:
             ap.error(f"--config: {exc}")
     if args.from_json:
         try:
-            stored, args.slurm_release, _ = stored_runs(args.from_json)
+            stored, args.slurm_release = stored_runs(args.from_json)
         except ValueError as exc:
             ap.error(f"--from-json: {exc}")
-        results = {}
-        for name in [x for x in loads if x in stored]:
-            runs = stored[name]
-            summary = summarize_load(runs)
-            results[name] = {"runs": runs, "summary": summary,
-                             "targets": judge(name, runs, summary["stats"])}
+        results = {name: load_table(name, stored[name]) for name in loads if name in stored}
         args.seeds = sorted({s for runs in stored.values() for s in runs})
         write(args, results, progress, final=True)
         return 0
@@ -386,9 +387,7 @@ def main() -> int:
     for name in loads:
         runs = run_load(name, args.seeds, args.workers, args.openb, progress, config,
                         args.slurm_release)
-        summary = summarize_load(runs)
-        results[name] = {"runs": runs, "summary": summary,
-                         "targets": judge(name, runs, summary["stats"])}
+        results[name] = load_table(name, runs)
         # The files after each load: a long run stopped later keeps the loads done.
         write(args, results, progress, final=name == loads[-1])
     return 0

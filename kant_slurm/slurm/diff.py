@@ -305,8 +305,8 @@ def best_fit_now(settings: ActuatorSettings, pending: Iterable[Job], inventory) 
     (``slurm_lightest_node``), so the Weights alone place it. There, while the pending jobs
     ask for ``deep_queue`` times the cluster's GPUs or more, partly used nodes share one Weight
     and Slurm fills them in node order. Why: in the 26.05 model at Philly 48 and 64 x 8 the
-    plain best fit fragmented more than stock Slurm on all six seeds 0-2, and the pause brought
-    GFR to 0.89x and 0.60x of stock; over seeds 0-8 at 64 x 8 it is 0.90x against 1.12x with
+    plain best fit fragmented more than stock Slurm on seeds 0-2 of both loads, and the pause
+    brought GFR to 0.89x and 0.60x of stock; over seeds 0-8 at 64 x 8 it is 0.90x against 1.12x with
     best fit always, and the 9+ GPU p99 wait 0.98x against 1.15x (README, "Quality of the
     deployed product", "Six more seeds"). A likely
     reason: a best fit of the moment, recomputed every cycle, puts small jobs on whichever
