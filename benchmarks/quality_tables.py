@@ -25,7 +25,9 @@ not higher, p99 wait at most 1.05x, p99 wait of 9+ GPU jobs not higher; ``kant``
 ``--from-json`` makes the table from runs stored by earlier ``--json`` outputs instead of
 running: repeated, it joins their seeds per load (e.g. seeds 0-2 of one run and 3-8 of
 another), so that the means and targets cover every seed. The files must model the same Slurm
-release with the same ``--config``, and no seed of a load may be in two of them.
+release with the same ``--config``, and no seed of a load may be in two of them. The options
+that choose what runs (``--seeds``, ``--workers``, ``--openb``, ``--config``,
+``--slurm-release``) are refused with it: the stored runs carry their own.
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ STEERED_TARGETS = (
     ("wait_p99_big_s", 1.0, f"p99 wait of {BIG_GPUS}+ GPU jobs not higher than slurm"),
 )
 KANT_GFR_MAX, KANT_GFR_LOAD = 0.01, "philly-64x8"
+RUN_ONLY = ("--seeds", "--workers", "--openb", "--config", "--slurm-release")  # not --from-json
 KANT_BUCKET_P99_MAX = 1.05
 
 
@@ -359,6 +362,13 @@ def main() -> int:
     if "openb-6x8" in loads and not args.from_json and no_openb:
         ap.error(f"openb-6x8: openb trace {str(args.openb) if args.openb else '(none)'} not "
                  f"found; pass --openb FILE, set KANT_TRACES, or leave the load out")
+
+    if args.from_json:
+        # These choose what runs; stored runs carry their own, so a value here would be ignored.
+        given = sorted({a.split("=", 1)[0] for a in argv} & set(RUN_ONLY))
+        if given:
+            ap.error(f"--from-json: {', '.join(given)} chooses what runs; stored runs carry "
+                     f"their own (leave it out)")
 
     def progress(msg: str) -> None:
         print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", file=sys.stderr,

@@ -60,6 +60,15 @@ def test_seeds_of_two_files_are_joined_and_judged_together(tmp_path):
     assert sorted(joined["results"]["philly-64x8"]["runs"]) == ["0", "1", "2"]
 
 
+@pytest.mark.parametrize("option", [["--seeds", "0,1"], ["--slurm-release=26.05"]])
+def test_options_that_choose_what_runs_are_refused_with_stored_runs(tmp_path, option):
+    a = stored(tmp_path / "a.json", {0: (0.02, 0.01)})
+    out = run("--from-json", a, *option)
+    assert out.returncode == 2
+    assert f"--from-json: {option[0].split('=')[0]} chooses what runs" in out.stderr
+    assert out.stdout == ""
+
+
 @pytest.mark.parametrize(
     "case, expected",
     [
