@@ -282,6 +282,24 @@ def _stored_setting(argv: list, flag: str, default: str | None) -> str | None:
     return default
 
 
+def _check_stored_figures(f: Path, load: str, seed: str, figs) -> None:
+    """ValueError naming the file, load, seed and policy when a stored run lacks a figure the
+    table reads (a file edited by hand, or written by another script)."""
+    for p in POLICIES:
+        one = figs.get(p) if isinstance(figs, dict) else None
+        if not isinstance(one, dict):
+            raise ValueError(f"{f}: {load} seed {seed}: no figures of policy {p!r}")
+        for key in [k for k, _, _ in FIGURES] + ["p99_by_size"]:
+            value = one.get(key)
+            ok = key in one and (isinstance(value, dict) if key == "p99_by_size"
+                  else value is None or (isinstance(value, (int, float))
+                                         and not isinstance(value, bool)))
+            if not ok:
+                raise ValueError(f"{f}: {load} seed {seed}, {p}: {key!r} is "
+                                 f"{'missing' if key not in one else repr(value)}, expected "
+                                 f"{'an object' if key == 'p99_by_size' else 'a number or null'}")
+
+
 def stored_runs(files: list[Path]) -> tuple[dict, str]:
     """{load: {seed: {policy: figures}}} joined from ``--json`` outputs of this script, and the
     release they model; ValueError names the file and what is wrong."""
@@ -301,13 +319,21 @@ def stored_runs(files: list[Path]) -> tuple[dict, str]:
         elif mine != settings:
             raise ValueError(f"{f}: models release {mine[0]} with config {mine[1]}, but "
                              f"{files[0]} models {settings[0]} with config {settings[1]}")
+        if not isinstance(results, dict):
+            raise ValueError(f"{f}: 'results' is not an object of loads")
         for load, res in results.items():
             if load not in LOADS:
                 raise ValueError(f"{f}: unknown load {load!r}")
-            for seed, figs in res["runs"].items():
+            runs = res.get("runs") if isinstance(res, dict) else None
+            if not isinstance(runs, dict) or not runs:
+                raise ValueError(f"{f}: {load} has no 'runs' object with a seed")
+            for seed, figs in runs.items():
+                if not seed.lstrip("-").isdigit():
+                    raise ValueError(f"{f}: {load}: seed {seed!r} is not an integer")
                 if (load, seed) in where:
                     raise ValueError(f"{f}: seed {seed} of {load} is also in "
                                      f"{where[load, seed]}")
+                _check_stored_figures(f, load, seed, figs)
                 where[load, seed] = f
                 joined.setdefault(load, {})[int(seed)] = _unplain(figs)
     if settings is None:

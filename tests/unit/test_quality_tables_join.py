@@ -75,6 +75,11 @@ def test_options_that_choose_what_runs_are_refused_with_stored_runs(tmp_path, op
         ("same seed twice", "seed 1 of philly-64x8 is also in"),
         ("other release", "models release 26.05 with config None, but"),
         ("not json", "not a --json output of this script"),
+        ("no runs", "philly-64x8 has no 'runs' object with a seed"),
+        ("seed not a number", "philly-64x8: seed 'x' is not an integer"),
+        ("policy missing", "philly-64x8 seed 2: no figures of policy 'kant'"),
+        ("figure missing", "philly-64x8 seed 2, slurm: 'gfr' is missing, expected a number"),
+        ("figure not a number", "seed 2, slurm: 'stranded' is '0.2', expected a number"),
     ],
 )
 def test_files_that_cannot_be_joined_are_refused_in_one_line(tmp_path, case, expected):
@@ -83,9 +88,24 @@ def test_files_that_cannot_be_joined_are_refused_in_one_line(tmp_path, case, exp
         b = stored(tmp_path / "b.json", {1: (0.02, 0.01)})
     elif case == "other release":
         b = stored(tmp_path / "b.json", {2: (0.02, 0.01)}, release="26.05")
-    else:
+    elif case == "not json":
         b = tmp_path / "b.json"
         b.write_text("philly,64x8\n")
+    else:
+        b = stored(tmp_path / "b.json", {2: (0.02, 0.01)})
+        data = json.loads(b.read_text())
+        runs = data["results"]["philly-64x8"]["runs"]
+        if case == "no runs":
+            del data["results"]["philly-64x8"]["runs"]
+        elif case == "seed not a number":
+            runs["x"] = runs.pop("2")
+        elif case == "policy missing":
+            del runs["2"]["kant"]
+        elif case == "figure missing":
+            del runs["2"]["slurm"]["gfr"]
+        else:
+            runs["2"]["slurm"]["stranded"] = "0.2"
+        b.write_text(json.dumps(data))
     out = run("--from-json", a, "--from-json", b)
     assert out.returncode == 2
     assert expected in out.stderr
