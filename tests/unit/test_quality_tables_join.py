@@ -50,14 +50,28 @@ def test_seeds_of_two_files_are_joined_and_judged_together(tmp_path):
     out = run("--from-json", a, "--from-json", b, "--json", tmp_path / "joined.json")
     assert out.returncode == 0, out.stderr
     assert "Seeds: 0, 1, 2." in out.stdout
-    # Mean GFR 0.02 against 0.02: 1.00x, met on the two seeds of a.json only.
+    # Mean GFR 0.02 against 0.02: 1.00x, met on the two seeds of a.json only. The paired
+    # bootstrap draws only seeds 0-1 (ratio 0.5) in 8 of 27 cases and only seed 2 (ratio 2.0)
+    # in 1 of 27 (3.7%, above the 2.5% tail), so the 95% interval is 0.50-2.00x.
     assert (
-        "| kant-steered: GFR <= 0.6x slurm | **MISSED** | 1.00x (0.020 vs 0.020); "
-        "2 of 3 seeds |" in out.stdout
+        "| kant-steered: GFR <= 0.6x slurm | **MISSED** | 1.00x, 95% interval 0.50-2.00x "
+        "(0.020 vs 0.020); 2 of 3 seeds |" in out.stdout
     )
     joined = json.loads((tmp_path / "joined.json").read_text())
     assert joined["from_json"] == [str(a), str(b)]
     assert sorted(joined["results"]["philly-64x8"]["runs"]) == ["0", "1", "2"]
+    gfr_target = joined["results"]["philly-64x8"]["targets"][0]
+    assert gfr_target["interval"] == [0.5, 2.0]
+
+
+def test_one_seed_gives_no_interval(tmp_path):
+    a = stored(tmp_path / "a.json", {0: (0.02, 0.01)})
+    out = run("--from-json", a)
+    assert out.returncode == 0, out.stderr
+    assert (
+        "| kant-steered: GFR <= 0.6x slurm | **MET** | 0.50x (0.010 vs 0.020); 1 of 1 seeds |"
+        in out.stdout
+    )
 
 
 @pytest.mark.parametrize("option", [["--seeds", "0,1"], ["--slurm-release=26.05"]])
