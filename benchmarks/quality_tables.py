@@ -253,6 +253,7 @@ def header(args) -> list[str]:
         *ran,
         f"- seeds of the time-limit model (ladder): {', '.join(map(str, args.seeds))}",
         f"- Slurm release modelled by `slurm` and `kant-steered`: {args.slurm_release}",
+        f"- kant config: {'built-in defaults' if args.config is None else f'`{args.config}`'}",
         "- figures: mean over the seeds (min-max); waits in hours",
         "",
     ]
@@ -331,9 +332,9 @@ def _check_stored_figures(f: Path, load: str, seed: str, figs) -> None:
                                  f"{'an object' if key == 'p99_by_size' else 'a number or null'}")
 
 
-def stored_runs(files: list[Path]) -> tuple[dict, str]:
+def stored_runs(files: list[Path]) -> tuple[dict, str, str | None]:
     """{load: {seed: {policy: figures}}} joined from ``--json`` outputs of this script, and the
-    release they model; ValueError names the file and what is wrong."""
+    release and ``--config`` they model; ValueError names the file and what is wrong."""
     joined: dict = {}
     where: dict = {}
     settings = None
@@ -343,8 +344,10 @@ def stored_runs(files: list[Path]) -> tuple[dict, str]:
             argv, results = data["argv"], data["results"]
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{f}: not a --json output of this script ({exc})") from None
-        mine = (_stored_setting(argv, "--slurm-release", "22.05"),
-                _stored_setting(argv, "--config", None))
+        # A joined file's argv names only the files it joined: its own keys say what it models.
+        mine = (data.get("slurm_release") or _stored_setting(argv, "--slurm-release", "22.05"),
+                data.get("config") if "slurm_release" in data
+                else _stored_setting(argv, "--config", None))
         if settings is None:
             settings = mine
         elif mine != settings:
@@ -369,7 +372,7 @@ def stored_runs(files: list[Path]) -> tuple[dict, str]:
                 joined.setdefault(load, {})[int(seed)] = _unplain(figs)
     if settings is None:
         raise ValueError("--from-json: no file given")
-    return joined, settings[0]
+    return joined, settings[0], settings[1]
 
 
 def load_table(name: str, runs: dict) -> dict:
@@ -442,7 +445,7 @@ def main() -> int:
             ap.error(f"--config: {exc}")
     if args.from_json:
         try:
-            stored, args.slurm_release = stored_runs(args.from_json)
+            stored, args.slurm_release, args.config = stored_runs(args.from_json)
         except ValueError as exc:
             ap.error(f"--from-json: {exc}")
         results = {name: load_table(name, stored[name]) for name in loads if name in stored}
@@ -471,7 +474,9 @@ def write(args, results: dict, progress, final: bool) -> None:
     if args.json:
         made = ({"from_json": [str(f) for f in args.from_json]} if args.from_json
                 else {"commit": provenance.commit()})
-        args.json.write_text(json.dumps(_plain({"argv": args.argv, **made,
+        models = {"slurm_release": args.slurm_release,
+                  "config": None if args.config is None else str(args.config)}
+        args.json.write_text(json.dumps(_plain({"argv": args.argv, **made, **models,
                                                 "results": results}), indent=1))
 
 

@@ -125,3 +125,23 @@ def test_files_that_cannot_be_joined_are_refused_in_one_line(tmp_path, case, exp
     assert expected in out.stderr
     assert "Traceback" not in out.stderr
     assert out.stdout == ""
+
+
+def test_a_joined_file_keeps_the_release_it_models(tmp_path):
+    # A joined file's argv names only the files it joined; it records the release itself, so
+    # that it can be joined again (or read as a baseline) with runs of the same release.
+    a = stored(tmp_path / "a.json", {0: (0.02, 0.01)}, release="26.05")
+    b = stored(tmp_path / "b.json", {1: (0.02, 0.01)}, release="26.05")
+    joined = tmp_path / "ab.json"
+    out = run("--from-json", a, "--from-json", b, "--json", joined)
+    assert out.returncode == 0, out.stderr
+    data = json.loads(joined.read_text())
+    assert (data["slurm_release"], data["config"]) == ("26.05", None)
+    c = stored(tmp_path / "c.json", {2: (0.02, 0.01)}, release="26.05")
+    out = run("--from-json", joined, "--from-json", c)
+    assert out.returncode == 0, out.stderr
+    assert "Slurm release modelled by `slurm` and `kant-steered`: 26.05" in out.stdout
+    assert "Seeds: 0, 1, 2." in out.stdout
+    out = run("--from-json", joined, "--from-json", stored(tmp_path / "d.json", {3: (0.02, 0.01)}))
+    assert out.returncode == 2
+    assert "models release 22.05 with config None, but" in out.stderr
