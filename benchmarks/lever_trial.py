@@ -124,6 +124,7 @@ def main() -> int:
         if args.from_json:
             stored = json.loads(args.from_json.read_text(encoding="utf-8"))
             argv, commit = stored["argv"], stored["commit"]
+            made_by = stored.get("made_by")  # runs made otherwise than by this script's argv
             trial = {load: {int(s): qt._unplain(figs) for s, figs in runs.items()}
                      for load, runs in stored["runs"].items()}
             release = qt._stored_setting(argv, "--slurm-release", "22.05")
@@ -139,6 +140,7 @@ def main() -> int:
             except ValueError:
                 ap.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
             argv, commit, release = sys.argv[1:], provenance.commit(), args.slurm_release
+            made_by = None
             trial = run_trial(loads, seeds, args.config, release, args.workers, progress)
             if args.json:
                 args.json.write_text(json.dumps(qt._plain(
@@ -148,7 +150,8 @@ def main() -> int:
         header = ["# Lever trial: kant-steered with a config against the default",
                   "",
                   f"- generated: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; runs at commit "
-                  f"{commit} by `python benchmarks/lever_trial.py {' '.join(argv)}`",
+                  f"{commit} as `python benchmarks/lever_trial.py {' '.join(argv)}` makes them",
+                  *([f"- made by: {made_by}"] if made_by else []),
                   f"- baseline: `{args.baseline}`; Slurm release modelled: {release}",
                   "- figures: kant-steered / slurm, mean over the seeds (95% interval)"]
         print("\n".join(table(trial, baseline, header)))
