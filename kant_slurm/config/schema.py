@@ -234,11 +234,13 @@ class ActuatorConfig:
         metadata=_spec("lock that keeps a second daemon or cron run out"),
     )
     pin_jobs: str = field(
-        default="multi-node",
+        default="none",
         metadata=_spec(
-            "which jobs the plan starts now get a node pin: all, multi-node (single-"
-            "node jobs follow the node Weights, which Slurm reads when it starts "
-            "them, so a pin cannot go stale), or none",
+            "which jobs the plan starts now get a node pin: none (Slurm places every "
+            "job by the node Weights and its switch tree; a job that preemptions make "
+            "room for is pinned whatever this says), multi-node, or all; in the "
+            "simulated Philly loads pins of multi-node starts did not help on 22.05 and "
+            "fragmented more on 26.05 (README, 'Pins, one lever at a time')",
             choices=("all", "multi-node", "none"),
         ),
     )

@@ -74,7 +74,7 @@ class ActuatorSettings:
     # ``deep_queue`` times the cluster's GPUs or more (0 = never): see :func:`best_fit_now`.
     deep_queue: float = 1.0
     slurm_release: str = "22.05"  # the release that runs, as the ``slurm`` model names it
-    pin_jobs: str = "multi-node"  # all | multi-node | none
+    pin_jobs: str = "none"  # all | multi-node | none
     # Preemption (issue 8): the signal a victim's batch shell gets (the training template traps
     # USR1), seconds from it to kant's own requeue, new victims signalled per cycle.
     preempt_signal: str = "USR1"
@@ -100,7 +100,7 @@ class ActuatorSettings:
             best_fit=getattr(config.weights, "best_fit", True),
             deep_queue=float(getattr(config.weights, "deep_queue", 1.0)),
             slurm_release=slurm_release,
-            pin_jobs=getattr(act, "pin_jobs", "multi-node"),
+            pin_jobs=getattr(act, "pin_jobs", "none"),
             preempt_grace=float(getattr(pre, "grace_seconds", 120)),
             max_preemptions=int(getattr(pre, "max_victims", 8)),
         )
@@ -241,14 +241,19 @@ def desired_from_plan(
     baselines leave SiteFactor alone. Weights: every node in ``plan.node_tiers``; with
     ``best_fit``, a partly used node's Weight also grows with its free GPUs, so that Slurm,
     which takes the lowest Weight that fits, fills the fullest node first (paused on 26.05
-    under a deep queue: :func:`best_fit_now`). Pins (``pin_jobs``):
-    each started job that is still pending in ``snapshot`` and has no ReqNodeList of its own
-    gets every other node of the cluster as its ExcNodeList; with ``multi-node`` only jobs
-    of two or more nodes do. Why not pin every job: Slurm keeps starting jobs on its own
-    between our read and our update, so a pin is a second or two stale when it lands, and a
-    stale pin makes its job wait for a node that is full (on the 32-node dev cluster 98 of 216
-    pins had to be cleared as stale). The Weights are read by Slurm when it starts the job,
-    so they cannot go stale that way.
+    under a deep queue: :func:`best_fit_now`). Pins (``pin_jobs``, default ``none``): with
+    ``all``, each started job that is still pending in ``snapshot`` and has no ReqNodeList of
+    its own gets every other node of the cluster as its ExcNodeList; with ``multi-node`` only
+    jobs of two or more nodes do; a job that preemptions make room for always does. Why not
+    pin every job: Slurm keeps starting jobs on its own between our read and our update, so a
+    pin is a second or two stale when it lands, and a stale pin makes its job wait for a node
+    that is full (on the 32-node dev cluster 98 of 216 pins had to be cleared as stale). The
+    Weights are read by Slurm when it starts the job, so they cannot go stale that way. Why
+    not even the multi-node ones by default: a plan's start is not Slurm's, so a pinned gang
+    may wait in Slurm's queue held to nodes others then take; over nine seeds of the Philly
+    loads in the simulator such pins moved no figure by more than 0.03x on 22.05, and on
+    26.05 raised GFR at 48 and 64 x 8 (0.99x -> 1.08x and 0.77x -> 0.90x of stock; README,
+    "Pins, one lever at a time").
 
     A caller that keeps these between cycles (the simulator, thousands of queued jobs, one
     cycle per 30 s of trace) passes ``site_factors``, the plan's order's SiteFactors as
