@@ -199,8 +199,8 @@ def steer_env(slurm_clean, tmp_path):
     from kant_slurm.steer import reset
 
     config = load_config()
-    # The steer tests check the pin mechanism on single-node jobs too; the shipped default pins
-    # multi-node jobs only (see slurm.diff.desired_from_plan).
+    # The steer tests check the pin mechanism, on single-node jobs too; the shipped default
+    # pins no planned start (see slurm.diff.desired_from_plan).
     config = dataclasses.replace(config, actuator=dataclasses.replace(config.actuator,
                                                                       pin_jobs="all"))
     state = tmp_path / "state.json"
