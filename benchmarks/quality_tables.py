@@ -344,6 +344,8 @@ def stored_runs(files: list[Path]) -> tuple[dict, str, str | None]:
             argv, results = data["argv"], data["results"]
         except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError) as exc:
             raise ValueError(f"{f}: not a --json output of this script ({exc})") from None
+        if not isinstance(argv, list) or not all(isinstance(a, str) for a in argv):
+            raise ValueError(f"{f}: 'argv' is not a list of strings")
         # A joined file's argv names only the files it joined: its own keys say what it models.
         mine = (data.get("slurm_release") or _stored_setting(argv, "--slurm-release", "22.05"),
                 data.get("config") if "slurm_release" in data

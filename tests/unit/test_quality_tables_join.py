@@ -94,6 +94,7 @@ def test_options_that_choose_what_runs_are_refused_with_stored_runs(tmp_path, op
         ("policy missing", "philly-64x8 seed 2: no figures of policy 'kant'"),
         ("figure missing", "philly-64x8 seed 2, slurm: 'gfr' is missing, expected a number"),
         ("figure not a number", "seed 2, slurm: 'stranded' is '0.2', expected a number"),
+        ("argv not a list", "'argv' is not a list of strings"),
     ],
 )
 def test_files_that_cannot_be_joined_are_refused_in_one_line(tmp_path, case, expected):
@@ -117,6 +118,8 @@ def test_files_that_cannot_be_joined_are_refused_in_one_line(tmp_path, case, exp
             del runs["2"]["kant"]
         elif case == "figure missing":
             del runs["2"]["slurm"]["gfr"]
+        elif case == "argv not a list":
+            data["argv"] = "--loads philly-64x8"
         else:
             runs["2"]["slurm"]["stranded"] = "0.2"
         b.write_text(json.dumps(data))
