@@ -28,7 +28,6 @@ import argparse
 import datetime as dt
 import json
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -43,23 +42,10 @@ POLICIES = ("slurm", "kant-steered")
 def run_trial(loads, seeds, config_path: Path, release: str, workers: int, progress) -> dict:
     """{load: {seed: {policy: figures}}} of ``slurm`` and ``kant-steered`` under the config."""
     from kant_slurm.config.load import load_config
-    from kant_slurm.sim.cluster import load_cluster_spec
-    from kant_slurm.sim.run import compare_policies
-    from kant_slurm.whatif.schedparams import PolicySetup
 
     config = load_config(config_path)
-    out: dict = {}
-    for name in loads:
-        kind, spec = qt.LOADS[name]
-        trace = qt.read_load_trace(kind, qt.openb_default())
-        cluster = load_cluster_spec(HERE / spec)
-        for seed in seeds:
-            t0 = time.perf_counter()
-            c = compare_policies(trace, cluster, list(POLICIES), config=config, seed=seed,
-                                 workers=workers, policy_setup=PolicySetup({}, release=release))
-            out.setdefault(name, {})[seed] = {p: qt.figures_of(c.runs[p]) for p in POLICIES}
-            progress(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s")
-    return out
+    return {name: qt.run_load(name, seeds, workers, qt.openb_default(), progress, config,
+                              release, policies=POLICIES) for name in loads}
 
 
 def _ratio_cell(runs: dict, seeds: list, key: str) -> str:

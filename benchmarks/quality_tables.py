@@ -116,9 +116,9 @@ def figures_of(run) -> dict:
 
 
 def run_load(name: str, seeds, workers: int, openb: Path | None, progress, config=None,
-             release: str = "22.05") -> dict:
+             release: str = "22.05", policies=POLICIES) -> dict:
     """{seed: {policy: figures}} of one load; ``release``: the Slurm the ``slurm`` model
-    follows."""
+    follows; ``policies``: those run (lever_trial.py runs two)."""
     from kant_slurm.sim.cluster import load_cluster_spec
     from kant_slurm.sim.run import compare_policies
     from kant_slurm.whatif.schedparams import PolicySetup
@@ -129,11 +129,11 @@ def run_load(name: str, seeds, workers: int, openb: Path | None, progress, confi
     out = {}
     for seed in seeds:
         t0 = time.perf_counter()
-        c = compare_policies(trace, cluster, list(POLICIES), config=config, seed=seed,
+        c = compare_policies(trace, cluster, list(policies), config=config, seed=seed,
                              workers=workers, policy_setup=PolicySetup({}, release=release))
-        out[seed] = {p: figures_of(c.runs[p]) for p in POLICIES}
+        out[seed] = {p: figures_of(c.runs[p]) for p in policies}
         progress(f"{name} seed {seed}: {time.perf_counter() - t0:.0f} s (" + ", ".join(
-            f"{p} {out[seed][p]['sim_seconds']:.0f} s" for p in POLICIES) + ")")
+            f"{p} {out[seed][p]['sim_seconds']:.0f} s" for p in policies) + ")")
     return out
 
 

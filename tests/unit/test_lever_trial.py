@@ -9,21 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
+from test_quality_tables_join import figures  # one stored-figures fixture for both scripts
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "lever_trial.py"
-
-
-def figures(gfr: float) -> dict:
-    return {
-        "gfr": gfr,
-        "stranded": 0.2,
-        "wait_mean_s": 3600.0,
-        "wait_p99_s": 7200.0,
-        "wait_p99_big_s": None,
-        "big_jobs": 0,
-        "p99_by_size": {"1": 7200.0},
-        "sim_seconds": 1.0,
-    }
 
 
 def baseline(path: Path, seeds: dict, argv: list[str]) -> Path:
