@@ -39,11 +39,8 @@ import quality_tables as qt  # noqa: E402
 POLICIES = ("slurm", "kant-steered")
 
 
-def run_trial(loads, seeds, config_path: Path, release: str, workers: int, progress) -> dict:
-    """{load: {seed: {policy: figures}}} of ``slurm`` and ``kant-steered`` under the config."""
-    from kant_slurm.config.load import load_config
-
-    config = load_config(config_path)
+def run_trial(loads, seeds, config, release: str, workers: int, progress) -> dict:
+    """{load: {seed: {policy: figures}}} of ``slurm`` and ``kant-steered`` under ``config``."""
     return {name: qt.run_load(name, seeds, workers, qt.openb_default(), progress, config,
                               release, policies=POLICIES) for name in loads}
 
@@ -127,7 +124,21 @@ def main() -> int:
                 ap.error(f"--seeds: expected comma-separated integers, got {args.seeds!r}")
             argv, commit, release = sys.argv[1:], provenance.commit(), args.slurm_release
             made_by = None
-            trial = run_trial(loads, seeds, args.config, release, args.workers, progress)
+            # Everything that can refuse the run is checked before hours of replay.
+            if release != base_release:
+                ap.error(f"--slurm-release {release}: --baseline models {base_release}")
+            lacking = [(n, s) for n in loads for s in seeds if s not in baseline.get(n, {})]
+            if lacking:
+                ap.error(f"--baseline: no seed {lacking[0][1]} of {lacking[0][0]} in "
+                         f"{args.baseline}")
+            from kant_slurm.config.load import load_config
+            from kant_slurm.errors import KantError
+
+            try:
+                config = load_config(args.config)
+            except KantError as exc:
+                ap.error(f"--config: {exc}")
+            trial = run_trial(loads, seeds, config, release, args.workers, progress)
             if args.json:
                 args.json.write_text(json.dumps(qt._plain(
                     {"argv": argv, "commit": commit, "runs": trial}), indent=1))

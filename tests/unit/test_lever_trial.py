@@ -69,3 +69,34 @@ def test_a_baseline_that_does_not_fit_is_refused_in_one_line(tmp_path, case, exp
     assert out.returncode == 2
     assert expected in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize(
+    "case, expected",
+    [
+        ("bad config", "--config: "),
+        ("seed not in baseline", "--baseline: no seed 5 of philly-64x8"),
+        ("other release", "--slurm-release 26.05: --baseline models 22.05"),
+    ],
+)
+def test_a_trial_that_cannot_be_judged_is_refused_before_it_runs(tmp_path, case, expected):
+    base = baseline(tmp_path / "base.json", {0: (0.02, 0.02)}, [])
+    config = tmp_path / "trial.yaml"
+    config.write_text("actuator:\n  pin_jobs: sometimes\n" if case == "bad config" else "{}\n")
+    seeds = "5" if case == "seed not in baseline" else "0"
+    release = "26.05" if case == "other release" else "22.05"
+    out = run(
+        "--config",
+        config,
+        "--baseline",
+        base,
+        "--loads",
+        "philly-64x8",
+        "--seeds",
+        seeds,
+        "--slurm-release",
+        release,
+    )
+    assert out.returncode == 2
+    assert expected in out.stderr
+    assert "Traceback" not in out.stderr and "seed 0:" not in out.stderr  # nothing replayed
