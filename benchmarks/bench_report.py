@@ -24,7 +24,7 @@ Step 2 (``process``, run in a fresh subprocess so its peak RSS is its own) reads
 
 Usage::
 
-    python benchmarks/bench_report.py                       # 1,000,000 jobs in /tmp/kant-bench-report
+    python benchmarks/bench_report.py          # 1,000,000 jobs in /tmp/kant-bench-report
     python benchmarks/bench_report.py --jobs 20000 --screenshot /tmp/report.png
 """
 
@@ -134,7 +134,7 @@ def build(n_jobs: int, nodes: int, out: Path, seed: int = 1) -> dict:
         per = list(split_gpus(g, k))
         acct = accounts[accounts.index(vc[i])]
         user = f"{acct[:4]}-u{int(u_rank[i]) % users_per[acct]:02d}"
-        tag = ("kant:workload=inference;service=svc%d" % (jid % 50) if infer[i]
+        tag = (f"kant:workload=inference;service=svc{jid % 50}" if infer[i]
                else "kant:workload=training" if g > 1 else "")
         job_id = f"{jid}_{jid % 17}" if array_task[i] else str(jid)
         lim_min = int(math.ceil(limit[i] / 60))
@@ -148,7 +148,7 @@ def build(n_jobs: int, nodes: int, out: Path, seed: int = 1) -> dict:
         while True:
             while heap and heap[0][0] <= clock:
                 _, _, idx, held = heapq.heappop(heap)
-                for n_, h in zip(idx, held):
+                for n_, h in zip(idx, held, strict=True):
                     free[n_] += h
             placed = _fit(free, per)
             if placed is not None:
@@ -160,7 +160,7 @@ def build(n_jobs: int, nodes: int, out: Path, seed: int = 1) -> dict:
             cut = start + dur[i] * rng.random() * 0.5
             runs = [(start, cut, "REQUEUED"), (cut + 30, cut + 30 + dur[i], "COMPLETED")]
         end_all = runs[-1][1]
-        for n_, h in zip(placed, per):
+        for n_, h in zip(placed, per, strict=True):
             free[n_] -= h
         heapq.heappush(heap, (end_all, jid, tuple(placed), tuple(per)))
         nodelist = compress([names[n_] for n_ in sorted(placed)]) if k > 1 else names[placed[0]]

@@ -68,11 +68,11 @@ def run_once(label: str, args, env, steer: bool) -> dict:
     lock = Path(args.workdir) / "steer.lock"
     if steer:
         state.unlink(missing_ok=True)
-        fh = open(daemon_log, "w")
-        daemon = subprocess.Popen(
-            ["kant-slurm", "-v", "daemon", "--interval",
-             str(args.interval), "--state-file", str(state), "--lock-file", str(lock)],
-            env=env, stdout=fh, stderr=subprocess.STDOUT)
+        with open(daemon_log, "w") as fh:  # the daemon keeps its own copy of the descriptor
+            daemon = subprocess.Popen(
+                ["kant-slurm", "-v", "daemon", "--interval",
+                 str(args.interval), "--state-file", str(state), "--lock-file", str(lock)],
+                env=env, stdout=fh, stderr=subprocess.STDOUT)
         time.sleep(2)
     log(f"{label}: replaying {len(jobs.table)} jobs")
     try:

@@ -13,7 +13,8 @@ The steered product the same way (issue 15): the real run with `kant-slurm daemo
 simulator's ``kant-steered`` (the ``slurm`` model steered by kant's cycle every daemon
 interval of the real run, through the same actuator diff):
 
-    python benchmarks/real_cluster_compare.py --only kant --interval 5 --out /tmp/kant-real-compare.json
+    python benchmarks/real_cluster_compare.py --only kant --interval 5 \
+        --out /tmp/kant-real-compare.json
     python benchmarks/sim_fidelity.py --real /tmp/kant-real-compare.json --run kant
 
 Measured 2026-11-21 (400 Philly jobs, 32 x 8 GPUs, leaf 4, run times / 30, arrivals / 900):
@@ -148,8 +149,8 @@ def main() -> int:
     print("largest start-time differences (real - sim, wall s): job gpus nodes_real nodes_sim")
     for i in order:
         j = started[i]
-        print(f"  {j:>6} {diff[i]:+8.1f}s gpus={real.at[j, 'gpus']:<3} real={','.join(real.at[j, 'nodes'])}"
-              f" sim={','.join(s.at[j, 'nodes'])}")
+        print(f"  {j:>6} {diff[i]:+8.1f}s gpus={real.at[j, 'gpus']:<3} "
+              f"real={','.join(real.at[j, 'nodes'])} sim={','.join(s.at[j, 'nodes'])}")
     if args.json:
         Path(args.json).write_text(json.dumps(out, indent=2))
     return 0
