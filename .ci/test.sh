@@ -112,10 +112,11 @@ if [[ -n $version && $version != 22.05 ]]; then
 fi
 
 # Lint, format check and type check first (settings in pyproject.toml): a finding fails the
-# run. Inside a newer release's root only the Slurm tests run, so the code is checked once,
+# run. The lint covers the benchmark scripts and the tests too; the format check and mypy cover
+# the package. Inside a newer release's root only the Slurm tests run, so the code is checked once,
 # outside.
 if [[ -z ${KANT_TEST_SLURM_VERSION:-} ]]; then
-    "$python" -m ruff check kant_slurm
+    "$python" -m ruff check kant_slurm benchmarks tests
     "$python" -m ruff format --check kant_slurm
     "$python" -m mypy kant_slurm
 fi

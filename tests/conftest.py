@@ -61,11 +61,14 @@ class SlurmCluster:
         """os.environ with SLURM_CONF pointing at this cluster (for subprocesses)."""
         return dict(os.environ, SLURM_CONF=str(self.conf_path))
 
-    def run(self, *argv: str, check: bool = True, timeout: float = 60) -> subprocess.CompletedProcess:
+    def run(self, *argv: str, check: bool = True,
+            timeout: float = 60) -> subprocess.CompletedProcess:
         """Run a Slurm command against this cluster."""
-        res = subprocess.run(list(argv), env=self.env, capture_output=True, text=True, timeout=timeout)
+        res = subprocess.run(list(argv), env=self.env, capture_output=True, text=True,
+                             timeout=timeout)
         if check and res.returncode != 0:
-            raise AssertionError(f"{' '.join(argv)} failed ({res.returncode}): {res.stderr.strip()}")
+            raise AssertionError(f"{' '.join(argv)} failed ({res.returncode}): "
+                                 f"{res.stderr.strip()}")
         return res
 
     def sbatch(self, *args: str) -> str:
@@ -121,7 +124,8 @@ def _slurm_under_test() -> str:
     try:
         if chroot.needs_root(version):
             pytest.fail(f"Slurm {version} is not the Slurm installed here: run the Slurm tests "
-                        f"inside its root with `bash .ci/test.sh --slurm-version {version} -m slurm`",
+                        "inside its root with "
+                        f"`bash .ci/test.sh --slurm-version {version} -m slurm`",
                         pytrace=False)
     except KantError as exc:
         pytest.fail(f"KANT_TEST_SLURM_VERSION: {exc}", pytrace=False)

@@ -127,11 +127,12 @@ def test_plan_keeps_to_reservations_drains_and_constraints(slurm_clean):
         assert by_id[constrained].features == "leaf2"
         assert by_id[too_long].closed_partitions == (SHORT,)
         assert by_id[exclusive].gpus_per_node == 8
-        state = dict(zip(snap.inventory.names, snap.node_state))
+        state = dict(zip(snap.inventory.names, snap.node_state, strict=True))
         assert "DRAIN" in state[drained] and "MAINT" in state[maint[0]], state
-        leaf2 = {n for n, f in zip(snap.inventory.names, snap.inventory.features) if "leaf2" in f}
+        leaf2 = {n for n, f in zip(snap.inventory.names, snap.inventory.features, strict=True)
+                 if "leaf2" in f}
         assert leaf2 == set(nodes[4:8])
-        gpu_type = dict(zip(snap.inventory.names, snap.inventory.gpu_type))
+        gpu_type = dict(zip(snap.inventory.names, snap.inventory.gpu_type, strict=True))
 
         for policy in ("kant", "slurm"):
             plan = get_policy(policy).plan(snap, snap.taken_at)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -29,10 +30,8 @@ def _daemons_of(directory: Path) -> list[str]:
     """Names of live processes carrying the cluster's marker (munged, slurmd, ...)."""
     names = []
     for pid in dc.running_processes(directory):
-        try:
+        with contextlib.suppress(OSError):
             names.append(Path(f"/proc/{pid}/comm").read_text().strip())
-        except OSError:
-            pass
     return names
 
 
@@ -84,7 +83,8 @@ def test_port_in_use_is_a_one_line_error(slurm_cluster, short_tmp):
 def test_up_down_up_down_leaves_nothing_running(slurm_cluster, short_tmp):
     tmp_path = short_tmp
     bad = _cli("up", "--dir", str(tmp_path / "with space"), "--nodes", "1")
-    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 and "spaces" in bad.stderr
+    assert bad.returncode == 1 and len(bad.stderr.strip().splitlines()) == 1 \
+        and "spaces" in bad.stderr
     directory = tmp_path / "small"
     base = slurm_cluster.port_base + 500
     args = ["--dir", str(directory), "--port-base", str(base), "--nodes", "3", "--leaf-size", "2",

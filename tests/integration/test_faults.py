@@ -7,11 +7,13 @@ complete or clean up, and the next cycle recovers."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
@@ -62,12 +64,10 @@ def stop_slurmctld(cluster) -> None:
             # waits up to MessageTimeout, 20 s here): not stopped yet.
             continue
         if pong.count("DOWN"):
-            try:
+            with contextlib.suppress(ChildProcessError):
                 os.waitpid(pid, os.WNOHANG)  # reap it when this process started it
-            except ChildProcessError:
-                pass
             if not os.path.exists(f"/proc/{pid}") or \
-                    open(f"/proc/{pid}/stat").read().split()[2] == "Z":
+                    Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
                 return
         time.sleep(0.3)
     raise AssertionError("slurmctld did not stop")

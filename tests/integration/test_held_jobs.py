@@ -22,7 +22,8 @@ pytestmark = pytest.mark.slurm
 
 # Job fields that no kant lever may change (kant's levers: SiteFactor, ExcNodeList, Weight).
 KEPT = ("JobState", "Reason", "Priority", "Nice", "Partition", "QOS", "TimeLimit", "ReqNodeList",
-        "ExcNodeList", "Dependency", "Features", "Comment", "AdminComment", "NumNodes", "TresPerNode")
+        "ExcNodeList", "Dependency", "Features", "Comment", "AdminComment", "NumNodes",
+        "TresPerNode")
 
 
 def _kant(cluster, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:

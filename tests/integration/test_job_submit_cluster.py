@@ -56,15 +56,17 @@ def test_qos_rule_classifies_when_the_job_says_nothing(slurm_clean):
 
 
 @pytest.mark.parametrize("comment,message", [
-    ("kant:workload=bogus", "kant: workload=bogus is not valid; expected training, inference or batch"),
-    ("kant:workload=training;service=chat", "kant: service=chat needs workload=inference, not training"),
+    ("kant:workload=bogus",
+     "kant: workload=bogus is not valid; expected training, inference or batch"),
+    ("kant:workload=training;service=chat",
+     "kant: service=chat needs workload=inference, not training"),
     ("kant:workload=inference;colour=red", "unknown key colour"),
     ("kant:workload=batch;est=soon", "kant: est=soon is not valid"),
     ("kant:workload=inference;service=$(id)", "kant: service=$(id) is not valid"),
 ])
 def test_bad_tags_are_rejected_with_a_message(slurm_clean, comment, message):
-    res = slurm_clean.run("sbatch", "--parsable", "--hold", f"--comment={comment}", "--wrap", "true",
-                          check=False)
+    res = slurm_clean.run("sbatch", "--parsable", "--hold", f"--comment={comment}", "--wrap",
+                          "true", check=False)
     assert res.returncode != 0
     assert message in res.stderr
     assert slurm_clean.run("squeue", "-h", "-o", "%i").stdout.strip() == ""

@@ -74,7 +74,8 @@ def test_training_two_nodes_rendezvous(slurm_clean, tmp_path):
                "--set", "program=" + shlex.join(HOSTILE),
                ).stdout.strip()
     assert job.isdigit()
-    wait_for(f"job {job} completes", lambda: "COMPLETED" in _sacct_states(cluster, job) or None, 90, every=0.5)
+    wait_for(f"job {job} completes", lambda: "COMPLETED" in _sacct_states(cluster, job) or None,
+             90, every=0.5)
     nodes = hostlist.expand(_job_fields(cluster, job)["NodeList"])
     assert len(nodes) == 2
     port = 20000 + int(job) % 20000
@@ -105,7 +106,8 @@ def test_training_warning_signal_checkpoints_and_requeues(slurm_clean, tmp_path)
         import os, signal, sys, time
         def save(sig, frame):
             open(os.path.join({str(tmp_path)!r}, "saved-%s-%s" % (os.environ["SLURM_JOB_ID"],
-                 os.environ["SLURM_RESTART_COUNT"] if "SLURM_RESTART_COUNT" in os.environ else "0")), "w").close()
+                 os.environ["SLURM_RESTART_COUNT"] if "SLURM_RESTART_COUNT" in os.environ
+                 else "0")), "w").close()
             sys.exit(0)
         signal.signal(signal.SIGUSR2, save)
         time.sleep(600)
@@ -118,7 +120,8 @@ def test_training_warning_signal_checkpoints_and_requeues(slurm_clean, tmp_path)
                "--set", "time=3", "--set", "warning_seconds=110", "--set", "launcher=command",
                "--set", f"program={worker}", "--set", "checkpoint_wait=20",
                "--set", f"workdir={tmp_path}").stdout.strip()
-    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 150, every=0.5)
+    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None,
+             150, every=0.5)
     assert (tmp_path / f"saved-{job}-0").exists()  # the checkpoint came before the requeue
     fields = _job_fields(cluster, job)
     assert fields["Restarts"] == "1"
@@ -164,7 +167,8 @@ def test_inference_service_health_then_kill_requeues(slurm_clean, tmp_path):
                "--set", f"command={_toy_server(port)}",
                "--set", f"workdir={tmp_path}", "--set", "est_runtime=2:00:00").stdout.strip()
     log = tmp_path / f"web-{job}.out"
-    wait_for("the server is healthy", lambda: log.exists() and "healthy: " in log.read_text(), 60, every=0.5)
+    wait_for("the server is healthy", lambda: log.exists() and "healthy: " in log.read_text(),
+             60, every=0.5)
     assert f"healthy: http://127.0.0.1:{port}/health" in log.read_text()  # the default path
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/generate?prompt=a+b", timeout=10) as r:
         assert json.loads(r.read())["completion"] == "b a"
@@ -172,12 +176,16 @@ def test_inference_service_health_then_kill_requeues(slurm_clean, tmp_path):
     assert fields["JobName"] == "web"
     assert fields["AdminComment"] == "kant:workload=inference;service=web;est=7200"
     snap_job = read_snapshot().job[job]
-    assert (snap_job.job_class, snap_job.service, snap_job.est_runtime) == ("inference", "web", 7200.0)
+    assert (snap_job.job_class, snap_job.service, snap_job.est_runtime) == \
+        ("inference", "web", 7200.0)
 
     pid = wait_for("find the server process", lambda: _server_pid(port), 10, every=0.5)
     os.kill(pid, signal.SIGKILL)
-    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, every=0.5)
-    fields = wait_for("requeued job pending", lambda: (f := _job_fields(cluster, job)) and f["JobState"] == "PENDING" and f, 30, every=0.5)
+    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None,
+             60, every=0.5)
+    fields = wait_for("requeued job pending",
+                      lambda: (f := _job_fields(cluster, job)) and f["JobState"] == "PENDING"
+                      and f, 30, every=0.5)
     assert fields["Restarts"] == "1"
     assert "web exited (status 137); requeueing (restart 1 of at most 10)" in log.read_text()
     assert cluster.run("squeue", "-h", "-j", job, "-o", "%T").stdout.strip() == "PENDING"
@@ -195,7 +203,8 @@ def test_inference_service_unhealthy_requeues(slurm_clean, tmp_path):
                "--set", f"command={_toy_server(port, '--healthy-for', '3')}",
                "--set", f"workdir={tmp_path}").stdout.strip()
     log = tmp_path / f"sick-{job}.out"
-    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, every=0.5)
+    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None,
+             60, every=0.5)
     text = log.read_text()
     assert text.index(f"healthy: http://127.0.0.1:{port}/health") < \
         text.index("health check failed (1 of 2 in a row)") < \
@@ -217,9 +226,11 @@ def test_toy_training_checkpoints_and_resumes_after_requeue(slurm_clean, tmp_pat
                "--set", "time=10", "--set", "launcher=command", "--set", f"program={program}",
                "--set", f"workdir={tmp_path}").stdout.strip()
     ckpt = tmp_path / "ckpt" / "toy-train.json"
-    wait_for("the first checkpoint", lambda: ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 10, 60, every=0.5)
+    wait_for("the first checkpoint",
+             lambda: ckpt.exists() and json.loads(ckpt.read_text())["step"] >= 10, 60, every=0.5)
     cluster.run("scancel", "--signal=USR1", "--batch", job)
-    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None, 60, every=0.5)
+    wait_for(f"job {job} requeues", lambda: "REQUEUED" in _sacct_states(cluster, job) or None,
+             60, every=0.5)
     log = tmp_path / f"train-{job}.out"
     saved = [line for line in log.read_text().splitlines() if "(signal)" in line]
     assert len(saved) == 1, log.read_text()
@@ -230,10 +241,13 @@ def test_toy_training_checkpoints_and_resumes_after_requeue(slurm_clean, tmp_pat
     # "Job N already killed, do not launch batch job", and the run fails at once; seen here).
     # Once the job is pending and a few seconds (whole-second timestamps) have passed, it may
     # start now.
-    wait_for(f"job {job} pending", lambda: _job_fields(cluster, job)["JobState"] == "PENDING", 30, every=0.5)
+    wait_for(f"job {job} pending", lambda: _job_fields(cluster, job)["JobState"] == "PENDING",
+             30, every=0.5)
     time.sleep(3)
     cluster.run("scontrol", "update", f"JobId={job}", "StartTime=now")
-    wait_for(f"job {job} completes", lambda: (_sacct_states(cluster, job) or [""])[-1] == "COMPLETED" or None, 90, every=0.5)
+    wait_for(f"job {job} completes",
+             lambda: (_sacct_states(cluster, job) or [""])[-1] == "COMPLETED" or None, 90,
+             every=0.5)
     text = log.read_text()
     for rank in (0, 1):
         assert f"toy_train[job {job} rank {rank}]: resumed from step {step} of {steps}" in text

@@ -58,7 +58,7 @@ def _sreport_gpu_seconds(cluster, account, start, end) -> tuple[float, str]:
     cols = lines[header].split("|")
     row = next(line.split("|") for line in lines[header + 1:]
                if line.split("|")[1:2] == [account])
-    total = sum(float(v) for c, v in zip(cols, row) if c.endswith("TRES"))
+    total = sum(float(v) for c, v in zip(cols, row, strict=True) if c.endswith("TRES"))
     return total, res.stdout
 
 

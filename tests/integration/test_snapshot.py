@@ -33,11 +33,13 @@ def test_snapshot_matches_slurm_gpu_by_gpu(slurm_clean):
         "one": cluster.sbatch("-J", "one", "--gres=gpu:1", "-t", "30", "--wrap", "sleep 300"),
         "three": cluster.sbatch("-J", "three", "--gres=gpu:3", "-t", "30", "--wrap", "sleep 300"),
         "eight": cluster.sbatch("-J", "eight", "--gres=gpu:8", "-t", "30", "--wrap", "sleep 300"),
-        "twox8": cluster.sbatch("-J", "twox8", "-N", "2", "--gres=gpu:8", "-t", "30", "--wrap", "sleep 300"),
+        "twox8": cluster.sbatch("-J", "twox8", "-N", "2", "--gres=gpu:8", "-t", "30", "--wrap",
+                                "sleep 300"),
     }
     cluster.wait_running(ids.values())
     # One job that cannot fit: 16 nodes x 8 GPUs while 28 GPUs are taken.
-    pending = cluster.sbatch("-J", "big", "-N", "16", "--gres=gpu:8", "-t", "60", "--wrap", "sleep 1")
+    pending = cluster.sbatch("-J", "big", "-N", "16", "--gres=gpu:8", "-t", "60", "--wrap",
+                             "sleep 1")
     cluster.run("scontrol", "update", f"jobid={ids['one']}",
                 "AdminComment=kant:workload=inference;service=chat;est=600")
 
@@ -64,7 +66,7 @@ def test_snapshot_matches_slurm_gpu_by_gpu(slurm_clean):
     # and no GPU is given twice.
     from_jobs: dict[str, list[int]] = {n: [] for n in inv.names}
     for job in snap.running:
-        for node, idx in zip(job.nodes, job.node_gpu_indices):
+        for node, idx in zip(job.nodes, job.node_gpu_indices, strict=True):
             from_jobs[node].extend(idx)
     node_side = _node_gres_used(cluster)
     for name in inv.names:

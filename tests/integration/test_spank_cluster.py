@@ -93,7 +93,8 @@ odd = st.one_of(
 )
 
 
-@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=30, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(value=odd)
 def test_fuzz_est_runtime_through_sbatch(kant_spank, value):
     cluster = kant_spank

@@ -17,7 +17,7 @@ from kant_slurm.slurm import actuator as act
 from kant_slurm.slurm import diff
 from kant_slurm.slurm import preemption
 from kant_slurm.slurm.state import (REQUEUED, SIGNALLED, SIGNALLING, PreemptRecord, SteerState,
-                                    StateCorrupt, load_state, save_state, state_from_dict)
+                                    StateCorrupt, load_state, state_from_dict)
 
 S = diff.ActuatorSettings(tier_base=1, tier_step=10, site_factor_scale=1000, class_levels=4,
                          max_changes=0, preempt_grace=60.0, max_preemptions=2)
@@ -308,7 +308,7 @@ def _config():
 def _full_cluster():
     jobs = [dataclass_replace(train(str(i), n, start=1000.0), qos="training",
                               checkpoint_interval=5.0 if i == 2 else 3600.0)
-            for i, n in zip(range(1, 5), NAMES)]
+            for i, n in zip(range(1, 5), NAMES, strict=True)]
     jobs.append(infer("9", submit=1100.0))
     snap = snapshot(jobs)
     return dataclass_replace(snap, taken_at=1130.0)  # job 9 waited 30 s of its 60 s SLA

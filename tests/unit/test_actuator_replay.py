@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from kant_slurm.errors import InputError, SlurmError
-from kant_slurm.devcluster.replay import (compress_workload, compressed_limit_s, parse_sacct_records,
-                                     safe_job_name, sbatch_argv)
+from kant_slurm.devcluster.replay import (compress_workload, compressed_limit_s,
+                                          parse_sacct_records, safe_job_name, sbatch_argv)
 
 
 @pytest.mark.parametrize("trace_id, name", [

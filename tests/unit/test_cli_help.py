@@ -35,4 +35,5 @@ def test_help_has_an_example(path):
 
 @pytest.mark.parametrize("path", [p for p, c in ALL if len(p) == 1], ids=lambda p: p[0])
 def test_readme_mentions_every_top_level_command(path):
-    assert f"kant-slurm {path[0]}" in README.read_text(), f"README does not show `kant-slurm {path[0]}`"
+    assert f"kant-slurm {path[0]}" in README.read_text(), \
+        f"README does not show `kant-slurm {path[0]}`"

@@ -185,7 +185,8 @@ def test_status_node_table(monkeypatch):
 
 def test_exit_codes_are_in_top_level_help():
     out = run(["--help"]).output
-    for line in ("0  success", "1  error", "2  usage", "3  Slurm not answering", "4  partial apply"):
+    for line in ("0  success", "1  error", "2  usage", "3  Slurm not answering",
+                 "4  partial apply"):
         assert line in out
 
 

@@ -181,7 +181,7 @@ def test_recorded_node_states_and_reservations():
     snap = build_snapshot(nodes, parse_partitions_scontrol(
         (FIXTURES / "scontrol_show_partition_limits.txt").read_text()), Topology.empty(), [],
         taken_at=res[0].start_time + 60, reservations=res)
-    sched = dict(zip(snap.inventory.names, snap.schedulable.tolist()))
+    sched = dict(zip(snap.inventory.names, snap.schedulable.tolist(), strict=True))
     # Reserved nodes are open under their reservations (room_mask decides who); gn03 drained.
     assert (sched["gn01"], sched["gn03"], sched["gn15"], sched["gn06"]) == (True, False, True,
                                                                           True)
@@ -193,7 +193,7 @@ def test_recorded_node_states_and_reservations():
     assert names_of(snap.inventory, room_mask(snap, inside, now)) == ["gn15", "gn16"]
     # Read before the reservations existed: every reserved node is kept out.
     snap = build_snapshot(nodes, [], Topology.empty(), [], taken_at=now)
-    assert not dict(zip(snap.inventory.names, snap.schedulable.tolist()))["gn01"]
+    assert not dict(zip(snap.inventory.names, snap.schedulable.tolist(), strict=True))["gn01"]
     assert parse_reservations((FIXTURES / "scontrol_show_reservation_none.txt").read_text()) == []
 
 

@@ -50,7 +50,8 @@ def started(p):
 def test_registry_names_and_unknown_policy():
     assert policy_names() == ("fifo", "kant", "kant-steered", "slurm")
     with pytest.raises(ConfigError,
-                       match="unknown policy 'lsf'; choose one of: fifo, kant, kant-steered, slurm"):
+                       match="unknown policy 'lsf'; choose one of: "
+                             "fifo, kant, kant-steered, slurm"):
         get_policy("lsf")
 
 
@@ -369,7 +370,8 @@ def dataclasses_replace(job):
 
 def test_jobs_not_yet_eligible_wait():
     inv = cluster(leaves=(1,))
-    jobs = [pending("later", 1, 1, submit=1.0, eligible_time=500.0), pending("now", 1, 1, submit=2.0)]
+    jobs = [pending("later", 1, 1, submit=1.0, eligible_time=500.0),
+            pending("now", 1, 1, submit=2.0)]
     for policy in ("kant", "slurm", "fifo"):
         p = plan(policy, inv, jobs)
         assert started(p) == {"now": ("gn01",)}, policy

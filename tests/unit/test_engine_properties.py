@@ -65,7 +65,8 @@ def scenarios(draw):
         est = draw(st.one_of(st.none(), st.sampled_from([50.0, 300.0, 3000.0])))
         for i in cand:
             free[i] -= g
-        jobs.append(Job(f"r{k}", "RUNNING", nn, g, start - 1, nodes=tuple(inv.names[i] for i in cand),
+        jobs.append(Job(f"r{k}", "RUNNING", nn, g, start - 1,
+                        nodes=tuple(inv.names[i] for i in cand),
                         node_gpus=(g,) * nn, start_time=start, time_limit=limit, est_runtime=est,
                         job_class=draw(st.sampled_from(["training", "batch", "inference"])),
                         service=draw(st.sampled_from([None, "svc"]))))
@@ -203,7 +204,7 @@ def test_fast_paths_decide_exactly_as_the_general_path(scenario, name, single_no
                             "backfill": {"reservations": k_res},
                             "placement": {"single_node": single_node}})
     fast = get_policy(name, cfg).plan(snap, NOW)
-    saved = {f: getattr(f, "fast") for f in (select.binpack, select.slurm_cons_tres)}
+    saved = {f: f.fast for f in (select.binpack, select.slurm_cons_tres)}
     try:
         for f in saved:
             del f.fast

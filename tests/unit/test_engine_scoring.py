@@ -104,7 +104,8 @@ def test_pick_best_fit():
 
 @pytest.mark.parametrize("alloc, total, leaf_used, zone, tier", [
     (3, 8, True, False, 0), (8, 8, True, False, 0), (0, 8, True, False, 1),
-    (0, 8, False, False, 2), (0, 8, False, True, 3), (5, 8, True, True, 3), (0, 0, False, False, 0)])
+    (0, 8, False, False, 2), (0, 8, False, True, 3), (5, 8, True, True, 3),
+    (0, 0, False, False, 0)])
 def test_node_tier(alloc, total, leaf_used, zone, tier):
     assert s.node_tier(alloc, total, leaf_used, zone) == tier
 

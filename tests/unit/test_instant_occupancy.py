@@ -21,7 +21,8 @@ TOTAL = np.array([8, 8, 8, 8])
     [
         ([0, 0, 0, 0], 0.0, 0.0, 0.0),
         ([8, 8, 8, 8], 1.0, 0.0, 0.0),
-        # two 3-GPU jobs on one node: 6/32 allocated, 1 of 4 nodes partial, 2 of 26 free GPUs stranded
+        # two 3-GPU jobs on one node: 6/32 allocated, 1 of 4 nodes partial,
+        # 2 of 26 free GPUs stranded
         ([6, 0, 0, 0], 6 / 32, 0.25, 2 / 26),
         # the same jobs scattered: 2 nodes partial, 10 of 26 free GPUs stranded
         ([3, 3, 0, 0], 6 / 32, 0.5, 10 / 26),

@@ -207,7 +207,8 @@ def test_training_usr1_checkpoints_then_requeues(stubs):
         #!{sys.executable}
         import os, signal, sys, time
         def save(sig, frame):
-            open(os.path.join(os.environ["RECORD_DIR"], "saved-%s" % os.environ["NODE_RANK"]), "w").close()
+            open(os.path.join(os.environ["RECORD_DIR"], "saved-%s" % os.environ["NODE_RANK"]),
+                 "w").close()
             sys.exit(0)
         signal.signal(signal.SIGUSR2, save)
         open(os.path.join(os.environ["RECORD_DIR"], "ready"), "w").close()
@@ -254,7 +255,8 @@ SERVER = textwrap.dedent("""\
     import http.server, json, os, sys
     with open(os.path.join(os.environ["RECORD_DIR"], "server.json"), "w") as f:
         json.dump({{"argv": sys.argv[1:], "pid": os.getpid(),
-                    "env": {{k: v for k, v in os.environ.items() if k[:1] == "V" or k == "PORT"}}}}, f)
+                    "env": {{k: v for k, v in os.environ.items()
+                             if k[:1] == "V" or k == "PORT"}}}}, f)
     class H(http.server.BaseHTTPRequestHandler):
         def do_GET(self):
             self.send_response(200 if self.path == "/health" else 404)

@@ -121,7 +121,8 @@ def test_unschedulable_node_has_no_free_gpus():
 
 
 @pytest.mark.parametrize(
-    "gpus,bucket", [(0, "0"), (1, "1"), (2, "2-8"), (8, "2-8"), (9, "9-64"), (64, "9-64"), (65, "65+")]
+    "gpus,bucket",
+    [(0, "0"), (1, "1"), (2, "2-8"), (8, "2-8"), (9, "9-64"), (64, "9-64"), (65, "65+")],
 )
 def test_size_bucket(gpus, bucket):
     assert size_bucket(gpus) == bucket

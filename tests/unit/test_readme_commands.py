@@ -30,17 +30,19 @@ def test_the_readme_has_commands_of_every_kind():
 @pytest.mark.parametrize("command", COMMANDS, ids=str)
 def test_every_command_has_a_rule(command):
     rule = how(command)
-    assert rule is not None, f"{command}: no rule in tests/readme_commands.py HOW says how it is tested"
+    assert rule is not None, \
+        f"{command}: no rule in tests/readme_commands.py HOW says how it is tested"
     kind, why = rule
     assert kind != PARSE_ONLY or why, f"{command}: a parse-only rule must say why"
 
 
 def test_every_rule_matches_a_command():
-    for pattern, kind, _ in HOW:
+    for pattern, _kind, _ in HOW:
         assert any(re.search(pattern, c.bare) for c in COMMANDS), f"stale rule {pattern!r}"
 
 
-@pytest.mark.parametrize("command, args", INVOCATIONS, ids=lambda x: str(x) if isinstance(x, Command) else "")
+@pytest.mark.parametrize("command, args", INVOCATIONS,
+                         ids=lambda x: str(x) if isinstance(x, Command) else "")
 def test_every_kant_slurm_command_parses(command, args, monkeypatch, tmp_path):
     # From the repository root, where the README's relative paths point; files that an earlier
     # README command writes (the preemption walk-through's config) are written first.
@@ -56,7 +58,8 @@ def test_every_kant_slurm_command_parses(command, args, monkeypatch, tmp_path):
         pytest.fail(f"{command}: kant-slurm {' '.join(args)}: {exc.format_message()}")
 
 
-@pytest.mark.parametrize("command", [c for c in COMMANDS if c.bare.startswith("python benchmarks/")],
+@pytest.mark.parametrize("command",
+                         [c for c in COMMANDS if c.bare.startswith("python benchmarks/")],
                          ids=str)
 def test_benchmark_scripts_exist(command):
     assert (REPO / command.bare.split()[1]).is_file(), command

@@ -83,13 +83,16 @@ def test_stranded_attribution_sums_to_the_stranded_integral():
     nodes, node_gpus = [], []
     alloc = np.zeros((6, 2000))
     keep_start, keep_end, gpus = [], [], []
-    for s, e in zip(start, end):  # only jobs that fit (so no node is over-allocated)
+    for s, e in zip(start, end, strict=True):  # only jobs that fit (so no node is over-allocated)
         i, g = int(rng.integers(6)), int(rng.integers(1, 4))
         a, b = int(s), int(e)
         if (alloc[i, a:b] + g <= 8).all():
             alloc[i, a:b] += g
-            nodes.append((f"n{i}",)); node_gpus.append((g,)); gpus.append(g)
-            keep_start.append(float(a)); keep_end.append(float(b))
+            nodes.append((f"n{i}",))
+            node_gpus.append((g,))
+            gpus.append(g)
+            keep_start.append(float(a))
+            keep_end.append(float(b))
     rec = make_records(job_id=[str(k) for k in range(len(gpus))], submit_time=keep_start,
                        start_time=keep_start, end_time=keep_end, gpus=gpus, nodes=nodes,
                        node_gpus=node_gpus)
@@ -117,7 +120,7 @@ def test_tables_and_text(report):
     tables = report_tables(report)
     assert set(tables) >= {"summary", "by_class", "by_size", "timeline", "time_limit_by_user",
                            "top_waiting_users", "top_stranded_users"}
-    summary = dict(zip(tables["summary"]["metric"], tables["summary"]["value"]))
+    summary = dict(zip(tables["summary"]["metric"], tables["summary"]["value"], strict=True))
     assert summary["jobs"] == 4
     text = format_report(report)
     assert "GAR             mean 38.8%" in text

@@ -32,7 +32,7 @@ class _Axis:
         return self.lim
 
     def set_xticks(self, values, labels):
-        self.ticks = list(zip(values, labels))
+        self.ticks = list(zip(values, labels, strict=True))
 
     def minorticks_off(self):
         pass

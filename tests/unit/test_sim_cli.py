@@ -103,7 +103,8 @@ def test_slurm_conf_as_cluster(tmp_path):
     d.mkdir()
     (d / "slurm.conf").write_text("NodeName=gn[01-04] CPUs=8 Gres=gpu:v100:8\n"
                                   "PartitionName=gpu Nodes=gn[01-04] Default=YES\n")
-    (d / "topology.conf").write_text("SwitchName=l1 Nodes=gn[01-02]\nSwitchName=l2 Nodes=gn[03-04]\n"
+    (d / "topology.conf").write_text("SwitchName=l1 Nodes=gn[01-02]\n"
+                                     "SwitchName=l2 Nodes=gn[03-04]\n"
                                      "SwitchName=sp Switches=l[1-2]\n")
     res = CliRunner().invoke(cli, ["simulate", "--trace", str(_small_trace(tmp_path, 40)),
                                    "--slurm-conf", str(d / "slurm.conf"), "--policies", "fifo",

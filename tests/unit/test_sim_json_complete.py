@@ -23,7 +23,8 @@ def _inventory():
     names = ["a1", "a2", "b1", "b2", "c1"]
     topo = Topology.from_links({"leafA": names[:2], "leafB": names[2:4]},
                                {"spine": ["leafA", "leafB"]}, node_order=names)
-    return Inventory.build(names, [8] * 5, partitions=[Partition("gpu", tuple(names), default=True)],
+    return Inventory.build(names, [8] * 5,
+                           partitions=[Partition("gpu", tuple(names), default=True)],
                            topology=topo)
 
 
@@ -82,9 +83,10 @@ def test_json_carries_every_table_figure(doc_and_text):
     doc, text = doc_and_text
     for name, obj in doc["policies"].items():
         d = obj["detail"]
-        for key in ("by_size", "by_class", "jtted", "gangs", "backfilled", "stranded_gpu_share_leaf",
-                    "gar_p10", "gar_p90", "gfr_p50", "estimate_accuracy", "inference",
-                    "preemption", "training", "window_s", "cycles"):
+        for key in ("by_size", "by_class", "jtted", "gangs", "backfilled",
+                    "stranded_gpu_share_leaf", "gar_p10", "gar_p90", "gfr_p50",
+                    "estimate_accuracy", "inference", "preemption", "training", "window_s",
+                    "cycles"):
             assert key in d, (name, key)
         assert {r["size_bucket"] for r in d["by_size"]} and all("p99" in r and "max" in r
                                                                  for r in d["by_size"])

@@ -50,7 +50,7 @@ class Preempter:
                 while running and len(cand) < job.num_nodes:
                     v = running.pop(0)
                     victims.append(Preemption(v.job_id, job.job_id, v.nodes, v.node_gpus))
-                    for n, g in zip(v.nodes, v.node_gpus):
+                    for n, g in zip(v.nodes, v.node_gpus, strict=True):
                         free[names.index(n)] += g
                     cand = np.nonzero(free >= job.gpus_per_node)[0][: job.num_nodes]
             if len(cand) < job.num_nodes:
@@ -131,7 +131,7 @@ def test_requeue_delay_makes_victim_wait():
     # I ends at 300 but T is eligible only at 250 + 121 = 371: a wake-up cycle then
     assert (rec.loc["T", "last_start_time"], rec.loc["T", "end_time"]) == (371, 1171)
     assert 371 in policy.calls
-    requeued = [j for t, s in zip(policy.calls, policy.snapshots) if t > 250
+    requeued = [j for t, s in zip(policy.calls, policy.snapshots, strict=True) if t > 250
                 for j in s.pending if j.job_id == "T"]
     assert requeued and requeued[0].eligible_time == 371 and requeued[0].submit_time == 0
 
@@ -242,7 +242,7 @@ def test_cpus_allocated_per_node_per_job():
             ("C", 10, 100, 4, 200, "training"), ("D", 150, 10, 1, 200, "training")]
     policy = Preempter()
     _run(rows, inv=inv, policy=policy, cpus_per_task=2, skip_full=False)
-    at = {t: s for t, s in zip(policy.calls, policy.snapshots)}
+    at = {t: s for t, s in zip(policy.calls, policy.snapshots, strict=True)}
     # A and B both on n1 at 0 (first fit): 2 CPUs each at the cycle at 10
     assert list(at[10].cpus_alloc) == [4, 0]
     # B ended at 50: its CPUs came back

@@ -33,8 +33,8 @@ def _snapshot():
     """8 nodes of 8 GPUs in two leaves; gn01-02 partly used; a 1-GPU, a 2 x 8 and an 8-GPU job
     pending, the 8-GPU one older."""
     names = [f"gn0{i}" for i in range(1, 9)]
-    topo = Topology.from_links({"leaf1": names[:4], "leaf2": names[4:]}, {"spine": ["leaf1", "leaf2"]},
-                               node_order=names)
+    topo = Topology.from_links({"leaf1": names[:4], "leaf2": names[4:]},
+                               {"spine": ["leaf1", "leaf2"]}, node_order=names)
     inv = Inventory.build(names, [8] * 8, partitions=[Partition("gpu", tuple(names), True)],
                           topology=topo)
     jobs = [

@@ -38,20 +38,23 @@ def _fake_run(returncode, stderr="", stdout=""):
 def test_controller_down_is_unreachable(monkeypatch):
     monkeypatch.setattr(backend.subprocess, "run", _fake_run(
         1, "slurm_load_node error: Unable to contact slurm controller (connect failure)\n"))
-    with pytest.raises(SlurmUnreachable, match="slurmctld does not answer `scontrol show node`") as err:
+    with pytest.raises(SlurmUnreachable,
+                       match="slurmctld does not answer `scontrol show node`") as err:
         backend.run_slurm(["scontrol", "show", "node"])
     assert err.value.exit_code == 3  # issue 19: 3 = Slurm not answering, 2 = usage
 
 
 def test_other_failures_are_slurm_errors_naming_the_command(monkeypatch):
-    monkeypatch.setattr(backend.subprocess, "run", _fake_run(1, "scontrol: error: Invalid job id\n"))
+    monkeypatch.setattr(backend.subprocess, "run",
+                        _fake_run(1, "scontrol: error: Invalid job id\n"))
     with pytest.raises(SlurmError, match="scontrol show job 99") as err:
         backend.run_slurm(["scontrol", "show", "job", "99"])
     assert not isinstance(err.value, SlurmUnreachable)
 
 
 def test_json_errors_are_reported(monkeypatch):
-    monkeypatch.setattr(backend.subprocess, "run", _fake_run(0, stdout='{"errors": [{"error": "boom"}]}'))
+    monkeypatch.setattr(backend.subprocess, "run",
+                        _fake_run(0, stdout='{"errors": [{"error": "boom"}]}'))
     with pytest.raises(SlurmError, match="boom"):
         backend._json(["squeue", "--json"])
     monkeypatch.setattr(backend.subprocess, "run", _fake_run(0, stdout="not json"))
@@ -60,7 +63,8 @@ def test_json_errors_are_reported(monkeypatch):
 
 
 PING_DOWN = ("Slurmctld(primary) at vm is DOWN\n*****************************************\n"
-             "** RESTORE SLURMCTLD DAEMON TO SERVICE **\n*****************************************\n")
+             "** RESTORE SLURMCTLD DAEMON TO SERVICE **\n"
+             "*****************************************\n")
 
 
 @pytest.mark.parametrize("returncode, stdout, stderr, raises", [

@@ -26,13 +26,16 @@ def test_default_shape_16x8_four_leaves(tmp_path):
     slurm = files["slurm.conf"]
     nodes = [line for line in conf_lines(slurm) if line.startswith("NodeName=")]
     assert len(nodes) == 16
-    assert nodes[0].startswith("NodeName=gn01 ") and "Port=16810" in nodes[0] and "Gres=gpu:h100:8" in nodes[0]
+    assert nodes[0].startswith("NodeName=gn01 ") and "Port=16810" in nodes[0] \
+        and "Gres=gpu:h100:8" in nodes[0]
     assert "Port=16825" in nodes[-1]
-    for key in ("SchedulerType=sched/backfill", "SelectType=select/cons_tres", "TopologyPlugin=topology/tree",
-                "PriorityType=priority/multifactor", "AccountingStorageTRES=gres/gpu", "GresTypes=gpu",
-                "SlurmctldPort=16802", "AccountingStoragePort=16801", "ProctrackType=proctrack/linuxproc",
+    for key in ("SchedulerType=sched/backfill", "SelectType=select/cons_tres",
+                "TopologyPlugin=topology/tree", "PriorityType=priority/multifactor",
+                "AccountingStorageTRES=gres/gpu", "GresTypes=gpu", "SlurmctldPort=16802",
+                "AccountingStoragePort=16801", "ProctrackType=proctrack/linuxproc",
                 "TaskPlugin=task/none", f"AuthInfo=socket={paths.munge_socket}",
-                f"PlugStackConfig={paths.plugstack_conf}", "PartitionName=gpu Nodes=gn[01-16] Default=YES"):
+                f"PlugStackConfig={paths.plugstack_conf}",
+                "PartitionName=gpu Nodes=gn[01-16] Default=YES"):
         assert key in slurm, key
     assert "PartitionName=infer" not in slurm and "JobSubmitPlugins" not in slurm
     topo = conf_lines(files["topology.conf"])
@@ -67,7 +70,8 @@ def test_job_submit_lua_switches_the_plugin_on(tmp_path):
 @pytest.mark.parametrize("field, value, option", [
     ("nodes", 0, "--nodes"), ("nodes", 10_000, "--nodes"), ("gpus_per_node", 0, "--gpus-per-node"),
     ("leaf_size", 0, "--leaf-size"), ("inference_nodes", 17, "--inference-nodes"),
-    ("port_base", 80, "--port-base"), ("gpu_type", "h 100", "--gpu-type"), ("gpu_type", "a:b", "--gpu-type"),
+    ("port_base", 80, "--port-base"), ("gpu_type", "h 100", "--gpu-type"),
+    ("gpu_type", "a:b", "--gpu-type"),
 ])
 def test_bad_options_name_the_option(field, value, option):
     with pytest.raises(DevClusterError, match=option):
@@ -139,7 +143,8 @@ def test_cli_unknown_slurm_version_is_one_line(tmp_path):
     import sys
 
     res = subprocess.run(
-        [sys.executable, "-c", "import sys; from kant_slurm.cli import main; sys.argv[0] = 'kant-slurm'; main()",
+        [sys.executable, "-c",
+         "import sys; from kant_slurm.cli import main; sys.argv[0] = 'kant-slurm'; main()",
          "devcluster", "up", "--slurm-version", "23.02", "--dir", str(tmp_path / "c")],
         capture_output=True, text=True)
     assert res.returncode != 0 and res.stdout == ""
@@ -233,7 +238,8 @@ def test_processes_in_a_root_do_not_get_the_host_tmpdir(monkeypatch):
 def test_a_dir_too_long_for_slurmstepd_sockets_is_a_one_line_error(tmp_path):
     # Recorded: with 117 characters every job failed to launch while the cluster came up idle.
     deep = Path("/tmp") / ("d" * 70)
-    with pytest.raises(DevClusterError, match=r"too long for a unix socket path.*at most 66 ") as err:
+    with pytest.raises(DevClusterError,
+                       match=r"too long for a unix socket path.*at most 66 ") as err:
         dc.up(deep, dc.DevClusterSpec(nodes=3, port_base=31000, slurm_version="22.05"))
     assert "\n" not in str(err.value)
 

@@ -39,7 +39,8 @@ NOW = 1_800_000_000.0
     ("QOSMaxGRESPerUser", False, NOW, "QOSMaxGRESPerUser"),
     ("PartitionDown", False, NOW, "PartitionDown"),
     ("PartitionInactive", False, NOW, "PartitionInactive"),
-    ("ReqNodeNotAvail, UnavailableNodes:gn01", False, NOW, "ReqNodeNotAvail, UnavailableNodes:gn01"),
+    ("ReqNodeNotAvail, UnavailableNodes:gn01", False, NOW,
+     "ReqNodeNotAvail, UnavailableNodes:gn01"),
     ("Reservation", False, NOW, "Reservation"),
     ("Licenses", False, NOW, "Licenses"),
     ("JobArrayTaskLimit", False, 0, "JobArrayTaskLimit"),
@@ -193,7 +194,7 @@ def test_schedule_and_daemon_plan_what_plan_shows_history_estimates_included(tmp
     shown = live_plan(config, snap, NOW)  # what `kant-slurm plan` computes
     assert {p.estimate_source for p in shown.starts} == {"history"}
     history = HistorySource(refresh=600)
-    for cycle in range(2):  # the daemon: one HistorySource across cycles
+    for _cycle in range(2):  # the daemon: one HistorySource across cycles
         report = run_cycle(config, tmp_path / "state.json", dry_run=True,
                            read=lambda: (snap, {}), history=history)
         assert report.ok and report.held == len(snap.held)

@@ -64,7 +64,8 @@ def test_parse_duration(value, seconds):
 
 def test_scontrol_pairs_keep_values_with_spaces_and_repeated_keys():
     line = ("JobId=4 OS=Linux 6.1 #1 SMP AdminComment=kant:workload=training;est=7200 "
-            "Nodes=gn[03-04] CPU_IDs=0-31 GRES=gpu:h100:8(IDX:0-7) Nodes=gn05 GRES=gpu:h100:1(IDX:2)")
+            "Nodes=gn[03-04] CPU_IDs=0-31 GRES=gpu:h100:8(IDX:0-7) "
+            "Nodes=gn05 GRES=gpu:h100:1(IDX:2)")
     pairs = slurm_values.scontrol_pairs(line)
     assert ("OS", "Linux 6.1 #1 SMP") in pairs
     assert ("AdminComment", "kant:workload=training;est=7200") in pairs
@@ -88,10 +89,12 @@ def test_nodes_from_scontrol_and_sinfo_json_agree():
 
 def test_partitions_and_topology():
     parts = slurm_nodes.parse_partitions_scontrol(text("scontrol_show_partition.txt"))
-    assert [(p.name, p.default, p.max_time, len(p.nodes)) for p in parts] == [("gpu", True, None, 16)]
+    assert [(p.name, p.default, p.max_time, len(p.nodes)) for p in parts] == \
+        [("gpu", True, None, 16)]
     topo = slurm_nodes.parse_topology(text("scontrol_show_topology.txt"))
     assert [s.name for s in topo.leaf_groups] == ["leaf1", "leaf2", "leaf3", "leaf4"]
-    assert topo.switches["spine"].level == 1 and topo.switches["leaf3"].nodes == ("gn09", "gn10", "gn11", "gn12")
+    assert topo.switches["spine"].level == 1 and \
+        topo.switches["leaf3"].nodes == ("gn09", "gn10", "gn11", "gn12")
     assert topo.chain("gn16") == ("leaf4", "spine")
 
 
@@ -108,15 +111,18 @@ def test_jobs_from_squeue_json():
     jobs = {j.job_id: j for j in slurm_jobs.parse_jobs_json(load("squeue.json"), det)}
     assert sorted(jobs) == ["1", "2", "3", "4", "5", "6", "7"]
     one, three, eight, two8 = jobs["1"], jobs["2"], jobs["3"], jobs["4"]
-    assert (one.state, one.nodes, one.node_gpus, one.node_gpu_indices) == ("RUNNING", ("gn01",), (1,), ((0,),))
+    assert (one.state, one.nodes, one.node_gpus, one.node_gpu_indices) == \
+        ("RUNNING", ("gn01",), (1,), ((0,),))
     assert three.node_gpu_indices == ((1, 2, 3),) and three.comment == "three gpus"
     assert eight.gpus == 8 and eight.time_limit == 7200
     assert two8.nodes == ("gn03", "gn04") and two8.gpus == 16 and two8.exclusive
-    assert (one.job_class, one.class_source, one.service, one.est_runtime) == ("inference", "tag", "chat", 3600.0)
+    assert (one.job_class, one.class_source, one.service, one.est_runtime) == \
+        ("inference", "tag", "chat", 3600.0)
     assert (two8.job_class, two8.est_runtime) == ("training", 7200.0)
     assert three.job_class == "batch" and three.class_source == "default"
     big, svc, held = jobs["5"], jobs["6"], jobs["7"]
-    assert (big.state, big.num_nodes, big.gpus_per_node, big.gpus, big.priority) == ("PENDING", 16, 8, 128, 1050)
+    assert (big.state, big.num_nodes, big.gpus_per_node, big.gpus, big.priority) == \
+        ("PENDING", 16, 8, 128, 1050)
     assert big.start_time is None and big.nodes == ()
     assert (svc.nice, svc.excluded_nodes, svc.gpus) == (100, ("gn01",), 2)
     assert held.required_nodes == ("gn05", "gn06") and held.gpus == 8
@@ -130,7 +136,8 @@ def test_snapshot_from_recorded_output():
     snap = snapshot.build_snapshot(
         nodes, slurm_nodes.parse_partitions_scontrol(text("scontrol_show_partition.txt")),
         slurm_nodes.parse_topology(text("scontrol_show_topology.txt"), [n.name for n in nodes]),
-        slurm_jobs.parse_jobs_json(load("squeue.json"), slurm_jobs.job_gpu_details(text("scontrol_show_job.txt"))))
+        slurm_jobs.parse_jobs_json(load("squeue.json"),
+                                   slurm_jobs.job_gpu_details(text("scontrol_show_job.txt"))))
     assert int(snap.gpus_alloc.sum()) == 1 + 3 + 8 + 16
     # Node-side allocation equals the sum over running jobs, node by node.
     from kant_slurm.model import ClusterSnapshot
@@ -147,14 +154,16 @@ def test_malformed_replies_are_errors_naming_the_place():
     with pytest.raises(SlurmError, match="nodes"):
         slurm_nodes.parse_nodes_json({"sinfo": []})
     with pytest.raises(SlurmError, match=r"jobs\[0\]\.node_count"):
-        slurm_jobs.parse_jobs_json({"jobs": [{"job_id": 1, "job_state": "PENDING", "node_count": "many"}]})
+        slurm_jobs.parse_jobs_json(
+            {"jobs": [{"job_id": 1, "job_state": "PENDING", "node_count": "many"}]})
 
 
 # --- v0.0.40 shapes (written from the schema) -----------------------------------------------
 
 def test_v0040_nodes():
     nodes = {n.name: n for n in slurm_nodes.parse_nodes_json(load("nodes-v0.0.40-docs.json"))}
-    assert (nodes["gn05"].gpus_alloc, nodes["gn05"].partitions, nodes["gn05"].weight) == (2, ("gpu", "infer"), 10)
+    assert (nodes["gn05"].gpus_alloc, nodes["gn05"].partitions, nodes["gn05"].weight) == \
+        (2, ("gpu", "infer"), 10)
     assert not nodes["gn06"].schedulable and nodes["gn06"].state == "IDLE+DRAIN"
     assert nodes["gn07"].schedulable and nodes["gn07"].gpus_alloc == 8
     assert not nodes["gn08"].schedulable and nodes["gn08"].features == ("h100", "leaf2")
@@ -164,10 +173,12 @@ def test_v0040_jobs():
     jobs = {j.job_id: j for j in slurm_jobs.parse_jobs_json(load("squeue-v0.0.40-docs.json"))}
     assert sorted(jobs) == ["101", "102", "103"]  # COMPLETED is left out
     svc, train, big = jobs["101"], jobs["102"], jobs["103"]
-    assert (svc.node_gpu_indices, svc.time_limit, svc.priority, svc.start_time) == (((4, 5),), 86400.0, 4000, 1700000060.0)
+    assert (svc.node_gpu_indices, svc.time_limit, svc.priority, svc.start_time) == \
+        (((4, 5),), 86400.0, 4000, 1700000060.0)
     assert (svc.job_class, svc.service) == ("inference", "chat")
     assert train.exclusive and train.node_gpus == (8, 8) and train.time_limit == 172800.0
-    assert (big.gpus_per_node, big.gpus, big.time_limit, big.partitions) == (8, 32, None, ("gpu", "infer"))
+    assert (big.gpus_per_node, big.gpus, big.time_limit, big.partitions) == \
+        (8, 32, None, ("gpu", "infer"))
     assert big.excluded_nodes == ("gn01", "gn02") and big.nice == 50
 
 

@@ -8,9 +8,10 @@ from kant_slurm.report.status import format_status, gpu_bar, status_summary
 
 def snapshot():
     names = ["gn01", "gn02", "gn03", "gn04"]
-    topo = Topology.from_links({"leaf1": names[:2], "leaf2": names[2:]}, {"spine": ["leaf1", "leaf2"]},
-                               node_order=names)
-    inv = Inventory.build(names, [8, 8, 8, 8], partitions=[Partition("gpu", tuple(names), default=True)],
+    topo = Topology.from_links({"leaf1": names[:2], "leaf2": names[2:]},
+                               {"spine": ["leaf1", "leaf2"]}, node_order=names)
+    inv = Inventory.build(names, [8, 8, 8, 8],
+                          partitions=[Partition("gpu", tuple(names), default=True)],
                           topology=topo)
     jobs = [
         Job("1", "RUNNING", 1, 3, 0.0, nodes=("gn01",), node_gpus=(3,)),
@@ -23,7 +24,8 @@ def snapshot():
     schedulable = np.array([True, True, True, False])  # gn04 drained
     return ClusterSnapshot(inventory=inv, gpus_alloc=base.gpus_alloc, cpus_alloc=base.cpus_alloc,
                            memory_alloc_mb=base.memory_alloc_mb, schedulable=schedulable,
-                           weight=base.weight, node_state=("MIXED", "IDLE", "ALLOCATED", "IDLE+DRAIN"),
+                           weight=base.weight,
+                           node_state=("MIXED", "IDLE", "ALLOCATED", "IDLE+DRAIN"),
                            jobs=tuple(jobs),
                            held=(Job("6", "PENDING", 1, 2, 0.0, slurm_blocked="JobHeldUser"),))
 
@@ -37,8 +39,10 @@ def test_summary_figures():
     # Free GPUs: gn01 2, gn02 8, gn03 0 -> 2 of 10 are stranded.
     assert s["stranded_gpu_share"] == 2 / 10
     assert s["leaf_groups"] == [
-        {"name": "leaf1", "nodes": ["gn01", "gn02"], "gpus_total": 16, "gpus_allocated": 6, "free_nodes": 1},
-        {"name": "leaf2", "nodes": ["gn03", "gn04"], "gpus_total": 16, "gpus_allocated": 8, "free_nodes": 0},
+        {"name": "leaf1", "nodes": ["gn01", "gn02"], "gpus_total": 16, "gpus_allocated": 6,
+         "free_nodes": 1},
+        {"name": "leaf2", "nodes": ["gn03", "gn04"], "gpus_total": 16, "gpus_allocated": 8,
+         "free_nodes": 0},
     ]
     # Pending counts every job in the queue, the held one too, and says how many are held.
     assert s["pending_jobs"] == {"count": 3, "gpus": 19, "held_by_slurm": 1,

@@ -15,7 +15,8 @@ from kant_slurm.formats.tags import parse_kant_tag
     ("", {}),
     (None, {}),
     ("reserved for the ops team", {}),
-    ("ops note kant:workload=inference;service=a.b-c_1", {"workload": "inference", "service": "a.b-c_1"}),
+    ("ops note kant:workload=inference;service=a.b-c_1",
+     {"workload": "inference", "service": "a.b-c_1"}),
 ])
 def test_valid_tags(text, expected):
     assert parse_kant_tag(text) == expected

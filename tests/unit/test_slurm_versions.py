@@ -71,7 +71,8 @@ def test_grouped_sinfo_json_of_newer_releases(version):
     data = load(version, "sinfo.json")
     assert "nodes" not in data and isinstance(data["sinfo"], list)  # the 24.11 break
     grouped = {n.name: n for n in slurm_nodes.parse_nodes_json(data)}
-    exact = {n.name: n for n in slurm_nodes.parse_nodes_scontrol(text(version, "scontrol_show_node.txt"))}
+    exact = {n.name: n
+             for n in slurm_nodes.parse_nodes_scontrol(text(version, "scontrol_show_node.txt"))}
     assert sorted(grouped) == NODES
     for name in NODES:
         g, e = grouped[name], exact[name]
@@ -112,21 +113,26 @@ def test_malformed_sinfo_replies_name_the_place(reply, where):
 @pytest.mark.parametrize("version", VERSIONS)
 @pytest.mark.parametrize("with_details", [True, False])
 def test_jobs_from_squeue_json(version, with_details):
-    details = slurm_jobs.job_gpu_details(text(version, "scontrol_show_job.txt")) if with_details else None
+    details = (slurm_jobs.job_gpu_details(text(version, "scontrol_show_job.txt"))
+               if with_details else None)
     jobs = {j.job_id: j for j in slurm_jobs.parse_jobs_json(load(version, "squeue.json"), details)}
     assert sorted(jobs) == ["1", "2", "3", "4", "5", "6", "7"]
     one, three, eight, two8 = jobs["1"], jobs["2"], jobs["3"], jobs["4"]
-    assert (one.state, one.nodes, one.node_gpus, one.node_gpu_indices) == ("RUNNING", ("gn01",), (1,), ((0,),))
+    assert (one.state, one.nodes, one.node_gpus, one.node_gpu_indices) == \
+        ("RUNNING", ("gn01",), (1,), ((0,),))
     assert three.node_gpu_indices == ((1, 2, 3),) and three.comment == "three gpus"
     assert (eight.gpus, eight.time_limit, eight.nodes) == (8, 7200, ("gn02",))
     assert two8.nodes == ("gn03", "gn04") and two8.gpus == 16
     assert two8.node_gpu_indices == (tuple(range(8)), tuple(range(8)))
-    assert (one.job_class, one.class_source, one.service, one.est_runtime) == ("inference", "tag", "chat", 3600.0)
+    assert (one.job_class, one.class_source, one.service, one.est_runtime) == \
+        ("inference", "tag", "chat", 3600.0)
     assert (two8.job_class, two8.est_runtime) == ("training", 7200.0)
     big, svc, held = jobs["5"], jobs["6"], jobs["7"]
-    assert (big.state, big.num_nodes, big.gpus_per_node, big.gpus, big.priority) == ("PENDING", 16, 8, 128, 1050)
+    assert (big.state, big.num_nodes, big.gpus_per_node, big.gpus, big.priority) == \
+        ("PENDING", 16, 8, 128, 1050)
     assert big.start_time is None and big.nodes == ()
-    assert (svc.nice, svc.excluded_nodes, svc.gpus, svc.job_class) == (100, ("gn01",), 2, "inference")
+    assert (svc.nice, svc.excluded_nodes, svc.gpus, svc.job_class) == \
+        (100, ("gn01",), 2, "inference")
     assert held.required_nodes == ("gn05", "gn06") and held.gpus == 8 and held.priority == 0
 
 

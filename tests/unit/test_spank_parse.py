@@ -206,8 +206,9 @@ def _corpus(n: int, seed: int) -> list[bytes]:
     import random
 
     rnd = random.Random(seed)
-    pieces = [b"0", b"9", b"12", b"-", b":", b" ", b"\n", b"s", b"m", b"h", b"d", b"\xff", b"\xc3\xa9", b"%s", b"%n",
-              b"inference", b"chat", b";", b"=", b"99999999", b"000000000", b"\t", b"\x1b["]
+    pieces = [b"0", b"9", b"12", b"-", b":", b" ", b"\n", b"s", b"m", b"h", b"d", b"\xff",
+              b"\xc3\xa9", b"%s", b"%n", b"inference", b"chat", b";", b"=", b"99999999",
+              b"000000000", b"\t", b"\x1b["]
     out = [b"", b"9" * 1_000_000, b":" * 100_000, b"1-" * 50_000, b"a" * 64, b"a" * 65,
            b"%s%s%s%n" * 1000]
     for _ in range(n):
@@ -236,7 +237,7 @@ def test_parsers_under_address_sanitizer(tmp_path):
     assert run.returncode == 0, run.stderr.decode(errors="replace")[-3000:]
     lines = run.stdout.split(b"\n")[:-1]
     assert len(lines) == len(corpus)
-    for text, line in zip(corpus, lines):
+    for text, line in zip(corpus, lines, strict=True):
         d, seconds, w, s, u, useconds, _shown = line.split(b" ", 6)
         expected = _python_duration(text)
         if expected is None:

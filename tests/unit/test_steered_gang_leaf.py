@@ -33,7 +33,7 @@ def test_a_job_slurm_starts_between_cycles_with_kants_weights(shape, expected):
     steered = get_policy("kant-steered")
     steered.plan(ClusterSnapshot.idle(inv, full, taken_at=NOW), NOW)  # a steering cycle
     shown = steered.shown(ClusterSnapshot.idle(inv, full, taken_at=NOW))
-    w = dict(zip(inv.names, shown.weight.tolist()))  # what the simulated Slurm shows
+    w = dict(zip(inv.names, shown.weight.tolist(), strict=True))  # what the simulated Slurm shows
     assert w["gn04"] == w["gn05"] == w["gn16"] > w["gn01"]
     nn, g = shape
     job = Job("new", "PENDING", nn, g, NOW + 5, time_limit=3600.0)

@@ -81,7 +81,8 @@ def test_swf_bad_number_names_field(tmp_path):
         read_swf(_write(tmp_path, "w.swf", line))
 
 
-OPENB = """name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,deletion_time,scheduled_time
+OPENB = """name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,creation_time,\
+deletion_time,scheduled_time
 p0,1000,100,1,500,,LS,Running,0,100,10
 p1,1000,100,0,0,,BE,Running,5,50,5
 p2,1000,100,2,1000,,BE,Succeeded,7,,7
@@ -177,7 +178,8 @@ def test_cluster_spec_builds_tree():
 @pytest.mark.parametrize("change,match", [
     (lambda s: s.update(extra=1), r"unknown key 'extra'"),
     (lambda s: s["pools"][0].update(colour="red"), r"pools\[0\]: unknown key 'colour'"),
-    (lambda s: s["pools"][0].pop("gpus_per_node"), r"pools\[0\]: missing required key 'gpus_per_node'"),
+    (lambda s: s["pools"][0].pop("gpus_per_node"),
+     r"pools\[0\]: missing required key 'gpus_per_node'"),
     (lambda s: s["pools"][0].update(nodes="64"), r"pools\[0\].nodes: expected int, got str"),
     (lambda s: s["pools"][0].update(nodes=True), r"pools\[0\].nodes: expected int, got bool"),
     (lambda s: s["pools"][0].update(leaf_size=0), r"leaf_size: must be a positive integer"),
