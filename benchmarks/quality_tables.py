@@ -244,7 +244,7 @@ def header(args) -> list[str]:
     else:
         ran = [f"- commit: {provenance.commit()}",
                (f"- machine: {u.system} {u.release} {u.machine}, {os.cpu_count()} CPUs; "
-                f"{args.workers} policies at a time")]
+                f"{args.workers} {'policy' if args.workers == 1 else 'policies'} at a time")]
     return [
         "# Issue 15 quality table",
         "",
