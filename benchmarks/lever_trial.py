@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""A lever trial: ``kant-steered`` under a changed config against the default, per seed.
+"""A lever trial: ``kant-steered`` under a changed config against a baseline, per seed.
 
   python benchmarks/lever_trial.py --config pin-none.yaml --slurm-release 26.05 \\
       --baseline benchmarks/results/quality-tables-slurm-26.05-seeds-0-8.json --json trial.json
@@ -7,14 +7,16 @@
       --baseline benchmarks/results/quality-tables-slurm-26.05-seeds-0-8.json
 
 Each (load, seed) runs ``slurm`` and ``kant-steered`` with ``--config`` through the library's
-``compare_policies``, one policy at a time (``--workers 2``: two at once). The default side is
+``compare_policies``, one policy at a time (``--workers 2``: two at once). The baseline side is
 not run again: it is read from ``--baseline``, a ``--json`` output of ``quality_tables.py``
-for the same release and the default config, which must hold every seed asked for. Per load
-the table gives, for GFR, stranded share, mean wait, p99 wait and p99 wait of 9+ GPU jobs,
-``kant-steered`` / ``slurm`` as the mean over the seeds of each figure, with the default config
-(from the baseline) and with the trial config (these runs), each with its 95% interval from a
-paired bootstrap over the seeds (``quality_tables.ratio_interval``), and then the GFR ratio of
-each seed, default -> trial.
+for the same release run with the built-in defaults (no ``--config``) of the commit that ran
+it, which must hold every seed asked for. A stored table keeps the defaults of its commit, so
+after a default changes the old tables are the baseline of the trial that changed it (their
+headers say which defaults they ran). Per load the table gives, for GFR, stranded share, mean
+wait, p99 wait and p99 wait of 9+ GPU jobs, ``kant-steered`` / ``slurm`` as the mean over the
+seeds of each figure, from the baseline and with the trial config (these runs), each with its
+95% interval from a paired bootstrap over the seeds (``quality_tables.ratio_interval``), and
+then the GFR ratio of each seed, baseline -> trial.
 
 Caveat: the baseline's policies share one metrics window with ``kant`` (from the first submit
 to the last start of any of them), the trial's only with ``slurm``, so a figure can move by
@@ -70,13 +72,13 @@ def table(trial: dict, baseline: dict, header: list[str]) -> list[str]:
         if missing:
             raise ValueError(f"--baseline has no seed {missing[0]} of {name}")
         lines += [f"## {name}", "", f"Seeds: {', '.join(map(str, seeds))}.", "",
-                  "| kant-steered / slurm | default (baseline) | trial config |", "|---|---|---|"]
+                  "| kant-steered / slurm | baseline | trial config |", "|---|---|---|"]
         for key, label, _ in qt.FIGURES:
             lines.append(f"| {label} | {_ratio_cell(base, seeds, key)} | "
                          f"{_ratio_cell(runs, seeds, key)} |")
         per_seed = ", ".join(
             f"{s}: {_gfr_ratio(base[s])} -> {_gfr_ratio(runs[s])}" for s in seeds)
-        lines += ["", f"GFR ratio per seed, default -> trial: {per_seed}.", ""]
+        lines += ["", f"GFR ratio per seed, baseline -> trial: {per_seed}.", ""]
     return lines
 
 
@@ -85,7 +87,7 @@ def main() -> int:
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", type=Path, help="the trial's kant config (YAML or TOML)")
     ap.add_argument("--baseline", type=Path, required=True,
-                    help="a quality_tables.py --json output: the default config's runs")
+                    help="a quality_tables.py --json output run without --config")
     ap.add_argument("--loads", default="philly-48x8,philly-64x8,philly-96x8",
                     help="comma-separated (default: the three Philly loads)")
     ap.add_argument("--seeds", default="0,1,2,3,4,5,6,7,8", help="default: 0-8")
@@ -144,12 +146,13 @@ def main() -> int:
                     {"argv": argv, "commit": commit, "runs": trial}), indent=1))
         if release != base_release:
             raise ValueError(f"the trial models Slurm {release}, --baseline {base_release}")
-        header = ["# Lever trial: kant-steered with a config against the default",
+        header = ["# Lever trial: kant-steered with a config against a baseline",
                   "",
                   f"- generated: {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC; runs at commit "
                   f"{commit} as `python benchmarks/lever_trial.py {' '.join(argv)}` makes them",
                   *([f"- made by: {made_by}"] if made_by else []),
-                  f"- baseline: `{args.baseline}`; Slurm release modelled: {release}",
+                  f"- baseline: `{args.baseline}`, the built-in defaults of the commit that ran "
+                  f"its runs (see its header); Slurm release modelled: {release}",
                   "- figures: kant-steered / slurm, mean over the seeds (95% interval)"]
         print("\n".join(table(trial, baseline, header)))
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -46,7 +46,7 @@ def test_trial_and_default_side_by_side_per_seed(tmp_path):
     assert out.returncode == 0, out.stderr
     # Default: steered 0.03 against 0.02; trial: 0.02 against 0.03.
     assert "| GFR | 1.50x (1.00-2.00) | 0.67x (0.50-1.00) |" in out.stdout
-    assert "GFR ratio per seed, default -> trial: 0: 1.00 -> 1.00, 1: 2.00 -> 0.50." in out.stdout
+    assert "GFR ratio per seed, baseline -> trial: 0: 1.00 -> 1.00, 1: 2.00 -> 0.50." in out.stdout
     assert "runs at commit abc1234" in out.stdout
 
 
