@@ -102,7 +102,7 @@ def main() -> int:
         print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
     try:
-        baseline, base_release, base_config = qt.stored_runs([args.baseline])
+        baseline, base_release, base_config, _ = qt.stored_runs([args.baseline])
         if base_config is not None:
             raise ValueError(f"--baseline {args.baseline} ran with --config {base_config}, "
                              "not the default config")

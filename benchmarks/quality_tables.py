@@ -31,6 +31,11 @@ another), so that the means and targets cover every seed. The files must model t
 release with the same ``--config``, and no seed of a load may be in two of them. The options
 that choose what runs (``--seeds``, ``--workers``, ``--openb``, ``--config``,
 ``--slurm-release``) are refused with it: the stored runs carry their own.
+
+A run records its effective config (``kant_config`` in the JSON: the built-in defaults of the
+commit with ``--config`` over them; ``$KANT_CONFIG`` counts as ``--config``), and the header
+names kant-steered's levers from it, because a built-in default can change after a table is
+made; ``--from-json`` refuses files whose recorded effective configs differ.
 """
 
 from __future__ import annotations
@@ -78,6 +83,11 @@ STEERED_TARGETS = (
 KANT_GFR_MAX, KANT_GFR_LOAD = 0.01, "philly-64x8"
 RUN_ONLY = ("--seeds", "--workers", "--openb", "--config", "--slurm-release")  # not --from-json
 KANT_BUCKET_P99_MAX = 1.05
+# The config keys that steer kant-steered's levers, named in the header so that a table says
+# which defaults it ran (a default can change after a table is made); the JSON keeps the whole
+# effective config as ``kant_config``.
+LEVERS = (("actuator", "pin_jobs"), ("weights", "best_fit"), ("weights", "deep_queue"),
+          ("placement", "single_node"))
 BOOTSTRAP_DRAWS = 10_000  # resamples of the seeds for a ratio's interval
 
 
@@ -254,9 +264,18 @@ def header(args) -> list[str]:
         f"- seeds of the time-limit model (ladder): {', '.join(map(str, args.seeds))}",
         f"- Slurm release modelled by `slurm` and `kant-steered`: {args.slurm_release}",
         f"- kant config: {'built-in defaults' if args.config is None else f'`{args.config}`'}",
+        levers_line(args.kant_config),
         "- figures: mean over the seeds (min-max); waits in hours",
         "",
     ]
+
+
+def levers_line(kant_config: dict | None) -> str:
+    if kant_config is None:
+        return "- levers in force: not recorded (the stored runs predate `kant_config`)"
+    return ("- levers in force: "
+            + ", ".join(f"{sec}.{key}={kant_config[sec][key]}" for sec, key in LEVERS)
+            + " (the whole config: `kant_config` in the JSON)")
 
 
 def markdown(args, results: dict) -> str:
@@ -332,12 +351,16 @@ def _check_stored_figures(f: Path, load: str, seed: str, figs) -> None:
                                  f"{'an object' if key == 'p99_by_size' else 'a number or null'}")
 
 
-def stored_runs(files: list[Path]) -> tuple[dict, str, str | None]:
-    """{load: {seed: {policy: figures}}} joined from ``--json`` outputs of this script, and the
-    release and ``--config`` they model; ValueError names the file and what is wrong."""
+def stored_runs(files: list[Path]) -> tuple[dict, str, str | None, dict | None]:
+    """{load: {seed: {policy: figures}}} joined from ``--json`` outputs of this script, the
+    release and ``--config`` they model, and their effective config (``kant_config``; None if
+    no file records one); ValueError names the file and what is wrong. Files whose recorded
+    effective configs differ are refused: the same ``--config`` (or none) means other settings
+    when a built-in default changed between their runs."""
     joined: dict = {}
     where: dict = {}
     settings = None
+    kant_config: tuple[Path, dict] | None = None
     for f in files:
         try:
             data = json.loads(f.read_text(encoding="utf-8"))
@@ -355,6 +378,17 @@ def stored_runs(files: list[Path]) -> tuple[dict, str, str | None]:
         elif mine != settings:
             raise ValueError(f"{f}: models release {mine[0]} with config {mine[1]}, but "
                              f"{files[0]} models {settings[0]} with config {settings[1]}")
+        effective = data.get("kant_config")
+        if effective is not None:
+            if kant_config is None:
+                kant_config = (f, effective)
+            elif effective != kant_config[1]:
+                differ = sorted(f"{sec}.{key}" for sec in effective
+                                for key in (effective[sec] if isinstance(effective[sec], dict)
+                                            else {})
+                                if kant_config[1].get(sec, {}).get(key) != effective[sec][key])
+                raise ValueError(f"{f}: its runs' effective config differs from that of "
+                                 f"{kant_config[0]} ({', '.join(differ) or 'its sections'})")
         if not isinstance(results, dict):
             raise ValueError(f"{f}: 'results' is not an object of loads")
         for load, res in results.items():
@@ -374,7 +408,7 @@ def stored_runs(files: list[Path]) -> tuple[dict, str, str | None]:
                 joined.setdefault(load, {})[int(seed)] = _unplain(figs)
     if settings is None:
         raise ValueError("--from-json: no file given")
-    return joined, settings[0], settings[1]
+    return joined, settings[0], settings[1], None if kant_config is None else kant_config[1]
 
 
 def load_table(name: str, runs: dict) -> dict:
@@ -436,24 +470,28 @@ def main() -> int:
         print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", file=sys.stderr,
               flush=True)
 
-    config = None
-    if args.config is not None:
-        from kant_slurm.config import load_config
-        from kant_slurm.errors import KantError
-
-        try:
-            config = load_config(args.config)
-        except KantError as exc:
-            ap.error(f"--config: {exc}")
     if args.from_json:
         try:
-            stored, args.slurm_release, args.config = stored_runs(args.from_json)
+            stored, args.slurm_release, args.config, args.kant_config = stored_runs(
+                args.from_json)
         except ValueError as exc:
             ap.error(f"--from-json: {exc}")
         results = {name: load_table(name, stored[name]) for name in loads if name in stored}
         args.seeds = sorted({s for runs in stored.values() for s in runs})
         write(args, results, progress, final=True)
         return 0
+    from kant_slurm.config import load_config
+    from kant_slurm.errors import KantError
+
+    if args.config is None and os.environ.get("KANT_CONFIG"):
+        # The simulator would read it anyway; named as --config, the table says so.
+        args.config = Path(os.environ["KANT_CONFIG"])
+        progress(f"--config {args.config} (from $KANT_CONFIG)")
+    try:
+        config = load_config(args.config) if args.config is not None else None
+        args.kant_config = (config or load_config()).to_dict()
+    except KantError as exc:
+        ap.error(f"--config: {exc}")
     provenance.commit()  # the code measured is HEAD as the run begins
     results = {}
     for name in loads:
@@ -477,7 +515,8 @@ def write(args, results: dict, progress, final: bool) -> None:
         made = ({"from_json": [str(f) for f in args.from_json]} if args.from_json
                 else {"commit": provenance.commit()})
         models = {"slurm_release": args.slurm_release,
-                  "config": None if args.config is None else str(args.config)}
+                  "config": None if args.config is None else str(args.config),
+                  "kant_config": args.kant_config}
         args.json.write_text(json.dumps(_plain({"argv": args.argv, **made, **models,
                                                 "results": results}), indent=1))
 

@@ -1,9 +1,11 @@
 """benchmarks/quality_tables.py --from-json: the table made from stored runs, their seeds
-joined per load, and one-line errors for files that cannot be joined."""
+joined per load, and one-line errors for files that cannot be joined; and the effective config
+a run records for them."""
 
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -27,20 +29,41 @@ def figures(gfr: float) -> dict:
     }
 
 
-def stored(path: Path, seeds: dict, release: str | None = None) -> Path:
-    """A --json output with the runs {seed: (slurm GFR, kant-steered GFR)} of philly-64x8."""
+def stored(
+    path: Path, seeds: dict, release: str | None = None, kant_config: dict | None = None
+) -> Path:
+    """A --json output with the runs {seed: (slurm GFR, kant-steered GFR)} of philly-64x8,
+    recording ``kant_config`` (the effective config of its runs) when given."""
     argv = ["--loads", "philly-64x8"] + (["--slurm-release", release] if release else [])
     runs = {
         str(s): {"slurm": figures(a), "kant-steered": figures(b), "kant": figures(0.005)}
         for s, (a, b) in seeds.items()
     }
-    path.write_text(json.dumps({"argv": argv, "results": {"philly-64x8": {"runs": runs}}}))
+    data: dict = {"argv": argv, "results": {"philly-64x8": {"runs": runs}}}
+    if kant_config is not None:
+        data["kant_config"] = kant_config
+    path.write_text(json.dumps(data))
     return path
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess:
+def defaults(**changed: str) -> dict:
+    """The built-in kant config as a dict, with ``section__key=value`` changed."""
+    from kant_slurm.config import load_config
+
+    config = load_config().to_dict()
+    for name, value in changed.items():
+        section, key = name.split("__")
+        config[section][key] = value
+    return config
+
+
+def run(*args: str | Path, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, str(SCRIPT), *map(str, args)], capture_output=True, text=True, timeout=120
+        [sys.executable, str(SCRIPT), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
 
 
@@ -95,6 +118,8 @@ def test_options_that_choose_what_runs_are_refused_with_stored_runs(tmp_path, op
         ("figure missing", "philly-64x8 seed 2, slurm: 'gfr' is missing, expected a number"),
         ("figure not a number", "seed 2, slurm: 'stranded' is '0.2', expected a number"),
         ("argv not a list", "'argv' is not a list of strings"),
+        ("other defaults", "effective config differs from that of"),
+        ("other defaults", "a.json (actuator.pin_jobs)"),
     ],
 )
 def test_files_that_cannot_be_joined_are_refused_in_one_line(tmp_path, case, expected):
@@ -103,6 +128,11 @@ def test_files_that_cannot_be_joined_are_refused_in_one_line(tmp_path, case, exp
         b = stored(tmp_path / "b.json", {1: (0.02, 0.01)})
     elif case == "other release":
         b = stored(tmp_path / "b.json", {2: (0.02, 0.01)}, release="26.05")
+    elif case == "other defaults":
+        a = stored(tmp_path / "a.json", {0: (0.02, 0.01)}, kant_config=defaults())
+        b = stored(
+            tmp_path / "b.json", {2: (0.02, 0.01)}, kant_config=defaults(actuator__pin_jobs="all")
+        )
     elif case == "not json":
         b = tmp_path / "b.json"
         b.write_text("philly,64x8\n")
@@ -148,3 +178,51 @@ def test_a_joined_file_keeps_the_release_it_models(tmp_path):
     out = run("--from-json", joined, "--from-json", stored(tmp_path / "d.json", {3: (0.02, 0.01)}))
     assert out.returncode == 2
     assert "models release 22.05 with config None, but" in out.stderr
+
+
+def test_the_header_names_the_levers_in_force_and_a_join_keeps_them(tmp_path):
+    # A built-in default can change after a table is made: the runs record their effective
+    # config, the header names kant-steered's levers from it, and a join carries it on.
+    pinned = defaults(actuator__pin_jobs="multi-node")
+    a = stored(tmp_path / "a.json", {0: (0.02, 0.01)}, kant_config=pinned)
+    b = stored(tmp_path / "b.json", {1: (0.02, 0.01)}, kant_config=pinned)
+    joined = tmp_path / "ab.json"
+    out = run("--from-json", a, "--from-json", b, "--json", joined)
+    assert out.returncode == 0, out.stderr
+    assert (
+        "- levers in force: actuator.pin_jobs=multi-node, weights.best_fit=True, "
+        "weights.deep_queue=1.0, placement.single_node=leaf" in out.stdout
+    )
+    assert json.loads(joined.read_text())["kant_config"] == pinned
+    # Files from before the record: said so, and they join with recorded ones.
+    old = stored(tmp_path / "old.json", {2: (0.02, 0.01)})
+    out = run("--from-json", old)
+    assert "- levers in force: not recorded" in out.stdout
+    out = run("--from-json", joined, "--from-json", old)
+    assert out.returncode == 0, out.stderr
+    assert "actuator.pin_jobs=multi-node" in out.stdout
+
+
+def test_a_run_records_the_config_it_ran_with_kant_config_included(tmp_path):
+    # $KANT_CONFIG reaches the simulator when --config is not given; the table names it as
+    # the config, and the JSON keeps the effective values. 24 synthetic openb pods (1 and 8
+    # GPUs) make the run take a second.
+    rows = ["name,cpu_milli,memory_mib,num_gpu,gpu_milli,gpu_spec,qos,pod_phase,"
+            "creation_time,deletion_time,scheduled_time"]
+    for i in range(24):
+        t = i * 600
+        rows.append(f"openb-pod-{i:04d},8000,16384,{1 if i % 3 else 8},1000,,LS,Running,"
+                    f"{t},{t + 7200 + i * 300},{t}")
+    pods = tmp_path / "pods.csv"
+    pods.write_text("\n".join(rows) + "\n")
+    config = tmp_path / "pin-all.yaml"
+    config.write_text("actuator:\n  pin_jobs: all\n")
+    env = {**os.environ, "KANT_CONFIG": str(config)}
+    out = run("--loads", "openb-6x8", "--seeds", "0", "--workers", "1", "--openb", pods,
+              "--json", tmp_path / "run.json", env=env)
+    assert out.returncode == 0, out.stderr
+    assert f"- kant config: `{config}`" in out.stdout
+    assert "- levers in force: actuator.pin_jobs=all," in out.stdout
+    data = json.loads((tmp_path / "run.json").read_text())
+    assert data["config"] == str(config)
+    assert data["kant_config"] == defaults(actuator__pin_jobs="all")
