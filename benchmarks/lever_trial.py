@@ -63,6 +63,18 @@ def _gfr_ratio(figs: dict) -> str:
     return f"{figs['kant-steered']['gfr'] / stock:.2f}" if stock else "-"
 
 
+def changed_line(base_config: dict | None, trial_config: dict | None) -> str:
+    """The header line naming what the trial config changes against the baseline's runs."""
+    if base_config is None or trial_config is None:
+        return ("- changed against the baseline: not known (the baseline or the trial does not "
+                "record its effective config, `kant_config`)")
+    changed = [f"{sec}.{key} {base_config.get(sec, {}).get(key)!r} -> {value!r}"
+               for sec, keys in trial_config.items() if isinstance(keys, dict)
+               for key, value in keys.items() if base_config.get(sec, {}).get(key) != value]
+    return ("- changed against the baseline: "
+            + ("; ".join(changed) if changed else "nothing (the same effective config)"))
+
+
 def table(trial: dict, baseline: dict, header: list[str]) -> list[str]:
     lines = [*header, ""]
     for name, runs in trial.items():
@@ -102,7 +114,7 @@ def main() -> int:
         print(f"[{dt.datetime.now(dt.UTC):%H:%M:%S}] {msg}", file=sys.stderr, flush=True)
 
     try:
-        baseline, base_release, base_config, _ = qt.stored_runs([args.baseline])
+        baseline, base_release, base_config, base_effective = qt.stored_runs([args.baseline])
         if base_config is not None:
             raise ValueError(f"--baseline {args.baseline} ran with --config {base_config}, "
                              "not the default config")
@@ -110,6 +122,7 @@ def main() -> int:
             stored = json.loads(args.from_json.read_text(encoding="utf-8"))
             argv, commit = stored["argv"], stored["commit"]
             made_by = stored.get("made_by")  # runs made otherwise than by this script's argv
+            trial_effective = stored.get("kant_config")
             trial = {load: {int(s): qt._unplain(figs) for s, figs in runs.items()}
                      for load, runs in stored["runs"].items()}
             release = qt._stored_setting(argv, "--slurm-release", "22.05")
@@ -140,10 +153,12 @@ def main() -> int:
                 config = load_config(args.config)
             except KantError as exc:
                 ap.error(f"--config: {exc}")
+            trial_effective = config.to_dict()
             trial = run_trial(loads, seeds, config, release, args.workers, progress)
             if args.json:
                 args.json.write_text(json.dumps(qt._plain(
-                    {"argv": argv, "commit": commit, "runs": trial}), indent=1))
+                    {"argv": argv, "commit": commit, "kant_config": trial_effective,
+                     "runs": trial}), indent=1))
         if release != base_release:
             raise ValueError(f"the trial models Slurm {release}, --baseline {base_release}")
         header = ["# Lever trial: kant-steered with a config against a baseline",
@@ -153,6 +168,7 @@ def main() -> int:
                   *([f"- made by: {made_by}"] if made_by else []),
                   f"- baseline: `{args.baseline}`, the built-in defaults of the commit that ran "
                   f"its runs (see its header); Slurm release modelled: {release}",
+                  changed_line(base_effective, trial_effective),
                   "- figures: kant-steered / slurm, mean over the seeds (95% interval)"]
         print("\n".join(table(trial, baseline, header)))
     except (OSError, ValueError, KeyError, TypeError) as exc:

@@ -9,27 +9,35 @@ import sys
 from pathlib import Path
 
 import pytest
-from test_quality_tables_join import figures  # one stored-figures fixture for both scripts
+from test_quality_tables_join import defaults, figures  # one fixture for both scripts
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "lever_trial.py"
 
 
-def baseline(path: Path, seeds: dict, argv: list[str]) -> Path:
+def baseline(path: Path, seeds: dict, argv: list[str], kant_config: dict | None = None) -> Path:
     """A quality_tables.py --json output of philly-64x8: {seed: (slurm GFR, steered GFR)}."""
     runs = {
         str(s): {"slurm": figures(a), "kant-steered": figures(b), "kant": figures(0.005)}
         for s, (a, b) in seeds.items()
     }
-    path.write_text(json.dumps({"argv": argv, "results": {"philly-64x8": {"runs": runs}}}))
+    data: dict = {"argv": argv, "results": {"philly-64x8": {"runs": runs}}}
+    if kant_config is not None:
+        data["kant_config"] = kant_config
+    path.write_text(json.dumps(data))
     return path
 
 
-def trial(path: Path, seeds: dict, release: str = "22.05") -> Path:
+def trial(
+    path: Path, seeds: dict, release: str = "22.05", kant_config: dict | None = None
+) -> Path:
     runs = {
         str(s): {"slurm": figures(a), "kant-steered": figures(b)} for s, (a, b) in seeds.items()
     }
     argv = ["--config", "x.yaml", "--slurm-release", release]
-    path.write_text(json.dumps({"argv": argv, "commit": "abc1234", "runs": {"philly-64x8": runs}}))
+    data: dict = {"argv": argv, "commit": "abc1234", "runs": {"philly-64x8": runs}}
+    if kant_config is not None:
+        data["kant_config"] = kant_config
+    path.write_text(json.dumps(data))
     return path
 
 
@@ -100,3 +108,15 @@ def test_a_trial_that_cannot_be_judged_is_refused_before_it_runs(tmp_path, case,
     assert out.returncode == 2
     assert expected in out.stderr
     assert "Traceback" not in out.stderr and "seed 0:" not in out.stderr  # nothing replayed
+
+
+def test_the_header_names_what_the_trial_changes_against_the_baseline(tmp_path):
+    seeds = {0: (0.02, 0.02)}
+    pinned = defaults(actuator__pin_jobs="multi-node")
+    base = baseline(tmp_path / "base.json", seeds, [], kant_config=pinned)
+    t = trial(tmp_path / "t.json", seeds, kant_config=defaults(actuator__pin_jobs="none"))
+    out = run("--from-json", t, "--baseline", base)
+    assert out.returncode == 0, out.stderr
+    assert "- changed against the baseline: actuator.pin_jobs 'multi-node' -> 'none'" in out.stdout
+    out = run("--from-json", trial(tmp_path / "old.json", seeds), "--baseline", base)
+    assert "- changed against the baseline: not known" in out.stdout
