@@ -71,9 +71,8 @@ def changed_line(base_config: dict | None, trial_config: dict | None) -> str:
     if base_config is None or trial_config is None:
         return ("- changed against the baseline: not known (the baseline or the trial does not "
                 "record its effective config, `kant_config`)")
-    changed = [f"{sec}.{key} {base_config.get(sec, {}).get(key)!r} -> {value!r}"
-               for sec, keys in trial_config.items() if isinstance(keys, dict)
-               for key, value in keys.items() if base_config.get(sec, {}).get(key) != value]
+    changed = [f"{key} {old!r} -> {new!r}"
+               for key, old, new in qt.config_changes(base_config, trial_config)]
     return ("- changed against the baseline: "
             + ("; ".join(changed) if changed else "nothing (the same effective config)"))
 

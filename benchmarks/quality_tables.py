@@ -270,6 +270,14 @@ def header(args) -> list[str]:
     ]
 
 
+def config_changes(old: dict, new: dict) -> list[tuple[str, object, object]]:
+    """(section.key, old value, new value) of every key of ``new`` whose value ``old`` does not
+    share: two effective configs (``kant_config``) compared."""
+    return [(f"{sec}.{key}", old.get(sec, {}).get(key), value)
+            for sec, keys in new.items() if isinstance(keys, dict)
+            for key, value in keys.items() if old.get(sec, {}).get(key) != value]
+
+
 def levers_line(kant_config: dict | None) -> str:
     if kant_config is None:
         return "- levers in force: not recorded (the stored runs predate `kant_config`)"
@@ -383,10 +391,7 @@ def stored_runs(files: list[Path]) -> tuple[dict, str, str | None, dict | None]:
             if kant_config is None:
                 kant_config = (f, effective)
             elif effective != kant_config[1]:
-                differ = sorted(f"{sec}.{key}" for sec in effective
-                                for key in (effective[sec] if isinstance(effective[sec], dict)
-                                            else {})
-                                if kant_config[1].get(sec, {}).get(key) != effective[sec][key])
+                differ = sorted(key for key, _, _ in config_changes(kant_config[1], effective))
                 raise ValueError(f"{f}: its runs' effective config differs from that of "
                                  f"{kant_config[0]} ({', '.join(differ) or 'its sections'})")
         if not isinstance(results, dict):
@@ -480,18 +485,18 @@ def main() -> int:
         args.seeds = sorted({s for runs in stored.values() for s in runs})
         write(args, results, progress, final=True)
         return 0
-    from kant_slurm.config import load_config
+    from kant_slurm.config import CONFIG_ENV, load_config
     from kant_slurm.errors import KantError
 
-    if args.config is None and os.environ.get("KANT_CONFIG"):
-        # The simulator would read it anyway; named as --config, the table says so.
-        args.config = Path(os.environ["KANT_CONFIG"])
-        progress(f"--config {args.config} (from $KANT_CONFIG)")
+    if args.config is None and os.environ.get(CONFIG_ENV):
+        # load_config reads it anyway; named as --config, the table says so.
+        args.config = Path(os.environ[CONFIG_ENV])
+        progress(f"--config {args.config} (from ${CONFIG_ENV})")
     try:
-        config = load_config(args.config) if args.config is not None else None
-        args.kant_config = (config or load_config()).to_dict()
+        config = load_config(args.config)  # the one config the runs use and the JSON records
     except KantError as exc:
         ap.error(f"--config: {exc}")
+    args.kant_config = config.to_dict()
     provenance.commit()  # the code measured is HEAD as the run begins
     results = {}
     for name in loads:
